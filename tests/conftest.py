@@ -1,0 +1,213 @@
+"""Fixtures that hand each test a real service, and clean up after it.
+
+`make services` (scripts/services.sh) starts MariaDB, an S3 server, sshd and Docker and writes
+$CLONEKIT_SERVICES_DIR/services.env. A missing or dead service FAILS the test: never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SERVICES_DIR = Path(os.environ.get("CLONEKIT_SERVICES_DIR", "/var/tmp/clonekit-services"))
+
+# Tests never wait long on retries.
+os.environ.setdefault("CLONEKIT_RETRY_FIRST_WAIT", "0.01")
+os.environ.setdefault("CLONEKIT_RETRY_MAX_WAIT", "0.2")
+
+
+def _services_env() -> dict[str, str]:
+    path = SERVICES_DIR / "services.env"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run `make services` (tests never skip a missing service)", pytrace=False)
+    env = {}
+    for line in path.read_text().splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            env[key.strip()] = value.strip()
+    return env
+
+
+def _require_port(host: str, port: int, what: str) -> None:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        pytest.fail(f"{what} is not answering on {host}:{port} ({exc}): run `make services`", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def services() -> dict[str, str]:
+    return _services_env()
+
+
+@dataclass(frozen=True)
+class MysqlServer:
+    host: str
+    port: int
+    user: str
+    password: str
+    socket: str
+
+    def connect(self, database: str | None = None, **kwargs):
+        import pymysql
+
+        return pymysql.connect(
+            host=self.host, port=self.port, user=self.user, password=self.password,
+            database=database, charset="utf8mb4", autocommit=True, **kwargs,
+        )
+
+
+@dataclass(frozen=True)
+class MysqlDatabase:
+    server: MysqlServer
+    name: str
+
+    def connect(self, **kwargs):
+        return self.server.connect(self.name, **kwargs)
+
+    def execute(self, *statements: str) -> None:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+        finally:
+            conn.close()
+
+    def query(self, sql: str, args=None) -> list[tuple]:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def mysql_server(services) -> MysqlServer:
+    server = MysqlServer(
+        host=services["CLONEKIT_TEST_MYSQL_HOST"],
+        port=int(services["CLONEKIT_TEST_MYSQL_PORT"]),
+        user=services["CLONEKIT_TEST_MYSQL_USER"],
+        password=services["CLONEKIT_TEST_MYSQL_PASSWORD"],
+        socket=services["CLONEKIT_TEST_MYSQL_SOCKET"],
+    )
+    _require_port(server.host, server.port, "MariaDB")
+    return server
+
+
+def _fresh_database(server: MysqlServer, prefix: str) -> Iterator[MysqlDatabase]:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = server.connect()
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    conn.close()
+    try:
+        yield MysqlDatabase(server, name)
+    finally:
+        conn = server.connect()
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+@pytest.fixture
+def mysql_db(mysql_server) -> Iterator[MysqlDatabase]:
+    """A fresh, empty database on the real MariaDB server, dropped afterwards."""
+    yield from _fresh_database(mysql_server, "t")
+
+
+@pytest.fixture
+def mysql_target_db(mysql_server) -> Iterator[MysqlDatabase]:
+    """A second fresh database, to restore into."""
+    yield from _fresh_database(mysql_server, "r")
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    endpoint_url: str
+    bucket: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/snapshots"
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(services) -> str:
+    endpoint = services["CLONEKIT_TEST_S3_ENDPOINT"]
+    host, port = endpoint.rsplit("/", 1)[-1].split(":")
+    _require_port(host, int(port), "The S3 server")
+    # moto takes any key; the standard AWS chain reads these.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    return endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint) -> Iterator[S3Bucket]:
+    """A fresh bucket on the real S3 server over HTTP, emptied and deleted afterwards."""
+    bucket = S3Bucket(s3_endpoint, f"ck-{uuid.uuid4().hex[:12]}")
+    client = bucket.client()
+    client.create_bucket(Bucket=bucket.bucket)
+    try:
+        yield bucket
+    finally:
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket.bucket):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=bucket.bucket, Key=obj["Key"])
+        client.delete_bucket(Bucket=bucket.bucket)
+
+
+@dataclass(frozen=True)
+class SshServer:
+    host: str
+    port: int
+    user: str
+    key_file: str
+    known_hosts: str
+
+    @property
+    def target(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def ssh_server(services) -> SshServer:
+    server = SshServer(
+        host=services["CLONEKIT_TEST_SSH_HOST"],
+        port=int(services["CLONEKIT_TEST_SSH_PORT"]),
+        user=services["CLONEKIT_TEST_SSH_USER"],
+        key_file=services["CLONEKIT_TEST_SSH_KEY"],
+        known_hosts=services["CLONEKIT_TEST_SSH_KNOWN_HOSTS"],
+    )
+    _require_port(server.host, server.port, "sshd")
+    return server
+
+
+@pytest.fixture(scope="session")
+def docker():
+    """A python-on-whales client for the real local Docker engine."""
+    from python_on_whales import DockerClient
+    from python_on_whales.exceptions import DockerException
+
+    client = DockerClient()
+    try:
+        client.info()
+    except DockerException as exc:
+        pytest.fail(f"the Docker engine is not answering ({exc}): run `make services`", pytrace=False)
+    return client
