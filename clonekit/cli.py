@@ -1,0 +1,398 @@
+"""The `clonekit` command: parse, call one library function, render. Nothing more.
+
+Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error,
+3 the sanitization policy refused the snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import EXIT_FAILED, EXIT_USAGE, ClonekitError
+from .output import Output, human_age, human_bytes
+
+F = TypeVar("F", bound=Callable[..., Any])
+EPILOG = "Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 refused by the sanitization policy."
+
+
+class Context:
+    def __init__(self, config_path: str | None, out: Output, log_file: str | None) -> None:
+        self.config_path = config_path
+        self.out = out
+        self.log_file = log_file
+        self._project: Any = None
+
+    @property
+    def project(self):  # noqa: ANN201 - Project is imported lazily to keep --help fast
+        if self._project is None:
+            from .project import Project
+
+            self._project = Project.load(self.config_path, log_file=self.log_file)
+        return self._project
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def command(group: click.Group, name: str) -> Callable[[F], F]:
+    """Register a command whose docstring (with an example) is its help."""
+
+    def wrap(fn: F) -> F:
+        return group.command(name, epilog=EPILOG)(fn)  # type: ignore[return-value]
+
+    return wrap
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
+@click.option("-c", "--config", "config_path", metavar="PATH", help="clonekit.yml to use (default: searched upwards from here).")
+@click.option("--json", "json_mode", is_flag=True, help="Machine-readable output: one JSON document on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Only results and errors (for cron).")
+@click.option("-v", "--verbose", count=True, help="More detail; -vv shows tracebacks.")
+@click.option("--log-file", metavar="PATH", help="Append JSON lines (operation, durations, bytes; never values or secrets).")
+@click.version_option(__version__, prog_name="clonekit")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, json_mode: bool, quiet: bool, verbose: int, log_file: str | None) -> None:
+    """Production iso-clones in minutes: sanitized snapshots restored as Docker previews.
+
+    \b
+    Quick start:
+      clonekit init                       # write a commented clonekit.yml
+      clonekit snapshot prod              # capture, sanitize, store
+      clonekit clone prod --as feature-x  # snapshot (or reuse one) + preview
+      clonekit list                       # previews and their URLs
+      clonekit destroy feature-x
+    """
+    out = Output(json_mode=json_mode, quiet=quiet, verbose=verbose)
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = Context(config_path, out, log_file)
+
+
+# -- setup ------------------------------------------------------------------------------------
+
+
+@command(cli, "init")
+@click.option("--force", is_flag=True, help="Overwrite an existing clonekit.yml.")
+@click.option("--project", "project_name", metavar="NAME", help="Project name (default: the folder's name).")
+@pass_ctx
+def init_cmd(c: Context, force: bool, project_name: str | None) -> None:
+    """Write a commented starter clonekit.yml in the current folder.
+
+    Detects a running compose project here (its database service and engine, mounted
+    volumes) and whether it looks like Drupal or WordPress, and picks the preset.
+
+    \b
+    Example:
+      cd ~/sites/news && clonekit init
+    """
+    from .init import write_starter_config
+
+    result = write_starter_config(Path.cwd(), force=force, project=project_name)
+    c.out.result(result, lambda: f"wrote {result.path}" + "".join(f"\n  {n}" for n in result.notes))
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+
+
+@command(cli, "snapshot")
+@click.argument("source")
+@pass_ctx
+def snapshot_cmd(c: Context, source: str) -> None:
+    """Capture, sanitize and store a snapshot of SOURCE; prints its id.
+
+    \b
+    Example:
+      clonekit snapshot prod
+      clonekit --json snapshot prod | jq -r .id
+    """
+    with c.out.progress() as progress:
+        snap = c.project.snapshot(source, progress=progress)
+    from .snapshot import summarize
+
+    c.out.result(summarize(snap), snap.id)
+
+
+@command(cli, "snapshots")
+@click.argument("source", required=False)
+@pass_ctx
+def snapshots_cmd(c: Context, source: str | None) -> None:
+    """List snapshots: id, source, time, sizes, new bytes stored.
+
+    \b
+    Example:
+      clonekit snapshots prod
+    """
+    snaps = c.project.snapshots(source)
+    from .snapshot import summarize
+
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": s.id,
+            "source": s.source,
+            "created": human_age(s.created_at, now),
+            "size": human_bytes(s.stats.get("plain_bytes")),
+            "stored": human_bytes(s.stats.get("new_bytes")),
+        }
+        for s in snaps
+    ]
+    c.out.table(
+        [summarize(s) for s in snaps],
+        [("id", "id"), ("source", "source"), ("created", "created"), ("size", "size"), ("stored", "new bytes stored")],
+        rows,
+        empty="no snapshots yet: run `clonekit snapshot SOURCE`",
+    )
+
+
+@command(cli, "verify")
+@click.argument("snapshot")
+@pass_ctx
+def verify_cmd(c: Context, snapshot: str) -> None:
+    """Re-read every stored object of SNAPSHOT and check it; names any bad object.
+
+    SNAPSHOT is an id, a unique prefix, `latest` or `SOURCE@latest`.
+
+    \b
+    Example:
+      clonekit verify prod@latest
+    """
+    with c.out.progress() as progress:
+        report = c.project.verify(snapshot, progress=progress)
+    c.out.result(report, report.describe)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@command(cli, "prune")
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@pass_ctx
+def prune_cmd(c: Context, dry_run: bool) -> None:
+    """Apply retention to snapshots, remove unreferenced stored data and expired previews.
+
+    \b
+    Example:
+      clonekit prune --dry-run
+      clonekit prune
+    """
+    report = c.project.prune(dry_run=dry_run)
+    c.out.result(report, report.describe)
+
+
+@command(cli, "scan")
+@click.argument("source")
+@click.option("--suggest", is_flag=True, help="Print YAML rules for the uncovered columns, to paste under sanitize.tables.")
+@pass_ctx
+def scan_cmd(c: Context, source: str, suggest: bool) -> None:
+    """Report columns that look like personal data, and which rule covers each (or NONE).
+
+    Exits 3 when personal data no rule covers is found and strict mode is on.
+
+    \b
+    Example:
+      clonekit scan prod
+      clonekit scan prod --suggest >> rules.yml
+    """
+    from .errors import EXIT_POLICY
+
+    report = c.project.scan(source)
+    if suggest and not c.out.json_mode:
+        click.echo(report.suggestion)
+    else:
+        rows = [
+            {"column": f"{f.table}.{f.column}", "why": f.reason, "rule": f.rule or "NONE"} for f in report.findings
+        ]
+        c.out.table(report, [("column", "column"), ("why", "looks like"), ("rule", "covered by")], rows, empty="no personal data found")
+    if report.uncovered and c.project.config.sanitize.strict:
+        sys.exit(EXIT_POLICY)
+
+
+# -- previews -----------------------------------------------------------------------------------
+
+
+def _print_preview(c: Context, preview: Any) -> None:
+    c.out.result(preview, lambda: f"{preview.name}: {preview.url}")
+
+
+@command(cli, "restore")
+@click.argument("snapshot")
+@click.option("--as", "name", required=True, metavar="NAME", help="Name of the new preview (a DNS label).")
+@click.option("--keep-on-failure", is_flag=True, help="Leave what was created if the restore fails (for debugging).")
+@pass_ctx
+def restore_cmd(c: Context, snapshot: str, name: str, keep_on_failure: bool) -> None:
+    """Create preview NAME from SNAPSHOT (an id, a prefix, `latest` or `SOURCE@latest`).
+
+    Returns when the preview answers, and prints its URL.
+
+    \b
+    Example:
+      clonekit restore prod@latest --as feature-x
+    """
+    with c.out.progress() as progress:
+        preview = c.project.restore(snapshot, name=name, keep_on_failure=keep_on_failure, progress=progress)
+    _print_preview(c, preview)
+
+
+@command(cli, "clone")
+@click.argument("source")
+@click.option("--as", "name", required=True, metavar="NAME", help="Name of the new preview (a DNS label).")
+@click.option("--max-age", metavar="DURATION", help="Reuse the newest snapshot younger than this (e.g. 6h) instead of taking one.")
+@click.option("--keep-on-failure", is_flag=True, help="Leave what was created if the restore fails (for debugging).")
+@pass_ctx
+def clone_cmd(c: Context, source: str, name: str, max_age: str | None, keep_on_failure: bool) -> None:
+    """Snapshot SOURCE and restore it as preview NAME, in one step.
+
+    \b
+    Example:
+      clonekit clone prod --as feature-x
+      clonekit clone prod --as feature-y --max-age 6h
+    """
+    with c.out.progress() as progress:
+        preview = c.project.clone(source, name=name, max_age=max_age, keep_on_failure=keep_on_failure, progress=progress)
+    _print_preview(c, preview)
+
+
+@command(cli, "list")
+@pass_ctx
+def list_cmd(c: Context) -> None:
+    """List previews: name, status, URL, snapshot, age, expiry.
+
+    \b
+    Example:
+      clonekit list
+      clonekit --json list | jq -r '.[].url'
+    """
+    previews = c.project.previews()
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "name": p.name,
+            "status": p.status,
+            "url": p.url,
+            "snapshot": p.snapshot_id,
+            "age": human_age(p.created_at, now),
+            "expires": human_age(p.expires_at, now) if p.expires_at else "never",
+        }
+        for p in previews
+    ]
+    c.out.table(
+        previews,
+        [("name", "name"), ("status", "status"), ("url", "url"), ("snapshot", "snapshot"), ("age", "age"), ("expires", "expires")],
+        rows,
+        empty="no previews: create one with `clonekit clone SOURCE --as NAME`",
+    )
+
+
+@command(cli, "refresh")
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Refresh every preview; go on past failures and exit 1 if any failed.")
+@pass_ctx
+def refresh_cmd(c: Context, name: str | None, all_: bool) -> None:
+    """Reload preview NAME (or --all) from the newest snapshot of its source; keeps name and URL.
+
+    \b
+    Example:
+      clonekit refresh feature-x
+      clonekit snapshot prod && clonekit refresh --all     # nightly, from cron
+    """
+    from .errors import UsageError
+
+    if bool(name) == all_:
+        raise UsageError("give a preview NAME or --all (not both)")
+    if name:
+        with c.out.progress() as progress:
+            preview = c.project.refresh(name, progress=progress)
+        _print_preview(c, preview)
+        return
+    report = c.project.refresh_all()
+    c.out.result(report, report.describe)
+    if report.failed:
+        sys.exit(EXIT_FAILED)
+
+
+@command(cli, "destroy")
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Destroy every preview of this project.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def destroy_cmd(c: Context, name: str | None, all_: bool, yes: bool) -> None:
+    """Remove preview NAME and everything it owns (containers, volumes, network, files).
+
+    \b
+    Example:
+      clonekit destroy feature-x --yes
+    """
+    from .errors import UsageError
+
+    if bool(name) == all_:
+        raise UsageError("give a preview NAME or --all (not both)")
+    names = [name] if name else [p.name for p in c.project.previews()]
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("destroy asks for confirmation: pass --yes when not on a terminal")
+        click.confirm(f"Destroy {', '.join(names) or 'nothing'}?", abort=True)
+    for n in names:
+        c.project.destroy(n)
+    c.out.result({"destroyed": names}, lambda: "\n".join(f"destroyed {n}" for n in names) or "nothing to destroy")
+
+
+@command(cli, "materialize")
+@click.argument("snapshot")
+@pass_ctx
+def materialize_cmd(c: Context, snapshot: str) -> None:
+    """Load SNAPSHOT once into golden images on the preview host, so clones start in seconds.
+
+    \b
+    Example:
+      clonekit materialize prod@latest
+    """
+    with c.out.progress() as progress:
+        result = c.project.materialize(snapshot, progress=progress)
+    c.out.result(result, lambda: f"materialized {result.snapshot_id}: {result.image}")
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; turn every error a user can cause into one message and a documented exit code."""
+    verbose = any(a in ("-vv", "-vvv") for a in (argv or sys.argv[1:]))
+    json_mode = "--json" in (argv or sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="clonekit", standalone_mode=False)
+    except ClonekitError as exc:
+        _report_error(str(exc), exc.exit_code, type(exc).__name__, json_mode)
+        if verbose:
+            traceback.print_exc()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_FAILED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the one top-level handler: a bug, not a user error
+        _report_error(f"internal error: {type(exc).__name__}: {exc} (run with -vv for the traceback)", EXIT_FAILED, "InternalError", json_mode)
+        if verbose:
+            traceback.print_exc()
+        sys.exit(EXIT_FAILED)
+    sys.exit(0)
+
+
+def _report_error(message: str, code: int, kind: str, json_mode: bool) -> None:
+    click.echo(f"error: {message}", err=True)
+    if json_mode:
+        import json
+
+        click.echo(json.dumps({"error": {"type": kind, "message": message, "exit_code": code}}, indent=2))

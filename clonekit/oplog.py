@@ -1,0 +1,60 @@
+"""``--log-file``: one JSON line per operation (what, which preview/snapshot, duration, bytes).
+
+Only names, ids, counts and durations are ever recorded: never row values, never secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import ClonekitError
+
+ALLOWED_VALUE_TYPES = (str, int, float, bool, type(None))
+
+
+class OperationLog:
+    def __init__(self, path: str | Path | None, *, project: str, on_failure: Callable[[str, ClonekitError], None] | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.project = project
+        self.on_failure = on_failure
+
+    @contextmanager
+    def operation(self, name: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        """Time an operation; the caller adds result fields to the yielded dict."""
+        record: dict[str, Any] = dict(fields)
+        started = time.monotonic()
+        try:
+            yield record
+        except ClonekitError as exc:
+            self._write(name, record, started, status="failed", error=exc.message, error_type=type(exc).__name__)
+            if self.on_failure is not None:
+                self.on_failure(name, exc)
+            raise
+        self._write(name, record, started, status="ok")
+
+    def _write(self, name: str, record: dict[str, Any], started: float, **extra: Any) -> None:
+        if self.path is None:
+            return
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "project": self.project,
+            "operation": name,
+            "seconds": round(time.monotonic() - started, 3),
+            **{k: v for k, v in record.items() if isinstance(v, ALLOWED_VALUE_TYPES)},
+            **extra,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One write() per line with O_APPEND keeps concurrent cron runs from interleaving.
+        data = (json.dumps(line, sort_keys=True) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)

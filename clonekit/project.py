@@ -1,0 +1,318 @@
+"""The Python API: every CLI command is one call on ``Project``.
+
+    from clonekit import Project
+    project = Project.load("clonekit.yml")
+    snap = project.snapshot("prod")
+    preview = project.restore(snap, name="feature-x")
+    print(preview.url)
+    project.clone("prod", name="feature-y", max_age="6h")
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import Config, check_name, load_config, parse_duration
+from .errors import ClonekitError, ConfigError, UsageError
+from .oplog import OperationLog
+from .output import ProgressFn, no_progress
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
+    from .preview import Preview
+    from .repository import Repository
+
+log = logging.getLogger("clonekit")
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    refreshed: tuple[str, ...] = ()
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        lines = [f"refreshed {n}" for n in self.refreshed]
+        lines += [f"FAILED {n}: {msg}" for n, msg in self.failed.items()]
+        lines.append(f"{len(self.refreshed)} refreshed, {len(self.failed)} failed")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    dry_run: bool
+    forgotten_snapshots: tuple[str, ...]
+    kept_snapshots: tuple[str, ...]
+    deleted_chunks: int
+    deleted_bytes: int
+    expired_previews: tuple[str, ...]
+    removed_images: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        lines = [f"{verb} snapshot {s}" for s in self.forgotten_snapshots]
+        lines += [f"{verb} expired preview {p}" for p in self.expired_previews]
+        lines += [f"{verb} golden image {i}" for i in self.removed_images]
+        lines.append(
+            f"{verb} {len(self.forgotten_snapshots)} snapshot(s), {self.deleted_chunks} chunk(s) "
+            f"({self.deleted_bytes} bytes), {len(self.expired_previews)} preview(s); kept {len(self.kept_snapshots)} snapshot(s)"
+        )
+        return "\n".join(lines)
+
+
+class Project:
+    """A clonekit.yml and everything it describes: sources, the store, previews."""
+
+    def __init__(self, config: Config, *, log_file: str | Path | None = None) -> None:
+        self.config = config
+        self.oplog = OperationLog(log_file, project=config.project, on_failure=self._notify_failure)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, log_file: str | Path | None = None) -> Project:
+        """Load and validate ``clonekit.yml`` (searched upwards from the current folder when path is None)."""
+        return cls(load_config(path), log_file=log_file)
+
+    @cached_property
+    def repository(self) -> Repository:
+        from .repository import Repository
+
+        return Repository.open(self.config.store)
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    def snapshot(self, source: str, *, progress: ProgressFn = no_progress) -> Manifest:
+        """Capture, sanitize and store a snapshot of ``source``; returns its manifest."""
+        from .snapshot import take_snapshot
+
+        self.config.source(source)
+        with self._operation("snapshot", source=source) as record:
+            manifest = take_snapshot(self.config, self.repository, source, progress=progress)
+            record.update(snapshot=manifest.id, **{k: v for k, v in manifest.stats.items() if isinstance(v, int)})
+        if self.config.previews.prewarm:
+            self.materialize(manifest, progress=progress)
+        return manifest
+
+    def snapshots(self, source: str | None = None) -> list[Manifest]:
+        """Snapshots in the store, oldest first; only ``source``'s when given."""
+        if source is not None:
+            self.config.source(source)
+        return self.repository.manifests(source)
+
+    def resolve(self, snapshot: str | Manifest) -> Manifest:
+        """An id, a unique prefix, ``latest`` or ``SOURCE@latest`` → the manifest."""
+        if not isinstance(snapshot, str):
+            return snapshot
+        return self.repository.resolve(snapshot)
+
+    def verify(self, snapshot: str | Manifest, *, progress: ProgressFn = no_progress) -> Any:
+        """Re-read every stored object of a snapshot; the report names any bad one."""
+        manifest = self.resolve(snapshot)
+        with self._operation("verify", snapshot=manifest.id) as record:
+            report = self.repository.verify(manifest, progress=progress)
+            record.update(ok=report.ok)
+        return report
+
+    def scan(self, source: str) -> Any:
+        """Columns of ``source``'s database that look like personal data, with the rule covering each."""
+        from .db import describe_tables, sample_rows
+        from .sanitize import scan
+        from .snapshot import database_endpoint
+
+        src = self.config.source(source)
+        if src.database is None:
+            raise ConfigError(f"{self.config.path}: source {source!r} has no database to scan")
+        if src.ssh is not None:
+            from .transport.ssh import SshSession
+
+            with SshSession.connect(src.ssh) as ssh:
+                endpoint = database_endpoint(src)
+                with ssh.forward(endpoint.host, endpoint.port) as (host, port):
+                    from dataclasses import replace
+
+                    endpoint = replace(endpoint, host=host, port=port, socket=None)
+                    tables = describe_tables(endpoint)
+                    return scan(tables, lambda t, n: sample_rows(endpoint, t, n), self.config.sanitize)
+        endpoint = database_endpoint(src)
+        tables = describe_tables(endpoint)
+        return scan(tables, lambda t, n: sample_rows(endpoint, t, n), self.config.sanitize)
+
+    def prune(self, *, dry_run: bool = False) -> PruneReport:
+        """Apply retention, remove unreferenced chunks (after a grace period) and expired previews."""
+        from .prune import execute_prune, plan_prune
+
+        now = datetime.now(UTC)
+        expired = [p.name for p in self._expired_previews(now)]
+        with self._operation("prune", dry_run=dry_run) as record:
+            plan = plan_prune(self.repository, self.config.retention, now=now)
+            removed_images: tuple[str, ...] = ()
+            if not dry_run:
+                for name in expired:
+                    self.destroy(name)
+                execute_prune(self.repository, plan)
+                removed_images = self._prune_golden_images(plan)
+            report = PruneReport(
+                dry_run=dry_run,
+                forgotten_snapshots=tuple(m.id for m in plan.forget),
+                kept_snapshots=tuple(m.id for m in plan.keep),
+                deleted_chunks=len(plan.delete_chunks),
+                deleted_bytes=getattr(plan, "delete_bytes", 0),
+                expired_previews=tuple(expired),
+                removed_images=removed_images,
+            )
+            record.update(forgotten=len(report.forgotten_snapshots), chunks=report.deleted_chunks)
+        return report
+
+    # -- previews -----------------------------------------------------------------------------
+
+    def restore(
+        self,
+        snapshot: str | Manifest,
+        *,
+        name: str,
+        keep_on_failure: bool = False,
+        progress: ProgressFn = no_progress,
+    ) -> Preview:
+        """Create preview ``name`` from a snapshot; returns once it answers."""
+        check_name("preview", name)
+        from .preview import create_preview
+
+        manifest = self.resolve(snapshot)
+        with self._operation("restore", preview=name, snapshot=manifest.id) as record:
+            preview = create_preview(
+                self.config, self.repository, manifest, name, keep_on_failure=keep_on_failure, progress=progress
+            )
+            record.update(url=preview.url, path_taken=preview.restore_path)
+        self._notify(f"Preview {name} of {manifest.source} is ready: {preview.url} (snapshot {manifest.id})")
+        return preview
+
+    def clone(
+        self,
+        source: str,
+        *,
+        name: str,
+        max_age: str | int | None = None,
+        keep_on_failure: bool = False,
+        progress: ProgressFn = no_progress,
+    ) -> Preview:
+        """Snapshot ``source`` (or reuse one younger than ``max_age``) and restore it as ``name``."""
+        check_name("preview", name)
+        self.config.source(source)
+        manifest = self._recent_snapshot(source, max_age)
+        if manifest is None:
+            self._refuse_existing_preview(name)  # before the expensive snapshot
+            manifest = self.snapshot(source, progress=progress)
+        return self.restore(manifest, name=name, keep_on_failure=keep_on_failure, progress=progress)
+
+    def previews(self) -> list[Preview]:
+        """This project's previews, from the Docker engine's labels."""
+        from .preview import list_previews
+
+        return list_previews(self.config)
+
+    def refresh(self, name: str, *, progress: ProgressFn = no_progress) -> Preview:
+        """Reload preview ``name`` from the newest snapshot of its source; keeps its name and URL."""
+        check_name("preview", name)
+        from .preview import refresh_preview
+
+        preview = self._preview(name)
+        manifest = self.repository.resolve(f"{preview.source}@latest")
+        with self._operation("refresh", preview=name, snapshot=manifest.id):
+            return refresh_preview(self.config, self.repository, name, manifest)
+
+    def refresh_all(self) -> RefreshReport:
+        """Refresh every preview; goes on past failures (cron): the report lists them."""
+        refreshed: list[str] = []
+        failed: dict[str, str] = {}
+        for preview in self.previews():
+            try:
+                self.refresh(preview.name)
+                refreshed.append(preview.name)
+            except ClonekitError as exc:
+                failed[preview.name] = exc.message
+        report = RefreshReport(tuple(refreshed), failed)
+        if failed:
+            self._notify(f"clonekit refresh --all: {len(failed)} preview(s) failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+        return report
+
+    def destroy(self, name: str) -> None:
+        """Remove preview ``name`` and everything labelled with it."""
+        check_name("preview", name)
+        from .preview import destroy_preview
+
+        with self._operation("destroy", preview=name):
+            destroy_preview(self.config, name)
+
+    def materialize(self, snapshot: str | Manifest, *, progress: ProgressFn = no_progress) -> Any:
+        """Load a snapshot once into golden images on the preview host (instant clones)."""
+        from .errors import NotBuiltError
+
+        try:
+            from .golden import materialize
+        except ImportError:
+            raise NotBuiltError("materialize is not built yet: previews use the cold restore path") from None
+        manifest = self.resolve(snapshot)
+        with self._operation("materialize", snapshot=manifest.id):
+            return materialize(self.config, self.repository, manifest, progress=progress)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _recent_snapshot(self, source: str, max_age: str | int | None) -> Manifest | None:
+        if max_age is None:
+            return None
+        try:
+            seconds = parse_duration(max_age)
+        except ValueError:
+            raise UsageError(f"--max-age {max_age!r}: expected a duration such as 30m, 6h or 2d") from None
+        snaps = self.repository.manifests(source)
+        if snaps and datetime.now(UTC) - snaps[-1].created_at <= timedelta(seconds=seconds):
+            return snaps[-1]
+        return None
+
+    def _preview(self, name: str) -> Preview:
+        from .errors import NotFoundError
+
+        for preview in self.previews():
+            if preview.name == name:
+                return preview
+        raise NotFoundError(f"no preview named {name!r} in project {self.config.project}", hint="`clonekit list` shows them")
+
+    def _refuse_existing_preview(self, name: str) -> None:
+        from .errors import PreviewError
+
+        if any(p.name == name for p in self.previews()):
+            raise PreviewError(
+                f"a preview named {name!r} already exists", hint=f"`clonekit refresh {name}` or `clonekit destroy {name}` first"
+            )
+
+    def _expired_previews(self, now: datetime) -> list[Preview]:
+        from .preview import expired_previews
+
+        return expired_previews(self.config, now)
+
+    def _prune_golden_images(self, plan: Any) -> tuple[str, ...]:
+        try:
+            from .golden import prune_golden_images
+        except ImportError:
+            return ()
+        return tuple(prune_golden_images(self.config, keep=[m.id for m in plan.keep]))
+
+    @contextmanager
+    def _operation(self, name: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        with self.oplog.operation(name, **fields) as record:
+            yield record
+
+    def _notify(self, text: str) -> None:
+        from .notify import send_webhook
+
+        send_webhook(self.config.notify, text)
+
+    def _notify_failure(self, operation: str, exc: ClonekitError) -> None:
+        # Only the jobs that run unattended page the team.
+        if operation in ("snapshot", "refresh", "restore", "prune"):
+            self._notify(f"clonekit {operation} failed in project {self.config.project}: {exc.message}")

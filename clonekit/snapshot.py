@@ -1,0 +1,133 @@
+"""Use case: capture a source into one snapshot (services → database → files), commit last.
+
+Everything that can be checked is checked before the first byte is read: the source exists,
+its secrets are set, the rules compile, the store opens. Rows are sanitized in the stream by
+the planner; nothing raw is written anywhere. The manifest is committed only once every
+chunk is stored, so a crash leaves no visible snapshot and the next run reuses the chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from . import __version__
+from .config import Config, Source
+from .manifest import Manifest, new_snapshot_id
+from .output import ProgressFn, no_progress
+from .repository import Repository
+
+log = logging.getLogger("clonekit.snapshot")
+
+
+def take_snapshot(config: Config, repo: Repository, source_name: str, *, progress: ProgressFn = no_progress) -> Manifest:
+    from .sanitize import build_planner, rules_digest
+
+    source = config.source(source_name)
+    planner = build_planner(config.sanitize)  # compiles the rules: bad rules fail here
+    digest = rules_digest(config.sanitize)
+    if source.database is not None:
+        source.database.password()  # a missing password variable fails before anything starts
+    previous = _previous_files(repo, source.name)
+    started = datetime.now(UTC)
+
+    with ExitStack() as stack:
+        ssh = None
+        if source.ssh is not None:
+            from .transport.ssh import SshSession
+
+            ssh = stack.enter_context(SshSession.connect(source.ssh))
+        stack.enter_context(repo.lock(exclusive=False))
+        writer = stack.enter_context(repo.writer())
+
+        services = None
+        if source.containers is not None:
+            from .containers import capture_services
+
+            progress("containers", total=None)
+            services = capture_services(source.containers, ssh=source.ssh)
+
+        database = None
+        if source.database is not None:
+            from .db import capture_database
+
+            endpoint = _database_endpoint(source, stack, ssh)
+            database = capture_database(endpoint, planner, writer, progress=progress)
+
+        files = []
+        for spec in source.files:
+            from .files import capture_files
+
+            files.append(capture_files(spec, writer, ssh=ssh, previous=previous.get(spec.path), progress=progress))
+
+        writer.close()
+        stats = writer.stats
+
+    manifest = Manifest(
+        id=new_snapshot_id(source.name, started),
+        source=source.name,
+        project=config.project,
+        created_at=started,
+        tool_version=__version__,
+        rules_digest=digest,
+        database=database,
+        files=tuple(files),
+        services=services,
+        stats={
+            "plain_bytes": stats.plain_bytes,
+            "chunks": stats.chunks,
+            "new_chunks": stats.new_chunks,
+            "new_bytes": stats.new_stored_bytes,
+            "seconds": int((datetime.now(UTC) - started).total_seconds()),
+        },
+    )
+    repo.commit(manifest)
+    log.info("snapshot %s of %s committed", manifest.id, source.name)
+    return manifest
+
+
+def database_endpoint(source: Source) -> Any:
+    """The direct endpoint of a source database (no tunnel)."""
+    from .db import DbEndpoint
+
+    db = source.database
+    assert db is not None
+    return DbEndpoint(host=db.host, port=db.port, user=db.user, password=db.password(), database=db.name, socket=db.socket)
+
+
+def _database_endpoint(source: Source, stack: ExitStack, ssh: Any) -> Any:
+    endpoint = database_endpoint(source)
+    if ssh is None:
+        return endpoint
+    # The database is reached as the SSH host sees it, through a local tunnel.
+    host, port = stack.enter_context(ssh.forward(endpoint.host, endpoint.port))
+    return replace(endpoint, host=host, port=port, socket=None)
+
+
+def _previous_files(repo: Repository, source: str) -> Mapping[str, Mapping[str, Any]]:
+    """File sections of the source's newest snapshot, by path: unchanged files are not re-read."""
+    snaps = repo.manifests(source)
+    if not snaps:
+        return {}
+    return {section["path"]: section for section in snaps[-1].files if "path" in section}
+
+
+def summarize(manifest: Manifest) -> dict[str, Any]:
+    """What users see of a snapshot (no chunk lists)."""
+    tables = (manifest.database or {}).get("tables") or []
+    return {
+        "id": manifest.id,
+        "source": manifest.source,
+        "project": manifest.project,
+        "created_at": manifest.created_at.isoformat(),
+        "tool_version": manifest.tool_version,
+        "rules_digest": manifest.rules_digest,
+        "tables": len(tables),
+        "file_trees": len(manifest.files),
+        "services": sorted(((manifest.services or {}).get("services") or {}).keys()),
+        "stats": dict(manifest.stats),
+    }

@@ -1,0 +1,156 @@
+"""Bad configuration: one clear message naming the file, the key and what was expected; exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from clonekit.cli import main
+from clonekit.config import load_config, parse_duration
+
+GOOD = """
+project: news
+sources:
+  prod:
+    database: {engine: mariadb, name: drupal, user: ro, password_env: PROD_DB_PASSWORD}
+    files:
+      - path: /srv/news/files
+        exclude: [css/*, js/*]
+sanitize: {preset: drupal, secret_env: CLONEKIT_SECRET, strict: true}
+previews:
+  url: "http://{name}.{project}.localhost:{port}"
+  env: {DB_PASSWORD: "{db.password}", SMTP_HOST: ""}
+  ttl: 14d
+retention: {keep_last: 7, keep_daily: 14}
+"""
+
+
+def run_cli(tmp_path: Path, text: str, *args: str, capsys) -> tuple[int, str]:
+    config = tmp_path / "clonekit.yml"
+    config.write_text(textwrap.dedent(text))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-c", str(config), *(args or ("snapshots",))])
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.err
+
+
+def test_good_config_loads(tmp_path: Path) -> None:
+    config_path = tmp_path / "clonekit.yml"
+    config_path.write_text(GOOD)
+    config = load_config(config_path)
+    assert config.project == "news"
+    assert config.sources["prod"].database.password_env == "PROD_DB_PASSWORD"
+    assert config.sources["prod"].files[0].exclude == ("css/*", "js/*")
+    assert config.store.url == str(tmp_path / ".clonekit" / "store")
+    assert config.previews.ttl_seconds == 14 * 86400
+
+
+BAD_CONFIGS = {
+    "invalid yaml": ("project: news\nsources: [unclosed\n", "not valid YAML"),
+    "empty file": ("", "the file is empty"),
+    "unknown key with suggestion": (GOOD + "retension: {}\n", "retension: unknown key (did you mean 'retention'?)"),
+    "project not a DNS label": (GOOD.replace("project: news", "project: News_Site"), "project: expected a DNS label"),
+    "no sources": ("project: news\n", "sources: expected at least one source"),
+    "password written in the file": (
+        GOOD.replace("password_env: PROD_DB_PASSWORD", "password: hunter2"),
+        "sources.prod.database.password: expected no password in this file",
+    ),
+    "port out of range": (
+        GOOD.replace("engine: mariadb,", "engine: mariadb, port: 99999,"),
+        "sources.prod.database.port: expected an integer from 1 to 65535, got 99999",
+    ),
+    "unknown engine": (GOOD.replace("engine: mariadb", "engine: postgres"), "sources.prod.database.engine: expected mariadb or mysql, got 'postgres'"),
+    "unknown preset": (GOOD.replace("preset: drupal", "preset: joomla"), "sanitize.preset: expected drupal | wordpress | none, got 'joomla'"),
+    "bad duration": (GOOD.replace("ttl: 14d", "ttl: fortnight"), "previews.ttl: expected a duration such as 90s, 30m, 6h, 14d or 2w"),
+    "bad store scheme": ("store: ftp://host/x\n" + GOOD, "store: expected a folder path, a file:// URL or an s3://bucket/prefix URL"),
+    "bad bucket name": ("store: s3://A_B/x\n" + GOOD, "store: expected s3://BUCKET[/prefix] with a valid bucket name"),
+    "unknown url placeholder": (GOOD.replace("{name}.{project}", "{branch}.{project}"), "previews.url: expected placeholders among"),
+    "relative files path": (GOOD.replace("/srv/news/files", "srv/files"), "sources.prod.files[0].path: expected an absolute path"),
+    "secret env not a variable name": (
+        GOOD.replace("secret_env: CLONEKIT_SECRET", "secret_env: 'my secret value'"),
+        "sanitize.secret_env: expected the NAME of an environment variable",
+    ),
+    "wrong type for strict": (GOOD.replace("strict: true", "strict: maybe"), "sanitize.strict: expected true or false, got 'maybe'"),
+    "bad env placeholder": (GOOD.replace('"{db.password}"', '"{db.pass}"'), "previews.env.DB_PASSWORD: expected placeholders among"),
+    "sanitize rule not a mapping": (
+        GOOD.replace("strict: true}", "strict: true, tables: {users: email}}"),
+        "sanitize.tables.users",
+    ),
+    "source without anything to capture": (
+        "project: news\nsources:\n  prod: {ssh: deploy@host}\n",
+        "sources.prod: expected at least one of database, files or containers",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exit_2_with_precise_message(tmp_path: Path, capsys, case: str) -> None:
+    text, expected = BAD_CONFIGS[case]
+    code, err = run_cli(tmp_path, text, capsys=capsys)
+    assert code == 2, err
+    assert expected in err
+    assert str(tmp_path / "clonekit.yml") in err  # names the file
+    assert "Traceback" not in err
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path, capsys) -> None:
+    text = GOOD.replace("engine: mariadb", "engine: oracle").replace("ttl: 14d", "ttl: soon").replace("preset: drupal", "preset: x")
+    code, err = run_cli(tmp_path, text, capsys=capsys)
+    assert code == 2
+    assert "3 problems" in err
+    for key in ("sources.prod.database.engine", "previews.ttl", "sanitize.preset"):
+        assert key in err
+
+
+def test_missing_config_file_exit_2(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-c", str(tmp_path / "nope.yml"), "snapshots"])
+    assert exit_info.value.code == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_unknown_source_exit_2(tmp_path: Path, capsys) -> None:
+    code, err = run_cli(tmp_path, GOOD, "snapshots", "staging", capsys=capsys)
+    assert code == 2
+    assert "no source named 'staging' (sources: prod)" in err
+
+
+@pytest.mark.parametrize("name", ["Feature_X", "-x", "a" * 64, "x.y"])
+def test_preview_names_are_dns_labels(tmp_path: Path, capsys, name: str) -> None:
+    code, err = run_cli(tmp_path, GOOD, "restore", "latest", "--as", name, capsys=capsys)
+    assert code == 2
+    assert "invalid preview name" in err
+
+
+def test_json_error_document(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "clonekit.yml"
+    config.write_text("project: Bad!\nsources: {}\n")
+    with pytest.raises(SystemExit):
+        main(["--json", "-c", str(config), "list"])
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["error"]["exit_code"] == 2
+    assert doc["error"]["type"] == "ConfigError"
+
+
+def test_no_traceback_from_the_real_command(tmp_path: Path) -> None:
+    config = tmp_path / "clonekit.yml"
+    config.write_text("project: news\nsources: [oops\n")
+    proc = subprocess.run([sys.executable, "-m", "clonekit", "-c", str(config), "list"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "not valid YAML" in proc.stderr
+
+
+def test_durations() -> None:
+    assert parse_duration("6h") == 21600
+    assert parse_duration("14d") == 14 * 86400
+    assert parse_duration(90) == 90
+    for bad in ("6 hours", "-1h", "", True):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
