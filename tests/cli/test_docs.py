@@ -1,0 +1,32 @@
+"""Every command and every config key the loader accepts is documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from clonekit.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def accepted_config_keys() -> set[str]:
+    source = (ROOT / "clonekit" / "config.py").read_text()
+    keys: set[str] = set()
+    for allowed in re.findall(r"self\.mapping\(\s*[^,]+,\s*[^,]+,\s*\(([^)]*)\)", source, re.S):
+        keys.update(re.findall(r'"([a-z_]+)"', allowed))
+    return keys
+
+
+def test_every_config_key_is_documented() -> None:
+    keys = accepted_config_keys()
+    assert {"project", "store_options", "password_env", "compose_project", "keep_daily", "webhook_env"} <= keys
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    missing = sorted(k for k in keys if not re.search(rf"`([a-z_\[\]]+\.)*{k}[`.\[ /]", doc) and k != "target")
+    assert not missing, f"undocumented config keys: {missing}"
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in cli.commands:
+        assert f"clonekit {name}" in readme, name
