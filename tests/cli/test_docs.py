@@ -22,7 +22,7 @@ def test_every_config_key_is_documented() -> None:
     keys = accepted_config_keys()
     assert {"project", "store_options", "password_env", "compose_project", "keep_daily", "webhook_env"} <= keys
     doc = (ROOT / "docs" / "configuration.md").read_text()
-    missing = sorted(k for k in keys if not re.search(rf"`([a-z_\[\]]+\.)*{k}[`.\[ /]", doc) and k != "target")
+    missing = sorted(k for k in keys if not re.search(rf"`([A-Za-z_\[\]]+\.)*{k}[`.\[ /]", doc) and k != "target")
     assert not missing, f"undocumented config keys: {missing}"
 
 
