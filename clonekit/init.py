@@ -192,7 +192,8 @@ retention:
 def _env(svc: dict[str, Any]) -> dict[str, str]:
     env = svc.get("environment") or {}
     if isinstance(env, list):
-        return dict(str(e).split("=", 1) if "=" in str(e) else (str(e), "") for e in env)
+        pairs = (str(e).partition("=") for e in env)
+        return {key: value for key, _, value in pairs}
     return {str(k): str(v) for k, v in env.items()}
 
 
