@@ -1,0 +1,686 @@
+"""The snapshot format on top of any store: content-addressed chunks, manifests written last.
+
+Layout (docs/format.md): ``config.json``, ``chunks/ab/cd/<id>``, ``snapshots/<id>.json``,
+``locks/``. Every object is an envelope ``CK`` + version + flags + payload; the payload is
+zstd-compressed and, with encryption on, sealed with AES-256-GCM bound to the object's name.
+Every read is verified against the chunk id (hash of the plain bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import zstandard
+
+from .config import StoreConfig
+from .crypto import ALGORITHM, Cipher, load_key
+from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, StoreError
+from .manifest import CHUNK_ID, Manifest
+from .store import MissingObjectError, Store, open_store
+
+log = logging.getLogger("clonekit.repository")
+
+FORMAT_VERSION = 1
+CONFIG_KEY = "config.json"
+CHUNKS_PREFIX = "chunks/"
+SNAPSHOTS_PREFIX = "snapshots/"
+LOCKS_PREFIX = "locks/"
+DEFAULT_ZSTD_LEVEL = 3
+MAX_CHUNK_PLAIN_BYTES = 1 << 30  # refuse to decompress beyond this: guards against bombs
+LOCK_STALE_SECONDS = int(os.environ.get("CLONEKIT_LOCK_STALE_SECONDS", "1800"))
+LOCK_WAIT_SECONDS = float(os.environ.get("CLONEKIT_LOCK_WAIT_SECONDS", "300"))
+
+MAGIC = b"CK"
+ENVELOPE_VERSION = 1
+FLAG_ZSTD = 0x01
+FLAG_SEALED = 0x80
+HEADER_BYTES = 4
+
+_tls = threading.local()
+
+
+def chunk_key(chunk_id: str) -> str:
+    return f"{CHUNKS_PREFIX}{chunk_id[:2]}/{chunk_id[2:4]}/{chunk_id}"
+
+
+def manifest_key(snapshot_id: str) -> str:
+    return f"{SNAPSHOTS_PREFIX}{snapshot_id}.json"
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    # zstd (de)compressors are not safe to share between threads: one per thread.
+    cache = getattr(_tls, "compressors", None)
+    if cache is None:
+        cache = _tls.compressors = {}
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_tls, "decompressor", None)
+    if d is None:
+        d = _tls.decompressor = zstandard.ZstdDecompressor()
+    return d
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    id: str  # hex SHA-256 of the plain bytes (keyed HMAC-SHA256 when the store is encrypted)
+    size: int  # plain bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "size": self.size}
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    chunks: int = 0  # put() calls
+    new_chunks: int = 0  # objects this writer uploaded
+    plain_bytes: int = 0  # bytes handed to put()
+    new_plain_bytes: int = 0
+    stored_bytes: int = 0  # stored size of the distinct chunks referenced
+    new_stored_bytes: int = 0  # stored bytes newly written
+
+
+@dataclass(frozen=True)
+class BadObject:
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    snapshot_id: str
+    chunks_checked: int
+    bytes_checked: int
+    bad: tuple[BadObject, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot_id,
+            "ok": self.ok,
+            "chunks_checked": self.chunks_checked,
+            "bytes_checked": self.bytes_checked,
+            "bad": [{"key": b.key, "reason": b.reason} for b in self.bad],
+        }
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    format_version: int
+    repository_id: str
+    created_at: str
+    zstd_level: int = DEFAULT_ZSTD_LEVEL
+    encryption: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        body = {
+            "format_version": self.format_version,
+            "repository_id": self.repository_id,
+            "created_at": self.created_at,
+            "compression": {"codec": "zstd", "level": self.zstd_level},
+            "encryption": self.encryption,
+            "layout": {"chunks": "chunks/ab/cd/<id>", "snapshots": "snapshots/<id>.json", "locks": "locks/"},
+        }
+        return json.dumps(body, sort_keys=True, indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, url: str) -> RepoConfig:
+        try:
+            raw = json.loads(data)
+            version = int(raw["format_version"])
+            if version > FORMAT_VERSION:
+                raise ConfigError(
+                    f"the store {url} uses format {version}; this clonekit reads up to {FORMAT_VERSION}",
+                    hint="upgrade clonekit",
+                )
+            return cls(
+                format_version=version,
+                repository_id=str(raw["repository_id"]),
+                created_at=str(raw.get("created_at", "")),
+                zstd_level=int((raw.get("compression") or {}).get("level", DEFAULT_ZSTD_LEVEL)),
+                encryption=raw.get("encryption"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StoreError(f"{url}/config.json is not a clonekit store configuration ({exc!r})") from exc
+
+
+class Repository:
+    """Snapshots in one store. Thread-safe."""
+
+    def __init__(self, store: Store, config: RepoConfig, cipher: Cipher | None, *, workers: int = 8) -> None:
+        self.store = store
+        self.config = config
+        self.url = store.url
+        self.workers = workers
+        self._cipher = cipher
+        self._mutex = threading.Lock()
+        self._chunk_index: dict[str, int] | None = None  # id -> stored size, loaded on first write
+        self._manifest_cache: dict[str, Manifest] = {}
+        self._written_here: set[str] = set()  # chunks this object uploaded itself: commit need not re-check them
+
+    def __repr__(self) -> str:
+        return f"Repository({self.url!r})"
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, store: StoreConfig | Store, *, create: bool = True) -> Repository:
+        """Open the repository at ``store``, creating ``config.json`` on first use when ``create``."""
+        cipher: Cipher | None = None
+        key_env: str | None = None
+        workers = 8
+        if isinstance(store, StoreConfig):
+            key_env = store.encryption_key_env
+            workers = max(1, store.upload_workers)
+            if key_env:
+                cipher = Cipher(load_key(key_env))  # a bad key variable fails before any I/O
+            backend = open_store(store, workers=workers)
+        else:
+            backend = store
+        url = backend.url
+        try:
+            data = backend.get(CONFIG_KEY)
+        except MissingObjectError:
+            if not create:
+                raise NotFoundError(
+                    f"no clonekit store at {url}", hint="check the store URL, or run `clonekit snapshot SOURCE` to create it"
+                ) from None
+            fresh = RepoConfig(
+                format_version=FORMAT_VERSION,
+                repository_id=uuid.uuid4().hex,
+                created_at=datetime.now(UTC).isoformat(),
+            )
+            if cipher is not None:
+                fresh = replace(
+                    fresh,
+                    encryption={
+                        "algorithm": ALGORITHM,
+                        "chunk_ids": "HMAC-SHA256",
+                        "key_env": key_env,
+                        "key_check": cipher.key_check(fresh.repository_id),
+                    },
+                )
+            if backend.put_if_absent(CONFIG_KEY, fresh.to_json()):
+                log.info("created clonekit store %s", url)
+            data = backend.get(CONFIG_KEY)  # another run may have created it first: theirs wins
+        config = RepoConfig.from_json(data, url)
+        _check_encryption(config, cipher, key_env, url)
+        return cls(backend, config, cipher, workers=workers)
+
+    # -- chunks ----------------------------------------------------------------------------------
+
+    @property
+    def encrypted(self) -> bool:
+        return self._cipher is not None
+
+    def chunk_id(self, data: bytes) -> str:
+        if self._cipher is not None:
+            return self._cipher.chunk_id(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def writer(self, *, workers: int | None = None, max_pending_bytes: int = 128 << 20) -> ChunkWriter:
+        return ChunkWriter(self, workers=workers or self.workers, max_pending_bytes=max_pending_bytes)
+
+    def encode(self, key: str, plain: bytes) -> bytes:
+        """The stored form of ``plain`` under ``key``: envelope, zstd, optionally sealed."""
+        compressed = _compressor(self.config.zstd_level).compress(plain)
+        flags = FLAG_ZSTD
+        payload: bytes = compressed
+        if len(compressed) >= len(plain):  # incompressible: store as is
+            flags, payload = 0, plain
+        if self._cipher is not None:
+            flags |= FLAG_SEALED
+            payload = self._cipher.seal(payload, key.encode())
+        return MAGIC + bytes((ENVELOPE_VERSION, flags)) + payload
+
+    def decode(self, key: str, blob: bytes) -> bytes:
+        if len(blob) < HEADER_BYTES or blob[:2] != MAGIC:
+            raise IntegrityError(f"{key}: not a clonekit object (bad header)")
+        version, flags = blob[2], blob[3]
+        if version != ENVELOPE_VERSION:
+            raise IntegrityError(f"{key}: unknown object version {version}")
+        payload = blob[HEADER_BYTES:]
+        if flags & FLAG_SEALED:
+            if self._cipher is None:
+                raise IntegrityError(f"{key}: object is encrypted but the store is opened without a key")
+            payload = self._cipher.open(payload, key.encode(), key)
+        elif self._cipher is not None:
+            raise IntegrityError(f"{key}: object is not encrypted in an encrypted store")
+        if flags & FLAG_ZSTD:
+            try:
+                return _decompressor().decompress(payload, max_output_size=MAX_CHUNK_PLAIN_BYTES)
+            except zstandard.ZstdError as exc:
+                raise IntegrityError(f"{key}: cannot decompress ({exc})") from exc
+        return payload
+
+    def get_chunk(self, chunk_id: str) -> bytes:
+        """The plain bytes of a chunk, verified against its id."""
+        key = chunk_key(chunk_id)
+        try:
+            blob = self.store.get(key)
+        except MissingObjectError as exc:
+            raise IntegrityError(f"chunk {chunk_id} is missing from the store {self.url}") from exc
+        plain = self.decode(key, blob)
+        actual = self.chunk_id(plain)
+        if actual != chunk_id:
+            raise IntegrityError(f"chunk {chunk_id} is corrupt: its content hashes to {actual[:16]}...")
+        return plain
+
+    def iter_chunks(self, ids: Iterable[str], *, workers: int = 8) -> Iterator[bytes]:
+        """Chunks in the order of ``ids``, fetched ahead in parallel; at most 2 x workers in memory."""
+        pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="ck-read")
+        window: deque[Future[bytes]] = deque()
+        source = iter(ids)
+        try:
+            for chunk_id in source:
+                window.append(pool.submit(self.get_chunk, chunk_id))
+                if len(window) >= 2 * workers:
+                    break
+            while window:
+                data = window.popleft().result()
+                following = next(source, None)
+                if following is not None:
+                    window.append(pool.submit(self.get_chunk, following))
+                yield data
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def has_chunk(self, chunk_id: str) -> bool:
+        return self.store.exists(chunk_key(chunk_id))
+
+    def list_chunks(self) -> dict[str, tuple[int, datetime]]:
+        """Every stored chunk: id -> (stored size, modified time)."""
+        found: dict[str, tuple[int, datetime]] = {}
+        for info in self.store.list(CHUNKS_PREFIX):
+            name = info.key.rsplit("/", 1)[-1]
+            if CHUNK_ID.match(name):
+                found[name] = (info.size, info.modified)
+        return found
+
+    def _known_chunks(self) -> dict[str, int]:
+        """Stored chunks (id -> stored size), listed once per repository object: dedup without a HEAD per chunk."""
+        with self._mutex:
+            if self._chunk_index is None:
+                self._chunk_index = {cid: size for cid, (size, _) in self.list_chunks().items()}
+            return self._chunk_index
+
+    def _remember_chunk(self, chunk_id: str, stored_size: int, *, written_here: bool) -> None:
+        with self._mutex:
+            if written_here:
+                self._written_here.add(chunk_id)
+            if self._chunk_index is not None:
+                self._chunk_index[chunk_id] = stored_size
+
+    def _forget_chunk(self, chunk_id: str) -> None:
+        with self._mutex:
+            if self._chunk_index is not None:
+                self._chunk_index.pop(chunk_id, None)
+            self._written_here.discard(chunk_id)
+
+    # -- manifests -------------------------------------------------------------------------------
+
+    def commit(self, manifest: Manifest) -> None:
+        """Publish ``manifest``: every chunk it names must exist; the manifest is written last."""
+        with self.lock(exclusive=False):
+            with self._mutex:
+                to_check = sorted(manifest.chunk_ids() - self._written_here)
+            missing = self._missing_chunks(to_check)
+            if missing:
+                shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+                raise IntegrityError(
+                    f"snapshot {manifest.id} not committed: {len(missing)} referenced chunk(s) are missing: {shown}",
+                    hint="run the snapshot again (a concurrent prune may have removed them)",
+                )
+            key = manifest_key(manifest.id)
+            if not self.store.put_if_absent(key, self.encode(key, manifest.to_json())):
+                raise StoreError(f"snapshot {manifest.id} already exists in {self.url}")
+        with self._mutex:
+            self._manifest_cache[manifest.id] = manifest
+        log.info("committed snapshot %s (%d chunks)", manifest.id, len(manifest.chunk_ids()))
+
+    def _missing_chunks(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        with ThreadPoolExecutor(min(self.workers, len(ids)), thread_name_prefix="ck-check") as pool:
+            present = list(pool.map(self.has_chunk, ids))
+        return [cid for cid, ok in zip(ids, present, strict=True) if not ok]
+
+    def read_manifest(self, snapshot_id: str) -> Manifest:
+        key = manifest_key(snapshot_id)
+        try:
+            blob = self.store.get(key)
+        except MissingObjectError as exc:
+            raise NotFoundError(f"snapshot {snapshot_id} does not exist in {self.url}") from exc
+        manifest = Manifest.from_json(self.decode(key, blob))
+        if manifest.id != snapshot_id:
+            raise IntegrityError(f"{key} holds snapshot {manifest.id!r}, not {snapshot_id!r}")
+        return manifest
+
+    def manifests(self, source: str | None = None) -> list[Manifest]:
+        """Committed snapshots, oldest first (optionally of one source)."""
+        ids = []
+        for info in self.store.list(SNAPSHOTS_PREFIX):
+            name = info.key[len(SNAPSHOTS_PREFIX) :]
+            if "/" not in name and name.endswith(".json"):
+                ids.append(name[: -len(".json")])
+        with self._mutex:
+            todo = [i for i in ids if i not in self._manifest_cache]
+        if todo:
+            with ThreadPoolExecutor(min(self.workers, len(todo)), thread_name_prefix="ck-manifest") as pool:
+                loaded = list(pool.map(self.read_manifest, todo))
+            with self._mutex:
+                for m in loaded:
+                    self._manifest_cache[m.id] = m
+        with self._mutex:
+            present = set(ids)
+            for gone in set(self._manifest_cache) - present:
+                del self._manifest_cache[gone]
+            found = [self._manifest_cache[i] for i in ids]
+        if source is not None:
+            found = [m for m in found if m.source == source]
+        return sorted(found, key=lambda m: (m.created_at, m.id))
+
+    def resolve(self, spec: str) -> Manifest:
+        """A full id, a unique id prefix, ``latest`` or ``SOURCE@latest``."""
+        spec = spec.strip()
+        all_snaps = self.manifests()
+        if spec == "latest" or spec.endswith("@latest"):
+            source = None if spec == "latest" else spec[: -len("@latest")]
+            candidates = [m for m in all_snaps if source is None or m.source == source]
+            if candidates:
+                return candidates[-1]
+            if source is None:
+                raise NotFoundError(f"no snapshots in the store {self.url}", hint="take one with `clonekit snapshot SOURCE`")
+            sources = sorted({m.source for m in all_snaps})
+            known = ", ".join(sources) if sources else "none yet"
+            raise NotFoundError(
+                f"no snapshot of source {source!r} in the store (sources with snapshots: {known})",
+                hint=f"take one with `clonekit snapshot {source}`",
+            )
+        for m in all_snaps:
+            if m.id == spec:
+                return m
+        matches = [m for m in all_snaps if spec and m.id.startswith(spec)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            names = ", ".join(m.id for m in matches[:10]) + (" ..." if len(matches) > 10 else "")
+            raise NotFoundError(f"{spec!r} is ambiguous: it matches {len(matches)} snapshots ({names})", hint="type more of the id")
+        raise NotFoundError(
+            f"no snapshot matches {spec!r} in the store {self.url}",
+            hint="`clonekit snapshots` lists them; `latest` and `SOURCE@latest` are accepted too",
+        )
+
+    def delete_manifest(self, snapshot_id: str) -> None:
+        self.store.delete(manifest_key(snapshot_id))
+        with self._mutex:
+            self._manifest_cache.pop(snapshot_id, None)
+
+    def delete_chunk(self, chunk_id: str) -> None:
+        self.store.delete(chunk_key(chunk_id))
+        self._forget_chunk(chunk_id)
+
+    # -- verify ----------------------------------------------------------------------------------
+
+    def verify(self, manifest: Manifest, progress: Callable[..., None] | None = None, *, workers: int | None = None) -> VerifyReport:
+        """Read every object of ``manifest`` back from the store and check it; names every bad one."""
+        bad: list[BadObject] = []
+        try:
+            stored = self.read_manifest(manifest.id)
+            if stored.to_json() != manifest.to_json():
+                bad.append(BadObject(manifest_key(manifest.id), "stored manifest differs from the one given"))
+        except (IntegrityError, StoreError, NotFoundError) as exc:
+            bad.append(BadObject(manifest_key(manifest.id), exc.message))
+        refs = manifest.chunk_refs()
+        total = sum(max(0, s) for s in refs.values())
+        if progress is not None:
+            progress("verify", total=total)
+
+        def check(item: tuple[str, int]) -> tuple[int, BadObject | None]:
+            chunk_id, size = item
+            try:
+                plain = self.get_chunk(chunk_id)
+            except (IntegrityError, StoreError) as exc:
+                return max(0, size), BadObject(chunk_key(chunk_id), exc.message)
+            if size >= 0 and len(plain) != size:
+                return size, BadObject(chunk_key(chunk_id), f"chunk {chunk_id} has {len(plain)} bytes, the manifest says {size}")
+            return len(plain), None
+
+        checked = 0
+        with ThreadPoolExecutor(workers or self.workers, thread_name_prefix="ck-verify") as pool:
+            for size, problem in pool.map(check, sorted(refs.items())):
+                checked += size
+                if problem is not None:
+                    bad.append(problem)
+                if progress is not None:
+                    progress("verify", advance=size)
+        return VerifyReport(manifest.id, len(refs), checked, tuple(bad))
+
+    # -- locks -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, *, exclusive: bool, wait_seconds: float | None = None) -> Iterator[None]:
+        """Store-wide advisory lock: many shared holders (snapshots) or one exclusive (prune).
+
+        Waits up to ``wait_seconds`` (default CLONEKIT_LOCK_WAIT_SECONDS) then raises LockedError.
+        Locks are refreshed while held; one not refreshed for LOCK_STALE_SECONDS is ignored.
+        """
+        wait = LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds
+        kind = "exclusive" if exclusive else "shared"
+        key = f"{LOCKS_PREFIX}{kind}-{uuid.uuid4().hex}.json"
+        body = json.dumps(
+            {"kind": kind, "host": socket.gethostname(), "pid": os.getpid(), "created_at": datetime.now(UTC).isoformat()}
+        ).encode()
+        deadline = time.monotonic() + wait
+        delay = 0.05
+        while True:
+            self.store.put(key, body)
+            blockers = self._lock_blockers(key, exclusive)
+            if not blockers:
+                break
+            self.store.delete(key)
+            if time.monotonic() >= deadline:
+                raise LockedError(
+                    f"the store {self.url} is locked by another clonekit run ({self._describe_locks(blockers)})",
+                    hint=(
+                        "wait for it to finish and try again; a lock left by a killed run "
+                        f"expires {LOCK_STALE_SECONDS // 60} minutes after its last refresh"
+                    ),
+                )
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())) * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 2.0)
+        stop = threading.Event()
+        refresher = threading.Thread(target=self._refresh_lock, args=(key, body, stop), name="ck-lock", daemon=True)
+        refresher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            refresher.join()
+            self.store.delete(key)
+
+    def _lock_blockers(self, own_key: str, exclusive: bool) -> list[str]:
+        now = datetime.now(UTC)
+        blockers = []
+        for info in self.store.list(LOCKS_PREFIX):
+            if info.key == own_key:
+                continue
+            if (now - info.modified).total_seconds() > LOCK_STALE_SECONDS:
+                log.warning("ignoring stale lock %s (last refreshed %s)", info.key, info.modified.isoformat())
+                continue
+            if exclusive or info.key[len(LOCKS_PREFIX) :].startswith("exclusive-"):
+                blockers.append(info.key)
+        return blockers
+
+    def _describe_locks(self, keys: list[str]) -> str:
+        parts = []
+        for key in keys[:3]:
+            try:
+                raw = json.loads(self.store.get(key))
+                parts.append(f"{raw.get('kind')} lock of pid {raw.get('pid')} on {raw.get('host')} since {raw.get('created_at')}")
+            except (StoreError, ValueError):
+                parts.append(key)
+        return "; ".join(parts)
+
+    def _refresh_lock(self, key: str, body: bytes, stop: threading.Event) -> None:
+        while not stop.wait(LOCK_STALE_SECONDS / 4):
+            try:
+                self.store.put(key, body)
+            except StoreError as exc:  # the next refresh may succeed; the lock only expires much later
+                log.warning("could not refresh lock %s: %s", key, exc.message)
+
+
+def _check_encryption(config: RepoConfig, cipher: Cipher | None, key_env: str | None, url: str) -> None:
+    enc = config.encryption
+    if enc and cipher is None:
+        raise ConfigError(
+            f"the store {url} is encrypted: set store_options.encryption_key_env to the variable holding its key",
+            hint=f"it was created with the key in ${enc.get('key_env')}" if enc.get("key_env") else None,
+        )
+    if not enc and cipher is not None:
+        raise ConfigError(
+            f"the store {url} was created without encryption, but encryption_key_env ({key_env}) is set",
+            hint="use a new, empty store for encrypted snapshots, or remove encryption_key_env",
+        )
+    if enc and cipher is not None:
+        if enc.get("algorithm") != ALGORITHM:
+            raise ConfigError(f"the store {url} uses encryption {enc.get('algorithm')!r}, which this clonekit does not know")
+        if cipher.key_check(config.repository_id) != enc.get("key_check"):
+            raise ConfigError(f"the key in {key_env} does not open the store {url} (wrong key)")
+
+
+class ChunkWriter:
+    """Stores chunks in parallel with bounded memory. ``put`` is thread-safe; use as a context manager."""
+
+    def __init__(self, repo: Repository, *, workers: int, max_pending_bytes: int) -> None:
+        self._repo = repo
+        self._known = repo._known_chunks()
+        self._max_pending = max(1, max_pending_bytes)
+        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="ck-upload")
+        self._cond = threading.Condition()
+        self._pending_bytes = 0
+        self._seen: set[str] = set()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._stats = _MutableStats()
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    @property
+    def stats(self) -> WriterStats:
+        with self._cond:
+            return self._stats.frozen()
+
+    def put(self, data: bytes) -> ChunkRef:
+        """Hash now; compress and upload on a worker; block while too many bytes are pending."""
+        if self._closed:
+            raise StoreError("ChunkWriter.put() after close()")
+        chunk_id = self._repo.chunk_id(data)
+        size = len(data)
+        ref = ChunkRef(chunk_id, size)
+        with self._cond:
+            self._raise_failure()
+            self._stats.chunks += 1
+            self._stats.plain_bytes += size
+            if chunk_id in self._seen:
+                return ref
+            self._seen.add(chunk_id)
+            stored = self._known.get(chunk_id)
+            if stored is not None:
+                self._stats.stored_bytes += stored
+                return ref
+            while self._pending_bytes > 0 and self._pending_bytes + size > self._max_pending:
+                self._cond.wait()
+                self._raise_failure()
+            self._pending_bytes += size
+        self._pool.submit(self._upload, chunk_id, data)
+        return ref
+
+    def _upload(self, chunk_id: str, data: bytes) -> None:
+        size = len(data)
+        try:
+            if self._error is not None:
+                return
+            key = chunk_key(chunk_id)
+            blob = self._repo.encode(key, data)
+            wrote = self._repo.store.put_if_absent(key, blob)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()/put()
+            with self._cond:
+                if self._error is None:
+                    self._error = exc
+                self._pending_bytes -= size
+                self._cond.notify_all()
+            return
+        self._repo._remember_chunk(chunk_id, len(blob), written_here=wrote)
+        with self._cond:
+            self._pending_bytes -= size
+            self._stats.stored_bytes += len(blob)
+            if wrote:
+                self._stats.new_chunks += 1
+                self._stats.new_plain_bytes += size
+                self._stats.new_stored_bytes += len(blob)
+            self._cond.notify_all()
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Wait for every upload; raise the first error."""
+        self._closed = True
+        self._pool.shutdown(wait=True)
+        with self._cond:
+            self._raise_failure()
+
+    def abort(self) -> None:
+        """Stop: drop queued uploads, wait for running ones. Chunks already stored stay for the next run."""
+        self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class _MutableStats:
+    chunks: int = 0
+    new_chunks: int = 0
+    plain_bytes: int = 0
+    new_plain_bytes: int = 0
+    stored_bytes: int = 0
+    new_stored_bytes: int = 0
+
+    def frozen(self) -> WriterStats:
+        return WriterStats(
+            chunks=self.chunks,
+            new_chunks=self.new_chunks,
+            plain_bytes=self.plain_bytes,
+            new_plain_bytes=self.new_plain_bytes,
+            stored_bytes=self.stored_bytes,
+            new_stored_bytes=self.new_stored_bytes,
+        )
