@@ -1,0 +1,128 @@
+"""List and read a file tree on this machine."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import SourceError
+from .tree import DIR, FILE, SYMLINK, Entry, Excluder, join
+
+log = logging.getLogger("clonekit.files")
+
+SPARSE_BLOCK_BYTES = 512
+
+
+def entry_from_stat(path: bytes, st: os.stat_result, target: bytes = b"") -> Entry | None:
+    """The Entry for one lstat() result; None for sockets, FIFOs and devices (not copied)."""
+    if stat.S_ISREG(st.st_mode):
+        kind = FILE
+    elif stat.S_ISDIR(st.st_mode):
+        kind = DIR
+    elif stat.S_ISLNK(st.st_mode):
+        kind = SYMLINK
+    else:
+        return None
+    size = st.st_size if kind == FILE else 0
+    return Entry(
+        path=path, type=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
+        mtime_ns=st.st_mtime_ns, size=size, ino=st.st_ino, dev=st.st_dev, nlink=st.st_nlink,
+        ctime_ns=st.st_ctime_ns, target=target,
+        sparse=kind == FILE and size > 0 and st.st_blocks * SPARSE_BLOCK_BYTES < size,
+    )
+
+
+def root_attributes(root: str) -> dict[str, Any]:
+    try:
+        st = os.stat(root)
+    except FileNotFoundError as exc:
+        raise SourceError(f"the files path {root} does not exist") from exc
+    except OSError as exc:
+        raise SourceError(f"cannot read the files path {root}: {exc.strerror}") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"the files path {root} is not a folder")
+    return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid, "mtime_ns": st.st_mtime_ns}
+
+
+def list_local(root: str, excluded: Excluder) -> tuple[list[Entry], list[bytes]]:
+    """Every entry under root (not root itself) and the paths of special files skipped."""
+    base = os.fsencode(root)
+    entries: list[Entry] = []
+    skipped: list[bytes] = []
+    pending: list[bytes] = [b""]
+    while pending:
+        rel_dir = pending.pop()
+        try:
+            with os.scandir(os.path.join(base, rel_dir) if rel_dir else base) as listing:
+                children = list(listing)
+        except OSError as exc:
+            raise SourceError(f"cannot list {os.fsdecode(os.path.join(base, rel_dir))}: {exc.strerror}") from exc
+        for child in children:
+            rel = join(rel_dir, child.name)
+            if excluded(rel):
+                continue
+            try:
+                st = child.stat(follow_symlinks=False)
+                target = os.readlink(child.path) if stat.S_ISLNK(st.st_mode) else b""
+            except FileNotFoundError:
+                continue  # removed since the folder was listed: not part of this snapshot
+            except OSError as exc:
+                raise SourceError(f"cannot read {os.fsdecode(child.path)}: {exc.strerror}") from exc
+            entry = entry_from_stat(rel, st, target)
+            if entry is None:
+                log.warning("skipping special file %s (sockets, FIFOs and devices are not copied)",
+                            os.fsdecode(child.path))
+                skipped.append(rel)
+                continue
+            entries.append(entry)
+            if entry.type == DIR:
+                pending.append(rel)
+    return entries, skipped
+
+
+class FileChanged(Exception):
+    """Internal: the file changed while it was read; the caller reads it again."""
+
+
+def read_local(root: str, entry: Entry, consume: Callable[[Callable[[int], bytes]], Any]) -> tuple[Entry, Any]:
+    """Open one file and hand its ``read`` to ``consume``; check it did not change meanwhile.
+
+    Returns the entry refreshed from the open file's fstat (it may differ from the listing if the
+    file changed between listing and reading) and what ``consume`` returned.
+    """
+    path = os.path.join(os.fsencode(root), entry.path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0))
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # O_NOATIME needs ownership
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise FileChanged(f"{os.fsdecode(path)} is no longer a regular file")
+        counted = _CountingReader(handle)
+        result = consume(counted.read)
+        after = os.fstat(fd)
+    if (
+        counted.total != before.st_size
+        or after.st_size != before.st_size
+        or after.st_mtime_ns != before.st_mtime_ns
+        or after.st_ctime_ns != before.st_ctime_ns
+    ):
+        raise FileChanged(os.fsdecode(path))
+    fresh = entry_from_stat(entry.path, before)
+    assert fresh is not None
+    return fresh, result
+
+
+class _CountingReader:
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.total = 0
+
+    def read(self, size: int) -> bytes:
+        data = self.handle.read(size)
+        self.total += len(data)
+        return data

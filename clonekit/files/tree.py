@@ -1,0 +1,162 @@
+"""The file tree model and its manifest section format (pure: no I/O).
+
+Section format (``"format": "clonekit.files/1"``), one per captured path::
+
+    {"kind": "files", "format": "clonekit.files/1", "path": "/srv/files", "host": "deploy@prod:22" | null,
+     "exclude": ["css/*", ...], "files": n, "bytes": n, "read_files": n, "read_bytes": n,
+     "entries": [ENTRY, ...]}                       # sorted by path; parents before children
+
+    ENTRY = {"path": "a/b.jpg",                      # relative to the root, '/'-separated
+             "type": "file" | "dir" | "symlink" | "hardlink",
+             "mode": 420, "uid": 33, "gid": 33, "mtime_ns": 1700000000123456789,
+             # file:     "size", "sha256" (of the whole content), "chunks": [{"id", "size"}, ...],
+             #           "ino", "ctime_ns" (to recognise an unchanged file next time), "sparse": true?
+             # symlink:  "target"
+             # hardlink: "link" (path of the file entry it shares its content with)
+            }
+
+Names are bytes on disk. A name (``path``, ``target``, ``link``) that is valid UTF-8 is stored
+as a JSON string; any other is stored under the same key with a ``_b64`` suffix (``path_b64``),
+base64 of the raw bytes, so every name survives exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import IntegrityError
+
+SECTION_FORMAT = "clonekit.files/1"
+
+FILE = "file"
+DIR = "dir"
+SYMLINK = "symlink"
+HARDLINK = "hardlink"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One node of a tree, as listed (no content). ``path`` is relative, bytes, '/'-separated."""
+
+    path: bytes
+    type: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    size: int = 0
+    ino: int = 0
+    dev: int = 0
+    nlink: int = 1
+    ctime_ns: int = 0
+    target: bytes = b""  # symlink target, or the path a hard link points to
+    sparse: bool = False
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a file's bytes became in the store."""
+
+    sha256: str
+    chunks: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+
+
+def encode_name(out: dict[str, Any], key: str, name: bytes) -> None:
+    try:
+        out[key] = name.decode("utf-8")
+    except UnicodeDecodeError:
+        out[key + "_b64"] = base64.b64encode(name).decode("ascii")
+
+
+def decode_name(item: Mapping[str, Any], key: str) -> bytes:
+    if key in item:
+        return str(item[key]).encode("utf-8")
+    if key + "_b64" in item:
+        return base64.b64decode(item[key + "_b64"])
+    raise IntegrityError(f"file entry without {key!r}: the manifest is damaged")
+
+
+def entry_to_json(entry: Entry, content: Content | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": entry.type, "mode": entry.mode, "uid": entry.uid, "gid": entry.gid,
+                           "mtime_ns": entry.mtime_ns}
+    encode_name(out, "path", entry.path)
+    if entry.type == FILE:
+        assert content is not None
+        out.update(size=entry.size, ino=entry.ino, ctime_ns=entry.ctime_ns, sha256=content.sha256,
+                   chunks=[dict(ref) for ref in content.chunks])
+        if entry.sparse:
+            out["sparse"] = True
+    elif entry.type == SYMLINK:
+        encode_name(out, "target", entry.target)
+    elif entry.type == HARDLINK:
+        encode_name(out, "link", entry.target)
+    return out
+
+
+def entry_path(item: Mapping[str, Any]) -> bytes:
+    return decode_name(item, "path")
+
+
+def previous_files(section: Mapping[str, Any] | None) -> dict[bytes, Mapping[str, Any]]:
+    """File entries of the previous snapshot's section for the same path, by path."""
+    if not section:
+        return {}
+    return {entry_path(item): item for item in section.get("entries", ()) if item.get("type") == FILE}
+
+
+def unchanged(entry: Entry, before: Mapping[str, Any] | None) -> bool:
+    """Same size, mtime, inode and ctime as last time: the content is reused without reading it."""
+    return (
+        before is not None
+        and before.get("size") == entry.size
+        and before.get("mtime_ns") == entry.mtime_ns
+        and before.get("ino") == entry.ino
+        and before.get("ctime_ns") == entry.ctime_ns
+        and isinstance(before.get("chunks"), list)
+        and isinstance(before.get("sha256"), str)
+    )
+
+
+class Excluder:
+    """Glob patterns relative to the root (fnmatch: ``*`` also matches '/')."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = [os.fsencode(p.strip().lstrip("/").removeprefix("./").rstrip("/")) for p in patterns if p.strip()]
+
+    def __call__(self, path: bytes) -> bool:
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.patterns)
+
+
+def link_hardlinks(entries: Iterable[Entry]) -> list[Entry]:
+    """The first path (in sorted order) of each multiply-linked inode keeps the content; the
+    others become ``hardlink`` entries pointing to it. Sorted by path, parents first."""
+    ordered = sorted(entries, key=lambda e: e.path.split(b"/"))
+    first: dict[tuple[int, int], bytes] = {}
+    out: list[Entry] = []
+    for entry in ordered:
+        if entry.type == FILE and entry.nlink > 1:
+            key = (entry.dev, entry.ino)
+            if key in first:
+                entry = Entry(path=entry.path, type=HARDLINK, mode=entry.mode, uid=entry.uid, gid=entry.gid,
+                              mtime_ns=entry.mtime_ns, target=first[key])
+            else:
+                first[key] = entry.path
+        out.append(entry)
+    return out
+
+
+def join(parent: bytes, name: bytes) -> bytes:
+    return name if not parent else parent + b"/" + name
+
+
+def check_relative(path: bytes) -> bytes:
+    """Refuse names that would escape the destination (a damaged or hostile manifest)."""
+    parts = path.split(b"/")
+    if not path or path.startswith(b"/") or any(p in (b"", b".", b"..") for p in parts) or b"\0" in path:
+        raise IntegrityError(f"unsafe path {path!r} in a files section: refusing to restore it")
+    return path
