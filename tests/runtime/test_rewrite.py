@@ -1,0 +1,78 @@
+"""previews.replace: serialization-safe rewriting of values (pure) and of a real database."""
+
+from __future__ import annotations
+
+import json
+
+from clonekit.restore import Replacement, rewrite_database, rewrite_value
+
+OLD, NEW = "https://www.example.net", "http://127.0.0.1:43123"
+R = [Replacement(OLD, NEW)]
+
+
+def php_s(text: str) -> str:
+    return f's:{len(text.encode())}:"{text}";'
+
+
+def test_plain_text():
+    assert rewrite_value(f"see {OLD}/about", R) == f"see {NEW}/about"
+    assert rewrite_value("nothing here", R) == "nothing here"
+
+
+def test_serialized_lengths_are_recomputed():
+    value = "a:2:{s:4:\"home\";" + php_s(f"{OLD}/é") + "i:0;" + php_s("keep") + "}"
+    out = rewrite_value(value, R)
+    assert out == "a:2:{s:4:\"home\";" + php_s(f"{NEW}/é") + "i:0;" + php_s("keep") + "}"
+
+
+def test_nested_serialized_string_and_object():
+    inner = "a:1:{i:0;" + php_s(OLD) + "}"
+    value = 'O:8:"stdClass":2:{s:3:"url";' + php_s(OLD) + 's:6:"nested";' + php_s(inner) + "}"
+    expected_inner = "a:1:{i:0;" + php_s(NEW) + "}"
+    expected = 'O:8:"stdClass":2:{s:3:"url";' + php_s(NEW) + 's:6:"nested";' + php_s(expected_inner) + "}"
+    assert rewrite_value(value, R) == expected
+
+
+def test_serialized_with_other_scalars():
+    value = "a:4:{i:0;b:1;i:1;d:0.5;i:2;N;i:3;" + php_s(OLD) + "}"
+    assert rewrite_value(value, R) == "a:4:{i:0;b:1;i:1;d:0.5;i:2;N;i:3;" + php_s(NEW) + "}"
+
+
+def test_json_with_escaped_slashes():
+    value = json.dumps({"url": OLD + "/x", "n": 1}).replace("/", "\\/")
+    out = rewrite_value(value, R)
+    assert json.loads(out) == {"url": NEW + "/x", "n": 1}
+    plain = json.dumps({"url": OLD})
+    assert json.loads(rewrite_value(plain, R)) == {"url": NEW}
+
+
+def test_broken_serialized_falls_back_to_plain():
+    value = 's:99:"' + OLD + '";'
+    assert rewrite_value(value, R) == 's:99:"' + NEW + '";'
+
+
+def test_rewrite_database(mysql_db):
+    mysql_db.execute(
+        "CREATE TABLE wp_options (option_id INT PRIMARY KEY, option_name VARCHAR(64), option_value LONGTEXT)",
+        "CREATE TABLE nokey (v TEXT)",
+    )
+    serialized = "a:1:{s:4:\"home\";" + php_s(OLD) + "}"
+    conn = mysql_db.connect()
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO wp_options VALUES (%s, %s, %s)",
+                        [(1, "siteurl", OLD), (2, "widget", serialized), (3, "other", "untouched"),
+                         (4, "json", json.dumps({"u": OLD}).replace("/", "\\/"))])
+        cur.executemany("INSERT INTO nokey VALUES (%s)", [(OLD + "/a",), (OLD + "/a",), ("b",)])
+    conn.close()
+    from clonekit.db.endpoint import DbEndpoint
+
+    server = mysql_db.server
+    endpoint = DbEndpoint(server.host, server.port, server.user, server.password, mysql_db.name)
+    changed = rewrite_database(endpoint, R)
+    assert changed == 5
+    rows = dict(mysql_db.query("SELECT option_name, option_value FROM wp_options"))
+    assert rows["siteurl"] == NEW
+    assert rows["widget"] == "a:1:{s:4:\"home\";" + php_s(NEW) + "}"
+    assert rows["other"] == "untouched"
+    assert json.loads(rows["json"]) == {"u": NEW}
+    assert sorted(v for (v,) in mysql_db.query("SELECT v FROM nokey")) == sorted([NEW + "/a", NEW + "/a", "b"])
