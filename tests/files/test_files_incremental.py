@@ -1,0 +1,155 @@
+"""Second captures: unchanged files are neither read nor sent; a file changing while read is never stored torn."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+import clonekit.files.capture as capture_module
+import clonekit.files.local as local_module
+import clonekit.files.remote as remote_module
+from clonekit.config import FileSource
+from clonekit.errors import SourceError
+from clonekit.files import capture_files, restore_files
+from clonekit.transport.ssh import SshSession
+
+
+def capture(repo, root: Path, *, ssh=None, previous=None):
+    with repo.writer() as writer:
+        section = capture_files(FileSource(str(root)), writer, ssh=ssh, previous=previous)
+    return section, writer.stats
+
+
+def _uploads(root: Path, count: int = 200) -> Path:
+    """A small uploads tree: many small files and one large."""
+    for i in range(count):
+        folder = root / f"2024-{i % 12 + 1:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"img-{i}.jpg").write_bytes(os.urandom(2000 + i * 37))
+    (root / "video.mp4").write_bytes(os.urandom(12_000_000))
+    return root
+
+
+def _change_one_percent(root: Path) -> int:
+    """Rewrite 2 small files and patch 1 KB in the middle of the big one; returns bytes changed."""
+    (root / "2024-01" / "img-0.jpg").write_bytes(os.urandom(3000))
+    (root / "2024-02" / "img-1.jpg").write_bytes(os.urandom(3000))
+    with open(root / "video.mp4", "r+b") as fh:
+        fh.seek(6_000_000)
+        fh.write(os.urandom(1024))
+    return 6000 + 1024
+
+
+class _ReadSpy:
+    def __init__(self, monkeypatch) -> None:
+        self.paths: list[bytes] = []
+        original = local_module.read_local
+
+        def spy(root, entry, consume):
+            self.paths.append(entry.path)
+            return original(root, entry, consume)
+
+        monkeypatch.setattr(local_module, "read_local", spy)
+
+
+def test_local_second_capture_reads_nothing_unchanged(repo, tmp_path, monkeypatch, describe_tree):
+    root = _uploads(tmp_path / "uploads")
+    first, first_stats = capture(repo, root)
+    spy = _ReadSpy(monkeypatch)
+    again, stats = capture(repo, root, previous=first)
+    assert spy.paths == [] and again["read_files"] == 0
+    assert stats.plain_bytes == 0 and stats.new_chunks == 0
+    assert again["entries"] == first["entries"]
+
+    _change_one_percent(root)
+    third, stats = capture(repo, root, previous=again)
+    assert sorted(spy.paths) == [b"2024-01/img-0.jpg", b"2024-02/img-1.jpg", b"video.mp4"]
+    # only what changed is stored: two small files and the content-defined chunk around the patch
+    assert stats.new_plain_bytes < 0.25 * first_stats.new_plain_bytes
+    assert stats.new_plain_bytes <= 6000 + 3 * 1024 * 1024
+    restore_files(repo, third, tmp_path / "out")
+    assert describe_tree(root) == describe_tree(tmp_path / "out")
+
+
+class _CommandSpy:
+    """Counts the commands sent through an SshSession."""
+
+    def __init__(self, ssh: SshSession) -> None:
+        self.ssh = ssh
+        self.target = ssh.target
+        self.commands: list[str] = []
+
+    def run(self, argv, **kwargs):
+        self.commands.append(argv[0])
+        return self.ssh.run(argv, **kwargs)
+
+    def stream(self, argv, **kwargs):
+        self.commands.append("tar" if "tar" in argv else argv[0])
+        return self.ssh.stream(argv, **kwargs)
+
+
+def test_ssh_second_capture_sends_nothing_unchanged(repo, tmp_path, ssh_target, describe_tree):
+    root = _uploads(tmp_path / "uploads")
+    with SshSession.connect(ssh_target) as ssh:
+        spy = _CommandSpy(ssh)
+        first, _ = capture(repo, root, ssh=spy)
+        assert spy.commands == ["find", "tar", "find"]  # constant round trips, whatever the file count
+        spy.commands.clear()
+        again, stats = capture(repo, root, ssh=spy, previous=first)
+        assert spy.commands == ["find"] and again["read_files"] == 0 and stats.plain_bytes == 0
+        _change_one_percent(root)
+        spy.commands.clear()
+        third, stats = capture(repo, root, ssh=spy, previous=again)
+        assert spy.commands == ["find", "tar", "find"]
+        assert third["read_files"] == 3
+        assert stats.new_plain_bytes <= 6000 + 3 * 1024 * 1024
+    restore_files(repo, third, tmp_path / "out")
+    assert describe_tree(root) == describe_tree(tmp_path / "out")
+
+
+def _mutating_store_content(monkeypatch, module, target: Path, times: int):
+    """store_content that rewrites ``target`` right after reading it, ``times`` times."""
+    original = capture_module.store_content
+    state = {"left": times}
+
+    def mutate(read, writer):
+        result = original(read, writer)
+        _, size = result
+        if size == target.stat().st_size and state["left"] > 0:  # only the target has this size
+            state["left"] -= 1
+            with open(target, "ab") as fh:
+                fh.write(b"+more")
+        return result
+
+    monkeypatch.setattr(module, "store_content", mutate)
+
+
+@pytest.mark.parametrize("over_ssh", [False, True])
+def test_file_changed_while_read_is_read_again(repo, tmp_path, monkeypatch, caplog, ssh_target, over_ssh):
+    caplog.set_level(logging.WARNING, "clonekit.files")
+    root = tmp_path / "src"
+    root.mkdir()
+    target = root / "log.txt"
+    target.write_bytes(b"version 1")
+    (root / "other").write_bytes(b"quiet")
+    _mutating_store_content(monkeypatch, remote_module if over_ssh else capture_module, target, times=1)
+    with SshSession.connect(ssh_target) as ssh:
+        section, _ = capture(repo, root, ssh=ssh if over_ssh else None)
+    assert "changed while it was read" in caplog.text
+    restore_files(repo, section, tmp_path / "out")
+    assert (tmp_path / "out" / "log.txt").read_bytes() == b"version 1+more"
+
+
+@pytest.mark.parametrize("over_ssh", [False, True])
+def test_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypatch, ssh_target, over_ssh):
+    root = tmp_path / "src"
+    root.mkdir()
+    target = root / "busy.db"
+    target.write_bytes(b"version 1")
+    _mutating_store_content(monkeypatch, remote_module if over_ssh else capture_module, target, times=100)
+    with SshSession.connect(ssh_target) as ssh, pytest.raises(SourceError, match="kept changing") as info:
+        capture(repo, root, ssh=ssh if over_ssh else None)
+    assert "busy.db" in str(info.value)
