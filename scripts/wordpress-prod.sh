@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The WordPress "production" that clonekit clones in tests and in the demo.
+#
+#   scripts/wordpress-prod.sh up       start it (building images when missing) and seed it once
+#   scripts/wordpress-prod.sh status   exit 0 when it runs and is seeded, 1 otherwise
+#   scripts/wordpress-prod.sh seed     wipe the database and uploads, seed them again
+#   scripts/wordpress-prod.sh down     remove containers, database volume and local state
+#
+# Compose project `ckprod` (fixtures/wordpress/compose.yml): WordPress on 127.0.0.1:8088,
+# MariaDB on 127.0.0.1:33306 (database wordpress, user wp). Secrets live in
+# $CKPROD_STATE/prod.env (mode 600), never in argv; seeded personal values in
+# $CKPROD_STATE/seeded.json for leak tests.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+COMPOSE_FILE=$ROOT/fixtures/wordpress/compose.yml
+STATE=${CKPROD_STATE:-/var/tmp/clonekit-wordpress}
+ENV_FILE=$STATE/prod.env
+UPLOADS=$STATE/uploads
+SEEDED=$STATE/seeded.json
+URL=http://127.0.0.1:8088
+DB_PORT=33306
+SEED_VERSION=1
+PY=${PYTHON:-python3}
+log() { printf '[ckprod] %s\n' "$*" >&2; }
+
+compose() { docker compose -p ckprod -f "$COMPOSE_FILE" --env-file "$ENV_FILE" "$@"; }
+
+write_env_file() {
+  [ -s "$ENV_FILE" ] && return 0
+  mkdir -p "$STATE"
+  ( umask 077
+    { echo "# ckprod secrets (scripts/wordpress-prod.sh); load with: set -a; . $ENV_FILE; set +a"
+      for name in CKPROD_DB_PASSWORD CKPROD_DB_ROOT_PASSWORD CKPROD_AUTH_KEY CKPROD_NONCE_KEY CKPROD_ADMIN_PASSWORD; do
+        echo "$name=$(head -c 24 /dev/urandom | base64 | tr -d '/+=' | cut -c1-24)"
+      done
+      echo "CKPROD_UPLOADS=$UPLOADS"
+    } > "$ENV_FILE.tmp" )
+  mv "$ENV_FILE.tmp" "$ENV_FILE"
+}
+
+load_env() { set -a; . "$ENV_FILE"; set +a; }
+
+db_query() {  # db_query SQL: one value per line; the password goes by environment
+  MYSQL_PWD=$CKPROD_DB_PASSWORD mariadb --protocol=tcp -h127.0.0.1 -P"$DB_PORT" -uwp \
+    --batch --skip-column-names wordpress -e "$1"
+}
+
+running() {
+  local ids
+  ids=$(compose ps --status running -q 2>/dev/null | wc -l)
+  [ "$ids" -ge 2 ]
+}
+
+seeded() {
+  [ -s "$SEEDED" ] || return 1
+  local version
+  version=$(db_query "SELECT option_value FROM wp_options WHERE option_name='ckprod_seed_version'" 2>/dev/null) || return 1
+  [ "$version" = "$SEED_VERSION" ]
+}
+
+seed() {
+  log "seeding (WordPress install, users, posts, comments, uploads)"
+  local started=$SECONDS
+  CKPROD_SEED_VERSION=$SEED_VERSION CKPROD_STATE=$STATE CKPROD_URL=$URL CKPROD_DB_PORT=$DB_PORT \
+    "$PY" "$ROOT/fixtures/wordpress/seed.py"
+  log "seeded in $((SECONDS - started))s"
+}
+
+print_info() {
+  cat <<INFO
+ckprod is up (compose project ckprod, $COMPOSE_FILE)
+  site:      $URL/   (admin: $URL/wp-admin/, user admin, password CKPROD_ADMIN_PASSWORD)
+  database:  127.0.0.1:$DB_PORT, database wordpress, user wp, password CKPROD_DB_PASSWORD
+  uploads:   $UPLOADS
+  secrets:   set -a; . $ENV_FILE; set +a
+  seeded:    $SEEDED
+INFO
+}
+
+cmd_up() {
+  "$ROOT/scripts/images.sh" mariadb wordpress
+  write_env_file
+  load_env
+  if running && seeded; then
+    log "already running and seeded"
+    print_info
+    return 0
+  fi
+  mkdir -p "$UPLOADS"
+  chown 33:33 "$UPLOADS"  # www-data in the image
+  local started=$SECONDS
+  local out
+  if ! out=$(compose up -d --wait 2>&1); then
+    printf '%s\n' "$out" >&2
+    compose logs --tail 20 >&2 || true
+    log "the containers did not become healthy"
+    exit 1
+  fi
+  log "containers healthy in $((SECONDS - started))s"
+  seeded || seed
+  print_info
+}
+
+cmd_seed() {
+  [ -s "$ENV_FILE" ] || { log "not started: run $0 up"; exit 1; }
+  load_env
+  running || { log "not running: run $0 up"; exit 1; }
+  seed
+}
+
+cmd_status() {
+  if [ ! -s "$ENV_FILE" ]; then echo "ckprod: not set up"; return 1; fi
+  load_env
+  compose ps
+  if running && seeded; then echo "ckprod: running and seeded ($URL)"; return 0; fi
+  if running; then echo "ckprod: running, not seeded (run $0 up)"; else echo "ckprod: not running"; fi
+  return 1
+}
+
+cmd_down() {
+  if [ -s "$ENV_FILE" ]; then
+    compose down --volumes --remove-orphans --timeout 5
+  else
+    # No env file: remove whatever the project left by its labels.
+    docker ps -aq --filter label=com.docker.compose.project=ckprod | xargs -r docker rm -f >/dev/null
+    docker volume ls -q --filter label=com.docker.compose.project=ckprod | xargs -r docker volume rm >/dev/null
+  fi
+  rm -rf "$STATE"
+  log "removed"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  seed) cmd_seed ;;
+  *) echo "usage: $0 up|down|status|seed" >&2; exit 2 ;;
+esac
