@@ -6,6 +6,7 @@
 #   scripts/images.sh            build what is missing (idempotent)
 #   scripts/images.sh NAME...    only these (busybox, mariadb, wordpress)
 #   IMAGES_REBUILD=1 scripts/images.sh   rebuild the finished images (bases are kept)
+#   IMAGES_NAMESPACE=x scripts/images.sh  tag x/... instead of clonekit/... (timing from nothing)
 #
 # An image is skipped when `docker image inspect` finds it with the label clonekit.context
 # equal to the hash of its build folder, so an edited Dockerfile is picked up by the next run.
@@ -14,6 +15,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CONTEXTS=$ROOT/fixtures/wordpress/images
 SUITE=${IMAGES_SUITE:-bookworm}
+NS=${IMAGES_NAMESPACE:-clonekit}
 log() { printf '[images] %s\n' "$*" >&2; }
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -50,8 +52,8 @@ base_image() {  # base_image TAG PACKAGES(comma separated)
   log "base $tag ready in $((SECONDS - started))s"
 }
 
-finished_image() {  # finished_image TAG CONTEXT_FOLDER
-  local tag=$1 context=$2 hash current
+finished_image() {  # finished_image TAG CONTEXT_FOLDER BASE_TAG
+  local tag=$1 context=$2 base=$3 hash current
   hash=$(context_hash "$context")
   if [ -z "${IMAGES_REBUILD:-}" ] && have_image "$tag"; then
     current=$(docker image inspect -f '{{ index .Config.Labels "clonekit.context" }}' "$tag" 2>/dev/null || true)
@@ -62,12 +64,19 @@ finished_image() {  # finished_image TAG CONTEXT_FOLDER
     log "$tag: its build folder changed, rebuilding"
   fi
   local started=$SECONDS
-  DOCKER_BUILDKIT=0 docker build -q --label "clonekit.context=$hash" -t "$tag" "$context" >/dev/null
+  local out
+  # The classic builder (no buildx here); its deprecation notice is noise, its errors are not.
+  if ! out=$(DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$base" --label "clonekit.context=$hash" \
+      -t "$tag" "$context" 2>&1); then
+    printf '%s\n' "$out" >&2
+    log "building $tag failed"
+    exit 1
+  fi
   log "$tag ready in $((SECONDS - started))s"
 }
 
 build_busybox() {
-  local tag=clonekit/busybox:latest hash current
+  local tag=$NS/busybox:latest hash current
   hash=$( (sha256sum /bin/busybox; echo v1) | sha256sum | cut -c1-16)
   if [ -z "${IMAGES_REBUILD:-}" ] && have_image "$tag"; then
     current=$(docker image inspect -f '{{ index .Config.Labels "clonekit.context" }}' "$tag" 2>/dev/null || true)
@@ -90,14 +99,14 @@ build_busybox() {
 }
 
 build_mariadb() {
-  base_image clonekit/base-mariadb:10.11 mariadb-server,mariadb-client,zstd
-  finished_image clonekit/mariadb:10.11 "$CONTEXTS/mariadb"
+  base_image "$NS/base-mariadb:10.11" mariadb-server,mariadb-client,zstd
+  finished_image "$NS/mariadb:10.11" "$CONTEXTS/mariadb" "$NS/base-mariadb:10.11"
 }
 
 build_wordpress() {
-  base_image clonekit/base-wordpress:6.1 \
+  base_image "$NS/base-wordpress:6.1" \
     wordpress,wordpress-theme-twentytwentyone,wordpress-theme-twentytwentythree,apache2,libapache2-mod-php,php-mysql,php-mbstring,php-xml,php-curl,curl,ca-certificates
-  finished_image clonekit/wordpress:6.1 "$CONTEXTS/wordpress"
+  finished_image "$NS/wordpress:6.1" "$CONTEXTS/wordpress" "$NS/base-wordpress:6.1"
 }
 
 main() {
@@ -106,7 +115,7 @@ main() {
   docker info >/dev/null 2>&1 || { log "the Docker engine is not running (start it with scripts/services.sh)"; exit 1; }
   ensure_tools
   # Several helpers may ask at once; one builder at a time, the others then find the images.
-  exec 9>/var/tmp/clonekit-images.lock
+  exec 9>"/var/tmp/$NS-images.lock"
   flock 9
   for name in "${wanted[@]}"; do
     case "$name" in

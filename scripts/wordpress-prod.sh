@@ -130,6 +130,13 @@ cmd_down() {
   log "removed"
 }
 
+# Tests on several workers and the demo may ask at once: one at a time (the lock file lives
+# outside $STATE, which `down` removes).
+exec 9>"${STATE%/}.lock"
+case "${1:-}" in
+  up|down|seed) flock 9 ;;
+esac
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
