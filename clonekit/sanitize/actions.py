@@ -1,0 +1,745 @@
+"""Sanitization actions: deterministic, keyed value transforms.
+
+Every pseudonym is derived from ``HMAC-SHA256(secret, action + value)``: the same input gives the
+same output in every table and every night (joins keep working, unchanged rows deduplicate),
+and nobody without the secret can map a pseudonym back. An action is built once per column
+(``build_action``) into a plain ``value -> value`` function; nothing is parsed per row.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
+
+from . import passwords, phpserialize
+from .detect import EMAIL_RE, IPV4_RE, iter_phones
+from .wordlists import FIRST_NAMES, LAST_NAMES, LOREM_WORDS, STREET_SUFFIXES
+
+ValueFn = Callable[[Any], Any]
+
+TAG_CHARS = 12  # 60 bits: no collision in practice below billions of distinct values
+CACHE_ENTRIES = 8192  # per column; values repeat (hostnames, the same commenter's email)
+DEFAULT_EMAIL_DOMAIN = "example.com"  # RFC 2606: mail to it reaches no one
+DEFAULT_URL_HOST = "www.example.com"
+IPV4_DOC_NETS = ("192.0.2", "198.51.100", "203.0.113")  # RFC 5737
+IPV6_DOC_PREFIX = bytes.fromhex("20010db8")  # RFC 3849: 2001:db8::/32
+LOREM_TEXT = " ".join(LOREM_WORDS) + " "
+_HAS_DIGIT = re.compile(r"\d")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """A parsed rule action: ``email``, ``{set: ""}``, ``{email: {domain: keep}}``..."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def describe(self) -> str:
+        """For logs and the manifest: the action and option names, never a ``set`` value."""
+        if not self.options:
+            return self.name
+        if self.name == "set":
+            return "set"
+        return f"{self.name}({', '.join(sorted(self.options))})"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an action writes into: the column's kind and limits."""
+
+    kind: str  # text binary int decimal temporal enum other
+    max_chars: int | None = None
+    unique: bool = False
+    nullable: bool = True
+
+
+def column_kind(data_type: str, binary: bool = False) -> str:
+    t = data_type.lower()
+    if t in ("enum", "set"):
+        return "enum"
+    if binary or t in ("blob", "tinyblob", "mediumblob", "longblob", "binary", "varbinary", "bit"):
+        return "binary"
+    if t in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json"):
+        return "text"
+    if t in ("tinyint", "smallint", "mediumint", "int", "integer", "bigint"):
+        return "int"
+    if t in ("decimal", "numeric", "float", "double", "real"):
+        return "decimal"
+    if t in ("date", "datetime", "timestamp", "time", "year"):
+        return "temporal"
+    return "other"
+
+
+class Keyed:
+    """HMAC-SHA256 with the project secret; ``domain`` separates actions."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret: bytes) -> None:
+        self._key = secret
+
+    def __repr__(self) -> str:
+        return "Keyed(<secret>)"
+
+    def digest(self, domain: bytes, value: str | bytes) -> bytes:
+        if isinstance(value, str):
+            value = value.encode("utf-8", "surrogatepass")
+        return hmac.digest(self._key, domain + value, "sha256")
+
+
+@dataclass(frozen=True)
+class ActionEnv:
+    keyed: Keyed
+    dev_password: str = "clonekit"
+    keep_values: frozenset[str] = frozenset()  # casefolded staff logins and emails
+
+
+def tag(digest: bytes, chars: int = TAG_CHARS) -> str:
+    return base64.b32encode(digest[-10:]).decode("ascii").lower()[:chars]
+
+
+def pick(words: tuple[str, ...], digest: bytes, at: int) -> str:
+    return words[int.from_bytes(digest[at : at + 2], "big") % len(words)]
+
+
+def fit_with_tag(head: str, sep: str, tail_tag: str, suffix: str, limit: int | None) -> str:
+    """``head + sep + tag + suffix`` within ``limit`` characters, shortening ``head`` first so the
+    uniqueness tag survives."""
+    full = f"{head}{sep}{tail_tag}{suffix}"
+    if limit is None or len(full) <= limit:
+        return full
+    room = limit - len(sep) - len(tail_tag) - len(suffix)
+    if room >= 1:
+        return f"{head[:room]}{sep}{tail_tag}{suffix}"
+    room = limit - len(suffix)
+    if room >= 1:
+        return f"{tail_tag[:room]}{suffix}"
+    return tail_tag[:limit]
+
+
+# --- the pseudonym builders: (value, limit) -> str -------------------------------------------
+
+StrBuilder = Callable[[str, "int | None"], str]
+
+
+def email_builder(env: ActionEnv, domain_option: str | None) -> StrBuilder:
+    keyed = env.keyed
+
+    def email(value: str, limit: int | None) -> str:
+        norm = value.strip().casefold()
+        d = keyed.digest(b"email\0", norm)
+        if domain_option == "keep" and "@" in norm:
+            domain = norm.rpartition("@")[2]
+        else:
+            domain = domain_option if domain_option and domain_option != "keep" else DEFAULT_EMAIL_DOMAIN
+        name = f"{pick(FIRST_NAMES, d, 0)}.{pick(LAST_NAMES, d, 2)}".lower()
+        return fit_with_tag(name, ".", tag(d), "@" + domain, limit)
+
+    return email
+
+
+def username_builder(env: ActionEnv) -> StrBuilder:
+    keyed = env.keyed
+
+    def username(value: str, limit: int | None) -> str:
+        d = keyed.digest(b"username\0", value.strip().casefold())
+        name = f"{pick(FIRST_NAMES, d, 0)}{pick(LAST_NAMES, d, 2)}".lower()
+        return fit_with_tag(name, "_", tag(d), "", limit)
+
+    return username
+
+
+def first_name_builder(env: ActionEnv) -> StrBuilder:
+    keyed = env.keyed
+    return lambda value, limit: pick(FIRST_NAMES, keyed.digest(b"first_name\0", value.strip().casefold()), 0)[:limit]
+
+
+def last_name_builder(env: ActionEnv) -> StrBuilder:
+    keyed = env.keyed
+    return lambda value, limit: pick(LAST_NAMES, keyed.digest(b"last_name\0", value.strip().casefold()), 0)[:limit]
+
+
+def name_builder(env: ActionEnv) -> StrBuilder:
+    keyed = env.keyed
+
+    def name(value: str, limit: int | None) -> str:
+        d = keyed.digest(b"name\0", value.strip().casefold())
+        return f"{pick(FIRST_NAMES, d, 0)} {pick(LAST_NAMES, d, 2)}"[:limit]
+
+    return name
+
+
+def address_builder(env: ActionEnv) -> StrBuilder:
+    keyed = env.keyed
+
+    def address(value: str, limit: int | None) -> str:
+        d = keyed.digest(b"address\0", value.strip().casefold())
+        number = 1 + int.from_bytes(d[4:6], "big") % 9999
+        return f"{number} {pick(LAST_NAMES, d, 0)} {pick(STREET_SUFFIXES, d, 2)}"[:limit]
+
+    return address
+
+
+def _phone_digits(keyed: Keyed, digits: str) -> str:
+    d = keyed.digest(b"phone\0", digits)
+    while len(d) < len(digits):
+        d += keyed.digest(b"phone+\0", d)
+    # keep the first digit (country code or trunk prefix) so numbers stay plausible
+    return digits[:1] + "".join(str(b % 10) for b in d[: len(digits) - 1])
+
+
+def phone_builder(env: ActionEnv) -> StrBuilder:
+    keyed = env.keyed
+
+    def phone(value: str, limit: int | None) -> str:
+        digits = "".join(ch for ch in value if "0" <= ch <= "9")
+        if not digits:
+            return value[:limit]
+        new = iter(_phone_digits(keyed, digits))
+        return "".join(next(new) if "0" <= ch <= "9" else ch for ch in value)[:limit]
+
+    return phone
+
+
+def _ipv4(keyed: Keyed, value: str) -> str:
+    d = keyed.digest(b"ip\0", value.strip().casefold())
+    return f"{IPV4_DOC_NETS[d[0] % 3]}.{1 + d[1] % 254}"
+
+
+def _ipv6_packed(keyed: Keyed, value: str) -> bytes:
+    d = keyed.digest(b"ip\0", value.strip().casefold())
+    return IPV6_DOC_PREFIX + d[:12]
+
+
+def ip_builder(env: ActionEnv) -> StrBuilder:
+    keyed = env.keyed
+
+    def ip(value: str, limit: int | None) -> str:
+        if ":" in value:
+            return str(ipaddress.IPv6Address(_ipv6_packed(keyed, value)))[:limit]
+        return _ipv4(keyed, value)[:limit]
+
+    return ip
+
+
+def url_builder(env: ActionEnv, host: str | None) -> StrBuilder:
+    keyed = env.keyed
+    host = host or DEFAULT_URL_HOST
+
+    def url(value: str, limit: int | None) -> str:
+        d = keyed.digest(b"url\0", value.strip().casefold())
+        scheme = "http" if value.lower().startswith("http://") else "https"
+        path = f"{pick(FIRST_NAMES, d, 0)}-{pick(LAST_NAMES, d, 2)}".lower()
+        return fit_with_tag(f"{scheme}://{host}/{path}", "-", tag(d, 6), "", limit)
+
+    return url
+
+
+def lorem_builder(env: ActionEnv) -> StrBuilder:
+    keyed = env.keyed
+    corpus = LOREM_TEXT
+
+    def lorem(value: str, limit: int | None) -> str:
+        size = len(value) if limit is None else min(len(value), limit)
+        d = keyed.digest(b"text\0", value)
+        start = int.from_bytes(d[:4], "big") % len(corpus)
+        text = corpus[start:] + corpus * (1 + size // len(corpus))
+        return text[:size].capitalize()
+
+    return lorem
+
+
+def scrub_builder(env: ActionEnv) -> StrBuilder:
+    """Free text kept, but e-mail addresses, IPv4 addresses and phone numbers inside replaced."""
+    email = email_builder(env, None)
+    keyed = env.keyed
+    keep = env.keep_values
+
+    def replace_email(match: re.Match[str]) -> str:
+        found = match.group()
+        return found if found.casefold() in keep else email(found, None)
+
+    def replace_ip(match: re.Match[str]) -> str:
+        return _ipv4(keyed, match.group())
+
+    def scrub(value: str, limit: int | None) -> str:
+        if "@" in value:
+            value = EMAIL_RE.sub(replace_email, value)
+        if _HAS_DIGIT.search(value):
+            value = IPV4_RE.sub(replace_ip, value)
+            parts: list[str] = []
+            last = 0
+            for match in iter_phones(value):
+                found = match.group()
+                digits = "".join(ch for ch in found if "0" <= ch <= "9")
+                new = iter(_phone_digits(keyed, digits))
+                parts.append(value[last : match.start()])
+                parts.append("".join(next(new) if "0" <= ch <= "9" else ch for ch in found))
+                last = match.end()
+            if parts:
+                parts.append(value[last:])
+                value = "".join(parts)
+        return value if limit is None else value[:limit]
+
+    return scrub
+
+
+def hash_builder(env: ActionEnv, length: int | None) -> StrBuilder:
+    keyed = env.keyed
+
+    def hashed(value: str, limit: int | None) -> str:
+        size = min(x for x in (length, limit, 64) if x is not None)
+        return keyed.digest(b"hash\0", value).hex()[:size]
+
+    return hashed
+
+
+def redact_builder(env: ActionEnv) -> StrBuilder:
+    return lambda value, limit: "redacted"[:limit]
+
+
+# --- wrapping a builder for one column --------------------------------------------------------
+
+
+def _uniquified(builder: StrBuilder, env: ActionEnv) -> StrBuilder:
+    """For UNIQUE columns with an action that may repeat (names, phones...): append a keyed tag."""
+    keyed = env.keyed
+
+    def unique(value: str, limit: int | None) -> str:
+        return fit_with_tag(builder(value, None), "-", tag(keyed.digest(b"unique\0", value)), "", limit)
+
+    return unique
+
+
+def text_action(builder: StrBuilder, target: Target, env: ActionEnv, *, unique_safe: bool, keep_staff: bool = False) -> ValueFn:
+    """A builder made into a value function for one column: decoding, limits, cache, staff."""
+    if target.unique and not unique_safe:
+        builder = _uniquified(builder, env)
+    limit = target.max_chars
+    keep = env.keep_values if keep_staff else frozenset()
+
+    @lru_cache(maxsize=CACHE_ENTRIES)
+    def on_text(value: str) -> str:
+        if not value or (keep and value.strip().casefold() in keep):
+            return value
+        return builder(value, limit)
+
+    if target.kind == "binary":
+
+        def on_bytes(value: Any) -> Any:
+            if isinstance(value, (bytes, bytearray)):
+                out = on_text(bytes(value).decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+                return out if limit is None else out[:limit]
+            return on_text(str(value))
+
+        return on_bytes
+
+    def on_value(value: Any) -> Any:
+        if value.__class__ is str:
+            return on_text(value)
+        if isinstance(value, (bytes, bytearray)):
+            return on_text(bytes(value).decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+        return on_text(str(value))
+
+    return on_value
+
+
+# --- actions with their own value handling ------------------------------------------------------
+
+
+def _build_phone(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    text = text_action(phone_builder(env), target, env, unique_safe=False)
+    if target.kind != "int":
+        return text
+
+    def phone_int(value: Any) -> Any:
+        if isinstance(value, int) and value > 0:
+            digits = str(value)
+            return int(_phone_digits(env.keyed, digits))
+        return value
+
+    return phone_int
+
+
+def _build_ip(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    text = text_action(ip_builder(env), target, env, unique_safe=False)
+    keyed = env.keyed
+    if target.kind == "int":
+        return lambda value: int(ipaddress.IPv4Address(_ipv4(keyed, str(value)))) if isinstance(value, int) else value
+    if target.kind == "binary":
+
+        def ip_bytes(value: Any) -> Any:
+            if isinstance(value, bytes) and len(value) == 16:
+                return _ipv6_packed(keyed, value.hex())
+            if isinstance(value, bytes) and len(value) == 4:
+                return ipaddress.IPv4Address(_ipv4(keyed, value.hex())).packed
+            return text(value)
+
+        return ip_bytes
+    return text
+
+
+def _build_hash(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    length = spec.options.get("length")
+    if target.kind == "int":
+        keyed = env.keyed
+
+        def hash_int(value: Any) -> Any:
+            if not isinstance(value, int) or isinstance(value, bool):
+                return value
+            size = len(str(abs(value)))
+            out = int.from_bytes(keyed.digest(b"hash\0", str(value))[:8], "big") % (10**size)
+            return -out if value < 0 else out
+
+        return hash_int
+    return text_action(hash_builder(env, length), target, env, unique_safe=True)
+
+
+def _build_set(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    value = spec.options.get("value")
+    if isinstance(value, str) and target.max_chars is not None:
+        value = value[: target.max_chars]
+    if isinstance(value, str) and target.kind == "binary":
+        value = value.encode()
+    if isinstance(value, bool):
+        value = int(value)
+    return lambda _old: value
+
+
+def _build_null(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    return lambda _old: None
+
+
+def _build_text(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    mode = spec.options.get("mode", "scrub" if spec.name == "scrub" else "replace")
+    builder = scrub_builder(env) if mode == "scrub" else lorem_builder(env)
+    # scrubbed text keeps most of the original, so it is as unique as the original
+    return text_action(builder, target, env, unique_safe=mode == "scrub")
+
+
+def _jitter_seconds(keyed: Keyed, value: Any, days: int) -> int:
+    span = days * 86400
+    d = keyed.digest(b"date\0", str(value))
+    return int.from_bytes(d[:8], "big") % (2 * span + 1) - span
+
+
+def _build_date(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    days = int(spec.options.get("jitter_days", 30))
+    keyed = env.keyed
+
+    def jitter(value: Any) -> Any:
+        if days == 0:
+            return value
+        if isinstance(value, dt.datetime):
+            return value + dt.timedelta(seconds=_jitter_seconds(keyed, value.isoformat(), days))
+        if isinstance(value, dt.date):
+            return value + dt.timedelta(days=_jitter_seconds(keyed, value.isoformat(), days) // 86400)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value + _jitter_seconds(keyed, value, days) if value > 0 else value
+        if isinstance(value, (str, bytes)):
+            text = value.decode() if isinstance(value, bytes) else value
+            for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
+                try:
+                    parsed = dt.datetime.strptime(text, fmt)
+                except ValueError:
+                    continue
+                shifted = parsed + dt.timedelta(seconds=_jitter_seconds(keyed, parsed.isoformat(), days))
+                out = shifted.strftime(fmt)
+                return out.encode() if isinstance(value, bytes) else out
+        return value
+
+    return jitter
+
+
+PASSWORD_FORMATS = ("auto", "wordpress", "drupal", "bcrypt", "md5", "plain")
+
+
+def _build_password(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    fmt = spec.options.get("format", "auto")
+    keyed = env.keyed
+    password = env.dev_password
+    made: dict[str, str] = {}
+
+    def hashed(kind: str) -> str:
+        # computed once per column and format: the iterated hashes are slow on purpose
+        if kind not in made:
+            salt = keyed.digest(b"password-salt\0", kind)
+            if kind == "drupal":
+                made[kind] = passwords.drupal_hash(password, salt)
+            elif kind == "bcrypt" and passwords.bcrypt_available():
+                made[kind] = passwords.bcrypt_hash(password, salt)
+            elif kind == "md5":
+                made[kind] = hashlib.md5(password.encode()).hexdigest()  # noqa: S324 - the app's legacy format
+            elif kind == "plain":
+                made[kind] = password
+            else:
+                made[kind] = passwords.phpass_hash(password, salt)
+        return made[kind]
+
+    def detect(old: str) -> str:
+        if old.startswith(("$S$", "$U$S$")):
+            return "drupal"
+        if old.startswith(("$2y$", "$2b$", "$2a$")):
+            return "bcrypt"
+        # $P$/$H$, WordPress 6.8 "$wp$2y$" and anything unknown: phpass, which WordPress and
+        # Drupal (7+, or the phpass module) both accept
+        return "wordpress"
+
+    def pass_fn(value: Any) -> Any:
+        if value is None or value == "" or value == b"":
+            return value
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+        out = hashed(detect(text) if fmt == "auto" else fmt)
+        return out.encode() if isinstance(value, bytes) else out
+
+    return pass_fn
+
+
+# --- structured values: JSON paths and PHP-serialized ------------------------------------------
+
+_PATH_STEP = re.compile(r"\.\.(?P<deep>[^.\[]+)|\.(?P<key>[^.\[]+)|\[(?P<index>\d+|\*)\]|\[['\"](?P<qkey>[^'\"]+)['\"]\]")
+
+
+def parse_json_path(path: str) -> tuple[tuple[str, Any], ...]:
+    """``$.a.b[0].c``, ``$.items[*].email``, ``$..email`` (any depth). Raises ValueError."""
+    if not path.startswith("$"):
+        raise ValueError("a JSON path starts with $")
+    steps: list[tuple[str, Any]] = []
+    pos = 1
+    while pos < len(path):
+        match = _PATH_STEP.match(path, pos)
+        if not match:
+            raise ValueError(f"cannot read the path at {path[pos:]!r}")
+        pos = match.end()
+        if match.group("deep"):
+            steps.append(("deep", match.group("deep")))
+        elif match.group("key") is not None:
+            steps.append(("key", "*" if match.group("key") == "*" else match.group("key")))
+        elif match.group("qkey") is not None:
+            steps.append(("key", match.group("qkey")))
+        else:
+            index = match.group("index")
+            steps.append(("index", "*" if index == "*" else int(index)))
+    if not steps:
+        raise ValueError("the path selects the whole document; use a column action instead")
+    return tuple(steps)
+
+
+def _json_apply(node: Any, steps: tuple[tuple[str, Any], ...], fn: ValueFn) -> Any:
+    if not steps:
+        if node is None or isinstance(node, (dict, list, bool)):
+            return node
+        return fn(node if isinstance(node, str) else str(node))
+    kind, arg = steps[0]
+    rest = steps[1:]
+    if kind == "key" and isinstance(node, dict):
+        if arg == "*":
+            for k in node:
+                node[k] = _json_apply(node[k], rest, fn)
+        elif arg in node:
+            node[arg] = _json_apply(node[arg], rest, fn)
+    elif kind == "index" and isinstance(node, list):
+        if arg == "*":
+            for i in range(len(node)):
+                node[i] = _json_apply(node[i], rest, fn)
+        elif arg < len(node):
+            node[arg] = _json_apply(node[arg], rest, fn)
+    elif kind == "deep":
+        if isinstance(node, dict):
+            for k in list(node):
+                if k == arg:
+                    node[k] = _json_apply(node[k], rest, fn)
+                else:
+                    node[k] = _json_apply(node[k], steps, fn)
+        elif isinstance(node, list):
+            for i in range(len(node)):
+                node[i] = _json_apply(node[i], steps, fn)
+    return node
+
+
+def _build_json(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    inner = Target(kind="text")
+    compiled = [(parse_json_path(path), build_action(sub, inner, env)) for path, sub in spec.options["paths"].items()]
+    fallback = text_action(scrub_builder(env), target, env, unique_safe=True)
+    limit = target.max_chars
+
+    @lru_cache(maxsize=CACHE_ENTRIES)
+    def on_text(value: str) -> str:
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            return fallback(value)  # not JSON: still scrub what looks personal
+        separators = (", ", ": ") if ", " in value else (",", ":")
+        before = json.dumps(doc, ensure_ascii=False, separators=separators)
+        for steps, fn in compiled:
+            doc = _json_apply(doc, steps, fn)
+        out = json.dumps(doc, ensure_ascii=False, separators=separators)
+        if out == before:
+            return value  # untouched documents keep their exact bytes
+        return out if limit is None else out[:limit]
+
+    def json_fn(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return on_text(value.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+        return on_text(value) if isinstance(value, str) else value
+
+    return json_fn
+
+
+def _php_key_name(key: bytes | int | None) -> str | None:
+    if not isinstance(key, bytes):
+        return None
+    # private and protected object properties are "\0Class\0name" and "\0*\0name"
+    return key.rpartition(b"\0")[2].decode("utf-8", "replace").casefold()
+
+
+def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    inner = Target(kind="text")
+    by_key = [(pattern.casefold(), build_action(sub, inner, env)) for pattern, sub in spec.options.get("keys", {}).items()]
+    values_mode = spec.options.get("values", "scrub")
+    scrub = scrub_builder(env)
+    redact = redact_builder(env)
+
+    def rewrite(key: bytes | int | None, raw: bytes) -> bytes:
+        name = _php_key_name(key)
+        text = raw.decode("utf-8", "surrogateescape")
+        if name is not None:
+            for pattern, fn in by_key:
+                if fnmatchcase(name, pattern):
+                    out = fn(text)
+                    return raw if out is None else str(out).encode("utf-8", "surrogateescape")
+        if values_mode == "keep" or not text:
+            return raw
+        if values_mode == "redact":
+            return redact(text, None).encode()
+        return scrub(text, None).encode("utf-8", "surrogateescape")
+
+    limit = target.max_chars
+
+    @lru_cache(maxsize=CACHE_ENTRIES)
+    def on_bytes(value: bytes) -> bytes:
+        try:
+            return phpserialize.rewrite_strings(value, rewrite)
+        except phpserialize.PhpSerializeError:
+            # not serialized (or truncated): treat as free text, scrubbed
+            out = scrub(value.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
+            return out if limit is None else out[:limit]
+
+    def php_fn(value: Any) -> Any:
+        if isinstance(value, (bytes, bytearray)):
+            return on_bytes(bytes(value))
+        if isinstance(value, str):
+            return on_bytes(value.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+        return value
+
+    return php_fn
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+OptionCheck = Callable[[Any], "str | None"]  # returns what was expected, or None when fine
+STRINGISH = frozenset({"text", "binary"})
+ANY_KIND = frozenset({"text", "binary", "int", "decimal", "temporal", "enum", "other"})
+
+
+def _is_domain(value: Any) -> str | None:
+    if value == "keep" or (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value)):
+        return None
+    return "keep or a domain such as example.com"
+
+
+def _is_host(value: Any) -> str | None:
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d+)?", value):
+        return None
+    return "a host name such as www.example.com"
+
+
+def _one_of(*choices: str) -> OptionCheck:
+    return lambda value: None if value in choices else " | ".join(choices)
+
+
+def _int_range(low: int, high: int) -> OptionCheck:
+    def check(value: Any) -> str | None:
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return f"an integer from {low} to {high}"
+
+    return check
+
+
+def _scalar(value: Any) -> str | None:
+    return None if value is None or isinstance(value, (str, int, float, bool)) else "a string, a number or null"
+
+
+@dataclass(frozen=True)
+class ActionDef:
+    name: str
+    build: Callable[[ActionSpec, Target, ActionEnv], ValueFn]
+    kinds: frozenset[str]
+    unique_safe: bool  # different inputs give different outputs
+    options: Mapping[str, OptionCheck] = field(default_factory=dict)
+    applies_to_null: bool = False  # ``set`` writes its value over NULL too
+    short_option: str | None = None  # ``{set: ""}`` means ``{set: {value: ""}}``
+    keeps_staff: bool = False  # values listed in keep_accounts pass unchanged
+
+
+def _simple(builder_factory: Callable[[ActionEnv], StrBuilder], *, unique_safe: bool, keeps_staff: bool = False):  # noqa: ANN202
+    def build(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+        return text_action(builder_factory(env), target, env, unique_safe=unique_safe, keep_staff=keeps_staff)
+
+    return build
+
+
+def _build_email(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    return text_action(email_builder(env, spec.options.get("domain")), target, env, unique_safe=True, keep_staff=True)
+
+
+def _build_url(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    return text_action(url_builder(env, spec.options.get("host")), target, env, unique_safe=False)
+
+
+def _build_keep(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    return lambda value: value
+
+
+ACTIONS: dict[str, ActionDef] = {
+    a.name: a
+    for a in (
+        ActionDef("keep", _build_keep, ANY_KIND, True),
+        ActionDef("null", _build_null, ANY_KIND, True),
+        ActionDef("set", _build_set, ANY_KIND, False, {"value": _scalar}, applies_to_null=True, short_option="value"),
+        ActionDef("email", _build_email, STRINGISH, True, {"domain": _is_domain}, short_option="domain", keeps_staff=True),
+        ActionDef("username", _simple(username_builder, unique_safe=True, keeps_staff=True), STRINGISH, True, keeps_staff=True),
+        ActionDef("first_name", _simple(first_name_builder, unique_safe=False), STRINGISH, False),
+        ActionDef("last_name", _simple(last_name_builder, unique_safe=False), STRINGISH, False),
+        ActionDef("name", _simple(name_builder, unique_safe=False), STRINGISH, False),
+        ActionDef("phone", _build_phone, STRINGISH | {"int"}, False),
+        ActionDef("address", _simple(address_builder, unique_safe=False), STRINGISH, False),
+        ActionDef("ip", _build_ip, STRINGISH | {"int"}, False),
+        ActionDef("url", _build_url, STRINGISH, False, {"host": _is_host}, short_option="host"),
+        ActionDef("text", _build_text, STRINGISH, False, {"mode": _one_of("replace", "scrub")}, short_option="mode"),
+        ActionDef("scrub", _build_text, STRINGISH, True),
+        ActionDef("hash", _build_hash, STRINGISH | {"int"}, True, {"length": _int_range(4, 64)}, short_option="length"),
+        ActionDef("redact", _simple(redact_builder, unique_safe=False), STRINGISH, False),
+        ActionDef("date", _build_date, frozenset({"temporal", "int", "text"}), False, {"jitter_days": _int_range(0, 36500)}, short_option="jitter_days"),
+        ActionDef("password", _build_password, STRINGISH, False, {"format": _one_of(*PASSWORD_FORMATS)}, short_option="format"),
+        ActionDef("json", _build_json, STRINGISH, False, {"paths": lambda v: None}),
+        ActionDef("php", _build_php, STRINGISH, False, {"keys": lambda v: None, "values": _one_of("scrub", "keep", "redact")}),
+    )
+}
+
+
+def build_action(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    """The value function for one column (or one path inside a JSON/PHP value)."""
+    return ACTIONS[spec.name].build(spec, target, env)

@@ -1,0 +1,207 @@
+"""Presets: the rules a Drupal or WordPress site needs, in the same shape as ``sanitize.tables``.
+
+Presets apply to what exists: a preset rule for a missing table or column is skipped, where a
+user's rule would be an error. WordPress tables carry a prefix (``wp_`` or any other) and
+multisite adds ``<prefix><N>_`` tables per site: the prefix is detected from the live tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from .rules import TableRule, parse_table_rules
+
+PRESET_VERSION = 1  # part of the rules digest: bump when a preset's output changes
+
+_USER_DATA_KEYS = {
+    "*mail*": "email",
+    "*phone*": "phone",
+    "*mobile*": "phone",
+    "*first*name*": "first_name",
+    "*last*name*": "last_name",
+    "*name*": "name",
+    "*address*": "address",
+    "*street*": "address",
+}
+# watchdog messages are templates ("Session opened for %name."); the values are in variables
+_WATCHDOG_PLACEHOLDERS = {
+    "?name": "username",
+    "?user": "username",
+    "?username": "username",
+    "?account": "username",
+    "?mail": "email",
+    "?email": "email",
+    "?ip": "ip",
+    "?hostname": "ip",
+}
+
+DRUPAL: dict[str, Any] = {
+    "users_field_data": {
+        "columns": {
+            "mail": "email",
+            "init": "email",
+            "name": "username",
+            "pass": {"password": "auto"},
+        },
+        "accounts": {"login": "name", "email": "mail"},
+    },
+    # per-module user settings, serialized: strings by key, anything else scrubbed
+    "users_data": {"columns": {"value": {"php": {"keys": _USER_DATA_KEYS, "values": "scrub"}}}},
+    "comment_field_data": {
+        "columns": {
+            "name": "username",  # a registered commenter's name is their user name: same pseudonym
+            "mail": "email",
+            "homepage": "url",
+            "hostname": "ip",
+        }
+    },
+    "watchdog": {
+        "columns": {
+            "hostname": "ip",
+            "message": "scrub",
+            "variables": {"php": {"keys": _WATCHDOG_PLACEHOLDERS, "values": "scrub"}},
+            "location": "scrub",
+            "referer": "scrub",
+        }
+    },
+    "sessions": {"rows": "none"},
+    "cache_*": {"rows": "none"},
+    "webform_submission_data": {
+        "columns": {
+            "value": [
+                {"when": "name LIKE '%mail%'", "use": "email"},
+                {"when": "name LIKE '%phone%' OR name LIKE '%tel%' OR name LIKE '%mobile%'", "use": "phone"},
+                {"when": "name LIKE '%first%name%'", "use": "first_name"},
+                {"when": "name LIKE '%last%name%' OR name LIKE '%surname%'", "use": "last_name"},
+                {"when": "name LIKE '%name%'", "use": "name"},
+                {"when": "name LIKE '%address%' OR name LIKE '%street%'", "use": "address"},
+                {"use": "text"},  # anything else a visitor typed: replaced, same length
+            ]
+        }
+    },
+    "webform_submission": {"columns": {"remote_addr": "ip", "uri": "scrub"}},
+    "contact_message": {
+        "columns": {
+            "name": "name",
+            "mail": "email",
+            "subject": "text",
+            "message": "text",
+            "ip_address": "ip",
+        }
+    },
+    "flood": {"rows": "none"},
+}
+
+_WOO_NAME_KEYS = "'first_name','billing_first_name','shipping_first_name'"
+_WOO_LAST_KEYS = "'last_name','billing_last_name','shipping_last_name'"
+_WORDPRESS_USERMETA_VALUE = [
+    {"when": f"meta_key IN ({_WOO_NAME_KEYS})", "use": "first_name"},
+    {"when": f"meta_key IN ({_WOO_LAST_KEYS})", "use": "last_name"},
+    {"when": "meta_key = 'nickname'", "use": "username"},
+    {"when": "meta_key = 'billing_email'", "use": "email"},
+    {"when": "meta_key IN ('billing_phone','shipping_phone')", "use": "phone"},
+    {"when": "meta_key IN ('billing_address_1','billing_address_2','shipping_address_1','shipping_address_2')", "use": "address"},
+    {"when": "meta_key IN ('billing_company','shipping_company')", "use": {"set": "Example Ltd"}},
+    {"when": "meta_key IN ('billing_city','shipping_city')", "use": {"set": "Springfield"}},
+    {"when": "meta_key IN ('billing_postcode','shipping_postcode')", "use": {"set": "00000"}},
+    {"when": "meta_key IN ('billing_state','shipping_state')", "use": {"set": ""}},
+    {"when": "meta_key LIKE 'billing\\_%' OR meta_key LIKE 'shipping\\_%'", "use": "redact"},
+    {"when": "meta_key = 'description'", "use": "text"},
+    {"when": "meta_key = 'session_tokens'", "use": {"set": "a:0:{}"}},
+    {"when": "meta_key = 'community-events-location'", "use": {"php": {"values": "scrub"}}},
+    {"when": "meta_key LIKE '%\\_ip' OR meta_key LIKE '%\\_ip\\_%'", "use": "ip"},
+]
+
+
+def _wordpress_site(prefix: str) -> dict[str, Any]:
+    """Per-site tables: ``wp_`` for the main site, ``wp_2_`` for a multisite sub-site."""
+    return {
+        f"{prefix}comments": {
+            "columns": {
+                "comment_author": "name",  # registered commenters: their display_name, same pseudonym
+                "comment_author_email": "email",
+                "comment_author_IP": "ip",
+                "comment_author_url": "url",
+                "comment_content": "scrub",
+            }
+        },
+        f"{prefix}options": {
+            "columns": {
+                "option_value": [
+                    {"when": "option_name IN ('admin_email','new_admin_email')", "use": "email"},
+                ]
+            }
+        },
+        f"{prefix}posts": {"columns": {"post_password": "keep"}},  # a page's access password, not personal
+    }
+
+
+def _wordpress_network(prefix: str) -> dict[str, Any]:
+    """Tables shared by every site of an install (one set per base prefix)."""
+    return {
+        f"{prefix}users": {
+            "columns": {
+                "user_login": "username",
+                "user_nicename": "username",
+                "user_email": "email",
+                "user_url": "url",
+                "user_pass": {"password": "auto"},
+                "user_activation_key": {"set": ""},
+                "display_name": "name",
+            },
+            "accounts": {"login": "user_login", "email": "user_email"},
+        },
+        f"{prefix}usermeta": {"columns": {"meta_value": _WORDPRESS_USERMETA_VALUE}},
+        f"{prefix}sitemeta": {
+            "columns": {"meta_value": [{"when": "meta_key IN ('admin_email','new_admin_email')", "use": "email"}]}
+        },
+        f"{prefix}signups": {"columns": {"user_login": "username", "user_email": "email", "meta": {"php": {"values": "scrub"}}}},
+        f"{prefix}wc_customer_lookup": {
+            "columns": {"username": "username", "first_name": "first_name", "last_name": "last_name", "email": "email",
+                        "postcode": {"set": "00000"}, "city": {"set": "Springfield"}}
+        },
+    }
+
+
+def wordpress_prefixes(table_names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(base prefixes, sub-site prefixes) found among the live tables.
+
+    A base prefix P has ``P users`` and ``P usermeta`` (or ``P options`` and ``P posts``);
+    a sub-site prefix is ``P<N>_`` with a ``P<N>_options`` table."""
+    names = set(table_names)
+    bases = set()
+    for name in names:
+        if name.endswith("usermeta") and name[: -len("usermeta")] + "users" in names:
+            bases.add(name[: -len("usermeta")])
+        if name.endswith("options") and name[: -len("options")] + "posts" in names:
+            prefix = name[: -len("options")]
+            if not re.search(r"\d+_$", prefix) or prefix + "users" in names:
+                bases.add(prefix)
+    sites = set()
+    for base in bases:
+        pattern = re.compile(re.escape(base) + r"(\d+)_options$")
+        for name in names:
+            match = pattern.match(name)
+            if match:
+                sites.add(f"{base}{match.group(1)}_")
+    bases -= sites
+    return sorted(bases), sorted(sites)
+
+
+def preset_rules(preset: str, table_names: Iterable[str]) -> tuple[TableRule, ...]:
+    """The preset's rules for the tables that exist (an unknown preset or ``none``: no rules)."""
+    if preset == "drupal":
+        raw = DRUPAL
+    elif preset == "wordpress":
+        bases, sites = wordpress_prefixes(table_names)
+        raw = {}
+        for base in bases:
+            raw.update(_wordpress_network(base))
+            raw.update(_wordpress_site(base))
+        for site in sites:
+            raw.update(_wordpress_site(site))
+    else:
+        return ()
+    return parse_table_rules(raw, key=f"preset {preset}", origin=f"preset {preset}")
