@@ -18,7 +18,7 @@ import select
 import shlex
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import BinaryIO, cast
 
 import paramiko
@@ -36,6 +36,8 @@ CHANNEL_WINDOW_BYTES = 16 * 1024 * 1024
 STDERR_TAIL_BYTES = 4000
 FORWARD_BUFFER_BYTES = 256 * 1024
 STREAM_BUFFER_BYTES = 1024 * 1024
+# Channel packets up to 256 KiB instead of 32 KiB: 8x fewer per-packet Python round trips.
+CHANNEL_MAX_PACKET_BYTES = 256 * 1024
 
 
 def fingerprint_sha256(key: paramiko.PKey) -> str:
@@ -71,6 +73,22 @@ class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
                 "and compare the fingerprint with `ssh-keygen -lf`)"
             ),
         )
+
+
+class _FastTransport(paramiko.Transport):
+    """paramiko's Transport, preferring AES-GCM (one pass, no separate MAC) when the server offers it.
+    Measured on loopback: about 2x the throughput of aes128-ctr + hmac-sha2-256."""
+
+    _preferred_ciphers = (
+        "aes128-gcm@openssh.com",
+        "aes256-gcm@openssh.com",
+        *(c for c in paramiko.Transport._preferred_ciphers if "gcm" not in c),
+    )
+
+    def __init__(self, sock, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("default_window_size", CHANNEL_WINDOW_BYTES)
+        kwargs.setdefault("default_max_packet_size", CHANNEL_MAX_PACKET_BYTES)
+        super().__init__(sock, *args, **kwargs)
 
 
 class SshSession:
@@ -117,6 +135,7 @@ class SshSession:
                 banner_timeout=CONNECT_TIMEOUT_SECONDS,
                 auth_timeout=CONNECT_TIMEOUT_SECONDS,
                 channel_timeout=CONNECT_TIMEOUT_SECONDS,
+                transport_factory=_FastTransport,
             )
         except SourceError:
             client.close()
@@ -158,7 +177,6 @@ class SshSession:
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_SECONDS)
-        transport.default_window_size = CHANNEL_WINDOW_BYTES
         log.debug("connected to %s", target)
         return cls(target, client)
 
@@ -197,11 +215,15 @@ class SshSession:
             return out.read()
 
     @contextlib.contextmanager
-    def stream(self, argv: Sequence[str], *, stdin: bytes | None = None) -> Iterator[BinaryIO]:
+    def stream(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, ok_status: Collection[int] = (0,)
+    ) -> Iterator[BinaryIO]:
         """stdout of a remote command as a readable stream.
 
-        The exit status is checked when the block ends normally: a failed command raises
-        SourceError with the tail of its stderr, even if the caller read everything.
+        The exit status is checked when the block ends normally: a status not in ``ok_status``
+        raises SourceError with the tail of its stderr, even if the caller read everything.
+        After the block, the stream's ``exit_status`` and ``stderr_tail`` tell what happened
+        (e.g. GNU tar's status 1: "some files changed while read").
         """
         command = shlex.join(argv)
         channel = self._open_session()
@@ -217,7 +239,7 @@ class SshSession:
                 threads.append(_start(_feed_stdin, channel, stdin))
             else:
                 channel.shutdown_write()
-            out = io.BufferedReader(_ChannelReader(channel, self.target), STREAM_BUFFER_BYTES)
+            out = CommandOutput(_ChannelReader(channel, self.target), STREAM_BUFFER_BYTES)
             yield cast(BinaryIO, out)
             # The caller may stop early (e.g. at the end of a tar archive): drain the rest.
             while out.read(STREAM_BUFFER_BYTES):
@@ -230,8 +252,9 @@ class SshSession:
                 thread.join()
         finally:
             channel.close()
-        if status != 0:
-            tail = bytes(stderr_tail[-STDERR_TAIL_BYTES:]).decode("utf-8", "replace").strip()
+        tail = bytes(stderr_tail[-STDERR_TAIL_BYTES:]).decode("utf-8", "replace").strip()
+        out.exit_status, out.stderr_tail = status, tail
+        if status not in ok_status:
             raise SourceError(
                 f"command {_short(command)!r} on {self.target} exited with status {status}"
                 + (f": {tail}" if tail else "")
@@ -290,6 +313,13 @@ def _feed_stdin(channel: paramiko.Channel, data: bytes) -> None:
 
 def _short(command: str) -> str:
     return command if len(command) <= 200 else command[:197] + "..."
+
+
+class CommandOutput(io.BufferedReader):
+    """stdout of a remote command; ``exit_status`` and ``stderr_tail`` are set once it ended."""
+
+    exit_status: int | None = None
+    stderr_tail: str = ""
 
 
 class _ChannelReader(io.RawIOBase):

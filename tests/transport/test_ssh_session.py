@@ -131,3 +131,9 @@ def test_connection_refused_is_transient(ssh_server, monkeypatch):
     listener.close()  # nothing listens there any more
     with pytest.raises(TransientSourceError):
         SshSession.connect(_target(ssh_server, port=port))
+
+
+def test_stream_accepts_listed_statuses_and_reports_them(session):
+    with session.stream(["sh", "-c", "echo out; echo warned >&2; exit 1"], ok_status=(0, 1)) as out:
+        assert out.read() == b"out\n"
+    assert out.exit_status == 1 and out.stderr_tail == "warned"
