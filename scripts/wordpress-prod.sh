@@ -59,6 +59,17 @@ seeded() {
   [ "$version" = "$SEED_VERSION" ]
 }
 
+stale() {  # a service runs an older build of its image (scripts/images.sh rebuilt it)
+  local service image cid
+  for service in db:clonekit/mariadb:10.11 app:clonekit/wordpress:6.1; do
+    image=${service#*:}
+    cid=$(compose ps -q "${service%%:*}")
+    [ -n "$cid" ] || return 0
+    [ "$(docker inspect -f '{{.Image}}' "$cid")" = "$(docker image inspect -f '{{.Id}}' "$image")" ] || return 0
+  done
+  return 1
+}
+
 seed() {
   log "seeding (WordPress install, users, posts, comments, uploads)"
   local started=$SECONDS
@@ -82,7 +93,7 @@ cmd_up() {
   "$ROOT/scripts/images.sh" mariadb wordpress
   write_env_file
   load_env
-  if running && seeded; then
+  if running && seeded && ! stale; then
     log "already running and seeded"
     print_info
     return 0
@@ -120,7 +131,7 @@ cmd_status() {
 
 cmd_down() {
   if [ -s "$ENV_FILE" ]; then
-    compose down --volumes --remove-orphans --timeout 5
+    compose down --volumes --remove-orphans --timeout 5 2>/dev/null
   else
     # No env file: remove whatever the project left by its labels.
     docker ps -aq --filter label=com.docker.compose.project=ckprod | xargs -r docker rm -f >/dev/null

@@ -144,3 +144,10 @@ def test_mail_goes_nowhere_without_smtp_host_and_to_it_with_one(ckprod):
     # Port 9 on loopback refuses at once: the failure proves PHPMailer went to SMTP_HOST.
     with_host = ckprod.php(send, env={"SMTP_HOST": "127.0.0.1", "SMTP_PORT": "9"})
     assert "SMTP" in with_host.stdout and with_host.stdout.strip().endswith("false")
+
+
+def test_wordpress_makes_no_outgoing_requests_by_default(ckprod):
+    done = ckprod.php("var_export([DISABLE_WP_CRON, WP_HTTP_BLOCK_EXTERNAL, "
+                      "is_wp_error(wp_remote_get('http://api.wordpress.org/core/version-check/1.7/'))]);")
+    assert done.returncode == 0, done.stderr
+    assert re.sub(r"\s+", "", done.stdout) == "array(0=>true,1=>true,2=>true,)"
