@@ -1,0 +1,525 @@
+"""Previews: isolated compose projects restored from a snapshot, with their own URL.
+
+A preview NAME of project P is the compose project ``ck-P-NAME`` written to
+``<state_dir>/previews/NAME/compose.yml`` (``docker compose -f .../compose.yml ps`` works), with
+its own network and volumes; every container, volume and network carries the labels
+``clonekit.project``, ``clonekit.preview`` and ``clonekit.snapshot``. Fresh credentials and secret
+values live in 0600 files of that folder, never in labels, logs or ``compose.yml``.
+
+Creation order (each step a progress task, timed in state.json): file volumes filled from the
+snapshot → database service started and loaded through a 127.0.0.1 port → ``previews.replace``
+rewrite → every service started → wait until the HTTP service answers. A failure removes
+everything created (unless ``keep_on_failure``). One fcntl lock per preview name serialises runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import http.client
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from .config import Config, check_name
+from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
+from .runtime import compose as cmp
+from .runtime.docker import DockerEngine, published_port
+
+log = logging.getLogger("clonekit.preview")
+
+PREVIEWS_FOLDER = "previews"
+LOCKS_FOLDER = ".locks"
+STATE_FILE = "state.json"
+SECRETS_FILE = "secrets.json"
+COMPOSE_FILE = "compose.yml"
+LOCK_WAIT_SECONDS = float(os.environ.get("CLONEKIT_PREVIEW_LOCK_WAIT", "600"))
+HTTP_TIMEOUT_SECONDS = float(os.environ.get("CLONEKIT_PREVIEW_HTTP_TIMEOUT", "300"))
+DB_TIMEOUT_SECONDS = float(os.environ.get("CLONEKIT_PREVIEW_DB_TIMEOUT", "180"))
+POLL_SECONDS = 0.25
+HTTP_PROBE_TIMEOUT_SECONDS = 5.0
+STOP_TIMEOUT_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Preview:
+    name: str
+    project: str
+    status: str
+    url: str
+    snapshot_id: str
+    source: str
+    created_at: datetime
+    expires_at: datetime | None
+    path: Path
+    restore_path: str  # "cold" | "golden"
+
+
+def _noop_progress(task: str, advance: int = 0, total: int | None = None) -> None:
+    return None
+
+
+# -- naming and state on disk ---------------------------------------------------------------------
+
+
+def compose_project_name(config: Config, name: str) -> str:
+    return f"ck-{config.project}-{name}"
+
+
+def preview_dir(config: Config, name: str) -> Path:
+    return config.state_dir / PREVIEWS_FOLDER / name
+
+
+def _labels_of(config: Config, name: str) -> dict[str, str]:
+    return {cmp.LABEL_PROJECT: config.project, cmp.LABEL_PREVIEW: name}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Temp file with mode 0600 from the start, then rename: never readable by others, never partial."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise PreviewError(f"cannot read {path}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def preview_lock(config: Config, name: str, *, wait_seconds: float | None = None) -> Iterator[None]:
+    """Exclusive per-name lock; a second run on the same name waits, then refuses."""
+    folder = config.state_dir / PREVIEWS_FOLDER / LOCKS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise PreviewError(f"cannot lock {path}: {exc.strerror}") from exc
+                if time.monotonic() >= deadline:
+                    raise LockedError(
+                        f"preview {name!r} is being changed by another clonekit run (lock {path})",
+                        hint="wait for it to finish, then try again",
+                    ) from None
+                time.sleep(POLL_SECONDS)
+        yield
+    finally:
+        os.close(fd)
+
+
+# -- planning -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _services_of(manifest: Any) -> dict[str, Any]:
+    section = manifest.services or {}
+    services = dict(section.get("services") or {})
+    if not services:
+        raise PreviewError(
+            f"snapshot {manifest.id} has no container configuration to run a preview from",
+            hint="set containers.compose_project for the source in clonekit.yml and take a new snapshot",
+        )
+    return services
+
+
+def _new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, Any], engine: DockerEngine,
+              *, previous: Mapping[str, Any] | None = None, secrets_in: Mapping[str, Any] | None = None) -> cmp.PreviewPlan:
+    """A fresh plan, or (refresh) one that keeps the previous port, URL and credentials."""
+    cfg = config.previews
+    http_service, http_port = cmp.guess_http_service(services, cfg)
+    db_service = cfg.database_service
+    db_image = _resolve_image(engine, services[db_service]) if db_service in services else cmp.DEFAULT_DB_IMAGE
+    fallback_db = str((manifest.database or {}).get("database") or (manifest.database or {}).get("name") or "preview")
+    user, database = cmp.db_defaults(services, db_service, fallback_db)
+    now = datetime.now(UTC)
+    if previous is not None and secrets_in is not None:
+        db = cmp.DbCredentials(**secrets_in["db"])
+        port = int(previous["port"])
+        url = previous["url"]
+        created = previous["created_at"]
+        expires = previous.get("expires_at") or ""
+        kept = dict(secrets_in.get("env") or {})
+    else:
+        db = cmp.DbCredentials(user=user, password=cmp.fresh_secret(), root_password=cmp.fresh_secret(), database=database)
+        port = free_port()
+        url = cfg.url.replace("{name}", name).replace("{project}", config.project).replace("{port}", str(port))
+        created = _iso(now)
+        expires = _iso(now + timedelta(seconds=cfg.ttl_seconds)) if cfg.ttl_seconds else ""
+        kept = {}
+    secret_values = {n: kept.get(n) or cmp.fresh_secret() for n in cmp.secret_names(services)}
+    return cmp.PreviewPlan(
+        project=config.project, name=name, compose_project=compose_project_name(config, name),
+        snapshot_id=manifest.id, source=manifest.source, port=port, url=url, created_at=created, expires_at=expires,
+        http_service=http_service, http_container_port=http_port, db_service=db_service, db_image=db_image,
+        db=db, secret_values=secret_values,
+    )
+
+
+def _resolve_image(engine: DockerEngine, service: Mapping[str, Any]) -> str:
+    """The captured image as the preview engine knows it: the tag when it is the same image, else the digest."""
+    image = service.get("image") or ""
+    image_id = service.get("image_id") or ""
+    found = engine.inspect("image", [image]) if image else []
+    if found and (not image_id or found[0].get("Id") == image_id):
+        return image
+    for digest in service.get("repo_digests") or []:
+        return digest
+    if image_id and engine.exists("image", image_id):
+        log.warning("image %s changed since the snapshot; using the snapshot's image id", image)
+        return image_id
+    return image
+
+
+# -- create -------------------------------------------------------------------------------------
+
+
+def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_on_failure: bool = False,
+                   progress: Any = None) -> Preview:
+    """Create preview ``name`` from ``manifest``; returns once its HTTP service answers."""
+    check_name("preview", name)
+    progress = progress or _noop_progress
+    engine = DockerEngine(config.previews.docker_host)
+    with preview_lock(config, name):
+        _refuse_existing(config, engine, name)
+        services = _services_of(manifest)
+        plan = _new_plan(config, manifest, name, services, engine)
+        done = False
+        try:
+            preview = _bring_up(config, repo, manifest, plan, services, engine, progress)
+            done = True
+            return preview
+        finally:
+            if not done and not keep_on_failure:
+                _cleanup_after_failure(config, engine, name)
+
+
+def _refuse_existing(config: Config, engine: DockerEngine, name: str) -> None:
+    folder = preview_dir(config, name)
+    labelled = engine.ids("container", _labels_of(config, name))
+    if folder.exists() or labelled:
+        raise PreviewError(
+            f"a preview named {name!r} already exists in project {config.project}",
+            hint=f"`clonekit refresh {name}` reloads it, `clonekit destroy {name}` removes it",
+        )
+
+
+def _cleanup_after_failure(config: Config, engine: DockerEngine, name: str) -> None:
+    try:
+        _remove_everything(config, engine, name)
+    except ClonekitError as exc:  # the original failure matters more; say what is left
+        log.error("could not remove what the failed preview %s created: %s", name, exc)
+
+
+def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, services: Mapping[str, Any],
+              engine: DockerEngine, progress: Any) -> Preview:
+    timings: dict[str, float] = {}
+    folder = preview_dir(config, plan.name)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sections = {str(s.get("path")): s for s in manifest.files}
+    volumes = cmp.file_volumes(services, config.previews, list(sections))
+    local_engine = not config.previews.docker_host or config.previews.docker_host.startswith("unix://")
+    build = cmp.build_compose(services, config.previews, plan, volumes,
+                              resolve_image=lambda s: _resolve_image(engine, s), keep_readonly_binds=local_engine)
+    compose_file = _write_project(folder, plan, build)
+    _write_state(folder, plan, manifest, status="creating", timings=timings)
+
+    started = time.monotonic()
+    for volume in volumes:
+        progress(f"files {volume.source_path}", total=None)
+        from .restore import file_tar_stream
+
+        name = plan.volume_name(volume.key)
+        engine.create_volume(name, plan.labels())
+        sent = engine.fill_volume(name, file_tar_stream(repo, sections[volume.source_path]),
+                                  image=plan.helper_image, labels=plan.labels())
+        progress(f"files {volume.source_path}", advance=sent)
+    timings["files"] = time.monotonic() - started
+
+    _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings)
+
+    started = time.monotonic()
+    progress("start", total=None)
+    engine.compose_cli(compose_file, plan.compose_project, ["up", "-d", "--no-build", "--pull", "missing"],
+                       what=f"start preview {plan.name}")
+    timings["start"] = time.monotonic() - started
+
+    started = time.monotonic()
+    progress("wait for HTTP", total=None)
+    _wait_http(config, engine, plan)
+    timings["http"] = time.monotonic() - started
+    _write_state(folder, plan, manifest, status="running", timings=timings)
+    log.info("preview %s of %s is up at %s", plan.name, manifest.id, plan.url)
+    return _preview_from_state(config, plan.name, _read_json(folder / STATE_FILE) or {}, "running")
+
+
+def _write_project(folder: Path, plan: cmp.PreviewPlan, build: cmp.ComposeBuild) -> Path:
+    for stale in folder.glob("*.env"):
+        stale.unlink()
+    for service, values in build.secret_env.items():
+        _write_private(folder / f"{service}.env", cmp.env_file_text(values))
+    secrets_doc = {"db": {"user": plan.db.user, "password": plan.db.password,
+                          "root_password": plan.db.root_password, "database": plan.db.database},
+                   "env": dict(plan.secret_values)}
+    _write_private(folder / SECRETS_FILE, json.dumps(secrets_doc, indent=2, sort_keys=True))
+    compose_file = folder / COMPOSE_FILE
+    header = (f"# clonekit preview {plan.name} of project {plan.project} (snapshot {plan.snapshot_id}).\n"
+              f"# Written by clonekit; `clonekit refresh {plan.name}` rewrites it. Secrets are in *.env.\n")
+    text = yaml.dump(build.document, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
+    _write_private(compose_file, header + text)
+    return compose_file
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """No YAML anchors: the file is for people to read."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _write_state(folder: Path, plan: cmp.PreviewPlan, manifest: Any, *, status: str, timings: Mapping[str, float]) -> None:
+    state = {
+        "name": plan.name, "project": plan.project, "compose_project": plan.compose_project,
+        "snapshot_id": plan.snapshot_id, "source": plan.source, "url": plan.url, "port": plan.port,
+        "created_at": plan.created_at, "expires_at": plan.expires_at, "http_service": plan.http_service,
+        "db_service": plan.db_service, "restore_path": plan.restore_path, "status": status,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+    _write_private(folder / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+
+
+def db_endpoint(plan: cmp.PreviewPlan, port: int) -> Any:
+    """How this process reaches the preview database: its ephemeral 127.0.0.1 port."""
+    from .db.endpoint import DbEndpoint
+
+    return DbEndpoint("127.0.0.1", port, plan.db.user, plan.db.password, plan.db.database)
+
+
+def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
+                   compose_file: Path, progress: Any, timings: dict[str, float]) -> None:
+    from .restore import Replacement, load_database, rewrite_database, wait_for_database
+
+    started = time.monotonic()
+    progress("start database", total=None)
+    engine.compose_cli(compose_file, plan.compose_project,
+                       ["up", "-d", "--no-build", "--pull", "missing", plan.db_service, cmp.MAIL_SERVICE],
+                       what=f"start the database of preview {plan.name}")
+    container = _service_container(engine, plan, plan.db_service)
+    port = published_port(container, cmp.DEFAULT_DB_PORT)
+    if port is None:
+        raise PreviewError(f"the database service {plan.db_service!r} of preview {plan.name} publishes no port")
+    endpoint = db_endpoint(plan, port)
+    wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS,
+                      alive=lambda: _check_alive(engine, plan, plan.db_service))
+    timings["db_start"] = time.monotonic() - started
+
+    started = time.monotonic()
+    if manifest.database is not None:
+        progress("database", total=None)
+        load_database(repo, manifest.database, endpoint)
+    values = plan.placeholders()
+    replacements = [cmp_replacement for old, new in config.previews.replace.items()
+                    if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
+    if replacements and manifest.database is not None:
+        progress("rewrite URLs", total=None)
+        rewrite_database(endpoint, replacements)
+    timings["db_load"] = time.monotonic() - started
+
+
+def _service_container(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> dict[str, Any]:
+    found = engine.containers({"com.docker.compose.project": plan.compose_project,
+                               "com.docker.compose.service": service})
+    if not found:
+        raise PreviewError(f"the {service!r} container of preview {plan.name} was not created")
+    return found[0]
+
+
+def _check_alive(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> None:
+    """Fail fast when a service the wait depends on exited or keeps restarting."""
+    container = _service_container(engine, plan, service)
+    state = container.get("State") or {}
+    if state.get("Running") and not state.get("Restarting"):
+        return
+    # Its logs are not quoted here: an application may print secrets or row values.
+    raise PreviewError(
+        f"the {service!r} service of preview {plan.name} stopped (exit code {state.get('ExitCode')})",
+        hint="run again with --keep-on-failure, then read "
+        f"`docker compose -p {plan.compose_project} logs {service}`",
+    )
+
+
+def _wait_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, *, timeout: float | None = None) -> None:
+    """Until the HTTP service answers on its 127.0.0.1 port (any status below 500)."""
+    limit = HTTP_TIMEOUT_SECONDS if timeout is None else timeout
+    deadline = time.monotonic() + limit
+    host_header = urlsplit(plan.url).netloc or f"127.0.0.1:{plan.port}"
+    last = "no answer"
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", plan.port, timeout=HTTP_PROBE_TIMEOUT_SECONDS)
+        try:
+            conn.request("GET", "/", headers={"Host": host_header, "User-Agent": "clonekit-preview-check"})
+            status = conn.getresponse().status
+            if status < 500:
+                return
+            last = f"HTTP {status}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = type(exc).__name__
+        finally:
+            conn.close()
+        _check_alive(engine, plan, plan.http_service)
+        time.sleep(POLL_SECONDS)
+    raise PreviewError(
+        f"preview {plan.name} did not answer on {plan.url} within {limit:.0f}s (last: {last})",
+        hint=f"docker compose -f {preview_dir(config, plan.name) / COMPOSE_FILE} logs {plan.http_service}",
+    )
+
+
+# -- list / expire ------------------------------------------------------------------------------
+
+
+def _status(containers: list[dict[str, Any]]) -> str:
+    if not containers:
+        return "down"
+    running = [c for c in containers if (c.get("State") or {}).get("Running")]
+    if len(running) == len(containers):
+        return "running"
+    return "degraded" if running else "stopped"
+
+
+def _preview_from_state(config: Config, name: str, state: Mapping[str, Any], status: str,
+                        labels: Mapping[str, str] | None = None) -> Preview:
+    labels = labels or {}
+
+    def pick(key: str, label: str) -> str:
+        return str(state.get(key) or labels.get(label) or "")
+
+    created = _parse_iso(pick("created_at", cmp.LABEL_CREATED)) or datetime.fromtimestamp(0, UTC)
+    return Preview(
+        name=name, project=config.project, status=status, url=pick("url", cmp.LABEL_URL),
+        snapshot_id=pick("snapshot_id", cmp.LABEL_SNAPSHOT), source=pick("source", cmp.LABEL_SOURCE),
+        created_at=created, expires_at=_parse_iso(pick("expires_at", cmp.LABEL_EXPIRES)),
+        path=preview_dir(config, name), restore_path=pick("restore_path", cmp.LABEL_PATH) or "cold",
+    )
+
+
+def list_previews(config: Config) -> list[Preview]:
+    """This project's previews, from the engine's labels and the state folders; sorted by name."""
+    engine = DockerEngine(config.previews.docker_host)
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for container in engine.containers({cmp.LABEL_PROJECT: config.project}):
+        labels = (container.get("Config") or {}).get("Labels") or {}
+        if labels.get("clonekit.service"):  # skip throwaway helpers (volume fills)
+            by_name.setdefault(labels.get(cmp.LABEL_PREVIEW, ""), []).append(container)
+    root = config.state_dir / PREVIEWS_FOLDER
+    names = set(by_name) | {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")} if root.is_dir() else set(by_name)
+    previews = []
+    for name in sorted(n for n in names if n):
+        state = _read_json(preview_dir(config, name) / STATE_FILE) or {}
+        containers = by_name.get(name, [])
+        labels = (containers[0].get("Config") or {}).get("Labels") if containers else {}
+        status = _status(containers)
+        if state.get("status") in ("creating", "refreshing") and status != "running":
+            status = str(state["status"])
+        previews.append(_preview_from_state(config, name, state, status, labels))
+    return previews
+
+
+def expired_previews(config: Config, now: datetime) -> list[Preview]:
+    return [p for p in list_previews(config) if p.expires_at is not None and p.expires_at <= now]
+
+
+# -- refresh ------------------------------------------------------------------------------------
+
+
+def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, progress: Any = None) -> Preview:
+    """Reload preview ``name`` from ``manifest``; keeps its name, URL (port) and credentials."""
+    check_name("preview", name)
+    progress = progress or _noop_progress
+    engine = DockerEngine(config.previews.docker_host)
+    folder = preview_dir(config, name)
+    with preview_lock(config, name):
+        state = _read_json(folder / STATE_FILE)
+        secrets_in = _read_json(folder / SECRETS_FILE)
+        if state is None or secrets_in is None:
+            raise NotFoundError(f"no preview named {name!r} in project {config.project} (no state in {folder})",
+                                hint="`clonekit list` shows the previews")
+        services = _services_of(manifest)
+        plan = _new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets_in)
+        _write_state(folder, plan, manifest, status="refreshing", timings={})
+        _remove_resources(engine, config, name, plan.compose_project, folder)
+        return _bring_up(config, repo, manifest, plan, services, engine, progress)
+
+
+# -- destroy ------------------------------------------------------------------------------------
+
+
+def destroy_preview(config: Config, name: str) -> None:
+    """Remove preview ``name``: containers, volumes, network (everything labelled) and its folder."""
+    check_name("preview", name)
+    engine = DockerEngine(config.previews.docker_host)
+    with preview_lock(config, name):
+        folder = preview_dir(config, name)
+        labels = _labels_of(config, name)
+        if not folder.exists() and not any(engine.ids(kind, labels) for kind in ("container", "volume", "network")):
+            raise NotFoundError(f"no preview named {name!r} in project {config.project}",
+                                hint="`clonekit list` shows the previews")
+        _remove_everything(config, engine, name)
+
+
+def _remove_everything(config: Config, engine: DockerEngine, name: str) -> None:
+    folder = preview_dir(config, name)
+    _remove_resources(engine, config, name, compose_project_name(config, name), folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_resources(engine: DockerEngine, config: Config, name: str, compose_project: str, folder: Path) -> None:
+    compose_file = folder / COMPOSE_FILE
+    if compose_file.exists():
+        with contextlib.suppress(PreviewError):  # a broken compose file must not block the label sweep
+            engine.compose_cli(compose_file, compose_project,
+                               ["down", "-v", "--remove-orphans", "-t", str(STOP_TIMEOUT_SECONDS)],
+                               what=f"stop preview {name}")
+    labels = _labels_of(config, name)
+    engine.remove("container", engine.ids("container", labels))
+    engine.remove("volume", engine.ids("volume", labels))
+    engine.remove("network", engine.ids("network", labels))

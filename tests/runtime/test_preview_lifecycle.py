@@ -1,0 +1,282 @@
+"""A preview's whole life on the real engine: snapshot (store + db + files + services) → create →
+use → list → refresh → destroy; plus same-name refusal, failure cleanup and the per-name lock."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import threading
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pymysql
+import pytest
+
+from clonekit.config import ContainersSource, FileSource, parse_config
+from clonekit.containers import capture_services
+from clonekit.db import DbEndpoint, capture_database
+from clonekit.errors import LockedError, PreviewError
+from clonekit.files import capture_files
+from clonekit.manifest import Manifest, new_snapshot_id
+from clonekit.preview import (
+    create_preview,
+    destroy_preview,
+    expired_previews,
+    list_previews,
+    preview_lock,
+    refresh_preview,
+)
+from clonekit.repository import Repository
+from clonekit.schema import CopyEverything
+
+PROD_URL = "https://shop.example.net"
+PROD_SECRETS = ("prod-db-secret", "prod-root-secret", "prod-app-key")
+
+SOURCE_COMPOSE = """
+services:
+  db:
+    image: clonekit/mariadb:10.11
+    environment: {{MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: prod-db-secret,
+                   MARIADB_ROOT_PASSWORD: prod-root-secret}}
+    volumes: [dbdata:/var/lib/mysql]
+  web:
+    image: clonekit/busybox:latest
+    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1::80"]
+    environment: {{SITE_URL: "{prod_url}", SECRET_KEY: prod-app-key, SMTP_HOST: smtp.real.example.com}}
+    volumes: ["{site}:/www"]
+    depends_on: [db]
+volumes: {{dbdata: {{}}}}
+"""
+
+
+def _serialized(url: str) -> str:
+    return 'a:1:{s:4:"home";s:' + str(len(url.encode())) + ':"' + url + '";}'
+
+
+@pytest.fixture(scope="module")
+def source(mysql_server, docker, busybox_image, tmp_path_factory):
+    """The 'production': a small database, a folder of files and a compose project (created, not started)."""
+    root = tmp_path_factory.mktemp("source")
+    site = root / "site"
+    (site / "sub").mkdir(parents=True)
+    (site / "index.html").write_text("hello from the snapshot\n")
+    (site / "sub" / "data.txt").write_text("a file in the volume\n")
+    project = f"cktest-{uuid.uuid4().hex[:8]}"
+    compose_file = root / "compose.yml"
+    compose_file.write_text(SOURCE_COMPOSE.format(prod_url=PROD_URL, site=site))
+    subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "create"], check=True, capture_output=True)
+    database = f"cktest_src_{uuid.uuid4().hex[:8]}"
+    conn = mysql_server.connect()
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{database}`")
+        cur.execute(f"CREATE TABLE `{database}`.options (id INT PRIMARY KEY, name VARCHAR(64), value LONGTEXT)")
+        cur.execute(f"CREATE TABLE `{database}`.posts (id INT PRIMARY KEY, title VARCHAR(200))")
+        cur.executemany(f"INSERT INTO `{database}`.options VALUES (%s, %s, %s)",
+                        [(1, "siteurl", PROD_URL), (2, "widget", _serialized(PROD_URL + "/shop"))])
+        cur.executemany(f"INSERT INTO `{database}`.posts VALUES (%s, %s)", [(i, f"post {i}") for i in range(1, 4)])
+    conn.close()
+    try:
+        yield {"root": root, "site": site, "project": project, "database": database, "server": mysql_server}
+    finally:
+        subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "down", "-v", "-t", "0"], capture_output=True)
+        conn = mysql_server.connect()
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        conn.close()
+
+
+def _config(root, source, project):
+    raw = {
+        "project": project,
+        "store": str(root / "store"),
+        "sources": {"prod": {"files": [str(source["site"])], "containers": {"compose_project": source["project"]}}},
+        "previews": {
+            "env": {"DB_PASSWORD": "{db.password}", "SITE_URL": "{url}", "DB_HOST": "{db.host}"},
+            "replace": {PROD_URL: "{url}"},
+            "ttl": "1h",
+        },
+    }
+    return parse_config(raw, root / "clonekit.yml")
+
+
+def _snapshot(config, source) -> Manifest:
+    server = source["server"]
+    endpoint = DbEndpoint(server.host, server.port, server.user, server.password, source["database"])
+    repo = Repository.open(config.store)
+    started = datetime.now(UTC)
+    with repo.writer() as writer:
+        database = capture_database(endpoint, CopyEverything(), writer)
+        files = capture_files(FileSource(str(source["site"])), writer)
+    manifest = Manifest(
+        id=new_snapshot_id("prod", started), source="prod", project=config.project, created_at=started,
+        tool_version="test", rules_digest="none", database=database, files=(files,),
+        services=capture_services(ContainersSource(source["project"])),
+    )
+    repo.commit(manifest)
+    return manifest
+
+
+def _labelled(kind: str, project: str) -> list[str]:
+    args = {"container": ["ps", "-aq"], "volume": ["volume", "ls", "-q"], "network": ["network", "ls", "-q"]}[kind]
+    out = subprocess.run(["docker", *args, "--filter", f"label=clonekit.project={project}"],
+                         check=True, capture_output=True, text=True).stdout
+    return out.split()
+
+
+def _nothing_left(project: str) -> None:
+    for kind in ("container", "volume", "network"):
+        assert _labelled(kind, project) == [], kind
+
+
+def _preview_db(preview) -> tuple[pymysql.connections.Connection, dict]:
+    secrets = json.loads((preview.path / "secrets.json").read_text())
+    compose = ["docker", "compose", "-f", str(preview.path / "compose.yml")]
+    address = subprocess.run([*compose, "port", "db", "3306"], check=True, capture_output=True, text=True).stdout.strip()
+    host, port = address.rsplit(":", 1)
+    db = secrets["db"]
+    conn = pymysql.connect(host=host, port=int(port), user=db["user"], password=db["password"], database=db["database"])
+    return conn, secrets
+
+
+def _env_of(preview, service: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=clonekit.preview={preview.name}",
+         "--filter", f"label=clonekit.project={preview.project}", "--filter", f"label=clonekit.service={service}"],
+        check=True, capture_output=True, text=True).stdout.split()
+    inspect = json.loads(subprocess.run(["docker", "inspect", out[0]], check=True, capture_output=True, text=True).stdout)
+    return dict(item.split("=", 1) for item in inspect[0]["Config"]["Env"])
+
+
+def test_preview_lifecycle(source, tmp_path):
+    project = f"cktest{uuid.uuid4().hex[:6]}"
+    config = _config(tmp_path, source, project)
+    repo = Repository.open(config.store)
+    manifest = _snapshot(config, source)
+    try:
+        preview = create_preview(config, repo, manifest, "feature-x")
+        assert preview.status == "running" and preview.restore_path == "cold"
+        assert preview.url.startswith("http://127.0.0.1:")
+        assert preview.expires_at is not None and preview.expires_at - preview.created_at == timedelta(hours=1)
+
+        # files: the snapshot's tree is in the preview's volume, served over HTTP
+        assert urllib.request.urlopen(preview.url + "/sub/data.txt", timeout=10).read() == b"a file in the volume\n"
+
+        # database: the rows, the production URL rewritten (serialized length fixed), fresh credentials
+        conn, secrets = _preview_db(preview)
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM posts")
+            assert cur.fetchone()[0] == 3
+            cur.execute("SELECT name, value FROM options")
+            options = dict(cur.fetchall())
+        conn.close()
+        assert options["siteurl"] == preview.url
+        assert options["widget"] == _serialized(preview.url + "/shop")
+        assert secrets["db"]["password"] not in PROD_SECRETS
+        assert stat.S_IMODE((preview.path / "secrets.json").stat().st_mode) == 0o600
+
+        # services: rewired, secrets fresh, mail to the sink, nothing secret in compose.yml or labels
+        env = _env_of(preview, "web")
+        assert env["DB_PASSWORD"] == secrets["db"]["password"] and env["DB_HOST"] == "db"
+        assert env["SITE_URL"] == preview.url
+        assert env["SECRET_KEY"] not in PROD_SECRETS and len(env["SECRET_KEY"]) >= 32
+        assert env["SMTP_HOST"] == "mailsink"
+        compose_text = (preview.path / "compose.yml").read_text()
+        assert secrets["db"]["password"] not in compose_text and env["SECRET_KEY"] not in compose_text
+        smtp = subprocess.run(
+            ["docker", "compose", "-f", str(preview.path / "compose.yml"), "exec", "-T", "web",
+             "sh", "-c", "printf 'HELO x\\r\\nQUIT\\r\\n' | nc mailsink 25"],
+            check=True, capture_output=True, text=True).stdout
+        assert smtp.startswith("220 ")
+
+        listed = {p.name: p for p in list_previews(config)}
+        assert listed["feature-x"].url == preview.url and listed["feature-x"].snapshot_id == manifest.id
+        assert listed["feature-x"].status == "running"
+        assert expired_previews(config, preview.created_at + timedelta(minutes=59)) == []
+        assert [p.name for p in expired_previews(config, preview.created_at + timedelta(hours=2))] == ["feature-x"]
+
+        with pytest.raises(PreviewError, match="feature-x"):
+            create_preview(config, repo, manifest, "feature-x")
+
+        # refresh from a newer snapshot: same URL and credentials, new rows
+        server = source["server"]
+        conn = server.connect(source["database"])
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO posts VALUES (4, 'post 4')")
+        conn.close()
+        newer = _snapshot(config, source)
+        refreshed = refresh_preview(config, repo, "feature-x", newer)
+        assert refreshed.url == preview.url and refreshed.snapshot_id == newer.id
+        conn, secrets_after = _preview_db(refreshed)
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM posts")
+            assert cur.fetchone()[0] == 4
+        conn.close()
+        assert secrets_after == secrets
+        assert urllib.request.urlopen(refreshed.url + "/index.html", timeout=10).read() == b"hello from the snapshot\n"
+
+        destroy_preview(config, "feature-x")
+        _nothing_left(project)
+        assert not preview.path.exists()
+        assert list_previews(config) == []
+    finally:
+        subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker volume rm -f $(docker volume ls -q --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker network rm $(docker network ls -q --filter label=clonekit.project={project}) 2>/dev/null"],
+                       capture_output=True)
+
+
+def _broken(manifest: Manifest) -> Manifest:
+    """The same snapshot whose web service exits at once."""
+    services = json.loads(json.dumps(manifest.services))
+    services["services"]["web"]["command"] = ["sh", "-c", "echo cannot start >&2; exit 3"]
+    return Manifest(id=manifest.id, source=manifest.source, project=manifest.project, created_at=manifest.created_at,
+                    tool_version=manifest.tool_version, rules_digest=manifest.rules_digest, database=manifest.database,
+                    files=manifest.files, services=services)
+
+
+def test_failure_removes_what_was_created_unless_kept(source, tmp_path):
+    project = f"cktest{uuid.uuid4().hex[:6]}"
+    config = _config(tmp_path, source, project)
+    repo = Repository.open(config.store)
+    broken = _broken(_snapshot(config, source))
+    try:
+        with pytest.raises(PreviewError, match="web") as info:
+            create_preview(config, repo, broken, "broken")
+        assert "keep-on-failure" in str(info.value) and "cannot start" not in str(info.value)
+        _nothing_left(project)
+        assert not (config.state_dir / "previews" / "broken").exists()
+
+        with pytest.raises(PreviewError):
+            create_preview(config, repo, broken, "kept", keep_on_failure=True)
+        assert _labelled("container", project) and _labelled("volume", project)
+        assert (config.state_dir / "previews" / "kept" / "compose.yml").exists()
+        destroy_preview(config, "kept")
+        _nothing_left(project)
+    finally:
+        subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker volume rm -f $(docker volume ls -q --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker network rm $(docker network ls -q --filter label=clonekit.project={project}) 2>/dev/null"],
+                       capture_output=True)
+
+
+def test_same_name_runs_never_interleave(tmp_path, source):
+    config = _config(tmp_path, source, "cktestlock")
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with preview_lock(config, "busy", wait_seconds=0.3):
+                pass
+        except LockedError as exc:
+            errors.append(exc)
+
+    with preview_lock(config, "busy"):
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1 and "busy" in str(errors[0])
+    with preview_lock(config, "busy", wait_seconds=0):  # free again
+        pass
