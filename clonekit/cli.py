@@ -167,7 +167,14 @@ def verify_cmd(c: Context, snapshot: str) -> None:
     """
     with c.out.progress() as progress:
         report = c.project.verify(snapshot, progress=progress)
-    c.out.result(report, report.describe)
+
+    def describe() -> str:
+        lines = [f"BAD {bad.key}: {bad.reason}" for bad in report.bad]
+        verdict = "all good" if report.ok else f"{len(report.bad)} bad object(s)"
+        lines.append(f"{report.snapshot_id}: {report.chunks_checked} chunks, {human_bytes(report.bytes_checked)} checked: {verdict}")
+        return "\n".join(lines)
+
+    c.out.result(report.to_json(), describe)
     if not report.ok:
         sys.exit(EXIT_FAILED)
 
@@ -202,15 +209,16 @@ def scan_cmd(c: Context, source: str, suggest: bool) -> None:
       clonekit scan prod --suggest >> rules.yml
     """
     from .errors import EXIT_POLICY
+    from .sanitize import suggest_rules
 
     report = c.project.scan(source)
     if suggest and not c.out.json_mode:
-        click.echo(report.suggestion)
+        click.echo(suggest_rules(report))
     else:
         rows = [
             {"column": f"{f.table}.{f.column}", "why": f.reason, "rule": f.rule or "NONE"} for f in report.findings
         ]
-        c.out.table(report, [("column", "column"), ("why", "looks like"), ("rule", "covered by")], rows, empty="no personal data found")
+        c.out.table(report.as_dict(), [("column", "column"), ("why", "looks like"), ("rule", "covered by")], rows, empty="no personal data found")
     if report.uncovered and c.project.config.sanitize.strict:
         sys.exit(EXIT_POLICY)
 

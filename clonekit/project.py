@@ -151,21 +151,23 @@ class Project:
         with self._operation("prune", dry_run=dry_run) as record:
             plan = plan_prune(self.repository, self.config.retention, now=now)
             removed_images: tuple[str, ...] = ()
+            deleted_chunks, deleted_bytes = len(plan.chunks_to_delete), plan.bytes_to_free
             if not dry_run:
                 for name in expired:
                     self.destroy(name)
-                execute_prune(self.repository, plan)
-                removed_images = self._prune_golden_images(plan)
+                result = execute_prune(self.repository, plan)
+                deleted_chunks, deleted_bytes = result.deleted_chunks, result.freed_bytes
+                removed_images = self._prune_golden_images(plan.keep)
             report = PruneReport(
                 dry_run=dry_run,
-                forgotten_snapshots=tuple(m.id for m in plan.forget),
-                kept_snapshots=tuple(m.id for m in plan.keep),
-                deleted_chunks=len(plan.delete_chunks),
-                deleted_bytes=getattr(plan, "delete_bytes", 0),
+                forgotten_snapshots=plan.forget,
+                kept_snapshots=plan.keep,
+                deleted_chunks=deleted_chunks,
+                deleted_bytes=deleted_bytes,
                 expired_previews=tuple(expired),
                 removed_images=removed_images,
             )
-            record.update(forgotten=len(report.forgotten_snapshots), chunks=report.deleted_chunks)
+            record.update(forgotten=len(report.forgotten_snapshots), chunks=deleted_chunks, bytes=deleted_bytes)
         return report
 
     # -- previews -----------------------------------------------------------------------------
@@ -295,12 +297,12 @@ class Project:
 
         return expired_previews(self.config, now)
 
-    def _prune_golden_images(self, plan: Any) -> tuple[str, ...]:
+    def _prune_golden_images(self, keep: tuple[str, ...]) -> tuple[str, ...]:
         try:
             from .golden import prune_golden_images
         except ImportError:
             return ()
-        return tuple(prune_golden_images(self.config, keep=[m.id for m in plan.keep]))
+        return tuple(prune_golden_images(self.config, keep=list(keep)))
 
     @contextmanager
     def _operation(self, name: str, **fields: Any) -> Iterator[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, Source
-from .manifest import Manifest, new_snapshot_id
+from .manifest import Manifest, collect_chunk_refs, new_snapshot_id
 from .output import ProgressFn, no_progress
 from .repository import Repository
 
@@ -78,7 +78,9 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
         files=tuple(files),
         services=services,
         stats={
-            "plain_bytes": stats.plain_bytes,
+            # Logical size: every distinct chunk the snapshot references, re-read or reused.
+            "plain_bytes": sum(collect_chunk_refs([database, files]).values()),
+            "read_bytes": stats.plain_bytes,
             "chunks": stats.chunks,
             "new_chunks": stats.new_chunks,
             "new_bytes": stats.new_stored_bytes,
