@@ -41,9 +41,13 @@ write_env_file() {
 
 load_env() { set -a; . "$ENV_FILE"; set +a; }
 
-db_query() {  # db_query SQL: one value per line; the password goes by environment
-  MYSQL_PWD=$CKPROD_DB_PASSWORD mariadb --protocol=tcp -h127.0.0.1 -P"$DB_PORT" -uwp \
-    --batch --skip-column-names wordpress -e "$1"
+db_query() {  # db_query SQL: one value per line; the password goes by environment, never argv
+  if command -v mariadb >/dev/null; then
+    MYSQL_PWD=$CKPROD_DB_PASSWORD mariadb --protocol=tcp -h127.0.0.1 -P"$DB_PORT" -uwp \
+      --batch --skip-column-names wordpress -e "$1"
+  else  # no client on this host: the one in the db container, with the container's own variable
+    compose exec -T db sh -c 'MYSQL_PWD="$MARIADB_PASSWORD" exec mariadb -uwp --batch --skip-column-names wordpress' <<<"$1"
+  fi
 }
 
 running() {
