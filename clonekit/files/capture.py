@@ -1,9 +1,15 @@
 """Capture one file tree (local or over SSH) into chunks and a manifest section.
 
 Unchanged files (same size, mtime, inode and ctime as in the previous snapshot of the same
-path) keep their chunk list without being read or sent. The others are cut by content and
-handed to the ChunkWriter, which deduplicates and uploads. A file that keeps changing while it
-is read fails the capture with its name: a snapshot never holds a torn file.
+path) keep their chunk references without being read or sent. The others are stored:
+
+- files under PACK_FILE_BYTES are packed together into chunks of about PACK_TARGET_BYTES (one
+  store object per few hundred thumbnails instead of one each); a small file whose content is
+  already known (previous snapshot or earlier in this one: moved, copied) is not stored again;
+- larger files are cut by content (FastCDC) so an edit stores only the chunks around it.
+
+A file that keeps changing while it is read fails the capture with its name: a snapshot never
+holds a torn file.
 """
 
 from __future__ import annotations
@@ -11,19 +17,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 from ..config import FileSource
 from ..errors import SourceError
-from .cdc import iter_chunks
+from .cdc import MIN_CHUNK_BYTES, iter_chunks
 from .tree import (
     FILE,
+    HARDLINK,
     SECTION_FORMAT,
     Content,
     Entry,
     Excluder,
+    content_of,
+    contents_by_hash,
     entry_to_json,
     link_hardlinks,
     previous_files,
@@ -34,6 +45,12 @@ log = logging.getLogger("clonekit.files")
 
 READ_ATTEMPTS = 3
 LOCAL_READ_WORKERS = 4
+READ_AHEAD_FILES = 64
+PACK_FILE_BYTES = MIN_CHUNK_BYTES  # smaller files are packed; larger ones are chunked by content
+PACK_TARGET_BYTES = 4 * 1024 * 1024
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ChunkSink(Protocol):
@@ -48,7 +65,7 @@ def _no_progress(task: str, advance: int = 0, total: int | None = None) -> None:
 
 
 def store_content(read: Callable[[int], bytes], writer: ChunkSink) -> tuple[Content, int]:
-    """Chunk a stream into the writer; returns the content record and the byte count."""
+    """Chunk a stream by content into the writer; returns the content record and the byte count."""
     digest = hashlib.sha256()
     refs = []
     size = 0
@@ -57,6 +74,84 @@ def store_content(read: Callable[[int], bytes], writer: ChunkSink) -> tuple[Cont
         size += len(chunk)
         refs.append(writer.put(chunk).to_json())
     return Content(digest.hexdigest(), tuple(refs)), size
+
+
+class Storer:
+    """Where file contents go: small ones into packs (in call order), large ones chunked by content.
+
+    ``small`` is called from one thread; ``large`` from any. ``finish`` flushes the last pack
+    and returns every file's content by path (the last call for a path wins).
+    """
+
+    def __init__(self, writer: ChunkSink, known: Mapping[str, Content]) -> None:
+        self.writer = writer
+        self.known = dict(known)  # sha256 -> where that content already is
+        self.results: dict[bytes, Content] = {}
+        self.lock = threading.Lock()
+        self.pack = bytearray()
+        self.pending: list[tuple[bytes, str, int]] = []  # (path, sha256, offset) waiting for the pack's id
+        self.pending_by_hash: dict[str, int] = {}
+        self.packs = 0
+        self.reused = 0
+
+    def small(self, path: bytes, data: bytes) -> None:
+        if len(data) >= PACK_FILE_BYTES:  # grew since it was listed
+            self.large(path, _BytesReader(data).read)
+            return
+        sha = hashlib.sha256(data).hexdigest()
+        known = self.known.get(sha)
+        if known is not None:
+            self.reused += 1
+            with self.lock:
+                self.results[path] = known
+            return
+        if not data:
+            with self.lock:
+                self.results[path] = Content(sha)
+            return
+        offset = self.pending_by_hash.get(sha)
+        if offset is None:  # the same bytes twice in one pack are stored once
+            offset = len(self.pack)
+            self.pack += data
+            self.pending_by_hash[sha] = offset
+        self.pending.append((path, sha, offset))
+        if len(self.pack) >= PACK_TARGET_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        ref = self.writer.put(bytes(self.pack)).to_json()
+        self.packs += 1
+        with self.lock:
+            for path, sha, offset in self.pending:
+                content = Content(sha, (ref,), offset)
+                self.results[path] = content
+                self.known.setdefault(sha, content)
+        self.pack = bytearray()
+        self.pending = []
+        self.pending_by_hash = {}
+
+    def large(self, path: bytes, read: Callable[[int], bytes]) -> int:
+        content, size = store_content(read, self.writer)
+        with self.lock:
+            self.results[path] = content
+        return size
+
+    def finish(self) -> dict[bytes, Content]:
+        self.flush()
+        return self.results
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self.view = memoryview(data)
+        self.at = 0
+
+    def read(self, size: int) -> bytes:
+        piece = bytes(self.view[self.at : self.at + size])
+        self.at += len(piece)
+        return piece
 
 
 def capture_files(
@@ -79,7 +174,7 @@ def capture_files(
     root, listed, skipped = tree.list()
     entries = link_hardlinks(listed)
     before = previous_files(previous)
-    contents: dict[bytes, Content] = {}
+    reused: dict[bytes, Content] = {}
     to_read: list[Entry] = []
     for entry in entries:
         if entry.type != FILE:
@@ -87,27 +182,29 @@ def capture_files(
         old = before.get(entry.path)
         if unchanged(entry, old):
             assert old is not None
-            contents[entry.path] = Content(old["sha256"], tuple(old["chunks"]))
+            reused[entry.path] = content_of(old)
         else:
             to_read.append(entry)
     task = f"files {spec.path}"
     progress(task, total=sum(e.size for e in to_read))
-    fresh, vanished = tree.read(to_read, writer, progress=lambda n: progress(task, advance=n))
-    for entry, content in fresh.values():
-        contents[entry.path] = content
-    refreshed = {path: entry for path, (entry, _) in fresh.items()}
+    storer = Storer(writer, contents_by_hash(previous))
+    fresh, vanished = tree.read(to_read, storer, progress=lambda n: progress(task, advance=n))
+    contents = {**reused, **storer.finish()}
     out_entries = []
     total_bytes = 0
     files = 0
     for entry in entries:
-        if entry.path in vanished or _parent_vanished(entry, vanished):
+        if entry.path in vanished or (entry.type == HARDLINK and entry.target in vanished):
             continue
-        entry = refreshed.get(entry.path, entry)
-        content = contents.get(entry.path) if entry.type == FILE else None
+        entry = fresh.get(entry.path, entry)
+        content = None
         if entry.type == FILE:
+            content = contents[entry.path]
             files += 1
             total_bytes += entry.size
         out_entries.append(entry_to_json(entry, content))
+    log.info("%s: %d files, %d read (%d bytes), %d packs, %d contents already stored",
+             spec.path, files, len(fresh), sum(e.size for e in fresh.values()), storer.packs, storer.reused)
     return {
         "kind": "files",
         "format": SECTION_FORMAT,
@@ -118,23 +215,32 @@ def capture_files(
         "files": files,
         "bytes": total_bytes,
         "read_files": len(fresh),
-        "read_bytes": sum(entry.size for entry, _ in fresh.values()),
+        "read_bytes": sum(e.size for e in fresh.values()),
         "skipped": len(skipped),
         "entries": out_entries,
     }
-
-
-def _parent_vanished(entry: Entry, vanished: set[bytes]) -> bool:
-    # Hard links to a vanished file go with it.
-    return entry.type == "hardlink" and entry.target in vanished
 
 
 class _Tree(Protocol):
     def list(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]: ...
 
     def read(
-        self, entries: list[Entry], writer: ChunkSink, *, progress: Callable[[int], None]
-    ) -> tuple[dict[bytes, tuple[Entry, Content]], set[bytes]]: ...
+        self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]
+    ) -> tuple[dict[bytes, Entry], set[bytes]]:
+        """Store the entries' contents; return the entries as they were read, and those that vanished."""
+        ...
+
+
+def ordered_map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
+    """``pool.map`` that runs at most ``window`` calls ahead of the consumer (bounded memory)."""
+    source = iter(items)
+    running: deque[Future[R]] = deque(pool.submit(fn, item) for _, item in zip(range(window), source, strict=False))
+    while running:
+        result = running.popleft().result()
+        for item in source:
+            running.append(pool.submit(fn, item))
+            break
+        yield result
 
 
 class _LocalTree:
@@ -150,16 +256,25 @@ class _LocalTree:
         return root, entries, skipped
 
     def read(
-        self, entries: list[Entry], writer: ChunkSink, *, progress: Callable[[int], None]
-    ) -> tuple[dict[bytes, tuple[Entry, Content]], set[bytes]]:
+        self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]
+    ) -> tuple[dict[bytes, Entry], set[bytes]]:
         from .local import FileChanged, read_local
 
-        vanished: set[bytes] = set()
+        def consume_small(read: Callable[[int], bytes]) -> bytes:
+            parts = []
+            while piece := read(PACK_FILE_BYTES):
+                parts.append(piece)
+            return b"".join(parts)
 
-        def one(entry: Entry) -> tuple[Entry, Content] | None:
+        def one(entry: Entry) -> tuple[Entry, bytes | None] | None:
+            small = entry.size < PACK_FILE_BYTES
             for attempt in range(1, READ_ATTEMPTS + 1):
                 try:
-                    fresh, (content, _) = read_local(self.root, entry, lambda read: store_content(read, writer))
+                    if small:
+                        fresh, data = read_local(self.root, entry, consume_small)
+                    else:
+                        fresh, _ = read_local(self.root, entry, lambda read: storer.large(entry.path, read))
+                        data = None
                 except FileNotFoundError:
                     log.warning("%s was removed while the snapshot ran: left out", _show(self.root, entry.path))
                     return None
@@ -169,22 +284,26 @@ class _LocalTree:
                     continue
                 except OSError as exc:
                     raise SourceError(f"cannot read {_show(self.root, entry.path)}: {exc.strerror}") from exc
-                progress(fresh.size)
-                return fresh, content
+                return fresh, data
             raise SourceError(
                 f"{_show(self.root, entry.path)} kept changing while it was read ({READ_ATTEMPTS} attempts): "
                 "refusing to store a torn copy",
                 hint="run the snapshot again when the file is quiet, or exclude it",
             )
 
-        out: dict[bytes, tuple[Entry, Content]] = {}
+        fresh_entries: dict[bytes, Entry] = {}
+        vanished: set[bytes] = set()
         with ThreadPoolExecutor(LOCAL_READ_WORKERS, thread_name_prefix="ck-files") as pool:
-            for entry, result in zip(entries, pool.map(one, entries), strict=True):
+            for entry, result in zip(entries, ordered_map(pool, one, entries, READ_AHEAD_FILES), strict=True):
                 if result is None:
                     vanished.add(entry.path)
-                else:
-                    out[entry.path] = result
-        return out, vanished
+                    continue
+                fresh, data = result
+                if data is not None:
+                    storer.small(entry.path, data)  # packs fill in path order: same input, same packs
+                fresh_entries[entry.path] = fresh
+                progress(fresh.size)
+        return fresh_entries, vanished
 
 
 def _show(root: str, path: bytes) -> str:

@@ -3,8 +3,9 @@
 1. one ``find -printf`` lists every entry with its metadata (NUL-separated: any name survives);
 2. one GNU ``tar`` streams only the files that changed since the previous snapshot, their
    names fed on stdin (NUL-separated, verbatim: no quoting, no option injection);
-3. one more listing checks that nothing changed while tar read it; changed files go round
-   again (at most READ_ATTEMPTS times), then the capture fails naming them.
+3. when tar reports a change (status 1), misses a file, or a member's header differs from the
+   listing, one more listing finds what changed; those files go round again (at most
+   READ_ATTEMPTS times), then the capture fails naming them.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import SourceError
-from .capture import READ_ATTEMPTS, ChunkSink, store_content
-from .tree import DIR, FILE, SYMLINK, Content, Entry, Excluder, join
+from .capture import PACK_FILE_BYTES, READ_ATTEMPTS, Storer
+from .tree import DIR, FILE, SYMLINK, Entry, Excluder, join
 
 log = logging.getLogger("clonekit.files")
 
@@ -102,15 +103,20 @@ class RemoteTree:
         return root, entries, skipped
 
     def read(
-        self, entries: list[Entry], writer: ChunkSink, *, progress: Callable[[int], None]
-    ) -> tuple[dict[bytes, tuple[Entry, Content]], set[bytes]]:
-        out: dict[bytes, tuple[Entry, Content]] = {}
+        self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]
+    ) -> tuple[dict[bytes, Entry], set[bytes]]:
+        done: dict[bytes, Entry] = {}
         vanished: set[bytes] = set()
         wanted = {entry.path: entry for entry in entries}
         for attempt in range(1, READ_ATTEMPTS + 1):
             if not wanted:
                 break
-            got = self._tar(wanted, writer, progress)
+            headers, status = self._tar(wanted, storer, progress)
+            if status == 0 and all(headers.get(path) == _header_key(entry) for path, entry in wanted.items()):
+                done.update(wanted)  # tar saw exactly what was listed and reported no change: done
+                wanted = {}
+                break
+            # Something moved (tar status 1, a missing member or a header unlike the listing): list again.
             _, now, _ = self._listing()
             current = {entry.path: entry for entry in now if entry.type == FILE}
             changed: dict[bytes, Entry] = {}
@@ -121,10 +127,10 @@ class RemoteTree:
                                 os.fsdecode(path), self.ssh.target)
                     vanished.add(path)
                     continue
-                if path in got and _same(fresh, entry) and got[path][1] == entry.size:
-                    out[path] = (entry, got[path][0])
+                if path in headers and _same(fresh, entry) and headers[path][0] == entry.size:
+                    done[path] = entry
                     continue
-                if path not in got and _same(fresh, entry):
+                if path not in headers and _same(fresh, entry):
                     raise SourceError(
                         f"cannot read {os.fsdecode(join(os.fsencode(self.root), path))} on {self.ssh.target}",
                         hint=f"check that {self.ssh.target.user or 'the SSH user'} may read it",
@@ -139,17 +145,16 @@ class RemoteTree:
                 f"files on {self.ssh.target} kept changing while they were read ({READ_ATTEMPTS} attempts): {names}",
                 hint="run the snapshot again when they are quiet, or exclude them",
             )
-        return out, vanished
+        return done, vanished
 
     def _tar(
-        self, wanted: dict[bytes, Entry], writer: ChunkSink, progress: Callable[[int], None]
-    ) -> dict[bytes, tuple[Content, int]]:
+        self, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
+    ) -> tuple[dict[bytes, tuple[int, int]], int]:
+        """One remote tar of ``wanted``; returns each member's (size, mtime seconds) and tar's status."""
         names = b"".join(b"./" + path + b"\0" for path in wanted)
-        # tar exits 1 when a file changed or vanished while read: we check that ourselves below.
-        argv = ["sh", "-c", 'tar "$@"; s=$?; [ "$s" -le 1 ] || exit "$s"', "tar",
-                "-C", self.root, *TAR_OPTIONS]
-        got: dict[bytes, tuple[Content, int]] = {}
-        with self.ssh.stream(argv, stdin=names) as stream:
+        headers: dict[bytes, tuple[int, int]] = {}
+        # GNU tar exits 1 when a file changed or vanished while read: the caller lists again then.
+        with self.ssh.stream(["tar", "-C", self.root, *TAR_OPTIONS], stdin=names, ok_status=(0, 1)) as stream:
             try:
                 archive = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
                 for member in archive:
@@ -160,12 +165,19 @@ class RemoteTree:
                         raise SourceError(f"remote tar sent an unexpected member {member.name!r}")
                     handle = archive.extractfile(member)
                     assert handle is not None
-                    content, size = store_content(handle.read, writer)
-                    got[path] = (content, size)
-                    progress(size)
+                    if member.size < PACK_FILE_BYTES:
+                        storer.small(path, handle.read())
+                    else:
+                        storer.large(path, handle.read)
+                    headers[path] = (member.size, int(member.mtime))
+                    progress(member.size)
             except tarfile.TarError as exc:
                 raise SourceError(f"the tar stream from {self.ssh.target} is damaged: {exc}") from exc
-        return got
+        return headers, getattr(stream, "exit_status", 0) or 0
+
+
+def _header_key(entry: Entry) -> tuple[int, int]:
+    return entry.size, entry.mtime_ns // 1_000_000_000
 
 
 def _same(a: Entry, b: Entry) -> bool:

@@ -54,22 +54,51 @@ def _entries(section: Mapping[str, Any]) -> list[tuple[bytes, Mapping[str, Any]]
 
 def _file_contents(
     repo: ChunkSource, entries: list[tuple[bytes, Mapping[str, Any]]]
-) -> Iterator[tuple[bytes, Mapping[str, Any], Iterator[bytes]]]:
-    """Each file with an iterator over its chunks, all fetched through one ordered, parallel stream."""
+) -> Iterator[tuple[bytes, Mapping[str, Any], Iterator[bytes | memoryview]]]:
+    """Each file with an iterator over its bytes, all chunks fetched through one ordered, parallel
+    stream. Packed small files are slices of a shared chunk, fetched once for a run of files."""
     files = [(path, item) for path, item in entries if item.get("type") == FILE]
-    stream = repo.iter_chunks([ref["id"] for _, item in files for ref in item.get("chunks", ())])
+    wanted: list[str] = []
+    last: str | None = None
+    for _, item in files:  # the same walk as below decides which files need a fetch
+        refs = item.get("chunks", ())
+        if "offset" in item:
+            if len(refs) == 1 and refs[0]["id"] == last:
+                continue  # served from the chunk already fetched for the previous packed file
+            wanted.extend(ref["id"] for ref in refs)
+            last = refs[-1]["id"] if refs else None
+        elif refs:
+            wanted.extend(ref["id"] for ref in refs)
+            last = None
+    stream = repo.iter_chunks(wanted)
+    current: tuple[str, bytes] | None = None
     for path, item in files:
         refs = item.get("chunks", ())
-        yield path, item, _take(stream, refs, path)
+        if "offset" not in item:
+            yield path, item, _take(stream, refs, path)
+            if refs:
+                current = None
+            continue
+        if len(refs) != 1:
+            raise IntegrityError(f"packed file {os.fsdecode(path)} must name exactly one chunk")
+        ref = refs[0]
+        if current is None or current[0] != ref["id"]:
+            current = (ref["id"], next(_take(stream, refs, path)))
+        offset, size = int(item["offset"]), int(item["size"])
+        if offset < 0 or offset + size > len(current[1]):
+            raise IntegrityError(f"packed file {os.fsdecode(path)} lies outside its chunk: the manifest is damaged")
+        yield path, item, iter((memoryview(current[1])[offset : offset + size],))
 
 
 def _take(stream: Iterator[bytes], refs: Any, path: bytes) -> Iterator[bytes]:
     for ref in refs:
         data = next(stream, None)
         if data is None:
-            raise IntegrityError(f"the chunk stream ended early while restoring {path!r}")
+            raise IntegrityError(f"the chunk stream ended early while restoring {os.fsdecode(path)}")
         if len(data) != ref["size"]:
-            raise IntegrityError(f"chunk {ref['id']} of {path!r} has {len(data)} bytes, expected {ref['size']}")
+            raise IntegrityError(
+                f"chunk {ref['id']} of {os.fsdecode(path)} has {len(data)} bytes, expected {ref['size']}"
+            )
         yield data
 
 

@@ -10,7 +10,9 @@ Section format (``"format": "clonekit.files/1"``), one per captured path::
              "type": "file" | "dir" | "symlink" | "hardlink",
              "mode": 420, "uid": 33, "gid": 33, "mtime_ns": 1700000000123456789,
              # file:     "size", "sha256" (of the whole content), "chunks": [{"id", "size"}, ...],
-             #           "ino", "ctime_ns" (to recognise an unchanged file next time), "sparse": true?
+             #           "ino", "ctime_ns" (to recognise an unchanged file next time), "sparse": true?,
+             #           "offset": n when the file is the slice [n, n+size) of its one chunk: files
+             #           under 512 KiB are packed together into chunks of about 4 MiB
              # symlink:  "target"
              # hardlink: "link" (path of the file entry it shares its content with)
             }
@@ -64,6 +66,7 @@ class Content:
 
     sha256: str
     chunks: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    offset: int | None = None  # set when the file is a slice of a pack chunk (small files)
 
 
 def encode_name(out: dict[str, Any], key: str, name: bytes) -> None:
@@ -89,6 +92,8 @@ def entry_to_json(entry: Entry, content: Content | None) -> dict[str, Any]:
         assert content is not None
         out.update(size=entry.size, ino=entry.ino, ctime_ns=entry.ctime_ns, sha256=content.sha256,
                    chunks=[dict(ref) for ref in content.chunks])
+        if content.offset is not None:
+            out["offset"] = content.offset
         if entry.sparse:
             out["sparse"] = True
     elif entry.type == SYMLINK:
@@ -107,6 +112,19 @@ def previous_files(section: Mapping[str, Any] | None) -> dict[bytes, Mapping[str
     if not section:
         return {}
     return {entry_path(item): item for item in section.get("entries", ()) if item.get("type") == FILE}
+
+
+def content_of(item: Mapping[str, Any]) -> Content:
+    offset = item.get("offset")
+    return Content(item["sha256"], tuple(item.get("chunks", ())), offset if isinstance(offset, int) else None)
+
+
+def contents_by_hash(section: Mapping[str, Any] | None) -> dict[str, Content]:
+    """Where each content of the previous snapshot lives: a file moved or copied is not stored again."""
+    if not section:
+        return {}
+    return {item["sha256"]: content_of(item) for item in section.get("entries", ())
+            if item.get("type") == FILE and isinstance(item.get("sha256"), str)}
 
 
 def unchanged(entry: Entry, before: Mapping[str, Any] | None) -> bool:

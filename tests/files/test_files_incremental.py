@@ -96,35 +96,58 @@ def test_ssh_second_capture_sends_nothing_unchanged(repo, tmp_path, ssh_target, 
     with SshSession.connect(ssh_target) as ssh:
         spy = _CommandSpy(ssh)
         first, _ = capture(repo, root, ssh=spy)
-        assert spy.commands == ["find", "tar", "find"]  # constant round trips, whatever the file count
+        assert spy.commands == ["find", "tar"]  # constant round trips, whatever the file count
         spy.commands.clear()
         again, stats = capture(repo, root, ssh=spy, previous=first)
         assert spy.commands == ["find"] and again["read_files"] == 0 and stats.plain_bytes == 0
         _change_one_percent(root)
         spy.commands.clear()
         third, stats = capture(repo, root, ssh=spy, previous=again)
-        assert spy.commands == ["find", "tar", "find"]
+        assert spy.commands == ["find", "tar"]
         assert third["read_files"] == 3
         assert stats.new_plain_bytes <= 6000 + 3 * 1024 * 1024
     restore_files(repo, third, tmp_path / "out")
     assert describe_tree(root) == describe_tree(tmp_path / "out")
 
 
-def _mutating_store_content(monkeypatch, module, target: Path, times: int):
-    """store_content that rewrites ``target`` right after reading it, ``times`` times."""
-    original = capture_module.store_content
+def _mutate_while_reading(monkeypatch, over_ssh: bool, target: Path, times: int) -> None:
+    """Append to ``target`` while it is being read (``times`` times): a writer racing the capture."""
     state = {"left": times}
 
-    def mutate(read, writer):
-        result = original(read, writer)
-        _, size = result
-        if size == target.stat().st_size and state["left"] > 0:  # only the target has this size
+    def touch() -> None:
+        if state["left"] > 0:
             state["left"] -= 1
             with open(target, "ab") as fh:
                 fh.write(b"+more")
-        return result
 
-    monkeypatch.setattr(module, "store_content", mutate)
+    if over_ssh:
+        # The first bytes of the file reached us: the remote tar is still reading the rest
+        # (the file is far larger than what the SSH window lets through ahead of us).
+        original_large = capture_module.Storer.large
+
+        def large(self, path, read):
+            def read_and_touch(size):
+                data = read(size)
+                if path == os.fsencode(target.name):
+                    touch()
+                return data
+
+            return original_large(self, path, read_and_touch)
+
+        monkeypatch.setattr(capture_module.Storer, "large", large)
+    else:
+        original_read = local_module.read_local
+
+        def read_local(root, entry, consume):
+            def consume_then_touch(read):
+                result = consume(read)
+                if entry.path == os.fsencode(target.name):
+                    touch()
+                return result
+
+            return original_read(root, entry, consume_then_touch)
+
+        monkeypatch.setattr(local_module, "read_local", read_local)
 
 
 @pytest.mark.parametrize("over_ssh", [False, True])
@@ -132,24 +155,43 @@ def test_file_changed_while_read_is_read_again(repo, tmp_path, monkeypatch, capl
     caplog.set_level(logging.WARNING, "clonekit.files")
     root = tmp_path / "src"
     root.mkdir()
-    target = root / "log.txt"
-    target.write_bytes(b"version 1")
+    target = root / "log.bin"
+    original = os.urandom(40_000_000 if over_ssh else 100_000)
+    target.write_bytes(original)
     (root / "other").write_bytes(b"quiet")
-    _mutating_store_content(monkeypatch, remote_module if over_ssh else capture_module, target, times=1)
+    _mutate_while_reading(monkeypatch, over_ssh, target, times=1)
     with SshSession.connect(ssh_target) as ssh:
         section, _ = capture(repo, root, ssh=ssh if over_ssh else None)
     assert "changed while it was read" in caplog.text
     restore_files(repo, section, tmp_path / "out")
-    assert (tmp_path / "out" / "log.txt").read_bytes() == b"version 1+more"
+    assert (tmp_path / "out" / "log.bin").read_bytes() == original + b"+more"
 
 
-@pytest.mark.parametrize("over_ssh", [False, True])
-def test_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypatch, ssh_target, over_ssh):
+def test_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypatch):
     root = tmp_path / "src"
     root.mkdir()
     target = root / "busy.db"
     target.write_bytes(b"version 1")
-    _mutating_store_content(monkeypatch, remote_module if over_ssh else capture_module, target, times=100)
+    _mutate_while_reading(monkeypatch, False, target, times=100)
+    with pytest.raises(SourceError, match="kept changing") as info:
+        capture(repo, root)
+    assert "busy.db" in str(info.value)
+
+
+def test_remote_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypatch, ssh_target):
+    root = tmp_path / "src"
+    root.mkdir()
+    target = root / "busy.db"
+    target.write_bytes(b"version 1")
+    original_listing = remote_module.RemoteTree._listing
+
+    def listing_then_write(self, **kwargs):
+        result = original_listing(self, **kwargs)
+        with open(target, "ab") as fh:  # every listing is stale by the time tar reads the file
+            fh.write(b"+more")
+        return result
+
+    monkeypatch.setattr(remote_module.RemoteTree, "_listing", listing_then_write)
     with SshSession.connect(ssh_target) as ssh, pytest.raises(SourceError, match="kept changing") as info:
-        capture(repo, root, ssh=ssh if over_ssh else None)
+        capture(repo, root, ssh=ssh)
     assert "busy.db" in str(info.value)
