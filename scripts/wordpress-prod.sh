@@ -50,10 +50,20 @@ db_query() {  # db_query SQL: one value per line; the password goes by environme
   fi
 }
 
-running() {
+# "service image-id" of each running container of the project (one docker call, not compose:
+# `up` on a running production must stay quick).
+running_services() {
   local ids
-  ids=$(compose ps --status running -q 2>/dev/null | wc -l)
-  [ "$ids" -ge 2 ]
+  ids=$(docker ps -q --filter label=com.docker.compose.project=ckprod)
+  [ -n "$ids" ] || return 0
+  # shellcheck disable=SC2086
+  docker inspect -f '{{ index .Config.Labels "com.docker.compose.service" }} {{ .Image }}' $ids
+}
+
+running() {
+  local services
+  services=$(running_services)
+  grep -q '^db ' <<<"$services" && grep -q '^app ' <<<"$services"
 }
 
 seeded() {
@@ -64,14 +74,10 @@ seeded() {
 }
 
 stale() {  # a service runs an older build of its image (scripts/images.sh rebuilt it)
-  local service image cid
-  for service in db:clonekit/mariadb:10.11 app:clonekit/wordpress:6.1; do
-    image=${service#*:}
-    cid=$(compose ps -q "${service%%:*}")
-    [ -n "$cid" ] || return 0
-    [ "$(docker inspect -f '{{.Image}}' "$cid")" = "$(docker image inspect -f '{{.Id}}' "$image")" ] || return 0
-  done
-  return 1
+  local services db_image app_image
+  services=$(running_services)
+  read -r db_image app_image < <(docker image inspect -f '{{ .Id }}' clonekit/mariadb:10.11 clonekit/wordpress:6.1 | tr '\n' ' ')
+  ! { grep -qx "db $db_image" <<<"$services" && grep -qx "app $app_image" <<<"$services"; }
 }
 
 seed() {
