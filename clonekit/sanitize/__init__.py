@@ -76,4 +76,4 @@ def scan(
     """Columns that look like personal data (by name and by sampled values), each with the rule
     that covers it or None. Rules that do not fit the schema are ignored here (plan() reports them)."""
     coverage = build_planner(cfg).coverage(tables)
-    return scan_tables(tables, sample, coverage, sample_rows=sample_rows)
+    return scan_tables(tables, sample, coverage, sample_rows=sample_rows, keep_accounts=cfg.keep_accounts)

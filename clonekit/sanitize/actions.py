@@ -572,7 +572,6 @@ def _build_json(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     inner = Target(kind="text")
     compiled = [(parse_json_path(path), build_action(sub, inner, env)) for path, sub in spec.options["paths"].items()]
     fallback = text_action(scrub_builder(env), target, env, unique_safe=True)
-    limit = target.max_chars
 
     @lru_cache(maxsize=CACHE_ENTRIES)
     def on_text(value: str) -> str:
@@ -587,7 +586,7 @@ def _build_json(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
         out = json.dumps(doc, ensure_ascii=False, separators=separators)
         if out == before:
             return value  # untouched documents keep their exact bytes
-        return out if limit is None else out[:limit]
+        return out  # never cut: a truncated document is invalid; the server refuses it loudly
 
     def json_fn(value: Any) -> Any:
         if isinstance(value, bytes):

@@ -160,13 +160,14 @@ def is_person_name(text: str) -> bool:
     return any(w in firsts for w in folded) and all(w[:1].isupper() for w in words)
 
 
-def value_kinds(text: str) -> set[str]:
-    """Kinds of personal data one value is, or contains (for scan)."""
+def value_kinds(text: str, keep: frozenset[str] = frozenset()) -> set[str]:
+    """Kinds of personal data one value is, or contains (for scan). Addresses in ``keep`` (the
+    staff accounts) are not personal data to report."""
     kinds: set[str] = set()
     stripped = text.strip()
-    if not stripped:
+    if not stripped or stripped.casefold() in keep:
         return kinds
-    if "@" in text and EMAIL_RE.search(text):
+    if "@" in text and any(m.group().casefold() not in keep for m in EMAIL_RE.finditer(text)):
         kinds.add("email")
     if len(stripped) <= 45 and is_ip(stripped):
         kinds.add("ip")

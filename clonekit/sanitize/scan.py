@@ -88,7 +88,7 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def value_findings(rows: Sequence[Row], positions: Sequence[int]) -> dict[int, list[str]]:
+def value_findings(rows: Sequence[Row], positions: Sequence[int], keep: frozenset[str] = frozenset()) -> dict[int, list[str]]:
     """Position → kinds of personal data its sampled values show."""
     out: dict[int, list[str]] = {}
     for pos in positions:
@@ -99,7 +99,7 @@ def value_findings(rows: Sequence[Row], positions: Sequence[int]) -> dict[int, l
             if text is None or not text.strip():
                 continue
             non_empty += 1
-            for kind in value_kinds(text):
+            for kind in value_kinds(text, keep):
                 counts[kind] = counts.get(kind, 0) + 1
         if not non_empty:
             continue
@@ -115,7 +115,9 @@ def scan_tables(
     coverage: dict[tuple[str, str], str],
     *,
     sample_rows: int = SAMPLE_ROWS,
+    keep_accounts: Sequence[str] = (),
 ) -> ScanReport:
+    keep = frozenset(a.strip().casefold() for a in keep_accounts)
     findings: list[ScanFinding] = []
     sampled = 0
     for table in tables:
@@ -127,7 +129,7 @@ def scan_tables(
         if text_positions and not dropped:
             rows = sample(table, sample_rows)
             sampled += len(rows)
-            by_value = value_findings(rows, text_positions)
+            by_value = value_findings(rows, text_positions, keep)
         for i, column in enumerate(cols):
             name_reason = personal_name_reason(column.name, kinds_of[i])
             value_kinds_found = by_value.get(i, [])
