@@ -1,0 +1,395 @@
+"""Consistent, parallel, streaming capture of one database into content-defined chunks.
+
+One snapshot for every worker: the way mydumper does it, a brief FLUSH TABLES WITH READ LOCK (or
+LOCK TABLES ... READ) while each worker connection starts ``START TRANSACTION WITH CONSISTENT
+SNAPSHOT, READ ONLY``; without the privilege for either, one connection reads everything.
+The planner's policies are fixed before the first row is read. Identity tables are rendered by
+the server in tsv-1 (batches of rows per primary-key range through GROUP_CONCAT); tables with a
+transform are read as typed rows and encoded in Python.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pymysql
+from pymysql.connections import Connection
+
+from ..errors import ClonekitError, ConfigError, SourceError
+from ..schema import PolicyPlanner, Table, TablePolicy
+from .codec import FORMAT, INTEGER_TYPES, RowChunker, encode_row, row_sql
+from .connection import connect, error_code, quote_name, source_error
+from .endpoint import DbEndpoint
+from .introspect import UTF8_CHARSETS, TableInfo, describe, schema_objects, show_create_table, split_create_table
+
+log = logging.getLogger("clonekit.db.capture")
+
+BATCH_BYTES = 4 << 20  # bytes the server renders per GROUP_CONCAT query
+SPLIT_TABLE_BYTES = 48 << 20  # tables bigger than this are read as several key ranges in parallel
+FETCH_ROWS = 1000
+LOCK_WAIT_SECONDS = 60
+NO_PRIVILEGE_CODES = frozenset({1044, 1045, 1142, 1227})
+
+Progress = Callable[[str, int, int], None]  # (table, rows read, bytes stored) increments
+
+
+class ChunkSink(Protocol):
+    def put(self, data: bytes) -> Any: ...  # returns a ChunkRef with .to_json() -> {"id", "size"}
+
+
+@dataclass
+class _Part:
+    """One unit of work: a table, or a key range of a big one."""
+
+    info: TableInfo
+    policy: TablePolicy
+    index: int
+    key_range: tuple[int, int] | None = None
+    estimate: int = 0
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+
+
+def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: ChunkSink, *, workers: int = 2,
+                     progress: Progress | None = None) -> dict[str, Any]:
+    """Capture schema and data; returns the manifest's database section (JSON-able, no row values)."""
+    started = time.monotonic()
+    workers = max(1, workers)
+    main = connect(endpoint)
+    conns: list[Connection] = []
+    try:
+        infos = _guarded(endpoint, "reading the schema", lambda: describe(main, endpoint.database))
+        policies = planner.plan([i.table for i in infos])  # may refuse (PolicyError) before any row is read
+        missing = [i.table.name for i in infos if i.table.name not in policies]
+        if missing:
+            raise ConfigError("the sanitization planner returned no policy for some tables", problems=missing)
+        conns, consistency = _open_snapshot(endpoint, main, workers)
+        version = _guarded(endpoint, "reading the server version", lambda: _server_version(main))
+        tables_json, parts = _prepare(endpoint, conns[0], infos, policies, len(conns))
+        objects = _guarded(endpoint, "reading views, triggers, routines and events",
+                           lambda: schema_objects(conns[0], endpoint.database))
+        _run_parts(endpoint, conns, parts, writer, progress)
+    finally:
+        for conn in [*conns, main]:
+            try:
+                conn.close()
+            except (pymysql.MySQLError, OSError):
+                pass
+    for part in parts:
+        entry = tables_json[part.info.table.name]
+        entry["chunks"].extend(part.chunks)
+        entry["rows"] += part.rows
+        entry["bytes"] += part.bytes
+    tables = [tables_json[i.table.name] for i in infos]
+    section: dict[str, Any] = {
+        "format": FORMAT,
+        "engine": version[1],
+        "server_version": version[0],
+        "database": endpoint.database,
+        "consistency": consistency,
+        "workers": len(conns),
+        "tables": tables,
+        **{k: v for k, v in objects.items() if k != "skipped"},
+        "skipped": objects.get("skipped", []),
+        "rows": sum(t["rows"] for t in tables),
+        "bytes": sum(t["bytes"] for t in tables),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    return section
+
+
+def _guarded(endpoint: DbEndpoint, doing: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except pymysql.MySQLError as exc:
+        raise source_error(exc, endpoint, doing) from exc
+
+
+def _server_version(conn: Connection) -> tuple[str, str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        version = str(cur.fetchone()[0])
+    return version, "mariadb" if "mariadb" in version.lower() else "mysql"
+
+
+def _open_snapshot(endpoint: DbEndpoint, main: Connection, workers: int) -> tuple[list[Connection], str]:
+    """``workers`` connections sharing one consistent read-only snapshot, and how it was obtained."""
+    conns = [connect(endpoint, streaming=True) for _ in range(workers)]
+    try:
+        for conn in conns:
+            _execute(endpoint, conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                     "SET SESSION group_concat_max_len = @@max_allowed_packet",
+                     "SET SESSION character_set_results = binary",
+                     # Our SQL literals use backslash escapes; a server default of NO_BACKSLASH_ESCAPES would break them.
+                     "SET SESSION sql_mode = ''")
+        if workers == 1:
+            _start_snapshots(endpoint, conns)
+            return conns, "single-connection"
+        method = _freeze_writes(endpoint, main)
+        if method is None:
+            log.warning("no RELOAD or LOCK TABLES privilege on %s: reading with one connection", endpoint)
+            for extra in conns[1:]:
+                extra.close()
+            conns = conns[:1]
+            _start_snapshots(endpoint, conns)
+            return conns, "single-connection"
+        try:
+            _start_snapshots(endpoint, conns)
+        finally:
+            _execute(endpoint, main, "UNLOCK TABLES")
+        return conns, method
+    except BaseException:
+        for conn in conns:
+            conn.close()
+        raise
+
+
+def _freeze_writes(endpoint: DbEndpoint, main: Connection) -> str | None:
+    _execute(endpoint, main, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}")
+    try:
+        with main.cursor() as cur:
+            cur.execute("FLUSH TABLES WITH READ LOCK")
+        return "flush-tables-with-read-lock"
+    except pymysql.MySQLError as exc:
+        if error_code(exc) not in NO_PRIVILEGE_CODES:
+            raise source_error(exc, endpoint, "FLUSH TABLES WITH READ LOCK") from exc
+    try:
+        with main.cursor() as cur:
+            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                        "AND TABLE_TYPE = 'BASE TABLE'")
+            names = [r[0] for r in cur.fetchall()]
+            if not names:
+                return None
+            cur.execute("LOCK TABLES " + ", ".join(f"{quote_name(n)} READ" for n in names))
+        return "lock-tables-read"
+    except pymysql.MySQLError as exc:
+        if error_code(exc) not in NO_PRIVILEGE_CODES:
+            raise source_error(exc, endpoint, "LOCK TABLES ... READ") from exc
+    return None
+
+
+def _start_snapshots(endpoint: DbEndpoint, conns: list[Connection]) -> None:
+    for conn in conns:
+        _execute(endpoint, conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+
+def _execute(endpoint: DbEndpoint, conn: Connection, *statements: str) -> None:
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    except pymysql.MySQLError as exc:
+        raise source_error(exc, endpoint, statements[0].split(" ")[0].lower()) from exc
+
+
+def _prepare(endpoint: DbEndpoint, conn: Connection, infos: list[TableInfo], policies: Mapping[str, TablePolicy],
+             workers: int) -> tuple[dict[str, dict[str, Any]], list[_Part]]:
+    tables_json: dict[str, dict[str, Any]] = {}
+    parts: list[_Part] = []
+    for info in infos:
+        table = info.table
+        policy = policies[table.name]
+        create = _guarded(endpoint, f"reading the definition of {table.name}", lambda t=table: show_create_table(conn, t.name))
+        create_sql, deferred = split_create_table(create, info.auto_increment_column)
+        columns = table.data_columns
+        tables_json[table.name] = {
+            "name": table.name,
+            "create": create_sql,
+            "deferred": deferred,
+            "columns": [c.name for c in columns],
+            "bit_columns": [c.name for c in columns if c.data_type == "bit"],
+            # Transformed rows are encoded as UTF-8: columns in other character sets are converted on load.
+            "convert_columns": [c.name for c in columns if policy.transform is not None and not c.binary
+                                and info.charsets.get(c.name) not in UTF8_CHARSETS
+                                and info.charsets.get(c.name) is not None],
+            "policy": policy.rule or ("copy" if policy.is_identity else "custom"),
+            "rows_policy": policy.rows,
+            "rows": 0,
+            "bytes": 0,
+            "chunks": [],
+        }
+        if policy.rows == "none":
+            continue
+        parts.extend(_split(endpoint, conn, info, policy, workers))
+    return tables_json, parts
+
+
+def _split(endpoint: DbEndpoint, conn: Connection, info: TableInfo, policy: TablePolicy, workers: int) -> list[_Part]:
+    table = info.table
+    leading = table.column(table.primary_key[0]) if table.primary_key else None
+    if policy.transform is not None or leading is None or leading.data_type not in INTEGER_TYPES:
+        return [_Part(info, policy, 0, None, table.data_bytes)]
+    sql = f"SELECT MIN({quote_name(leading.name)}), MAX({quote_name(leading.name)}) FROM {quote_name(table.name)}"
+    low, high = _guarded(endpoint, f"reading the key range of {table.name}", lambda: _fetch_one(conn, sql))
+    if low is None:
+        return []  # empty table
+    low, high = int(low), int(high)
+    count = 1
+    if table.data_bytes > SPLIT_TABLE_BYTES and high > low:
+        count = min(2 * workers, max(1, table.data_bytes // SPLIT_TABLE_BYTES), high - low + 1)
+    span = (high - low + 1) // count
+    parts = []
+    for i in range(count):
+        start = low + i * span
+        end = high if i == count - 1 else start + span - 1
+        parts.append(_Part(info, policy, i, (start, end), table.data_bytes // count))
+    return parts
+
+
+def _fetch_one(conn: Connection, sql: str, args: Any = None) -> tuple[Any, ...]:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        row = cur.fetchone()
+        cur.fetchall()
+    return row
+
+
+def _run_parts(endpoint: DbEndpoint, conns: list[Connection], parts: list[_Part], writer: ChunkSink,
+               progress: Progress | None) -> None:
+    """Each connection drains the queue (biggest parts first); the first failure stops everyone."""
+    todo: queue.Queue[_Part] = queue.Queue()
+    for part in sorted(parts, key=lambda p: -p.estimate):
+        todo.put(part)
+    failed = threading.Event()
+    results: list[Future[None]] = []
+
+    def work(conn: Connection, done: Future[None]) -> None:
+        try:
+            while not failed.is_set():
+                try:
+                    part = todo.get_nowait()
+                except queue.Empty:
+                    break
+                _read_part(endpoint, conn, part, writer, progress)
+            done.set_result(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            failed.set()
+            done.set_exception(exc)
+
+    threads = []
+    for conn in conns:
+        done: Future[None] = Future()
+        results.append(done)
+        threads.append(threading.Thread(target=work, args=(conn, done), name="ck-capture", daemon=True))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for done in results:
+        done.result()
+
+
+def _read_part(endpoint: DbEndpoint, conn: Connection, part: _Part, writer: ChunkSink,
+               progress: Progress | None) -> None:
+    table = part.info.table
+
+    def emit(chunk: bytes) -> None:
+        part.chunks.append(writer.put(chunk).to_json())
+
+    chunker = RowChunker(emit)
+    try:
+        if part.policy.transform is not None:
+            _read_typed(conn, table, part.policy, chunker)
+        elif part.key_range is not None:
+            _read_ranges(conn, table, part.policy, part.key_range, chunker)
+        else:
+            _read_stream(conn, table, part.policy, chunker)
+        chunker.flush()
+    except pymysql.MySQLError as exc:
+        raise source_error(exc, endpoint, f"reading table {table.name}") from exc
+    except ClonekitError:
+        raise
+    except (ValueError, TypeError) as exc:
+        # A transform returned a value the codec cannot encode: name the table, never the value.
+        raise SourceError(f"table {table.name}: a sanitized row could not be encoded ({type(exc).__name__})") from exc
+    part.rows, part.bytes = chunker.rows, chunker.bytes
+    if progress:
+        progress(table.name, part.rows, part.bytes)
+
+
+def _where(policy: TablePolicy) -> str:
+    return f"({policy.where})" if policy.where else ""
+
+
+def _order_by(table: Table) -> str:
+    return " ORDER BY " + ", ".join(quote_name(c) for c in table.primary_key) if table.primary_key else ""
+
+
+def _read_ranges(conn: Connection, table: Table, policy: TablePolicy, key_range: tuple[int, int],
+                 chunker: RowChunker) -> None:
+    """Server-rendered batches over ranges of the leading key column, sized adaptively to BATCH_BYTES."""
+    key = quote_name(table.primary_key[0])
+    extra = f" AND {_where(policy)}" if policy.where else ""
+    sql = (f"SELECT CAST(GROUP_CONCAT({row_sql(table)} SEPARATOR '') AS BINARY), COUNT(*) "
+           f"FROM {quote_name(table.name)} FORCE INDEX (PRIMARY) WHERE {key} BETWEEN %s AND %s{extra}")
+    low, high = key_range
+    bytes_per_key = max(1.0, table.data_bytes / max(1, high - low + 1))
+    step = max(1, int(BATCH_BYTES / bytes_per_key))
+    at = low
+    with conn.cursor() as cur:
+        while at <= high:
+            end = min(high, at + step - 1)
+            cur.execute(sql, (at, end))
+            data, count = cur.fetchone()
+            cur.fetchall()
+            data = data or b""
+            if data.count(b"\n") != int(count or 0):  # GROUP_CONCAT hit its limit: smaller ranges
+                if end == at:
+                    _read_stream(conn, table, policy, chunker, f"{key} = {int(at)}")
+                    at += 1
+                    continue
+                step = max(1, (end - at + 1) // 4)
+                continue
+            chunker.feed(data)
+            span = end - at + 1
+            at = end + 1
+            if not data:
+                step = min(step * 4, 1 << 62)
+            else:
+                step = max(1, min(step * 4, int(span * BATCH_BYTES / len(data))))
+
+
+def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
+                 condition: str = "") -> None:
+    """Server-rendered rows one by one (no integer key to range over), in key order when there is one."""
+    conditions = [c for c in (condition, _where(policy)) if c]
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
+    sql = f"SELECT CAST({row_sql(table)} AS BINARY) FROM {quote_name(table.name)}{where}{_order_by(table)}"
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        while True:
+            rows = cur.fetchmany(FETCH_ROWS)
+            if not rows:
+                break
+            chunker.feed(b"".join(r[0] for r in rows))
+
+
+def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker) -> None:
+    """Typed rows through the policy's transform, encoded in Python (the sanitizing path)."""
+    assert policy.transform is not None
+    transform = policy.transform
+    columns = table.data_columns
+    where = f" WHERE {_where(policy)}" if policy.where else ""
+    names = ", ".join(quote_name(c.name) for c in columns)
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION character_set_results = utf8mb4")
+        cur.execute(f"SELECT {names} FROM {quote_name(table.name)}{where}{_order_by(table)}")
+        while True:
+            rows = cur.fetchmany(FETCH_ROWS)
+            if not rows:
+                break
+            chunker.feed_lines(_encoded(rows, transform, columns))
+        cur.execute("SET SESSION character_set_results = binary")
+
+
+def _encoded(rows: Any, transform: Callable[[Any], Any], columns: Any) -> Iterator[bytes]:
+    for row in rows:
+        yield encode_row(transform(row), columns)

@@ -1,0 +1,250 @@
+"""The stored form of table data: LOAD DATA's text format, cut into chunks at row boundaries.
+
+Format ``tsv-1``: one row per line, fields separated by TAB, ``\\N`` for NULL, and in every value
+backslash, TAB and newline escaped with a backslash; values are the raw bytes of the column
+(its own character set; ``LOAD DATA ... CHARACTER SET binary`` stores them back untouched).
+FLOAT is written through DOUBLE (exact), BIT as its integer value. This is what
+``LOAD DATA LOCAL INFILE`` reads fastest, so restore hands chunks to the server unchanged.
+
+For identity tables the SERVER renders each row (``row_sql``): Python only moves large strings.
+Chunk cuts are chosen by content: after a row whose key hash is below ``weight x K`` (weight =
+about the row's bytes), so a cut lands every ``TARGET_CHUNK_BYTES`` on average whatever the row
+size, and depends only on that row. The server marks such rows with ``CUT_MARK`` after their
+newline; the marker can never occur in data because every literal backslash is doubled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+
+from ..schema import Column, Row, Table
+from .connection import quote_name
+
+FORMAT = "tsv-1"
+TARGET_CHUNK_BYTES = 2 << 20
+MIN_CHUNK_BYTES = 512 << 10
+MAX_CHUNK_BYTES = 8 << 20
+CUT_MARK = b"\\~"  # a lone backslash + tilde: impossible at the start of an escaped row
+ROW_END_CUT = b"\n" + CUT_MARK
+CUT_SCALE = (1 << 32) // TARGET_CHUNK_BYTES  # P(cut) = weight x CUT_SCALE / 2**32
+REGEXP_FROM_BYTES = 256  # values longer than this are escaped with REGEXP_REPLACE
+FIXED_FIELD_WEIGHT = 8  # bytes counted for a numeric or temporal field when weighing a row
+
+BINARY_TYPES = frozenset({
+    "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit",
+    "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+    "geometrycollection",
+})
+STRING_TYPES = frozenset({
+    "char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json",
+    "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "inet6", "inet4", "uuid",
+    "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+    "geometrycollection",
+})
+INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal (for our own constants only, never for row values)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_NULL = sql_string("\\N")
+
+
+def field_sql(column: Column) -> str:
+    """Server-side expression rendering one column as a tsv-1 field (binary string)."""
+    name = quote_name(column.name)
+    kind = column.data_type
+    if kind == "bit":
+        return f"IFNULL(CAST({name} + 0 AS CHAR), {_NULL})"
+    if kind == "float":
+        return f"IFNULL(CAST({name} AS DOUBLE), {_NULL})"
+    if kind in STRING_TYPES:
+        raw = f"CAST({name} AS BINARY)"
+        # REPLACE moves the rest of the string at each hit (quadratic on big values full of tabs or
+        # newlines: 20 s for a 3 MB blob); REGEXP_REPLACE builds a new string (linear) but costs
+        # more per call: each where it is cheaper.
+        replaced = f"REPLACE(REPLACE(REPLACE({raw}, '\\\\', '\\\\\\\\'), '\\t', '\\\\t'), '\\n', '\\\\n')"
+        regexp = (f"REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE({raw}, '\\\\\\\\', '\\\\\\\\\\\\\\\\'), "
+                  "'\\t', '\\\\\\\\t'), '\\n', '\\\\\\\\n')")
+        return f"IFNULL(IF(OCTET_LENGTH({name}) > {REGEXP_FROM_BYTES}, {regexp}, {replaced}), {_NULL})"
+    return f"IFNULL({name}, {_NULL})"
+
+
+def line_sql(columns: Sequence[Column]) -> str:
+    """One row as a tsv-1 line without its newline."""
+    return "CONCAT_WS('\\t', " + ", ".join(field_sql(c) for c in columns) + ")"
+
+
+def weight_sql(columns: Sequence[Column]) -> str:
+    """About the rendered size of a row, computed without rendering it twice."""
+    parts = [str(FIXED_FIELD_WEIGHT * len(columns))]
+    for c in columns:
+        if c.data_type in STRING_TYPES:
+            parts.append(f"IFNULL(OCTET_LENGTH({quote_name(c.name)}), 0)")
+    return " + ".join(parts)
+
+
+def key_sql(table: Table) -> str:
+    """What the cut hash reads: the primary key, or every column of a table without one."""
+    names = table.primary_key or tuple(c.name for c in table.data_columns)
+    return "CONCAT_WS(0x1f, " + ", ".join(f"CAST({quote_name(n)} AS BINARY)" for n in names) + ")"
+
+
+def row_sql(table: Table) -> str:
+    """A row as ``line\\n``, followed by CUT_MARK when a chunk may end after it."""
+    columns = table.data_columns
+    cut = f"CRC32({key_sql(table)}) < ({weight_sql(columns)}) * {CUT_SCALE}"
+    return f"CONCAT({line_sql(columns)}, IF({cut}, {sql_string(ROW_END_CUT.decode())}, '\\n'))"
+
+
+# -- typed rows (tables with a transform) ------------------------------------------------------
+
+
+def _escape(raw: bytes) -> bytes:
+    return raw.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+
+
+def _timedelta_text(value: dt.timedelta) -> str:
+    micros = value.days * 86_400_000_000 + value.seconds * 1_000_000 + value.microseconds
+    sign = "-" if micros < 0 else ""
+    micros = abs(micros)
+    seconds, micros = divmod(micros, 1_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{sign}{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return f"{text}.{micros:06d}" if micros else text
+
+
+def value_field(value: object, column: Column) -> bytes:
+    """One typed value (as pymysql returns it, or as a transform made it) as a tsv-1 field."""
+    if value is None:
+        return b"\\N"
+    if column.data_type == "bit":
+        if isinstance(value, bytes | bytearray):
+            return str(int.from_bytes(value, "big")).encode()
+        return str(int(value)).encode()  # type: ignore[call-overload]
+    if isinstance(value, bytes | bytearray):
+        return _escape(bytes(value))
+    if isinstance(value, str):
+        return _escape(value.encode("utf-8", "surrogateescape"))
+    if isinstance(value, bool):
+        return b"1" if value else b"0"
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, float):
+        return repr(value).encode()
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f").encode()
+    if isinstance(value, dt.datetime | dt.date):
+        return (value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()).encode()
+    if isinstance(value, dt.timedelta):
+        return _timedelta_text(value).encode()
+    if isinstance(value, set | frozenset):
+        return _escape(",".join(sorted(value)).encode())
+    return _escape(str(value).encode())
+
+
+def encode_row(row: Row, columns: Sequence[Column]) -> bytes:
+    return b"\t".join(value_field(v, c) for v, c in zip(row, columns, strict=True)) + b"\n"
+
+
+def python_cut(line: bytes) -> bool:
+    """The cut rule for rows encoded in Python: the same weighting, hashed over the whole line."""
+    return zlib.crc32(line) < len(line) * CUT_SCALE
+
+
+# -- chunking ----------------------------------------------------------------------------------
+
+
+class RowChunker:
+    """Groups a stream of whole rows into chunks cut at marked rows, within min/max sizes.
+
+    ``feed`` takes server output: rows ending in ``\\n`` where a chunk may end, ``\\n\\~``.
+    ``emit`` receives each finished chunk (plain tsv-1 bytes, whole rows, no marks).
+    """
+
+    def __init__(self, emit: Callable[[bytes], None]) -> None:
+        self._emit = emit
+        self._parts: list[bytes] = []
+        self._size = 0
+        self.rows = 0
+        self.bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        """``data``: whole rows, possibly with cut marks (identity path)."""
+        if not data:
+            return
+        self.rows += data.count(b"\n")
+        pieces = data.split(ROW_END_CUT)
+        last = len(pieces) - 1
+        for i, piece in enumerate(pieces):
+            if i < last:
+                self._append(piece + b"\n", cut_allowed=True)
+            elif piece:
+                self._append(piece, cut_allowed=False)
+
+    def feed_lines(self, lines: Iterable[bytes]) -> None:
+        """Rows encoded in Python, one line each; cuts follow ``python_cut``."""
+        for line in lines:
+            self.rows += 1
+            self._append(line, cut_allowed=python_cut(line))
+
+    def _append(self, piece: bytes, *, cut_allowed: bool) -> None:
+        # ``piece`` is whole rows. Past MAX_CHUNK_BYTES without a marked row, cut at the last row that fits.
+        while self._size + len(piece) > MAX_CHUNK_BYTES:
+            room = MAX_CHUNK_BYTES - self._size
+            at = piece.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+            if at == 0:
+                if self._size:
+                    self.flush()
+                    continue
+                at = piece.find(b"\n") + 1  # one row bigger than a chunk is a chunk of its own
+                if at == len(piece):
+                    break
+            self._parts.append(piece[:at])
+            self._size += at
+            piece = piece[at:]
+            self.flush()
+        if piece:
+            self._parts.append(piece)
+            self._size += len(piece)
+        if cut_allowed and self._size >= MIN_CHUNK_BYTES or self._size >= MAX_CHUNK_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._size:
+            return
+        chunk = b"".join(self._parts)
+        self._parts = []
+        self._size = 0
+        self.bytes += len(chunk)
+        self._emit(chunk)
+
+
+def load_data_sql(table_name: str, columns: Sequence[str], bit_columns: Sequence[str] = (),
+                  convert_columns: Sequence[str] = (), source: str = "") -> tuple[str, tuple[str, ...]]:
+    """``LOAD DATA LOCAL INFILE %s`` for tsv-1 data; returns the SQL and its one parameter."""
+    targets: list[str] = []
+    sets: list[str] = []
+    for i, name in enumerate(columns):
+        if name in bit_columns:
+            targets.append(f"@v{i}")
+            sets.append(f"{quote_name(name)} = CAST(@v{i} AS UNSIGNED)")
+        elif name in convert_columns:
+            targets.append(f"@v{i}")
+            sets.append(f"{quote_name(name)} = CONVERT(@v{i} USING utf8mb4)")
+        else:
+            targets.append(quote_name(name))
+    sql = (
+        f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote_name(table_name)} CHARACTER SET binary "
+        "FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
+        f"({', '.join(targets)})"
+    )
+    if sets:
+        sql += " SET " + ", ".join(sets)
+    return sql, (source,)

@@ -1,0 +1,139 @@
+"""Pure logic of the db codec: field encoding, chunk cutting, DDL splitting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import random
+
+from clonekit.db import codec
+from clonekit.db.codec import CUT_MARK, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, RowChunker, encode_row, value_field
+from clonekit.db.introspect import split_create_table, strip_definer
+from clonekit.schema import Column
+
+TEXT = Column("t", "varchar", "varchar(10)")
+BITS = Column("b", "bit", "bit(9)", binary=True)
+
+
+def test_value_field_escapes_and_types():
+    assert value_field(None, TEXT) == b"\\N"
+    assert value_field("a\\b\tc\nd\0e", TEXT) == b"a\\\\b\\tc\\nd\0e"
+    assert value_field("\\N", TEXT) == b"\\\\N"  # the text "\N" is not NULL
+    assert value_field("😀", TEXT) == "😀".encode()
+    assert value_field(b"\x00\\\n", TEXT) == b"\x00\\\\\\n"
+    assert value_field(decimal.Decimal("0E-10"), TEXT) == b"0.0000000000"
+    assert value_field(dt.datetime(2024, 1, 2, 3, 4, 5, 6), TEXT) == b"2024-01-02 03:04:05.000006"
+    assert value_field(dt.date(2024, 1, 2), TEXT) == b"2024-01-02"
+    assert value_field(-dt.timedelta(hours=838, minutes=59, seconds=59), TEXT) == b"-838:59:59"
+    assert value_field(dt.timedelta(seconds=1, microseconds=5), TEXT) == b"00:00:01.000005"
+    assert value_field(0.1, TEXT) == b"0.1"
+    assert value_field(b"\x01\x00", BITS) == b"256"
+    assert value_field(True, TEXT) == b"1"
+    assert encode_row((1, None, "x"), (TEXT, TEXT, TEXT)) == b"1\t\\N\tx\n"
+
+
+def _rows(count: int, size: int, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    return [f"{i}\t{rng.randbytes(size // 2).hex()}\n".encode() for i in range(count)]
+
+
+def _chunk(data: bytes) -> list[bytes]:
+    out: list[bytes] = []
+    chunker = RowChunker(out.append)
+    chunker.feed(data)
+    chunker.flush()
+    return out
+
+
+def test_chunker_cuts_only_at_marked_rows_and_strips_marks():
+    rows = _rows(4000, 300)
+    marked = [r + (CUT_MARK if i % 1000 == 999 else b"") for i, r in enumerate(rows)]
+    chunks = _chunk(b"".join(marked))
+    assert b"".join(chunks) == b"".join(rows)
+    assert [c.count(b"\n") for c in chunks] == [2000, 2000]  # first mark under MIN_CHUNK_BYTES is skipped
+    assert all(len(c) >= MIN_CHUNK_BYTES for c in chunks[:-1])
+
+
+def test_chunker_respects_max_size_at_row_boundaries_and_huge_rows():
+    rows = _rows(300, 60_000)
+    huge = b"big\t" + b"x" * (MAX_CHUNK_BYTES + 100) + b"\n"
+    data = b"".join(rows[:100]) + huge + b"".join(rows[100:])
+    chunks = _chunk(data)
+    assert b"".join(chunks) == data
+    assert huge in chunks  # a row bigger than a chunk is a chunk of its own
+    for c in chunks:
+        assert c.endswith(b"\n")
+        assert len(c) <= MAX_CHUNK_BYTES or c == huge
+
+
+def test_chunker_split_across_feeds_is_the_same():
+    rows = _rows(3000, 500)
+    marked = [r + (CUT_MARK if i % 700 == 3 else b"") for i, r in enumerate(rows)]
+    whole = _chunk(b"".join(marked))
+    out: list[bytes] = []
+    chunker = RowChunker(out.append)
+    for i in range(0, len(marked), 37):
+        chunker.feed(b"".join(marked[i:i + 37]))
+    chunker.flush()
+    assert out == whole
+    assert chunker.rows == 3000
+
+
+def test_python_cut_rule_resyncs_after_an_insert():
+    rows = _rows(40_000, 400, seed=7)
+    before: list[bytes] = []
+    c1 = RowChunker(before.append)
+    c1.feed_lines(rows)
+    c1.flush()
+    changed = rows[:20_000] + [b"new row\tinserted\n"] + rows[20_000:]
+    after: list[bytes] = []
+    c2 = RowChunker(after.append)
+    c2.feed_lines(changed)
+    c2.flush()
+    assert len(before) >= 3
+    assert len(set(after) - set(before)) <= 2  # only the chunk holding the new row (and maybe its neighbour)
+
+
+def test_split_create_table_defers_secondary_indexes_and_foreign_keys():
+    create = (
+        "CREATE TABLE `t` (\n"
+        "  `id` int(11) NOT NULL AUTO_INCREMENT,\n"
+        "  `a` varchar(10) DEFAULT 'x,y',\n"
+        "  `p` int(11) DEFAULT NULL,\n"
+        "  PRIMARY KEY (`id`),\n"
+        "  UNIQUE KEY `a` (`a`),\n"
+        "  KEY `p` (`p`),\n"
+        "  FULLTEXT KEY `ft` (`a`),\n"
+        "  CONSTRAINT `fk` FOREIGN KEY (`p`) REFERENCES `parent` (`id`),\n"
+        "  CONSTRAINT `chk` CHECK (`p` > 0)\n"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    )
+    table_sql, deferred = split_create_table(create, "id")
+    assert "PRIMARY KEY (`id`)" in table_sql and "CHECK (`p` > 0)" in table_sql
+    assert "KEY `p`" not in table_sql and "FOREIGN" not in table_sql
+    assert table_sql.endswith(") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+    assert deferred == ["ADD UNIQUE KEY `a` (`a`)", "ADD KEY `p` (`p`)", "ADD FULLTEXT KEY `ft` (`a`)",
+                        "ADD CONSTRAINT `fk` FOREIGN KEY (`p`) REFERENCES `parent` (`id`)"]
+
+
+def test_split_create_table_keeps_the_key_of_an_auto_increment_column_outside_the_primary_key():
+    create = ("CREATE TABLE `t` (\n  `k` int(11) NOT NULL,\n  `n` int(11) NOT NULL AUTO_INCREMENT,\n"
+              "  PRIMARY KEY (`k`,`n`),\n  KEY `n` (`n`),\n  KEY `k2` (`k`)\n) ENGINE=InnoDB")
+    table_sql, deferred = split_create_table(create, "n")
+    assert "KEY `n` (`n`)" in table_sql
+    assert deferred == ["ADD KEY `k2` (`k`)"]
+
+
+def test_strip_definer():
+    assert strip_definer("CREATE ALGORITHM=UNDEFINED DEFINER=`ro``ot`@`%` SQL SECURITY DEFINER VIEW `v` AS select 1") \
+        == "CREATE ALGORITHM=UNDEFINED SQL SECURITY DEFINER VIEW `v` AS select 1"
+    assert strip_definer("CREATE DEFINER=`a`@`localhost` TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET @a = 1") \
+        == "CREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET @a = 1"
+    assert strip_definer("CREATE DEFINER=CURRENT_USER PROCEDURE p() SELECT 1") == "CREATE PROCEDURE p() SELECT 1"
+
+
+def test_load_data_sql_routes_bit_and_converted_columns_through_variables():
+    sql, args = codec.load_data_sql("odd`name", ["a", "b", "c"], ["b"], ["c"], "/dev/fd/3")
+    assert "INTO TABLE `odd``name` CHARACTER SET binary" in sql
+    assert sql.endswith("(`a`, @v1, @v2) SET `b` = CAST(@v1 AS UNSIGNED), `c` = CONVERT(@v2 USING utf8mb4)")
+    assert args == ("/dev/fd/3",)
