@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 import subprocess
 import time
@@ -151,3 +152,39 @@ def test_wordpress_makes_no_outgoing_requests_by_default(ckprod):
                       "is_wp_error(wp_remote_get('http://api.wordpress.org/core/version-check/1.7/'))]);")
     assert done.returncode == 0, done.stderr
     assert re.sub(r"\s+", "", done.stdout) == "array(0=>true,1=>true,2=>true,)"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_second_app_container_serves_the_same_database_at_its_own_url(ckprod):
+    """What a preview does with the image: same code, its own URL, settings by environment."""
+    name = f"cktest-wpapp-{os.getpid()}"
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {"DB_HOST": "db", "DB_NAME": "wordpress", "DB_USER": "wp",
+           "DB_PASSWORD": ckprod.secrets["CKPROD_DB_PASSWORD"], "WP_HOME": url, "SMTP_HOST": ""}
+    env_file = STATE.parent / f"{name}.env"
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))  # the password stays out of argv
+    try:
+        subprocess.run(["docker", "run", "-d", "--name", name, "--network", "ckprod_default", "--env-file", str(env_file),
+                        "-p", f"127.0.0.1:{url.rsplit(':', 1)[1]}:80", "clonekit/wordpress:6.1"],
+                       check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, html = fetch(url + "/")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        assert status == 200
+        assert f'href="{url}/20' in html  # post links are built from WP_HOME
+        assert f"{url}/wp-content/themes/twentytwentyone/" in html  # theme assets from WP_SITEURL
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        env_file.unlink(missing_ok=True)
