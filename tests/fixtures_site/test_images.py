@@ -71,3 +71,12 @@ def test_mariadb_initialises_from_mysql_variables_and_serves_local_infile():
         assert "Access denied" not in logs  # the healthcheck logs in over the socket
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
+
+
+def test_images_script_skips_what_is_built():
+    ids = {image: inspect(image)["Id"] for image in IMAGES}
+    done = subprocess.run(["scripts/images.sh"], capture_output=True, text=True, timeout=600,
+                          cwd=__file__.rsplit("/tests/", 1)[0])
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count(": present") == 3
+    assert {image: inspect(image)["Id"] for image in IMAGES} == ids
