@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Timing, report, time_command, time_function
+from benchmarks.common import Timing, ratio_line, time_command, time_function
 from benchmarks.uploads_tree import change_files, generate
 from clonekit.config import FileSource, SshTarget, StoreConfig
 from clonekit.files import capture_files, restore_files
@@ -64,64 +64,42 @@ def _same_tree(a: Path, b: Path) -> bool:
                           stdout=subprocess.DEVNULL).returncode == 0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
-    os.environ.setdefault("RESTIC_PASSWORD", "clonekit-bench")
-    for tool in ("restic", "rsync", "tar"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
-
-    src = WORK / f"src-{args.scale}"
-    shutil.rmtree(src, ignore_errors=True)  # the 1% change below dirties it: regenerate every run
-    tree = generate(src, args.scale)
-    print(f"uploads tree ({args.scale}): {tree['files']} files, {tree['bytes'] / 2**20:.0f} MiB", flush=True)
+def run_once(scale: str) -> dict[str, Any]:
+    """One pass of every comparison on a freshly generated tree; returns seconds and bytes."""
+    src = WORK / f"src-{scale}"
+    shutil.rmtree(src, ignore_errors=True)  # the 1% changes dirty it: regenerate every pass
+    tree = generate(src, scale)
     time_command("warm the page cache", ["tar", "-cf", "/dev/null", "-C", str(src), "."])
-    figures: dict[str, Any] = {"scale": args.scale, **tree}
+    out: dict[str, Any] = {**tree}
 
     # 1. first capture
     ck_store, restic_repo = _fresh(WORK / "ck-store"), _fresh(WORK / "restic-repo")
     repo = Repository.open(StoreConfig(url=str(ck_store)))
     time_command("restic init", ["restic", "-r", str(restic_repo), "--quiet", "init"])
-    ours1 = time_function("clonekit capture", lambda: _capture(repo, src))
-    first, first_stats = ours1.result
-    anchor1 = _restic(restic_repo, "backup", str(src), name="restic backup")
-    restic_bytes1 = _du(restic_repo)
-    ck_bytes1 = _du(ck_store)
-    figures["first_capture"] = {"ours_s": ours1.seconds, "restic_s": anchor1.seconds,
-                                "line": report("first capture vs restic backup", ours1, anchor1),
-                                "ours_stored": ck_bytes1, "restic_stored": restic_bytes1}
+    ours = time_function("clonekit capture", lambda: _capture(repo, src))
+    first = ours.result[0]
+    anchor = _restic(restic_repo, "backup", str(src), name="restic backup")
+    out["first"] = (ours.seconds, anchor.seconds)
+    out["stored1"] = (_du(ck_store), _du(restic_repo))
 
     # 2. second capture after a 1% change
     change = change_files(src, 0.01)
-    ours2 = time_function("clonekit capture 2", lambda: _capture(repo, src, previous=first))
-    second, second_stats = ours2.result
-    anchor2 = _restic(restic_repo, "backup", str(src), name="restic backup 2")
-    restic_new = _du(restic_repo) - restic_bytes1
-    ck_new = _du(ck_store) - ck_bytes1
-    line = report(f"second capture ({change['files']} files changed) vs restic backup", ours2, anchor2)
-    stored = (f"  bytes stored by the second run: clonekit {ck_new / 2**20:.1f} MiB = {ck_new / ck_bytes1:.2%} of the "
-              f"first; restic {restic_new / 2**20:.1f} MiB = {restic_new / restic_bytes1:.2%}; "
-              f"changed bytes {change['bytes'] / 2**20:.1f} MiB; files re-read by clonekit {second['read_files']}")
-    print(stored, flush=True)
-    figures["second_capture"] = {"ours_s": ours2.seconds, "restic_s": anchor2.seconds, "line": line,
-                                 "ours_new_stored": ck_new, "restic_new_stored": restic_new,
-                                 "ours_new_ratio": ck_new / ck_bytes1, "restic_new_ratio": restic_new / restic_bytes1,
-                                 "changed_bytes": change["bytes"], "files_reread": second["read_files"]}
+    ours = time_function("clonekit capture 2", lambda: _capture(repo, src, previous=first))
+    second = ours.result[0]
+    anchor = _restic(restic_repo, "backup", str(src), name="restic backup 2")
+    out["second"] = (ours.seconds, anchor.seconds)
+    out["stored2"] = (_du(ck_store) - out["stored1"][0], _du(restic_repo) - out["stored1"][1])
+    out["changed"] = change
+    out["reread"] = second["read_files"]
 
     # 3. restore
     out_ours, out_restic, out_rsync = _fresh(WORK / "out-ours"), _fresh(WORK / "out-restic"), _fresh(WORK / "out-rsync")
     restore_repo = Repository.open(StoreConfig(url=str(ck_store)))  # a fresh object: nothing cached
-    ours3 = time_function("clonekit restore", lambda: restore_files(restore_repo, second, out_ours))
-    anchor3 = _restic(restic_repo, "restore", "latest", "--target", str(out_restic), name="restic restore")
-    rsync3 = time_command("rsync -a", ["rsync", "-a", f"{src}/", f"{out_rsync}/"])
-    figures["restore"] = {"ours_s": ours3.seconds, "restic_s": anchor3.seconds, "rsync_s": rsync3.seconds,
-                          "line_restic": report("restore vs restic restore", ours3, anchor3),
-                          "line_rsync": report("restore vs rsync -a (local copy)", ours3, rsync3),
-                          "exact": _same_tree(src, out_ours)}
-    print(f"  restored tree identical to the source: {figures['restore']['exact']}", flush=True)
+    ours = time_function("clonekit restore", lambda: restore_files(restore_repo, second, out_ours))
+    anchor = _restic(restic_repo, "restore", "latest", "--target", str(out_restic), name="restic restore")
+    rsync = time_command("rsync -a", ["rsync", "-a", f"{src}/", f"{out_rsync}/"])
+    out["restore"] = (ours.seconds, anchor.seconds, rsync.seconds)
+    out["exact"] = _same_tree(src, out_ours)
 
     # 4. over SSH: full, then after another 1% change
     target = _ssh_target()
@@ -132,20 +110,67 @@ def main() -> None:
                  "-o StrictHostKeyChecking=yes -o BatchMode=yes",
                  f"{target.user}@{target.host}:{src}/", f"{rsync_dest}/"]
     with SshSession.connect(target) as ssh:
-        ours4 = time_function("clonekit capture over SSH", lambda: _capture(ssh_repo, src, ssh=ssh))
-        anchor4 = time_command("rsync -a -e ssh", rsync_ssh)
+        ours = time_function("clonekit capture over SSH", lambda: _capture(ssh_repo, src, ssh=ssh))
+        anchor = time_command("rsync -a -e ssh", rsync_ssh)
+        out["ssh_first"] = (ours.seconds, anchor.seconds)
         change_files(src, 0.01, seed=12)
-        ours5 = time_function("clonekit capture 2 over SSH", lambda: _capture(ssh_repo, src, ssh=ssh,
-                                                                              previous=ours4.result[0]))
-        anchor5 = time_command("rsync -a -e ssh (again)", rsync_ssh)
-    figures["ssh_first"] = {"ours_s": ours4.seconds, "rsync_s": anchor4.seconds,
-                            "line": report("capture over SSH vs rsync -a -e ssh", ours4, anchor4)}
-    figures["ssh_second"] = {"ours_s": ours5.seconds, "rsync_s": anchor5.seconds,
-                             "line": report("capture over SSH after 1% change vs rsync -a -e ssh again", ours5, anchor5)}
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+        ours = time_function("clonekit capture 2 over SSH",
+                             lambda: _capture(ssh_repo, src, ssh=ssh, previous=ours.result[0]))
+        anchor = time_command("rsync -a -e ssh (again)", rsync_ssh)
+        out["ssh_second"] = (ours.seconds, anchor.seconds)
     for path in (out_ours, out_restic, out_rsync, rsync_dest):
         shutil.rmtree(path, ignore_errors=True)
+    return out
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
+    parser.add_argument("--repeat", type=int, default=3, help="passes; the median of each figure is reported")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    os.environ.setdefault("RESTIC_PASSWORD", "clonekit-bench")
+    for tool in ("restic", "rsync", "tar"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    passes = []
+    for number in range(1, args.repeat + 1):
+        passes.append(run_once(args.scale))
+        print(f"pass {number}/{args.repeat}: " + json.dumps({k: v for k, v in passes[-1].items()
+                                                              if k not in ("files", "bytes")}), flush=True)
+    first = passes[0]
+    print(f"uploads tree ({args.scale}): {first['files']} files, {first['bytes'] / 2**20:.0f} MiB; "
+          f"median of {len(passes)} passes (seconds)")
+
+    def figure(key: str, index: int) -> float:
+        return _median([p[key][index] for p in passes])
+
+    lines = [
+        ratio_line("first capture vs restic backup", figure("first", 0), figure("first", 1)),
+        ratio_line(f"second capture ({first['changed']['files']} files changed) vs restic backup",
+                   figure("second", 0), figure("second", 1)),
+        ratio_line("restore vs restic restore", figure("restore", 0), figure("restore", 1)),
+        ratio_line("restore vs rsync -a (local copy)", figure("restore", 0), figure("restore", 2)),
+        ratio_line("capture over SSH vs rsync -a -e ssh", figure("ssh_first", 0), figure("ssh_first", 1)),
+        ratio_line("capture over SSH after a 1% change vs rsync -a -e ssh again",
+                   figure("ssh_second", 0), figure("ssh_second", 1)),
+    ]
+    ours1, restic1 = first["stored1"]
+    ours2, restic2 = first["stored2"]
+    lines.append(f"bytes stored by the second capture: clonekit {ours2 / 2**20:.1f} MiB = {ours2 / ours1:.2%} of the "
+                 f"first ({ours1 / 2**20:.0f} MiB); restic {restic2 / 2**20:.1f} MiB = {restic2 / restic1:.2%} of "
+                 f"{restic1 / 2**20:.0f} MiB; bytes changed {first['changed']['bytes'] / 2**20:.1f} MiB; "
+                 f"files re-read {first['reread']}")
+    lines.append(f"restored trees identical to the source: {all(p['exact'] for p in passes)}")
+    for line in lines:
+        print(line, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"scale": args.scale, "passes": passes, "lines": lines}, indent=2))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ import hashlib
 import os
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +20,8 @@ from typing import Any, Protocol
 from ..errors import IntegrityError, UsageError
 from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, entry_path
 
-WRITE_BLOCK_BYTES = 1024 * 1024
+WRITE_WORKERS = 4
+WRITE_AHEAD_FILES = 256
 TAR_BLOCK = 512
 SPARSE_BLOCK_BYTES = 64 * 1024
 _ZEROS = bytes(SPARSE_BLOCK_BYTES)
@@ -145,11 +148,27 @@ def restore_files(
             os.mkdir(os.path.join(base, path), 0o700)  # final mode once everything inside is written
             counts[DIR] += 1
     written = 0
-    for path, item, chunks in _file_contents(repo, entries):
+
+    def write(path: bytes, item: Mapping[str, Any], chunks: Iterable[bytes | memoryview]) -> int:
         target = os.path.join(base, path)
-        written += _write_file(target, path, item, chunks, progress, task)
+        size = _write_file(target, path, item, chunks, progress, task)
         _apply(target, item, as_root)
-        counts[FILE] += 1
+        return size
+
+    # Small files are written by a few threads (file creation is mostly waiting on the kernel);
+    # files of several chunks are written in order here, as their chunks arrive.
+    with ThreadPoolExecutor(WRITE_WORKERS, thread_name_prefix="ck-restore") as pool:
+        running: deque[Future[int]] = deque()
+        for path, item, chunks in _file_contents(repo, entries):
+            counts[FILE] += 1
+            if len(item.get("chunks", ())) > 1:
+                written += write(path, item, chunks)
+                continue
+            running.append(pool.submit(write, path, item, list(chunks)))
+            while len(running) > WRITE_AHEAD_FILES or (running and running[0].done()):
+                written += running.popleft().result()
+        while running:
+            written += running.popleft().result()
     for path, item in entries:
         kind = item.get("type")
         target = os.path.join(base, path)
@@ -176,7 +195,8 @@ def restore_files(
 
 
 def _write_file(
-    target: bytes, path: bytes, item: Mapping[str, Any], chunks: Iterator[bytes], progress: Callable[..., None],
+    target: bytes, path: bytes, item: Mapping[str, Any], chunks: Iterable[bytes | memoryview],
+    progress: Callable[..., None],
     task: str,
 ) -> int:
     check = _FileCheck(path, item)

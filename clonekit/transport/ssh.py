@@ -177,6 +177,9 @@ class SshSession:
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_SECONDS)
+        # Without TCP_NODELAY every channel open waits out a delayed ACK (~40 ms measured).
+        with contextlib.suppress(OSError):
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.debug("connected to %s", target)
         return cls(target, client)
 
