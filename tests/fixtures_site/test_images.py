@@ -10,6 +10,8 @@ import uuid
 import pymysql
 import pytest
 
+from .conftest import ROOT
+
 pytestmark = pytest.mark.docker
 
 IMAGES = ("clonekit/mariadb:10.11", "clonekit/wordpress:6.1", "clonekit/busybox:latest")
@@ -75,8 +77,7 @@ def test_mariadb_initialises_from_mysql_variables_and_serves_local_infile():
 
 def test_images_script_skips_what_is_built():
     ids = {image: inspect(image)["Id"] for image in IMAGES}
-    done = subprocess.run(["scripts/images.sh"], capture_output=True, text=True, timeout=600,
-                          cwd=__file__.rsplit("/tests/", 1)[0])
+    done = subprocess.run([str(ROOT / "scripts" / "images.sh")], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count(": present") == 3
     assert {image: inspect(image)["Id"] for image in IMAGES} == ids
