@@ -1,0 +1,51 @@
+"""Small files are packed into shared chunks, yet deduplicated by content across snapshots."""
+
+from __future__ import annotations
+
+import os
+
+from clonekit.config import FileSource
+from clonekit.files import capture_files, iter_tar, restore_files
+from clonekit.files.capture import PACK_TARGET_BYTES
+from clonekit.manifest import collect_chunk_refs
+
+
+def capture(repo, root, *, previous=None):
+    with repo.writer() as writer:
+        section = capture_files(FileSource(str(root)), writer, previous=previous)
+    return section, writer.stats
+
+
+def test_many_small_files_share_few_chunks(repo, tmp_path, describe_tree):
+    root = tmp_path / "thumbs"
+    root.mkdir()
+    for i in range(300):
+        (root / f"t{i:03d}.jpg").write_bytes(os.urandom(20_000 + i))
+    section, stats = capture(repo, root)
+    total = sum(e["size"] for e in section["entries"])
+    chunks = collect_chunk_refs(section)
+    assert len(chunks) <= total // PACK_TARGET_BYTES + 1  # 300 files, 2 store objects
+    assert all("offset" in e for e in section["entries"])
+    assert stats.new_chunks == len(chunks)
+    restore_files(repo, section, tmp_path / "out")
+    assert describe_tree(root) == describe_tree(tmp_path / "out")
+    assert len(b"".join(iter_tar(repo, section))) > total
+
+
+def test_moved_and_copied_files_are_not_stored_again(repo, tmp_path, describe_tree):
+    root = tmp_path / "uploads"
+    (root / "2024").mkdir(parents=True)
+    photo = os.urandom(50_000)
+    (root / "2024" / "photo.jpg").write_bytes(photo)
+    (root / "other.jpg").write_bytes(os.urandom(30_000))
+    first, _ = capture(repo, root)
+    (root / "2025").mkdir()
+    os.rename(root / "2024" / "photo.jpg", root / "2025" / "renamed.jpg")  # moved
+    (root / "copy.jpg").write_bytes(photo)  # copied
+    (root / "twin-a.bin").write_bytes(b"twins" * 1000)  # the same new bytes twice: stored once
+    (root / "twin-b.bin").write_bytes(b"twins" * 1000)
+    second, stats = capture(repo, root, previous=first)
+    assert second["read_files"] == 4
+    assert stats.plain_bytes == 5000  # only one twin went to the store
+    restore_files(repo, second, tmp_path / "out")
+    assert describe_tree(root) == describe_tree(tmp_path / "out")
