@@ -32,8 +32,10 @@ from .introspect import UTF8_CHARSETS, TableInfo, describe, schema_objects, show
 log = logging.getLogger("clonekit.db.capture")
 
 BATCH_BYTES = 4 << 20  # bytes the server renders per GROUP_CONCAT query
+MAX_BATCH_BYTES = 32 << 20  # GROUP_CONCAT's limit: a range that renders more is read again in smaller ones
+FIRST_RANGE_KEYS = 64
+STREAM_FEED_BYTES = 1 << 20
 SPLIT_TABLE_BYTES = 48 << 20  # tables bigger than this are read as several key ranges in parallel
-FETCH_ROWS = 1000
 LOCK_WAIT_SECONDS = 60
 NO_PRIVILEGE_CODES = frozenset({1044, 1045, 1142, 1227})
 
@@ -126,7 +128,7 @@ def _open_snapshot(endpoint: DbEndpoint, main: Connection, workers: int) -> tupl
     try:
         for conn in conns:
             _execute(endpoint, conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-                     "SET SESSION group_concat_max_len = @@max_allowed_packet",
+                     f"SET SESSION group_concat_max_len = LEAST(@@max_allowed_packet, {MAX_BATCH_BYTES})",
                      "SET SESSION character_set_results = binary",
                      # Our SQL literals use backslash escapes; a server default of NO_BACKSLASH_ESCAPES would break them.
                      "SET SESSION sql_mode = ''")
@@ -332,7 +334,8 @@ def _read_ranges(conn: Connection, table: Table, policy: TablePolicy, key_range:
            f"FROM {quote_name(table.name)} FORCE INDEX (PRIMARY) WHERE {key} BETWEEN %s AND %s{extra}")
     low, high = key_range
     bytes_per_key = max(1.0, table.data_bytes / max(1, high - low + 1))
-    step = max(1, int(BATCH_BYTES / bytes_per_key))
+    # Table statistics can be far off: start small, then size each range on what the last one gave.
+    step = max(1, min(FIRST_RANGE_KEYS, int(BATCH_BYTES / bytes_per_key)))
     at = low
     with conn.cursor() as cur:
         while at <= high:
@@ -365,11 +368,15 @@ def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: R
     sql = f"SELECT CAST({row_sql(table)} AS BINARY) FROM {quote_name(table.name)}{where}{_order_by(table)}"
     with conn.cursor() as cur:
         cur.execute(sql)
-        while True:
-            rows = cur.fetchmany(FETCH_ROWS)
-            if not rows:
-                break
-            chunker.feed(b"".join(r[0] for r in rows))
+        lines: list[bytes] = []
+        size = 0
+        for (line,) in cur:
+            lines.append(line)
+            size += len(line)
+            if size >= STREAM_FEED_BYTES:
+                chunker.feed(b"".join(lines))
+                lines, size = [], 0
+        chunker.feed(b"".join(lines))
 
 
 def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker) -> None:
@@ -382,11 +389,7 @@ def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: Ro
     with conn.cursor() as cur:
         cur.execute("SET SESSION character_set_results = utf8mb4")
         cur.execute(f"SELECT {names} FROM {quote_name(table.name)}{where}{_order_by(table)}")
-        while True:
-            rows = cur.fetchmany(FETCH_ROWS)
-            if not rows:
-                break
-            chunker.feed_lines(_encoded(rows, transform, columns))
+        chunker.feed_lines(_encoded(cur, transform, columns))
         cur.execute("SET SESSION character_set_results = binary")
 
 
