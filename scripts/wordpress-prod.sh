@@ -99,8 +99,19 @@ ckprod is up (compose project ckprod, $COMPOSE_FILE)
 INFO
 }
 
+remove_by_labels() {  # without the env file compose cannot even parse the project
+  docker ps -aq --filter label=com.docker.compose.project=ckprod | xargs -r docker rm -f -v >/dev/null
+  docker volume ls -q --filter label=com.docker.compose.project=ckprod | xargs -r docker volume rm >/dev/null
+  docker network ls -q --filter label=com.docker.compose.project=ckprod | xargs -r docker network rm >/dev/null
+}
+
 cmd_up() {
   "$ROOT/scripts/images.sh" mariadb wordpress
+  if [ ! -s "$ENV_FILE" ] && [ -n "$(docker volume ls -q --filter label=com.docker.compose.project=ckprod)" ]; then
+    # Its secrets are gone, so its database cannot be reached: start again from nothing.
+    log "found a ckprod without its $ENV_FILE: removing it"
+    remove_by_labels
+  fi
   write_env_file
   load_env
   if running && seeded && ! stale; then
@@ -143,9 +154,7 @@ cmd_down() {
   if [ -s "$ENV_FILE" ]; then
     compose down --volumes --remove-orphans --timeout 5 2>/dev/null
   else
-    # No env file: remove whatever the project left by its labels.
-    docker ps -aq --filter label=com.docker.compose.project=ckprod | xargs -r docker rm -f >/dev/null
-    docker volume ls -q --filter label=com.docker.compose.project=ckprod | xargs -r docker volume rm >/dev/null
+    remove_by_labels
   fi
   rm -rf "$STATE"
   log "removed"
