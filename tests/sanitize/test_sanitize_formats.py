@@ -63,7 +63,7 @@ def test_php_rejects_broken_values(bad: bytes) -> None:
     max_leaves=15,
 ))
 def test_php_round_trip_property(value) -> None:  # noqa: ANN001
-    def encode(v):  # noqa: ANN001, ANN202 - a tiny reference serializer, as PHP writes it
+    def encode(v, grow=b""):  # noqa: ANN001, ANN202 - a tiny reference serializer, as PHP writes it
         if v is None:
             return b"N;"
         if isinstance(v, bool):
@@ -71,13 +71,21 @@ def test_php_round_trip_property(value) -> None:  # noqa: ANN001
         if isinstance(v, int):
             return b"i:%d;" % v
         if isinstance(v, bytes):
-            return b's:%d:"%s";' % (len(v), v)
-        return b"a:%d:{%s}" % (len(v), b"".join(encode(k) + encode(x) for k, x in v.items()))
+            return b's:%d:"%s";' % (len(v) + len(grow), v + grow)
+        return b"a:%d:{%s}" % (len(v), b"".join(encode(k) + encode(x, grow) for k, x in v.items()))
 
     data = encode(value)
     assert phpserialize.dumps(phpserialize.loads(data)) == data
+    assert phpserialize.rewrite_strings(data, lambda key, raw: raw, nested=False) is data
     grown = phpserialize.rewrite_strings(data, lambda key, raw: raw + b"\xc3\xa9", nested=False)
-    phpserialize.loads(grown)
+    assert grown == encode(value, b"\xc3\xa9")  # keys untouched, every value string longer by 2 bytes
+
+
+def test_keyed_is_hmac_sha256() -> None:
+    import hmac
+
+    for secret in (b"", b"short", b"k" * 64, b"long" * 40):
+        assert Keyed(secret).digest(b"email\0", "Zoë@x.org") == hmac.digest(secret, "email\0Zoë@x.org".encode(), "sha256")
 
 
 def test_php_action_sanitizes_by_key_and_by_value() -> None:

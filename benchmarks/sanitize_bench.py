@@ -1,0 +1,172 @@
+"""Sanitization benchmark: the drupal preset's row transforms, and capture with vs without rules.
+
+    python3 -m benchmarks.sanitize_bench                  # transform throughput (no server needed)
+    python3 -m benchmarks.sanitize_bench --capture 0.2    # + capture overhead on the Drupal dataset
+
+1. Transform throughput: realistic Drupal rows (benchmarks.drupal_dataset's generators) through
+   the compiled transforms of ``build_planner(drupal).plan(...)``: rows/s per table. Each run
+   plans afresh, so the per-column caches start cold as in a real capture.
+2. Capture overhead: ``capture_database`` of the Drupal-shaped dataset (created at the given
+   scale on the test MariaDB) with the drupal preset vs no rules, into a sink that only counts
+   bytes; ratio = with rules / without (target ≤ 1.15). Best of ``--repeat`` runs each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+
+from clonekit.config import SanitizeConfig
+from clonekit.schema import Column, CopyEverything, Table
+
+from . import drupal_dataset as dd
+
+SECRET_ENV = "CLONEKIT_BENCH_SANITIZE_SECRET"
+_COLUMN = re.compile(r"^\s*`?(?P<name>\w+)`?\s+(?P<type>\w+)(?:\((?P<size>[\d,]+)\))?(?P<rest>.*?),?$")
+_KEY = re.compile(r"^\s*(?P<kind>PRIMARY|UNIQUE)\s+KEY\s*(?:\w+\s*)?\((?P<cols>[^)]*)\)")
+
+
+def table_from_ddl(name: str, ddl: str) -> Table:
+    """The bench's own reading of drupal_dataset's DDL: enough for the planner (names, types, keys)."""
+    columns, primary, uniques = [], (), []
+    for line in ddl.strip().strip("()").splitlines():
+        key = _KEY.match(line)
+        if key:
+            cols = tuple(c.strip(" `").split("(")[0] for c in key.group("cols").split(","))
+            if key.group("kind") == "PRIMARY":
+                primary = cols
+            else:
+                uniques.append(cols)
+            continue
+        match = _COLUMN.match(line)
+        if not match or match.group("name").upper() in ("KEY", "INDEX", "CONSTRAINT", "FULLTEXT"):
+            continue
+        data_type = match.group("type").lower()
+        size = match.group("size")
+        text = data_type in ("char", "varchar")
+        columns.append((match.group("name"), data_type, f"{data_type}({size})" if size else data_type,
+                        "NOT NULL" not in match.group("rest").upper(), int(size) if text and size else None))
+    singles = {u[0] for u in [primary, *uniques] if len(u) == 1}
+    return Table(
+        name=name,
+        columns=tuple(
+            Column(name=n, data_type=t, column_type=ct, nullable=nullable, max_chars=size,
+                   binary=t.endswith("blob") or t in ("binary", "varbinary"), unique=n in singles)
+            for n, t, ct, nullable, size in columns
+        ),
+        primary_key=primary,
+        unique_keys=tuple(uniques),
+    )
+
+
+def drupal_config() -> SanitizeConfig:
+    os.environ.setdefault(SECRET_ENV, "benchmark-secret-0123456789abcdef")
+    return SanitizeConfig(preset="drupal", secret_env=SECRET_ENV, strict=True)
+
+
+def transform_throughput(rows_per_table: int, repeat: int) -> list[tuple[str, int, float, float]]:
+    """(table, rows, seconds, MB of values) per table whose drupal-preset policy has a transform."""
+    from clonekit.sanitize import build_planner
+
+    tables = [table_from_ddl(name, dd.DDL[name]) for name in dd.TABLE_NAMES]
+    vocabulary = dd.Vocabulary(random.Random(dd.SEED))
+    results = []
+    for table in tables:
+        planned = build_planner(drupal_config()).plan(tables)[table.name]
+        if planned.transform is None:
+            continue
+        rows = [_typed(row) for row in dd.FACTORIES[table.name](vocabulary, rows_per_table)]
+        size = sum(len(v) for row in rows for v in row if isinstance(v, (str, bytes))) / 1e6
+        best = float("inf")
+        for _ in range(repeat):
+            transform = build_planner(drupal_config()).plan(tables)[table.name].transform  # cold caches
+            assert transform is not None
+            started = time.perf_counter()
+            for row in rows:
+                transform(row)
+            best = min(best, time.perf_counter() - started)
+        results.append((table.name, len(rows), best, size))
+    return results
+
+
+def _typed(row: tuple) -> tuple:
+    """The generators write TSV-ready values; decimals come back from the server as str too."""
+    return row
+
+
+class CountingSink:
+    """A ChunkSink that stores nothing: the capture is measured without the store."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.chunks = 0
+
+    def put(self, data: bytes):  # noqa: ANN201
+        import hashlib
+
+        self.bytes += len(data)
+        self.chunks += 1
+        digest = hashlib.sha256(data).hexdigest()
+        size = len(data)
+
+        class Ref:
+            def to_json(self) -> dict:
+                return {"id": digest, "size": size}
+
+        return Ref()
+
+
+def capture_overhead(scale: float, repeat: int, workers: int) -> dict:
+    from clonekit.db.capture import capture_database
+    from clonekit.sanitize import build_planner
+
+    endpoint = dd.endpoint_from_env(f"ck_bench_sanitize_{str(scale).replace('.', '_')}")
+    made = dd.create_dataset(endpoint, scale)
+    timings: dict[str, float] = {}
+    planners: dict[str, Callable[[], object]] = {
+        "no rules": CopyEverything,
+        "drupal preset": lambda: build_planner(drupal_config()),
+    }
+    for _ in range(repeat):
+        for label, make in planners.items():
+            sink = CountingSink()
+            started = time.perf_counter()
+            capture_database(endpoint, make(), sink, workers=workers)  # type: ignore[arg-type]
+            timings[label] = min(timings.get(label, float("inf")), time.perf_counter() - started)
+    return {"rows": made["rows"], "tsv_bytes": made["tsv_bytes"], **timings,
+            "ratio": timings["drupal preset"] / timings["no rules"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20_000, help="rows per table for the transform throughput")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--capture", type=float, default=None, metavar="SCALE",
+                        help="also measure capture overhead on the Drupal dataset at this scale (1.0 = ~100 MB)")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    total_rows, total_seconds = 0, 0.0
+    print(f"transform throughput, drupal preset, {args.rows} rows per table, best of {args.repeat}:")
+    for name, rows, seconds, megabytes in transform_throughput(args.rows, args.repeat):
+        total_rows += rows
+        total_seconds += seconds
+        print(f"  {name:26} {rows / seconds:>10,.0f} rows/s  {megabytes / seconds:7.1f} MB/s of values")
+    print(f"  {'all transformed tables':26} {total_rows / total_seconds:>10,.0f} rows/s")
+    if args.capture is not None:
+        result = capture_overhead(args.capture, args.repeat, args.workers)
+        print(f"capture of the Drupal dataset (scale {args.capture}: {result['rows']:,} rows, "
+              f"{result['tsv_bytes'] / 1e6:.0f} MB TSV), {args.workers} workers, best of {args.repeat}:")
+        print(f"  no rules      {result['no rules']:.2f} s")
+        print(f"  drupal preset {result['drupal preset']:.2f} s")
+        print(f"  overhead ratio {result['ratio']:.2f} (target <= 1.15)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
