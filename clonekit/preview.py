@@ -344,6 +344,7 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     engine.compose_cli(compose_file, plan.compose_project,
                        ["up", "-d", "--no-build", "--pull", "missing", plan.db_service, cmp.MAIL_SERVICE],
                        what=f"start the database of preview {plan.name}")
+    timings["db_up"] = time.monotonic() - started
     container = _service_container(engine, plan, plan.db_service)
     port = published_port(container, cmp.DEFAULT_DB_PORT)
     if port is None:

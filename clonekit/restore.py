@@ -21,7 +21,7 @@ from .errors import PreviewError
 log = logging.getLogger("clonekit.restore")
 
 DB_READY_TIMEOUT_SECONDS = 180.0
-DB_POLL_SECONDS = 0.5
+DB_POLL_SECONDS = 0.2
 TEXT_TYPES = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json")
 REWRITE_BATCH_ROWS = 500
 SERIALIZED_START = re.compile(rb'^(?:[aO]:\d+:[{"]|s:\d+:"|i:-?\d+;|b:[01];|d:[-0-9.EeINFAN]+;|N;)')
@@ -146,9 +146,12 @@ def rewrite_database(endpoint: Any, replacements: Sequence[Replacement]) -> int:
     needles = sorted({n for r in replacements for n in r.needles()})
     changed = 0
     try:
-        with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
-            for table, columns, key in _text_tables(cur, endpoint.database):
-                changed += _rewrite_table(cur, quote_name, table, columns, key, needles, replacements)
+        # One transaction: one commit (one fsync) for all rows, and all or nothing.
+        with connection(endpoint, as_target=True, autocommit=False) as conn:
+            with conn.cursor() as cur:
+                for table, columns, key in _text_tables(cur, endpoint.database):
+                    changed += _rewrite_table(cur, quote_name, table, columns, key, needles, replacements)
+            conn.commit()
     except pymysql.MySQLError as exc:
         raise target_error(exc, endpoint, "rewriting URLs") from exc
     log.info("previews.replace: %d row(s) rewritten", changed)

@@ -288,7 +288,10 @@ def build_compose(
             doc_volumes[key] = volume if volume.get("external") else volume | {"labels": labels}
         if service.get("healthcheck"):
             spec["healthcheck"] = _healthcheck(service["healthcheck"])
-        depends = {dep: {"condition": cond} for dep, cond in (service.get("depends_on") or {}).items() if dep in all_services}
+        # The database is up and loaded before the other services start: waiting for its
+        # healthcheck again only costs an interval.
+        depends = {dep: {"condition": "service_started" if cond == "service_healthy" else cond}
+                   for dep, cond in (service.get("depends_on") or {}).items() if dep in all_services}
         if depends:
             spec["depends_on"] = depends
         if is_db:
