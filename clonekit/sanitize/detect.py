@@ -76,8 +76,11 @@ IPV4_RE = re.compile(r"(?<![\d.])(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0
 # A phone number: optional +country, groups of digits separated by space, dot, dash or in
 # parentheses. A separator or a leading + is required, so bare integers (ids, timestamps) are not phones.
 PHONE_RE = re.compile(
-    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,6}(?:[ .-]\d{1,6}){1,6}(?![\w-]|\.\d)"
+    # (area code) then groups: German area codes have up to 5 digits, "(04549) 24780"
+    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?\d{1,6}(?:[ .-]\d{1,6}){0,6}|\d{1,6}(?:[ .-]\d{1,6}){1,6})(?![\w-]|\.\d)"
     r"|(?<![\w+])\+\d{8,15}(?!\w)"
+    # national numbers written without separators: "0590529992"
+    r"|(?<![\w+.-])0\d{8,11}(?![\w-]|\.\d)"
 )
 _DATE_LIKE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$|^\d{1,2}:\d{2}")
 IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")

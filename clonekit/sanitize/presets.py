@@ -96,6 +96,16 @@ DRUPAL: dict[str, Any] = {
 
 _WOO_NAME_KEYS = "'first_name','billing_first_name','shipping_first_name'"
 _WOO_LAST_KEYS = "'last_name','billing_last_name','shipping_last_name'"
+_SERIALIZED_PERSONAL = {
+    "php": {
+        "keys": {
+            "*first*name*": "first_name", "*last*name*": "last_name", "*name*": "name",
+            "*mail*": "email", "*phone*": "phone", "*mobile*": "phone", "*tel": "phone",
+            "*address*": "address", "*street*": "address", "ip": "ip", "*_ip": "ip",
+        },
+        "values": "scrub",
+    }
+}
 _WORDPRESS_USERMETA_VALUE = [
     {"when": f"meta_key IN ({_WOO_NAME_KEYS})", "use": "first_name"},
     {"when": f"meta_key IN ({_WOO_LAST_KEYS})", "use": "last_name"},
@@ -112,6 +122,9 @@ _WORDPRESS_USERMETA_VALUE = [
     {"when": "meta_key = 'session_tokens'", "use": {"set": "a:0:{}"}},
     {"when": "meta_key = 'community-events-location'", "use": {"php": {"values": "scrub"}}},
     {"when": "meta_key LIKE '%\\_ip' OR meta_key LIKE '%\\_ip\\_%'", "use": "ip"},
+    # Plugins keep personal data in serialized arrays under keys of their own (an emergency
+    # contact, a saved address): pseudonymize by key name, scrub emails/phones/IPs elsewhere.
+    {"when": "meta_value LIKE 'a:%' OR meta_value LIKE 'O:%'", "use": _SERIALIZED_PERSONAL},
 ]
 
 

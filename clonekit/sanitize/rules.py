@@ -115,8 +115,8 @@ def _parse_action(raw: Any, key: str, problems: _Problems) -> ActionSpec | None:
     body = {k: v for k, v in raw.items() if k != "when"}
     if "use" in body:
         base = _parse_action(body.pop("use"), f"{key}.use", problems)
-        if base is None:
-            return None
+        if base is None or not body:
+            return base  # parsed once: nested php keys / json paths are already ActionSpecs
         return _with_options(base.name, {**base.options, **body}, key, problems)
     if len(body) != 1:
         if not body:
