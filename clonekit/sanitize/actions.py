@@ -33,7 +33,9 @@ DEFAULT_URL_HOST = "www.example.com"
 IPV4_DOC_NETS = ("192.0.2", "198.51.100", "203.0.113")  # RFC 5737
 IPV6_DOC_PREFIX = bytes.fromhex("20010db8")  # RFC 3849: 2001:db8::/32
 LOREM_TEXT = " ".join(LOREM_WORDS) + " "
-_HAS_DIGIT = re.compile(r"\d")
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+_IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+_HAS_DIGIT_BYTES = re.compile(rb"[0-9]")
 
 
 @dataclass(frozen=True)
@@ -266,13 +268,17 @@ def url_builder(env: ActionEnv, host: str | None) -> StrBuilder:
 def lorem_builder(env: ActionEnv) -> StrBuilder:
     keyed = env.keyed
     corpus = LOREM_TEXT
+    doubled = corpus * 2  # any window of up to len(corpus) characters is one slice
 
     def lorem(value: str, limit: int | None) -> str:
         size = len(value) if limit is None else min(len(value), limit)
         d = keyed.digest(b"text\0", value)
         start = int.from_bytes(d[:4], "big") % len(corpus)
-        text = corpus[start:] + corpus * (1 + size // len(corpus))
-        return text[:size].capitalize()
+        if size <= len(corpus):
+            text = doubled[start : start + size]
+        else:
+            text = (corpus[start:] + corpus * (1 + size // len(corpus)))[:size]
+        return text[:1].upper() + text[1:]
 
     return lorem
 
@@ -290,11 +296,23 @@ def scrub_builder(env: ActionEnv) -> StrBuilder:
     def replace_ip(match: re.Match[str]) -> str:
         return _ipv4(keyed, match.group())
 
+    def replace_ipv6(match: re.Match[str]) -> str:
+        found = match.group()
+        try:
+            ipaddress.IPv6Address(found)
+        except ValueError:
+            return found  # a time of day, a MAC address...
+        return str(ipaddress.IPv6Address(_ipv6_packed(keyed, found)))
+
     def scrub(value: str, limit: int | None) -> str:
         if "@" in value:
             value = EMAIL_RE.sub(replace_email, value)
-        if _HAS_DIGIT.search(value):
+        digits = len(value) - len(value.translate(_NO_DIGITS))
+        if digits >= 4 and value.count(".") >= 3:
             value = IPV4_RE.sub(replace_ip, value)
+        if value.count(":") >= 2:
+            value = _IPV6_CANDIDATE.sub(replace_ipv6, value)
+        if digits >= 8:  # a phone number has at least 8 digits
             parts: list[str] = []
             last = 0
             for match in iter_phones(value):
@@ -641,16 +659,17 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
         return key_fns[key]
 
     def rewrite(key: bytes | int | None, raw: bytes) -> bytes:
-        text = raw.decode("utf-8", "surrogateescape")
         fn = fn_for(key) if by_key else None
         if fn is not None:
-            out = fn(text)
+            out = fn(raw.decode("utf-8", "surrogateescape"))
             return raw if out is None else str(out).encode("utf-8", "surrogateescape")
-        if values_mode == "keep" or not text:
+        if values_mode == "keep" or not raw:
             return raw
         if values_mode == "redact":
-            return redact(text, None).encode()
-        return scrub(text, None).encode("utf-8", "surrogateescape")
+            return redact("", None).encode()
+        if b"@" not in raw and _HAS_DIGIT_BYTES.search(raw) is None:
+            return raw  # no address, no number: nothing for scrub to replace
+        return scrub(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
 
     limit = target.max_chars
 

@@ -103,6 +103,8 @@ def test_url_text_and_scrub() -> None:
     assert scrubbed.startswith("Mail ") and scrubbed.endswith("on 2024-01-15 12:00:00, order 42.")
     assert act("text", mode="scrub")(message) == scrubbed
     assert act("scrub")("Contact admin@agency.example") == "Contact admin@agency.example"
+    v6 = act("scrub")("Login from 2a01:cb00:1234::42 at 12:00:00, mac 00:1a:2b")
+    assert "2a01:cb00:1234::42" not in v6 and "from 2001:db8:" in v6 and v6.endswith("at 12:00:00, mac 00:1a:2b")
 
 
 def test_set_null_hash_redact() -> None:
