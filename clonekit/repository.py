@@ -354,7 +354,9 @@ class Repository:
                 )
             key = manifest_key(manifest.id)
             if not self.store.put_if_absent(key, self.encode(key, manifest.to_json())):
-                raise StoreError(f"snapshot {manifest.id} already exists in {self.url}")
+                # Either a retried write that had in fact succeeded, or a real clash of ids.
+                if self.read_manifest(manifest.id).to_json() != manifest.to_json():
+                    raise StoreError(f"snapshot {manifest.id} already exists in {self.url}")
         with self._mutex:
             self._manifest_cache[manifest.id] = manifest
         log.info("committed snapshot %s (%d chunks)", manifest.id, len(manifest.chunk_ids()))
