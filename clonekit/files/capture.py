@@ -171,24 +171,25 @@ def capture_files(
         tree: _Tree = RemoteTree(ssh, spec.path, excluded)
     else:
         tree = _LocalTree(spec.path, excluded)
-    root, listed, skipped = tree.list()
-    entries = link_hardlinks(listed)
-    before = previous_files(previous)
-    reused: dict[bytes, Content] = {}
-    to_read: list[Entry] = []
-    for entry in entries:
-        if entry.type != FILE:
-            continue
-        old = before.get(entry.path)
-        if unchanged(entry, old):
-            assert old is not None
-            reused[entry.path] = content_of(old)
-        else:
-            to_read.append(entry)
-    task = f"files {spec.path}"
-    progress(task, total=sum(e.size for e in to_read))
-    storer = Storer(writer, contents_by_hash(previous))
-    fresh, vanished = tree.read(to_read, storer, progress=lambda n: progress(task, advance=n))
+    with tree:
+        root, listed, skipped = tree.list()
+        entries = link_hardlinks(listed)
+        before = previous_files(previous)
+        reused: dict[bytes, Content] = {}
+        to_read: list[Entry] = []
+        for entry in entries:
+            if entry.type != FILE:
+                continue
+            old = before.get(entry.path)
+            if unchanged(entry, old):
+                assert old is not None
+                reused[entry.path] = content_of(old)
+            else:
+                to_read.append(entry)
+        task = f"files {spec.path}"
+        progress(task, total=sum(e.size for e in to_read))
+        storer = Storer(writer, contents_by_hash(previous))
+        fresh, vanished = tree.read(to_read, storer, progress=lambda n: progress(task, advance=n))
     contents = {**reused, **storer.finish()}
     out_entries = []
     total_bytes = 0
@@ -222,6 +223,10 @@ def capture_files(
 
 
 class _Tree(Protocol):
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
+
     def list(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]: ...
 
     def read(
@@ -247,6 +252,12 @@ class _LocalTree:
     def __init__(self, root: str, excluded: Excluder) -> None:
         self.root = root
         self.excluded = excluded
+
+    def __enter__(self) -> _LocalTree:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        return None
 
     def list(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]:
         from .local import list_local, root_attributes

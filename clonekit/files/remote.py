@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import SourceError
@@ -56,6 +58,8 @@ def parse_listing(output: bytes) -> tuple[dict[str, Any] | None, list[Entry], li
     for i in range(0, len(fields), width):
         kind, mode, uid, gid, size, mtime, ctime, ino, nlink, dev, blocks, path, target = fields[i : i + width]
         if path == b"":
+            if kind != b"d":
+                continue  # the root is not a folder: list() says so
             root = {"mode": int(mode, 8), "uid": int(uid), "gid": int(gid), "mtime_ns": parse_time_ns(mtime)}
             continue
         mapped = TYPES.get(kind)
@@ -72,16 +76,43 @@ def parse_listing(output: bytes) -> tuple[dict[str, Any] | None, list[Entry], li
     return root, entries, skipped
 
 
+SENTINEL = b"CK-END-OF-LISTING"
+# One command for the usual case: list, then tar exactly the names we send back once we have
+# read the listing. The shell is started once; names never pass through a command line.
+LIST_THEN_TAR = (
+    'root=$1 format=$2; shift 2; '
+    'find -H "$root" -printf "$format" || exit 97; '  # 97: not tar's 1 ("a file changed"), which is allowed
+    'printf "%s\\000" ' + SENTINEL.decode() + ' && exec tar -C "$root" "$@"'
+)
+
+
 class RemoteTree:
+    """A tree on the SSH host. Use as a context manager: ``list()`` then ``read()`` share one command."""
+
     def __init__(self, ssh: Any, root: str, excluded: Excluder) -> None:
         self.ssh = ssh
         self.root = root
         self.excluded = excluded
+        self._stack = contextlib.ExitStack()
+        self._names: queue.Queue[bytes | None] = queue.Queue()
+        self._output: Any = None
+        self._leftover = b""
 
-    def _listing(self, *, warn: bool = False) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
-        # -H: follow the root if it is a symlink, never below it.
-        output = self.ssh.run(["find", "-H", self.root, "-printf", FIND_FORMAT])
-        root, entries, skipped = parse_listing(output)
+    def __enter__(self) -> RemoteTree:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._names.put(None)  # the stdin feeder may still wait for names
+        self._stack.__exit__(exc_type, exc, tb)
+
+    def _send_names(self) -> Iterator[bytes]:
+        while (piece := self._names.get()) is not None:
+            yield piece
+
+    def _filter(
+        self, parsed: tuple[dict[str, Any] | None, list[Entry], list[bytes]], *, warn: bool
+    ) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
+        root, entries, skipped = parsed
         excluded_dirs: set[bytes] = set()
         out = []
         for entry in entries:  # find lists a folder before what it holds
@@ -96,8 +127,23 @@ class RemoteTree:
                         os.fsdecode(join(os.fsencode(self.root), path)), self.ssh.target)
         return root, out, special
 
+    def _listing(self) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
+        """A fresh listing on its own (used only when something changed during the capture)."""
+        output = self.ssh.run(["find", "-H", self.root, "-printf", FIND_FORMAT])
+        return self._filter(parse_listing(output), warn=False)
+
     def list(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]:
-        root, entries, skipped = self._listing(warn=True)
+        argv = ["sh", "-c", LIST_THEN_TAR, "sh", self.root, FIND_FORMAT, *TAR_OPTIONS]
+        self._output = self._stack.enter_context(
+            self.ssh.stream(argv, stdin=self._send_names(), ok_status=(0, 1))
+        )
+        found = _read_until_sentinel(self._output)
+        if found is None:  # find failed: ending the command raises its error (with find's message)
+            self._names.put(None)
+            self._stack.close()
+            raise SourceError(f"listing {self.root} on {self.ssh.target} ended early")
+        listing, self._leftover = found
+        root, entries, skipped = self._filter(parse_listing(listing), warn=True)
         if root is None:
             raise SourceError(f"the files path {self.root} on {self.ssh.target} is not a folder")
         return root, entries, skipped
@@ -109,9 +155,12 @@ class RemoteTree:
         vanished: set[bytes] = set()
         wanted = {entry.path: entry for entry in entries}
         for attempt in range(1, READ_ATTEMPTS + 1):
-            if not wanted:
+            if attempt == 1:
+                headers, status = self._first_tar(wanted, storer, progress)
+            elif not wanted:
                 break
-            headers, status = self._tar(wanted, storer, progress)
+            else:
+                headers, status = self._tar(wanted, storer, progress)
             if status == 0 and all(headers.get(path) == _header_key(entry) for path, entry in wanted.items()):
                 done.update(wanted)  # tar saw exactly what was listed and reported no change: done
                 wanted = {}
@@ -147,33 +196,90 @@ class RemoteTree:
             )
         return done, vanished
 
+    def _first_tar(
+        self, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
+    ) -> tuple[dict[bytes, tuple[int, int]], int]:
+        """The tar half of the command list() started: send the names, read the archive."""
+        self._names.put(_names(wanted))
+        self._names.put(None)
+        headers = self._parse_tar(_Prefixed(self._leftover, self._output), wanted, storer, progress)
+        self._stack.close()  # waits for the command and checks its status
+        return headers, self._output.exit_status or 0
+
     def _tar(
         self, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
     ) -> tuple[dict[bytes, tuple[int, int]], int]:
-        """One remote tar of ``wanted``; returns each member's (size, mtime seconds) and tar's status."""
-        names = b"".join(b"./" + path + b"\0" for path in wanted)
-        headers: dict[bytes, tuple[int, int]] = {}
+        """One more remote tar of ``wanted``; returns each member's (size, mtime seconds) and tar's status."""
         # GNU tar exits 1 when a file changed or vanished while read: the caller lists again then.
-        with self.ssh.stream(["tar", "-C", self.root, *TAR_OPTIONS], stdin=names, ok_status=(0, 1)) as stream:
-            try:
-                archive = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
-                for member in archive:
-                    if not member.isreg():
-                        continue
-                    path = os.fsencode(member.name).removeprefix(b"./")
-                    if path not in wanted:
-                        raise SourceError(f"remote tar sent an unexpected member {member.name!r}")
-                    handle = archive.extractfile(member)
-                    assert handle is not None
-                    if member.size < PACK_FILE_BYTES:
-                        storer.small(path, handle.read())
-                    else:
-                        storer.large(path, handle.read)
-                    headers[path] = (member.size, int(member.mtime))
-                    progress(member.size)
-            except tarfile.TarError as exc:
-                raise SourceError(f"the tar stream from {self.ssh.target} is damaged: {exc}") from exc
+        argv = ["tar", "-C", self.root, *TAR_OPTIONS]
+        with self.ssh.stream(argv, stdin=_names(wanted), ok_status=(0, 1)) as stream:
+            headers = self._parse_tar(stream, wanted, storer, progress)
         return headers, getattr(stream, "exit_status", 0) or 0
+
+    def _parse_tar(
+        self, stream: Any, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
+    ) -> dict[bytes, tuple[int, int]]:
+        headers: dict[bytes, tuple[int, int]] = {}
+        try:
+            archive = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
+            for member in archive:
+                if not member.isreg():
+                    continue
+                path = os.fsencode(member.name).removeprefix(b"./")
+                if path not in wanted:
+                    raise SourceError(f"remote tar sent an unexpected member {member.name!r}")
+                handle = archive.extractfile(member)
+                assert handle is not None
+                if member.size < PACK_FILE_BYTES:
+                    storer.small(path, handle.read())
+                else:
+                    storer.large(path, handle.read)
+                headers[path] = (member.size, int(member.mtime))
+                progress(member.size)
+        except tarfile.TarError as exc:
+            raise SourceError(f"the tar stream from {self.ssh.target} is damaged: {exc}") from exc
+        return headers
+
+
+def _names(wanted: Mapping[bytes, Entry]) -> bytes:
+    return b"".join(b"./" + path + b"\0" for path in wanted)
+
+
+class _Prefixed:
+    """Bytes already read past the listing, then the rest of the stream."""
+
+    def __init__(self, head: bytes, stream: Any) -> None:
+        self.head = head
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self.head:
+            if size < 0 or size >= len(self.head):
+                head, self.head = self.head, b""
+                return head + (self.stream.read(size - len(head)) if size > len(head) else b"")
+            head, self.head = self.head[:size], self.head[size:]
+            return head
+        return self.stream.read(size)
+
+
+def _read_until_sentinel(stream: Any) -> tuple[bytes, bytes] | None:
+    """Read find's records up to the sentinel record; returns (listing, what came after it).
+    The sentinel counts only where a record starts (a multiple of the field count of NULs
+    before it), so a file named like it cannot end the listing early."""
+    buffer = bytearray()
+    width = len(FIELDS)
+    searched = 0
+    while True:
+        data = stream.read1(1 << 16)
+        if not data:
+            return None
+        buffer += data
+        at = searched
+        while (at := buffer.find(SENTINEL + b"\0", at)) >= 0:
+            if (at == 0 or buffer[at - 1] == 0) and buffer.count(0, 0, at) % width == 0:
+                return bytes(buffer[:at]), bytes(buffer[at + len(SENTINEL) + 1 :])
+            at += 1
+        searched = max(0, len(buffer) - len(SENTINEL))
 
 
 def _header_key(entry: Entry) -> tuple[int, int]:

@@ -18,7 +18,7 @@ import select
 import shlex
 import socket
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import BinaryIO, cast
 
 import paramiko
@@ -219,14 +219,20 @@ class SshSession:
 
     @contextlib.contextmanager
     def stream(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, ok_status: Collection[int] = (0,)
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | Iterable[bytes] | None = None,
+        ok_status: Collection[int] = (0,),
     ) -> Iterator[BinaryIO]:
         """stdout of a remote command as a readable stream.
 
         The exit status is checked when the block ends normally: a status not in ``ok_status``
         raises SourceError with the tail of its stderr, even if the caller read everything.
         After the block, the stream's ``exit_status`` and ``stderr_tail`` tell what happened
-        (e.g. GNU tar's status 1: "some files changed while read").
+        (e.g. GNU tar's status 1: "some files changed while read"). ``stdin`` may be an
+        iterable of byte strings, sent as they come (a conversation: read some output, then
+        decide what to send); it must end when the block ends.
         """
         command = shlex.join(argv)
         channel = self._open_session()
@@ -306,9 +312,10 @@ def _drain_stderr(channel: paramiko.Channel, tail: bytearray) -> None:
             del tail[:-STDERR_TAIL_BYTES]
 
 
-def _feed_stdin(channel: paramiko.Channel, data: bytes) -> None:
+def _feed_stdin(channel: paramiko.Channel, data: bytes | Iterable[bytes]) -> None:
     try:
-        channel.sendall(data)
+        for piece in (data,) if isinstance(data, bytes) else data:
+            channel.sendall(piece)
         channel.shutdown_write()
     except (OSError, EOFError, paramiko.SSHException) as exc:
         log.debug("stdin of a remote command closed early: %s", exc)

@@ -30,6 +30,7 @@ def build_awkward_tree(root: Path) -> Path:
     with open(os.path.join(b, b"dir-\xff", b"inner"), "wb") as fh:
         fh.write(b"inside a non-utf-8 folder")
     (root / "-starts-with-dash").write_bytes(b"dash")
+    (root / "CK-END-OF-LISTING").write_bytes(b"named like the remote listing's end marker")
     (root / "unicode-é-😀.txt").write_text("unicode name")
     # hard links, one of them in another folder
     (root / "hl").mkdir()
