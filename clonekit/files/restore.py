@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import IntegrityError, UsageError
+from ..errors import ClonekitError, IntegrityError, UsageError
 from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, entry_path
 
 WRITE_WORKERS = 4
@@ -130,9 +130,15 @@ def restore_files(
 ) -> RestoreStats:
     """Recreate the tree exactly under ``dest`` (created if missing; must be empty): contents,
     modes, mtimes, symlinks, hard links, empty folders; owners too when running as root."""
-    progress = progress or _no_progress
+    try:
+        return _restore(repo, section, Path(dest), progress or _no_progress)
+    except OSError as exc:
+        where = os.fsdecode(exc.filename) if exc.filename else str(dest)
+        raise ClonekitError(f"cannot restore files into {dest}: {where}: {exc.strerror}") from exc
+
+
+def _restore(repo: ChunkSource, section: Mapping[str, Any], dest: Path, progress: Callable[..., None]) -> RestoreStats:
     started = time.monotonic()
-    dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise UsageError(f"cannot restore files into {dest}: the folder is not empty")
@@ -169,20 +175,24 @@ def restore_files(
                 written += running.popleft().result()
         while running:
             written += running.popleft().result()
+    # Hard links before symlinks, symlinks last: no path is ever resolved through a restored
+    # symlink, so a hostile manifest cannot write or link outside ``dest``.
     for path, item in entries:
         kind = item.get("type")
-        target = os.path.join(base, path)
-        if kind == SYMLINK:
+        if kind == HARDLINK:
+            link = os.path.join(base, check_relative(decode_name(item, "link")))
+            os.link(link, os.path.join(base, path), follow_symlinks=False)
+            counts[HARDLINK] += 1
+        elif kind not in (DIR, FILE, SYMLINK):
+            raise IntegrityError(f"unknown entry type {kind!r} for {os.fsdecode(path)} in the manifest")
+    for path, item in entries:
+        if item.get("type") == SYMLINK:
+            target = os.path.join(base, path)
             os.symlink(decode_name(item, "target"), target)
             if as_root:
                 os.lchown(target, item["uid"], item["gid"])
             os.utime(target, ns=(item["mtime_ns"], item["mtime_ns"]), follow_symlinks=False)
             counts[SYMLINK] += 1
-        elif kind == HARDLINK:
-            os.link(os.path.join(base, check_relative(decode_name(item, "link"))), target, follow_symlinks=False)
-            counts[HARDLINK] += 1
-        elif kind not in (DIR, FILE):
-            raise IntegrityError(f"unknown entry type {kind!r} for {os.fsdecode(path)} in the manifest")
     # Folders last and deepest first: writing into a folder changes its mtime.
     for path, item in reversed(entries):
         if item.get("type") == DIR:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from clonekit.config import FileSource
-from clonekit.errors import IntegrityError, SourceError, UsageError
+from clonekit.errors import ClonekitError, IntegrityError, SourceError, UsageError
 from clonekit.files import capture_files, iter_tar, restore_files
 from clonekit.manifest import canonical_json, collect_chunk_refs
 from clonekit.repository import chunk_key
@@ -153,3 +153,17 @@ def test_mtimes_keep_nanoseconds(repo, awkward_tree, tmp_path):
     section, _ = capture(repo, awkward_tree)
     restore_files(repo, section, tmp_path / "out")
     assert os.lstat(tmp_path / "out" / "dup1").st_mtime_ns == MTIME_NS + 7 * len(b"dup1")
+
+
+def test_restore_never_follows_a_restored_symlink(repo, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("do not link me")
+    meta = {"mode": 0o755, "uid": os.getuid(), "gid": os.getgid(), "mtime_ns": 1}
+    hostile = {"entries": [
+        {"path": "a", "type": "symlink", "target": str(outside), **meta},
+        {"path": "b", "type": "hardlink", "link": "a/secret", **meta},
+    ]}
+    with pytest.raises(ClonekitError):
+        restore_files(repo, hostile, tmp_path / "out")
+    assert os.stat(outside / "secret").st_nlink == 1
