@@ -104,6 +104,8 @@ def _unknown_action(name: Any, key: str, problems: _Problems) -> None:
 
 def _parse_action(raw: Any, key: str, problems: _Problems) -> ActionSpec | None:
     """``email`` | ``{set: ""}`` | ``{email: {domain: keep}}`` | ``{use: email, domain: keep}``."""
+    if isinstance(raw, ActionSpec):
+        return raw  # already parsed (options merged from `use:` hold parsed nested actions)
     if isinstance(raw, str):
         if raw not in ACTIONS:
             _unknown_action(raw, key, problems)
@@ -175,7 +177,7 @@ def _with_options(name: str, options: dict[str, Any], key: str, problems: _Probl
 
 
 def _nested_paths(value: Any, key: str, problems: _Problems) -> Mapping[str, ActionSpec] | None:
-    if not isinstance(value, dict) or not value:
+    if not isinstance(value, Mapping) or not value:
         problems.add(key, "a mapping of JSON path to action, e.g. {'$.email': email}", value)
         return None
     out: dict[str, ActionSpec] = {}
@@ -193,7 +195,7 @@ def _nested_paths(value: Any, key: str, problems: _Problems) -> Mapping[str, Act
 
 
 def _nested_keys(value: Any, key: str, problems: _Problems) -> Mapping[str, ActionSpec] | None:
-    if not isinstance(value, dict) or not value:
+    if not isinstance(value, Mapping) or not value:
         problems.add(key, "a mapping of array key (or glob) to action, e.g. {mail: email, '*phone*': phone}", value)
         return None
     out: dict[str, ActionSpec] = {}

@@ -205,6 +205,19 @@ def test_good_rules_have_no_problems() -> None:
     ) == []
 
 
+def test_use_with_nested_actions_and_extra_options() -> None:
+    from clonekit.sanitize.rules import parse_table_rules
+
+    (rule,) = parse_table_rules({"wp_usermeta": {"columns": {"meta_value": [
+        {"when": "meta_key = 'x'", "use": {"php": {"keys": {"*mail*": "email"}}}, "values": "keep"},
+        {"use": {"json": {"$.phone": "phone"}}},
+    ]}}})
+    php, json_rule = rule.columns["meta_value"]
+    assert php.action.name == "php" and php.action.options["values"] == "keep"
+    assert php.action.options["keys"]["*mail*"].name == "email"
+    assert json_rule.action.options["paths"]["$.phone"].name == "phone"
+
+
 def test_config_loader_reports_rule_problems(tmp_path) -> None:  # noqa: ANN001
     from clonekit.config import load_config
     from clonekit.errors import ConfigError
