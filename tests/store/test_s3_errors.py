@@ -1,0 +1,53 @@
+"""Clear errors for what users get wrong: bucket, credentials, endpoint, URL."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from clonekit import retry
+from clonekit.config import StoreConfig
+from clonekit.errors import ConfigError, TransientStoreError
+from clonekit.repository import Repository
+
+
+def test_missing_bucket(s3_endpoint):
+    config = StoreConfig(url="s3://ck-no-such-bucket-here/x", endpoint_url=s3_endpoint, region="us-east-1")
+    with pytest.raises(ConfigError, match="bucket 'ck-no-such-bucket-here' does not exist"):
+        Repository.open(config)
+
+
+def test_no_credentials(s3_bucket, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never reach for a metadata service
+    config = StoreConfig(url=s3_bucket.url, endpoint_url=s3_bucket.endpoint_url, region="us-east-1")
+    with pytest.raises(ConfigError, match="no AWS credentials") as exc:
+        Repository.open(config)
+    assert exc.value.exit_code == 2 and "AWS_ACCESS_KEY_ID" in str(exc.value)
+
+
+def test_unreachable_endpoint(s3_endpoint, monkeypatch):
+    monkeypatch.setattr(retry, "MAX_ATTEMPTS", 2)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = StoreConfig(url="s3://ck-bucket/x", endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1")
+    with pytest.raises(TransientStoreError, match=f"cannot reach the S3 endpoint .*127.0.0.1:{port}"):
+        Repository.open(config)
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint", "message"),
+    [
+        ("s3://", None, "names no valid bucket"),
+        ("gs://bucket/x", None, "unsupported URL scheme 'gs'"),
+        ("s3://bucket/x", "ftp://host", "expected an http"),
+    ],
+)
+def test_bad_store_urls(url, endpoint, message):
+    with pytest.raises(ConfigError, match=message):
+        Repository.open(StoreConfig(url=url, endpoint_url=endpoint))
