@@ -259,8 +259,11 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     sections = {str(s.get("path")): s for s in manifest.files}
     volumes = cmp.file_volumes(services, config.previews, list(sections))
     local_engine = not config.previews.docker_host or config.previews.docker_host.startswith("unix://")
-    build = cmp.build_compose(services, config.previews, plan, volumes,
-                              resolve_image=lambda s: _resolve_image(engine, s), keep_readonly_binds=local_engine)
+    proxy = None
+    if "{port}" not in config.previews.url and engine.exists("network", cmp.PROXY_NETWORK):
+        proxy = cmp.PROXY_NETWORK
+    build = cmp.build_compose(services, config.previews, plan, volumes, resolve_image=lambda s: _resolve_image(engine, s),
+                              keep_readonly_binds=local_engine, proxy_network=proxy)
     compose_file = _write_project(folder, plan, build)
     _write_state(folder, plan, manifest, status="creating", timings=timings)
 
@@ -351,7 +354,8 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
         raise PreviewError(f"the database service {plan.db_service!r} of preview {plan.name} publishes no port")
     endpoint = db_endpoint(plan, port)
     wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS,
-                      alive=lambda: _check_alive(engine, plan, plan.db_service))
+                      alive=lambda: _check_alive(engine, plan, plan.db_service),
+                      on_denied=lambda: _create_account(engine, plan, container["Id"]))
     timings["db_start"] = time.monotonic() - started
 
     started = time.monotonic()
@@ -365,6 +369,17 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
         progress("rewrite URLs", total=None)
         rewrite_database(endpoint, replacements)
     timings["db_load"] = time.monotonic() - started
+
+
+def _create_account(engine: DockerEngine, plan: cmp.PreviewPlan, container_id: str) -> None:
+    """For images that ignore MARIADB_*/MYSQL_* (plain Debian mariadb-server): create the preview's
+    account as root over the server's unix socket, inside the container. SQL goes on stdin."""
+    from .restore import account_sql
+
+    log.info("the database image of preview %s did not create its account: creating it over the socket", plan.name)
+    engine.exec(container_id, ["sh", "-c", "if command -v mariadb >/dev/null; then exec mariadb -uroot; else exec mysql -uroot; fi"],
+                input=account_sql(plan.db.user, plan.db.password, plan.db.database),
+                what=f"create the database account of preview {plan.name}")
 
 
 def _service_container(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ log = logging.getLogger("clonekit.restore")
 DB_READY_TIMEOUT_SECONDS = 180.0
 DB_POLL_SECONDS = 0.2
 TEXT_TYPES = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json")
-REWRITE_BATCH_ROWS = 500
+HOST_NOT_ALLOWED_CODE = 1130
 SERIALIZED_START = re.compile(rb'^(?:[aO]:\d+:[{"]|s:\d+:"|i:-?\d+;|b:[01];|d:[-0-9.EeINFAN]+;|N;)')
 
 
@@ -224,12 +224,14 @@ def _rewrite_table(cur: Any, q: Callable[[str], str], table: str, columns: list[
 
 
 def wait_for_database(endpoint: Any, *, timeout: float = DB_READY_TIMEOUT_SECONDS,
-                      alive: Callable[[], None] | None = None) -> None:
+                      alive: Callable[[], None] | None = None, on_denied: Callable[[], None] | None = None) -> None:
     """Poll until ``endpoint`` accepts a login (the image's first-start init can take a while).
 
     ``alive`` is called between attempts and raises when the database container died.
+    ``on_denied`` is called once when the server answers but refuses the login: an image that
+    does not read MARIADB_*/MYSQL_* (a plain Debian mariadb-server) has no such account yet.
     """
-    from .db.connection import connection
+    from .db.connection import ACCESS_DENIED_CODES, connection, error_code
     from .errors import ClonekitError
 
     deadline = time.monotonic() + timeout
@@ -241,10 +243,29 @@ def wait_for_database(endpoint: Any, *, timeout: float = DB_READY_TIMEOUT_SECOND
                 return
         except PreviewError as exc:
             last = exc
+            if on_denied is not None and error_code(exc.__cause__) in (*ACCESS_DENIED_CODES, HOST_NOT_ALLOWED_CODE):
+                on_denied()
+                on_denied = None
+                continue
         if alive is not None:
             alive()
         time.sleep(DB_POLL_SECONDS)
     raise PreviewError(f"the preview database {endpoint} did not accept connections within {timeout:.0f}s: {last}")
+
+
+def account_sql(user: str, password: str, database: str) -> bytes:
+    """SQL that creates the preview's database and account (fed on stdin: never in argv)."""
+    def text(value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    name = "`" + database.replace("`", "``") + "`"
+    return (
+        f"CREATE DATABASE IF NOT EXISTS {name};\n"
+        f"CREATE USER IF NOT EXISTS {text(user)}@'%' IDENTIFIED BY {text(password)};\n"
+        f"ALTER USER {text(user)}@'%' IDENTIFIED BY {text(password)};\n"
+        f"GRANT ALL PRIVILEGES ON {name}.* TO {text(user)}@'%';\n"
+        "FLUSH PRIVILEGES;\n"
+    ).encode()
 
 
 def load_database(repo: Any, section: Mapping[str, Any], endpoint: Any, *, workers: int = 2) -> None:

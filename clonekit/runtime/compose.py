@@ -33,6 +33,9 @@ LABEL_URL = "clonekit.url"
 LABEL_PATH = "clonekit.restore-path"
 
 MAIL_SERVICE = "mailsink"
+# Host-based routing: when previews.url names a domain (no {port}), the HTTP service joins this
+# network (when it exists on the preview host) with Traefik labels for the preview's host name.
+PROXY_NETWORK = "clonekit-proxy"
 MAIL_PORT = 25
 DEFAULT_DB_IMAGE = "clonekit/mariadb:10.11"
 DEFAULT_DB_PORT = 3306
@@ -250,6 +253,7 @@ def build_compose(
     *,
     resolve_image: Any = None,
     keep_readonly_binds: bool = False,
+    proxy_network: str | None = None,
 ) -> ComposeBuild:
     """The compose document of a preview (pure)."""
     resolve = resolve_image or (lambda service: service.get("image") or "")
@@ -298,6 +302,9 @@ def build_compose(
             spec["ports"] = [f"127.0.0.1::{DEFAULT_DB_PORT}"]
         elif name == plan.http_service:
             spec["ports"] = [f"127.0.0.1:{plan.port}:{plan.http_container_port}"]
+            if proxy_network:
+                spec["labels"].update(routing_labels(plan, proxy_network))
+                spec["networks"] = ["default", proxy_network]
         spec["restart"] = "unless-stopped"
         doc_services[name] = spec
 
@@ -307,13 +314,30 @@ def build_compose(
         "labels": {**labels, "clonekit.service": MAIL_SERVICE},
         "restart": "unless-stopped",
     }
+    networks: dict[str, Any] = {"default": {"name": plan.compose_project, "labels": labels}}
+    if proxy_network:
+        networks[proxy_network] = {"name": proxy_network, "external": True}
     document = {
         "name": plan.compose_project,
         "services": doc_services,
-        "networks": {"default": {"name": plan.compose_project, "labels": labels}},
+        "networks": networks,
         "volumes": doc_volumes,
     }
     return ComposeBuild(document, secret_env, tuple(volumes_for_files))
+
+
+def routing_labels(plan: PreviewPlan, network: str) -> dict[str, str]:
+    """Traefik labels that route the preview's host name to its HTTP service."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(plan.url).hostname or ""
+    router = plan.compose_project
+    return {
+        "traefik.enable": "true",
+        "traefik.docker.network": network,
+        f"traefik.http.routers.{router}.rule": f"Host(`{host}`)",
+        f"traefik.http.services.{router}.loadbalancer.server.port": str(plan.http_container_port),
+    }
 
 
 def _environment(service: Mapping[str, Any], config: PreviewsConfig, plan: PreviewPlan,

@@ -34,12 +34,20 @@ from clonekit.schema import CopyEverything
 PROD_URL = "https://shop.example.net"
 PROD_SECRETS = ("prod-db-secret", "prod-root-secret", "prod-app-key")
 
+OFFICIAL_LIKE_DB = """
+    image: clonekit/mariadb:10.11
+    environment: {MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: prod-db-secret,
+                  MARIADB_ROOT_PASSWORD: prod-root-secret}
+"""
+# Debian's mariadb-server as it is: no entrypoint, root over the socket only, MARIADB_* ignored.
+PLAIN_DEBIAN_DB = """
+    image: clonekit/base-mariadb:10.11
+    command: ["sh", "-c", "mkdir -p /run/mysqld && chown mysql /run/mysqld && exec mariadbd --user=mysql --bind-address=0.0.0.0"]
+    environment: {MARIADB_DATABASE: shop}
+"""
 SOURCE_COMPOSE = """
 services:
-  db:
-    image: clonekit/mariadb:10.11
-    environment: {{MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: prod-db-secret,
-                   MARIADB_ROOT_PASSWORD: prod-root-secret}}
+  db:{db}
     volumes: [dbdata:/var/lib/mysql]
   web:
     image: clonekit/busybox:latest
@@ -56,6 +64,14 @@ def _serialized(url: str) -> str:
     return 'a:1:{s:4:"home";s:' + str(len(url.encode())) + ':"' + url + '";}'
 
 
+def _compose_source(root, site, db: str) -> tuple[str, object]:
+    project = f"cktest-{uuid.uuid4().hex[:8]}"
+    compose_file = root / f"{project}.yml"
+    compose_file.write_text(SOURCE_COMPOSE.format(prod_url=PROD_URL, site=site, db="{db}").replace("{db}", db))
+    subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "create"], check=True, capture_output=True)
+    return project, compose_file
+
+
 @pytest.fixture(scope="module")
 def source(mysql_server, docker, busybox_image, tmp_path_factory):
     """The 'production': a small database, a folder of files and a compose project (created, not started)."""
@@ -64,10 +80,8 @@ def source(mysql_server, docker, busybox_image, tmp_path_factory):
     (site / "sub").mkdir(parents=True)
     (site / "index.html").write_text("hello from the snapshot\n")
     (site / "sub" / "data.txt").write_text("a file in the volume\n")
-    project = f"cktest-{uuid.uuid4().hex[:8]}"
-    compose_file = root / "compose.yml"
-    compose_file.write_text(SOURCE_COMPOSE.format(prod_url=PROD_URL, site=site))
-    subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "create"], check=True, capture_output=True)
+    project, compose_file = _compose_source(root, site, OFFICIAL_LIKE_DB)
+    plain_project, plain_file = _compose_source(root, site, PLAIN_DEBIAN_DB)
     database = f"cktest_src_{uuid.uuid4().hex[:8]}"
     conn = mysql_server.connect()
     with conn.cursor() as cur:
@@ -79,20 +93,23 @@ def source(mysql_server, docker, busybox_image, tmp_path_factory):
         cur.executemany(f"INSERT INTO `{database}`.posts VALUES (%s, %s)", [(i, f"post {i}") for i in range(1, 4)])
     conn.close()
     try:
-        yield {"root": root, "site": site, "project": project, "database": database, "server": mysql_server}
+        yield {"root": root, "site": site, "project": project, "database": database, "server": mysql_server,
+               "plain_project": plain_project}
     finally:
-        subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "down", "-v", "-t", "0"], capture_output=True)
+        for name, path in ((project, compose_file), (plain_project, plain_file)):
+            subprocess.run(["docker", "compose", "-f", str(path), "-p", name, "down", "-v", "-t", "0"], capture_output=True)
         conn = mysql_server.connect()
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
         conn.close()
 
 
-def _config(root, source, project):
+def _config(root, source, project, compose_project=None):
     raw = {
         "project": project,
         "store": str(root / "store"),
-        "sources": {"prod": {"files": [str(source["site"])], "containers": {"compose_project": source["project"]}}},
+        "sources": {"prod": {"files": [str(source["site"])],
+                             "containers": {"compose_project": compose_project or source["project"]}}},
         "previews": {
             "env": {"DB_PASSWORD": "{db.password}", "SITE_URL": "{url}", "DB_HOST": "{db.host}"},
             "replace": {PROD_URL: "{url}"},
@@ -103,6 +120,7 @@ def _config(root, source, project):
 
 
 def _snapshot(config, source) -> Manifest:
+    compose_project = config.sources["prod"].containers.compose_project
     server = source["server"]
     endpoint = DbEndpoint(server.host, server.port, server.user, server.password, source["database"])
     repo = Repository.open(config.store)
@@ -113,7 +131,7 @@ def _snapshot(config, source) -> Manifest:
     manifest = Manifest(
         id=new_snapshot_id("prod", started), source="prod", project=config.project, created_at=started,
         tool_version="test", rules_digest="none", database=database, files=(files,),
-        services=capture_services(ContainersSource(source["project"])),
+        services=capture_services(ContainersSource(compose_project)),
     )
     repo.commit(manifest)
     return manifest
@@ -280,3 +298,29 @@ def test_same_name_runs_never_interleave(tmp_path, source):
     assert len(errors) == 1 and "busy" in str(errors[0])
     with preview_lock(config, "busy", wait_seconds=0):  # free again
         pass
+
+
+def test_plain_debian_mariadb_image(source, tmp_path):
+    """A database image that ignores MARIADB_*: the preview account is created over its socket."""
+    project = f"cktest{uuid.uuid4().hex[:6]}"
+    config = _config(tmp_path, source, project, source["plain_project"])
+    repo = Repository.open(config.store)
+    manifest = _snapshot(config, source)
+    assert manifest.services["services"]["db"]["image"] == "clonekit/base-mariadb:10.11"
+    try:
+        preview = create_preview(config, repo, manifest, "plain")
+        conn, secrets = _preview_db(preview)
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM posts")
+            assert cur.fetchone()[0] >= 3
+            cur.execute("SELECT value FROM options WHERE name = 'siteurl'")
+            assert cur.fetchone()[0] == preview.url
+        conn.close()
+        assert secrets["db"]["user"] == "clonekit"
+        destroy_preview(config, "plain")
+        _nothing_left(project)
+    finally:
+        subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker volume rm -f $(docker volume ls -q --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker network rm $(docker network ls -q --filter label=clonekit.project={project}) 2>/dev/null"],
+                       capture_output=True)

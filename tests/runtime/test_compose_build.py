@@ -1,0 +1,126 @@
+"""The preview compose document, built by pure functions from a captured services section."""
+
+from __future__ import annotations
+
+import json
+from types import MappingProxyType
+
+import pytest
+
+from clonekit.config import PreviewFilesTarget, PreviewsConfig
+from clonekit.errors import PreviewError
+from clonekit.runtime import compose as cmp
+
+SERVICES = {
+    "db": {
+        "image": "mariadb:10.11", "environment": [
+            {"name": "MARIADB_DATABASE", "value": "shop"}, {"name": "MARIADB_USER", "value": "shop"},
+            {"name": "MARIADB_PASSWORD", "secret": True}],
+        "ports": [{"container_port": 3306, "protocol": "tcp", "host_ip": "0.0.0.0", "host_port": "3306"}],
+        "mounts": [{"type": "volume", "name": "prod_db", "volume": "db", "target": "/var/lib/mysql", "read_only": False}],
+        "healthcheck": {"test": ["CMD", "healthcheck.sh"], "interval_seconds": 2.0, "retries": 5},
+    },
+    "app": {
+        "image": "shop:1", "command": ["sh", "-c", "echo $HOME && run"],
+        "environment": [
+            {"name": "WORDPRESS_DB_PASSWORD", "secret": True}, {"name": "API_TOKEN", "secret": True},
+            {"name": "SMTP_HOST", "value": "smtp.real.example"}, {"name": "SMTP_PORT", "value": "587"},
+            {"name": "MAILER_DSN", "secret": True}, {"name": "VIRTUAL_HOST", "value": "www.example.net"},
+            {"name": "PRICE", "value": "5$"}],
+        "ports": [{"container_port": 80, "protocol": "tcp", "host_ip": "", "host_port": "8080"}],
+        "expose": [80],
+        "mounts": [
+            {"type": "bind", "source": "/srv/uploads", "target": "/var/www/uploads", "read_only": False},
+            {"type": "bind", "source": "/srv/conf/php.ini", "target": "/etc/php.ini", "read_only": True},
+            {"type": "bind", "source": "/srv/cache", "target": "/var/cache/app", "read_only": False}],
+        "labels": {"traefik.http.routers.prod.rule": "Host(`www.example.net`)", "com.example.team": "web"},
+        "depends_on": {"db": "service_healthy"},
+    },
+    "worker": {"image": "shop:1", "environment": [{"name": "API_TOKEN", "secret": True}]},
+}
+
+
+def _config(**overrides) -> PreviewsConfig:
+    values = dict(
+        env=MappingProxyType({"DB_HOST": "{db.host}", "APP_URL": "{url}", "JSON": '{"a": 1}'}),
+        files=MappingProxyType({"/srv/uploads": PreviewFilesTarget("app", "/var/www/uploads")}),
+    )
+    values.update(overrides)
+    return PreviewsConfig(**values)
+
+
+def _plan(**overrides) -> cmp.PreviewPlan:
+    values = dict(
+        project="shop", name="feat", compose_project="ck-shop-feat", snapshot_id="prod-20261126-000000-abcd",
+        source="prod", port=41000, url="http://127.0.0.1:41000", created_at="2026-11-26T00:00:00Z", expires_at="",
+        http_service="app", http_container_port=80, db_service="db", db_image="mariadb:10.11",
+        db=cmp.DbCredentials("shop", "fresh-db-password", "fresh-root-password", "shop"),
+        secret_values={"API_TOKEN": "fresh-token", "WORDPRESS_DB_PASSWORD": "unused", "MAILER_DSN": "fresh-dsn",
+                       "MARIADB_PASSWORD": "x"},
+    )
+    values.update(overrides)
+    return cmp.PreviewPlan(**values)
+
+
+def _build(config=None, plan=None, **kwargs) -> cmp.ComposeBuild:
+    config = config or _config()
+    volumes = cmp.file_volumes(SERVICES, config, ["/srv/uploads", "/srv/unknown"])
+    return cmp.build_compose(SERVICES, config, plan or _plan(), volumes, **kwargs)
+
+
+def test_ports_env_and_secrets():
+    build = _build()
+    doc = build.document
+    app, db = doc["services"]["app"], doc["services"]["db"]
+    assert app["ports"] == ["127.0.0.1:41000:80"] and db["ports"] == ["127.0.0.1::3306"]
+    assert "ports" not in doc["services"]["worker"]
+    text = json.dumps(doc)
+    for secret in ("fresh-db-password", "fresh-root-password", "fresh-token"):
+        assert secret not in text
+    assert build.secret_env["app"]["WORDPRESS_DB_PASSWORD"] == "fresh-db-password"  # rewired to the preview db
+    assert build.secret_env["app"]["API_TOKEN"] == build.secret_env["worker"]["API_TOKEN"] == "fresh-token"
+    assert build.secret_env["db"]["MARIADB_PASSWORD"] == "fresh-db-password"
+    assert build.secret_env["db"]["MARIADB_ROOT_PASSWORD"] == "fresh-root-password"
+    assert db["environment"]["MARIADB_USER"] == "shop" and db["environment"]["MYSQL_DATABASE"] == "shop"
+    env = app["environment"]
+    assert env["SMTP_HOST"] == "mailsink" and env["SMTP_PORT"] == "25" and "VIRTUAL_HOST" not in env
+    assert env["DB_HOST"] == "db" and env["APP_URL"] == "http://127.0.0.1:41000" and env["JSON"] == '{"a": 1}'
+    assert env["PRICE"] == "5$$" and app["command"] == ["sh", "-c", "echo $$HOME && run"]
+    assert app["env_file"] == ["app.env"]
+    assert "mailsink" in doc["services"]
+    assert app["depends_on"] == {"db": {"condition": "service_started"}}
+
+
+def test_labels_isolation_and_volumes():
+    doc = _build().document
+    app = doc["services"]["app"]
+    assert "traefik.http.routers.prod.rule" not in app["labels"] and app["labels"]["com.example.team"] == "web"
+    for service in doc["services"].values():
+        assert service["labels"]["clonekit.preview"] == "feat" and service["labels"]["clonekit.project"] == "shop"
+    assert doc["networks"]["default"]["name"] == "ck-shop-feat"
+    # the snapshot's files go into an external volume filled beforehand; other binds become fresh volumes
+    assert "files-app-var-www-uploads:/var/www/uploads" in app["volumes"]
+    assert doc["volumes"]["files-app-var-www-uploads"] == {"name": "ck-shop-feat-files-app-var-www-uploads", "external": True}
+    assert not any(v.startswith("/srv/") for v in app["volumes"])
+    assert doc["volumes"]["db"]["name"] == "ck-shop-feat-db" and doc["volumes"]["db"]["labels"]["clonekit.preview"] == "feat"
+    kept = _build(keep_readonly_binds=True).document["services"]["app"]["volumes"]
+    assert "/srv/conf/php.ini:/etc/php.ini:ro" in kept and not any(v.startswith("/srv/cache") for v in kept)
+
+
+def test_host_routing_labels():
+    plan = _plan(url="http://feat.shop.example.dev")
+    app = _build(plan=plan, proxy_network=cmp.PROXY_NETWORK).document["services"]["app"]
+    assert app["labels"]["traefik.http.routers.ck-shop-feat.rule"] == "Host(`feat.shop.example.dev`)"
+    assert app["networks"] == ["default", cmp.PROXY_NETWORK]
+
+
+def test_http_service_guess_and_errors():
+    assert cmp.guess_http_service(SERVICES, _config()) == ("app", 80)
+    with pytest.raises(PreviewError, match="http_service"):
+        cmp.guess_http_service({"db": SERVICES["db"], "worker": SERVICES["worker"]}, _config())
+    with pytest.raises(PreviewError, match="nope"):
+        cmp.guess_http_service(SERVICES, _config(http_service="nope"))
+
+
+def test_render_only_known_placeholders():
+    assert cmp.render("{url}/x {other} {db.port}", {"url": "http://a", "db.port": "3306"}) == "http://a/x {other} 3306"
