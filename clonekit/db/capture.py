@@ -23,8 +23,8 @@ import pymysql
 from pymysql.connections import Connection
 
 from ..errors import ClonekitError, ConfigError, SourceError
-from ..schema import PolicyPlanner, Table, TablePolicy
-from .codec import FORMAT, INTEGER_TYPES, RowChunker, encode_row, row_sql
+from ..schema import Column, PolicyPlanner, Row, Table, TablePolicy
+from .codec import FORMAT, INTEGER_TYPES, RowChunker, field_decoder, row_sql, typed_line_sql, value_field
 from .connection import connect, error_code, quote_name, source_error
 from .endpoint import DbEndpoint
 from .introspect import UTF8_CHARSETS, TableInfo, describe, schema_objects, show_create_table, split_create_table
@@ -55,6 +55,7 @@ class _Part:
     index: int
     key_range: tuple[int, int] | None = None
     estimate: int = 0
+    linear_escape: bool = True  # REGEXP_REPLACE for long values (MariaDB); plain REPLACE on MySQL
     chunks: list[dict[str, Any]] = field(default_factory=list)
     rows: int = 0
     bytes: int = 0
@@ -76,6 +77,8 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
         conns, consistency = _open_snapshot(endpoint, main, workers)
         version = _guarded(endpoint, "reading the server version", lambda: _server_version(main))
         tables_json, parts = _prepare(endpoint, conns[0], infos, policies, len(conns))
+        for part in parts:
+            part.linear_escape = version[1] == "mariadb"
         objects = _guarded(endpoint, "reading views, triggers, routines and events",
                            lambda: schema_objects(conns[0], endpoint.database))
         _run_parts(endpoint, conns, parts, writer, progress)
@@ -299,11 +302,11 @@ def _read_part(endpoint: DbEndpoint, conn: Connection, part: _Part, writer: Chun
     chunker = RowChunker(emit)
     try:
         if part.policy.transform is not None:
-            _read_typed(conn, table, part.policy, chunker)
+            _read_typed(conn, table, part.policy, chunker, part.linear_escape)
         elif part.key_range is not None:
-            _read_ranges(conn, table, part.policy, part.key_range, chunker)
+            _read_ranges(conn, table, part.policy, part.key_range, chunker, part.linear_escape)
         else:
-            _read_stream(conn, table, part.policy, chunker)
+            _read_stream(conn, table, part.policy, chunker, linear_escape=part.linear_escape)
         chunker.flush()
     except pymysql.MySQLError as exc:
         raise source_error(exc, endpoint, f"reading table {table.name}") from exc
@@ -326,11 +329,11 @@ def _order_by(table: Table) -> str:
 
 
 def _read_ranges(conn: Connection, table: Table, policy: TablePolicy, key_range: tuple[int, int],
-                 chunker: RowChunker) -> None:
+                 chunker: RowChunker, linear_escape: bool) -> None:
     """Server-rendered batches over ranges of the leading key column, sized adaptively to BATCH_BYTES."""
     key = quote_name(table.primary_key[0])
     extra = f" AND {_where(policy)}" if policy.where else ""
-    sql = (f"SELECT CAST(GROUP_CONCAT({row_sql(table)} SEPARATOR '') AS BINARY), COUNT(*) "
+    sql = (f"SELECT CAST(GROUP_CONCAT({row_sql(table, linear_escape)} SEPARATOR '') AS BINARY), COUNT(*) "
            f"FROM {quote_name(table.name)} FORCE INDEX (PRIMARY) WHERE {key} BETWEEN %s AND %s{extra}")
     low, high = key_range
     bytes_per_key = max(1.0, table.data_bytes / max(1, high - low + 1))
@@ -346,7 +349,7 @@ def _read_ranges(conn: Connection, table: Table, policy: TablePolicy, key_range:
             data = data or b""
             if data.count(b"\n") != int(count or 0):  # GROUP_CONCAT hit its limit: smaller ranges
                 if end == at:
-                    _read_stream(conn, table, policy, chunker, f"{key} = {int(at)}")
+                    _read_stream(conn, table, policy, chunker, f"{key} = {int(at)}", linear_escape)
                     at += 1
                     continue
                 step = max(1, (end - at + 1) // 4)
@@ -361,11 +364,11 @@ def _read_ranges(conn: Connection, table: Table, policy: TablePolicy, key_range:
 
 
 def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
-                 condition: str = "") -> None:
+                 condition: str = "", linear_escape: bool = True) -> None:
     """Server-rendered rows one by one (no integer key to range over), in key order when there is one."""
     conditions = [c for c in (condition, _where(policy)) if c]
     where = " WHERE " + " AND ".join(conditions) if conditions else ""
-    sql = f"SELECT CAST({row_sql(table)} AS BINARY) FROM {quote_name(table.name)}{where}{_order_by(table)}"
+    sql = f"SELECT CAST({row_sql(table, linear_escape)} AS BINARY) FROM {quote_name(table.name)}{where}{_order_by(table)}"
     with conn.cursor() as cur:
         cur.execute(sql)
         lines: list[bytes] = []
@@ -379,20 +382,31 @@ def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: R
         chunker.feed(b"".join(lines))
 
 
-def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker) -> None:
-    """Typed rows through the policy's transform, encoded in Python (the sanitizing path)."""
+def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
+                linear_escape: bool = True) -> None:
+    """Rows through the policy's transform (the sanitizing path).
+
+    The server renders each row as for identity tables; Python splits it, decodes typed values,
+    calls the transform and re-encodes only the values it changed (the others keep their bytes).
+    """
     assert policy.transform is not None
     transform = policy.transform
     columns = table.data_columns
+    decoders = [field_decoder(c) for c in columns]
     where = f" WHERE {_where(policy)}" if policy.where else ""
-    names = ", ".join(quote_name(c.name) for c in columns)
     with conn.cursor() as cur:
-        cur.execute("SET SESSION character_set_results = utf8mb4")
-        cur.execute(f"SELECT {names} FROM {quote_name(table.name)}{where}{_order_by(table)}")
-        chunker.feed_lines(_encoded(cur, transform, columns))
-        cur.execute("SET SESSION character_set_results = binary")
+        cur.execute(f"SELECT {typed_line_sql(columns, linear_escape)} FROM {quote_name(table.name)}{where}{_order_by(table)}")
+        chunker.feed_lines(_transformed(cur, transform, columns, decoders))
 
 
-def _encoded(rows: Any, transform: Callable[[Any], Any], columns: Any) -> Iterator[bytes]:
-    for row in rows:
-        yield encode_row(transform(row), columns)
+def _transformed(cursor: Any, transform: Callable[[Row], Row], columns: tuple[Column, ...],
+                 decoders: list[Callable[[bytes], object]]) -> Iterator[bytes]:
+    for (line,) in cursor:
+        fields = line.split(b"\t")
+        row = tuple([decode(f) for decode, f in zip(decoders, fields, strict=True)])
+        new = transform(row)
+        if new is row:
+            yield line + b"\n"
+            continue
+        yield b"\t".join([field if value is old else value_field(value, column)
+                           for field, value, old, column in zip(fields, new, row, columns, strict=True)]) + b"\n"

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+
+from pymysql import converters
 
 from ..schema import Column, Row, Table
 from .connection import quote_name
@@ -55,7 +58,7 @@ def sql_string(value: str) -> str:
 _NULL = sql_string("\\N")
 
 
-def field_sql(column: Column) -> str:
+def field_sql(column: Column, linear_escape: bool = True) -> str:
     """Server-side expression rendering one column as a tsv-1 field (binary string)."""
     name = quote_name(column.name)
     kind = column.data_type
@@ -71,13 +74,15 @@ def field_sql(column: Column) -> str:
         replaced = f"REPLACE(REPLACE(REPLACE({raw}, '\\\\', '\\\\\\\\'), '\\t', '\\\\t'), '\\n', '\\\\n')"
         regexp = (f"REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE({raw}, '\\\\\\\\', '\\\\\\\\\\\\\\\\'), "
                   "'\\t', '\\\\\\\\t'), '\\n', '\\\\\\\\n')")
+        if not linear_escape:  # MySQL 8's ICU regexps refuse binary strings
+            return f"IFNULL({replaced}, {_NULL})"
         return f"IFNULL(IF(OCTET_LENGTH({name}) > {REGEXP_FROM_BYTES}, {regexp}, {replaced}), {_NULL})"
     return f"IFNULL({name}, {_NULL})"
 
 
-def line_sql(columns: Sequence[Column]) -> str:
+def line_sql(columns: Sequence[Column], linear_escape: bool = True) -> str:
     """One row as a tsv-1 line without its newline."""
-    return "CONCAT_WS('\\t', " + ", ".join(field_sql(c) for c in columns) + ")"
+    return "CONCAT_WS('\\t', " + ", ".join(field_sql(c, linear_escape) for c in columns) + ")"
 
 
 def weight_sql(columns: Sequence[Column]) -> str:
@@ -95,11 +100,11 @@ def key_sql(table: Table) -> str:
     return "CONCAT_WS(0x1f, " + ", ".join(f"CAST({quote_name(n)} AS BINARY)" for n in names) + ")"
 
 
-def row_sql(table: Table) -> str:
+def row_sql(table: Table, linear_escape: bool = True) -> str:
     """A row as ``line\\n``, followed by CUT_MARK when a chunk may end after it."""
     columns = table.data_columns
     cut = f"CRC32({key_sql(table)}) < ({weight_sql(columns)}) * {CUT_SCALE}"
-    return f"CONCAT({line_sql(columns)}, IF({cut}, {sql_string(ROW_END_CUT.decode())}, '\\n'))"
+    return f"CONCAT({line_sql(columns, linear_escape)}, IF({cut}, {sql_string(ROW_END_CUT.decode())}, '\\n'))"
 
 
 # -- typed rows (tables with a transform) ------------------------------------------------------
@@ -156,6 +161,64 @@ def encode_row(row: Row, columns: Sequence[Column]) -> bytes:
 def python_cut(line: bytes) -> bool:
     """The cut rule for rows encoded in Python: the same weighting, hashed over the whole line."""
     return zlib.crc32(line) < len(line) * CUT_SCALE
+
+
+def typed_line_sql(columns: Sequence[Column], linear_escape: bool = True) -> str:
+    """The sanitizing path's row: like ``line_sql`` but text in UTF-8 whatever the column's charset,
+    so Python can decode it (converted back on load through ``convert_columns``)."""
+    fields = []
+    for c in columns:
+        if c.data_type in STRING_TYPES and not c.binary and c.data_type not in ("inet6", "inet4", "uuid"):
+            c = Column(c.name, "longblob", c.column_type)  # escaped like a blob, converted first
+            fields.append(field_sql(c, linear_escape).replace(f"CAST({quote_name(c.name)} AS BINARY)",
+                                               f"CAST(CONVERT({quote_name(c.name)} USING utf8mb4) AS BINARY)"))
+        else:
+            fields.append(field_sql(c, linear_escape))
+    return "CAST(CONCAT_WS('\\t', " + ", ".join(fields) + ") AS BINARY)"
+
+
+_UNESCAPES = {b"\\": b"\\", b"t": b"\t", b"n": b"\n", b"0": b"\0", b"r": b"\r", b"Z": b"\x1a", b"b": b"\b"}
+_ESCAPE_SEQUENCE = re.compile(rb"\\(.)", re.S)
+
+
+def unescape(field: bytes) -> bytes:
+    if b"\\" not in field:
+        return field
+    return _ESCAPE_SEQUENCE.sub(lambda m: _UNESCAPES.get(m.group(1), m.group(1)), field)
+
+
+def field_decoder(column: Column) -> Callable[[bytes], object]:
+    """tsv-1 field (from ``typed_line_sql``) → the value pymysql would have returned."""
+    kind = column.data_type
+
+    def nullable(convert: Callable[[bytes], object]) -> Callable[[bytes], object]:
+        def decode(field: bytes) -> object:
+            return None if field == b"\\N" else convert(field)
+        return decode
+
+    if kind in INTEGER_TYPES or kind == "year":
+        return nullable(int)
+    if kind == "decimal":
+        return nullable(lambda f: decimal.Decimal(f.decode()))
+    if kind in ("float", "double", "real"):
+        return nullable(float)
+    if kind in ("datetime", "timestamp"):
+        return nullable(converters.convert_datetime)
+    if kind == "date":
+        return nullable(converters.convert_date)
+    if kind == "time":
+        return nullable(converters.convert_timedelta)
+    if kind == "bit":
+        width = (_bit_width(column.column_type) + 7) // 8
+        return nullable(lambda f: int(f).to_bytes(width, "big"))
+    if column.binary or kind in BINARY_TYPES:
+        return nullable(unescape)
+    return nullable(lambda f: unescape(f).decode("utf-8", "surrogateescape"))
+
+
+def _bit_width(column_type: str) -> int:
+    match = re.search(r"\((\d+)\)", column_type)
+    return int(match.group(1)) if match else 1
 
 
 # -- chunking ----------------------------------------------------------------------------------

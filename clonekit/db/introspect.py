@@ -98,7 +98,7 @@ def split_create_table(create: str, auto_increment_column: str | None) -> tuple[
     The index that makes an AUTO_INCREMENT column a key stays when the primary key does not start with it.
     """
     head, sep, rest = create.partition("(\n")
-    body, sep2, options = rest.rpartition("\n)")
+    body, sep2, options = rest.partition("\n)")  # the first: partition clauses follow
     if not sep or not sep2:
         return create, []
     kept: list[str] = []

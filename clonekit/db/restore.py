@@ -248,9 +248,9 @@ def _add_indexes(target: DbEndpoint, tables: list[Mapping[str, Any]], workers: i
                         table = jobs.get_nowait()
                     except queue.Empty:
                         break
-                    clauses = [c for c in table["deferred"] if not FOREIGN_KEY.search(c)]
-                    _run(target, conn, f"adding indexes to {table['name']}",
-                         f"ALTER TABLE {quote_name(table['name'])} " + ", ".join(clauses))
+                    for clauses in _index_statements(table["deferred"]):
+                        _run(target, conn, f"adding indexes to {table['name']}",
+                             f"ALTER TABLE {quote_name(table['name'])} " + ", ".join(clauses))
             finally:
                 conn.close()
             done.set_result(None)
@@ -260,6 +260,13 @@ def _add_indexes(target: DbEndpoint, tables: list[Mapping[str, Any]], workers: i
 
     if not jobs.empty():
         _in_threads(work, min(workers, jobs.qsize()))
+
+
+def _index_statements(deferred: list[str]) -> list[list[str]]:
+    """All plain indexes in one ALTER (one table rebuild); InnoDB builds FULLTEXT ones one at a time."""
+    plain = [c for c in deferred if not FOREIGN_KEY.search(c) and not c.upper().startswith("ADD FULLTEXT")]
+    fulltext = [[c] for c in deferred if c.upper().startswith("ADD FULLTEXT")]
+    return ([plain] if plain else []) + fulltext
 
 
 def _create_objects(target: DbEndpoint, conn: Connection, section: Mapping[str, Any]) -> int:
