@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from clonekit.errors import ConfigError, PolicyError
-from clonekit.sanitize import build_planner
+from clonekit.sanitize import build_planner, phpserialize
 from clonekit.sanitize.passwords import check_password
 from tests.fixtures.drupal_fixture import DDL, PEOPLE, SEEDED_PERSONAL_VALUES, STAFF
 
@@ -88,9 +88,19 @@ def test_dev_password_logs_in_and_staff_untouched(drupal_db, mysql_target_db) ->
     for person in PEOPLE:
         assert users[person.uid][4].startswith("$S$")
         assert check_password("letmein", users[person.uid][4])
+    config = rows["config"][0][2]
+    # kept by login: the users row; an address elsewhere is kept only when it is listed too
+    assert STAFF.email.encode() not in config and b"@example.com" in config
+    phpserialize.loads(config)
     staff = users[STAFF.uid]
     assert (staff[3], staff[4], staff[5]) == (STAFF.login, STAFF.pass_hash, STAFF.email)
     assert users[0][3] == "" and users[0][4] is None  # the anonymous user stays as it is
+
+
+def test_staff_kept_by_email_everywhere(drupal_db, mysql_target_db) -> None:
+    rows = sanitized_copy(drupal_db, mysql_target_db, sanitize_config(preset="drupal", keep_accounts=(STAFF.email.upper(),)))
+    assert next(r for r in rows["users_field_data"] if r[0] == STAFF.uid)[3:6] == (STAFF.login, STAFF.pass_hash, STAFF.email)
+    assert STAFF.email.encode() in rows["config"][0][2]
 
 
 def test_rows_none_tables_are_planned_empty(drupal_db) -> None:
@@ -98,7 +108,7 @@ def test_rows_none_tables_are_planned_empty(drupal_db) -> None:
     for name in ("sessions", "cache_default", "cache_render", "flood"):
         assert policies[name].rows == "none"
     assert policies["node_field_data"].is_identity and policies["node_field_data"].transform is None
-    assert policies["config"].is_identity
+    assert policies["config"].transform is not None  # the site's address in system.site
     assert "mail=email" in policies["users_field_data"].rule
 
 
