@@ -172,7 +172,7 @@ def capture_files(
     else:
         tree = _LocalTree(spec.path, excluded)
     with tree:
-        root, listed, skipped = tree.list()
+        root, listed, skipped = tree.scan()
         entries = link_hardlinks(listed)
         before = previous_files(previous)
         reused: dict[bytes, Content] = {}
@@ -227,7 +227,7 @@ class _Tree(Protocol):
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
 
-    def list(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]: ...
+    def scan(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]: ...
 
     def read(
         self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]
@@ -259,7 +259,7 @@ class _LocalTree:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         return None
 
-    def list(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]:
+    def scan(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]:
         from .local import list_local, root_attributes
 
         root = root_attributes(self.root)

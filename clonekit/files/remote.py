@@ -59,7 +59,7 @@ def parse_listing(output: bytes) -> tuple[dict[str, Any] | None, list[Entry], li
         kind, mode, uid, gid, size, mtime, ctime, ino, nlink, dev, blocks, path, target = fields[i : i + width]
         if path == b"":
             if kind != b"d":
-                continue  # the root is not a folder: list() says so
+                continue  # the root is not a folder: scan() says so
             root = {"mode": int(mode, 8), "uid": int(uid), "gid": int(gid), "mtime_ns": parse_time_ns(mtime)}
             continue
         mapped = TYPES.get(kind)
@@ -87,7 +87,7 @@ LIST_THEN_TAR = (
 
 
 class RemoteTree:
-    """A tree on the SSH host. Use as a context manager: ``list()`` then ``read()`` share one command."""
+    """A tree on the SSH host. Use as a context manager: ``scan()`` then ``read()`` share one command."""
 
     def __init__(self, ssh: Any, root: str, excluded: Excluder) -> None:
         self.ssh = ssh
@@ -132,7 +132,7 @@ class RemoteTree:
         output = self.ssh.run(["find", "-H", self.root, "-printf", FIND_FORMAT])
         return self._filter(parse_listing(output), warn=False)
 
-    def list(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]:
+    def scan(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]:
         argv = ["sh", "-c", LIST_THEN_TAR, "sh", self.root, FIND_FORMAT, *TAR_OPTIONS]
         self._output = self._stack.enter_context(
             self.ssh.stream(argv, stdin=self._send_names(), ok_status=(0, 1))
@@ -199,7 +199,7 @@ class RemoteTree:
     def _first_tar(
         self, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
     ) -> tuple[dict[bytes, tuple[int, int]], int]:
-        """The tar half of the command list() started: send the names, read the archive."""
+        """The tar half of the command scan() started: send the names, read the archive."""
         self._names.put(_names(wanted))
         self._names.put(None)
         headers = self._parse_tar(_Prefixed(self._leftover, self._output), wanted, storer, progress)

@@ -114,7 +114,7 @@ class _FileCheck:
         self.digest = hashlib.sha256()
         self.size = 0
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         self.digest.update(data)
         self.size += len(data)
 
@@ -233,7 +233,7 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _write_sparse(fd: int, data: bytes) -> None:
+def _write_sparse(fd: int, data: bytes | memoryview) -> None:
     """Seek over all-zero blocks instead of writing them: holes stay holes, as in the source."""
     view = memoryview(data)
     for start in range(0, len(view), SPARSE_BLOCK_BYTES):
@@ -272,7 +272,7 @@ def iter_tar(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[bytes]:
             check = _FileCheck(path, item)
             for data in chunks:
                 check.update(data)
-                yield data
+                yield bytes(data)  # a packed file is a view into its chunk: hand out plain bytes
             check.check()
             padding = -check.size % TAR_BLOCK
             if padding:

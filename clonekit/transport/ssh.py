@@ -84,7 +84,7 @@ class _FastTransport(paramiko.Transport):
     _preferred_ciphers = (
         "aes128-gcm@openssh.com",
         "aes256-gcm@openssh.com",
-        *(c for c in paramiko.Transport._preferred_ciphers if "gcm" not in c),
+        *(c for c in paramiko.Transport._preferred_ciphers if "gcm" not in c),  # type: ignore[attr-defined]
     )
 
     def __init__(self, sock, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -180,8 +180,9 @@ class SshSession:
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_SECONDS)
         # Without TCP_NODELAY every channel open waits out a delayed ACK (~40 ms measured).
-        with contextlib.suppress(OSError):
-            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(transport.sock, socket.socket):
+            with contextlib.suppress(OSError):
+                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.debug("connected to %s", target)
         return cls(target, client)
 
@@ -412,7 +413,7 @@ class _Tunnel:
 def _relay(conn: socket.socket, channel: paramiko.Channel) -> None:
     try:
         while True:
-            readable, _, _ = select.select([conn, channel], [], [])
+            readable, _, _ = select.select([conn, channel], [], [])  # type: ignore[type-var]
             if conn in readable:
                 data = conn.recv(FORWARD_BUFFER_BYTES)
                 if not data:
