@@ -67,6 +67,7 @@ class S3Store:
             read_timeout=READ_TIMEOUT_SECONDS,
             s3={"addressing_style": "path" if path_style else "virtual"},
             tcp_keepalive=True,
+            response_checksum_validation="when_required",  # reads are verified by SHA-256 anyway
         )
         try:
             session = boto3.session.Session()

@@ -1,0 +1,143 @@
+"""Upload and download N MB of snapshot chunks to the loopback S3 server, side by side with awscli.
+
+    python3 -m benchmarks.store_bench --size-mb 256
+
+The same bytes (1 MiB chunks, as clonekit's chunkers cut them; half random, half repetitive
+like table rows) go up with clonekit's ChunkWriter and with `aws s3 cp --recursive`, then come
+back down with Repository.iter_chunks and `aws s3 cp --recursive`. Prints the time ratios
+(below 1.0: clonekit is faster) and peak RSS. Every object it creates is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import boto3
+
+from clonekit.config import StoreConfig
+from clonekit.repository import Repository
+
+from .common import Timing, report, time_command, time_function
+
+CHUNK_BYTES = 1 << 20
+DEFAULT_ENDPOINT = "http://127.0.0.1:5055"
+
+
+def _endpoint() -> str:
+    env_file = Path(os.environ.get("CLONEKIT_SERVICES_DIR", "/var/tmp/clonekit-services")) / "services.env"
+    if "CLONEKIT_TEST_S3_ENDPOINT" in os.environ:
+        return os.environ["CLONEKIT_TEST_S3_ENDPOINT"]
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            if line.startswith("CLONEKIT_TEST_S3_ENDPOINT="):
+                return line.split("=", 1)[1].strip()
+    return DEFAULT_ENDPOINT
+
+
+def make_chunks(folder: Path, size_mb: int, seed: int = 1) -> list[Path]:
+    """size_mb files of 1 MiB: 512 KiB random + 512 KiB of repeated row-like text."""
+    import random
+
+    rng = random.Random(seed)
+    rows = [f"({i},'node-{i}','published',{rng.randrange(10**9)},'lorem ipsum dolor sit amet')\n".encode() for i in range(2000)]
+    paths = []
+    for n in range(size_mb):
+        text = b"".join(rng.choice(rows) for _ in range(8000))[: CHUNK_BYTES // 2]
+        data = os.urandom(CHUNK_BYTES - len(text)) + text
+        path = folder / f"chunk-{n:06d}"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def _empty_prefix(client, bucket: str, prefix: str) -> None:
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def run(size_mb: int, workers: int, endpoint: str, keep_temp: bool = False) -> list[str]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"ck-bench-{uuid.uuid4().hex[:10]}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    work = Path(tempfile.mkdtemp(prefix="ck-store-bench-"))
+    lines = []
+    try:
+        src = work / "src"
+        src.mkdir()
+        paths = make_chunks(src, size_mb)
+        print(f"data: {size_mb} MiB in {len(paths)} chunks of 1 MiB; workers {workers}; endpoint {endpoint}", flush=True)
+
+        aws = ["aws", "--endpoint-url", endpoint, "s3", "cp", "--recursive", "--only-show-errors", "--no-progress"]
+        aws_up = time_command("aws s3 cp (upload)", [*aws, str(src), f"s3://{bucket}/aws/"])
+
+        config = StoreConfig(url=f"s3://{bucket}/clonekit", endpoint_url=endpoint, region="us-east-1", upload_workers=workers)
+        repo = Repository.open(config)
+
+        def upload() -> tuple[list[str], int]:
+            with repo.writer(workers=workers, max_pending_bytes=64 << 20) as writer:
+                ids = [writer.put(p.read_bytes()).id for p in paths]
+            return ids, writer.stats.new_stored_bytes
+
+        ours_up = time_function("clonekit upload", upload)
+        ids, stored = ours_up.result
+        lines.append(report(f"upload {size_mb} MiB", ours_up, aws_up))
+        print(f"  clonekit stored {stored / 2**20:.0f} MiB (zstd-3) for {size_mb} MiB", flush=True)
+
+        aws_dst = work / "aws-down"
+        aws_down = time_command("aws s3 cp (download)", [*aws, f"s3://{bucket}/aws/", str(aws_dst)])
+        shutil.rmtree(aws_dst)
+
+        ours_dst = work / "ck-down"
+        ours_dst.mkdir()
+
+        def download() -> int:
+            total = 0
+            for n, data in enumerate(Repository.open(config, create=False).iter_chunks(ids, workers=workers)):
+                (ours_dst / f"chunk-{n:06d}").write_bytes(data)
+                total += len(data)
+            return total
+
+        ours_down: Timing = time_function("clonekit download", download)
+        assert ours_down.result == size_mb * CHUNK_BYTES
+        lines.append(report(f"download {size_mb} MiB", ours_down, aws_down))
+
+        def dedup_again() -> int:
+            with Repository.open(config).writer(workers=workers) as writer:
+                for p in paths:
+                    writer.put(p.read_bytes())
+            return writer.stats.new_chunks
+
+        again = time_function("clonekit re-upload", dedup_again)
+        line = f"re-upload of the same {size_mb} MiB (dedup): {again.seconds:.2f} s, {again.result} new chunks"
+        print(line, flush=True)
+        lines.append(line)
+    finally:
+        _empty_prefix(client, bucket, "")
+        client.delete_bucket(Bucket=bucket)
+        if not keep_temp:
+            shutil.rmtree(work, ignore_errors=True)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--endpoint", default=None, help="S3 endpoint (default: the test services' loopback server)")
+    args = parser.parse_args()
+    run(args.size_mb, args.workers, args.endpoint or _endpoint())
+
+
+if __name__ == "__main__":
+    main()
