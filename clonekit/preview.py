@@ -136,10 +136,25 @@ def preview_lock(config: Config, name: str, *, wait_seconds: float | None = None
 # -- planning -------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(taken: set[int] | frozenset[int] = frozenset()) -> int:
+    """A free 127.0.0.1 port that no other preview of this host has claimed (a stopped one keeps its port)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in taken:
+            return port
+    raise PreviewError("no free port on 127.0.0.1 for the preview")
+
+
+def _claimed_ports(config: Config) -> set[int]:
+    root = config.state_dir / PREVIEWS_FOLDER
+    ports: set[int] = set()
+    if root.is_dir():
+        for state_file in root.glob(f"*/{STATE_FILE}"):
+            with contextlib.suppress(PreviewError, KeyError, TypeError, ValueError):
+                ports.add(int((_read_json(state_file) or {})["port"]))
+    return ports
 
 
 def _iso(at: datetime) -> str:
@@ -169,6 +184,8 @@ def _new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, A
     cfg = config.previews
     http_service, http_port = cmp.guess_http_service(services, cfg)
     db_service = cfg.database_service
+    if manifest.database is None and db_service not in services:
+        db_service = ""  # nothing to load and nothing to run: a preview without a database
     db_image = _resolve_image(engine, services[db_service]) if db_service in services else cmp.DEFAULT_DB_IMAGE
     fallback_db = str((manifest.database or {}).get("database") or (manifest.database or {}).get("name") or "preview")
     user, database = cmp.db_defaults(services, db_service, fallback_db)
@@ -182,7 +199,7 @@ def _new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, A
         kept = dict(secrets_in.get("env") or {})
     else:
         db = cmp.DbCredentials(user=user, password=cmp.fresh_secret(), root_password=cmp.fresh_secret(), database=database)
-        port = free_port()
+        port = free_port(_claimed_ports(config))
         url = cfg.url.replace("{name}", name).replace("{project}", config.project).replace("{port}", str(port))
         created = _iso(now)
         expires = _iso(now + timedelta(seconds=cfg.ttl_seconds)) if cfg.ttl_seconds else ""
@@ -343,6 +360,8 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     from .restore import Replacement, load_database, rewrite_database, wait_for_database
 
     started = time.monotonic()
+    if not plan.db_service:
+        return
     progress("start database", total=None)
     engine.compose_cli(compose_file, plan.compose_project,
                        ["up", "-d", "--no-build", "--pull", "missing", plan.db_service, cmp.MAIL_SERVICE],

@@ -102,7 +102,7 @@ class PreviewPlan:
     expires_at: str  # ISO 8601 UTC or ""
     http_service: str
     http_container_port: int
-    db_service: str
+    db_service: str  # "" when the preview has no database (no database in the snapshot, none in the compose project)
     db_image: str
     db: DbCredentials
     secret_values: Mapping[str, str] = field(repr=False, default_factory=dict)  # env name -> fresh value
@@ -263,7 +263,7 @@ def build_compose(
     doc_volumes: dict[str, Any] = {}
     secret_env: dict[str, dict[str, str]] = {}
     all_services = dict(services)
-    if plan.db_service not in all_services:
+    if plan.db_service and plan.db_service not in all_services:  # the source's database runs outside Docker
         all_services[plan.db_service] = {"image": plan.db_image, "environment": [], "mounts": [
             {"type": "volume", "volume": "dbdata", "target": "/var/lib/mysql", "read_only": False}]}
 

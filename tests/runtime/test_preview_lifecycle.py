@@ -324,3 +324,68 @@ def test_plain_debian_mariadb_image(source, tmp_path):
                         f"docker volume rm -f $(docker volume ls -q --filter label=clonekit.project={project}) 2>/dev/null;"
                         f"docker network rm $(docker network ls -q --filter label=clonekit.project={project}) 2>/dev/null"],
                        capture_output=True)
+
+
+STATIC_COMPOSE = """
+services:
+  web:
+    image: clonekit/busybox:latest
+    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1::80"]
+    volumes: ["{site}:/www"]
+"""
+
+
+def test_concurrent_creates(source, tmp_path):
+    """Different names build side by side; the same name twice at once: one preview, one clear refusal."""
+    root = source["root"]
+    compose_file = tmp_path / "static.yml"
+    compose_file.write_text(STATIC_COMPOSE.format(site=source["site"]))
+    static_project = f"cktest-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", static_project, "create"], check=True, capture_output=True)
+    project = f"cktest{uuid.uuid4().hex[:6]}"
+    config = _config(tmp_path, source, project, static_project)
+    repo = Repository.open(config.store)
+    started = datetime.now(UTC)
+    with repo.writer() as writer:
+        files = capture_files(FileSource(str(source["site"])), writer)
+    manifest = Manifest(id=new_snapshot_id("prod", started), source="prod", project=project, created_at=started,
+                        tool_version="test", rules_digest="none", database=None, files=(files,),
+                        services=capture_services(ContainersSource(static_project)))
+    repo.commit(manifest)
+    results: dict[str, object] = {}
+
+    def create(key: str, name: str) -> None:
+        try:
+            results[key] = create_preview(config, repo, manifest, name)
+        except PreviewError as exc:
+            results[key] = exc
+
+    try:
+        threads = [threading.Thread(target=create, args=(key, name))
+                   for key, name in (("a1", "alpha"), ("a2", "alpha"), ("b", "beta"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        alphas = [results["a1"], results["a2"]]
+        refused = [r for r in alphas if isinstance(r, PreviewError)]
+        made = [r for r in alphas if not isinstance(r, PreviewError)]
+        assert len(made) == 1 and len(refused) == 1 and "alpha" in str(refused[0]) and "already exists" in str(refused[0])
+        beta = results["b"]
+        assert not isinstance(beta, PreviewError)
+        assert made[0].url != beta.url
+        for preview in (made[0], beta):
+            assert urllib.request.urlopen(preview.url + "/index.html", timeout=10).read() == b"hello from the snapshot\n"
+        assert sorted(p.name for p in list_previews(config)) == ["alpha", "beta"]
+        destroy_preview(config, "alpha")
+        destroy_preview(config, "beta")
+        _nothing_left(project)
+    finally:
+        subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", static_project, "down", "-v", "-t", "0"],
+                       capture_output=True)
+        subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker volume rm -f $(docker volume ls -q --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker network rm $(docker network ls -q --filter label=clonekit.project={project}) 2>/dev/null"],
+                       capture_output=True)
+    assert root.exists()
