@@ -87,15 +87,16 @@ def _defaults_file(workdir: Path, endpoint: DbEndpoint) -> str:
     return str(path)
 
 
-def _best(repeat: int, run: Callable[[], Timing], before: Callable[[], None] | None = None) -> Timing:
-    best: Timing | None = None
+def _rounds(repeat: int, runs: dict[str, tuple[Callable[[], Timing], Callable[[], None] | None]]) -> dict[str, Timing]:
+    """Best of ``repeat`` runs of each, interleaved round by round: a busy machine slows all alike."""
+    best: dict[str, Timing] = {}
     for _ in range(repeat):
-        if before:
-            before()
-        timing = run()
-        if best is None or timing.seconds < best.seconds:
-            best = timing
-    assert best is not None
+        for name, (run, before) in runs.items():
+            if before:
+                before()
+            timing = run()
+            if name not in best or timing.seconds < best[name].seconds:
+                best[name] = timing
     return best
 
 
@@ -136,17 +137,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return time_function("clonekit capture", go)
 
         dump_zst = workdir / "dump.sql.zst"
-        mysqldump = _best(args.repeat, lambda: time_command(
-            "mysqldump|zstd -1",
-            ["bash", "-c", f"set -o pipefail; mysqldump --defaults-file={cnf} --single-transaction --quick "
-                           f"{source.database} | zstd -1 -q -f -o {dump_zst}"]))
         mydumper_dir = workdir / "mydumper"
-        mydumper = _best(args.repeat, lambda: time_command(
-            "mydumper -t 2 -c",
-            ["mydumper", f"--defaults-file={cnf}", "-h", source.host, "-P", str(source.port), "-u", source.user,
-             "-B", source.database, "-t", "2", "-c", "-o", str(mydumper_dir)]),
-            before=lambda: shutil.rmtree(mydumper_dir, ignore_errors=True))
-        ours = _best(args.repeat, lambda: ours_capture(CopyEverything()))
+        capture_runs: dict[str, tuple[Callable[[], Timing], Callable[[], None] | None]] = {
+            "mysqldump": (lambda: time_command(
+                "mysqldump|zstd -1",
+                ["bash", "-c", f"set -o pipefail; mysqldump --defaults-file={cnf} --single-transaction --quick "
+                               f"{source.database} | zstd -1 -q -f -o {dump_zst}"]), None),
+            "mydumper": (lambda: time_command(
+                "mydumper -t 2 -c",
+                ["mydumper", f"--defaults-file={cnf}", "-h", source.host, "-P", str(source.port), "-u", source.user,
+                 "-B", source.database, "-t", "2", "-c", "-o", str(mydumper_dir)]),
+                lambda: shutil.rmtree(mydumper_dir, ignore_errors=True)),
+            "ours": (lambda: ours_capture(CopyEverything()), None),
+        }
+        planner = _sanitizer()
+        if planner is not None and not args.skip_sanitized:
+            capture_runs["sanitized"] = (lambda: ours_capture(planner), None)
+        best = _rounds(args.repeat, capture_runs)
+        mysqldump, mydumper, ours = best["mysqldump"], best["mydumper"], best["ours"]
         section, stats = ours.result
         best_anchor = min(mysqldump, mydumper, key=lambda t: t.seconds)
         results["capture"] = {"clonekit": ours.seconds, "mysqldump_zstd": mysqldump.seconds,
@@ -162,9 +170,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               f" mydumper {results['capture']['mydumper_bytes'] / 2**20:.1f} MiB), {section['rows']} rows, "
               f"{section['bytes'] / 2**20:.0f} MiB plain, snapshot: {section['consistency']}", flush=True)
 
-        planner = _sanitizer()
-        if planner is not None and not args.skip_sanitized:
-            sanitized = _best(args.repeat, lambda: ours_capture(planner))
+        if "sanitized" in best:
+            sanitized = best["sanitized"]
             results["capture"]["clonekit_sanitized"] = sanitized.seconds
             lines.append(report("sanitized capture (drupal preset) vs mydumper -t 2 -c", sanitized, mydumper))
             lines.append(report("sanitized capture (drupal preset) vs mysqldump|zstd -1", sanitized, mysqldump))
@@ -181,20 +188,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # -- restore -----------------------------------------------------------------------------
         target = source.with_database(target_name)
-        restore_ours = _best(args.repeat, lambda: time_function(
-            "clonekit restore", lambda: restore_database(repo, section, target, workers=args.workers)),
-            before=lambda: _fresh_database(source, target_name))
-        same = table_checksums(target) == table_checksums(source)
-        myloader = _best(args.repeat, lambda: time_command(
-            "myloader -t 2",
-            ["myloader", f"--defaults-file={cnf}", "-h", source.host, "-P", str(source.port), "-u", source.user,
-             "-d", str(mydumper_dir), "-B", target_name, "-t", "2", "-o"]),
-            before=lambda: _fresh_database(source, target_name))
         dump_sql = workdir / "dump.sql"
         subprocess.run(["zstd", "-d", "-q", "-f", str(dump_zst), "-o", str(dump_sql)], check=True)
-        mysql_cli = _best(args.repeat, lambda: time_command(
-            "mysql < dump.sql", ["bash", "-c", f"mysql --defaults-file={cnf} {target_name} < {dump_sql}"]),
-            before=lambda: _fresh_database(source, target_name))
+        fresh = lambda: _fresh_database(source, target_name)  # noqa: E731
+        restores = _rounds(args.repeat, {
+            "ours": (lambda: time_function(
+                "clonekit restore", lambda: restore_database(repo, section, target, workers=args.workers)), fresh),
+            "myloader": (lambda: time_command(
+                "myloader -t 2",
+                ["myloader", f"--defaults-file={cnf}", "-h", source.host, "-P", str(source.port), "-u", source.user,
+                 "-d", str(mydumper_dir), "-B", target_name, "-t", "2", "-o"]), fresh),
+            "mysql": (lambda: time_command(
+                "mysql < dump.sql", ["bash", "-c", f"mysql --defaults-file={cnf} {target_name} < {dump_sql}"]), fresh),
+        })
+        # Check the last restore of ours: run it once more at the end so its result is what is compared.
+        fresh()
+        restore_database(repo, section, target, workers=args.workers)
+        same = table_checksums(target) == table_checksums(source)
+        restore_ours, myloader, mysql_cli = restores["ours"], restores["myloader"], restores["mysql"]
         results["restore"] = {"clonekit": restore_ours.seconds, "myloader": myloader.seconds,
                               "mysql": mysql_cli.seconds, "checksums_equal": same,
                               "load_seconds": restore_ours.result.load_seconds,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import pymysql
@@ -202,7 +203,8 @@ def _prepare(endpoint: DbEndpoint, conn: Connection, infos: list[TableInfo], pol
     for info in infos:
         table = info.table
         policy = policies[table.name]
-        create = _guarded(endpoint, f"reading the definition of {table.name}", lambda t=table: show_create_table(conn, t.name))
+        create = _guarded(endpoint, f"reading the definition of {table.name}",
+                          partial(show_create_table, conn, table.name))
         create_sql, deferred = split_create_table(create, info.auto_increment_column)
         columns = table.data_columns
         tables_json[table.name] = {

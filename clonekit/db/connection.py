@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import pymysql
 import pymysql.cursors
@@ -21,8 +22,9 @@ class TransientPreviewError(PreviewError):
     """A restore target failed in a way worth retrying (kept local: the lead owns errors.py)."""
 
 
-def error_code(exc: BaseException) -> int | None:
-    args = getattr(exc, "args", ())
+def error_code(exc: BaseException | None) -> int | None:
+    """The server's error number of a pymysql error (None for anything else)."""
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     return args[0] if args and isinstance(args[0], int) else None
 
 
@@ -47,7 +49,7 @@ def target_error(exc: pymysql.MySQLError, endpoint: DbEndpoint, doing: str) -> C
 
 def _server_text(exc: BaseException) -> str:
     # Server messages quote identifiers, not row values, except for duplicate-key errors: cut those.
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     text = str(args[1]) if len(args) > 1 else ""
     if error_code(exc) in (1062, 1586):
         return "duplicate key"

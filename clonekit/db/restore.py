@@ -283,8 +283,8 @@ def _create_objects(target: DbEndpoint, conn: Connection, section: Mapping[str, 
             except pymysql.MySQLError as exc:
                 failures.append((view, exc))
         if len(failures) == len(views):
-            view, exc = failures[0]
-            raise target_error(exc, target, f"creating view {view['name']}") from exc
+            failed_view, error = failures[0]
+            raise target_error(error, target, f"creating view {failed_view['name']}") from error
         views = [v for v, _ in failures]
     for kind in ("triggers", "routines", "events"):
         for item in section.get(kind, []):
