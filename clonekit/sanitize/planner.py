@@ -177,8 +177,8 @@ class RulePlanner:
             if uncovered:
                 listed = ", ".join(f"{t}.{c} ({why})" for t, c, why in uncovered)
                 raise PolicyError(
-                    f"refusing to copy {len(uncovered)} column{'s' if len(uncovered) > 1 else ''} that look like personal data "
-                    f"and that no rule covers: {listed}",
+                    f"refusing to copy {len(uncovered)} column{'s that look' if len(uncovered) > 1 else ' that looks'} "
+                    f"like personal data and that no rule covers: {listed}",
                     columns=[f"{t}.{c}" for t, c, _ in uncovered],
                     hint="add rules under sanitize.tables (`clonekit scan SOURCE --suggest` prints them), "
                     "or `COLUMN: keep` for a column that holds no personal data",

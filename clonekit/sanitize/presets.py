@@ -13,7 +13,7 @@ from typing import Any
 
 from .rules import TableRule, parse_table_rules
 
-PRESET_VERSION = 1  # part of the rules digest: bump when a preset's output changes
+PRESET_VERSION = 2  # part of the rules digest: bump when a preset's output changes
 
 _USER_DATA_KEYS = {
     "*mail*": "email",
@@ -92,13 +92,23 @@ DRUPAL: dict[str, Any] = {
         }
     },
     "flood": {"rows": "none"},
+    # every site with comments: the last commenter's name per entity (same pseudonym as users)
+    "comment_entity_statistics": {"columns": {"last_comment_name": "username"}},
+    "ban_ip": {"columns": {"ip": "ip"}},
+    # Drupal 7 names of the same data
+    "users": {
+        "columns": {"mail": "email", "init": "email", "name": "username", "pass": {"password": "auto"},
+                    "data": {"php": {"keys": _USER_DATA_KEYS, "values": "scrub"}}},
+        "accounts": {"login": "name", "email": "mail"},
+    },
+    "comment": {"columns": {"name": "username", "mail": "email", "homepage": "url", "hostname": "ip"}},
+    "cache": {"rows": "none"},
+    "accesslog": {"columns": {"hostname": "ip", "url": "scrub"}},
     # site configuration (serialized): the site's and notification addresses become fake ones,
     # so a preview mails no one; staff addresses in keep_accounts stay
     "config": {"columns": {"data": {"php": {"keys": {"*mail*": "email"}, "values": "keep"}}}},
 }
 
-_WOO_NAME_KEYS = "'first_name','billing_first_name','shipping_first_name'"
-_WOO_LAST_KEYS = "'last_name','billing_last_name','shipping_last_name'"
 _SERIALIZED_PERSONAL = {
     "php": {
         "keys": {
@@ -109,18 +119,36 @@ _SERIALIZED_PERSONAL = {
         "values": "scrub",
     }
 }
+
+
+def _woocommerce_meta(p: str) -> list[dict[str, Any]]:
+    """Branches for WooCommerce's customer keys: ``billing_email`` in usermeta, ``_billing_email``
+    in postmeta (orders before HPOS); ``p`` is that key prefix ('' or '_')."""
+
+    def keys(*names: str) -> str:
+        return ",".join(f"'{p}{n}'" for n in names)
+
+    like = p.replace("_", "\\_")
+    return [
+        {"when": f"meta_key IN ({keys('billing_first_name', 'shipping_first_name')})", "use": "first_name"},
+        {"when": f"meta_key IN ({keys('billing_last_name', 'shipping_last_name')})", "use": "last_name"},
+        {"when": f"meta_key IN ({keys('billing_email')})", "use": "email"},
+        {"when": f"meta_key IN ({keys('billing_phone', 'shipping_phone')})", "use": "phone"},
+        {"when": f"meta_key IN ({keys('billing_address_1', 'billing_address_2', 'shipping_address_1', 'shipping_address_2')})",
+         "use": "address"},
+        {"when": f"meta_key IN ({keys('billing_company', 'shipping_company')})", "use": {"set": "Example Ltd"}},
+        {"when": f"meta_key IN ({keys('billing_city', 'shipping_city')})", "use": {"set": "Springfield"}},
+        {"when": f"meta_key IN ({keys('billing_postcode', 'shipping_postcode')})", "use": {"set": "00000"}},
+        {"when": f"meta_key IN ({keys('billing_state', 'shipping_state')})", "use": {"set": ""}},
+        {"when": f"meta_key LIKE '{like}billing\\_%' OR meta_key LIKE '{like}shipping\\_%'", "use": "redact"},
+    ]
+
+
 _WORDPRESS_USERMETA_VALUE = [
-    {"when": f"meta_key IN ({_WOO_NAME_KEYS})", "use": "first_name"},
-    {"when": f"meta_key IN ({_WOO_LAST_KEYS})", "use": "last_name"},
+    {"when": "meta_key = 'first_name'", "use": "first_name"},
+    {"when": "meta_key = 'last_name'", "use": "last_name"},
     {"when": "meta_key = 'nickname'", "use": "username"},
-    {"when": "meta_key = 'billing_email'", "use": "email"},
-    {"when": "meta_key IN ('billing_phone','shipping_phone')", "use": "phone"},
-    {"when": "meta_key IN ('billing_address_1','billing_address_2','shipping_address_1','shipping_address_2')", "use": "address"},
-    {"when": "meta_key IN ('billing_company','shipping_company')", "use": {"set": "Example Ltd"}},
-    {"when": "meta_key IN ('billing_city','shipping_city')", "use": {"set": "Springfield"}},
-    {"when": "meta_key IN ('billing_postcode','shipping_postcode')", "use": {"set": "00000"}},
-    {"when": "meta_key IN ('billing_state','shipping_state')", "use": {"set": ""}},
-    {"when": "meta_key LIKE 'billing\\_%' OR meta_key LIKE 'shipping\\_%'", "use": "redact"},
+    *_woocommerce_meta(""),
     {"when": "meta_key = 'description'", "use": "text"},
     {"when": "meta_key = 'session_tokens'", "use": {"set": "a:0:{}"}},
     {"when": "meta_key = 'community-events-location'", "use": {"php": {"values": "scrub"}}},
@@ -128,6 +156,11 @@ _WORDPRESS_USERMETA_VALUE = [
     # Plugins keep personal data in serialized arrays under keys of their own (an emergency
     # contact, a saved address): pseudonymize by key name, scrub emails/phones/IPs elsewhere.
     {"when": "meta_value LIKE 'a:%' OR meta_value LIKE 'O:%'", "use": _SERIALIZED_PERSONAL},
+]
+
+_WORDPRESS_POSTMETA_VALUE = [
+    *_woocommerce_meta("_"),
+    {"when": "meta_key = '_customer_ip_address'", "use": "ip"},
 ]
 
 
@@ -151,6 +184,21 @@ def _wordpress_site(prefix: str) -> dict[str, Any]:
             }
         },
         f"{prefix}posts": {"columns": {"post_password": "keep"}},  # a page's access password, not personal
+        f"{prefix}postmeta": {"columns": {"meta_value": _WORDPRESS_POSTMETA_VALUE}},
+        # WooCommerce, per site: customers, orders (HPOS) and their addresses
+        f"{prefix}wc_customer_lookup": {
+            "columns": {"username": "username", "first_name": "first_name", "last_name": "last_name", "email": "email",
+                        "postcode": {"set": "00000"}, "city": {"set": "Springfield"}}
+        },
+        f"{prefix}wc_orders": {
+            "columns": {"billing_email": "email", "ip_address": "ip", "user_agent": "keep", "customer_note": "text"}
+        },
+        f"{prefix}wc_order_addresses": {
+            "columns": {"address_type": "keep", "first_name": "first_name", "last_name": "last_name", "company": {"set": "Example Ltd"},
+                        "address_1": "address", "address_2": "address", "city": {"set": "Springfield"},
+                        "state": {"set": ""}, "postcode": {"set": "00000"}, "email": "email", "phone": "phone"}
+        },
+        f"{prefix}woocommerce_sessions": {"rows": "none"},
     }
 
 
@@ -174,10 +222,7 @@ def _wordpress_network(prefix: str) -> dict[str, Any]:
             "columns": {"meta_value": [{"when": "meta_key IN ('admin_email','new_admin_email')", "use": "email"}]}
         },
         f"{prefix}signups": {"columns": {"user_login": "username", "user_email": "email", "meta": {"php": {"values": "scrub"}}}},
-        f"{prefix}wc_customer_lookup": {
-            "columns": {"username": "username", "first_name": "first_name", "last_name": "last_name", "email": "email",
-                        "postcode": {"set": "00000"}, "city": {"set": "Springfield"}}
-        },
+        f"{prefix}registration_log": {"columns": {"email": "email", "IP": "ip"}},
     }
 
 

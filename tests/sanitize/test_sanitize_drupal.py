@@ -163,3 +163,26 @@ def test_rules_naming_missing_tables_or_columns_fail_at_plan(drupal_db) -> None:
     assert any("comment_field_data.columns.subject" in p and "'kind'" in p for p in problems)
     assert any("cache_*" in p and "'nope'" in p for p in problems)
     assert len(problems) == 4
+
+
+def test_other_drupal_tables_with_personal_columns_are_covered(drupal_db) -> None:
+    drupal_db.execute(
+        "CREATE TABLE comment_entity_statistics (entity_id int, entity_type varchar(32), field_name varchar(32), "
+        "cid int, last_comment_timestamp int, last_comment_name varchar(60), last_comment_uid int, comment_count int, "
+        "PRIMARY KEY (entity_id, entity_type, field_name))",
+        "CREATE TABLE ban_ip (iid int PRIMARY KEY, ip varchar(40))",
+        # Drupal 7 names
+        "CREATE TABLE users (uid int PRIMARY KEY, name varchar(60) UNIQUE, pass varchar(128), mail varchar(254), "
+        "init varchar(254), data longblob)",
+        "CREATE TABLE comment (cid int PRIMARY KEY, name varchar(60), mail varchar(64), homepage varchar(255), hostname varchar(128))",
+        "CREATE TABLE cache (cid varchar(255) PRIMARY KEY, data longblob)",
+        "INSERT INTO users VALUES (1, 'twolfeschlegel', '$S$Dxxx', 'thaddeus.wolfeschlegel@mailbox-one.org', "
+        "'thaddeus.wolfeschlegel@mailbox-one.org', 'a:1:{s:7:\"contact\";i:1;}')",
+    )
+    tables = read_tables(drupal_db)
+    policies = build_planner(sanitize_config(preset="drupal")).plan(tables)  # strict: nothing uncovered
+    assert policies["cache"].rows == "none"
+    d7 = next(t for t in tables if t.name == "users")
+    (row,) = [policies["users"].transform(r) for r in read_rows(drupal_db, d7)]
+    assert "wolfeschlegel" not in str(row) and row[2].startswith("$S$") and row[5] == b'a:1:{s:7:"contact";i:1;}'
+

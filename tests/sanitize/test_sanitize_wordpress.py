@@ -141,8 +141,30 @@ def test_wordpress_preset_custom_prefix_and_multisite(mysql_db, mysql_target_db)
 def test_an_unknown_plugin_table_is_refused_in_strict_mode(mysql_db) -> None:
     seed(mysql_db)
     mysql_db.execute(
-        f"CREATE TABLE {P}wc_order_addresses (id int PRIMARY KEY, first_name text, last_name text, email varchar(320), phone varchar(100), address_1 text)"
+        f"CREATE TABLE {P}edd_customers (id int PRIMARY KEY, name text, email varchar(100), phone varchar(40), "
+        "billing_address text, purchase_count int)"
     )
     with pytest.raises(PolicyError) as err:
         build_planner(sanitize_config(preset="wordpress")).plan(read_tables(mysql_db))
-    assert err.value.columns == [f"{P}wc_order_addresses.{c}" for c in ("first_name", "last_name", "email", "phone", "address_1")]
+    assert err.value.columns == [f"{P}edd_customers.{c}" for c in ("email", "phone", "billing_address")]
+
+
+def test_woocommerce_and_multisite_tables_are_covered(mysql_db) -> None:
+    seed(mysql_db)
+    mysql_db.execute(
+        f"CREATE TABLE {P}wc_order_addresses (id bigint PRIMARY KEY, order_id bigint, address_type varchar(20), first_name text, "
+        "last_name text, company text, address_1 text, address_2 text, city text, state text, postcode text, country text, "
+        "email varchar(320), phone varchar(100))",
+        f"CREATE TABLE {SITE}wc_orders (id bigint PRIMARY KEY, billing_email varchar(320), ip_address varchar(100), "
+        "user_agent text, customer_note text)",
+        f"CREATE TABLE {P}registration_log (ID bigint PRIMARY KEY, email varchar(255), IP varchar(30), blog_id bigint)",
+        f"CREATE TABLE {P}postmeta (meta_id bigint PRIMARY KEY, post_id bigint, meta_key varchar(255), meta_value longtext)",
+        f"INSERT INTO {P}postmeta VALUES (1, 9, '_billing_email', 'buyer@shop-customer.example.org'), "
+        "(2, 9, '_billing_city', 'Lyon'), (3, 9, '_customer_ip_address', '81.56.201.9'), (4, 9, '_order_total', '12.50')",
+    )
+    tables = read_tables(mysql_db)
+    policies = build_planner(sanitize_config(preset="wordpress")).plan(tables)  # strict: nothing uncovered
+    postmeta = next(t for t in tables if t.name == f"{P}postmeta")
+    out = {r[2]: r[3] for r in (policies[postmeta.name].transform(row) for row in read_rows(mysql_db, postmeta))}
+    assert out["_billing_email"].endswith("@example.com") and out["_billing_city"] == "Springfield"
+    assert out["_customer_ip_address"].startswith(("192.0.2.", "198.51.100.", "203.0.113.")) and out["_order_total"] == "12.50"
