@@ -129,7 +129,11 @@ def tag(digest: bytes, chars: int = TAG_CHARS) -> str:
 
 
 def pick(words: tuple[str, ...], digest: bytes, at: int) -> str:
-    return words[int.from_bytes(digest[at : at + 2], "big") % len(words)]
+    return words[(digest[at] << 8 | digest[at + 1]) % len(words)]
+
+
+_FIRST_LOWER = tuple(n.lower() for n in FIRST_NAMES)
+_LAST_LOWER = tuple(n.lower() for n in LAST_NAMES)
 
 
 def fit_with_tag(head: str, sep: str, tail_tag: str, suffix: str, limit: int | None) -> str:
@@ -162,7 +166,7 @@ def email_builder(env: ActionEnv, domain_option: str | None) -> StrBuilder:
             domain = norm.rpartition("@")[2]
         else:
             domain = domain_option if domain_option and domain_option != "keep" else DEFAULT_EMAIL_DOMAIN
-        name = f"{pick(FIRST_NAMES, d, 0)}.{pick(LAST_NAMES, d, 2)}".lower()
+        name = f"{pick(_FIRST_LOWER, d, 0)}.{pick(_LAST_LOWER, d, 2)}"
         return fit_with_tag(name, ".", tag(d), "@" + domain, limit)
 
     return email
@@ -173,7 +177,7 @@ def username_builder(env: ActionEnv) -> StrBuilder:
 
     def username(value: str, limit: int | None) -> str:
         d = keyed.digest(b"username\0", value.strip().casefold())
-        name = f"{pick(FIRST_NAMES, d, 0)}{pick(LAST_NAMES, d, 2)}".lower()
+        name = f"{pick(_FIRST_LOWER, d, 0)}{pick(_LAST_LOWER, d, 2)}"
         return fit_with_tag(name, "_", tag(d), "", limit)
 
     return username
@@ -259,7 +263,7 @@ def url_builder(env: ActionEnv, host: str | None) -> StrBuilder:
     def url(value: str, limit: int | None) -> str:
         d = keyed.digest(b"url\0", value.strip().casefold())
         scheme = "http" if value.lower().startswith("http://") else "https"
-        path = f"{pick(FIRST_NAMES, d, 0)}-{pick(LAST_NAMES, d, 2)}".lower()
+        path = f"{pick(_FIRST_LOWER, d, 0)}-{pick(_LAST_LOWER, d, 2)}"
         return fit_with_tag(f"{scheme}://{host}/{path}", "-", tag(d, 6), "", limit)
 
     return url

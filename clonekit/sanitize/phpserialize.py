@@ -58,6 +58,7 @@ _CUSTOM = re.compile(rb'C:(\d+):"')
 _ENUM = re.compile(rb'E:(\d+):"')
 _COUNT = re.compile(rb":(\d+):\{")
 _INT_KEY = re.compile(rb"i:([+-]?\d+);")
+_SCALAR_TAGS = frozenset(b"idbrRN")
 
 
 def _fail(what: str, pos: int) -> PhpSerializeError:
@@ -212,7 +213,7 @@ def rewrite_strings(data: bytes, rewrite: StringRewrite, *, nested: bool = True)
         if frames:
             frame = frames[-1]
             if frame[0] == 0:
-                if data[pos : pos + 1] != b"}":
+                if pos >= size or data[pos] != 0x7D:  # }
                     raise _fail("expected '}'", pos)
                 pos += 1
                 frames.pop()
@@ -229,8 +230,8 @@ def rewrite_strings(data: bytes, rewrite: StringRewrite, *, nested: bool = True)
             frame = None
             is_key = False
             key = None
-        tag = data[pos : pos + 1]
-        if tag == b"s":
+        tag = data[pos] if pos < size else 0
+        if tag == 0x73:  # s
             colon = data.find(b":", pos + 2)
             if colon < 0 or data[colon + 1 : colon + 2] != b'"':
                 raise _fail("bad string header", pos)
@@ -255,21 +256,21 @@ def rewrite_strings(data: bytes, rewrite: StringRewrite, *, nested: bool = True)
                     pieces.append(b's:%d:"%s";' % (len(new), new))
                     flushed = end + 2
             pos = end + 2
-        elif tag == b"i" or tag == b"d" or tag == b"b" or tag == b"r" or tag == b"R" or tag == b"N":
+        elif tag in _SCALAR_TAGS:
             semi = data.find(b";", pos)
-            if semi < 0 or (tag != b"N" and data[pos + 1 : pos + 2] != b":") or (tag == b"N" and semi != pos + 1):
+            if semi < 0 or (tag != 0x4E and data[pos + 1] != 0x3A) or (tag == 0x4E and semi != pos + 1):
                 raise _fail("bad scalar", pos)
-            if tag == b"i":
+            if tag == 0x69:  # i
                 number = _int_at(data, pos + 2, semi)
                 if is_key:
                     frame[2] = number  # type: ignore[index]
-            elif is_key or (tag != b"d" and tag != b"N" and not data[pos + 2 : semi].isdigit()):
+            elif is_key or (tag != 0x64 and tag != 0x4E and not data[pos + 2 : semi].isdigit()):
                 raise _fail("bad scalar or key", pos)
             pos = semi + 1
-        elif tag == b"a" or tag == b"O":
+        elif tag == 0x61 or tag == 0x4F:  # a O
             if is_key:
                 raise _fail("array key must be an int or a string", pos)
-            if tag == b"O":
+            if tag == 0x4F:
                 colon = data.find(b":", pos + 2)
                 name_end = colon + 2 + _int_at(data, pos + 2, colon) if colon > 0 else -1
                 if colon < 0 or data[colon + 1 : colon + 2] != b'"' or data[name_end : name_end + 2] != b'":':
@@ -286,7 +287,7 @@ def rewrite_strings(data: bytes, rewrite: StringRewrite, *, nested: bool = True)
             if len(frames) > _MAX_DEPTH:
                 raise _fail("nesting too deep", pos)
             pos = colon + 2
-        elif tag == b"C" or tag == b"E":
+        elif tag == 0x43 or tag == 0x45:  # C E
             if is_key:
                 raise _fail("array key must be an int or a string", pos)
             _, pos = _value(data, pos, 0)
