@@ -14,12 +14,12 @@ import contextlib
 import logging
 import os
 import queue
-import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import SourceError
 from .capture import PACK_FILE_BYTES, READ_ATTEMPTS, Storer
+from .tarstream import REGULAR, TarReader
 from .tree import DIR, FILE, SYMLINK, Entry, Excluder, join
 
 log = logging.getLogger("clonekit.files")
@@ -220,24 +220,19 @@ class RemoteTree:
         self, stream: Any, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
     ) -> dict[bytes, tuple[int, int]]:
         headers: dict[bytes, tuple[int, int]] = {}
-        try:
-            archive = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
-            for member in archive:
-                if not member.isreg():
-                    continue
-                path = os.fsencode(member.name).removeprefix(b"./")
-                if path not in wanted:
-                    raise SourceError(f"remote tar sent an unexpected member {member.name!r}")
-                handle = archive.extractfile(member)
-                assert handle is not None
-                if member.size < PACK_FILE_BYTES:
-                    storer.small(path, handle.read())
-                else:
-                    storer.large(path, handle.read)
-                headers[path] = (member.size, int(member.mtime))
-                progress(member.size)
-        except tarfile.TarError as exc:
-            raise SourceError(f"the tar stream from {self.ssh.target} is damaged: {exc}") from exc
+        archive = TarReader(stream)
+        for member in archive:
+            if member.type not in REGULAR:
+                continue
+            path = member.path.removeprefix(b"./")
+            if path not in wanted:
+                raise SourceError(f"remote tar sent an unexpected member {os.fsdecode(member.path)!r}")
+            if member.size < PACK_FILE_BYTES:
+                storer.small(path, archive.read())
+            else:
+                storer.large(path, archive.read)
+            headers[path] = (member.size, member.mtime)
+            progress(member.size)
         return headers
 
 
