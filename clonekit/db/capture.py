@@ -75,14 +75,26 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
         missing = [i.table.name for i in infos if i.table.name not in policies]
         if missing:
             raise ConfigError("the sanitization planner returned no policy for some tables", problems=missing)
-        conns, consistency = _open_snapshot(endpoint, main, workers)
-        version = _guarded(endpoint, "reading the server version", lambda: _server_version(main))
-        tables_json, parts = _prepare(endpoint, conns[0], infos, policies, len(conns))
-        for part in parts:
-            part.linear_escape = version[1] == "mariadb"
+        unsafe = {i.table.name for i in infos if not i.mvcc and policies[i.table.name].rows != "none"}
+        conns, consistency = _open_snapshot(endpoint, main, workers, lock_for_unsafe=bool(unsafe))
+        locked = consistency != "single-connection"
+        try:
+            version = _guarded(endpoint, "reading the server version", lambda: _server_version(main))
+            if unsafe and locked:
+                # Tables without MVCC (MyISAM, Aria...) are read while writes are still frozen, first.
+                tables_json, parts = _prepare(endpoint, conns[0], infos, policies, len(conns), version[1])
+                _run_parts(endpoint, conns, [p for p in parts if p.info.table.name in unsafe], writer, progress)
+        finally:
+            if locked:
+                _execute(endpoint, main, "UNLOCK TABLES")
+        if not (unsafe and locked):
+            tables_json, parts = _prepare(endpoint, conns[0], infos, policies, len(conns), version[1])
+            if unsafe:
+                consistency += ", non-transactional tables read without a lock"
         objects = _guarded(endpoint, "reading views, triggers, routines and events",
                            lambda: schema_objects(conns[0], endpoint.database))
-        _run_parts(endpoint, conns, parts, writer, progress)
+        _run_parts(endpoint, conns, [p for p in parts if not (locked and p.info.table.name in unsafe)], writer,
+                   progress)
     finally:
         for conn in [*conns, main]:
             try:
@@ -126,8 +138,12 @@ def _server_version(conn: Connection) -> tuple[str, str]:
     return version, "mariadb" if "mariadb" in version.lower() else "mysql"
 
 
-def _open_snapshot(endpoint: DbEndpoint, main: Connection, workers: int) -> tuple[list[Connection], str]:
-    """``workers`` connections sharing one consistent read-only snapshot, and how it was obtained."""
+def _open_snapshot(endpoint: DbEndpoint, main: Connection, workers: int, *,
+                   lock_for_unsafe: bool = False) -> tuple[list[Connection], str]:
+    """``workers`` connections sharing one consistent read-only snapshot, and how it was obtained.
+
+    Unless "single-connection", ``main`` still holds the write freeze: the caller unlocks it.
+    """
     conns = [connect(endpoint, streaming=True) for _ in range(workers)]
     try:
         for conn in conns:
@@ -136,7 +152,7 @@ def _open_snapshot(endpoint: DbEndpoint, main: Connection, workers: int) -> tupl
                      "SET SESSION character_set_results = binary",
                      # Our SQL literals use backslash escapes; a server default of NO_BACKSLASH_ESCAPES would break them.
                      "SET SESSION sql_mode = ''")
-        if workers == 1:
+        if workers == 1 and not lock_for_unsafe:
             _start_snapshots(endpoint, conns)
             return conns, "single-connection"
         method = _freeze_writes(endpoint, main)
@@ -149,9 +165,10 @@ def _open_snapshot(endpoint: DbEndpoint, main: Connection, workers: int) -> tupl
             return conns, "single-connection"
         try:
             _start_snapshots(endpoint, conns)
-        finally:
+        except BaseException:
             _execute(endpoint, main, "UNLOCK TABLES")
-        return conns, method
+            raise
+        return conns, method  # still frozen: the caller unlocks
     except BaseException:
         for conn in conns:
             conn.close()
@@ -197,7 +214,7 @@ def _execute(endpoint: DbEndpoint, conn: Connection, *statements: str) -> None:
 
 
 def _prepare(endpoint: DbEndpoint, conn: Connection, infos: list[TableInfo], policies: Mapping[str, TablePolicy],
-             workers: int) -> tuple[dict[str, dict[str, Any]], list[_Part]]:
+             workers: int, engine: str) -> tuple[dict[str, dict[str, Any]], list[_Part]]:
     tables_json: dict[str, dict[str, Any]] = {}
     parts: list[_Part] = []
     for info in infos:
@@ -226,6 +243,8 @@ def _prepare(endpoint: DbEndpoint, conn: Connection, infos: list[TableInfo], pol
         if policy.rows == "none":
             continue
         parts.extend(_split(endpoint, conn, info, policy, workers))
+    for part in parts:
+        part.linear_escape = engine == "mariadb"
     return tables_json, parts
 
 

@@ -15,6 +15,7 @@ from ..schema import Column, Table
 from .codec import BINARY_TYPES
 from .connection import quote_name
 
+MVCC_ENGINES = frozenset({"innodb", "xtradb", "rocksdb", "tokudb"})
 UTF8_CHARSETS = frozenset({"utf8mb4", "utf8mb3", "utf8", None})
 DEFINER = re.compile(r"\s*DEFINER\s*=\s*(?:`(?:[^`]|``)*`|'(?:[^']|'')*'|[^\s@]+)(?:\s*@\s*(?:`(?:[^`]|``)*`|'(?:[^']|'')*'|[^\s]+))?", re.I)
 DEFERRED_LINE = re.compile(r"^\s*(?:(?:UNIQUE|FULLTEXT|SPATIAL)\s+)?(?:KEY|INDEX)\s|^\s*CONSTRAINT\s.*\bFOREIGN\s+KEY\b|^\s*FOREIGN\s+KEY\b", re.I)
@@ -27,6 +28,12 @@ class TableInfo:
     table: Table
     charsets: dict[str, str | None] = field(default_factory=dict)  # column -> character set (None: not text)
     auto_increment_column: str | None = None
+    engine: str = "InnoDB"
+
+    @property
+    def mvcc(self) -> bool:
+        """Read consistently inside a snapshot transaction (MyISAM and Aria tables are not)."""
+        return self.engine.lower() in MVCC_ENGINES
 
 
 def strip_definer(sql: str) -> str:
@@ -38,11 +45,12 @@ def describe(conn: Connection, database: str) -> list[TableInfo]:
     """Every base table of ``database`` (views and sequences excluded), in name order."""
     with conn.cursor(Cursor) as cur:
         cur.execute(
-            "SELECT TABLE_NAME, IFNULL(TABLE_ROWS, 0), IFNULL(DATA_LENGTH, 0) FROM information_schema.TABLES "
+            "SELECT TABLE_NAME, IFNULL(TABLE_ROWS, 0), IFNULL(DATA_LENGTH, 0), IFNULL(ENGINE, '') "
+            "FROM information_schema.TABLES "
             "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
             (database,),
         )
-        tables = [(_text(r[0]), int(r[1]), int(r[2])) for r in cur.fetchall()]
+        tables = [(_text(r[0]), int(r[1]), int(r[2]), _text(r[3])) for r in cur.fetchall()]
         cur.execute(
             "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_MAXIMUM_LENGTH, "
             "EXTRA, IFNULL(GENERATION_EXPRESSION, ''), CHARACTER_SET_NAME FROM information_schema.COLUMNS "
@@ -62,7 +70,7 @@ def describe(conn: Connection, database: str) -> list[TableInfo]:
             if int(non_unique) == 0:
                 indexes.setdefault(_text(table_name), {}).setdefault(_text(index_name), []).append(_text(column_name))
     result = []
-    for name, rows_estimate, data_bytes in tables:
+    for name, rows_estimate, data_bytes, engine in tables:
         unique = indexes.get(name, {})
         primary = tuple(unique.get("PRIMARY", ()))
         unique_keys = tuple(tuple(cols) for index, cols in sorted(unique.items()) if index != "PRIMARY")
@@ -88,7 +96,7 @@ def describe(conn: Connection, database: str) -> list[TableInfo]:
             ))
         table = Table(name=name, columns=tuple(cols), primary_key=primary, unique_keys=unique_keys,
                       rows_estimate=rows_estimate, data_bytes=data_bytes)
-        result.append(TableInfo(table, charsets, auto_increment))
+        result.append(TableInfo(table, charsets, auto_increment, engine))
     return result
 
 

@@ -147,3 +147,22 @@ def _capture_nothing(endpoint: DbEndpoint) -> None:
             raise AssertionError("no data expected")
 
     capture_database(endpoint, CopyEverything(), Never())
+
+
+def test_tables_without_mvcc_are_read_under_the_write_freeze(mysql_db, mysql_target_db, source, target, repo):
+    mysql_db.execute("CREATE TABLE m (id int PRIMARY KEY, v text) ENGINE=MyISAM",
+                     "INSERT INTO m SELECT seq, REPEAT('m', seq) FROM seq_1_to_300",
+                     "CREATE TABLE a (id int PRIMARY KEY, v text) ENGINE=Aria",
+                     "INSERT INTO a VALUES (1, 'aria')",
+                     "CREATE TABLE i (id int PRIMARY KEY) ENGINE=InnoDB", "INSERT INTO i VALUES (1)")
+    seen = []
+
+    def order(table: str, rows: int, size: int) -> None:
+        seen.append(table)
+
+    section = _capture(source, repo, workers=1, progress=order)
+    assert section["consistency"] == "flush-tables-with-read-lock"
+    assert set(seen[:2]) == {"m", "a"} and seen[2] == "i"
+    restore_database(repo, section, target)
+    assert table_checksums(target) == table_checksums(source)
+    assert "ENGINE=MyISAM" in mysql_target_db.query("SHOW CREATE TABLE m")[0][1]
