@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -159,7 +160,7 @@ class S3Store:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_prefix, "MaxKeys": 1000}
             if token:
                 kwargs["ContinuationToken"] = token
-            page = self._call("list", prefix or "/", lambda kw=kwargs: self._client.list_objects_v2(**kw))
+            page: dict[str, Any] = self._call("list", prefix or "/", partial(self._client.list_objects_v2, **kwargs))
             for obj in page.get("Contents", []):
                 yield ObjectInfo(obj["Key"][strip:], int(obj["Size"]), obj["LastModified"].astimezone(UTC))
             if not page.get("IsTruncated"):

@@ -2,8 +2,10 @@
 
 Modes: ``500`` (InternalError), ``503`` (ServiceUnavailable), ``slowdown`` (503 SlowDown),
 ``reset`` (connection closed before the request reaches the server), ``drop`` (the server DID
-handle the request, then the connection is closed with no answer) and ``truncate`` (the answer
-is cut in the middle of its body).
+handle the request, then the connection is closed with no answer), ``truncate`` (the answer
+is cut in the middle of its body) and, only when asked, ``corrupt`` (one bit of a GET answer's
+body flipped). ``max_faults`` stops injecting after that many; ``reject_conditional`` answers
+501 NotImplemented to writes with If-None-Match, like providers that lack conditional writes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import urlparse
 ALL_MODES = ("500", "503", "slowdown", "reset", "drop", "truncate")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "expect", "te", "upgrade"}
 ERRORS = {
+    "501": (501, "NotImplemented", "A header you provided implies functionality that is not implemented."),
     "500": (500, "InternalError", "We encountered an internal error. Please try again."),
     "503": (503, "ServiceUnavailable", "Service is unable to handle request."),
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
@@ -26,11 +29,22 @@ ERRORS = {
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, *, failure_rate: float = 0.0, modes: tuple[str, ...] = ALL_MODES, seed: int = 7) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        failure_rate: float = 0.0,
+        modes: tuple[str, ...] = ALL_MODES,
+        seed: int = 7,
+        max_faults: int | None = None,
+        reject_conditional: bool = False,
+    ) -> None:
         parsed = urlparse(upstream)
         self.upstream_host, self.upstream_port = parsed.hostname or "127.0.0.1", parsed.port or 80
         self.failure_rate = failure_rate
         self.modes = modes
+        self.max_faults = max_faults
+        self.reject_conditional = reject_conditional
         self.counts: Counter[str] = Counter()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -56,6 +70,8 @@ class FaultProxy:
         with self._lock:
             self.counts["requests"] += 1
             if self._rng.random() >= self.failure_rate:
+                return None
+            if self.max_faults is not None and self.counts["faults"] >= self.max_faults:
                 return None
             mode = self._rng.choice(self.modes)
             self.counts[mode] += 1
@@ -99,6 +115,12 @@ class _Handler(BaseHTTPRequestHandler):
         proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
         body = self._read_body()
         mode = proxy.decide()
+        if proxy.reject_conditional and self.command == "PUT" and "If-None-Match" in self.headers:
+            mode = "501"
+            with proxy._lock:
+                proxy.counts["501"] += 1
+        if mode == "corrupt" and self.command != "GET":
+            mode = None
         if mode == "reset":
             self._hang_up()
             return
@@ -137,6 +159,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if mode == "corrupt" and data:
+            flipped = bytearray(data)
+            flipped[len(flipped) // 2] ^= 0x01
+            data = bytes(flipped)
         if mode == "truncate":
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from clonekit import retry
-from clonekit.errors import StoreError, TransientStoreError
+from clonekit.errors import IntegrityError, StoreError, TransientStoreError
 from clonekit.repository import Repository
 from clonekit.store import open_store
 from tests.store.conftest import make_manifest, payloads, s3_config
@@ -61,3 +61,32 @@ def test_total_failure_is_clean_and_nothing_is_visible(s3_bucket, proxy, monkeyp
     assert list(raw.list("snapshots/")) == []
     assert Repository.open(direct).manifests() == []
     assert proxy.counts["requests"] >= 3
+
+
+def test_corrupted_transfer_is_read_again_and_persistent_corruption_refused(s3_bucket):
+    repo = Repository.open(s3_config(s3_bucket))
+    with repo.writer() as writer:
+        ref = writer.put(payloads(1, size=50000)[0])
+    with FaultProxy(s3_bucket.endpoint_url, failure_rate=1.0, modes=("corrupt",), max_faults=1) as once:
+        through = Repository.open(replace(s3_config(s3_bucket), endpoint_url=once.endpoint_url))
+        assert through.get_chunk(ref.id) == repo.get_chunk(ref.id)
+        assert once.counts["corrupt"] == 1
+    with FaultProxy(s3_bucket.endpoint_url, failure_rate=1.0, modes=("corrupt",)) as always:
+        through = Repository.open(replace(s3_config(s3_bucket), endpoint_url=always.endpoint_url))
+        with pytest.raises(IntegrityError, match=ref.id):
+            through.get_chunk(ref.id)
+
+
+def test_provider_without_conditional_writes(s3_bucket):
+    with FaultProxy(s3_bucket.endpoint_url, reject_conditional=True) as proxy:
+        config = replace(s3_config(s3_bucket), endpoint_url=proxy.endpoint_url)
+        store = open_store(config)
+        assert store.put_if_absent("a", b"1") is True
+        assert store.put_if_absent("a", b"2") is False
+        assert store.get("a") == b"1"
+        repo = Repository.open(config)
+        with repo.writer() as writer:
+            ref = writer.put(b"z" * 1000)
+        repo.commit(make_manifest([ref]))
+        assert len(repo.manifests()) == 1
+        assert proxy.counts["501"] == 2  # refused once per store object, then HEAD + PUT

@@ -257,6 +257,10 @@ def test_encryption(store_config, encryption_key):
     again = Repository.open(enc_config)
     assert again.resolve("latest") == manifest and again.get_chunk(ref.id) == secret
     assert again.verify(manifest).ok
+    _flip_bit(store_config, chunk_key(ref.id))
+    with pytest.raises(IntegrityError, match=f"{ref.id}: authentication failed"):
+        again.get_chunk(ref.id)
+    assert [b.key for b in again.verify(manifest).bad] == [chunk_key(ref.id)]
 
 
 def test_encryption_refuses_wrong_or_missing_key(store_config, encryption_key, monkeypatch):
