@@ -9,6 +9,7 @@ transform is a precompiled closure over column positions: nothing is looked up b
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -22,6 +23,8 @@ from .actions import ACTIONS, ActionEnv, Keyed, Target, ValueFn, build_action, c
 from .detect import personal_name_reason
 from .presets import preset_rules
 from .rules import AccountColumns, ColumnRule, TableRule, parse_table_rules
+
+log = logging.getLogger("clonekit.sanitize")
 
 
 @dataclass
@@ -156,8 +159,14 @@ class RulePlanner:
 
     def env(self) -> ActionEnv:
         if self._env is None:
+            secret = self.cfg.secret()
+            if not secret:
+                log.warning(
+                    "sanitize.secret_env is not set: pseudonyms are deterministic but not keyed, so anyone can "
+                    "test a guessed e-mail address against them; set secret_env to a variable holding a long random value"
+                )
             self._env = ActionEnv(
-                keyed=Keyed(self.cfg.secret()),
+                keyed=Keyed(secret),
                 dev_password=self.cfg.dev_password,
                 keep_values=frozenset(v.strip().casefold() for v in self.cfg.keep_accounts),
             )
