@@ -19,6 +19,27 @@ Shape (YAML)::
         "cache_*": {rows: none}                      # keep the table, drop its rows
         watchdog: {rows: "wid > 1000"}               # copy only these rows
 
+Actions (options in parentheses; all deterministic, keyed with the project secret):
+
+    keep                      reviewed, not personal: copied as is (silences strict mode)
+    null / set (value)        NULL / a constant (not on UNIQUE columns)
+    email (domain: keep|D)    jane.doe.<tag>@example.com, unique; staff addresses kept
+    username                  janedoe_<tag>, unique; staff logins kept
+    first_name, last_name, name, address, url (host)   realistic fakes
+    phone                     same format, digits replaced (first digit kept)
+    ip                        192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32
+    text (mode: replace|scrub), scrub   lorem of the same length / free text with e-mails,
+                              IP addresses and phone numbers replaced inside
+    hash (length), redact     keyed hex digest / "redacted"
+    date (jitter_days: 30)    shifted by up to ± N days (datetime, date, unix time, ISO text)
+    password (format: auto|wordpress|drupal|bcrypt|md5|plain)   the dev password, hashed
+    json ({'$.a.b': ACTION, '$.items[*].email': ..., '$..email': ...})
+    php (keys: {GLOB: ACTION}, values: scrub|keep|redact)   PHP-serialized values, lengths fixed
+
+``when`` conditions: ``=``, ``!=``/``<>``, ``<``, ``<=``, ``>``, ``>=``, ``[NOT] IN (...)``,
+``[NOT] LIKE '...'``, ``IS [NOT] NULL``, ``AND``, ``OR``, ``NOT``, parentheses; on other columns
+of the same row (see when.py). Unique columns stay unique, VARCHAR(n) limits are respected.
+
 Compilation against the live schema is the planner's job (planner.py).
 """
 
