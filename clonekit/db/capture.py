@@ -40,7 +40,13 @@ SPLIT_TABLE_BYTES = 48 << 20  # tables bigger than this are read as several key 
 LOCK_WAIT_SECONDS = 60
 NO_PRIVILEGE_CODES = frozenset({1044, 1045, 1142, 1227})
 
-Progress = Callable[[str, int, int], None]  # (table, rows read, bytes stored) increments
+PROGRESS_TASK = "database"
+
+
+class Progress(Protocol):
+    """The project's progress callback: ``progress(task, advance=bytes, total=bytes)``."""
+
+    def __call__(self, task: str, advance: int = 0, total: int | None = None) -> None: ...
 
 
 class ChunkSink(Protocol):
@@ -91,6 +97,8 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
             tables_json, parts = _prepare(endpoint, conns[0], infos, policies, len(conns), version[1])
             if unsafe:
                 consistency += ", non-transactional tables read without a lock"
+        if progress:
+            progress(PROGRESS_TASK, total=sum(p.estimate for p in parts))
         objects = _guarded(endpoint, "reading views, triggers, routines and events",
                            lambda: schema_objects(conns[0], endpoint.database))
         _run_parts(endpoint, conns, [p for p in parts if not (locked and p.info.table.name in unsafe)], writer,
@@ -319,6 +327,8 @@ def _read_part(endpoint: DbEndpoint, conn: Connection, part: _Part, writer: Chun
 
     def emit(chunk: bytes) -> None:
         part.chunks.append(writer.put(chunk).to_json())
+        if progress:
+            progress(PROGRESS_TASK, advance=len(chunk))
 
     chunker = RowChunker(emit)
     try:
@@ -337,8 +347,7 @@ def _read_part(endpoint: DbEndpoint, conn: Connection, part: _Part, writer: Chun
         # A transform returned a value the codec cannot encode: name the table, never the value.
         raise SourceError(f"table {table.name}: a sanitized row could not be encoded ({type(exc).__name__})") from exc
     part.rows, part.bytes = chunker.rows, chunker.bytes
-    if progress:
-        progress(table.name, part.rows, part.bytes)
+    log.debug("table %s: %d rows, %d bytes", table.name, part.rows, part.bytes)
 
 
 def _where(policy: TablePolicy) -> str:

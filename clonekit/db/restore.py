@@ -35,7 +35,13 @@ SESSION_SQL = (
     "SET SESSION foreign_key_checks = 0",
     "SET SESSION unique_checks = 0",
 )
-Progress = Callable[[str, int, int], None]  # (table, rows loaded, bytes loaded) increments
+PROGRESS_TASK = "database"
+
+
+class Progress(Protocol):
+    """The project's progress callback: ``progress(task, advance=bytes, total=bytes)``."""
+
+    def __call__(self, task: str, advance: int = 0, total: int | None = None) -> None: ...
 
 
 class ChunkSource(Protocol):
@@ -144,6 +150,8 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, A
                 group, size = [], 0
         if group:
             loads.append(_Load(table, tuple(group), size))
+    if progress:
+        progress(PROGRESS_TASK, total=sum(load.size for load in loads))
     todo: queue.Queue[_Load] = queue.Queue()
     for load in sorted(loads, key=lambda x: -x.size):
         todo.put(load)
@@ -165,7 +173,7 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, A
                     with lock:
                         counts[name] = counts.get(name, 0) + rows
                     if progress:
-                        progress(name, rows, load.size)
+                        progress(PROGRESS_TASK, advance=load.size)
             finally:
                 conn.close()
             done.set_result(None)

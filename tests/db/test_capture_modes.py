@@ -11,6 +11,7 @@ import pytest
 
 from clonekit.config import SshTarget
 from clonekit.db import DbEndpoint, capture_database, restore_database, table_checksums
+from clonekit.db import capture as capture_module
 from clonekit.errors import SourceError, TransientSourceError
 from clonekit.schema import CopyEverything
 from clonekit.transport.ssh import SshSession
@@ -30,15 +31,16 @@ def test_all_workers_read_one_snapshot_while_the_site_keeps_writing(mysql_db, so
     )
     writes = []
 
-    def site_writes(table: str, rows: int, size: int) -> None:
-        # Runs after the first table is read, before the other one: a live site inserting rows.
-        if not writes:
-            mysql_db.execute("INSERT INTO z_small (v) VALUES (3)", "DELETE FROM a_big WHERE id = 1")
-            writes.append(table)
+    def site_writes(task: str, advance: int = 0, total: int | None = None) -> None:
+        # The first stored chunk of a_big: the site inserts, deletes rows not read yet, and commits.
+        if advance and not writes:
+            mysql_db.execute("INSERT INTO z_small (v) VALUES (3)", "DELETE FROM a_big WHERE id > 2990")
+            writes.append(task)
 
     section = _capture(source, repo, workers=1, progress=site_writes)
     rows = {t["name"]: t["rows"] for t in section["tables"]}
-    assert writes == ["a_big"]
+    assert writes == ["database"]
+    assert mysql_db.query("SELECT COUNT(*) FROM a_big") == [(2990,)]
     assert rows == {"a_big": 3000, "z_small": 2}
 
 
@@ -149,18 +151,22 @@ def _capture_nothing(endpoint: DbEndpoint) -> None:
     capture_database(endpoint, CopyEverything(), Never())
 
 
-def test_tables_without_mvcc_are_read_under_the_write_freeze(mysql_db, mysql_target_db, source, target, repo):
+def test_tables_without_mvcc_are_read_under_the_write_freeze(mysql_db, mysql_target_db, source, target, repo,
+                                                             monkeypatch):
     mysql_db.execute("CREATE TABLE m (id int PRIMARY KEY, v text) ENGINE=MyISAM",
                      "INSERT INTO m SELECT seq, REPEAT('m', seq) FROM seq_1_to_300",
                      "CREATE TABLE a (id int PRIMARY KEY, v text) ENGINE=Aria",
                      "INSERT INTO a VALUES (1, 'aria')",
                      "CREATE TABLE i (id int PRIMARY KEY) ENGINE=InnoDB", "INSERT INTO i VALUES (1)")
     seen = []
+    read_part = capture_module._read_part
 
-    def order(table: str, rows: int, size: int) -> None:
-        seen.append(table)
+    def recording(endpoint, conn, part, writer, progress):  # type: ignore[no-untyped-def]
+        seen.append(part.info.table.name)
+        read_part(endpoint, conn, part, writer, progress)
 
-    section = _capture(source, repo, workers=1, progress=order)
+    monkeypatch.setattr(capture_module, "_read_part", recording)
+    section = _capture(source, repo, workers=1)
     assert section["consistency"] == "flush-tables-with-read-lock"
     assert set(seen[:2]) == {"m", "a"} and seen[2] == "i"
     restore_database(repo, section, target)
