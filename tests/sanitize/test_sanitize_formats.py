@@ -240,3 +240,20 @@ def test_rules_digest_is_stable_and_secret_free(monkeypatch) -> None:  # noqa: A
     monkeypatch.setenv("CLONEKIT_TEST_SANITIZE_SECRET", "another-secret")
     assert rules_digest(cfg) == rules_digest(same)
     assert "another-secret" not in rules_digest(cfg)
+
+
+@given(st.binary(max_size=60) | st.sampled_from([b'a:1:{s:1:"a";', b"a:99999999999:{", b'O:1:"x":1:{i:0;a:1:{', b"s:9:\"\";", b"i:-;"]))
+def test_php_rewrite_fails_only_with_its_own_error(data: bytes) -> None:
+    try:
+        phpserialize.rewrite_strings(data, lambda key, raw: raw + b"!")
+    except phpserialize.PhpSerializeError:
+        pass
+
+
+@given(st.text(max_size=40))
+def test_when_parse_fails_only_with_its_own_error(text: str) -> None:
+    try:
+        node = when_lang.parse(text)
+    except when_lang.WhenSyntaxError:
+        return
+    when_lang.compile_predicate(node, {c.lower(): 0 for c in when_lang.columns_of(node)})(("x",))
