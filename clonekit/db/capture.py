@@ -302,7 +302,7 @@ def _run_parts(endpoint: DbEndpoint, conns: list[Connection], parts: list[_Part]
                     part = todo.get_nowait()
                 except queue.Empty:
                     break
-                _read_part(endpoint, conn, part, writer, progress)
+                _read_part(endpoint, conn, part, writer, progress, stop=failed)
             done.set_result(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             failed.set()
@@ -317,15 +317,22 @@ def _run_parts(endpoint: DbEndpoint, conns: list[Connection], parts: list[_Part]
         thread.start()
     for thread in threads:
         thread.join()
-    for done in results:
-        done.result()
+    errors = [e for e in (done.exception() for done in results) if e is not None]
+    for error in sorted(errors, key=lambda e: isinstance(e, _Stopped)):
+        raise error  # the first real failure, not a worker that stopped because of it
+
+
+class _Stopped(Exception):
+    """Another worker failed: this one stops at its next chunk."""
 
 
 def _read_part(endpoint: DbEndpoint, conn: Connection, part: _Part, writer: ChunkSink,
-               progress: Progress | None) -> None:
+               progress: Progress | None, *, stop: threading.Event | None = None) -> None:
     table = part.info.table
 
     def emit(chunk: bytes) -> None:
+        if stop is not None and stop.is_set():
+            raise _Stopped(f"capture of {table.name} stopped: another table failed")
         part.chunks.append(writer.put(chunk).to_json())
         if progress:
             progress(PROGRESS_TASK, advance=len(chunk))

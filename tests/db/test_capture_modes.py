@@ -12,8 +12,8 @@ import pytest
 from clonekit.config import SshTarget
 from clonekit.db import DbEndpoint, capture_database, restore_database, table_checksums
 from clonekit.db import capture as capture_module
-from clonekit.errors import SourceError, TransientSourceError
-from clonekit.schema import CopyEverything
+from clonekit.errors import PolicyError, SourceError, TransientSourceError
+from clonekit.schema import CopyEverything, TablePolicy
 from clonekit.transport.ssh import SshSession
 
 
@@ -161,9 +161,9 @@ def test_tables_without_mvcc_are_read_under_the_write_freeze(mysql_db, mysql_tar
     seen = []
     read_part = capture_module._read_part
 
-    def recording(endpoint, conn, part, writer, progress):  # type: ignore[no-untyped-def]
+    def recording(endpoint, conn, part, writer, progress, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(part.info.table.name)
-        read_part(endpoint, conn, part, writer, progress)
+        read_part(endpoint, conn, part, writer, progress, **kwargs)
 
     monkeypatch.setattr(capture_module, "_read_part", recording)
     section = _capture(source, repo, workers=1)
@@ -172,3 +172,18 @@ def test_tables_without_mvcc_are_read_under_the_write_freeze(mysql_db, mysql_tar
     restore_database(repo, section, target)
     assert table_checksums(target) == table_checksums(source)
     assert "ENGINE=MyISAM" in mysql_target_db.query("SHOW CREATE TABLE m")[0][1]
+
+
+def test_a_failing_table_stops_the_capture_with_its_own_error(mysql_db, source, repo):
+    mysql_db.execute("CREATE TABLE a (id int PRIMARY KEY, v text)", "INSERT INTO a SELECT seq, 'x' FROM seq_1_to_100",
+                     "CREATE TABLE b (id int PRIMARY KEY, v text)", "INSERT INTO b SELECT seq, 'y' FROM seq_1_to_100")
+
+    def broken(row):  # type: ignore[no-untyped-def]
+        raise PolicyError("rule x cannot handle this value")
+
+    class Planner:
+        def plan(self, tables):  # type: ignore[no-untyped-def]
+            return {"a": TablePolicy(transform=broken), "b": TablePolicy()}
+
+    with pytest.raises(PolicyError, match="rule x"), repo.writer() as writer:
+        capture_database(source, Planner(), writer, workers=2)
