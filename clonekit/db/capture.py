@@ -3,9 +3,11 @@
 One snapshot for every worker: the way mydumper does it, a brief FLUSH TABLES WITH READ LOCK (or
 LOCK TABLES ... READ) while each worker connection starts ``START TRANSACTION WITH CONSISTENT
 SNAPSHOT, READ ONLY``; without the privilege for either, one connection reads everything.
+Tables without MVCC (MyISAM, Aria) are read first, before the freeze is lifted.
 The planner's policies are fixed before the first row is read. Identity tables are rendered by
-the server in tsv-1 (batches of rows per primary-key range through GROUP_CONCAT); tables with a
-transform are read as typed rows and encoded in Python.
+the server in tsv-1 (batches of rows per primary-key range through GROUP_CONCAT, so Python only
+moves large strings); tables with a transform are rendered the same way, split and decoded into
+typed rows in Python, and only the values the transform changed are encoded again.
 """
 
 from __future__ import annotations
