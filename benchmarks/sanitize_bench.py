@@ -17,9 +17,13 @@ import argparse
 import os
 import random
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from clonekit.config import SanitizeConfig
 from clonekit.schema import Column, CopyEverything, Table
@@ -183,8 +187,25 @@ def capture_overhead(scale: str, repeat: int, workers: int) -> dict:
             started = time.perf_counter()
             capture_database(endpoint, make(), sink, workers=workers)  # type: ignore[arg-type]
             timings[label] = min(timings.get(label, float("inf")), time.perf_counter() - started)
+        if shutil.which("mydumper"):
+            timings["mydumper"] = min(timings.get("mydumper", float("inf")), _mydumper_seconds(endpoint, workers))
     return {"rows": made["rows"], **timings,
             "ratio": timings["drupal preset"] / timings["no rules"]}
+
+
+def _mydumper_seconds(endpoint, workers: int) -> float:  # noqa: ANN001
+    """The anchor: mydumper (no masking, compressed files), credentials in a 0600 defaults file."""
+    with tempfile.TemporaryDirectory(prefix="ck-sanbench-") as tmp:
+        cnf = Path(tmp) / "client.cnf"
+        fd = os.open(cnf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"[mydumper]\nhost={endpoint.host}\nport={endpoint.port}\nuser={endpoint.user}\n"
+                     f"password={endpoint.password or ''}\n")
+        started = time.perf_counter()
+        subprocess.run(["mydumper", f"--defaults-file={cnf}", "-h", endpoint.host, "-P", str(endpoint.port),
+                        "-u", endpoint.user, "-B", endpoint.database, "-t", str(workers), "-c", "-o", f"{tmp}/out"],
+                       check=True, capture_output=True)
+        return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  drupal preset {result['drupal preset']:.2f} s")
         print(f"  typed path, no-op transforms {result['typed path only']:.2f} s (the db layer's share of the overhead)")
         print(f"  overhead ratio {result['ratio']:.2f} (target <= 1.15)")
+        if "mydumper" in result:
+            print(f"  mydumper -t {args.workers} -c, no masking {result['mydumper']:.2f} s: "
+                  f"drupal preset / mydumper = {result['drupal preset'] / result['mydumper']:.2f} (target <= 1.0)")
     return 0
 
 
