@@ -81,6 +81,7 @@ def restore_database(repo: ChunkSource, section: Mapping[str, Any], target: DbEn
     main = _open(target)
     try:
         _require_empty(target, main)
+        _require_local_infile(target, main)
         for table in tables:
             _run(target, main, f"creating table {table['name']}", table["create"])
         load_started = time.monotonic()
@@ -134,6 +135,19 @@ def _require_empty(target: DbEndpoint, conn: Connection) -> None:
     if int(rows[0][0]):
         raise PreviewError(f"restore target {target} is not empty: restore only creates tables in an empty database",
                            hint="drop and recreate the database, or restore into a new one")
+
+
+def _require_local_infile(target: DbEndpoint, conn: Connection) -> None:
+    """LOAD DATA LOCAL is how rows are loaded: switch it on when off (MySQL 8's default) or say how."""
+    if int(_run(target, conn, "reading local_infile", "SELECT @@GLOBAL.local_infile")[0][0]):
+        return
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL local_infile = 1")
+    except pymysql.MySQLError as exc:
+        raise PreviewError(f"restore target {target} refuses LOAD DATA LOCAL INFILE (local_infile is OFF)",
+                           hint="start the preview database with --local-infile=1, or restore as a user "
+                                "allowed to SET GLOBAL") from exc
 
 
 def _load_all(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, Any]], workers: int,
