@@ -24,16 +24,17 @@ class Timing:
     seconds: float
     peak_rss_bytes: int  # peak resident memory of the process (function) or of the command (child)
     result: Any = None
+    cpu_seconds: float = 0.0  # user + system CPU of this process (function) or of the command's children
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.seconds:.2f} s, peak RSS {self.peak_rss_bytes / 2**20:.0f} MiB"
+        return f"{self.name}: {self.seconds:.2f} s, CPU {self.cpu_seconds:.2f} s, peak RSS {self.peak_rss_bytes / 2**20:.0f} MiB"
 
 
-def _proc_rss_bytes(pid: int) -> int:
+def _proc_rss_bytes(pid: int, field: str = "VmRSS:") -> int:
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         return 0
@@ -43,14 +44,15 @@ def _proc_rss_bytes(pid: int) -> int:
 class _RssSampler:
     """Samples the current process's RSS every few ms: the peak DURING a call, not since start."""
 
-    def __init__(self, pid: int, interval: float = 0.01) -> None:
-        self.pid, self.interval, self.peak = pid, interval, _proc_rss_bytes(pid)
+    def __init__(self, pid: int, interval: float = 0.01, field: str = "VmRSS:") -> None:
+        self.pid, self.interval, self.field = pid, interval, field
+        self.peak = _proc_rss_bytes(pid, field)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, _proc_rss_bytes(self.pid))
+            self.peak = max(self.peak, _proc_rss_bytes(self.pid, self.field))
 
     def __enter__(self) -> _RssSampler:
         self._thread.start()
@@ -59,31 +61,42 @@ class _RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _proc_rss_bytes(self.pid))
+        self.peak = max(self.peak, _proc_rss_bytes(self.pid, self.field))
 
 
 def time_function(name: str, fn: Callable[[], Any]) -> Timing:
     """Wall time of ``fn()`` and the peak RSS of this process while it ran."""
+    cpu_before = _cpu_self()
     with _RssSampler(os.getpid()) as sampler:
         started = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - started
-    return Timing(name, seconds, sampler.peak, result)
+    return Timing(name, seconds, sampler.peak, result, _cpu_self() - cpu_before)
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def time_command(name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
                  stdin: Any = None, stdout: Any = subprocess.DEVNULL) -> Timing:
-    """Wall time and peak RSS (largest child, from wait4) of a command; raises on a non-zero exit."""
+    """Wall time, CPU and peak RSS of a command; raises on a non-zero exit.
+
+    Peak RSS is the command's own high-water mark (VmHWM, sampled until it exits): wait4's
+    ru_maxrss would count the benchmark process it was forked from.
+    """
     full_env = {**os.environ, **(env or {})}
     started = time.perf_counter()
     proc = subprocess.Popen(list(argv), env=full_env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read() if proc.stderr else b""
-    _, status, usage = os.wait4(proc.pid, 0)
+    with _RssSampler(proc.pid, field="VmHWM:") as sampler:
+        stderr = proc.stderr.read() if proc.stderr else b""
+        _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{name}: {' '.join(argv[:3])}... exited {proc.returncode}: {stderr.decode(errors='replace')[-500:]}")
-    return Timing(name, seconds, usage.ru_maxrss * 1024)
+    return Timing(name, seconds, sampler.peak, cpu_seconds=usage.ru_utime + usage.ru_stime)
 
 
 def peak_rss_self_bytes() -> int:
@@ -100,7 +113,8 @@ def report(name: str, ours: Timing, anchor: Timing) -> str:
     """Print and return ``name: X s vs anchor Y s, ratio Z`` plus both peak RSS figures."""
     line = (
         f"{ratio_line(name, ours.seconds, anchor.seconds)} "
-        f"(peak RSS {ours.peak_rss_bytes / 2**20:.0f} MiB vs {anchor.peak_rss_bytes / 2**20:.0f} MiB)"
+        f"(peak RSS {ours.peak_rss_bytes / 2**20:.0f} MiB vs {anchor.peak_rss_bytes / 2**20:.0f} MiB; "
+        f"CPU {ours.cpu_seconds:.1f} s vs {anchor.cpu_seconds:.1f} s)"
     )
     print(line, flush=True)
     return line

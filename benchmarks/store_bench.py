@@ -63,7 +63,12 @@ def _empty_prefix(client, bucket: str, prefix: str) -> None:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
 
 
-def run(size_mb: int, workers: int, endpoint: str, keep_temp: bool = False) -> list[str]:
+def _median(timings: list[Timing]) -> Timing:
+    return sorted(timings, key=lambda t: t.seconds)[len(timings) // 2]
+
+
+def run(size_mb: int, workers: int, endpoint: str, repeat: int = 3, keep_temp: bool = False) -> list[str]:
+    """Alternate awscli and clonekit rounds ``repeat`` times (the machine is shared: medians)."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -71,57 +76,71 @@ def run(size_mb: int, workers: int, endpoint: str, keep_temp: bool = False) -> l
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=bucket)
     work = Path(tempfile.mkdtemp(prefix="ck-store-bench-"))
-    lines = []
+    lines: list[str] = []
+    timings: dict[str, list[Timing]] = {"aws_up": [], "aws_down": [], "ours_up": [], "ours_down": []}
     try:
         src = work / "src"
         src.mkdir()
         paths = make_chunks(src, size_mb)
-        print(f"data: {size_mb} MiB in {len(paths)} chunks of 1 MiB; workers {workers}; endpoint {endpoint}", flush=True)
-
+        print(f"data: {size_mb} MiB in {len(paths)} chunks of 1 MiB; workers {workers}; endpoint {endpoint}; "
+              f"{repeat} alternating rounds, medians", flush=True)
         aws = ["aws", "--endpoint-url", endpoint, "s3", "cp", "--recursive", "--only-show-errors", "--no-progress"]
-        aws_up = time_command("aws s3 cp (upload)", [*aws, str(src), f"s3://{bucket}/aws/"])
-
         config = StoreConfig(url=f"s3://{bucket}/clonekit", endpoint_url=endpoint, region="us-east-1", upload_workers=workers)
-        repo = Repository.open(config)
+        stored = 0
 
-        def upload() -> tuple[list[str], int]:
-            with repo.writer(workers=workers, max_pending_bytes=64 << 20) as writer:
-                ids = [writer.put(p.read_bytes()).id for p in paths]
-            return ids, writer.stats.new_stored_bytes
+        for _ in range(repeat):
+            # awscli round; the server holds one copy at a time, so both tools meet the same conditions
+            timings["aws_up"].append(time_command("aws s3 cp (upload)", [*aws, str(src), f"s3://{bucket}/aws/"]))
+            aws_dst = work / "aws-down"
+            timings["aws_down"].append(time_command("aws s3 cp (download)", [*aws, f"s3://{bucket}/aws/", str(aws_dst)]))
+            shutil.rmtree(aws_dst)
+            _empty_prefix(client, bucket, "")
 
-        ours_up = time_function("clonekit upload", upload)
-        ids, stored = ours_up.result
-        lines.append(report(f"upload {size_mb} MiB", ours_up, aws_up))
-        print(f"  clonekit stored {stored / 2**20:.0f} MiB (zstd-3) for {size_mb} MiB", flush=True)
+            # clonekit round, from a fresh store
+            repo = Repository.open(config)
 
-        aws_dst = work / "aws-down"
-        aws_down = time_command("aws s3 cp (download)", [*aws, f"s3://{bucket}/aws/", str(aws_dst)])
-        shutil.rmtree(aws_dst)
+            def upload(repo: Repository = repo) -> tuple[list[str], int]:
+                with repo.writer(workers=workers, max_pending_bytes=64 << 20) as writer:
+                    ids = [writer.put(p.read_bytes()).id for p in paths]
+                return ids, writer.stats.new_stored_bytes
 
-        ours_dst = work / "ck-down"
-        ours_dst.mkdir()
+            up = time_function("clonekit upload", upload)
+            timings["ours_up"].append(up)
+            ids, stored = up.result
+            ours_dst = work / "ck-down"
+            ours_dst.mkdir()
 
-        def download() -> int:
-            total = 0
-            for n, data in enumerate(Repository.open(config, create=False).iter_chunks(ids, workers=workers)):
-                (ours_dst / f"chunk-{n:06d}").write_bytes(data)
-                total += len(data)
-            return total
+            def download(ids: list[str] = ids, dst: Path = ours_dst) -> int:
+                total = 0
+                for n, data in enumerate(Repository.open(config, create=False).iter_chunks(ids, workers=workers)):
+                    (dst / f"chunk-{n:06d}").write_bytes(data)
+                    total += len(data)
+                return total
 
-        ours_down: Timing = time_function("clonekit download", download)
-        assert ours_down.result == size_mb * CHUNK_BYTES
-        lines.append(report(f"download {size_mb} MiB", ours_down, aws_down))
+            down = time_function("clonekit download", download)
+            assert down.result == size_mb * CHUNK_BYTES
+            timings["ours_down"].append(down)
+            shutil.rmtree(ours_dst)
 
-        def dedup_again() -> int:
-            with Repository.open(config).writer(workers=workers) as writer:
-                for p in paths:
-                    writer.put(p.read_bytes())
-            return writer.stats.new_chunks
+            def dedup_again() -> int:
+                with Repository.open(config).writer(workers=workers) as writer:
+                    for p in paths:
+                        writer.put(p.read_bytes())
+                return writer.stats.new_chunks
 
-        again = time_function("clonekit re-upload", dedup_again)
-        line = f"re-upload of the same {size_mb} MiB (dedup): {again.seconds:.2f} s, {again.result} new chunks"
-        print(line, flush=True)
-        lines.append(line)
+            again = time_function("clonekit re-upload", dedup_again)
+            _empty_prefix(client, bucket, "")
+
+        lines.append(report(f"upload {size_mb} MiB", _median(timings["ours_up"]), _median(timings["aws_up"])))
+        lines.append(report(f"download {size_mb} MiB", _median(timings["ours_down"]), _median(timings["aws_down"])))
+        for key, label in (("ours_up", "clonekit upload"), ("aws_up", "aws upload"), ("ours_down", "clonekit download"), ("aws_down", "aws download")):
+            print(f"  {label} rounds: " + ", ".join(f"{t.seconds:.2f}" for t in timings[key]) + " s", flush=True)
+        summary = (
+            f"clonekit stored {stored / 2**20:.0f} MiB (zstd-3) for {size_mb} MiB; "
+            f"re-upload of the same data (dedup): {again.seconds:.2f} s, {again.result} new chunks"
+        )
+        print(summary, flush=True)
+        lines.append(summary)
     finally:
         _empty_prefix(client, bucket, "")
         client.delete_bucket(Bucket=bucket)
@@ -134,9 +153,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=256)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--endpoint", default=None, help="S3 endpoint (default: the test services' loopback server)")
     args = parser.parse_args()
-    run(args.size_mb, args.workers, args.endpoint or _endpoint())
+    run(args.size_mb, args.workers, args.endpoint or _endpoint(), repeat=args.repeat)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ class LocalStore:
         try:
             temp = self._write_temp(path, data)
             os.replace(temp, path)
+            _fsync_dir(path.parent)
         except OSError as exc:
             raise self._error("write", key, exc) from exc
 
@@ -67,6 +68,7 @@ class LocalStore:
                 return False
             finally:
                 temp.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
             return True
         except OSError as exc:
             raise self._error("write", key, exc) from exc
@@ -119,3 +121,12 @@ class LocalStore:
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             hint = f"check the permissions of {self.root}"
         return StoreError(f"cannot {verb} {key} in the store {self.url}: {exc.strerror}", hint=hint)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable: a manifest must never outlive, after a power cut, the chunks it names."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
