@@ -455,7 +455,7 @@ def _wait_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, *, t
 def _status(containers: list[dict[str, Any]]) -> str:
     if not containers:
         return "down"
-    running = [c for c in containers if (c.get("State") or {}).get("Running")]
+    running = [c for c in containers if (c.get("State") or {}).get("Running") and not (c.get("State") or {}).get("Restarting")]
     if len(running) == len(containers):
         return "running"
     return "degraded" if running else "stopped"
@@ -493,7 +493,7 @@ def list_previews(config: Config) -> list[Preview]:
         containers = by_name.get(name, [])
         labels = (containers[0].get("Config") or {}).get("Labels") if containers else {}
         status = _status(containers)
-        if state.get("status") in ("creating", "refreshing") and status != "running":
+        if state.get("status") in ("creating", "refreshing", "failed"):  # what the last run says wins
             status = str(state["status"])
         previews.append(_preview_from_state(config, name, state, status, labels))
     return previews
@@ -522,7 +522,14 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
         plan = _new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets_in)
         _write_state(folder, plan, manifest, status="refreshing", timings={})
         _remove_resources(engine, config, name, plan.compose_project, folder)
-        return _bring_up(config, repo, manifest, plan, services, engine, progress)
+        done = False
+        try:
+            preview = _bring_up(config, repo, manifest, plan, services, engine, progress)
+            done = True
+            return preview
+        finally:
+            if not done:  # keep the state (name, port, credentials): `refresh` again, or `destroy`
+                _write_state(folder, plan, manifest, status="failed", timings={})
 
 
 # -- destroy ------------------------------------------------------------------------------------

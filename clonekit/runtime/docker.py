@@ -56,7 +56,8 @@ class DockerEngine:
     def cli(self, args: Sequence[str], *, what: str, input: bytes | None = None) -> str:
         """Run one docker CLI command; ``what`` names the operation in the error message."""
         try:
-            return str(run_docker_cli([*self.base_argv, *args], input=input))
+            argv = [*self.base_argv, *args]
+            return str(run_docker_cli(argv, input=input) if input is not None else run_docker_cli(argv))
         except DockerException as exc:
             raise self.error(f"docker failed to {what} on {self.host or 'the local engine'}: {_tail(exc.stderr)}") from exc
         except OSError as exc:

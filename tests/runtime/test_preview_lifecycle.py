@@ -336,9 +336,9 @@ services:
 """
 
 
-def test_concurrent_creates(source, tmp_path):
-    """Different names build side by side; the same name twice at once: one preview, one clear refusal."""
-    root = source["root"]
+@pytest.fixture
+def static_site(source, tmp_path):
+    """A database-less snapshot (files + a busybox httpd service) and its config."""
     compose_file = tmp_path / "static.yml"
     compose_file.write_text(STATIC_COMPOSE.format(site=source["site"]))
     static_project = f"cktest-{uuid.uuid4().hex[:8]}"
@@ -353,6 +353,21 @@ def test_concurrent_creates(source, tmp_path):
                         tool_version="test", rules_digest="none", database=None, files=(files,),
                         services=capture_services(ContainersSource(static_project)))
     repo.commit(manifest)
+    try:
+        yield config, repo, manifest
+    finally:
+        subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", static_project, "down", "-v", "-t", "0"],
+                       capture_output=True)
+        subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker volume rm -f $(docker volume ls -q --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker network rm $(docker network ls -q --filter label=clonekit.project={project}) 2>/dev/null"],
+                       capture_output=True)
+
+
+def test_concurrent_creates(static_site):
+    """Different names build side by side; the same name twice at once: one preview, one clear refusal."""
+    config, repo, manifest = static_site
+    project = config.project
     results: dict[str, object] = {}
 
     def create(key: str, name: str) -> None:
@@ -361,31 +376,36 @@ def test_concurrent_creates(source, tmp_path):
         except PreviewError as exc:
             results[key] = exc
 
-    try:
-        threads = [threading.Thread(target=create, args=(key, name))
-                   for key, name in (("a1", "alpha"), ("a2", "alpha"), ("b", "beta"))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        alphas = [results["a1"], results["a2"]]
-        refused = [r for r in alphas if isinstance(r, PreviewError)]
-        made = [r for r in alphas if not isinstance(r, PreviewError)]
-        assert len(made) == 1 and len(refused) == 1 and "alpha" in str(refused[0]) and "already exists" in str(refused[0])
-        beta = results["b"]
-        assert not isinstance(beta, PreviewError)
-        assert made[0].url != beta.url
-        for preview in (made[0], beta):
-            assert urllib.request.urlopen(preview.url + "/index.html", timeout=10).read() == b"hello from the snapshot\n"
-        assert sorted(p.name for p in list_previews(config)) == ["alpha", "beta"]
-        destroy_preview(config, "alpha")
-        destroy_preview(config, "beta")
-        _nothing_left(project)
-    finally:
-        subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", static_project, "down", "-v", "-t", "0"],
-                       capture_output=True)
-        subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter label=clonekit.project={project}) 2>/dev/null;"
-                        f"docker volume rm -f $(docker volume ls -q --filter label=clonekit.project={project}) 2>/dev/null;"
-                        f"docker network rm $(docker network ls -q --filter label=clonekit.project={project}) 2>/dev/null"],
-                       capture_output=True)
-    assert root.exists()
+    threads = [threading.Thread(target=create, args=(key, name))
+               for key, name in (("a1", "alpha"), ("a2", "alpha"), ("b", "beta"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    alphas = [results["a1"], results["a2"]]
+    refused = [r for r in alphas if isinstance(r, PreviewError)]
+    made = [r for r in alphas if not isinstance(r, PreviewError)]
+    assert len(made) == 1 and len(refused) == 1 and "alpha" in str(refused[0]) and "already exists" in str(refused[0])
+    beta = results["b"]
+    assert not isinstance(beta, PreviewError)
+    assert made[0].url != beta.url
+    for preview in (made[0], beta):
+        assert urllib.request.urlopen(preview.url + "/index.html", timeout=10).read() == b"hello from the snapshot\n"
+    assert sorted(p.name for p in list_previews(config)) == ["alpha", "beta"]
+    destroy_preview(config, "alpha")
+    destroy_preview(config, "beta")
+    _nothing_left(project)
+
+
+def test_failed_refresh_keeps_name_url_and_state(static_site):
+    config, repo, manifest = static_site
+    preview = create_preview(config, repo, manifest, "gamma")
+    with pytest.raises(PreviewError, match="web"):
+        refresh_preview(config, repo, "gamma", _broken(manifest))
+    [listed] = list_previews(config)
+    assert listed.status == "failed" and listed.url == preview.url
+    again = refresh_preview(config, repo, "gamma", manifest)
+    assert again.url == preview.url and again.status == "running"
+    assert urllib.request.urlopen(again.url + "/index.html", timeout=10).read() == b"hello from the snapshot\n"
+    destroy_preview(config, "gamma")
+    _nothing_left(config.project)
