@@ -290,9 +290,13 @@ def _fetch_one(conn: Connection, sql: str, args: Any = None) -> tuple[Any, ...]:
 
 def _run_parts(endpoint: DbEndpoint, conns: list[Connection], parts: list[_Part], writer: ChunkSink,
                progress: Progress | None) -> None:
-    """Each connection drains the queue (biggest parts first); the first failure stops everyone."""
+    """Each connection drains the queue; the first failure stops everyone.
+
+    Transformed tables first (their Python work is the critical path; the server renders the others
+    while the GIL is busy), then the biggest first.
+    """
     todo: queue.Queue[_Part] = queue.Queue()
-    for part in sorted(parts, key=lambda p: -p.estimate):
+    for part in sorted(parts, key=lambda p: (p.policy.transform is None, -p.estimate)):
         todo.put(part)
     failed = threading.Event()
     results: list[Future[None]] = []
