@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -26,7 +25,7 @@ from .wordlists import FIRST_NAMES, LAST_NAMES, LOREM_WORDS, STREET_SUFFIXES
 
 ValueFn = Callable[[Any], Any]
 
-TAG_CHARS = 12  # 60 bits: no collision in practice below billions of distinct values
+TAG_CHARS = 15  # hex, 60 bits: no collision in practice below billions of distinct values
 CACHE_ENTRIES = 8192  # per column; values repeat (hostnames, the same commenter's email)
 DEFAULT_EMAIL_DOMAIN = "example.com"  # RFC 2606: mail to it reaches no one
 DEFAULT_URL_HOST = "www.example.com"
@@ -117,15 +116,9 @@ class ActionEnv:
     keep_values: frozenset[str] = frozenset()  # casefolded staff logins and emails
 
 
-_B32 = "abcdefghijklmnopqrstuvwxyz234567"
-_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)  # 10 bits per lookup: faster than base64.b32encode
-
-
 def tag(digest: bytes, chars: int = TAG_CHARS) -> str:
-    """Up to 12 base32 characters (60 bits) from the end of a digest."""
-    n = int.from_bytes(digest[-8:], "big")
-    p = _B32_PAIRS
-    return (p[n >> 54 & 1023] + p[n >> 44 & 1023] + p[n >> 34 & 1023] + p[n >> 24 & 1023] + p[n >> 14 & 1023] + p[n >> 4 & 1023])[:chars]
+    """Up to 15 hex characters (60 bits) from the end of a digest: hex is the cheapest encoding."""
+    return digest[-8:].hex()[:chars]
 
 
 def pick(words: tuple[str, ...], digest: bytes, at: int) -> str:
@@ -157,27 +150,36 @@ StrBuilder = Callable[[str, "int | None"], str]
 
 
 def email_builder(env: ActionEnv, domain_option: str | None) -> StrBuilder:
-    keyed = env.keyed
+    digest = env.keyed.digest
+    keep_domain = domain_option == "keep"
+    fixed_suffix = "@" + (domain_option if domain_option and not keep_domain else DEFAULT_EMAIL_DOMAIN)
+    first, last = _FIRST_LOWER, _LAST_LOWER
+    n_first, n_last = len(first), len(last)
 
     def email(value: str, limit: int | None) -> str:
         norm = value.strip().casefold()
-        d = keyed.digest(b"email\0", norm)
-        if domain_option == "keep" and "@" in norm:
-            domain = norm.rpartition("@")[2]
-        else:
-            domain = domain_option if domain_option and domain_option != "keep" else DEFAULT_EMAIL_DOMAIN
-        name = f"{pick(_FIRST_LOWER, d, 0)}.{pick(_LAST_LOWER, d, 2)}"
-        return fit_with_tag(name, ".", tag(d), "@" + domain, limit)
+        d = digest(b"email\0", norm)
+        suffix = "@" + norm.rpartition("@")[2] if keep_domain and "@" in norm else fixed_suffix
+        name = f"{first[(d[0] << 8 | d[1]) % n_first]}.{last[(d[2] << 8 | d[3]) % n_last]}"
+        out = f"{name}.{tag(d)}{suffix}"
+        if limit is None or len(out) <= limit:
+            return out
+        return fit_with_tag(name, ".", tag(d), suffix, limit)
 
     return email
 
 
 def username_builder(env: ActionEnv) -> StrBuilder:
-    keyed = env.keyed
+    digest = env.keyed.digest
+    first, last = _FIRST_LOWER, _LAST_LOWER
+    n_first, n_last = len(first), len(last)
 
     def username(value: str, limit: int | None) -> str:
-        d = keyed.digest(b"username\0", value.strip().casefold())
-        name = f"{pick(_FIRST_LOWER, d, 0)}{pick(_LAST_LOWER, d, 2)}"
+        d = digest(b"username\0", value.strip().casefold())
+        name = f"{first[(d[0] << 8 | d[1]) % n_first]}{last[(d[2] << 8 | d[3]) % n_last]}"
+        out = f"{name}_{tag(d)}"
+        if limit is None or len(out) <= limit:
+            return out
         return fit_with_tag(name, "_", tag(d), "", limit)
 
     return username
@@ -264,7 +266,7 @@ def url_builder(env: ActionEnv, host: str | None) -> StrBuilder:
         d = keyed.digest(b"url\0", value.strip().casefold())
         scheme = "http" if value.lower().startswith("http://") else "https"
         path = f"{pick(_FIRST_LOWER, d, 0)}-{pick(_LAST_LOWER, d, 2)}"
-        return fit_with_tag(f"{scheme}://{host}/{path}", "-", tag(d, 6), "", limit)
+        return fit_with_tag(f"{scheme}://{host}/{path}", "-", tag(d, 8), "", limit)
 
     return url
 
@@ -348,6 +350,22 @@ def redact_builder(env: ActionEnv) -> StrBuilder:
     return lambda value, limit: "redacted"[:limit]
 
 
+def _memo(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A per-column cache of results, cleared when full: cheaper than lru_cache on unique values."""
+    cache: dict[Any, Any] = {}
+
+    def cached(value: Any) -> Any:
+        out = cache.get(value)
+        if out is None:
+            out = fn(value)
+            if len(cache) >= CACHE_ENTRIES:
+                cache.clear()
+            cache[value] = out
+        return out
+
+    return cached
+
+
 # --- wrapping a builder for one column --------------------------------------------------------
 
 
@@ -368,11 +386,18 @@ def text_action(builder: StrBuilder, target: Target, env: ActionEnv, *, unique_s
     limit = target.max_chars
     keep = env.keep_values if keep_staff else frozenset()
 
-    @lru_cache(maxsize=CACHE_ENTRIES)
+    cache: dict[str, str] = {}  # values repeat (hostnames, a commenter's address); cleared when full
+
     def on_text(value: str) -> str:
-        if not value or (keep and value.strip().casefold() in keep):
-            return value
-        return builder(value, limit)
+        out = cache.get(value)
+        if out is None:
+            if not value or (keep and value.strip().casefold() in keep):
+                return value
+            out = builder(value, limit)
+            if len(cache) >= CACHE_ENTRIES:
+                cache.clear()
+            cache[value] = out
+        return out
 
     if target.kind == "binary":
 
@@ -612,7 +637,7 @@ def _build_json(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     compiled = [(parse_json_path(path), build_action(sub, inner, env)) for path, sub in spec.options["paths"].items()]
     fallback = text_action(scrub_builder(env), target, env, unique_safe=True)
 
-    @lru_cache(maxsize=CACHE_ENTRIES)
+    @_memo
     def on_text(value: str) -> str:
         try:
             doc = json.loads(value)
@@ -677,7 +702,7 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
 
     limit = target.max_chars
 
-    @lru_cache(maxsize=CACHE_ENTRIES)
+    @_memo
     def on_bytes(value: bytes) -> bytes:
         try:
             return phpserialize.rewrite_strings(value, rewrite)
