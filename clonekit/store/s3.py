@@ -137,9 +137,12 @@ class S3Store:
             response = self._client.get_object(Bucket=self.bucket, Key=full)
             body = response["Body"]
             try:
-                return body.read()  # botocore checks the length against Content-Length
-            finally:
+                # botocore checks the length against Content-Length; a body read to its end
+                # returns its connection to the pool (close() would drop the connection).
+                return body.read()
+            except BaseException:
                 body.close()
+                raise
 
         return self._call("read", key, read)
 
