@@ -32,7 +32,7 @@ DEFAULT_URL_HOST = "www.example.com"
 IPV4_DOC_NETS = ("192.0.2", "198.51.100", "203.0.113")  # RFC 5737
 IPV6_DOC_PREFIX = bytes.fromhex("20010db8")  # RFC 3849: 2001:db8::/32
 LOREM_TEXT = " ".join(LOREM_WORDS) + " "
-_NO_DIGITS = str.maketrans("", "", "0123456789")
+_DIGIT = re.compile(r"[0-9]")
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 _HAS_DIGIT_BYTES = re.compile(rb"[0-9]")
 
@@ -313,7 +313,7 @@ def scrub_builder(env: ActionEnv) -> StrBuilder:
     def scrub(value: str, limit: int | None) -> str:
         if "@" in value:
             value = EMAIL_RE.sub(replace_email, value)
-        digits = len(value) - len(value.translate(_NO_DIGITS))
+        digits = 0 if _DIGIT.search(value) is None else len(_DIGIT.findall(value))
         if digits >= 4 and value.count(".") >= 3:
             value = IPV4_RE.sub(replace_ip, value)
         if value.count(":") >= 2:
@@ -675,20 +675,21 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     redact = redact_builder(env)
 
     key_fns: dict[bytes | int | None, ValueFn | None] = {}  # array keys repeat: match each once
+    unset = object()
 
     def fn_for(key: bytes | int | None) -> ValueFn | None:
-        if key not in key_fns:
-            name = _php_key_name(key)
-            found = None
-            if name is not None:
-                found = next((fn for pattern, fn in by_key if fnmatchcase(name, pattern)), None)
-            if len(key_fns) < CACHE_ENTRIES:
-                key_fns[key] = found
-            return found
-        return key_fns[key]
+        name = _php_key_name(key)
+        found = None
+        if name is not None:
+            found = next((fn for pattern, fn in by_key if fnmatchcase(name, pattern)), None)
+        if len(key_fns) < CACHE_ENTRIES:
+            key_fns[key] = found
+        return found
 
     def rewrite(key: bytes | int | None, raw: bytes) -> bytes:
-        fn = fn_for(key) if by_key else None
+        fn = key_fns.get(key, unset)
+        if fn is unset:
+            fn = fn_for(key) if by_key else None
         if fn is not None:
             out = fn(raw.decode("utf-8", "surrogateescape"))
             return raw if out is None else str(out).encode("utf-8", "surrogateescape")

@@ -59,6 +59,7 @@ _ENUM = re.compile(rb'E:(\d+):"')
 _COUNT = re.compile(rb":(\d+):\{")
 _INT_KEY = re.compile(rb"i:([+-]?\d+);")
 _SCALAR_TAGS = frozenset(b"idbrRN")
+_string_head = _STRING.match
 
 
 def _fail(what: str, pos: int) -> PhpSerializeError:
@@ -205,97 +206,91 @@ def rewrite_strings(data: bytes, rewrite: StringRewrite, *, nested: bool = True)
     ``nested``. Returns ``data`` itself when nothing changed; raises PhpSerializeError when
     ``data`` does not parse."""
     pieces: list[bytes] = []
-    flushed = 0
-    pos = 0
-    size = len(data)
-    frames: list[list] = []  # per open array/object: [tokens left, next is a key, current key]
-    while True:
-        if frames:
-            frame = frames[-1]
-            if frame[0] == 0:
-                if pos >= size or data[pos] != 0x7D:  # }
-                    raise _fail("expected '}'", pos)
-                pos += 1
-                frames.pop()
-                if not frames:
-                    break
-                continue
-            is_key = frame[1]
-            frame[1] = not is_key
-            frame[0] -= 1
-            key = frame[2]
-        else:
-            if pos:
-                break
-            frame = None
-            is_key = False
-            key = None
-        tag = data[pos] if pos < size else 0
-        if tag == 0x73:  # s
-            colon = data.find(b":", pos + 2)
-            if colon < 0 or data[colon + 1 : colon + 2] != b'"':
-                raise _fail("bad string header", pos)
-            start = colon + 2
-            end = start + _int_at(data, pos + 2, colon)
-            if end > size or data[end : end + 2] != b'";':
-                raise _fail("string length does not match", pos)
-            value = data[start:end]
-            if is_key:
-                frame[2] = value  # type: ignore[index]
-            else:
-                new = None
-                if nested and len(value) > 3 and value[1:2] == b":" and value[:1] in b"aOs" and looks_serialized(value):
-                    try:
-                        new = rewrite_strings(value, rewrite, nested=True)
-                    except PhpSerializeError:
-                        new = None
-                if new is None:
-                    new = rewrite(key, value)
-                if new != value:
-                    pieces.append(data[flushed:pos])
-                    pieces.append(b's:%d:"%s";' % (len(new), new))
-                    flushed = end + 2
-            pos = end + 2
-        elif tag in _SCALAR_TAGS:
-            semi = data.find(b";", pos)
-            if semi < 0 or (tag != 0x4E and data[pos + 1] != 0x3A) or (tag == 0x4E and semi != pos + 1):
-                raise _fail("bad scalar", pos)
-            if tag == 0x69:  # i
-                number = _int_at(data, pos + 2, semi)
-                if is_key:
-                    frame[2] = number  # type: ignore[index]
-            elif is_key or (tag != 0x64 and tag != 0x4E and not data[pos + 2 : semi].isdigit()):
-                raise _fail("bad scalar or key", pos)
-            pos = semi + 1
-        elif tag == 0x61 or tag == 0x4F:  # a O
-            if is_key:
-                raise _fail("array key must be an int or a string", pos)
-            if tag == 0x4F:
-                colon = data.find(b":", pos + 2)
-                name_end = colon + 2 + _int_at(data, pos + 2, colon) if colon > 0 else -1
-                if colon < 0 or data[colon + 1 : colon + 2] != b'"' or data[name_end : name_end + 2] != b'":':
-                    raise _fail("bad object header", pos)
-                count_at = name_end + 2
-            else:
-                if data[pos + 1 : pos + 2] != b":":
-                    raise _fail("bad array header", pos)
-                count_at = pos + 2
-            colon = data.find(b":", count_at)
-            if colon < 0 or data[colon + 1 : colon + 2] != b"{":
-                raise _fail("bad array header", pos)
-            frames.append([2 * _int_at(data, count_at, colon), True, None])
-            if len(frames) > _MAX_DEPTH:
-                raise _fail("nesting too deep", pos)
-            pos = colon + 2
-        elif tag == 0x43 or tag == 0x45:  # C E
-            if is_key:
-                raise _fail("array key must be an int or a string", pos)
-            _, pos = _value(data, pos, 0)
-        else:
-            raise _fail("unknown value", pos)
-    if pos != size:
+    flushed = [0]
+    pos = _rewrite_value(data, 0, None, rewrite, nested, pieces, flushed, 0)
+    if pos != len(data):
         raise _fail("trailing bytes", pos)
     if not pieces:
         return data
-    pieces.append(data[flushed:])
+    pieces.append(data[flushed[0] :])
     return b"".join(pieces)
+
+
+def _rewrite_value(
+    data: bytes, pos: int, key: bytes | int | None, rewrite: StringRewrite, nested: bool,
+    pieces: list[bytes], flushed: list[int], depth: int,
+) -> int:
+    """Rewrite the value at ``pos``; returns the position after it."""
+    tag = data[pos] if pos < len(data) else 0
+    if tag == 0x73:  # s:<len>:"...";
+        head = _string_head(data, pos)
+        if head is None:
+            raise _fail("bad string header", pos)
+        start = head.end()
+        end = start + int(head.group(1))
+        if data[end : end + 2] != b'";' or end > len(data):
+            raise _fail("string length does not match", pos)
+        value = data[start:end]
+        new = None
+        if nested and len(value) > 3 and value[1:2] == b":" and looks_serialized(value):
+            try:
+                new = rewrite_strings(value, rewrite, nested=True)
+            except PhpSerializeError:
+                new = None
+        if new is None:
+            new = rewrite(key, value)
+        if new != value:
+            pieces.append(data[flushed[0] : pos])
+            pieces.append(b's:%d:"%s";' % (len(new), new))
+            flushed[0] = end + 2
+        return end + 2
+    if tag == 0x61 or tag == 0x4F:  # a:<n>:{ ... }   O:<len>:"Class":<n>:{ ... }
+        if depth >= _MAX_DEPTH:
+            raise _fail("nesting too deep", pos)
+        if tag == 0x4F:
+            _, count_at = _quoted(data, _OBJECT.match(data, pos), pos, b'":')
+        elif data[pos + 1 : pos + 2] == b":":
+            count_at = pos + 2
+        else:
+            raise _fail("bad array header", pos)
+        colon = data.find(b":", count_at)
+        if colon < 0 or data[colon + 1 : colon + 2] != b"{":
+            raise _fail("bad array header", pos)
+        pos = colon + 2
+        for _ in range(_int_at(data, count_at, colon)):
+            kind = data[pos] if pos < len(data) else 0
+            if kind == 0x73:
+                head = _string_head(data, pos)
+                if head is None:
+                    raise _fail("bad string key", pos)
+                start = head.end()
+                end = start + int(head.group(1))
+                if data[end : end + 2] != b'";':
+                    raise _fail("string length does not match", pos)
+                item_key: bytes | int = data[start:end]
+                pos = end + 2
+            elif kind == 0x69:
+                semi = data.find(b";", pos)
+                if semi < 0 or data[pos + 1 : pos + 2] != b":":
+                    raise _fail("bad integer key", pos)
+                item_key = _int_at(data, pos + 2, semi)
+                pos = semi + 1
+            else:
+                raise _fail("array key must be an int or a string", pos)
+            pos = _rewrite_value(data, pos, item_key, rewrite, nested, pieces, flushed, depth + 1)
+        if data[pos : pos + 1] != b"}":
+            raise _fail("expected '}'", pos)
+        return pos + 1
+    if tag in _SCALAR_TAGS:
+        semi = data.find(b";", pos)
+        if semi < 0 or (tag == 0x4E and semi != pos + 1) or (tag != 0x4E and data[pos + 1] != 0x3A):
+            raise _fail("bad scalar", pos)
+        if tag == 0x69:
+            _int_at(data, pos + 2, semi)
+        elif tag != 0x64 and tag != 0x4E and not data[pos + 2 : semi].isdigit():
+            raise _fail("bad scalar", pos)
+        return semi + 1
+    if tag == 0x43 or tag == 0x45:  # C: custom payloads and E: enums are kept as they are
+        _, pos = _value(data, pos, 0)
+        return pos
+    raise _fail("unknown value", pos)
