@@ -24,6 +24,8 @@ _USER_DATA_KEYS = {
     "*name*": "name",
     "*address*": "address",
     "*street*": "address",
+    "ip": "ip",
+    "*_ip": "ip",
 }
 # watchdog messages are templates ("Session opened for %name."); the values are in variables
 _WATCHDOG_PLACEHOLDERS = {
