@@ -190,16 +190,18 @@ class Repository:
         cipher: Cipher | None = None
         key_env: str | None = None
         workers = 8
+        url = store.url
         if isinstance(store, StoreConfig):
             key_env = store.encryption_key_env
             workers = max(1, store.upload_workers)
             if key_env:
                 cipher = Cipher(load_key(key_env))  # a bad key variable fails before any I/O
-            backend = open_store(store, workers=workers)
-        else:
-            backend = store
-        url = backend.url
         try:
+            if isinstance(store, StoreConfig):
+                backend = open_store(store, workers=workers, create=create)
+            else:
+                backend = store
+            url = backend.url
             data = backend.get(CONFIG_KEY)
         except MissingObjectError:
             if not create:

@@ -16,9 +16,11 @@ TEMP_PREFIX = ".tmp-"
 
 
 class LocalStore:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, create: bool = True) -> None:
         self.root = Path(root).expanduser().absolute()
         self.url = str(self.root)
+        if not create and not self.root.is_dir():
+            raise MissingObjectError(f"the store folder {self.root} does not exist")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -293,3 +293,11 @@ def test_base64_key_accepted(tmp_path, monkeypatch):
     monkeypatch.setenv("CK_B64_KEY", base64.b64encode(bytes(range(32))).decode())
     repo = Repository.open(StoreConfig(url=str(tmp_path / "s"), encryption_key_env="CK_B64_KEY"))
     assert repo.encrypted
+
+
+def test_open_without_create_leaves_no_folder(tmp_path):
+    from clonekit.config import StoreConfig
+
+    with pytest.raises(NotFoundError, match="no clonekit store"):
+        Repository.open(StoreConfig(url=str(tmp_path / "absent")), create=False)
+    assert not (tmp_path / "absent").exists()
