@@ -2,9 +2,10 @@
 
 Drupal (users_data, watchdog variables) and WordPress (usermeta, options) store PHP-serialized
 values. Replacing a string inside one changes its byte length, and PHP refuses to unserialize a
-value whose ``s:<len>:`` no longer matches, so values are parsed into a small tree and written
-back. Everything that is not a string (ints, floats, booleans, references, enums, custom
-``C:`` payloads) is kept as its original bytes, so an untouched value round-trips byte for byte.
+value whose ``s:<len>:`` no longer matches. ``rewrite_strings`` walks a value once and writes
+each changed string back with its new byte length; everything else (ints, floats, booleans,
+references, enums, custom ``C:`` payloads, unchanged strings) is copied as its original bytes,
+so an untouched value comes out byte for byte. ``loads``/``dumps`` give the same as a tree.
 """
 
 from __future__ import annotations
