@@ -39,15 +39,15 @@ def _endpoint() -> str:
     return DEFAULT_ENDPOINT
 
 
-def make_chunks(folder: Path, size_mb: int, seed: int = 1) -> list[Path]:
-    """size_mb files of 1 MiB: 512 KiB random + 512 KiB of repeated row-like text."""
+def make_chunks(folder: Path, size_mb: int, seed: int = 1, incompressible: bool = False) -> list[Path]:
+    """size_mb files of 1 MiB: 512 KiB random + 512 KiB of repeated row-like text (or all random)."""
     import random
 
     rng = random.Random(seed)
     rows = [f"({i},'node-{i}','published',{rng.randrange(10**9)},'lorem ipsum dolor sit amet')\n".encode() for i in range(2000)]
     paths = []
     for n in range(size_mb):
-        text = b"".join(rng.choice(rows) for _ in range(8000))[: CHUNK_BYTES // 2]
+        text = b"" if incompressible else b"".join(rng.choice(rows) for _ in range(8000))[: CHUNK_BYTES // 2]
         data = os.urandom(CHUNK_BYTES - len(text)) + text
         path = folder / f"chunk-{n:06d}"
         path.write_bytes(data)
@@ -67,7 +67,8 @@ def _median(timings: list[Timing]) -> Timing:
     return sorted(timings, key=lambda t: t.seconds)[len(timings) // 2]
 
 
-def run(size_mb: int, workers: int, endpoint: str, repeat: int = 3, keep_temp: bool = False) -> list[str]:
+def run(size_mb: int, workers: int, endpoint: str, repeat: int = 3, *, encrypt: bool = False, incompressible: bool = False,
+        keep_temp: bool = False) -> list[str]:
     """Alternate awscli and clonekit rounds ``repeat`` times (the machine is shared: medians)."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -81,11 +82,19 @@ def run(size_mb: int, workers: int, endpoint: str, repeat: int = 3, keep_temp: b
     try:
         src = work / "src"
         src.mkdir()
-        paths = make_chunks(src, size_mb)
+        paths = make_chunks(src, size_mb, incompressible=incompressible)
         print(f"data: {size_mb} MiB in {len(paths)} chunks of 1 MiB; workers {workers}; endpoint {endpoint}; "
-              f"{repeat} alternating rounds, medians", flush=True)
+              f"{repeat} alternating rounds, medians{'; AES-256-GCM on' if encrypt else ''}"
+              f"{'; incompressible data' if incompressible else ''}", flush=True)
         aws = ["aws", "--endpoint-url", endpoint, "s3", "cp", "--recursive", "--only-show-errors", "--no-progress"]
-        config = StoreConfig(url=f"s3://{bucket}/clonekit", endpoint_url=endpoint, region="us-east-1", upload_workers=workers)
+        key_env = None
+        if encrypt:
+            key_env = "CLONEKIT_BENCH_STORE_KEY"
+            os.environ[key_env] = os.urandom(32).hex()
+        config = StoreConfig(
+            url=f"s3://{bucket}/clonekit", endpoint_url=endpoint, region="us-east-1", upload_workers=workers,
+            encryption_key_env=key_env,
+        )
         stored = 0
 
         for _ in range(repeat):
@@ -154,9 +163,12 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=256)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3, help="alternating rounds; medians are reported")
+    parser.add_argument("--encrypt", action="store_true", help="client-side AES-256-GCM on (a random key)")
+    parser.add_argument("--incompressible", action="store_true", help="random bytes only (the worst case for zstd)")
     parser.add_argument("--endpoint", default=None, help="S3 endpoint (default: the test services' loopback server)")
     args = parser.parse_args()
-    run(args.size_mb, args.workers, args.endpoint or _endpoint(), repeat=args.repeat)
+    run(args.size_mb, args.workers, args.endpoint or _endpoint(), repeat=args.repeat, encrypt=args.encrypt,
+        incompressible=args.incompressible)
 
 
 if __name__ == "__main__":
