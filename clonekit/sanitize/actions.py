@@ -323,8 +323,7 @@ def scrub_builder(env: ActionEnv) -> StrBuilder:
             last = 0
             for match in iter_phones(value):
                 found = match.group()
-                digits = "".join(ch for ch in found if "0" <= ch <= "9")
-                new = iter(_phone_digits(keyed, digits))
+                new = iter(_phone_digits(keyed, "".join(ch for ch in found if "0" <= ch <= "9")))
                 parts.append(value[last : match.start()])
                 parts.append("".join(next(new) if "0" <= ch <= "9" else ch for ch in found))
                 last = match.end()
@@ -675,7 +674,7 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     redact = redact_builder(env)
 
     key_fns: dict[bytes | int | None, ValueFn | None] = {}  # array keys repeat: match each once
-    unset = object()
+    unset: Any = object()
 
     def fn_for(key: bytes | int | None) -> ValueFn | None:
         name = _php_key_name(key)

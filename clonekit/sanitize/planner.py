@@ -305,6 +305,10 @@ def _chooser(rules: tuple[ColumnRule, ...], index: Mapping[str, int], table: Tab
     return choose
 
 
+def _constant_target(target: Target) -> Callable[[ColumnRule], Target]:
+    return lambda _rule: target
+
+
 def compile_transform(eff: EffectiveRule, env_factory: Callable[[], ActionEnv], keep_accounts: Sequence[str]) -> RowTransform | None:
     """The row function for one table, or None when no column changes."""
     table = eff.table
@@ -330,7 +334,7 @@ def compile_transform(eff: EffectiveRule, env_factory: Callable[[], ActionEnv], 
             if fn is not None:
                 (always if to_null else plain).append((pos, fn))
         else:
-            conditional.append((pos, _chooser(rules, index, table, lambda _r, t=target: t, env)))
+            conditional.append((pos, _chooser(rules, index, table, _constant_target(target), env)))
 
     keep = frozenset(v.strip().casefold() for v in keep_accounts)
     staff_positions = []
