@@ -106,20 +106,40 @@ def _take(stream: Iterator[bytes], refs: Any, path: bytes) -> Iterator[bytes]:
 
 
 class _FileCheck:
-    """Whole-file SHA-256 and size, checked once the last chunk went by."""
+    """Whole-file SHA-256 and size, checked once the last chunk went by.
 
-    def __init__(self, path: bytes, item: Mapping[str, Any]) -> None:
+    A file stored as exactly one chunk whose id IS its SHA-256 (plain stores) was already
+    verified by the repository when the chunk was fetched: only its size is checked again.
+    With ``hasher`` (a one-thread pool) the hashing runs beside the writing, in order.
+    """
+
+    def __init__(self, path: bytes, item: Mapping[str, Any], hasher: ThreadPoolExecutor | None = None) -> None:
         self.path = path
         self.item = item
+        refs = item.get("chunks", ())
+        self.verified_by_chunk = "offset" not in item and len(refs) == 1 and refs[0].get("id") == item.get("sha256")
         self.digest = hashlib.sha256()
         self.size = 0
+        self.hasher = hasher
+        self.pending: Future[None] | None = None
 
     def update(self, data: bytes | memoryview) -> None:
-        self.digest.update(data)
         self.size += len(data)
+        if self.verified_by_chunk:
+            return
+        if self.hasher is None:
+            self.digest.update(data)
+        else:
+            if self.pending is not None:
+                self.pending.result()  # at most one chunk hashing while the next is written
+            self.pending = self.hasher.submit(self.digest.update, data)
 
     def check(self) -> None:
-        if self.size != self.item.get("size") or self.digest.hexdigest() != self.item.get("sha256"):
+        if self.pending is not None:
+            self.pending.result()  # one thread, in order: the last update done means all are
+        if self.size != self.item.get("size") or (
+            not self.verified_by_chunk and self.digest.hexdigest() != self.item.get("sha256")
+        ):
             raise IntegrityError(
                 f"restored file {os.fsdecode(self.path)} does not match its checksum: the snapshot is damaged"
             )
@@ -155,20 +175,26 @@ def _restore(repo: ChunkSource, section: Mapping[str, Any], dest: Path, progress
             counts[DIR] += 1
     written = 0
 
-    def write(path: bytes, item: Mapping[str, Any], chunks: Iterable[bytes | memoryview]) -> int:
+    def write(
+        path: bytes, item: Mapping[str, Any], chunks: Iterable[bytes | memoryview],
+        hasher: ThreadPoolExecutor | None = None,
+    ) -> int:
         target = os.path.join(base, path)
-        size = _write_file(target, path, item, chunks, progress, task)
+        size = _write_file(target, path, item, chunks, progress, task, hasher)
         _apply(target, item, as_root)
         return size
 
     # Small files are written by a few threads (file creation is mostly waiting on the kernel);
     # files of several chunks are written in order here, as their chunks arrive.
-    with ThreadPoolExecutor(WRITE_WORKERS, thread_name_prefix="ck-restore") as pool:
+    with (
+        ThreadPoolExecutor(WRITE_WORKERS, thread_name_prefix="ck-restore") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="ck-hash") as hasher,
+    ):
         running: deque[Future[int]] = deque()
         for path, item, chunks in _file_contents(repo, entries):
             counts[FILE] += 1
             if len(item.get("chunks", ())) > 1:
-                written += write(path, item, chunks)
+                written += write(path, item, chunks, hasher)
                 continue
             running.append(pool.submit(write, path, item, list(chunks)))
             while len(running) > WRITE_AHEAD_FILES or (running and running[0].done()):
@@ -208,8 +234,9 @@ def _write_file(
     target: bytes, path: bytes, item: Mapping[str, Any], chunks: Iterable[bytes | memoryview],
     progress: Callable[..., None],
     task: str,
+    hasher: ThreadPoolExecutor | None = None,
 ) -> int:
-    check = _FileCheck(path, item)
+    check = _FileCheck(path, item, hasher)
     sparse = bool(item.get("sparse"))
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
