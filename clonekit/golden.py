@@ -1,0 +1,380 @@
+"""Golden copies: a snapshot loaded once on the preview host, so that previews start in seconds.
+
+``materialize`` starts a database container from the source's database image (as a preview does),
+loads the snapshot with the cold loader, stops the server cleanly (slow shutdown: nothing to
+recover or purge at the next start) and commits the container into a local image: its layer holds
+the loaded data directory. A preview's database container runs that image directly: overlayfs
+gives it its own copy-on-write layer, so nothing is copied up front and its writes never reach
+the golden image or another preview. Each file tree becomes a golden volume that a preview copies
+inside the engine (no bytes cross the client, no decompression, no checksums).
+
+Names and labels: image ``clonekit-golden/PROJECT-db:SNAPSHOT``, volumes
+``ck-golden-PROJECT-SNAPSHOT-KEY``, all labelled ``clonekit.project``, ``clonekit.snapshot`` and
+``clonekit.golden`` (``db`` | ``files``). The record ``<state_dir>/golden/SNAPSHOT.json`` (0600)
+says what exists and holds the golden copy's credentials: they are never in labels, argv, logs or
+the image's configuration, and every preview replaces them with its own fresh credentials right
+after start. A preview finds the record with ``clonekit.runtime.golden.find_golden`` (the record's
+shape is ``GoldenCopy.to_json`` there).
+
+Images that declare ``VOLUME /var/lib/mysql`` (the official mariadb and mysql images) would lose
+the data at commit: for them the datadir moves to ``/var/lib/clonekit-mysql`` through a config file
+in ``/etc/mysql/conf.d`` that the commit keeps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .errors import ClonekitError, PreviewError
+from .preview import DB_TIMEOUT_SECONDS, PREVIEWS_FOLDER, _resolve_image, _write_private, preview_lock
+from .runtime import compose as cmp
+from .runtime import golden_engine as ge
+from .runtime.docker import DockerEngine, published_port
+
+log = logging.getLogger("clonekit.golden")
+
+LABEL_GOLDEN = "clonekit.golden"  # db | files | build (a container being materialized)
+GOLDEN_REPOSITORY = "clonekit-golden"
+GOLDEN_FOLDER = "golden"
+DEFAULT_DATADIR = "/var/lib/mysql"
+MOVED_DATADIR = "/var/lib/clonekit-mysql"
+DATADIR_CNF = "etc/mysql/conf.d/zz-clonekit-datadir.cnf"
+STOP_TIMEOUT_SECONDS = 900
+# Root over the server's unix socket inside the container; the password (first stdin line) goes
+# through the client's MYSQL_PWD, never argv. unix_socket accounts ignore it.
+ROOT_CLIENT = ('IFS= read -r MYSQL_PWD; export MYSQL_PWD; '
+               'if command -v mariadb >/dev/null; then exec mariadb -uroot; else exec mysql -uroot; fi')
+
+
+@dataclass(frozen=True)
+class GoldenResult:
+    snapshot_id: str
+    image: str  # the golden database image ("" when the snapshot has no database)
+    files_images_or_volumes: tuple[str, ...]  # the golden volumes, one per file tree a preview mounts
+    seconds: float
+    reused: bool = False  # it was materialized already: nothing was done
+
+
+def _noop_progress(task: str, advance: int = 0, total: int | None = None) -> None:
+    return None
+
+
+# -- names and the record -------------------------------------------------------------------------
+
+
+def db_image_name(config: Config, snapshot_id: str) -> str:
+    return f"{GOLDEN_REPOSITORY}/{config.project}-db:{snapshot_id}"
+
+
+def volume_name(config: Config, snapshot_id: str, key: str) -> str:
+    return f"ck-golden-{config.project}-{snapshot_id}-{key}"
+
+
+def record_path(config: Config, snapshot_id: str) -> Path:
+    return config.state_dir / GOLDEN_FOLDER / f"{snapshot_id}.json"
+
+
+def _labels(config: Config, manifest: Any, kind: str) -> dict[str, str]:
+    return {cmp.LABEL_PROJECT: config.project, cmp.LABEL_SNAPSHOT: manifest.id, cmp.LABEL_SOURCE: manifest.source,
+            LABEL_GOLDEN: kind}
+
+
+def _label_changes(labels: Mapping[str, str]) -> list[str]:
+    return [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
+
+
+def read_record(config: Config, snapshot_id: str) -> dict[str, Any] | None:
+    path = record_path(config, snapshot_id)
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise PreviewError(f"cannot read the golden copy record {path}: {type(exc).__name__}") from exc
+
+
+def is_materialized(config: Config, engine: DockerEngine, snapshot_id: str) -> bool:
+    """The record exists and so does everything it names."""
+    record = read_record(config, snapshot_id)
+    if record is None:
+        return False
+    if record.get("db_image") and not engine.exists("image", record["db_image"]):
+        return False
+    return all(engine.exists("volume", v) for v in (record.get("volumes") or {}).values())
+
+
+# -- materialize ----------------------------------------------------------------------------------
+
+
+def materialize(config: Config, repo: Any, manifest: Any, *, progress: Any = None) -> GoldenResult:
+    """Load ``manifest`` once into a golden copy on the preview host; idempotent per snapshot."""
+    progress = progress or _noop_progress
+    engine = DockerEngine(config.previews.docker_host)
+    started = time.monotonic()
+    with preview_lock(config, f"golden-{manifest.id}"):
+        if is_materialized(config, engine, manifest.id):
+            record = read_record(config, manifest.id) or {}
+            return GoldenResult(manifest.id, record.get("db_image") or "", tuple((record.get("volumes") or {}).values()),
+                                time.monotonic() - started, reused=True)
+        services = dict((manifest.services or {}).get("services") or {})
+        db_image, datadir, db = "", DEFAULT_DATADIR, None
+        volumes: dict[str, str] = {}
+        done = False
+        try:
+            if manifest.database is not None:
+                progress("golden database", total=None)
+                db_image, datadir, db = _materialize_database(config, repo, manifest, services, engine)
+            volumes = _materialize_volumes(config, repo, manifest, services, engine, progress)
+            record = {"snapshot_id": manifest.id, "db_image": db_image or None, "datadir": datadir,
+                      "db": db, "volumes": volumes}
+            record_path(config, manifest.id).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _write_private(record_path(config, manifest.id), json.dumps(record, indent=2, sort_keys=True))
+            done = True
+        finally:
+            if not done:
+                _remove_build_containers(config, engine, manifest)
+                if db_image:
+                    _quietly(lambda: ge.remove_image(engine, db_image))
+                for name in engine.ids("volume", _labels(config, manifest, "files")):
+                    _quietly(lambda name=name: engine.remove("volume", [name]))
+    seconds = time.monotonic() - started
+    log.info("materialized %s in %.1fs", manifest.id, seconds)
+    return GoldenResult(manifest.id, db_image, tuple(volumes.values()), seconds)
+
+
+def _quietly(action: Any) -> None:
+    try:
+        action()
+    except ClonekitError as exc:  # cleanup after a failure: the first error is the one to report
+        log.error("cleanup after a failed materialize: %s", exc)
+
+
+def _remove_build_containers(config: Config, engine: DockerEngine, manifest: Any) -> None:
+    ids = engine.ids("container", {cmp.LABEL_PROJECT: config.project, cmp.LABEL_SNAPSHOT: manifest.id,
+                                   LABEL_GOLDEN: "build"})
+    _quietly(lambda: engine.remove("container", ids))
+
+
+def _image_config(engine: DockerEngine, image: str) -> dict[str, Any]:
+    found = engine.inspect("image", [image])
+    if not found:
+        raise PreviewError(f"image {image} is not on the preview host",
+                           hint="build or pull it there (scripts/images.sh builds the local ones)")
+    return found[0].get("Config") or {}
+
+
+def _materialize_database(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any],
+                          engine: DockerEngine) -> tuple[str, str, dict[str, str]]:
+    """(image, datadir, golden credentials) of the committed database."""
+    from .db.endpoint import DbEndpoint
+    from .restore import account_sql, load_database, wait_for_database
+
+    db_service = config.previews.database_service
+    service = services.get(db_service) or {}
+    base_image = _resolve_image(engine, service) if service else cmp.DEFAULT_DB_IMAGE
+    image_config = _image_config(engine, base_image)
+    # A VOLUME on the datadir would keep the data out of the commit: move the datadir.
+    datadir = MOVED_DATADIR if DEFAULT_DATADIR in (image_config.get("Volumes") or {}) else DEFAULT_DATADIR
+    section = manifest.database or {}
+    user, database = cmp.db_defaults(services, db_service, str(section.get("database") or section.get("name") or "preview"))
+    creds = cmp.DbCredentials(user=user, password=cmp.fresh_secret(), root_password=cmp.fresh_secret(), database=database)
+    folder = record_path(config, manifest.id).parent
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # No secret in the environment: `docker commit` would keep the creating container's
+    # configuration in the image. The accounts are made over the socket (SQL on stdin).
+    env = {name: creds.database for name in cmp.DB_ENV["database"]}
+    env |= {"MARIADB_ALLOW_EMPTY_ROOT_PASSWORD": "1", "MYSQL_ALLOW_EMPTY_PASSWORD": "1"}
+
+    name = f"ck-golden-{config.project}-{manifest.id}-build"
+    _quietly(lambda: engine.remove("container", [name]) if engine.exists("container", name) else None)
+    argv = ["create", "--name", name, "-p", f"127.0.0.1::{cmp.DEFAULT_DB_PORT}"]
+    for key, value in env.items():
+        argv += ["-e", f"{key}={value}"]
+    for key, value in _labels(config, manifest, "build").items():
+        argv += ["--label", f"{key}={value}"]
+    entrypoint = list(service.get("entrypoint") or [])
+    command = list(service.get("command") or [])
+    if entrypoint:
+        argv += ["--entrypoint", entrypoint[0]]
+        command = [*entrypoint[1:], *command]
+    engine.cli([*argv, base_image, *command], what=f"create the golden database container of {manifest.id}")
+    try:
+        if datadir != DEFAULT_DATADIR:
+            ge.copy_into(engine, name, "/", [_datadir_tar(datadir)])
+        engine.cli(["start", name], what=f"start the golden database container of {manifest.id}")
+        container = engine.json(["container", "inspect", name], what="inspect the golden database container")[0]
+        port = published_port(container, cmp.DEFAULT_DB_PORT)
+        if port is None:
+            raise PreviewError(f"the golden database container of {manifest.id} publishes no port")
+        endpoint = DbEndpoint("127.0.0.1", port, creds.user, creds.password, creds.database)
+        wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS, alive=lambda: _check_running(engine, name),
+                          on_denied=lambda: _root_sql(engine, name, "",
+                                                      account_sql(creds.user, creds.password, creds.database),
+                                                      what=f"create the account of the golden database of {manifest.id}"))
+        _root_sql(engine, name, "", root_sql(_flavor(endpoint), creds.root_password),
+                  what=f"set the root password of the golden database of {manifest.id}")
+        load_database(repo, section, endpoint)
+        # Slow shutdown: purge and change-buffer merge now, so no preview start has work to redo.
+        _root_sql(engine, name, creds.root_password, b"SET GLOBAL innodb_fast_shutdown = 0;\n",
+                  what="prepare a clean shutdown of the golden database")
+        engine.cli(["stop", "-t", str(STOP_TIMEOUT_SECONDS), name], what="stop the golden database")
+        state = engine.json(["container", "inspect", name], what="inspect the golden database container")[0]["State"]
+        if state.get("ExitCode") != 0:
+            raise PreviewError(f"the golden database of {manifest.id} did not shut down cleanly "
+                               f"(exit code {state.get('ExitCode')})", hint=f"docker logs {name}")
+        image = db_image_name(config, manifest.id)
+        ge.commit(engine, name, image, [*_label_changes(_labels(config, manifest, "db"))])
+        return image, datadir, {"user": creds.user, "password": creds.password,
+                                "root_password": creds.root_password, "database": creds.database}
+    finally:
+        _quietly(lambda: engine.remove("container", [name]))
+
+
+def _datadir_tar(datadir: str) -> bytes:
+    """A tar holding the config file that moves the datadir (read by mariadbd/mysqld and the entrypoints)."""
+    text = f"# clonekit golden image: the data lives outside the image's VOLUME\n[mysqld]\ndatadir = {datadir}\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for folder in ("etc", "etc/mysql", "etc/mysql/conf.d"):
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        info = tarfile.TarInfo(DATADIR_CNF)
+        info.size, info.mode = len(text), 0o644
+        tar.addfile(info, io.BytesIO(text))
+    return buffer.getvalue()
+
+
+def _check_running(engine: DockerEngine, name: str) -> None:
+    state = engine.json(["container", "inspect", name], what="inspect the golden database container")[0]["State"]
+    if not state.get("Running"):
+        raise PreviewError(f"the golden database container {name} stopped (exit code {state.get('ExitCode')})",
+                           hint=f"docker logs {name}")
+
+
+def _flavor(endpoint: Any) -> str:
+    import pymysql
+
+    from .db.connection import connection
+
+    try:
+        with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            version = str(cur.fetchone()[0])
+    except pymysql.MySQLError as exc:
+        raise PreviewError(f"cannot read the version of the golden database {endpoint}") from exc
+    return "mariadb" if "mariadb" in version.lower() else "mysql"
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def root_sql(flavor: str, password: str) -> bytes:
+    """root gets a password, locally and over the network (previews replace it with their own).
+    MariaDB's root@localhost keeps unix_socket: healthchecks log in over the socket."""
+    text = _sql_text(password)
+    local = (f"ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD({text})"
+             if flavor == "mariadb" else f"ALTER USER 'root'@'localhost' IDENTIFIED BY {text}")
+    return (f"{local};\nCREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY {text};\n"
+            f"ALTER USER 'root'@'%' IDENTIFIED BY {text};\n"
+            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;\nFLUSH PRIVILEGES;\n").encode()
+
+
+def _root_sql(engine: DockerEngine, container: str, root_password: str, sql: bytes, *, what: str) -> str:
+    return engine.exec(container, ["sh", "-c", ROOT_CLIENT], input=root_password.encode() + b"\n" + sql, what=what)
+
+
+def _materialize_volumes(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any], engine: DockerEngine,
+                         progress: Any) -> dict[str, str]:
+    """One golden volume per snapshot tree that a preview mounts: snapshot path -> volume name."""
+    from .restore import file_tar_stream
+
+    sections = {str(s.get("path")): s for s in manifest.files}
+    if not services or not sections:
+        return {}
+    labels = _labels(config, manifest, "files")
+    out: dict[str, str] = {}
+    for volume in cmp.file_volumes(services, config.previews, list(sections)):
+        if volume.source_path in out:
+            continue
+        name = volume_name(config, manifest.id, volume.key)
+        progress(f"golden files {volume.source_path}", total=None)
+        if engine.exists("volume", name):  # left by an interrupted run: its content is unknown
+            engine.remove("volume", [name])
+        engine.create_volume(name, labels)
+        sent = engine.fill_volume(name, file_tar_stream(repo, sections[volume.source_path]),
+                                  image=cmp.PreviewPlan.helper_image, labels={**labels, LABEL_GOLDEN: "build"})
+        progress(f"golden files {volume.source_path}", advance=sent)
+        out[volume.source_path] = name
+    return out
+
+
+# -- prune ----------------------------------------------------------------------------------------
+
+
+def golden_images(config: Config, engine: DockerEngine | None = None) -> list[dict[str, Any]]:
+    engine = engine or DockerEngine(config.previews.docker_host)
+    return ge.images(engine, {cmp.LABEL_PROJECT: config.project, LABEL_GOLDEN: ""})
+
+
+def _referenced_by_previews(config: Config) -> str:
+    """The text of every preview's compose.yml: a stopped or downed preview still needs its images."""
+    root = config.state_dir / PREVIEWS_FOLDER
+    if not root.is_dir():
+        return ""
+    return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in root.glob("*/compose.yml"))
+
+
+def prune_golden_images(config: Config, keep: Sequence[str]) -> list[str]:
+    """Remove the golden copies of snapshots not in ``keep``; returns the image and volume names removed.
+
+    A golden image that a preview uses (one of its containers, running or not, or its compose.yml
+    names it) is kept, and so is the record of its snapshot.
+    """
+    engine = DockerEngine(config.previews.docker_host)
+    kept = set(keep)
+    composed = _referenced_by_previews(config)
+    removed: list[str] = []
+    still_used: set[str] = set()
+    seen: set[str] = set()
+    for image in golden_images(config, engine):
+        labels = (image.get("Config") or {}).get("Labels") or {}
+        snapshot = labels.get(cmp.LABEL_SNAPSHOT, "")
+        if not snapshot or snapshot in kept:
+            continue
+        seen.add(snapshot)
+        names = list(image.get("RepoTags") or []) or [image["Id"]]
+        if ge.containers_using(engine, image["Id"]) or any(n in composed for n in names):
+            log.info("golden image %s is used by a preview: kept", names[0])
+            still_used.add(snapshot)
+            continue
+        for name in names:
+            ge.remove_image(engine, name)
+        removed.append(names[0])
+    for name in engine.ids("volume", {cmp.LABEL_PROJECT: config.project, LABEL_GOLDEN: "files"}):
+        snapshot = ""
+        for info in engine.inspect("volume", [name]):
+            snapshot = (info.get("Labels") or {}).get(cmp.LABEL_SNAPSHOT, "")
+        if not snapshot or snapshot in kept:
+            continue
+        seen.add(snapshot)
+        if ge.containers_with_volume(engine, name):  # a preview's copy is being made from it
+            still_used.add(snapshot)
+            continue
+        engine.remove("volume", [name])
+        removed.append(name)
+    for snapshot in seen - still_used:
+        record_path(config, snapshot).unlink(missing_ok=True)
+    if removed:
+        log.info("prune: removed %d golden image(s)/volume(s)", len(removed))
+    return removed

@@ -1,0 +1,134 @@
+"""A small 'production' for the golden-copy tests: a database on the test MariaDB, a folder of
+files and a compose project (created, never started) whose services a snapshot captures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from clonekit.config import ContainersSource, FileSource, parse_config
+from clonekit.containers import capture_services
+from clonekit.db import DbEndpoint, capture_database
+from clonekit.files import capture_files
+from clonekit.manifest import Manifest, new_snapshot_id
+from clonekit.repository import Repository
+from clonekit.schema import CopyEverything
+
+ROOT = Path(__file__).resolve().parents[2]
+PROD_URL = "https://shop.example.net"
+SOURCE_COMPOSE = """
+services:
+  db:
+    image: clonekit/mariadb:10.11
+    environment: {{MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: prod-db-secret,
+                  MARIADB_ROOT_PASSWORD: prod-root-secret}}
+    volumes: [dbdata:/var/lib/mysql]
+  web:
+    image: clonekit/busybox:latest
+    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1::80"]
+    environment: {{SITE_URL: "{prod_url}"}}
+    volumes: ["{site}:/www"]
+    depends_on: [db]
+volumes: {{dbdata: {{}}}}
+"""
+
+
+@pytest.fixture(scope="session")
+def images(docker) -> None:
+    if not (docker.image.exists("clonekit/busybox:latest") and docker.image.exists("clonekit/mariadb:10.11")):
+        subprocess.run([str(ROOT / "scripts" / "images.sh"), "busybox", "mariadb"], check=True)
+
+
+@pytest.fixture(scope="module")
+def source(mysql_server, images, tmp_path_factory):
+    root = tmp_path_factory.mktemp("golden-source")
+    site = root / "site"
+    site.mkdir()
+    (site / "index.html").write_text("golden files\n")
+    project = f"cktest-{uuid.uuid4().hex[:8]}"
+    compose_file = root / "compose.yml"
+    compose_file.write_text(SOURCE_COMPOSE.format(prod_url=PROD_URL, site=site))
+    subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "create"], check=True, capture_output=True)
+    database = f"cktest_golden_{uuid.uuid4().hex[:8]}"
+    conn = mysql_server.connect()
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{database}`")
+        cur.execute(f"CREATE TABLE `{database}`.options (id INT PRIMARY KEY, name VARCHAR(64), value LONGTEXT)")
+        cur.execute(f"CREATE TABLE `{database}`.posts (id INT PRIMARY KEY, title VARCHAR(200))")
+        cur.execute(f"INSERT INTO `{database}`.options VALUES (1, 'siteurl', %s)", (PROD_URL,))
+        cur.executemany(f"INSERT INTO `{database}`.posts VALUES (%s, %s)", [(i, f"post {i}") for i in range(1, 6)])
+    conn.close()
+    try:
+        yield {"root": root, "site": site, "project": project, "database": database, "server": mysql_server}
+    finally:
+        subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "down", "-v", "-t", "0"],
+                       capture_output=True)
+        conn = mysql_server.connect()
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        conn.close()
+
+
+@pytest.fixture
+def config(source, tmp_path):
+    """A clonekit project of its own (cktest...); everything labelled with it is removed afterwards."""
+    project = f"cktest{uuid.uuid4().hex[:6]}"
+    raw = {
+        "project": project,
+        "store": str(tmp_path / "store"),
+        "sources": {"prod": {"files": [str(source["site"])], "containers": {"compose_project": source["project"]}}},
+        "previews": {"env": {"DB_PASSWORD": "{db.password}", "SITE_URL": "{url}"}, "replace": {PROD_URL: "{url}"}},
+    }
+    config = parse_config(raw, tmp_path / "clonekit.yml")
+    try:
+        yield config
+    finally:
+        sweep(project)
+
+
+def sweep(project: str) -> None:
+    label = f"label=clonekit.project={project}"
+    subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter {label}) 2>/dev/null;"
+                    f"docker volume rm -f $(docker volume ls -q --filter {label}) 2>/dev/null;"
+                    f"docker network rm $(docker network ls -q --filter {label}) 2>/dev/null;"
+                    f"docker image rm -f $(docker images -q --filter {label}) 2>/dev/null"], capture_output=True)
+
+
+def take_snapshot(config, source) -> Manifest:
+    server = source["server"]
+    endpoint = DbEndpoint(server.host, server.port, server.user, server.password, source["database"])
+    repo = Repository.open(config.store)
+    started = datetime.now(UTC)
+    with repo.writer() as writer:
+        database = capture_database(endpoint, CopyEverything(), writer)
+        files = capture_files(FileSource(str(source["site"])), writer)
+    manifest = Manifest(
+        id=new_snapshot_id("prod", started), source="prod", project=config.project, created_at=started,
+        tool_version="test", rules_digest="none", database=database, files=(files,),
+        services=capture_services(ContainersSource(source["project"])),
+    )
+    repo.commit(manifest)
+    return manifest
+
+
+def preview_db(preview, *, user: str | None = None, password: str | None = None) -> pymysql.connections.Connection:
+    """A connection to a preview's database (its own credentials unless others are given)."""
+    secrets = json.loads((preview.path / "secrets.json").read_text())
+    compose = ["docker", "compose", "-f", str(preview.path / "compose.yml")]
+    address = subprocess.run([*compose, "port", "db", "3306"], check=True, capture_output=True, text=True).stdout.strip()
+    host, port = address.rsplit(":", 1)
+    db = secrets["db"]
+    return pymysql.connect(host=host, port=int(port), user=user or db["user"], password=password or db["password"],
+                           database=db["database"], connect_timeout=10)
+
+
+def compose_exec(preview, service: str, command: str) -> str:
+    return subprocess.run(["docker", "compose", "-f", str(preview.path / "compose.yml"), "exec", "-T", service,
+                           "sh", "-c", command], check=True, capture_output=True, text=True).stdout

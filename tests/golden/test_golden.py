@@ -1,0 +1,152 @@
+"""Golden copies on the real engine: materialize a small snapshot, clone it twice, let the clones
+diverge; the golden copy and the other clone never change; credentials are each clone's own;
+prune keeps what a preview uses."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import urllib.request
+
+import pymysql
+import pytest
+
+from clonekit.golden import materialize, prune_golden_images, read_record, record_path
+from clonekit.preview import create_preview, destroy_preview, refresh_preview
+from clonekit.repository import Repository
+
+from .conftest import compose_exec, preview_db, take_snapshot
+
+
+def _count(conn, sql: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return int(cur.fetchone()[0])
+
+
+def _image_config(image: str) -> dict:
+    out = subprocess.run(["docker", "image", "inspect", image], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)[0]
+
+
+def _login_fails(preview, user: str, password: str) -> bool:
+    try:
+        preview_db(preview, user=user, password=password).close()
+    except pymysql.err.OperationalError as exc:
+        return exc.args[0] == 1045
+    return False
+
+
+def test_two_clones_of_one_golden_copy_diverge(config, source):
+    repo = Repository.open(config.store)
+    manifest = take_snapshot(config, source)
+
+    result = materialize(config, repo, manifest)
+    assert result.snapshot_id == manifest.id and not result.reused
+    assert result.image == f"clonekit-golden/{config.project}-db:{manifest.id}"
+    assert len(result.files_images_or_volumes) == 1
+    record = read_record(config, manifest.id)
+    assert record is not None and record["db_image"] == result.image
+    assert stat.S_IMODE(record_path(config, manifest.id).stat().st_mode) == 0o600
+    golden_db = record["db"]
+    image = _image_config(result.image)
+    labels = image["Config"]["Labels"]
+    assert labels["clonekit.project"] == config.project and labels["clonekit.snapshot"] == manifest.id
+    assert labels["clonekit.golden"] == "db"
+    # the golden credentials are nowhere in the image's configuration
+    assert golden_db["password"] not in json.dumps(image) and golden_db["root_password"] not in json.dumps(image)
+    # a second run finds it
+    assert materialize(config, repo, manifest).reused
+
+    a = create_preview(config, repo, manifest, "golden-a")
+    b = create_preview(config, repo, manifest, "golden-b")
+    assert a.restore_path == b.restore_path == "golden"
+    for preview in (a, b):
+        assert urllib.request.urlopen(preview.url + "/index.html", timeout=10).read() == b"golden files\n"
+        conn = preview_db(preview)
+        assert _count(conn, "SELECT COUNT(*) FROM posts") == 5
+        with conn.cursor() as cur:  # previews.replace applied per clone
+            cur.execute("SELECT value FROM options WHERE name = 'siteurl'")
+            assert cur.fetchone()[0] == preview.url
+        conn.close()
+
+    # fresh credentials: each clone's own, none of them the golden copy's
+    secrets_a = json.loads((a.path / "secrets.json").read_text())["db"]
+    secrets_b = json.loads((b.path / "secrets.json").read_text())["db"]
+    assert secrets_a["password"] != secrets_b["password"] and secrets_a["root_password"] != secrets_b["root_password"]
+    assert golden_db["password"] not in (secrets_a["password"], secrets_b["password"])
+    for preview in (a, b):
+        assert _login_fails(preview, golden_db["user"], golden_db["password"])
+        assert _login_fails(preview, "root", golden_db["root_password"])
+    preview_db(a, user="root", password=secrets_a["root_password"]).close()
+    assert _login_fails(a, secrets_b["user"], secrets_b["password"])
+
+    # diverge: rows and files written in A are not in B
+    conn = preview_db(a)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO posts VALUES (100, 'only in a')")
+        cur.execute("DELETE FROM posts WHERE id = 1")
+    conn.commit()
+    conn.close()
+    compose_exec(a, "web", "echo changed > /www/index.html && echo new > /www/only-a.txt")
+    conn = preview_db(b)
+    assert _count(conn, "SELECT COUNT(*) FROM posts") == 5
+    assert _count(conn, "SELECT COUNT(*) FROM posts WHERE id = 100") == 0
+    conn.close()
+    assert urllib.request.urlopen(b.url + "/index.html", timeout=10).read() == b"golden files\n"
+    assert compose_exec(b, "web", "ls /www").split() == ["index.html"]
+    conn = preview_db(a)
+    assert _count(conn, "SELECT COUNT(*) FROM posts WHERE id IN (1, 100)") == 1
+    conn.close()
+
+    # the golden copy did not change: a refresh of A (same snapshot) starts again from it
+    refreshed = refresh_preview(config, repo, "golden-a", manifest)
+    assert refreshed.restore_path == "golden" and refreshed.url == a.url
+    conn = preview_db(refreshed)
+    assert _count(conn, "SELECT COUNT(*) FROM posts") == 5
+    assert _count(conn, "SELECT COUNT(*) FROM posts WHERE id = 100") == 0
+    conn.close()
+    assert urllib.request.urlopen(a.url + "/index.html", timeout=10).read() == b"golden files\n"
+
+    destroy_preview(config, "golden-a")
+    destroy_preview(config, "golden-b")
+
+
+def test_prune_keeps_the_golden_copy_in_use(config, source):
+    repo = Repository.open(config.store)
+    used = take_snapshot(config, source)
+    unused = take_snapshot(config, source)
+    kept = take_snapshot(config, source)
+    results = {m.id: materialize(config, repo, m) for m in (used, unused, kept)}
+    preview = create_preview(config, repo, used, "golden-p")
+    assert preview.restore_path == "golden"
+
+    removed = prune_golden_images(config, keep=[kept.id])
+    assert results[unused.id].image in removed
+    assert set(results[unused.id].files_images_or_volumes) <= set(removed)
+    assert results[used.id].image not in removed and results[kept.id].image not in removed
+    for m in (used, kept):
+        subprocess.run(["docker", "image", "inspect", results[m.id].image], check=True, capture_output=True)
+    assert read_record(config, unused.id) is None and read_record(config, kept.id) is not None
+    # the preview still works on its golden image
+    conn = preview_db(preview)
+    assert _count(conn, "SELECT COUNT(*) FROM posts") == 5
+    conn.close()
+
+    # once the preview is gone, its golden copy goes too
+    destroy_preview(config, "golden-p")
+    removed = prune_golden_images(config, keep=[kept.id])
+    assert removed == [results[used.id].image]
+    assert read_record(config, used.id) is None
+    assert prune_golden_images(config, keep=[kept.id]) == []
+
+
+def test_a_snapshot_not_materialized_is_not_golden(config, source):
+    from clonekit.golden import is_materialized
+    from clonekit.runtime.docker import DockerEngine
+
+    manifest = take_snapshot(config, source)
+    assert not is_materialized(config, DockerEngine(), manifest.id)
+    with pytest.raises(FileNotFoundError):
+        record_path(config, manifest.id).stat()
