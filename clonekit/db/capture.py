@@ -12,8 +12,11 @@ typed rows in Python, and only the values the transform changed are encoded agai
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +42,9 @@ MAX_BATCH_BYTES = 32 << 20  # GROUP_CONCAT's limit: a range that renders more is
 FIRST_RANGE_KEYS = 64
 STREAM_FEED_BYTES = 1 << 20
 SPLIT_TABLE_BYTES = 48 << 20  # tables bigger than this are read as several key ranges in parallel
+SPLIT_TYPED_ROWS = 20_000  # transformed tables with more rows are split between the workers
+# Transforms are Python: a forked process per transformed part runs them on another core (no GIL).
+FORK_TRANSFORMS = hasattr(os, "fork") and os.environ.get("CLONEKIT_DB_FORK", "1") != "0"
 LOCK_WAIT_SECONDS = 60
 NO_PRIVILEGE_CODES = frozenset({1044, 1045, 1142, 1227})
 
@@ -261,7 +267,7 @@ def _prepare(endpoint: DbEndpoint, conn: Connection, infos: list[TableInfo], pol
 def _split(endpoint: DbEndpoint, conn: Connection, info: TableInfo, policy: TablePolicy, workers: int) -> list[_Part]:
     table = info.table
     leading = table.column(table.primary_key[0]) if table.primary_key else None
-    if policy.transform is not None or leading is None or leading.data_type not in INTEGER_TYPES:
+    if leading is None or leading.data_type not in INTEGER_TYPES:
         return [_Part(info, policy, 0, None, table.data_bytes)]
     sql = f"SELECT MIN({quote_name(leading.name)}), MAX({quote_name(leading.name)}) FROM {quote_name(table.name)}"
     low, high = _guarded(endpoint, f"reading the key range of {table.name}", lambda: _fetch_one(conn, sql))
@@ -269,7 +275,9 @@ def _split(endpoint: DbEndpoint, conn: Connection, info: TableInfo, policy: Tabl
         return []  # empty table
     low, high = int(low), int(high)
     count = 1
-    if table.data_bytes > SPLIT_TABLE_BYTES and high > low:
+    if policy.transform is not None and table.rows_estimate > SPLIT_TYPED_ROWS and high > low:
+        count = min(workers, high - low + 1)  # one per worker: each runs in its own process
+    elif table.data_bytes > SPLIT_TABLE_BYTES and high > low:
         count = min(2 * workers, max(1, table.data_bytes // SPLIT_TABLE_BYTES), high - low + 1)
     span = (high - low + 1) // count
     parts = []
@@ -345,8 +353,10 @@ def _read_part(endpoint: DbEndpoint, conn: Connection, part: _Part, writer: Chun
 
     chunker = RowChunker(emit)
     try:
-        if part.policy.transform is not None:
-            _read_typed(conn, table, part.policy, chunker, part.linear_escape)
+        if part.policy.transform is not None and FORK_TRANSFORMS:
+            _read_typed_forked(conn, part, chunker, emit)
+        elif part.policy.transform is not None:
+            _read_typed(conn, table, part.policy, chunker, part.linear_escape, _range_condition(table, part))
         elif part.key_range is not None:
             _read_ranges(conn, table, part.policy, part.key_range, chunker, part.linear_escape)
         else:
@@ -425,8 +435,14 @@ def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: R
         chunker.feed(b"".join(lines))
 
 
+def _range_condition(table: Table, part: _Part) -> str:
+    if part.key_range is None:
+        return ""
+    return f"{quote_name(table.primary_key[0])} BETWEEN {int(part.key_range[0])} AND {int(part.key_range[1])}"
+
+
 def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
-                linear_escape: bool = True) -> None:
+                linear_escape: bool = True, condition: str = "") -> None:
     """Rows through the policy's transform (the sanitizing path).
 
     The server renders each row as for identity tables; Python splits it, decodes typed values,
@@ -436,7 +452,8 @@ def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: Ro
     transform = policy.transform
     columns = table.data_columns
     decoders = [field_decoder(c) for c in columns]
-    where = f" WHERE {_where(policy)}" if policy.where else ""
+    conditions = [c for c in (condition, _where(policy)) if c]
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
     with conn.cursor() as cur:
         cur.execute(f"SELECT {typed_line_sql(columns, linear_escape)} FROM {quote_name(table.name)}{where}{_order_by(table)}")
         chunker.feed_lines(_transformed(cur, transform, columns, decoders))
@@ -453,3 +470,90 @@ def _transformed(cursor: Any, transform: Callable[[Row], Row], columns: tuple[Co
             continue
         yield b"\t".join([field if value is old else value_field(value, column)
                            for field, value, old, column in zip(fields, new, row, columns, strict=True)]) + b"\n"
+
+
+# -- transformed parts in a forked process ----------------------------------------------------------
+#
+# The worker thread forks; the child inherits the thread's connection (inside the shared snapshot)
+# and the policy's transform, reads and transforms its part, and sends finished chunks back through
+# a pipe; the thread stores them. The parent does not touch the connection until the child is done.
+
+_FRAME = struct.Struct("!cQ")
+
+
+def _read_typed_forked(conn: Connection, part: _Part, chunker: RowChunker, emit: Callable[[bytes], None]) -> None:
+    table = part.info.table
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_fd)
+        status = 1
+        try:
+            with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
+                try:
+                    def send(chunk: bytes) -> None:
+                        out.write(_FRAME.pack(b"C", len(chunk)))
+                        out.write(chunk)
+
+                    child_chunker = RowChunker(send)
+                    _read_typed(conn, table, part.policy, child_chunker, part.linear_escape,
+                                _range_condition(table, part))
+                    child_chunker.flush()
+                    done = json.dumps({"rows": child_chunker.rows, "bytes": child_chunker.bytes}).encode()
+                    out.write(_FRAME.pack(b"E", len(done)) + done)
+                    status = 0
+                except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+                    report = json.dumps(_error_report(exc)).encode()
+                    out.write(_FRAME.pack(b"X", len(report)) + report)
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    finished: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    try:
+        with os.fdopen(read_fd, "rb", buffering=1 << 20) as incoming:
+            while True:
+                header = incoming.read(_FRAME.size)
+                if len(header) < _FRAME.size:
+                    break
+                kind, size = _FRAME.unpack(header)
+                payload = incoming.read(size)
+                if kind == b"C":
+                    emit(payload)
+                elif kind == b"E":
+                    finished = json.loads(payload)
+                elif kind == b"X":
+                    failure = json.loads(payload)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if failure is not None:
+        raise _rebuild_error(failure)
+    if finished is None or status != 0:
+        raise SourceError(f"the process reading table {table.name} ended without finishing (status {status})")
+    chunker.rows += int(finished["rows"])
+    chunker.bytes += int(finished["bytes"])
+
+
+def _error_report(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, pymysql.MySQLError):
+        return {"kind": "mysql", "args": [a if isinstance(a, int | str) else str(a) for a in exc.args]}
+    if isinstance(exc, ClonekitError):
+        return {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+    # Not a clonekit error: name its type only (a value could hide in the message).
+    return {"kind": "other", "type": type(exc).__name__}
+
+
+def _rebuild_error(report: dict[str, Any]) -> BaseException:
+    from .. import errors
+
+    kind = report.get("kind")
+    if kind == "mysql":
+        args = report.get("args") or [0, ""]
+        return pymysql.err.OperationalError(*args)
+    cls = getattr(errors, str(kind), None)
+    if isinstance(cls, type) and issubclass(cls, ClonekitError):
+        try:
+            return cls(report.get("message", ""), hint=report.get("hint"))
+        except TypeError:
+            return SourceError(report.get("message", ""), hint=report.get("hint"))
+    return SourceError(f"a transform failed ({report.get('type', 'error')})")
