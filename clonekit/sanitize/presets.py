@@ -59,6 +59,8 @@ DRUPAL: dict[str, Any] = {
             "hostname": "ip",
         }
     },
+    # comment bodies: keep the text, replace the addresses and phone numbers people leave in them
+    "comment__comment_body": {"columns": {"comment_body_value": "scrub"}},
     "watchdog": {
         "columns": {
             "hostname": "ip",
