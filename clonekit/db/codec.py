@@ -184,7 +184,7 @@ _ESCAPE_SEQUENCE = re.compile(rb"\\(.)", re.S)
 def unescape(field: bytes) -> bytes:
     if b"\\" not in field:
         return field
-    return _ESCAPE_SEQUENCE.sub(lambda m: _UNESCAPES.get(m.group(1), m.group(1)), field)
+    return _ESCAPE_SEQUENCE.sub(_unescape_match, field)
 
 
 def field_decoder(column: Column) -> Callable[[bytes], object]:
@@ -213,7 +213,19 @@ def field_decoder(column: Column) -> Callable[[bytes], object]:
         return nullable(lambda f: int(f).to_bytes(width, "big"))
     if column.binary or kind in BINARY_TYPES:
         return nullable(unescape)
-    return nullable(lambda f: unescape(f).decode("utf-8", "surrogateescape"))
+    return _decode_text  # the common case, in one call
+
+
+def _decode_text(field: bytes) -> str | None:
+    if field == b"\\N":
+        return None
+    if b"\\" in field:
+        field = _ESCAPE_SEQUENCE.sub(_unescape_match, field)
+    return field.decode("utf-8", "surrogateescape")
+
+
+def _unescape_match(match: re.Match[bytes]) -> bytes:
+    return _UNESCAPES.get(match.group(1), match.group(1))
 
 
 def _bit_width(column_type: str) -> int:

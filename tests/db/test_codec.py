@@ -137,3 +137,22 @@ def test_load_data_sql_routes_bit_and_converted_columns_through_variables():
     assert "INTO TABLE `odd``name` CHARACTER SET binary" in sql
     assert sql.endswith("(`a`, @v1, @v2) SET `b` = CAST(@v1 AS UNSIGNED), `c` = CONVERT(@v2 USING utf8mb4)")
     assert args == ("/dev/fd/3",)
+
+
+def test_field_decoders_invert_value_field():
+    cases = [
+        (Column("s", "varchar", "varchar(9)"), ["a\\b\tc\nd", "\\N", "", "😀", None]),
+        (Column("b", "blob", "blob", binary=True), [b"\x00\\\n\t\xff", b"", None]),
+        (Column("i", "bigint", "bigint(20)"), [0, -5, 2**63 - 1, None]),
+        (Column("d", "decimal", "decimal(65,30)"), [decimal.Decimal("-1.000000000000000000000000000001"), None]),
+        (Column("t", "datetime", "datetime(6)"), [dt.datetime(2024, 2, 29, 23, 59, 59, 5), None]),
+        (Column("x", "date", "date"), [dt.date(1999, 12, 31)]),
+        (Column("tm", "time", "time(6)"), [dt.timedelta(hours=-838, minutes=-59, seconds=-59), dt.timedelta(0, 1, 5)]),
+        (Column("f", "double", "double"), [0.1, -1.7976931348623157e308]),
+        (BITS, [b"\x01\x00", b"\x00\x01"]),
+    ]
+    for column, values in cases:
+        decode = codec.field_decoder(column)
+        for value in values:
+            assert decode(value_field(value, column)) == value, (column.name, value)
+    assert codec.field_decoder(Column("z", "date", "date"))(b"0000-00-00") == "0000-00-00"  # as pymysql does
