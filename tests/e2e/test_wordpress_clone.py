@@ -1,4 +1,5 @@
-"""`clonekit clone prod --as feature-x` on the real WordPress production, from the CLI.
+"""A clone of the real WordPress production through the Python API (the CLI path is covered by
+tests/runtime/test_wordpress_e2e.py).
 
 The preview renders the site's posts at its own URL; it has the source's row counts and none
 of its seeded personal values (neither in the preview database nor in the decompressed store);
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 import uuid
@@ -21,18 +21,13 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from clonekit import Project
 from clonekit.config import load_config
 from clonekit.db import DbEndpoint, table_checksums
 from clonekit.repository import Repository
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSONAL_KEYS = ("emails", "phones", "full_names", "ips", "addresses")
-
-
-def clonekit(config: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "clonekit", "-c", str(config), *args], capture_output=True, text=True, env=env, timeout=600
-    )
 
 
 @pytest.fixture
@@ -78,13 +73,16 @@ def seeded_values(ckprod) -> list[str]:
     return values
 
 
-def test_clone_wordpress_from_the_cli(project, ckprod) -> None:
+def test_clone_wordpress_through_the_api(project, ckprod, monkeypatch) -> None:
     config_path, env = project
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     before = table_checksums(source_endpoint(ckprod))
 
-    done = clonekit(config_path, "clone", "prod", "--as", "feature-x", env=env)
-    assert done.returncode == 0, done.stderr
-    url = done.stdout.strip().split(": ", 1)[1]
+    api = Project.load(config_path)
+    preview = api.clone("prod", name="feature-x")
+    url = preview.url
+    assert preview.status == "running" and preview.source == "prod"
     assert url.startswith("http://127.0.0.1:") and url != ckprod.url
     try:
         # The page renders the site's posts, with links rewritten to the preview URL.
@@ -148,11 +146,12 @@ def test_clone_wordpress_from_the_cli(project, ckprod) -> None:
         # The source is untouched.
         assert table_checksums(source_endpoint(ckprod)) == before
 
-        listed = json.loads(clonekit(config_path, "--json", "list", env=env).stdout)
-        assert [(p["name"], p["url"], p["status"]) for p in listed] == [("feature-x", url, "running")]
+        assert [(p.name, p.url, p.status) for p in api.previews()] == [("feature-x", url, "running")]
+        # clone took exactly one snapshot.
+        assert len(api.snapshots("prod")) == 1
     finally:
-        destroyed = clonekit(config_path, "destroy", "feature-x", "--yes", env=env)
-    assert destroyed.returncode == 0, destroyed.stderr
+        api.destroy("feature-x")
+    assert api.previews() == []
     project_name = load_config(config_path).project
     for kind in ("ps -a", "volume ls", "network ls"):
         left = subprocess.run(["docker", *kind.split(), "-q", "--filter", f"label=clonekit.project={project_name}"],
