@@ -91,3 +91,15 @@ def test_suggested_rules_cover_what_scan_found(drupal_db) -> None:
     out = "\n".join(str(v) for row in read_rows(drupal_db, leads) for v in policy.transform(row))
     assert "prospects" not in out and "4111" not in out and "DE89" not in out and "81.56.201." not in out
     assert suggest_rules(scan(tables, sampler(drupal_db), cfg)).startswith("# every column")
+
+
+def test_scan_through_the_db_layer(drupal_db) -> None:
+    """The same finding with the db layer's own describe_tables and sample_rows (what `clonekit scan` uses)."""
+    from clonekit.db import DbEndpoint, describe_tables, sample_rows
+
+    seed_leads(drupal_db)
+    s = drupal_db.server
+    endpoint = DbEndpoint(host=s.host, port=s.port, user=s.user, password=s.password, database=drupal_db.name)
+    report = scan(describe_tables(endpoint), lambda t, n: sample_rows(endpoint, t, n), sanitize_config(preset="drupal"))
+    assert {(f.table, f.column) for f in report.uncovered} == {("crm_leads", c) for c in ("col_a", "col_b", "col_c", "col_d", "col_e", "col_f", "col_g")}
+
