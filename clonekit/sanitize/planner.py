@@ -213,8 +213,9 @@ class RulePlanner:
                     out[(eff.table.name, column.name)] = f"rows: none ({eff.rows_origin})"
                 elif column.name in eff.columns:
                     rules = eff.columns[column.name]
+                    partial = "; other rows as they are" if all(r.when for r in rules) else ""
                     out[(eff.table.name, column.name)] = (
-                        f"{'|'.join(r.describe() for r in rules)} ({eff.column_origins[column.name]})"
+                        f"{'|'.join(r.describe() for r in rules)} ({eff.column_origins[column.name]}{partial})"
                     )
         return out
 

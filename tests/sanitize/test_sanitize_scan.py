@@ -41,6 +41,12 @@ def seed_leads(db) -> None:  # noqa: ANN001
     conn.close()
 
 
+def scan_partial(db) -> str:  # noqa: ANN001
+    cfg = sanitize_config(preset="drupal", tables={"crm_leads": {"columns": {"col_a": {"when": "id < 5", "use": "email"}}}})
+    report = scan(read_tables(db), sampler(db), cfg)
+    return next(f.rule for f in report.findings if (f.table, f.column) == ("crm_leads", "col_a"))
+
+
 def sampler(db):  # noqa: ANN001, ANN201
     def sample(table: Table, limit: int) -> list[tuple]:
         return read_rows(db, table, limit=limit)
@@ -72,6 +78,9 @@ def test_scan_finds_uncovered_personal_values(drupal_db) -> None:
     assert found[("users_field_data", "mail")].rule == "email (preset drupal)"
     assert found[("sessions", "hostname")].rule.startswith("rows: none")
     assert found[("comment_field_data", "hostname")].rule == "ip (preset drupal)"
+    # a column covered only for some rows says so
+    assert found[("webform_submission_data", "value")].rule.endswith("(preset drupal)")
+    assert scan_partial(drupal_db).endswith("; other rows as they are)")
     text = repr(report) + str(report.as_dict())
     assert "lead1@" not in text and "Wolfeschlegel" not in text and "4111" not in text  # no values in the report
 
