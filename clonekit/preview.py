@@ -25,7 +25,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ import yaml
 from .config import Config, check_name
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .runtime import compose as cmp
+from .runtime import golden as gold
 from .runtime.docker import DockerEngine, published_port
 
 log = logging.getLogger("clonekit.preview")
@@ -49,6 +50,7 @@ LOCK_WAIT_SECONDS = float(os.environ.get("CLONEKIT_PREVIEW_LOCK_WAIT", "600"))
 HTTP_TIMEOUT_SECONDS = float(os.environ.get("CLONEKIT_PREVIEW_HTTP_TIMEOUT", "300"))
 DB_TIMEOUT_SECONDS = float(os.environ.get("CLONEKIT_PREVIEW_DB_TIMEOUT", "180"))
 POLL_SECONDS = 0.25
+HELPER_IMAGE = "clonekit/busybox:latest"
 HTTP_PROBE_TIMEOUT_SECONDS = 5.0
 STOP_TIMEOUT_SECONDS = 5
 
@@ -179,7 +181,8 @@ def _services_of(manifest: Any) -> dict[str, Any]:
 
 
 def _new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, Any], engine: DockerEngine,
-              *, previous: Mapping[str, Any] | None = None, secrets_in: Mapping[str, Any] | None = None) -> cmp.PreviewPlan:
+              *, previous: Mapping[str, Any] | None = None, secrets_in: Mapping[str, Any] | None = None,
+              golden: gold.GoldenCopy | None = None) -> cmp.PreviewPlan:
     """A fresh plan, or (refresh) one that keeps the previous port, URL and credentials."""
     cfg = config.previews
     http_service, http_port = cmp.guess_http_service(services, cfg)
@@ -189,6 +192,9 @@ def _new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, A
     db_image = _resolve_image(engine, services[db_service]) if db_service in services else cmp.DEFAULT_DB_IMAGE
     fallback_db = str((manifest.database or {}).get("database") or (manifest.database or {}).get("name") or "preview")
     user, database = cmp.db_defaults(services, db_service, fallback_db)
+    if golden is not None and golden.db is not None and golden.db_image:
+        db_image = golden.db_image  # the loaded datadir is in this image's layer
+        user, database = golden.db.user, golden.db.database
     now = datetime.now(UTC)
     if previous is not None and secrets_in is not None:
         db = cmp.DbCredentials(**secrets_in["db"])
@@ -209,7 +215,7 @@ def _new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, A
         project=config.project, name=name, compose_project=compose_project_name(config, name),
         snapshot_id=manifest.id, source=manifest.source, port=port, url=url, created_at=created, expires_at=expires,
         http_service=http_service, http_container_port=http_port, db_service=db_service, db_image=db_image,
-        db=db, secret_values=secret_values,
+        db=db, secret_values=secret_values, restore_path="golden" if golden is not None else "cold",
     )
 
 
@@ -240,10 +246,11 @@ def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_
     with preview_lock(config, name):
         _refuse_existing(config, engine, name)
         services = _services_of(manifest)
-        plan = _new_plan(config, manifest, name, services, engine)
+        golden = gold.find_golden(config.state_dir, engine, manifest.id)
+        plan = _new_plan(config, manifest, name, services, engine, golden=golden)
         done = False
         try:
-            preview = _bring_up(config, repo, manifest, plan, services, engine, progress)
+            preview = _bring_up(config, repo, manifest, plan, services, engine, progress, golden)
             done = True
             return preview
         finally:
@@ -269,7 +276,7 @@ def _cleanup_after_failure(config: Config, engine: DockerEngine, name: str) -> N
 
 
 def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, services: Mapping[str, Any],
-              engine: DockerEngine, progress: Any) -> Preview:
+              engine: DockerEngine, progress: Any, golden: gold.GoldenCopy | None = None) -> Preview:
     timings: dict[str, float] = {}
     folder = preview_dir(config, plan.name)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -279,8 +286,9 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     proxy = None
     if "{port}" not in config.previews.url and engine.exists("network", cmp.PROXY_NETWORK):
         proxy = cmp.PROXY_NETWORK
+    in_image = (golden.datadir,) if golden is not None and golden.db_image else ()
     build = cmp.build_compose(services, config.previews, plan, volumes, resolve_image=lambda s: _resolve_image(engine, s),
-                              keep_readonly_binds=local_engine, proxy_network=proxy)
+                              keep_readonly_binds=local_engine, proxy_network=proxy, db_paths_in_image=in_image)
     compose_file = _write_project(folder, plan, build)
     _write_state(folder, plan, manifest, status="creating", timings=timings)
 
@@ -290,13 +298,17 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
         from .restore import file_tar_stream
 
         name = plan.volume_name(volume.key)
+        golden_volume = golden.volumes.get(volume.source_path) if golden is not None else None
+        if golden_volume:
+            gold.copy_volume(engine, golden_volume, name, image=plan.helper_image, volume_labels=plan.labels())
+            continue
         engine.create_volume(name, plan.labels())
         sent = engine.fill_volume(name, file_tar_stream(repo, sections[volume.source_path]),
                                   image=plan.helper_image, labels=plan.labels())
         progress(f"files {volume.source_path}", advance=sent)
     timings["files"] = time.monotonic() - started
 
-    _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings)
+    _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings, golden)
 
     started = time.monotonic()
     progress("start", total=None)
@@ -356,7 +368,8 @@ def db_endpoint(plan: cmp.PreviewPlan, port: int) -> Any:
 
 
 def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
-                   compose_file: Path, progress: Any, timings: dict[str, float]) -> None:
+                   compose_file: Path, progress: Any, timings: dict[str, float],
+                   golden: gold.GoldenCopy | None = None) -> None:
     from .restore import Replacement, load_database, rewrite_database, wait_for_database
 
     started = time.monotonic()
@@ -372,13 +385,21 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     if port is None:
         raise PreviewError(f"the database service {plan.db_service!r} of preview {plan.name} publishes no port")
     endpoint = db_endpoint(plan, port)
+    from_golden = golden is not None and golden.db is not None and bool(golden.db_image)
+    if from_golden:
+        assert golden is not None and golden.db is not None
+        # The golden copy's accounts are the same in every clone: re-key them to this preview's.
+        golden_endpoint = replace(endpoint, password=golden.db.password)
+        wait_for_database(golden_endpoint, timeout=DB_TIMEOUT_SECONDS,
+                          alive=lambda: _check_alive(engine, plan, plan.db_service))
+        _root_sql(engine, container["Id"], golden.db.root_password, _rekey_sql(plan), what=f"re-key preview {plan.name}")
     wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS,
                       alive=lambda: _check_alive(engine, plan, plan.db_service),
                       on_denied=lambda: _create_account(engine, plan, container["Id"]))
     timings["db_start"] = time.monotonic() - started
 
     started = time.monotonic()
-    if manifest.database is not None:
+    if manifest.database is not None and not from_golden:
         progress("database", total=None)
         load_database(repo, manifest.database, endpoint)
     values = plan.placeholders()
@@ -390,15 +411,34 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     timings["db_load"] = time.monotonic() - started
 
 
+ROOT_CLIENT = ('IFS= read -r MYSQL_PWD; export MYSQL_PWD; '
+               'if command -v mariadb >/dev/null; then exec mariadb -uroot; else exec mysql -uroot; fi')
+
+
+def _root_sql(engine: DockerEngine, container_id: str, root_password: str, sql: bytes, *, what: str) -> None:
+    """SQL as the server's root over its unix socket, inside the container. The password is the
+    first line of stdin (never argv); a socket-authenticated root ignores it."""
+    engine.exec(container_id, ["sh", "-c", ROOT_CLIENT], input=root_password.encode() + b"\n" + sql, what=what)
+
+
+def _rekey_sql(plan: cmp.PreviewPlan) -> bytes:
+    from .restore import account_sql
+
+    def text(value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return account_sql(plan.db.user, plan.db.password, plan.db.database) + (
+        f"ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY {text(plan.db.root_password)};\n".encode())
+
+
 def _create_account(engine: DockerEngine, plan: cmp.PreviewPlan, container_id: str) -> None:
     """For images that ignore MARIADB_*/MYSQL_* (plain Debian mariadb-server): create the preview's
     account as root over the server's unix socket, inside the container. SQL goes on stdin."""
     from .restore import account_sql
 
     log.info("the database image of preview %s did not create its account: creating it over the socket", plan.name)
-    engine.exec(container_id, ["sh", "-c", "if command -v mariadb >/dev/null; then exec mariadb -uroot; else exec mysql -uroot; fi"],
-                input=account_sql(plan.db.user, plan.db.password, plan.db.database),
-                what=f"create the database account of preview {plan.name}")
+    _root_sql(engine, container_id, "", account_sql(plan.db.user, plan.db.password, plan.db.database),
+              what=f"create the database account of preview {plan.name}")
 
 
 def _service_container(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> dict[str, Any]:
@@ -519,12 +559,13 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
             raise NotFoundError(f"no preview named {name!r} in project {config.project} (no state in {folder})",
                                 hint="`clonekit list` shows the previews")
         services = _services_of(manifest)
-        plan = _new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets_in)
+        golden = gold.find_golden(config.state_dir, engine, manifest.id)
+        plan = _new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets_in, golden=golden)
         _write_state(folder, plan, manifest, status="refreshing", timings={})
         _remove_resources(engine, config, name, plan.compose_project, folder)
         done = False
         try:
-            preview = _bring_up(config, repo, manifest, plan, services, engine, progress)
+            preview = _bring_up(config, repo, manifest, plan, services, engine, progress, golden)
             done = True
             return preview
         finally:
@@ -565,3 +606,135 @@ def _remove_resources(engine: DockerEngine, config: Config, name: str, compose_p
     engine.remove("container", engine.ids("container", labels))
     engine.remove("volume", engine.ids("volume", labels))
     engine.remove("network", engine.ids("network", labels))
+
+
+# -- golden copies ------------------------------------------------------------------------------
+
+
+def materialize(config: Config, repo: Any, manifest: Any, *, progress: Any = None) -> gold.GoldenCopy:
+    """Load ``manifest`` once into a golden copy on the preview host (idempotent).
+
+    Previews of this snapshot then start their database from an image that already holds the
+    data (copy-on-write) and copy file volumes inside the engine: no load, no download. Raises
+    PreviewError when the database image keeps its data directory in a VOLUME (the cold path
+    still works for such images).
+    """
+    progress = progress or _noop_progress
+    engine = DockerEngine(config.previews.docker_host)
+    services = _services_of(manifest)
+    with preview_lock(config, f".golden-{manifest.id}"):
+        existing = gold.find_golden(config.state_dir, engine, manifest.id)
+        if existing is not None:
+            return existing
+        made: list[tuple[str, str]] = []  # (kind, name) to remove on failure
+        done = False
+        try:
+            db_image, creds = None, None
+            if manifest.database is not None:
+                db_image, creds = _materialize_database(config, repo, manifest, services, engine, progress, made)
+            volumes: dict[str, str] = {}
+            sections = {str(s.get("path")): s for s in manifest.files}
+            for item in cmp.file_volumes(services, config.previews, list(sections)):
+                from .restore import file_tar_stream
+
+                progress(f"golden files {item.source_path}", total=None)
+                name = gold.volume_name(config.project, manifest.id, item.key)
+                engine.create_volume(name, gold.labels(config.project, manifest.id, "files"))
+                made.append(("volume", name))
+                engine.fill_volume(name, file_tar_stream(repo, sections[item.source_path]),
+                                   image=HELPER_IMAGE,
+                                   labels=gold.labels(config.project, manifest.id, "build"))
+                volumes[item.source_path] = name
+            golden = gold.GoldenCopy(manifest.id, db_image, gold.DEFAULT_DATADIR, creds, volumes)
+            gold.write_metadata(config.state_dir, golden)
+            done = True
+            log.info("golden copy of %s ready (%s)", manifest.id, db_image or "files only")
+            return golden
+        finally:
+            if not done:
+                for kind, name in reversed(made):
+                    with contextlib.suppress(PreviewError):
+                        if kind == "image":
+                            engine.cli(["image", "rm", "-f", name], what=f"remove {name}")
+                        else:
+                            engine.remove(kind, [name])
+
+
+def _materialize_database(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any], engine: DockerEngine,
+                          progress: Any, made: list[tuple[str, str]]) -> tuple[str, cmp.DbCredentials]:
+    from .db.endpoint import DbEndpoint
+    from .restore import load_database, wait_for_database
+
+    db_service = config.previews.database_service
+    service = services.get(db_service) or {}
+    image = _resolve_image(engine, service) if service else cmp.DEFAULT_DB_IMAGE
+    found = engine.inspect("image", [image])
+    if not found:
+        raise PreviewError(f"the database image {image} is not on the preview host")
+    if gold.datadir_in_volume(found[0], gold.DEFAULT_DATADIR):
+        raise PreviewError(
+            f"the database image {image} keeps {gold.DEFAULT_DATADIR} in a VOLUME: its data cannot be baked into an image",
+            hint="previews of this snapshot use the cold path (load from the store)",
+        )
+    fallback_db = str(manifest.database.get("database") or "preview")
+    user, database = cmp.db_defaults(services, db_service, fallback_db)
+    creds = cmp.DbCredentials(user, cmp.fresh_secret(), cmp.fresh_secret(), database)
+    folder = config.state_dir / gold.GOLDEN_FOLDER
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    env_file = folder / f"{manifest.id}.env"
+    env = {name: getattr(creds, key) for key, names in cmp.DB_ENV.items() for name in names}
+    _write_private(env_file, "".join(f"{k}={v}\n" for k, v in sorted(env.items())))  # values verbatim (hex)
+    name = gold.build_container_name(config.project, manifest.id)
+    engine.remove("container", engine.ids("container", {gold.LABEL_GOLDEN: "build", cmp.LABEL_SNAPSHOT: manifest.id}))
+    args = ["run", "-d", "--name", name, "--env-file", str(env_file), "-p", f"127.0.0.1::{cmp.DEFAULT_DB_PORT}"]
+    for key, value in gold.labels(config.project, manifest.id, "build").items():
+        args += ["--label", f"{key}={value}"]
+    if service.get("user"):
+        args += ["--user", service["user"]]
+    command = list(service.get("command") or [])
+    if service.get("entrypoint"):
+        args += ["--entrypoint", service["entrypoint"][0]]
+        command = [*service["entrypoint"][1:], *command]
+    progress("golden database", total=None)
+    try:
+        engine.cli([*args, image, *command], what=f"start the golden database of {manifest.id}")
+        made.append(("container", name))
+    finally:
+        env_file.unlink(missing_ok=True)
+    [container] = engine.inspect("container", [name])
+    port = published_port(container, cmp.DEFAULT_DB_PORT)
+    if port is None:
+        raise PreviewError(f"the golden database container {name} publishes no port")
+    endpoint = DbEndpoint("127.0.0.1", port, creds.user, creds.password, creds.database)
+
+    def alive() -> None:
+        [state] = engine.inspect("container", [name])
+        if not (state.get("State") or {}).get("Running"):
+            raise PreviewError(f"the golden database container {name} stopped", hint=f"docker logs {name}")
+
+    def create_account() -> None:
+        from .restore import account_sql
+
+        _root_sql(engine, name, "", account_sql(creds.user, creds.password, creds.database),
+                  what=f"create the account of the golden database of {manifest.id}")
+
+    wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS, alive=alive, on_denied=create_account)
+    load_database(repo, manifest.database, endpoint)
+    # A clean shutdown: the datadir in the image needs no crash recovery when a preview starts.
+    engine.cli(["stop", "-t", "600", name], what=f"stop the golden database of {manifest.id}")
+    tag = gold.db_image_tag(config.project, manifest.id)
+    changes = [f"LABEL {key}={value}" for key, value in gold.labels(config.project, manifest.id, "db").items()]
+    changes.append("ENV " + " ".join(f'{n}=""' for names in (cmp.DB_ENV["password"], cmp.DB_ENV["root_password"]) for n in names))
+    commit_args = ["commit"]
+    for change in changes:
+        commit_args += ["--change", change]
+    engine.cli([*commit_args, name, tag], what=f"commit the golden database of {manifest.id}")
+    made.append(("image", tag))
+    engine.remove("container", [name])
+    return tag, creds
+
+
+def prune_golden_images(config: Config, keep: Any) -> list[str]:
+    """Remove golden copies of snapshots not in ``keep``; never one a preview still runs from."""
+    engine = DockerEngine(config.previews.docker_host)
+    return gold.remove_golden(engine, config.state_dir, config.project, set(keep))

@@ -254,6 +254,7 @@ def build_compose(
     resolve_image: Any = None,
     keep_readonly_binds: bool = False,
     proxy_network: str | None = None,
+    db_paths_in_image: Sequence[str] = (),
 ) -> ComposeBuild:
     """The compose document of a preview (pure)."""
     resolve = resolve_image or (lambda service: service.get("image") or "")
@@ -285,6 +286,9 @@ def build_compose(
             spec["env_file"] = [f"{name}.env"]
             secret_env[name] = secret
         spec["labels"] = {**_kept_labels(service.get("labels") or {}), **labels, "clonekit.service": name}
+        if is_db and db_paths_in_image:  # golden: the data directory lives in the image's layer (copy-on-write)
+            service = {**service, "mounts": [m for m in service.get("mounts") or []
+                                             if m.get("target", "").rstrip("/") not in db_paths_in_image]}
         mounts, volumes = _mounts(service, plan, [v for v in volumes_for_files if v.service == name], keep_readonly_binds)
         if mounts:
             spec["volumes"] = mounts

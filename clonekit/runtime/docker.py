@@ -83,7 +83,7 @@ class DockerEngine:
 
     def exists(self, kind: str, ref: str) -> bool:
         try:
-            run_docker_cli([*self.base_argv, kind, "inspect", "--format", "{{.Id}}", ref])
+            run_docker_cli([*self.base_argv, kind, "inspect", ref])
             return True
         except DockerException:
             return False

@@ -409,3 +409,63 @@ def test_failed_refresh_keeps_name_url_and_state(static_site):
     assert urllib.request.urlopen(again.url + "/index.html", timeout=10).read() == b"hello from the snapshot\n"
     destroy_preview(config, "gamma")
     _nothing_left(config.project)
+
+
+def _post_count(preview) -> int:
+    conn, _ = _preview_db(preview)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM posts")
+        count = cur.fetchone()[0]
+    conn.close()
+    return count
+
+
+def test_golden_copy_clones_diverge_and_prune_keeps_what_is_used(source, tmp_path):
+    from clonekit.preview import materialize, prune_golden_images
+
+    project = f"cktest{uuid.uuid4().hex[:6]}"
+    config = _config(tmp_path, source, project)
+    repo = Repository.open(config.store)
+    manifest = _snapshot(config, source)
+    rows = _post_count_source(source)
+    try:
+        golden = materialize(config, repo, manifest)
+        assert golden.db_image and materialize(config, repo, manifest) == golden  # idempotent
+        one = create_preview(config, repo, manifest, "one")
+        two = create_preview(config, repo, manifest, "two")
+        assert one.restore_path == two.restore_path == "golden"
+        secrets_one = json.loads((one.path / "secrets.json").read_text())["db"]
+        secrets_two = json.loads((two.path / "secrets.json").read_text())["db"]
+        assert secrets_one["password"] != secrets_two["password"] != golden.db.password
+        conn, _ = _preview_db(one)
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO posts VALUES (1000, 'only in one')")
+            cur.execute("SELECT value FROM options WHERE name = 'siteurl'")
+            assert cur.fetchone()[0] == one.url
+        conn.commit()
+        conn.close()
+        assert _post_count(one) == rows + 1 and _post_count(two) == rows
+        assert urllib.request.urlopen(two.url + "/sub/data.txt", timeout=10).read() == b"a file in the volume\n"
+        destroy_preview(config, "one")
+        three = create_preview(config, repo, manifest, "three")  # the golden copy did not see one's write
+        assert _post_count(three) == rows
+        destroy_preview(config, "two")
+        assert prune_golden_images(config, keep=[]) == []  # "three" still runs from it
+        destroy_preview(config, "three")
+        assert prune_golden_images(config, keep=[]) == [golden.db_image]
+        assert _labelled("volume", project) == []
+    finally:
+        subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker volume rm -f $(docker volume ls -q --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker network rm $(docker network ls -q --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker image rm -f $(docker image ls -q --filter label=clonekit.project={project}) 2>/dev/null"],
+                       capture_output=True)
+
+
+def _post_count_source(source) -> int:
+    conn = source["server"].connect(source["database"])
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM posts")
+        count = cur.fetchone()[0]
+    conn.close()
+    return count
