@@ -18,8 +18,9 @@ from typing import Any
 from ..config import SanitizeConfig
 from ..schema import Row, Table
 from .planner import RulePlanner, build_rule_planner
-from .presets import PRESET_VERSION
+from .presets import PRESET_VERSION, preset_document
 from .scan import SAMPLE_ROWS, ScanFinding, ScanReport, scan_tables, suggest_rules
+from .wordlists import FIRST_NAMES, LAST_NAMES, LOREM_WORDS, STREET_SUFFIXES
 
 __all__ = [
     "RulePlanner",
@@ -32,7 +33,10 @@ __all__ = [
 ]
 
 # Bump when an action's output for the same input changes: it changes the rules digest.
-ACTIONS_VERSION = 1
+ACTIONS_VERSION = 2
+_WORD_LISTS_DIGEST = hashlib.sha256(
+    "\n".join("|".join(words) for words in (FIRST_NAMES, LAST_NAMES, STREET_SUFFIXES, LOREM_WORDS)).encode()
+).hexdigest()
 
 
 def build_planner(cfg: SanitizeConfig) -> RulePlanner:
@@ -56,6 +60,8 @@ def rules_digest(cfg: SanitizeConfig) -> str:
         "actions_version": ACTIONS_VERSION,
         "preset": cfg.preset,
         "preset_version": PRESET_VERSION,
+        "preset_rules": preset_document(cfg.preset),
+        "word_lists": _WORD_LISTS_DIGEST,
         "strict": cfg.strict,
         "tables": _plain(cfg.tables),
         "keep_accounts": sorted(hashlib.sha256(a.strip().casefold().encode()).hexdigest() for a in cfg.keep_accounts),

@@ -270,3 +270,14 @@ def preset_rules(preset: str, table_names: Iterable[str]) -> tuple[TableRule, ..
     else:
         return ()
     return parse_table_rules(raw, key=f"preset {preset}", origin=f"preset {preset}")
+
+
+def preset_document(preset: str) -> dict[str, Any]:
+    """The preset's raw rules for a canonical schema (``wp_`` and one sub-site ``wp_2_``): what
+    the rules digest hashes, so any change to a preset changes the digest."""
+    if preset == "drupal":
+        return DRUPAL
+    if preset == "wordpress":
+        return {**_wordpress_network("wp_"), **_wordpress_site("wp_"), **_wordpress_site("wp_2_")}
+    return {}
+
