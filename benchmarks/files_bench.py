@@ -15,13 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Timing, ratio_line, time_command, time_function
+from benchmarks.common import Timing, time_command, time_function
 from benchmarks.uploads_tree import change_files, generate
 from clonekit.config import FileSource, SshTarget, StoreConfig
 from clonekit.files import capture_files, restore_files
@@ -55,8 +57,26 @@ def _capture(repo: Repository, root: Path, *, ssh: Any = None, previous: Any = N
     return section, writer.stats
 
 
+CPU: dict[str, float] = {}  # name -> CPU seconds of the last measurement (ours: all our threads; tools: children)
+
+
+def _ours(name: str, fn: Any) -> Timing:
+    started = time.process_time()
+    timing = time_function(name, fn)
+    CPU[name] = time.process_time() - started
+    return timing
+
+
+def _tool(name: str, argv: list[str]) -> Timing:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    timing = time_command(name, argv)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[name] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return timing
+
+
 def _restic(repo: Path, *args: str, name: str) -> Timing:
-    return time_command(name, ["restic", "-r", str(repo), "--quiet", *args])
+    return _tool(name, ["restic", "-r", str(repo), "--quiet", *args])
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -76,18 +96,20 @@ def run_once(scale: str) -> dict[str, Any]:
     ck_store, restic_repo = _fresh(WORK / "ck-store"), _fresh(WORK / "restic-repo")
     repo = Repository.open(StoreConfig(url=str(ck_store)))
     time_command("restic init", ["restic", "-r", str(restic_repo), "--quiet", "init"])
-    ours = time_function("clonekit capture", lambda: _capture(repo, src))
+    ours = _ours("clonekit capture", lambda: _capture(repo, src))
     first = ours.result[0]
     anchor = _restic(restic_repo, "backup", str(src), name="restic backup")
     out["first"] = (ours.seconds, anchor.seconds)
+    out["cpu_first"] = (CPU["clonekit capture"], CPU["restic backup"])
     out["stored1"] = (_du(ck_store), _du(restic_repo))
 
     # 2. second capture after a 1% change
     change = change_files(src, 0.01)
-    ours = time_function("clonekit capture 2", lambda: _capture(repo, src, previous=first))
+    ours = _ours("clonekit capture 2", lambda: _capture(repo, src, previous=first))
     second = ours.result[0]
     anchor = _restic(restic_repo, "backup", str(src), name="restic backup 2")
     out["second"] = (ours.seconds, anchor.seconds)
+    out["cpu_second"] = (CPU["clonekit capture 2"], CPU["restic backup 2"])
     out["stored2"] = (_du(ck_store) - out["stored1"][0], _du(restic_repo) - out["stored1"][1])
     out["changed"] = change
     out["reread"] = second["read_files"]
@@ -95,10 +117,11 @@ def run_once(scale: str) -> dict[str, Any]:
     # 3. restore
     out_ours, out_restic, out_rsync = _fresh(WORK / "out-ours"), _fresh(WORK / "out-restic"), _fresh(WORK / "out-rsync")
     restore_repo = Repository.open(StoreConfig(url=str(ck_store)))  # a fresh object: nothing cached
-    ours = time_function("clonekit restore", lambda: restore_files(restore_repo, second, out_ours))
+    ours = _ours("clonekit restore", lambda: restore_files(restore_repo, second, out_ours))
     anchor = _restic(restic_repo, "restore", "latest", "--target", str(out_restic), name="restic restore")
-    rsync = time_command("rsync -a", ["rsync", "-a", f"{src}/", f"{out_rsync}/"])
+    rsync = _tool("rsync -a", ["rsync", "-a", f"{src}/", f"{out_rsync}/"])
     out["restore"] = (ours.seconds, anchor.seconds, rsync.seconds)
+    out["cpu_restore"] = (CPU["clonekit restore"], CPU["restic restore"], CPU["rsync -a"])
     out["exact"] = _same_tree(src, out_ours)
 
     # 4. over SSH: full, then after another 1% change
@@ -110,14 +133,16 @@ def run_once(scale: str) -> dict[str, Any]:
                  "-o StrictHostKeyChecking=yes -o BatchMode=yes",
                  f"{target.user}@{target.host}:{src}/", f"{rsync_dest}/"]
     with SshSession.connect(target) as ssh:
-        ours = time_function("clonekit capture over SSH", lambda: _capture(ssh_repo, src, ssh=ssh))
-        anchor = time_command("rsync -a -e ssh", rsync_ssh)
+        ours = _ours("clonekit capture over SSH", lambda: _capture(ssh_repo, src, ssh=ssh))
+        anchor = _tool("rsync -a -e ssh", rsync_ssh)
         out["ssh_first"] = (ours.seconds, anchor.seconds)
+        out["cpu_ssh_first"] = (CPU["clonekit capture over SSH"], CPU["rsync -a -e ssh"])
         change_files(src, 0.01, seed=12)
-        ours = time_function("clonekit capture 2 over SSH",
-                             lambda: _capture(ssh_repo, src, ssh=ssh, previous=ours.result[0]))
-        anchor = time_command("rsync -a -e ssh (again)", rsync_ssh)
+        ours = _ours("clonekit capture 2 over SSH",
+                     lambda: _capture(ssh_repo, src, ssh=ssh, previous=ours.result[0]))
+        anchor = _tool("rsync -a -e ssh (again)", rsync_ssh)
         out["ssh_second"] = (ours.seconds, anchor.seconds)
+        out["cpu_ssh_second"] = (CPU["clonekit capture 2 over SSH"], CPU["rsync -a -e ssh (again)"])
     for path in (out_ours, out_restic, out_rsync, rsync_dest):
         shutil.rmtree(path, ignore_errors=True)
     return out
@@ -150,16 +175,29 @@ def main() -> None:
     def figure(key: str, index: int) -> float:
         return _median([p[key][index] for p in passes])
 
+    def ratio_line(name: str, ours: float, anchor: float, key: str = "", index: int = 1) -> str:
+        # the median of the per-pass ratios: each pass runs both tools back to back, under the same load
+        ratio = _median([p[key][0] / p[key][index] for p in passes])
+        return f"{name}: {ours:.2f} s vs anchor {anchor:.2f} s (medians), ratio {ratio:.2f}"
+
     lines = [
-        ratio_line("first capture vs restic backup", figure("first", 0), figure("first", 1)),
+        ratio_line("first capture vs restic backup", figure("first", 0), figure("first", 1), "first"),
         ratio_line(f"second capture ({first['changed']['files']} files changed) vs restic backup",
-                   figure("second", 0), figure("second", 1)),
-        ratio_line("restore vs restic restore", figure("restore", 0), figure("restore", 1)),
-        ratio_line("restore vs rsync -a (local copy)", figure("restore", 0), figure("restore", 2)),
-        ratio_line("capture over SSH vs rsync -a -e ssh", figure("ssh_first", 0), figure("ssh_first", 1)),
+                   figure("second", 0), figure("second", 1), "second"),
+        ratio_line("restore vs restic restore", figure("restore", 0), figure("restore", 1), "restore"),
+        ratio_line("restore vs rsync -a (local copy)", figure("restore", 0), figure("restore", 2), "restore", 2),
+        ratio_line("capture over SSH vs rsync -a -e ssh", figure("ssh_first", 0), figure("ssh_first", 1),
+                   "ssh_first"),
         ratio_line("capture over SSH after a 1% change vs rsync -a -e ssh again",
-                   figure("ssh_second", 0), figure("ssh_second", 1)),
+                   figure("ssh_second", 0), figure("ssh_second", 1), "ssh_second"),
     ]
+    for key, label, index in (("cpu_first", "first capture vs restic", 1), ("cpu_second", "second capture vs restic", 1),
+                              ("cpu_restore", "restore vs restic", 1), ("cpu_restore", "restore vs rsync", 2),
+                              ("cpu_ssh_first", "capture over SSH vs rsync (client side)", 1),
+                              ("cpu_ssh_second", "capture over SSH after 1% vs rsync (client side)", 1)):
+        lines.append(f"CPU seconds, {label}: {figure(key, 0):.2f} vs {figure(key, index):.2f}, "
+                     f"ratio {_median([p[key][0] / max(p[key][index], 1e-3) for p in passes]):.2f}")
+    lines.append(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     ours1, restic1 = first["stored1"]
     ours2, restic2 = first["stored2"]
     lines.append(f"bytes stored by the second capture: clonekit {ours2 / 2**20:.1f} MiB = {ours2 / ours1:.2%} of the "
