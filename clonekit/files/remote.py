@@ -143,7 +143,8 @@ class RemoteTree:
         found = _read_until_sentinel(self._output)
         if found is None:  # find failed: ending the command raises its error (with find's message)
             self._names.put(None)
-            self._stack.close()
+            with _tool_hint():
+                self._stack.close()
             raise SourceError(f"listing {self.root} on {self.ssh.target} ended early")
         listing, self._leftover = found
         root, entries, skipped = self._filter(parse_listing(listing), warn=True)
@@ -206,7 +207,8 @@ class RemoteTree:
         self._names.put(_names(wanted))
         self._names.put(None)
         headers = self._parse_tar(_Prefixed(self._leftover, self._output), wanted, storer, progress)
-        self._stack.close()  # waits for the command and checks its status
+        with _tool_hint():
+            self._stack.close()  # waits for the command and checks its status
         return headers, self._output.exit_status or 0
 
     def _tar(
@@ -237,6 +239,22 @@ class RemoteTree:
             headers[path] = (member.size, member.mtime)
             progress(member.size)
         return headers
+
+
+@contextlib.contextmanager
+def _tool_hint() -> Iterator[None]:
+    """A remote find or tar that does not know GNU options: say what the source host needs."""
+    try:
+        yield
+    except SourceError as exc:
+        text = exc.message.lower()
+        if any(word in text for word in ("unrecognized option", "invalid option", "unknown option", "printf",
+                                         "not found", "usage:")):
+            raise SourceError(
+                exc.message, hint="clonekit reads remote files with GNU find and GNU tar: install findutils and "
+                "tar on the source host (busybox or BSD versions lack -printf and --verbatim-files-from)",
+            ) from exc
+        raise
 
 
 def _names(wanted: Mapping[bytes, Entry]) -> bytes:

@@ -167,3 +167,13 @@ def test_restore_never_follows_a_restored_symlink(repo, tmp_path):
     with pytest.raises(ClonekitError):
         restore_files(repo, hostile, tmp_path / "out")
     assert os.stat(outside / "secret").st_nlink == 1
+
+
+def test_a_source_host_without_gnu_find_gets_a_hint(repo, awkward_tree, ssh_target, monkeypatch):
+    import clonekit.files.remote as remote_module
+
+    busybox = remote_module.LIST_THEN_TAR.replace('find -H "$root"', 'busybox find -H "$root"')
+    monkeypatch.setattr(remote_module, "LIST_THEN_TAR", busybox)
+    with SshSession.connect(ssh_target) as ssh, pytest.raises(SourceError) as info:
+        capture(repo, awkward_tree, ssh=ssh)
+    assert "GNU find" in str(info.value)
