@@ -3,9 +3,10 @@
     python3 -m benchmarks.clone_bench --runs 3
 
 1. snapshot of ckprod (capture + sanitize + store), once;
-2. create_preview from it, ``--runs`` times: phases files (volumes filled), db start (container up
+2. create_preview from it (cold path), ``--runs`` times: phases files (volumes filled), db start (container up
    and accepting logins), db load (restore_database + URL rewrite), start (every service up),
-   HTTP (until the site answers); then destroy;
+   HTTP (until the site answers); then destroy; then materialize once and the same from the
+   golden copy (restore_path "golden": no load, datadir copy-on-write in an image layer);
 3. the anchor, side by side on the same data: the plain manual clone an agency scripts by hand:
    start a MariaDB container, ``mysqldump | mysql`` into it, ``tar | docker run tar -x`` the
    uploads into a volume, start WordPress on it and wait for HTTP. No sanitization, no URL rewrite.
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CLONEKIT_BENCH_SECRET", uuid.uuid4().hex)
 
     from clonekit import Project
-    from clonekit.preview import create_preview, destroy_preview
+    from clonekit.preview import create_preview, destroy_preview, materialize, prune_golden_images
 
     with tempfile.TemporaryDirectory(prefix="ck-clone-bench-") as tmp:
         config_path = Path(tmp) / "clonekit.yml"
@@ -161,6 +162,24 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{p} {timings.get(p, 0.0):.2f}" for p in PHASES)
                   + f"; of db_start, compose up {timings.get('db_up', 0.0):.2f})", flush=True)
 
+        started = time.perf_counter()
+        materialize(project.config, project.repository, manifest)
+        materialize_seconds = time.perf_counter() - started
+        print(f"materialize (golden copy, once per snapshot): {materialize_seconds:.2f} s", flush=True)
+        golden: list[dict[str, float]] = []
+        for run in range(args.runs):
+            name = f"golden-{run}"
+            started = time.perf_counter()
+            preview = create_preview(project.config, project.repository, manifest, name)
+            total = time.perf_counter() - started
+            assert preview.restore_path == "golden"
+            timings = json.loads((preview.path / "state.json").read_text())["timings"]
+            destroy_preview(project.config, name)
+            golden.append({**{p: float(timings.get(p, 0.0)) for p in PHASES}, "total": total})
+            print(f"golden run {run + 1}: total {total:.2f} s ("
+                  + ", ".join(f"{p} {timings.get(p, 0.0):.2f}" for p in PHASES) + ")", flush=True)
+        prune_golden_images(project.config, keep=[])
+
         anchors: list[dict[str, float]] = []
         for run in range(args.runs):
             times = anchor_clone(secrets)
@@ -175,8 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     for key in (*PHASES, "total"):
         print("  " + ratio_line(key, median[key], anchor[key]))
     print(f"  clone end to end (snapshot + restore): {snapshot_seconds + median['total']:.2f} s")
+    gold = {k: statistics.median(r[k] for r in golden) for k in (*PHASES, "total")}
+    print("\nmedians (clonekit clone from the golden copy vs the same manual clone):")
+    for key in (*PHASES, "total"):
+        print("  " + ratio_line(key, gold[key], anchor[key]))
+    print(f"  materialize once: {materialize_seconds:.2f} s")
     if args.json:
-        print(json.dumps({"snapshot_seconds": snapshot_seconds, "restore": median, "anchor": anchor, "runs": args.runs}))
+        print(json.dumps({"snapshot_seconds": snapshot_seconds, "restore": median, "golden": gold,
+                          "materialize_seconds": materialize_seconds, "anchor": anchor, "runs": args.runs}))
     return 0
 
 
