@@ -535,7 +535,10 @@ class Repository:
         finally:
             stop.set()
             refresher.join()
-            self.store.delete(key)
+            try:
+                self.store.delete(key)
+            except StoreError as exc:  # never hide the body's own error; an orphan lock goes stale
+                log.warning("could not remove lock %s: %s", key, exc.message)
 
     def _lock_blockers(self, own_key: str, exclusive: bool) -> list[str]:
         now = datetime.now(UTC)
