@@ -301,3 +301,24 @@ def test_open_without_create_leaves_no_folder(tmp_path):
     with pytest.raises(NotFoundError, match="no clonekit store"):
         Repository.open(StoreConfig(url=str(tmp_path / "absent")), create=False)
     assert not (tmp_path / "absent").exists()
+
+
+def test_put_is_thread_safe(store_config):
+    repo = Repository.open(store_config)
+    shared = payloads(10, size=2000, seed=b"shared")
+    own = [payloads(5, size=2000, seed=bytes([t])) for t in range(4)]
+    refs: list = []
+
+    def feed(t: int) -> None:
+        for p in shared + own[t]:
+            refs.append(writer.put(p))
+
+    with repo.writer(workers=3, max_pending_bytes=8000) as writer:
+        threads = [threading.Thread(target=feed, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    stats = writer.stats
+    assert stats.chunks == 60 and stats.new_chunks == 30 and len({r.id for r in refs}) == 30
+    assert sorted(repo.list_chunks()) == sorted({r.id for r in refs})
