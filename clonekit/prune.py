@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .config import Retention
@@ -65,6 +65,7 @@ class PruneResult:
     deleted_chunks: int
     freed_bytes: int
     skipped_chunks: int  # in the plan but referenced by a snapshot committed since
+    leftovers_removed: int = 0  # temp files / unfinished multipart uploads of killed runs
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class PruneResult:
             "deleted_chunks": self.deleted_chunks,
             "freed_bytes": self.freed_bytes,
             "skipped_chunks": self.skipped_chunks,
+            "leftovers_removed": self.leftovers_removed,
         }
 
 
@@ -154,5 +156,6 @@ def execute_prune(repo: Repository, plan: PrunePlan, *, workers: int | None = No
             with ThreadPoolExecutor(workers or repo.workers, thread_name_prefix="ck-prune") as pool:
                 list(pool.map(repo.delete_chunk, doomed))
         freed = sum(present[c][0] for c in doomed)
-    log.info("prune: forgot %d snapshots, deleted %d chunks (%d bytes)", len(forget), len(doomed), freed)
-    return PruneResult(tuple(sorted(forget)), len(doomed), freed, skipped)
+        leftovers = repo.store.cleanup(datetime.now(UTC) - timedelta(seconds=plan.grace_seconds))
+    log.info("prune: forgot %d snapshots, deleted %d chunks (%d bytes), %d leftovers", len(forget), len(doomed), freed, leftovers)
+    return PruneResult(tuple(sorted(forget)), len(doomed), freed, skipped, leftovers)

@@ -51,6 +51,11 @@ class Store(Protocol):
         """Remove ``key``; deleting a missing key is not an error."""
         ...
 
+    def cleanup(self, older_than: datetime) -> int:
+        """Remove leftovers of writes killed before ``older_than`` (temp files, unfinished
+        multipart uploads); returns how many. Never touches a finished object."""
+        ...
+
     def close(self) -> None: ...
 
 

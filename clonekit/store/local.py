@@ -113,6 +113,24 @@ class LocalStore:
         except OSError as exc:
             raise self._error("delete", key, exc) from exc
 
+    def cleanup(self, older_than: datetime) -> int:
+        removed = 0
+        cutoff = older_than.timestamp()
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = Path(folder) / name
+                try:
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise self._error("delete", str(path.relative_to(self.root)), exc) from exc
+        return removed
+
     def close(self) -> None:
         return None
 

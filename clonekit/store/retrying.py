@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 from ..retry import call_with_retry
 from .base import ObjectInfo, Store
@@ -34,6 +35,9 @@ class RetryingStore:
 
     def delete(self, key: str) -> None:
         call_with_retry(lambda: self.inner.delete(key))
+
+    def cleanup(self, older_than: datetime) -> int:
+        return call_with_retry(lambda: self.inner.cleanup(older_than))
 
     def close(self) -> None:
         self.inner.close()

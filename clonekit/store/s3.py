@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -38,7 +38,7 @@ TRANSIENT_CODES = frozenset(
         "502", "504", "BadGateway", "GatewayTimeout", "OperationAborted",
     }
 )
-NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchUpload", "404", "NotFound"})
 CONDITIONAL_UNSUPPORTED_CODES = frozenset({"NotImplemented", "501"})
 
 # Connection-level failures: worth retrying.
@@ -173,6 +173,28 @@ class S3Store:
     def delete(self, key: str) -> None:
         full = self._key(key)
         self._call("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=full))
+
+    def cleanup(self, older_than: datetime) -> int:
+        """Abort multipart uploads under our prefix started before ``older_than`` (killed runs)."""
+        root = f"{self.prefix}/" if self.prefix else ""
+        aborted = 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": root}
+        while True:
+            page: dict[str, Any] = self._call("list uploads", "/", partial(self._client.list_multipart_uploads, **kwargs))
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"].astimezone(UTC) < older_than:
+                    try:
+                        self._call(
+                            "abort upload", upload["Key"][len(root) :],
+                            partial(self._client.abort_multipart_upload, Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]),
+                        )
+                    except MissingObjectError:
+                        continue  # finished or aborted meanwhile
+                    aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            kwargs["KeyMarker"] = page.get("NextKeyMarker")
+            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker")
 
     def close(self) -> None:
         self._client.close()
