@@ -235,6 +235,11 @@ class S3Store:
                 f"store {self.url}: no AWS credentials found",
                 hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (the standard AWS chain); clonekit.yml never holds them",
             ) from exc
+        except botocore.exceptions.SSLError as exc:  # retrying cannot fix a certificate
+            raise StoreError(
+                f"store {self.url}: TLS failed ({exc})",
+                hint="check the endpoint's certificate; a private CA goes in AWS_CA_BUNDLE",
+            ) from exc
         except botocore.exceptions.EndpointConnectionError as exc:
             raise TransientStoreError(
                 f"cannot reach the S3 endpoint of {self.url} ({exc.kwargs.get('endpoint_url', '')})",

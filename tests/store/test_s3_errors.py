@@ -51,3 +51,13 @@ def test_unreachable_endpoint(s3_endpoint, monkeypatch):
 def test_bad_store_urls(url, endpoint, message):
     with pytest.raises(ConfigError, match=message):
         Repository.open(StoreConfig(url=url, endpoint_url=endpoint))
+
+
+def test_tls_failure_is_not_retried(s3_endpoint):
+    from clonekit.errors import StoreError
+
+    https = s3_endpoint.replace("http://", "https://")  # the server speaks plain HTTP: the handshake fails
+    config = StoreConfig(url="s3://ck-bucket/x", endpoint_url=https, region="us-east-1")
+    with pytest.raises(StoreError, match="TLS failed") as exc:
+        Repository.open(config)
+    assert not isinstance(exc.value, TransientStoreError) and "AWS_CA_BUNDLE" in str(exc.value)
