@@ -322,3 +322,24 @@ def test_put_is_thread_safe(store_config):
     stats = writer.stats
     assert stats.chunks == 60 and stats.new_chunks == 30 and len({r.id for r in refs}) == 30
     assert sorted(repo.list_chunks()) == sorted({r.id for r in refs})
+
+
+def test_iter_chunks_reads_ahead_a_bounded_window(tmp_path):
+    from clonekit.store.local import LocalStore
+
+    class CountingStore(LocalStore):
+        gets = 0
+
+        def get(self, key):
+            if key.startswith("chunks/"):
+                CountingStore.gets += 1
+            return super().get(key)
+
+    repo = Repository.open(CountingStore(tmp_path / "s"))
+    with repo.writer() as writer:
+        ids = [writer.put(p).id for p in payloads(40, size=1000)]
+    stream = repo.iter_chunks(ids, workers=3)
+    next(stream)
+    next(stream)
+    assert CountingStore.gets <= 2 * 3 + 2  # not the 40 of them
+    stream.close()
