@@ -287,7 +287,7 @@ class Repository:
         except IntegrityError as first:
             if isinstance(first.__cause__, MissingObjectError):
                 raise
-            log.warning("chunk %s failed its check (%s); reading it again", chunk_id, first.message)
+            log.warning("chunk %s failed its check; reading it again", chunk_id[:16])
         return self._read_chunk(chunk_id)
 
     def _read_chunk(self, chunk_id: str) -> bytes:
