@@ -36,6 +36,7 @@ TRANSIENT_CODES = frozenset(
         "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequests",
         "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "503", "500",
         "502", "504", "BadGateway", "GatewayTimeout", "OperationAborted",
+        "ConditionalRequestConflict",  # a concurrent conditional write on the same key: try again
     }
 )
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchUpload", "404", "NotFound"})
