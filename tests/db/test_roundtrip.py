@@ -11,7 +11,7 @@ import pytest
 
 from clonekit.db import capture as capture_module
 from clonekit.db import capture_database, describe_tables, restore_database, sample_rows, table_checksums
-from clonekit.errors import PolicyError, PreviewError
+from clonekit.errors import IntegrityError, PolicyError, PreviewError
 from clonekit.schema import CopyEverything, Table, TablePolicy
 
 AWKWARD = "quote ' double \" backslash \\ tab \t newline \n cr \r nul \0 emoji 😀 literal \\N end"
@@ -239,3 +239,16 @@ def test_the_sanitizing_path_round_trips_every_type_exactly(mysql_db, mysql_targ
     section, _ = _capture(source, repo, planner)
     restore_database(repo, section, target)
     assert table_checksums(target) == table_checksums(source)
+
+
+def test_a_corrupt_chunk_fails_the_restore_cleanly(mysql_db, mysql_target_db, source, target, repo, tmp_path):
+    mysql_db.execute("CREATE TABLE t (id int PRIMARY KEY, v text)",
+                     "INSERT INTO t SELECT seq, REPEAT(MD5(seq), 50) FROM seq_1_to_5000")
+    section, _ = _capture(source, repo)
+    chunk_id = section["tables"][0]["chunks"][-1]["id"]
+    [stored] = list((tmp_path / "store").rglob(chunk_id))
+    data = bytearray(stored.read_bytes())
+    data[-5] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        restore_database(repo, section, target)
