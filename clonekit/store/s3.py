@@ -34,7 +34,7 @@ READ_TIMEOUT_SECONDS = 60
 TRANSIENT_CODES = frozenset(
     {
         "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequests",
-        "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "503", "500",
+        "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500",
         "502", "504", "BadGateway", "GatewayTimeout", "OperationAborted",
         "ConditionalRequestConflict",  # a concurrent conditional write on the same key: try again
     }
@@ -268,6 +268,8 @@ class S3Store:
                 f"store {self.url}: access denied while trying to {verb} {key} ({code})",
                 hint="check the credentials of the AWS chain and the bucket policy",
             )
+        if code == "RequestTimeTooSkewed":
+            return StoreError(f"store {self.url}: the server refused the request: this machine's clock is wrong", hint="sync the clock (NTP)")
         if code in TRANSIENT_CODES or status >= 500 or status == 429:
             return TransientStoreError(f"cannot {verb} {key} in {self.url}: {code or status} (will retry)")
         return StoreError(f"cannot {verb} {key} in {self.url}: {code} {error.get('Message', '')}".strip())
