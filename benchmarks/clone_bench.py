@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CLONEKIT_BENCH_SECRET", uuid.uuid4().hex)
 
     from clonekit import Project
-    from clonekit.preview import create_preview, destroy_preview, materialize, prune_golden_images
+    from clonekit.golden import materialize, prune_golden_images
+    from clonekit.preview import create_preview, destroy_preview
 
     with tempfile.TemporaryDirectory(prefix="ck-clone-bench-") as tmp:
         config_path = Path(tmp) / "clonekit.yml"

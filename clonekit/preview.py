@@ -407,7 +407,12 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
                     if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
     if replacements and manifest.database is not None:
         progress("rewrite URLs", total=None)
-        rewrite_database(endpoint, replacements)
+        if from_golden:  # only the tables that materialize found holding a string to replace
+            from .golden import rewrite_golden_copy
+
+            rewrite_golden_copy(config, plan.snapshot_id, endpoint, replacements)
+        else:
+            rewrite_database(endpoint, replacements)
     timings["db_load"] = time.monotonic() - started
 
 
@@ -607,134 +612,3 @@ def _remove_resources(engine: DockerEngine, config: Config, name: str, compose_p
     engine.remove("volume", engine.ids("volume", labels))
     engine.remove("network", engine.ids("network", labels))
 
-
-# -- golden copies ------------------------------------------------------------------------------
-
-
-def materialize(config: Config, repo: Any, manifest: Any, *, progress: Any = None) -> gold.GoldenCopy:
-    """Load ``manifest`` once into a golden copy on the preview host (idempotent).
-
-    Previews of this snapshot then start their database from an image that already holds the
-    data (copy-on-write) and copy file volumes inside the engine: no load, no download. Raises
-    PreviewError when the database image keeps its data directory in a VOLUME (the cold path
-    still works for such images).
-    """
-    progress = progress or _noop_progress
-    engine = DockerEngine(config.previews.docker_host)
-    services = _services_of(manifest)
-    with preview_lock(config, f".golden-{manifest.id}"):
-        existing = gold.find_golden(config.state_dir, engine, manifest.id)
-        if existing is not None:
-            return existing
-        made: list[tuple[str, str]] = []  # (kind, name) to remove on failure
-        done = False
-        try:
-            db_image, creds = None, None
-            if manifest.database is not None:
-                db_image, creds = _materialize_database(config, repo, manifest, services, engine, progress, made)
-            volumes: dict[str, str] = {}
-            sections = {str(s.get("path")): s for s in manifest.files}
-            for item in cmp.file_volumes(services, config.previews, list(sections)):
-                from .restore import file_tar_stream
-
-                progress(f"golden files {item.source_path}", total=None)
-                name = gold.volume_name(config.project, manifest.id, item.key)
-                engine.create_volume(name, gold.labels(config.project, manifest.id, "files"))
-                made.append(("volume", name))
-                engine.fill_volume(name, file_tar_stream(repo, sections[item.source_path]),
-                                   image=HELPER_IMAGE,
-                                   labels=gold.labels(config.project, manifest.id, "build"))
-                volumes[item.source_path] = name
-            golden = gold.GoldenCopy(manifest.id, db_image, gold.DEFAULT_DATADIR, creds, volumes)
-            gold.write_metadata(config.state_dir, golden)
-            done = True
-            log.info("golden copy of %s ready (%s)", manifest.id, db_image or "files only")
-            return golden
-        finally:
-            if not done:
-                for kind, name in reversed(made):
-                    with contextlib.suppress(PreviewError):
-                        if kind == "image":
-                            engine.cli(["image", "rm", "-f", name], what=f"remove {name}")
-                        else:
-                            engine.remove(kind, [name])
-
-
-def _materialize_database(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any], engine: DockerEngine,
-                          progress: Any, made: list[tuple[str, str]]) -> tuple[str, cmp.DbCredentials]:
-    from .db.endpoint import DbEndpoint
-    from .restore import load_database, wait_for_database
-
-    db_service = config.previews.database_service
-    service = services.get(db_service) or {}
-    image = _resolve_image(engine, service) if service else cmp.DEFAULT_DB_IMAGE
-    found = engine.inspect("image", [image])
-    if not found:
-        raise PreviewError(f"the database image {image} is not on the preview host")
-    if gold.datadir_in_volume(found[0], gold.DEFAULT_DATADIR):
-        raise PreviewError(
-            f"the database image {image} keeps {gold.DEFAULT_DATADIR} in a VOLUME: its data cannot be baked into an image",
-            hint="previews of this snapshot use the cold path (load from the store)",
-        )
-    fallback_db = str(manifest.database.get("database") or "preview")
-    user, database = cmp.db_defaults(services, db_service, fallback_db)
-    creds = cmp.DbCredentials(user, cmp.fresh_secret(), cmp.fresh_secret(), database)
-    folder = config.state_dir / gold.GOLDEN_FOLDER
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    env_file = folder / f"{manifest.id}.env"
-    env = {name: getattr(creds, key) for key, names in cmp.DB_ENV.items() for name in names}
-    _write_private(env_file, "".join(f"{k}={v}\n" for k, v in sorted(env.items())))  # values verbatim (hex)
-    name = gold.build_container_name(config.project, manifest.id)
-    engine.remove("container", engine.ids("container", {gold.LABEL_GOLDEN: "build", cmp.LABEL_SNAPSHOT: manifest.id}))
-    args = ["run", "-d", "--name", name, "--env-file", str(env_file), "-p", f"127.0.0.1::{cmp.DEFAULT_DB_PORT}"]
-    for key, value in gold.labels(config.project, manifest.id, "build").items():
-        args += ["--label", f"{key}={value}"]
-    if service.get("user"):
-        args += ["--user", service["user"]]
-    command = list(service.get("command") or [])
-    if service.get("entrypoint"):
-        args += ["--entrypoint", service["entrypoint"][0]]
-        command = [*service["entrypoint"][1:], *command]
-    progress("golden database", total=None)
-    try:
-        engine.cli([*args, image, *command], what=f"start the golden database of {manifest.id}")
-        made.append(("container", name))
-    finally:
-        env_file.unlink(missing_ok=True)
-    [container] = engine.inspect("container", [name])
-    port = published_port(container, cmp.DEFAULT_DB_PORT)
-    if port is None:
-        raise PreviewError(f"the golden database container {name} publishes no port")
-    endpoint = DbEndpoint("127.0.0.1", port, creds.user, creds.password, creds.database)
-
-    def alive() -> None:
-        [state] = engine.inspect("container", [name])
-        if not (state.get("State") or {}).get("Running"):
-            raise PreviewError(f"the golden database container {name} stopped", hint=f"docker logs {name}")
-
-    def create_account() -> None:
-        from .restore import account_sql
-
-        _root_sql(engine, name, "", account_sql(creds.user, creds.password, creds.database),
-                  what=f"create the account of the golden database of {manifest.id}")
-
-    wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS, alive=alive, on_denied=create_account)
-    load_database(repo, manifest.database, endpoint)
-    # A clean shutdown: the datadir in the image needs no crash recovery when a preview starts.
-    engine.cli(["stop", "-t", "600", name], what=f"stop the golden database of {manifest.id}")
-    tag = gold.db_image_tag(config.project, manifest.id)
-    changes = [f"LABEL {key}={value}" for key, value in gold.labels(config.project, manifest.id, "db").items()]
-    changes.append("ENV " + " ".join(f'{n}=""' for names in (cmp.DB_ENV["password"], cmp.DB_ENV["root_password"]) for n in names))
-    commit_args = ["commit"]
-    for change in changes:
-        commit_args += ["--change", change]
-    engine.cli([*commit_args, name, tag], what=f"commit the golden database of {manifest.id}")
-    made.append(("image", tag))
-    engine.remove("container", [name])
-    return tag, creds
-
-
-def prune_golden_images(config: Config, keep: Any) -> list[str]:
-    """Remove golden copies of snapshots not in ``keep``; never one a preview still runs from."""
-    engine = DockerEngine(config.previews.docker_host)
-    return gold.remove_golden(engine, config.state_dir, config.project, set(keep))

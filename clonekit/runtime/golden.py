@@ -6,25 +6,22 @@ load and writes only to its own container layer. Each file tree becomes a volume
 copy (``cp -a`` inside the engine). The golden copy's own credentials are kept in a 0600 file;
 a preview re-keys its accounts to fresh ones at start.
 
-This module keeps the engine side (names, metadata, image and volume housekeeping); the
-``materialize`` use case is in ``clonekit.restore``.
+This module is what a preview needs of a golden copy: find it (the record written by
+``clonekit.golden.materialize``) and copy its volumes. Making and pruning them is ``clonekit.golden``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import PreviewError
-from .compose import LABEL_PROJECT, LABEL_SNAPSHOT, DbCredentials
+from .compose import DbCredentials
 from .docker import DockerEngine
 
-LABEL_GOLDEN = "clonekit.golden"  # "db" | "files" | "build"
-GOLDEN_REPOSITORY = "clonekit-golden"
 GOLDEN_FOLDER = "golden"
 DEFAULT_DATADIR = "/var/lib/mysql"
 
@@ -52,36 +49,8 @@ class GoldenCopy:
                    db=DbCredentials(**db) if db else None, volumes=dict(data.get("volumes") or {}))
 
 
-def db_image_tag(project: str, snapshot_id: str) -> str:
-    return f"{GOLDEN_REPOSITORY}/{project}-db:{snapshot_id}"
-
-
-def volume_name(project: str, snapshot_id: str, key: str) -> str:
-    return f"ck-golden-{project}-{snapshot_id}-{key}"
-
-
-def build_container_name(project: str, snapshot_id: str) -> str:
-    return f"ck-golden-{project}-{snapshot_id}-build"
-
-
-def labels(project: str, snapshot_id: str, kind: str) -> dict[str, str]:
-    return {LABEL_PROJECT: project, LABEL_SNAPSHOT: snapshot_id, LABEL_GOLDEN: kind}
-
-
 def metadata_path(state_dir: Path, snapshot_id: str) -> Path:
     return state_dir / GOLDEN_FOLDER / f"{snapshot_id}.json"
-
-
-def write_metadata(state_dir: Path, golden: GoldenCopy) -> None:
-    path = metadata_path(state_dir, golden.snapshot_id)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(golden.to_json(), handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def find_golden(state_dir: Path, engine: DockerEngine, snapshot_id: str) -> GoldenCopy | None:
@@ -100,12 +69,6 @@ def find_golden(state_dir: Path, engine: DockerEngine, snapshot_id: str) -> Gold
     return golden
 
 
-def datadir_in_volume(image: Mapping[str, Any], datadir: str) -> bool:
-    """An image that declares a VOLUME over the data directory cannot keep it in a layer."""
-    volumes = (image.get("Config") or {}).get("Volumes") or {}
-    return any(datadir == v.rstrip("/") or datadir.startswith(v.rstrip("/") + "/") for v in volumes)
-
-
 def copy_volume(engine: DockerEngine, source: str, target: str, *, image: str, volume_labels: Mapping[str, str]) -> None:
     """A preview's own copy of a golden volume, made inside the engine (no bytes cross the client)."""
     engine.create_volume(target, volume_labels)
@@ -113,31 +76,3 @@ def copy_volume(engine: DockerEngine, source: str, target: str, *, image: str, v
     for key, value in volume_labels.items():
         args += ["--label", f"{key}={value}"]
     engine.cli([*args, image, "sh", "-c", "cp -a /src/. /dst/"], what=f"copy golden volume {source}")
-
-
-def remove_golden(engine: DockerEngine, state_dir: Path, project: str, keep: set[str]) -> list[str]:
-    """Remove golden copies of snapshots not in ``keep``; an image a container still uses is kept."""
-    removed: list[str] = []
-    used_images = {c.get("Image") for c in engine.containers({})}
-    for line in engine.cli(["image", "ls", "-q", "--no-trunc", "--filter", f"label={LABEL_PROJECT}={project}",
-                            "--filter", f"label={LABEL_GOLDEN}=db"], what="list golden images").split():
-        [info] = engine.inspect("image", [line]) or [{}]
-        snapshot = ((info.get("Config") or {}).get("Labels") or {}).get(LABEL_SNAPSHOT, "")
-        if snapshot in keep or line in used_images:
-            continue
-        tags = list(info.get("RepoTags") or [])
-        engine.cli(["image", "rm", *(tags or [line])], what=f"remove golden image of {snapshot}")
-        removed.extend(tags or [line])
-        _forget(state_dir, snapshot)
-    for name in engine.ids("volume", {LABEL_PROJECT: project, LABEL_GOLDEN: "files"}):
-        [info] = engine.inspect("volume", [name]) or [{}]
-        snapshot = (info.get("Labels") or {}).get(LABEL_SNAPSHOT, "")
-        if snapshot not in keep:
-            engine.remove("volume", [name])
-            _forget(state_dir, snapshot)
-    return removed
-
-
-def _forget(state_dir: Path, snapshot_id: str) -> None:
-    if snapshot_id:
-        metadata_path(state_dir, snapshot_id).unlink(missing_ok=True)

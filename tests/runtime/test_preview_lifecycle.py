@@ -420,8 +420,12 @@ def _post_count(preview) -> int:
     return count
 
 
-def test_golden_copy_clones_diverge_and_prune_keeps_what_is_used(source, tmp_path):
-    from clonekit.preview import materialize, prune_golden_images
+def test_previews_from_a_golden_copy_diverge_and_get_fresh_credentials(source, tmp_path):
+    """The preview side of golden copies (clonekit.golden makes them): no load, re-keyed accounts,
+    writes stay in each preview's own layer."""
+    from clonekit.golden import materialize, prune_golden_images
+    from clonekit.runtime.docker import DockerEngine
+    from clonekit.runtime.golden import find_golden
 
     project = f"cktest{uuid.uuid4().hex[:6]}"
     config = _config(tmp_path, source, project)
@@ -429,8 +433,9 @@ def test_golden_copy_clones_diverge_and_prune_keeps_what_is_used(source, tmp_pat
     manifest = _snapshot(config, source)
     rows = _post_count_source(source)
     try:
-        golden = materialize(config, repo, manifest)
-        assert golden.db_image and materialize(config, repo, manifest) == golden  # idempotent
+        result = materialize(config, repo, manifest)
+        golden = find_golden(config.state_dir, DockerEngine(), manifest.id)
+        assert golden is not None and golden.db_image == result.image and golden.db is not None
         one = create_preview(config, repo, manifest, "one")
         two = create_preview(config, repo, manifest, "two")
         assert one.restore_path == two.restore_path == "golden"
@@ -450,9 +455,9 @@ def test_golden_copy_clones_diverge_and_prune_keeps_what_is_used(source, tmp_pat
         three = create_preview(config, repo, manifest, "three")  # the golden copy did not see one's write
         assert _post_count(three) == rows
         destroy_preview(config, "two")
-        assert prune_golden_images(config, keep=[]) == []  # "three" still runs from it
+        assert golden.db_image not in prune_golden_images(config, keep=[])  # "three" still runs from it
         destroy_preview(config, "three")
-        assert prune_golden_images(config, keep=[]) == [golden.db_image]
+        assert golden.db_image in prune_golden_images(config, keep=[])
         assert _labelled("volume", project) == []
     finally:
         subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter label=clonekit.project={project}) 2>/dev/null;"
