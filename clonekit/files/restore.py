@@ -23,6 +23,7 @@ from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, ent
 WRITE_WORKERS = 4
 WRITE_AHEAD_FILES = 256
 TAR_BLOCK = 512
+TAR_PIECE_BYTES = 1024 * 1024
 SPARSE_BLOCK_BYTES = 64 * 1024
 _ZEROS = bytes(SPARSE_BLOCK_BYTES)
 
@@ -283,8 +284,28 @@ def _apply(target: bytes, item: Mapping[str, Any], as_root: bool) -> None:
 
 def iter_tar(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[bytes]:
     """The same tree as a POSIX (pax) tar stream, names as raw bytes, mtimes to the nanosecond.
-    Pipe it into ``tar -x --same-owner -p -C <dir>``. A damaged chunk raises IntegrityError
-    mid-stream: the consumer must treat the extraction as failed."""
+
+    Pipe it into ``tar -x -C <dir>`` (GNU tar restores every mtime exactly; busybox tar keeps
+    contents, names, modes and owners but file mtimes only to the second, folders' not at all).
+    A damaged chunk raises IntegrityError mid-stream: the consumer must treat the extraction as
+    failed. Pieces are about TAR_PIECE_BYTES (headers and small files are batched)."""
+    batch = bytearray()
+    for piece in _tar_pieces(repo, section):
+        if len(piece) >= TAR_PIECE_BYTES:
+            if batch:
+                yield bytes(batch)
+                batch.clear()
+            yield piece
+            continue
+        batch += piece
+        if len(batch) >= TAR_PIECE_BYTES:
+            yield bytes(batch)
+            batch.clear()
+    if batch:
+        yield bytes(batch)
+
+
+def _tar_pieces(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[bytes]:
     entries = _entries(section)
     root = section.get("root")
     if root:
@@ -299,7 +320,7 @@ def iter_tar(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[bytes]:
             check = _FileCheck(path, item)
             for data in chunks:
                 check.update(data)
-                yield bytes(data)  # a packed file is a view into its chunk: hand out plain bytes
+                yield data if isinstance(data, bytes) else bytes(data)  # packed files are views into a chunk
             check.check()
             padding = -check.size % TAR_BLOCK
             if padding:
