@@ -127,15 +127,16 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: Any = Non
                                 time.monotonic() - started, reused=True)
         services = dict((manifest.services or {}).get("services") or {})
         db_image, datadir, db = "", DEFAULT_DATADIR, None
+        replace_tables: dict[str, list[str]] = {}
         volumes: dict[str, str] = {}
         done = False
         try:
             if manifest.database is not None:
                 progress("golden database", total=None)
-                db_image, datadir, db = _materialize_database(config, repo, manifest, services, engine)
+                db_image, datadir, db, replace_tables = _materialize_database(config, repo, manifest, services, engine)
             volumes = _materialize_volumes(config, repo, manifest, services, engine, progress)
             record = {"snapshot_id": manifest.id, "db_image": db_image or None, "datadir": datadir,
-                      "db": db, "volumes": volumes}
+                      "db": db, "volumes": volumes, "replace_tables": replace_tables}
             record_path(config, manifest.id).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             _write_private(record_path(config, manifest.id), json.dumps(record, indent=2, sort_keys=True))
             done = True
@@ -173,8 +174,8 @@ def _image_config(engine: DockerEngine, image: str) -> dict[str, Any]:
 
 
 def _materialize_database(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any],
-                          engine: DockerEngine) -> tuple[str, str, dict[str, str]]:
-    """(image, datadir, golden credentials) of the committed database."""
+                          engine: DockerEngine) -> tuple[str, str, dict[str, str], dict[str, list[str]]]:
+    """(image, datadir, golden credentials, replace_tables) of the committed database."""
     from .db.endpoint import DbEndpoint
     from .restore import account_sql, load_database, wait_for_database
 
@@ -223,6 +224,7 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
         _root_sql(engine, name, "", root_sql(_flavor(endpoint), creds.root_password),
                   what=f"set the root password of the golden database of {manifest.id}")
         load_database(repo, section, endpoint)
+        replace_tables = find_replace_tables(endpoint, list(config.previews.replace))
         # Slow shutdown: purge and change-buffer merge now, so no preview start has work to redo.
         _root_sql(engine, name, creds.root_password, b"SET GLOBAL innodb_fast_shutdown = 0;\n",
                   what="prepare a clean shutdown of the golden database")
@@ -234,9 +236,67 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
         image = db_image_name(config, manifest.id)
         ge.commit(engine, name, image, [*_label_changes(_labels(config, manifest, "db"))])
         return image, datadir, {"user": creds.user, "password": creds.password,
-                                "root_password": creds.root_password, "database": creds.database}
+                                "root_password": creds.root_password, "database": creds.database}, replace_tables
     finally:
         _quietly(lambda: engine.remove("container", [name]))
+
+
+def find_replace_tables(endpoint: Any, olds: Sequence[str]) -> dict[str, list[str]]:
+    """For each ``previews.replace`` key, the tables whose text columns contain it (plain or JSON
+    escaped). Every clone of the golden copy holds the same rows: its rewrite reads only these."""
+    import pymysql
+
+    from .db.connection import connection, quote_name
+    from .restore import Replacement, _like_pattern, _text_tables
+
+    out: dict[str, list[str]] = {}
+    if not olds:
+        return out
+    try:
+        with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
+            tables = _text_tables(cur, endpoint.database)
+            for old in olds:
+                needles = Replacement(old, "").needles()
+                out[old] = []
+                for table, columns, _key in tables:
+                    condition = " OR ".join(f"{quote_name(c)} LIKE %s" for c in columns for _ in needles)
+                    cur.execute(f"SELECT 1 FROM {quote_name(table)} WHERE {condition} LIMIT 1",
+                                [_like_pattern(n) for _ in columns for n in needles])
+                    if cur.fetchone():
+                        out[old].append(table)
+    except pymysql.MySQLError as exc:
+        raise PreviewError(f"cannot search the golden database {endpoint} for previews.replace strings") from exc
+    return out
+
+
+def rewrite_golden_copy(config: Config, snapshot_id: str, endpoint: Any, replacements: Sequence[Any]) -> int:
+    """``previews.replace`` on a clone of a golden copy: only the tables that materialize found
+    holding a string to replace (a full scan grows with the data). A key the record does not know
+    (the config changed since) takes the full rewrite."""
+    import pymysql
+
+    from .db.connection import connection, quote_name, target_error
+    from .restore import _rewrite_table, _text_tables, rewrite_database
+
+    known = (read_record(config, snapshot_id) or {}).get("replace_tables")
+    if not isinstance(known, dict) or any(r.old not in known for r in replacements):
+        return rewrite_database(endpoint, replacements)
+    wanted = {table for r in replacements for table in known[r.old]}
+    if not wanted:
+        return 0
+    needles = sorted({n for r in replacements for n in r.needles()})
+    changed = 0
+    try:
+        with connection(endpoint, as_target=True, autocommit=False) as conn:
+            with conn.cursor() as cur:
+                for table, columns, key in _text_tables(cur, endpoint.database):
+                    if table in wanted:
+                        changed += _rewrite_table(cur, quote_name, table, columns, key, needles, replacements)
+            conn.commit()
+    except pymysql.MySQLError as exc:
+        raise target_error(exc, endpoint, "rewriting URLs") from exc
+    log.info("previews.replace on a golden clone: %d row(s) rewritten in %d table(s)", changed, len(wanted))
+    return changed
 
 
 def _datadir_tar(datadir: str) -> bytes:
@@ -290,8 +350,8 @@ def root_sql(flavor: str, password: str) -> bytes:
             "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;\nFLUSH PRIVILEGES;\n").encode()
 
 
-def _root_sql(engine: DockerEngine, container: str, root_password: str, sql: bytes, *, what: str) -> str:
-    return engine.exec(container, ["sh", "-c", ROOT_CLIENT], input=root_password.encode() + b"\n" + sql, what=what)
+def _root_sql(engine: DockerEngine, container: str, root_password: str, sql: bytes, *, what: str) -> None:
+    engine.exec(container, ["sh", "-c", ROOT_CLIENT], input=root_password.encode() + b"\n" + sql, what=what)
 
 
 def _materialize_volumes(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any], engine: DockerEngine,

@@ -4,6 +4,7 @@ files and a compose project (created, never started) whose services a snapshot c
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from datetime import UTC, datetime
@@ -22,12 +23,23 @@ from clonekit.schema import CopyEverything
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD_URL = "https://shop.example.net"
+OFFICIAL_LIKE_DB = """
+    image: clonekit/mariadb:10.11
+    environment: {MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: prod-db-secret,
+                  MARIADB_ROOT_PASSWORD: prod-root-secret}"""
+# Like the official images: VOLUME /var/lib/mysql; the server and its first-start initialisation
+# read the datadir from the configuration (a plain Debian mariadb-server underneath).
+VOLUME_IMAGE_DOCKERFILE = """
+FROM clonekit/base-mariadb:10.11
+VOLUME /var/lib/mysql
+CMD ["sh", "-c", "mkdir -p /run/mysqld && chown mysql /run/mysqld && d=$(my_print_defaults mysqld | sed -n 's/^--datadir=//p' | tail -n 1) && d=${d:-/var/lib/mysql} && mkdir -p $d && chown mysql $d && { [ -d $d/mysql ] || mariadb-install-db --user=mysql --datadir=$d >/dev/null; } && exec mariadbd --user=mysql --bind-address=0.0.0.0"]
+"""
+VOLUME_DB = """
+    image: {image}
+    environment: {{MARIADB_DATABASE: shop}}"""
 SOURCE_COMPOSE = """
 services:
-  db:
-    image: clonekit/mariadb:10.11
-    environment: {{MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: prod-db-secret,
-                  MARIADB_ROOT_PASSWORD: prod-root-secret}}
+  db:{db}
     volumes: [dbdata:/var/lib/mysql]
   web:
     image: clonekit/busybox:latest
@@ -48,13 +60,28 @@ def images(docker) -> None:
 
 @pytest.fixture(scope="module")
 def source(mysql_server, images, tmp_path_factory):
-    root = tmp_path_factory.mktemp("golden-source")
+    yield from _source(mysql_server, tmp_path_factory.mktemp("golden-source"), OFFICIAL_LIKE_DB)
+
+
+@pytest.fixture(scope="module")
+def volume_source(mysql_server, images, tmp_path_factory):
+    """A source whose database image declares VOLUME /var/lib/mysql (as the official images do)."""
+    image = f"cktest-mariadb-volume:{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "build", "-q", "-t", image, "-"], input=VOLUME_IMAGE_DOCKERFILE.encode(), check=True,
+                   capture_output=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    try:
+        yield from _source(mysql_server, tmp_path_factory.mktemp("golden-volume-source"), VOLUME_DB.format(image=image))
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
+
+
+def _source(mysql_server, root: Path, db_block: str):
     site = root / "site"
     site.mkdir()
     (site / "index.html").write_text("golden files\n")
     project = f"cktest-{uuid.uuid4().hex[:8]}"
     compose_file = root / "compose.yml"
-    compose_file.write_text(SOURCE_COMPOSE.format(prod_url=PROD_URL, site=site))
+    compose_file.write_text(SOURCE_COMPOSE.format(prod_url=PROD_URL, site=site, db="{db}").replace("{db}", db_block))
     subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "create"], check=True, capture_output=True)
     database = f"cktest_golden_{uuid.uuid4().hex[:8]}"
     conn = mysql_server.connect()
@@ -79,6 +106,15 @@ def source(mysql_server, images, tmp_path_factory):
 @pytest.fixture
 def config(source, tmp_path):
     """A clonekit project of its own (cktest...); everything labelled with it is removed afterwards."""
+    yield from _config(source, tmp_path)
+
+
+@pytest.fixture
+def volume_config(volume_source, tmp_path):
+    yield from _config(volume_source, tmp_path)
+
+
+def _config(source, tmp_path):
     project = f"cktest{uuid.uuid4().hex[:6]}"
     raw = {
         "project": project,

@@ -16,7 +16,7 @@ from clonekit.golden import materialize, prune_golden_images, read_record, recor
 from clonekit.preview import create_preview, destroy_preview, refresh_preview
 from clonekit.repository import Repository
 
-from .conftest import compose_exec, preview_db, take_snapshot
+from .conftest import PROD_URL, compose_exec, preview_db, take_snapshot
 
 
 def _count(conn, sql: str) -> int:
@@ -50,6 +50,8 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
     assert record is not None and record["db_image"] == result.image
     assert stat.S_IMODE(record_path(config, manifest.id).stat().st_mode) == 0o600
     golden_db = record["db"]
+    # previews.replace strings were looked for once: clones rewrite only these tables
+    assert record["replace_tables"] == {PROD_URL: ["options"]}
     image = _image_config(result.image)
     labels = image["Config"]["Labels"]
     assert labels["clonekit.project"] == config.project and labels["clonekit.snapshot"] == manifest.id
@@ -150,3 +152,22 @@ def test_a_snapshot_not_materialized_is_not_golden(config, source):
     assert not is_materialized(config, DockerEngine(), manifest.id)
     with pytest.raises(FileNotFoundError):
         record_path(config, manifest.id).stat()
+
+
+def test_an_image_with_a_volume_on_the_datadir_moves_it(volume_config, volume_source):
+    config, source = volume_config, volume_source
+    repo = Repository.open(config.store)
+    manifest = take_snapshot(config, source)
+    result = materialize(config, repo, manifest)
+    record = read_record(config, manifest.id)
+    assert record is not None and record["datadir"] == "/var/lib/clonekit-mysql"
+    preview = create_preview(config, repo, manifest, "golden-v")
+    assert preview.restore_path == "golden"
+    conn = preview_db(preview)
+    assert _count(conn, "SELECT COUNT(*) FROM posts") == 5
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@datadir")
+        assert cur.fetchone()[0].rstrip("/") == "/var/lib/clonekit-mysql"
+    conn.close()
+    destroy_preview(config, "golden-v")
+    assert prune_golden_images(config, keep=[]) == [result.image, *result.files_images_or_volumes]
