@@ -66,28 +66,29 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
 
         writer.close()
         stats = writer.stats
-
-    manifest = Manifest(
-        id=new_snapshot_id(source.name, started),
-        source=source.name,
-        project=config.project,
-        created_at=started,
-        tool_version=__version__,
-        rules_digest=digest,
-        database=database,
-        files=tuple(files),
-        services=services,
-        stats={
-            # Logical size: every distinct chunk the snapshot references, re-read or reused.
-            "plain_bytes": sum(collect_chunk_refs([database, files]).values()),
-            "read_bytes": stats.plain_bytes,
-            "chunks": stats.chunks,
-            "new_chunks": stats.new_chunks,
-            "new_bytes": stats.new_stored_bytes,
-            "seconds": int((datetime.now(UTC) - started).total_seconds()),
-        },
-    )
-    repo.commit(manifest)
+        manifest = Manifest(
+            id=new_snapshot_id(source.name, started),
+            source=source.name,
+            project=config.project,
+            created_at=started,
+            tool_version=__version__,
+            rules_digest=digest,
+            database=database,
+            files=tuple(files),
+            services=services,
+            stats={
+                # Logical size: every distinct chunk the snapshot references, re-read or reused.
+                "plain_bytes": sum(collect_chunk_refs([database, files]).values()),
+                "read_bytes": stats.plain_bytes,
+                "stored_bytes": stats.stored_bytes,
+                "chunks": stats.chunks,
+                "new_chunks": stats.new_chunks,
+                "new_bytes": stats.new_stored_bytes,
+                "seconds": int((datetime.now(UTC) - started).total_seconds()),
+            },
+        )
+        # Still under the shared lock: a prune cannot slip in between upload and commit.
+        repo.commit(manifest)
     log.info("snapshot %s of %s committed", manifest.id, source.name)
     return manifest
 
