@@ -47,6 +47,11 @@ STRING_TYPES = frozenset({
     "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
     "geometrycollection",
 })
+# Up to SHORT_STRING_CHARS characters REPLACE's quadratic worst case stays negligible. MySQL 8's ICU
+# regexps refuse binary strings, so there every string type takes this path.
+SHORT_STRING_CHARS = 1024
+SHORT_STRING_TYPES = frozenset({"char", "varchar", "tinytext", "tinyblob", "binary", "varbinary", "enum", "set",
+                                "inet6", "inet4", "uuid"})
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 
 
@@ -74,7 +79,8 @@ def field_sql(column: Column, linear_escape: bool = True) -> str:
         replaced = f"REPLACE(REPLACE(REPLACE({raw}, '\\\\', '\\\\\\\\'), '\\t', '\\\\t'), '\\n', '\\\\n')"
         regexp = (f"REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE({raw}, '\\\\\\\\', '\\\\\\\\\\\\\\\\'), "
                   "'\\t', '\\\\\\\\t'), '\\n', '\\\\\\\\n')")
-        if not linear_escape:  # MySQL 8's ICU regexps refuse binary strings
+        short = kind in SHORT_STRING_TYPES and (column.max_chars or 0) <= SHORT_STRING_CHARS
+        if not linear_escape or short:  # short values: REPLACE's cost stays small
             return f"IFNULL({replaced}, {_NULL})"
         return f"IFNULL(IF(OCTET_LENGTH({name}) > {REGEXP_FROM_BYTES}, {regexp}, {replaced}), {_NULL})"
     return f"IFNULL({name}, {_NULL})"
