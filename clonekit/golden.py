@@ -285,17 +285,45 @@ def rewrite_golden_copy(config: Config, snapshot_id: str, endpoint: Any, replace
     if not wanted:
         return 0
     needles = sorted({n for r in replacements for n in r.needles()})
+    # Values that cannot be PHP-serialized get the same plain replacement in one UPDATE per column
+    # (rewrite_value would do exactly that, one row at a time); the rest goes through
+    # rewrite_value. Not when a new string contains its old one: the second pass would replace again.
+    in_sql = all(r.old not in r.new for r in replacements)
     changed = 0
     try:
         with connection(endpoint, as_target=True, autocommit=False) as conn:
             with conn.cursor() as cur:
                 for table, columns, key in _text_tables(cur, endpoint.database):
                     if table in wanted:
+                        if in_sql:
+                            changed += _replace_plain_values(cur, quote_name(table), [quote_name(c) for c in columns],
+                                                             replacements)
                         changed += _rewrite_table(cur, quote_name, table, columns, key, needles, replacements)
             conn.commit()
     except pymysql.MySQLError as exc:
         raise target_error(exc, endpoint, "rewriting URLs") from exc
     log.info("previews.replace on a golden clone: %d row(s) rewritten in %d table(s)", changed, len(wanted))
+    return changed
+
+
+# restore.SERIALIZED_START in SQL; REGEXP may ignore case here: more rows for rewrite_value, never fewer.
+SERIALIZED_START_SQL = '^([aO]:[0-9]+:[{"]|s:[0-9]+:"|i:-?[0-9]+;|b:[01];|d:[-0-9.EeINFAN]+;|N;)'
+
+
+def _replace_plain_values(cur: Any, table: str, columns: Sequence[str], replacements: Sequence[Any]) -> int:
+    from .restore import _like_pattern
+
+    pairs = [(old.decode(), new.decode()) for r in replacements for old, new in r.pairs()]
+    changed = 0
+    for column in columns:
+        expression, args = column, []
+        for old, new in pairs:
+            expression = f"REPLACE({expression}, %s, %s)"
+            args += [old, new]
+        condition = " OR ".join(f"{column} LIKE %s" for _ in pairs)
+        changed += cur.execute(f"UPDATE {table} SET {column} = {expression} WHERE ({condition}) "
+                               f"AND {column} NOT REGEXP %s",
+                               [*args, *(_like_pattern(old) for old, _ in pairs), SERIALIZED_START_SQL])
     return changed
 
 

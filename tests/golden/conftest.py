@@ -23,6 +23,16 @@ from clonekit.schema import CopyEverything
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD_URL = "https://shop.example.net"
+_NESTED = f'a:1:{{s:3:"url";s:{len(PROD_URL) + 5}:"{PROD_URL}/shop";}}'
+# plain, PHP-serialized (nested), JSON with escaped slashes, case variant, no URL at all
+OPTIONS = {
+    "siteurl": PROD_URL,
+    "widget": f'a:2:{{s:4:"home";s:{len(PROD_URL)}:"{PROD_URL}";s:4:"more";s:{len(_NESTED)}:"{_NESTED}";}}',
+    "json": '{"home":"' + PROD_URL.replace("/", "\\/") + '\\/about"}',
+    "upper": PROD_URL.upper() + " and " + PROD_URL + "/x",
+    "other": "nothing to replace",
+    "broken": 's:99:"' + PROD_URL + '";',
+}
 OFFICIAL_LIKE_DB = """
     image: clonekit/mariadb:10.11
     environment: {MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: prod-db-secret,
@@ -89,7 +99,8 @@ def _source(mysql_server, root: Path, db_block: str):
         cur.execute(f"CREATE DATABASE `{database}`")
         cur.execute(f"CREATE TABLE `{database}`.options (id INT PRIMARY KEY, name VARCHAR(64), value LONGTEXT)")
         cur.execute(f"CREATE TABLE `{database}`.posts (id INT PRIMARY KEY, title VARCHAR(200))")
-        cur.execute(f"INSERT INTO `{database}`.options VALUES (1, 'siteurl', %s)", (PROD_URL,))
+        cur.executemany(f"INSERT INTO `{database}`.options VALUES (%s, %s, %s)",
+                        [(i, name, value) for i, (name, value) in enumerate(OPTIONS.items(), 1)])
         cur.executemany(f"INSERT INTO `{database}`.posts VALUES (%s, %s)", [(i, f"post {i}") for i in range(1, 6)])
     conn.close()
     try:

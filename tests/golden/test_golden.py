@@ -15,8 +15,9 @@ import pytest
 from clonekit.golden import materialize, prune_golden_images, read_record, record_path
 from clonekit.preview import create_preview, destroy_preview, refresh_preview
 from clonekit.repository import Repository
+from clonekit.restore import Replacement, rewrite_value
 
-from .conftest import PROD_URL, compose_exec, preview_db, take_snapshot
+from .conftest import OPTIONS, PROD_URL, compose_exec, preview_db, take_snapshot
 
 
 def _count(conn, sql: str) -> int:
@@ -68,9 +69,11 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
         assert urllib.request.urlopen(preview.url + "/index.html", timeout=10).read() == b"golden files\n"
         conn = preview_db(preview)
         assert _count(conn, "SELECT COUNT(*) FROM posts") == 5
-        with conn.cursor() as cur:  # previews.replace applied per clone
-            cur.execute("SELECT value FROM options WHERE name = 'siteurl'")
-            assert cur.fetchone()[0] == preview.url
+        with conn.cursor() as cur:  # previews.replace applied per clone, exactly as the cold path does
+            cur.execute("SELECT name, value FROM options")
+            options = dict(cur.fetchall())
+        assert options["siteurl"] == preview.url
+        assert options == {k: rewrite_value(v, [Replacement(PROD_URL, preview.url)]) for k, v in OPTIONS.items()}
         conn.close()
 
     # fresh credentials: each clone's own, none of them the golden copy's
