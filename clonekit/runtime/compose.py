@@ -56,6 +56,8 @@ MAIL_HOST_ENV = re.compile(r"(^|_)(SMTP|MAIL|MAILER|EMAIL)_?(HOST|SERVER|HOSTNAM
 MAIL_PORT_ENV = re.compile(r"(^|_)(SMTP|MAIL|MAILER|EMAIL)_?PORT$")
 MAIL_URL_ENV = re.compile(r"(^|_)(MAILER|MAIL|SMTP|EMAIL)_(DSN|URL)$")
 DB_PASSWORD_ENV = re.compile(r"(^|_)(DB|DATABASE|MYSQL|MARIADB)_(PASSWORD|PASS|PASSWD|PWD)$")
+# A database host of the app that is not the preview's database could be production's.
+DB_HOST_ENV = re.compile(r"(^|_)(DB|DATABASE|MYSQL|MARIADB)_(HOST|HOSTNAME|SERVER)$")
 PLACEHOLDER = re.compile(r"\{(db\.host|db\.port|db\.name|db\.user|db\.password|url|name|project|port)\}")
 
 # An SMTP server in busybox sh: answers every command, swallows DATA, keeps nothing.
@@ -373,6 +375,8 @@ def _environment(service: Mapping[str, Any], config: PreviewsConfig, plan: Previ
             value = str(MAIL_PORT)
         elif MAIL_URL_ENV.search(upper):
             value = f"smtp://{MAIL_SERVICE}:{MAIL_PORT}"
+        elif DB_HOST_ENV.search(upper) and plan.db_service and not is_db:
+            value = plan.db_service
         put(name, value, False)
     for name, template in config.env.items():
         put(name, render(template, values), "{db.password}" in template)

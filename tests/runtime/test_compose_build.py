@@ -26,7 +26,7 @@ SERVICES = {
             {"name": "WORDPRESS_DB_PASSWORD", "secret": True}, {"name": "API_TOKEN", "secret": True},
             {"name": "SMTP_HOST", "value": "smtp.real.example"}, {"name": "SMTP_PORT", "value": "587"},
             {"name": "MAILER_DSN", "secret": True}, {"name": "VIRTUAL_HOST", "value": "www.example.net"},
-            {"name": "PRICE", "value": "5$"}],
+            {"name": "PRICE", "value": "5$"}, {"name": "WORDPRESS_DB_HOST", "value": "prod-db.example.net"}],
         "ports": [{"container_port": 80, "protocol": "tcp", "host_ip": "", "host_port": "8080"}],
         "expose": [80],
         "mounts": [
@@ -85,6 +85,7 @@ def test_ports_env_and_secrets():
     env = app["environment"]
     assert env["SMTP_HOST"] == "mailsink" and env["SMTP_PORT"] == "25" and "VIRTUAL_HOST" not in env
     assert env["DB_HOST"] == "db" and env["APP_URL"] == "http://127.0.0.1:41000" and env["JSON"] == '{"a": 1}'
+    assert env["WORDPRESS_DB_HOST"] == "db"  # never production's database
     assert env["PRICE"] == "5$$" and app["command"] == ["sh", "-c", "echo $$HOME && run"]
     assert app["env_file"] == ["app.env"]
     assert "mailsink" in doc["services"]
