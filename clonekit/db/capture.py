@@ -84,6 +84,7 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
     main = connect(endpoint)
     conns: list[Connection] = []
     try:
+        _execute(endpoint, main, "SET SESSION TRANSACTION READ ONLY")  # never a write, even by mistake
         infos = _guarded(endpoint, "reading the schema", lambda: describe(main, endpoint.database))
         policies = planner.plan([i.table for i in infos])  # may refuse (PolicyError) before any row is read
         missing = [i.table.name for i in infos if i.table.name not in policies]
