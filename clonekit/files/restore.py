@@ -21,7 +21,9 @@ from ..errors import ClonekitError, IntegrityError, UsageError
 from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, entry_path
 
 WRITE_WORKERS = 4
-WRITE_AHEAD_FILES = 256
+WRITE_BATCH_FILES = 64
+WRITE_BATCH_BYTES = 8 * 1024 * 1024
+WRITE_AHEAD_BATCHES = 8
 TAR_BLOCK = 512
 TAR_PIECE_BYTES = 1024 * 1024
 SPARSE_BLOCK_BYTES = 64 * 1024
@@ -185,21 +187,34 @@ def _restore(repo: ChunkSource, section: Mapping[str, Any], dest: Path, progress
         _apply(target, item, as_root)
         return size
 
-    # Small files are written by a few threads (file creation is mostly waiting on the kernel);
+    def write_batch(batch: list[tuple[bytes, Mapping[str, Any], list[bytes | memoryview]]]) -> int:
+        return sum(write(path, item, chunks) for path, item, chunks in batch)
+
+    # Small files are written in batches by a few threads (file creation is mostly waiting on
+    # the kernel; one task per file would cost more in bookkeeping than the write itself);
     # files of several chunks are written in order here, as their chunks arrive.
     with (
         ThreadPoolExecutor(WRITE_WORKERS, thread_name_prefix="ck-restore") as pool,
         ThreadPoolExecutor(1, thread_name_prefix="ck-hash") as hasher,
     ):
         running: deque[Future[int]] = deque()
+        batch: list[tuple[bytes, Mapping[str, Any], list[bytes | memoryview]]] = []
+        batch_bytes = 0
         for path, item, chunks in _file_contents(repo, entries):
             counts[FILE] += 1
             if len(item.get("chunks", ())) > 1:
                 written += write(path, item, chunks, hasher)
                 continue
-            running.append(pool.submit(write, path, item, list(chunks)))
-            while len(running) > WRITE_AHEAD_FILES or (running and running[0].done()):
+            pieces = list(chunks)
+            batch.append((path, item, pieces))
+            batch_bytes += sum(len(piece) for piece in pieces)
+            if len(batch) >= WRITE_BATCH_FILES or batch_bytes >= WRITE_BATCH_BYTES:
+                running.append(pool.submit(write_batch, batch))
+                batch, batch_bytes = [], 0
+            while len(running) > WRITE_AHEAD_BATCHES or (running and running[0].done()):
                 written += running.popleft().result()
+        if batch:
+            running.append(pool.submit(write_batch, batch))
         while running:
             written += running.popleft().result()
     # Hard links before symlinks, symlinks last: no path is ever resolved through a restored
