@@ -22,6 +22,7 @@ SERVICES_FORMAT = 1
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 COMPOSE_DEPENDS_LABEL = "com.docker.compose.depends_on"
+COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
 NANOSECONDS_PER_SECOND = 1_000_000_000
 
 # Parts of a name that mark its value as a secret. Over-redacting costs a random value in a
@@ -109,8 +110,15 @@ def services_from_inspect(
     """``docker inspect`` JSON of a compose project's containers (and their images) → ``services``."""
     images_by_id = {i.get("Id"): i for i in images}
     services: dict[str, dict[str, Any]] = {}
-    for container in sorted(containers, key=lambda c: c.get("Name", "")):
+    # Running containers first (a stale exited one may predate the current config); one-off
+    # `docker compose run` containers carry a command that is not the service's.
+    def order(c: Mapping[str, Any]) -> tuple[bool, str]:
+        return (not (c.get("State") or {}).get("Running"), c.get("Name", ""))
+
+    for container in sorted(containers, key=order):
         labels = (container.get("Config") or {}).get("Labels") or {}
+        if labels.get(COMPOSE_ONEOFF_LABEL, "").lower() == "true":
+            continue
         name = labels.get(COMPOSE_SERVICE_LABEL) or container.get("Name", "").lstrip("/")
         if name in services:
             services[name]["replicas"] += 1
