@@ -7,9 +7,17 @@ depend only on the content, never on how the stream was read (block sizes, netwo
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from collections.abc import Callable, Iterator
 
-from fastcdc import fastcdc
+# fastcdc prints a notice on stdout when its compiled module is missing: keep stdout clean
+# (it carries --json output) and say it in the log instead.
+with contextlib.redirect_stdout(io.StringIO()):
+    from fastcdc import fastcdc
+if "fastcdc_cy" not in getattr(fastcdc, "__module__", ""):
+    logging.getLogger("clonekit.files").warning("fastcdc runs in pure Python here: large files chunk slowly")
 
 MIN_CHUNK_BYTES = 512 * 1024
 AVG_CHUNK_BYTES = 1024 * 1024
