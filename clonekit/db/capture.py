@@ -46,6 +46,7 @@ SPLIT_TYPED_ROWS = 20_000  # transformed tables with more rows are split between
 # Transforms are Python: a forked process per transformed part runs them on another core (no GIL).
 FORK_TRANSFORMS = hasattr(os, "fork") and os.environ.get("CLONEKIT_DB_FORK", "1") != "0"
 LOCK_WAIT_SECONDS = 60
+NET_TIMEOUT_SECONDS = 3600
 NO_PRIVILEGE_CODES = frozenset({1044, 1045, 1142, 1227})
 
 PROGRESS_TASK = "database"
@@ -167,6 +168,9 @@ def _open_snapshot(endpoint: DbEndpoint, main: Connection, workers: int, *,
             _execute(endpoint, conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
                      f"SET SESSION group_concat_max_len = LEAST(@@max_allowed_packet, {MAX_BATCH_BYTES})",
                      "SET SESSION character_set_results = binary",
+                     # A slow store (S3 backpressure) or a slow transform may pause reading a stream for
+                     # minutes: the server must not drop the connection meanwhile (mydumper does the same).
+                     f"SET SESSION net_write_timeout = {NET_TIMEOUT_SECONDS}",
                      # Our SQL literals use backslash escapes; a server default of NO_BACKSLASH_ESCAPES would break them.
                      "SET SESSION sql_mode = ''")
         if workers == 1 and not lock_for_unsafe:

@@ -34,6 +34,8 @@ SESSION_SQL = (
     "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
     "SET SESSION foreign_key_checks = 0",
     "SET SESSION unique_checks = 0",
+    # LOAD DATA LOCAL waits for chunks fetched from the store: a slow S3 read must not time out the load.
+    "SET SESSION net_read_timeout = 3600",
 )
 PROGRESS_TASK = "database"
 
