@@ -252,3 +252,17 @@ def test_a_corrupt_chunk_fails_the_restore_cleanly(mysql_db, mysql_target_db, so
     stored.write_bytes(bytes(data))
     with pytest.raises(IntegrityError):
         restore_database(repo, section, target)
+
+
+def test_a_table_loads_in_parallel_groups(mysql_db, mysql_target_db, source, target, repo, monkeypatch):
+    from clonekit.db import restore as restore_module
+
+    mysql_db.execute("CREATE TABLE t (id int PRIMARY KEY, v text, KEY (v(10)))",
+                     "INSERT INTO t SELECT seq, REPEAT(SHA1(seq), 30) FROM seq_1_to_8000",
+                     "CREATE TABLE nokey (v varchar(50))", "INSERT INTO nokey SELECT MD5(seq) FROM seq_1_to_3000")
+    section, _ = _capture(source, repo)
+    assert len({t["name"]: t for t in section["tables"]}["t"]["chunks"]) >= 3
+    monkeypatch.setattr(restore_module, "LOAD_GROUP_BYTES", 1)  # one LOAD DATA per chunk
+    result = restore_database(repo, section, target, workers=3)
+    assert result.rows == 11000
+    assert table_checksums(target) == table_checksums(source)
