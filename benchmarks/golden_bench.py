@@ -1,0 +1,291 @@
+"""Clone time from a golden copy, flat in size: two Drupal-shaped datasets ten times apart.
+
+    python3 -m benchmarks.golden_bench                  # scale small (~100 MB of SQL) and 1/10 of it
+    python3 -m benchmarks.golden_bench --scale top      # top (~1 GB) and small
+    python3 -m benchmarks.golden_bench --scale 0.2 --runs 3 --reuse
+
+For each size: a source database (``benchmarks.drupal_dataset``) on the benchmark MariaDB, a
+snapshot of it (copied as it is: the clone is what is measured), then
+
+* cold: ``create_preview`` of the snapshot before it is materialized (load from the store);
+* materialize: ``clonekit.golden.materialize`` once (load, clean shutdown, commit);
+* golden: ``create_preview`` of the materialized snapshot, ``--runs`` times (median reported);
+* anchor: the plain dump-and-load of the same data: ``docker run`` of the same MariaDB image,
+  then ``mysqldump --single-transaction | mariadb`` into it.
+
+Every clone is timed until it is usable: ``create_preview`` returns when the preview's HTTP
+service answers (its database loaded, re-keyed and ``previews.replace`` applied); the anchor
+when the load has finished. The preview's own phase timings (state.json) are printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from benchmarks.drupal_dataset import create_dataset, endpoint_from_env, scale_factor
+from clonekit.config import ContainersSource, FileSource, parse_config
+from clonekit.containers import capture_services
+from clonekit.db import DbEndpoint, capture_database
+from clonekit.files import capture_files
+from clonekit.golden import materialize
+from clonekit.manifest import Manifest, new_snapshot_id
+from clonekit.preview import create_preview, destroy_preview
+from clonekit.repository import Repository
+from clonekit.schema import CopyEverything
+
+DB_IMAGE = "clonekit/mariadb:10.11"
+PROD_URL = "https://www.example.net"
+SOURCE_COMPOSE = """
+services:
+  db:
+    image: {db_image}
+    environment: {{MARIADB_DATABASE: drupal, MARIADB_USER: drupal, MARIADB_PASSWORD: prod-secret,
+                  MARIADB_ROOT_PASSWORD: prod-root-secret}}
+    volumes: [dbdata:/var/lib/mysql]
+  web:
+    image: clonekit/busybox:latest
+    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1::80"]
+    volumes: ["{site}:/www"]
+    depends_on: [db]
+volumes: {{dbdata: {{}}}}
+"""
+
+
+def _log(message: str) -> None:
+    print(f"[golden-bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def _data_bytes(endpoint: DbEndpoint) -> int:
+    conn = pymysql.connect(host=endpoint.host, port=endpoint.port, user=endpoint.user, password=endpoint.password or "")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES "
+                        "WHERE TABLE_SCHEMA = %s", (endpoint.database,))
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _database_exists(endpoint: DbEndpoint) -> bool:
+    conn = pymysql.connect(host=endpoint.host, port=endpoint.port, user=endpoint.user, password=endpoint.password or "")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (endpoint.database,))
+            return int(cur.fetchone()[0]) > 0
+    finally:
+        conn.close()
+
+
+def _snapshot(config: Any, endpoint: DbEndpoint, site: Path, compose_project: str) -> Manifest:
+    repo = Repository.open(config.store)
+    started = datetime.now(UTC)
+    with repo.writer() as writer:
+        database = capture_database(endpoint, CopyEverything(), writer)
+        files = capture_files(FileSource(str(site)), writer)
+    manifest = Manifest(
+        id=new_snapshot_id("prod", started), source="prod", project=config.project, created_at=started,
+        tool_version="bench", rules_digest="none", database=database, files=(files,),
+        services=capture_services(ContainersSource(compose_project)),
+    )
+    repo.commit(manifest)
+    return manifest
+
+
+def _timed_preview(config: Any, repo: Repository, manifest: Manifest, name: str) -> tuple[float, str, dict[str, float]]:
+    started = time.monotonic()
+    preview = create_preview(config, repo, manifest, name)
+    seconds = time.monotonic() - started
+    timings = json.loads((preview.path / "state.json").read_text()).get("timings", {})
+    destroy_preview(config, name)
+    return seconds, preview.restore_path, timings
+
+
+def _anchor_dump_and_load(endpoint: DbEndpoint) -> float:
+    """docker run of the same image, then mysqldump | mariadb into it: the plain clone."""
+    name = f"ckbench-anchor-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    subprocess.run(["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::3306", "-e", "MARIADB_DATABASE=clone",
+                    "-e", "MARIADB_ROOT_PASSWORD=anchor", DB_IMAGE], check=True, capture_output=True)
+    try:
+        port = subprocess.run(["docker", "port", name, "3306"], check=True, capture_output=True,
+                              text=True).stdout.split()[0].rsplit(":", 1)[1]
+        while True:
+            try:
+                pymysql.connect(host="127.0.0.1", port=int(port), user="root", password="anchor", database="clone").close()
+                break
+            except pymysql.MySQLError:
+                time.sleep(0.2)
+        env = {**os.environ, "MYSQL_PWD": endpoint.password or ""}
+        dump = subprocess.Popen(["mysqldump", "--single-transaction", "--quick", "-h", endpoint.host, "-P", str(endpoint.port),
+                                 "-u", endpoint.user, endpoint.database], stdout=subprocess.PIPE, env=env)
+        subprocess.run(["mariadb", "-h", "127.0.0.1", "-P", port, "-u", "root", "clone"], stdin=dump.stdout, check=True,
+                       env={**os.environ, "MYSQL_PWD": "anchor"})
+        assert dump.stdout is not None
+        dump.stdout.close()
+        if dump.wait() != 0:
+            raise RuntimeError("mysqldump failed")
+        return time.monotonic() - started
+    finally:
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
+
+
+def bench_size(scale: float, runs: int, reuse: bool, workdir: Path, *, cold: bool = True) -> dict[str, Any]:
+    database = f"ck_bench_golden_{str(scale).replace('.', '_')}"
+    endpoint = endpoint_from_env(database)
+    if not (reuse and _database_exists(endpoint)):
+        _log(f"building the dataset at scale {scale} in {database}")
+        create_dataset(endpoint, scale)
+    size = _data_bytes(endpoint)
+    root = workdir / database
+    site = root / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "index.html").write_text("clone\n")
+    compose_project = f"ckbench-src-{uuid.uuid4().hex[:6]}"
+    compose_file = root / "compose.yml"
+    compose_file.write_text(SOURCE_COMPOSE.format(db_image=DB_IMAGE, site=site))
+    subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", compose_project, "create"], check=True,
+                   capture_output=True)
+    project = f"ckbench{uuid.uuid4().hex[:6]}"
+    config = parse_config({
+        "project": project, "store": str(root / "store"),
+        "sources": {"prod": {"files": [str(site)], "containers": {"compose_project": compose_project}}},
+        "previews": {"env": {"DB_PASSWORD": "{db.password}"}, "replace": {PROD_URL: "{url}"}},
+    }, root / "clonekit.yml")
+    repo = Repository.open(config.store)
+    out: dict[str, Any] = {"scale": scale, "data_bytes": size}
+    try:
+        _log(f"scale {scale}: snapshot of {size / 1e6:.0f} MB of tables")
+        manifest = _snapshot(config, endpoint, site, compose_project)
+        out["cold_seconds"] = float("nan")
+        if cold:
+            _log("cold clone")
+            out["cold_seconds"], path, out["cold_phases"] = _timed_preview(config, repo, manifest, "cold")
+            assert path == "cold", path
+        _log("materialize")
+        result = materialize(config, repo, manifest)
+        out["materialize_seconds"] = result.seconds
+        golden = []
+        for run in range(runs):
+            seconds, path, phases = _timed_preview(config, repo, manifest, f"golden-{run}")
+            assert path == "golden", path
+            golden.append(seconds)
+            out["golden_phases"] = phases
+            _log(f"golden clone {run + 1}/{runs}: {seconds:.2f}s {phases}")
+        out["golden_seconds"] = golden
+        out["golden_median"] = statistics.median(golden)
+        # The same clones without previews.replace: its scan of the text columns is the one step
+        # of a golden clone that still reads the whole database.
+        plain = replace(config, previews=replace(config.previews, replace={}))
+        bare = []
+        for run in range(max(1, runs - 1)):
+            seconds, path, phases = _timed_preview(plain, repo, manifest, f"plain-{run}")
+            assert path == "golden", path
+            bare.append(seconds)
+            _log(f"golden clone without replace {run + 1}: {seconds:.2f}s {phases}")
+        out["golden_no_replace_median"] = statistics.median(bare)
+        _log("anchor: dump and load")
+        out["anchor_seconds"] = _anchor_dump_and_load(endpoint)
+    finally:
+        label = f"label=clonekit.project={project}"
+        subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter {label}) 2>/dev/null;"
+                        f"docker volume rm -f $(docker volume ls -q --filter {label}) 2>/dev/null;"
+                        f"docker network rm $(docker network ls -q --filter {label}) 2>/dev/null;"
+                        f"docker image rm -f $(docker images -q --filter {label}) 2>/dev/null"], capture_output=True)
+        subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", compose_project, "down", "-v", "-t", "0"],
+                       capture_output=True)
+    return out
+
+
+def files_compare(megabytes: int, files: int = 200) -> dict[str, float]:
+    """A preview's own writable copy of a file tree: a golden volume copied (``cp -a`` in the engine)
+    against an image whose layer holds the tree (a container started on it: copy-on-write)."""
+    tag = uuid.uuid4().hex[:6]
+    golden, copy, image, builder = f"ckbench-gv-{tag}", f"ckbench-cv-{tag}", f"ckbench-gi:{tag}", f"ckbench-gb-{tag}"
+    size_kb = max(1, megabytes * 1024 // files)
+    busybox = "clonekit/busybox:latest"
+
+    def docker(*args: str) -> None:
+        subprocess.run(["docker", *args], check=True, capture_output=True)
+
+    try:
+        docker("volume", "create", golden)
+        docker("run", "--rm", "-v", f"{golden}:/d", busybox, "sh", "-c",
+               f"for i in $(seq 1 {files}); do head -c {size_kb}k /dev/urandom > /d/f$i; done")
+        docker("run", "--name", builder, "-v", f"{golden}:/src:ro", busybox, "sh", "-c", "mkdir /www && cp -a /src/. /www/")
+        docker("commit", builder, image)
+        started = time.monotonic()
+        docker("volume", "create", copy)
+        docker("run", "--rm", "-v", f"{golden}:/src:ro", "-v", f"{copy}:/dst", busybox, "cp", "-a", "/src/.", "/dst/")
+        docker("run", "--rm", "-v", f"{copy}:/www", busybox, "sh", "-c", "echo x >> /www/f1")
+        volume_seconds = time.monotonic() - started
+        started = time.monotonic()
+        docker("run", "--rm", image, "sh", "-c", "echo x >> /www/f1")
+        layer_seconds = time.monotonic() - started
+        started = time.monotonic()
+        docker("run", "--rm", busybox, "true")
+        bare_seconds = time.monotonic() - started
+    finally:
+        subprocess.run(["docker", "rm", "-f", builder], capture_output=True)
+        subprocess.run(["docker", "volume", "rm", "-f", golden, copy], capture_output=True)
+        subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
+    return {"megabytes": megabytes, "volume_copy_seconds": volume_seconds, "image_layer_seconds": layer_seconds,
+            "bare_container_seconds": bare_seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", default="small", help="the larger size; the other is a tenth of it")
+    parser.add_argument("--runs", type=int, default=3, help="golden clones per size (median reported)")
+    parser.add_argument("--reuse", action="store_true", help="keep a source database built by an earlier run")
+    parser.add_argument("--files-mb", type=int, nargs="*", default=[],
+                        help="also compare a golden volume copy with an image layer for file trees of these sizes")
+    parser.add_argument("--skip-cold", action="store_true", help="no cold clone (issue 6's clone bench times it)")
+    parser.add_argument("--files-only", action="store_true", help="only the file tree comparison")
+    args = parser.parse_args(argv)
+    for megabytes in args.files_mb:
+        result = files_compare(megabytes)
+        print(f"files {megabytes} MB: golden volume copied {result['volume_copy_seconds']:.2f}s, "
+              f"image layer {result['image_layer_seconds']:.2f}s (a bare container {result['bare_container_seconds']:.2f}s)")
+    if args.files_only:
+        return 0
+    big = scale_factor(args.scale)
+    workdir = Path(tempfile.mkdtemp(prefix="ck-golden-bench-"))
+    results = []
+    try:
+        for scale in (round(big / 10, 4), big):
+            results.append(bench_size(scale, args.runs, args.reuse, workdir, cold=not args.skip_cold))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    print()
+    print(f"{'tables':>10} {'golden':>8} {'no-repl':>8} {'cold':>8} {'dump+load':>10} {'materialize':>12}  golden/cold  golden/anchor")
+    for r in results:
+        print(f"{r['data_bytes'] / 1e6:>8.0f}MB {r['golden_median']:>7.1f}s {r['golden_no_replace_median']:>7.1f}s "
+              f"{r['cold_seconds']:>7.1f}s "
+              f"{r['anchor_seconds']:>9.1f}s {r['materialize_seconds']:>11.1f}s  "
+              f"{r['golden_median'] / r['cold_seconds']:>10.2f}  {r['golden_median'] / r['anchor_seconds']:>12.2f}")
+    if len(results) == 2:
+        growth = results[1]["golden_median"] / results[0]["golden_median"]
+        print(f"golden clone time x{growth:.2f} for x{results[1]['data_bytes'] / max(1, results[0]['data_bytes']):.1f} "
+              "the data (target: flat, <= 5 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
