@@ -52,7 +52,7 @@ def is_secret_name(name: str, extra: Iterable[str] = ()) -> bool:
     if any(part in upper for part in SECRET_NAME_PARTS):
         return True
     words = re.split(r"[^A-Z0-9]+", upper)
-    return any(word in SECRET_NAME_WORDS for word in words)
+    return any(word in SECRET_NAME_WORDS or word.endswith("PASS") for word in words)  # REQUIREPASS, SMTPPASS
 
 
 def is_secret_value(value: str) -> bool:
@@ -143,13 +143,13 @@ def _service(spec: ContainersSource, container: Mapping[str, Any], image: Mappin
         "image": config.get("Image") or "",
         "image_id": container.get("Image") or "",
         "repo_digests": list(image.get("RepoDigests") or []),
-        "command": _unless_default(config.get("Cmd"), image_config.get("Cmd")),
-        "entrypoint": _unless_default(config.get("Entrypoint"), image_config.get("Entrypoint")),
+        "command": _unless_default(config.get("Cmd"), image_config.get("Cmd"), spec.secret_env_names),
+        "entrypoint": _unless_default(config.get("Entrypoint"), image_config.get("Entrypoint"), spec.secret_env_names),
         "environment": _environment(config.get("Env") or [], image_config.get("Env") or [], spec.secret_env_names),
         "ports": _ports(host_config.get("PortBindings") or {}),
         "expose": sorted({int(p.split("/")[0]) for p in (config.get("ExposedPorts") or {}) if p.endswith("/tcp")}),
         "mounts": [_mount(m, project) for m in container.get("Mounts") or []],
-        "healthcheck": _healthcheck(config.get("Healthcheck")),
+        "healthcheck": _healthcheck(config.get("Healthcheck"), spec.secret_env_names),
         "depends_on": _depends_on(labels.get(COMPOSE_DEPENDS_LABEL, "")),
         "labels": _labels(labels, image_labels, spec.secret_env_names),
         "working_dir": config.get("WorkingDir") or None,
@@ -158,11 +158,37 @@ def _service(spec: ContainersSource, container: Mapping[str, Any], image: Mappin
     }
 
 
-def _unless_default(value: Any, default: Any) -> list[str] | None:
-    """None when the container runs the image's own command (the preview inherits it then)."""
+def _unless_default(value: Any, default: Any, secret_names: Iterable[str] = ()) -> list[Any] | None:
+    """None when the container runs the image's own command (the preview inherits it then).
+    Values of secret-looking options (``--requirepass X``, ``--db-password=X``) become
+    ``{"secret": true}``: a preview gets a fresh value in their place."""
     if not value or value == default:
         return None
-    return list(value)
+    return redact_argv(list(value), secret_names)
+
+
+SECRET_MARK: dict[str, Any] = {"secret": True}
+
+
+def redact_argv(argv: Sequence[str], secret_names: Iterable[str] = ()) -> list[Any]:
+    names = tuple(secret_names)
+    out: list[Any] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(dict(SECRET_MARK))
+            hide_next = False
+            continue
+        flag, eq, value = arg.partition("=")
+        if arg.startswith("-") and is_secret_name(flag.lstrip("-").replace("-", "_"), names):
+            if eq:
+                out.append({"secret": True, "prefix": flag + "="})
+            else:
+                out.append(arg)
+                hide_next = True
+            continue
+        out.append({"secret": True} if is_secret_value(arg) else arg)
+    return out
 
 
 def _environment(env: Sequence[str], image_env: Sequence[str], secret_names: Iterable[str]) -> list[dict[str, Any]]:
@@ -217,7 +243,7 @@ def _mount(mount: Mapping[str, Any], project: str) -> dict[str, Any]:
     return out
 
 
-def _healthcheck(health: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _healthcheck(health: Mapping[str, Any] | None, secret_names: Iterable[str] = ()) -> dict[str, Any] | None:
     if not health or not health.get("Test") or health.get("Test") == ["NONE"]:
         return None
 
@@ -226,7 +252,7 @@ def _healthcheck(health: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return value / NANOSECONDS_PER_SECOND if value else None
 
     return {
-        "test": list(health["Test"]),
+        "test": redact_argv(list(health["Test"]), secret_names),
         "interval_seconds": seconds("Interval"),
         "timeout_seconds": seconds("Timeout"),
         "start_period_seconds": seconds("StartPeriod"),

@@ -114,6 +114,18 @@ def test_secret_names(name):
     assert is_secret_name(name)
 
 
+def test_secret_command_options_are_redacted():
+    from clonekit.containers import redact_argv
+
+    argv = ["redis-server", "--requirepass", "hunter2", "--db-password=s3cret", "--port", "6379",
+            "mysql://u:pw@db/x"]
+    out = redact_argv(argv)
+    assert out[:3] == ["redis-server", "--requirepass", {"secret": True}]
+    assert out[3] == {"secret": True, "prefix": "--db-password="}
+    assert out[4:6] == ["--port", "6379"] and out[6] == {"secret": True}
+    assert "hunter2" not in repr(out) and "s3cret" not in repr(out)
+
+
 @pytest.mark.parametrize("name", ["PATH", "WP_HOME", "DB_HOST", "PASSENGER_MODE", "SMTP_HOST"])
 def test_plain_names(name):
     assert not is_secret_name(name)

@@ -36,7 +36,8 @@ SERVICES = {
         "labels": {"traefik.http.routers.prod.rule": "Host(`www.example.net`)", "com.example.team": "web"},
         "depends_on": {"db": "service_healthy"},
     },
-    "worker": {"image": "shop:1", "environment": [{"name": "API_TOKEN", "secret": True}]},
+    "worker": {"image": "shop:1", "environment": [{"name": "API_TOKEN", "secret": True}],
+               "command": ["worker", "--api-key", {"secret": True}, {"secret": True, "prefix": "--token="}]},
 }
 
 
@@ -88,6 +89,9 @@ def test_ports_env_and_secrets():
     assert env["WORDPRESS_DB_HOST"] == "db"  # never production's database
     assert env["PRICE"] == "5$$" and app["command"] == ["sh", "-c", "echo $$HOME && run"]
     assert app["env_file"] == ["app.env"]
+    worker_command = doc["services"]["worker"]["command"]
+    assert worker_command[:2] == ["worker", "--api-key"] and len(worker_command[2]) >= 32
+    assert worker_command[3].startswith("--token=") and len(worker_command[3]) > 40
     assert "mailsink" in doc["services"]
     assert app["depends_on"] == {"db": {"condition": "service_started"}}
 
