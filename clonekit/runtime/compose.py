@@ -277,7 +277,7 @@ def build_compose(
         spec: dict[str, Any] = {"image": plan.db_image if is_db else resolve(service)}
         for key in ("entrypoint", "command"):
             if service.get(key) is not None:
-                spec[key] = [_argv_part(part) for part in service[key]]
+                spec[key] = [argv_word(part) for part in service[key]]
         if service.get("working_dir"):
             spec["working_dir"] = service["working_dir"]
         if service.get("user"):
@@ -420,7 +420,7 @@ def _mounts(service: Mapping[str, Any], plan: PreviewPlan, files: Sequence[FileV
 
 
 def _healthcheck(health: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"test": [_argv_part(part) for part in health["test"]]}
+    out: dict[str, Any] = {"test": [argv_word(part) for part in health["test"]]}
     for key, name in (("interval_seconds", "interval"), ("timeout_seconds", "timeout"),
                       ("start_period_seconds", "start_period")):
         if health.get(key):
@@ -430,7 +430,7 @@ def _healthcheck(health: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _argv_part(part: Any) -> str:
+def argv_word(part: Any) -> str:
     """A captured command word; a redacted secret gets a fresh value (the source's was never stored)."""
     if isinstance(part, dict):
         return _escape(str(part.get("prefix", ""))) + fresh_secret()
