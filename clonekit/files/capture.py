@@ -33,7 +33,6 @@ from .tree import (
     Content,
     Entry,
     Excluder,
-    content_of,
     contents_by_hash,
     entry_to_json,
     link_hardlinks,
@@ -83,9 +82,10 @@ class Storer:
     and returns every file's content by path (the last call for a path wins).
     """
 
-    def __init__(self, writer: ChunkSink, known: Mapping[str, Content]) -> None:
+    def __init__(self, writer: ChunkSink, previous: Mapping[str, Any] | None) -> None:
         self.writer = writer
-        self.known = dict(known)  # sha256 -> where that content already is
+        self.previous = previous
+        self._known: dict[str, Content] | None = None  # sha256 -> where that content already is
         self.results: dict[bytes, Content] = {}
         self.lock = threading.Lock()
         self.pack = bytearray()
@@ -117,6 +117,12 @@ class Storer:
         self.pending.append((path, sha, offset))
         if len(self.pack) >= PACK_TARGET_BYTES:
             self.flush()
+
+    @property
+    def known(self) -> dict[str, Content]:
+        if self._known is None:  # built on first need: an unchanged tree never pays for it
+            self._known = contents_by_hash(self.previous)
+        return self._known
 
     def flush(self) -> None:
         if not self.pending:
@@ -175,7 +181,7 @@ def capture_files(
         root, listed, skipped = tree.scan()
         entries = link_hardlinks(listed)
         before = previous_files(previous)
-        reused: dict[bytes, Content] = {}
+        reused: dict[bytes, Mapping[str, Any]] = {}  # path -> the previous snapshot's entry, kept as is
         to_read: list[Entry] = []
         for entry in entries:
             if entry.type != FILE:
@@ -183,27 +189,31 @@ def capture_files(
             old = before.get(entry.path)
             if unchanged(entry, old):
                 assert old is not None
-                reused[entry.path] = content_of(old)
+                reused[entry.path] = old
             else:
                 to_read.append(entry)
         task = f"files {spec.path}"
         progress(task, total=sum(e.size for e in to_read))
-        storer = Storer(writer, contents_by_hash(previous))
+        storer = Storer(writer, previous)
         fresh, vanished = tree.read(to_read, storer, progress=lambda n: progress(task, advance=n))
-    contents = {**reused, **storer.finish()}
-    out_entries = []
+    contents = storer.finish()
+    out_entries: list[Mapping[str, Any]] = []
     total_bytes = 0
     files = 0
     for entry in entries:
         if entry.path in vanished or (entry.type == HARDLINK and entry.target in vanished):
             continue
-        entry = fresh.get(entry.path, entry)
-        content = None
         if entry.type == FILE:
-            content = contents[entry.path]
             files += 1
+            if entry.path in reused:  # same size, mtime, inode, ctime: same entry (ctime covers chmod/chown)
+                total_bytes += entry.size
+                out_entries.append(reused[entry.path])
+                continue
+            entry = fresh[entry.path]  # as it was when read
             total_bytes += entry.size
-        out_entries.append(entry_to_json(entry, content))
+            out_entries.append(entry_to_json(entry, contents[entry.path]))
+            continue
+        out_entries.append(entry_to_json(entry, None))
     log.info("%s: %d files, %d read (%d bytes), %d packs, %d contents already stored",
              spec.path, files, len(fresh), sum(e.size for e in fresh.values()), storer.packs, storer.reused)
     return {
