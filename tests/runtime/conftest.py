@@ -33,5 +33,5 @@ def compose_project(docker, tmp_path) -> Iterator[tuple[str, Path]]:
     finally:
         compose_file = folder / "compose.yml"
         if compose_file.exists():
-            subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", name, "down", "-v", "-t", "0"],
-                           capture_output=True)
+            subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", name, "down", "-v", "--remove-orphans",
+                            "-t", "0"], capture_output=True)
