@@ -109,6 +109,8 @@ def is_materialized(config: Config, engine: DockerEngine, snapshot_id: str) -> b
         return False
     if record.get("db_image") and not engine.exists("image", record["db_image"]):
         return False
+    if not all(engine.exists("image", i["image"]) for i in (record.get("files_images") or {}).values()):
+        return False
     return all(engine.exists("volume", v) for v in (record.get("volumes") or {}).values())
 
 
@@ -123,33 +125,39 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: Any = Non
     with preview_lock(config, f"golden-{manifest.id}"):
         if is_materialized(config, engine, manifest.id):
             record = read_record(config, manifest.id) or {}
-            return GoldenResult(manifest.id, record.get("db_image") or "", tuple((record.get("volumes") or {}).values()),
-                                time.monotonic() - started, reused=True)
+            files = (*(i["image"] for i in (record.get("files_images") or {}).values()),
+                     *(record.get("volumes") or {}).values())
+            return GoldenResult(manifest.id, record.get("db_image") or "", files, time.monotonic() - started, reused=True)
         services = dict((manifest.services or {}).get("services") or {})
         db_image, datadir, db = "", DEFAULT_DATADIR, None
         replace_tables: dict[str, list[str]] = {}
         volumes: dict[str, str] = {}
+        files_images: dict[str, dict[str, Any]] = {}
+        made_images: list[str] = []
         done = False
         try:
             if manifest.database is not None:
                 progress("golden database", total=None)
                 db_image, datadir, db, replace_tables = _materialize_database(config, repo, manifest, services, engine)
-            volumes = _materialize_volumes(config, repo, manifest, services, engine, progress)
+            files_images = _materialize_files_images(config, repo, manifest, services, engine, progress, made_images)
+            baked = {path for item in files_images.values() for path in item["paths"]}
+            volumes = _materialize_volumes(config, repo, manifest, services, engine, progress, skip=baked)
             record = {"snapshot_id": manifest.id, "db_image": db_image or None, "datadir": datadir,
-                      "db": db, "volumes": volumes, "replace_tables": replace_tables}
+                      "db": db, "volumes": volumes, "files_images": files_images, "replace_tables": replace_tables}
             record_path(config, manifest.id).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             _write_private(record_path(config, manifest.id), json.dumps(record, indent=2, sort_keys=True))
             done = True
         finally:
             if not done:
                 _remove_build_containers(config, engine, manifest)
-                if db_image:
-                    _quietly(lambda: ge.remove_image(engine, db_image))
+                for image in [db_image, *made_images]:
+                    if image:
+                        _quietly(lambda image=image: ge.remove_image(engine, image))
                 for name in engine.ids("volume", _labels(config, manifest, "files")):
                     _quietly(lambda name=name: engine.remove("volume", [name]))
     seconds = time.monotonic() - started
     log.info("materialized %s in %.1fs", manifest.id, seconds)
-    return GoldenResult(manifest.id, db_image, tuple(volumes.values()), seconds)
+    return GoldenResult(manifest.id, db_image, (*(i["image"] for i in files_images.values()), *volumes.values()), seconds)
 
 
 def _quietly(action: Any) -> None:
@@ -382,8 +390,94 @@ def _root_sql(engine: DockerEngine, container: str, root_password: str, sql: byt
     engine.exec(container, ["sh", "-c", ROOT_CLIENT], input=root_password.encode() + b"\n" + sql, what=what)
 
 
+def files_image_name(config: Config, snapshot_id: str, service: str) -> str:
+    return f"{GOLDEN_REPOSITORY}/{config.project}-files-{service.lower()}:{snapshot_id}"
+
+
+def _materialize_files_images(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any],
+                              engine: DockerEngine, progress: Any, made: list[str]) -> dict[str, dict[str, Any]]:
+    """Per service that mounts snapshot trees: its image plus a layer holding the trees.
+
+    A preview runs that image without volumes there: copy-on-write, nothing copied at clone time
+    (a golden volume has to be copied whole, which grows with the files). Trees under a VOLUME of
+    the service's image cannot live in a layer: they get golden volumes instead.
+    """
+    from .restore import file_tar_stream
+
+    sections = {str(s.get("path")): s for s in manifest.files}
+    if not services or not sections:
+        return {}
+    by_service: dict[str, list[cmp.FileVolume]] = {}
+    for volume in cmp.file_volumes(services, config.previews, list(sections)):
+        by_service.setdefault(volume.service, []).append(volume)
+    out: dict[str, dict[str, Any]] = {}
+    for service_name, volumes in sorted(by_service.items()):
+        base_image = _resolve_image(engine, services[service_name])
+        image_config = _image_config(engine, base_image)
+        declared = list(image_config.get("Volumes") or {})
+        volumes = [v for v in volumes if not any(_under(v.target, d) for d in declared)]
+        if not volumes or not image_config.get("Cmd"):
+            continue  # (a commit cannot give back an empty CMD: such an image keeps golden volumes)
+        name = f"ck-golden-{config.project}-{manifest.id}-files-{service_name}"
+        _quietly(lambda name=name: engine.remove("container", [name]) if engine.exists("container", name) else None)
+        # mkdir as root makes the mount points; the commit gives the image its own start-up back.
+        argv = ["create", "--name", name, "--user", "0", "--network", "none", "--entrypoint", ""]
+        for key, value in _labels(config, manifest, "build").items():
+            argv += ["--label", f"{key}={value}"]
+        try:
+            engine.cli([*argv, base_image, "mkdir", "-p", *[v.target for v in volumes]],
+                       what=f"create the golden files container of {service_name}")
+            engine.cli(["start", "-a", name], what=f"make the file folders of {service_name}")
+            for volume in volumes:
+                progress(f"golden files {volume.source_path}", total=None)
+                sent = ge.copy_into(engine, name, volume.target, file_tar_stream(repo, sections[volume.source_path]))
+                progress(f"golden files {volume.source_path}", advance=sent)
+            image = files_image_name(config, manifest.id, service_name)
+            # (--entrypoint "" left none: only an entrypoint the image had needs giving back)
+            restore = [f"CMD {json.dumps(image_config['Cmd'])}", f"USER {image_config.get('User') or 'root'}"]
+            if image_config.get("Entrypoint"):
+                restore.append(f"ENTRYPOINT {json.dumps(image_config['Entrypoint'])}")
+            ge.commit(engine, name, image, [*_label_changes(_labels(config, manifest, "files")), *restore])
+            made.append(image)
+            out[service_name] = {"image": image, "paths": sorted(v.source_path for v in volumes),
+                                 "keys": sorted(v.key for v in volumes)}
+        finally:
+            _quietly(lambda name=name: engine.remove("container", [name]))
+    return out
+
+
+def _under(path: str, folder: str) -> bool:
+    path, folder = path.rstrip("/") or "/", folder.rstrip("/") or "/"
+    return path == folder or folder == "/" or path.startswith(folder + "/")
+
+
+def use_files_images(config: Config, snapshot_id: str, document: dict[str, Any],
+                     volumes: Sequence[cmp.FileVolume]) -> list[cmp.FileVolume]:
+    """Point a preview's compose document at the golden files images of ``snapshot_id``: each such
+    service runs its image without the volumes of the trees the image holds. Returns the file
+    volumes that still need filling (or a golden volume copied)."""
+    images = (read_record(config, snapshot_id) or {}).get("files_images") or {}
+    remaining = list(volumes)
+    for service_name, item in images.items():
+        spec = document["services"].get(service_name)
+        baked = [v for v in remaining if v.service == service_name and v.source_path in item["paths"]]
+        if spec is None or not baked:
+            continue
+        spec["image"] = item["image"]
+        keys = {v.key for v in baked}
+        entries = [e for e in spec.get("volumes") or [] if e.split(":", 1)[0] not in keys]
+        if entries:
+            spec["volumes"] = entries
+        else:
+            spec.pop("volumes", None)
+        for key in keys:
+            (document.get("volumes") or {}).pop(key, None)
+        remaining = [v for v in remaining if v not in baked]
+    return remaining
+
+
 def _materialize_volumes(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any], engine: DockerEngine,
-                         progress: Any) -> dict[str, str]:
+                         progress: Any, *, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
     """One golden volume per snapshot tree that a preview mounts: snapshot path -> volume name."""
     from .restore import file_tar_stream
 
@@ -393,7 +487,7 @@ def _materialize_volumes(config: Config, repo: Any, manifest: Any, services: Map
     labels = _labels(config, manifest, "files")
     out: dict[str, str] = {}
     for volume in cmp.file_volumes(services, config.previews, list(sections)):
-        if volume.source_path in out:
+        if volume.source_path in out or volume.source_path in skip:
             continue
         name = volume_name(config, manifest.id, volume.key)
         progress(f"golden files {volume.source_path}", total=None)

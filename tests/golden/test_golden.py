@@ -11,6 +11,7 @@ import urllib.request
 
 import pymysql
 import pytest
+import yaml
 
 from clonekit.golden import materialize, prune_golden_images, read_record, record_path
 from clonekit.preview import create_preview, destroy_preview, refresh_preview
@@ -62,9 +63,16 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
     # a second run finds it
     assert materialize(config, repo, manifest).reused
 
+    files_image = f"clonekit-golden/{config.project}-files-web:{manifest.id}"
+    assert result.files_images_or_volumes == (files_image,)
+    assert record["files_images"]["web"]["paths"] == [str(source["site"])] and record["volumes"] == {}
+
     a = create_preview(config, repo, manifest, "golden-a")
     b = create_preview(config, repo, manifest, "golden-b")
     assert a.restore_path == b.restore_path == "golden"
+    for preview in (a, b):  # the web service runs the files image: no volume to fill or copy
+        web = yaml.safe_load((preview.path / "compose.yml").read_text())["services"]["web"]
+        assert web["image"] == files_image and "volumes" not in web
     for preview in (a, b):
         assert urllib.request.urlopen(preview.url + "/index.html", timeout=10).read() == b"golden files\n"
         conn = preview_db(preview)
@@ -142,7 +150,7 @@ def test_prune_keeps_the_golden_copy_in_use(config, source):
     # once the preview is gone, its golden copy goes too
     destroy_preview(config, "golden-p")
     removed = prune_golden_images(config, keep=[kept.id])
-    assert removed == [results[used.id].image]
+    assert set(removed) == {results[used.id].image, *results[used.id].files_images_or_volumes}
     assert read_record(config, used.id) is None
     assert prune_golden_images(config, keep=[kept.id]) == []
 
@@ -173,4 +181,4 @@ def test_an_image_with_a_volume_on_the_datadir_moves_it(volume_config, volume_so
         assert cur.fetchone()[0].rstrip("/") == "/var/lib/clonekit-mysql"
     conn.close()
     destroy_preview(config, "golden-v")
-    assert prune_golden_images(config, keep=[]) == [result.image, *result.files_images_or_volumes]
+    assert set(prune_golden_images(config, keep=[])) == {result.image, *result.files_images_or_volumes}
