@@ -289,6 +289,10 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     in_image = (golden.datadir,) if golden is not None and golden.db_image else ()
     build = cmp.build_compose(services, config.previews, plan, volumes, resolve_image=lambda s: _resolve_image(engine, s),
                               keep_readonly_binds=local_engine, proxy_network=proxy, db_paths_in_image=in_image)
+    if golden is not None:  # trees baked into golden images run copy-on-write: nothing to fill
+        from .golden import use_files_images
+
+        volumes = use_files_images(config, golden.snapshot_id, build.document, volumes)
     compose_file = _write_project(folder, plan, build)
     _write_state(folder, plan, manifest, status="creating", timings=timings)
 
