@@ -5,11 +5,13 @@ loads the snapshot with the cold loader, stops the server cleanly (slow shutdown
 recover or purge at the next start) and commits the container into a local image: its layer holds
 the loaded data directory. A preview's database container runs that image directly: overlayfs
 gives it its own copy-on-write layer, so nothing is copied up front and its writes never reach
-the golden image or another preview. Each file tree becomes a golden volume that a preview copies
-inside the engine (no bytes cross the client, no decompression, no checksums).
+the golden image or another preview. The file trees a service mounts are copied into a container
+of that service's image and committed too (``use_files_images`` points the preview at it), so files
+are copy-on-write as well; a tree under a VOLUME of the service's image becomes a golden volume
+instead, which a preview copies inside the engine.
 
-Names and labels: image ``clonekit-golden/PROJECT-db:SNAPSHOT``, volumes
-``ck-golden-PROJECT-SNAPSHOT-KEY``, all labelled ``clonekit.project``, ``clonekit.snapshot`` and
+Names and labels: images ``clonekit-golden/PROJECT-db:SNAPSHOT`` and
+``clonekit-golden/PROJECT-files-SERVICE:SNAPSHOT``, volumes ``ck-golden-PROJECT-SNAPSHOT-KEY``, all labelled ``clonekit.project``, ``clonekit.snapshot`` and
 ``clonekit.golden`` (``db`` | ``files``). The record ``<state_dir>/golden/SNAPSHOT.json`` (0600)
 says what exists and holds the golden copy's credentials: they are never in labels, argv, logs or
 the image's configuration, and every preview replaces them with its own fresh credentials right
