@@ -6,11 +6,14 @@ $CLONEKIT_SERVICES_DIR/services.env. A missing or dead service FAILS the test: n
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -211,3 +214,28 @@ def docker():
     except DockerException as exc:
         pytest.fail(f"the Docker engine is not answering ({exc}): run `make services`", pytrace=False)
     return client
+
+
+@pytest.fixture
+def webhook_server() -> Iterator[tuple[str, list[dict]]]:
+    """A local HTTP server standing in for a Slack incoming webhook: (URL, received messages)."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, "type": self.headers["Content-Type"], "body": json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000", received
+    finally:
+        server.shutdown()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,30 +11,6 @@ from clonekit.config import NotifyConfig
 from clonekit.errors import SourceError
 from clonekit.notify import send_webhook
 from clonekit.oplog import OperationLog
-
-
-@pytest.fixture
-def webhook_server() -> Iterator[tuple[str, list[dict]]]:
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append({"path": self.path, "type": self.headers["Content-Type"], "body": json.loads(body)})
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000", received
-    finally:
-        server.shutdown()
 
 
 def test_webhook_posts_slack_compatible_json(webhook_server, monkeypatch) -> None:
@@ -65,8 +38,8 @@ def test_operation_log_lines_and_failure_hook(tmp_path: Path) -> None:
     with pytest.raises(SourceError), log.operation("refresh", preview="feature-x"):
         raise SourceError("database unreachable")
     lines = [json.loads(line) for line in (tmp_path / "ops.jsonl").read_text().splitlines()]
-    assert [(l["operation"], l["status"]) for l in lines] == [("snapshot", "ok"), ("refresh", "failed")]
+    assert [(e["operation"], e["status"]) for e in lines] == [("snapshot", "ok"), ("refresh", "failed")]
     assert lines[0]["new_bytes"] == 42 and lines[0]["snapshot"] == "prod-1" and "rows" not in lines[0]
     assert lines[1]["error"] == "database unreachable" and lines[1]["preview"] == "feature-x"
-    assert all(l["project"] == "news" and l["seconds"] >= 0 for l in lines)
+    assert all(e["project"] == "news" and e["seconds"] >= 0 for e in lines)
     assert failures == [("refresh", "database unreachable")]
