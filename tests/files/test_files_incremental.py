@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -24,22 +25,25 @@ def capture(repo, root: Path, *, ssh=None, previous=None):
 
 
 def _uploads(root: Path, count: int = 200) -> Path:
-    """A small uploads tree: many small files and one large."""
+    """A small uploads tree: many small files and one large. Seeded: the same bytes every run,
+    so the content-defined cut points, and the byte counts asserted below, are the same too."""
+    rng = random.Random(5)
     for i in range(count):
         folder = root / f"2024-{i % 12 + 1:02d}"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"img-{i}.jpg").write_bytes(os.urandom(2000 + i * 37))
-    (root / "video.mp4").write_bytes(os.urandom(12_000_000))
+        (folder / f"img-{i}.jpg").write_bytes(rng.randbytes(2000 + i * 37))
+    (root / "video.mp4").write_bytes(rng.randbytes(12_000_000))
     return root
 
 
 def _change_one_percent(root: Path) -> int:
     """Rewrite 2 small files and patch 1 KB in the middle of the big one; returns bytes changed."""
-    (root / "2024-01" / "img-0.jpg").write_bytes(os.urandom(3000))
-    (root / "2024-02" / "img-1.jpg").write_bytes(os.urandom(3000))
+    rng = random.Random(6)
+    (root / "2024-01" / "img-0.jpg").write_bytes(rng.randbytes(3000))
+    (root / "2024-02" / "img-1.jpg").write_bytes(rng.randbytes(3000))
     with open(root / "video.mp4", "r+b") as fh:
         fh.seek(6_000_000)
-        fh.write(os.urandom(1024))
+        fh.write(rng.randbytes(1024))
     return 6000 + 1024
 
 
