@@ -378,10 +378,11 @@ def _sql_text(value: str) -> str:
 
 
 def root_sql(flavor: str, password: str) -> bytes:
-    """root gets a password, locally and over the network (previews replace it with their own).
-    MariaDB's root@localhost keeps unix_socket: healthchecks log in over the socket."""
+    """root@'%' gets the golden password (each preview replaces it with its own). MariaDB's
+    root@localhost is the unix socket only: no golden password stays in a preview, and
+    healthchecks and the preview's re-key still log in over the socket."""
     text = _sql_text(password)
-    local = (f"ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD({text})"
+    local = ("ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket"
              if flavor == "mariadb" else f"ALTER USER 'root'@'localhost' IDENTIFIED BY {text}")
     return (f"{local};\nCREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY {text};\n"
             f"ALTER USER 'root'@'%' IDENTIFIED BY {text};\n"
