@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
+import yaml
 
 from clonekit.config import ContainersSource, FileSource, parse_config
 from clonekit.containers import capture_services
@@ -133,6 +134,7 @@ def _config(source, tmp_path):
         "sources": {"prod": {"files": [str(source["site"])], "containers": {"compose_project": source["project"]}}},
         "previews": {"env": {"DB_PASSWORD": "{db.password}", "SITE_URL": "{url}"}, "replace": {PROD_URL: "{url}"}},
     }
+    (tmp_path / "clonekit.yml").write_text(yaml.safe_dump(raw))  # for the CLI
     config = parse_config(raw, tmp_path / "clonekit.yml")
     try:
         yield config

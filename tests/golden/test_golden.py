@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import sys
 import urllib.request
 
 import pymysql
@@ -182,3 +183,22 @@ def test_an_image_with_a_volume_on_the_datadir_moves_it(volume_config, volume_so
     conn.close()
     destroy_preview(config, "golden-v")
     assert set(prune_golden_images(config, keep=[])) == {result.image, *result.files_images_or_volumes}
+
+
+def _cli(config, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "clonekit", *args], cwd=config.path.parent, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_cli_materialize_then_restore_takes_the_golden_path(config, source):
+    manifest = take_snapshot(config, source)
+    done = _cli(config, "--json", "materialize", manifest.id)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["snapshot_id"] == manifest.id and result["image"].startswith("clonekit-golden/")
+    again = _cli(config, "materialize", manifest.id)
+    assert again.returncode == 0 and again.stdout.strip() == f"materialized {manifest.id}: {result['image']}"
+    restored = _cli(config, "--json", "restore", manifest.id, "--as", "golden-cli")
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["restore_path"] == "golden"
+    assert _cli(config, "destroy", "golden-cli", "--yes").returncode == 0
