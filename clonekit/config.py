@@ -264,7 +264,7 @@ class _Checker:
     def problem(self, key: str, expected: str, got: Any = ...) -> None:
         text = f"{key}: expected {expected}"
         if got is not ...:
-            text += f", got {_show(got)}"
+            text += f", got {describe_value(got)}"
         self.problems.append(text)
 
     def mapping(self, value: Any, key: str, allowed: tuple[str, ...] | None) -> dict[str, Any]:
@@ -281,7 +281,7 @@ class _Checker:
             if allowed is not None and k not in allowed:
                 guess = difflib.get_close_matches(k, allowed, n=1)
                 hint = f" (did you mean {guess[0]!r}?)" if guess else ""
-                self.problems.append(f"{_join(key, k)}: unknown key{hint}; allowed: {', '.join(allowed)}")
+                self.problems.append(f"{key_path(key, k)}: unknown key{hint}; allowed: {', '.join(allowed)}")
                 continue
             out[k] = v
         return out
@@ -344,7 +344,7 @@ class _Checker:
             if v is None:
                 v = ""
             if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-                self.problem(_join(key, k), "a string", v)
+                self.problem(key_path(key, k), "a string", v)
                 continue
             out[k] = str(v)
         return MappingProxyType(out)
@@ -550,7 +550,7 @@ class _Checker:
             self.problem("previews.url", "placeholders among {name} {project} {port}", url)
         files: dict[str, PreviewFilesTarget] = {}
         for src_path, target in self.mapping(body.get("files"), "previews.files", None).items():
-            key = _join("previews.files", src_path)
+            key = key_path("previews.files", src_path)
             t = self.mapping(target, key, ("service", "path"))
             service = self.string(t.get("service"), f"{key}.service", required=True)
             dest = self.string(t.get("path"), f"{key}.path", required=True)
@@ -563,7 +563,7 @@ class _Checker:
         for name, template in env.items():
             bad = set(re.findall(r"{([^}]*)}", template)) - allowed
             if bad:
-                self.problem(_join("previews.env", name), "placeholders among {" + "} {".join(sorted(allowed)) + "}", template)
+                self.problem(key_path("previews.env", name), "placeholders among {" + "} {".join(sorted(allowed)) + "}", template)
         return PreviewsConfig(
             docker_host=self.string(body.get("docker_host"), "previews.docker_host"),
             url=url,
@@ -591,11 +591,14 @@ class _Checker:
         return NotifyConfig(webhook_env=self.env_name(body.get("webhook_env"), "notify.webhook_env"))
 
 
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if re.match(r"^[A-Za-z0-9_-]+$", key) else f"{prefix}[{key!r}]"
+def key_path(prefix: str, key: Any) -> str:
+    """``sources.prod`` for plain keys, ``previews.files['/srv/x']`` for the others."""
+    key = str(key)
+    return f"{prefix}.{key}" if re.match(r"^[A-Za-z0-9_$-]+$", key) else f"{prefix}[{key!r}]"
 
 
-def _show(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """A short rendering of a bad value for an error message."""
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):

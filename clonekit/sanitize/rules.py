@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..config import describe_value, key_path
 from ..errors import ConfigError
 from . import when as when_lang
 from .actions import ACTIONS, ActionSpec, parse_json_path
@@ -88,18 +89,8 @@ class TableRule:
         return bool(_GLOB_CHARS.search(self.pattern))
 
 
-def _key(prefix: str, name: Any) -> str:
-    name = str(name)
-    return f"{prefix}.{name}" if re.match(r"^[A-Za-z0-9_$-]+$", name) else f"{prefix}[{name!r}]"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+_key = key_path
+_show = describe_value
 
 
 class _Problems:
