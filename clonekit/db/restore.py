@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pymysql
 from pymysql.connections import Connection
@@ -26,6 +26,8 @@ from .codec import FORMAT, load_data_sql
 from .connection import connect, quote_name, target_error
 from .endpoint import DbEndpoint
 from .introspect import FOREIGN_KEY
+
+T = TypeVar("T")
 
 log = logging.getLogger("clonekit.db.restore")
 
@@ -168,11 +170,29 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, A
             loads.append(_Load(table, tuple(group), size))
     if progress:
         progress(PROGRESS_TASK, total=sum(load.size for load in loads))
-    todo: queue.Queue[_Load] = queue.Queue()
-    for load in sorted(loads, key=lambda x: -x.size):
-        todo.put(load)
     counts: dict[str, int] = {}
     lock = threading.Lock()
+
+    def load_group(conn: Connection, load: _Load) -> None:
+        rows = _load_one(repo, target, conn, load)
+        name = load.table["name"]
+        with lock:
+            counts[name] = counts.get(name, 0) + rows
+        if progress:
+            progress(PROGRESS_TASK, advance=load.size)
+
+    _drain_in_threads(target, sorted(loads, key=lambda x: -x.size), load_group, workers)
+    return counts
+
+
+def _drain_in_threads(target: DbEndpoint, jobs: list[T], handle: Callable[[Connection, T], None], workers: int) -> None:
+    """Run ``handle(conn, job)`` for every job on up to ``workers`` threads, one connection each,
+    biggest jobs first (the caller's order); the first failure stops the others and is raised."""
+    if not jobs:
+        return
+    todo: queue.Queue[T] = queue.Queue()
+    for job in jobs:
+        todo.put(job)
     failed = threading.Event()
 
     def work(done: Future[None]) -> None:
@@ -181,15 +201,10 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, A
             try:
                 while not failed.is_set():
                     try:
-                        load = todo.get_nowait()
+                        job = todo.get_nowait()
                     except queue.Empty:
                         break
-                    rows = _load_one(repo, target, conn, load)
-                    name = load.table["name"]
-                    with lock:
-                        counts[name] = counts.get(name, 0) + rows
-                    if progress:
-                        progress(PROGRESS_TASK, advance=load.size)
+                    handle(conn, job)
             finally:
                 conn.close()
             done.set_result(None)
@@ -197,12 +212,7 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, A
             failed.set()
             done.set_exception(exc)
 
-    _in_threads(work, min(workers, max(1, len(loads))))
-    return counts
-
-
-def _in_threads(work: Callable[[Future[None]], None], count: int) -> None:
-    futures: list[Future[None]] = [Future() for _ in range(count)]
+    futures: list[Future[None]] = [Future() for _ in range(min(workers, len(jobs)))]
     threads = [threading.Thread(target=work, args=(f,), name="ck-restore", daemon=True) for f in futures]
     for thread in threads:
         thread.start()
@@ -257,33 +267,15 @@ def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Lo
 
 
 def _add_indexes(target: DbEndpoint, tables: list[Mapping[str, Any]], workers: int) -> None:
-    jobs: queue.Queue[Mapping[str, Any]] = queue.Queue()
-    for table in sorted(tables, key=lambda t: -int(t["bytes"])):
-        if any(not FOREIGN_KEY.search(c) for c in table.get("deferred", [])):
-            jobs.put(table)
-    failed = threading.Event()
+    jobs = [t for t in sorted(tables, key=lambda t: -int(t["bytes"]))
+            if any(not FOREIGN_KEY.search(c) for c in t.get("deferred", []))]
 
-    def work(done: Future[None]) -> None:
-        try:
-            conn = _open(target)
-            try:
-                while not failed.is_set():
-                    try:
-                        table = jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    for clauses in _index_statements(table["deferred"]):
-                        _run(target, conn, f"adding indexes to {table['name']}",
-                             f"ALTER TABLE {quote_name(table['name'])} " + ", ".join(clauses))
-            finally:
-                conn.close()
-            done.set_result(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            failed.set()
-            done.set_exception(exc)
+    def add(conn: Connection, table: Mapping[str, Any]) -> None:
+        for clauses in _index_statements(table["deferred"]):
+            _run(target, conn, f"adding indexes to {table['name']}",
+                 f"ALTER TABLE {quote_name(table['name'])} " + ", ".join(clauses))
 
-    if not jobs.empty():
-        _in_threads(work, min(workers, jobs.qsize()))
+    _drain_in_threads(target, jobs, add, workers)
 
 
 def _index_statements(deferred: list[str]) -> list[list[str]]:
