@@ -227,6 +227,8 @@ def scan_cmd(c: Context, source: str, suggest: bool) -> None:
 
 
 def _print_preview(c: Context, preview: Any) -> None:
+    how = "from the golden copy (no data load)" if preview.restore_path == "golden" else "by loading the snapshot (cold path)"
+    c.out.info(f"preview {preview.name} of snapshot {preview.snapshot_id} started {how}")
     c.out.result(preview, lambda: f"{preview.name}: {preview.url}")
 
 
