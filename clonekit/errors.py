@@ -56,10 +56,6 @@ class PolicyError(ClonekitError):
         super().__init__(message, hint=hint)
 
 
-class NotBuiltError(ClonekitError):
-    """A command exists in the contract but is not implemented yet."""
-
-
 class StoreError(ClonekitError):
     """The store cannot be read or written."""
 

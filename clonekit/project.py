@@ -11,8 +11,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -91,7 +90,7 @@ class Project:
         from .snapshot import take_snapshot
 
         self.config.source(source)
-        with self._operation("snapshot", source=source) as record:
+        with self.oplog.operation("snapshot", source=source) as record:
             manifest = take_snapshot(self.config, self.repository, source, progress=progress)
             record.update(snapshot=manifest.id, **{k: v for k, v in manifest.stats.items() if isinstance(v, int)})
         if self.config.previews.prewarm:
@@ -113,7 +112,7 @@ class Project:
     def verify(self, snapshot: str | Manifest, *, progress: ProgressFn = no_progress) -> Any:
         """Re-read every stored object of a snapshot; the report names any bad one."""
         manifest = self.resolve(snapshot)
-        with self._operation("verify", snapshot=manifest.id) as record:
+        with self.oplog.operation("verify", snapshot=manifest.id) as record:
             report = self.repository.verify(manifest, progress=progress)
             record.update(ok=report.ok)
         return report
@@ -122,25 +121,15 @@ class Project:
         """Columns of ``source``'s database that look like personal data, with the rule covering each."""
         from .db import describe_tables, sample_rows
         from .sanitize import scan
-        from .snapshot import database_endpoint
+        from .snapshot import open_source_database
 
         src = self.config.source(source)
         if src.database is None:
             raise ConfigError(f"{self.config.path}: source {source!r} has no database to scan")
-        if src.ssh is not None:
-            from .transport.ssh import SshSession
-
-            with SshSession.connect(src.ssh) as ssh:
-                endpoint = database_endpoint(src)
-                with ssh.forward(endpoint.host, endpoint.port) as (host, port):
-                    from dataclasses import replace
-
-                    endpoint = replace(endpoint, host=host, port=port, socket=None)
-                    tables = describe_tables(endpoint)
-                    return scan(tables, lambda t, n: sample_rows(endpoint, t, n), self.config.sanitize)
-        endpoint = database_endpoint(src)
-        tables = describe_tables(endpoint)
-        return scan(tables, lambda t, n: sample_rows(endpoint, t, n), self.config.sanitize)
+        with ExitStack() as stack:
+            endpoint = open_source_database(src, stack)
+            tables = describe_tables(endpoint)
+            return scan(tables, lambda table, limit: sample_rows(endpoint, table, limit), self.config.sanitize)
 
     def prune(self, *, dry_run: bool = False) -> PruneReport:
         """Apply retention, remove unreferenced chunks (after a grace period) and expired previews."""
@@ -148,7 +137,7 @@ class Project:
 
         now = datetime.now(UTC)
         expired = [p.name for p in self._expired_previews(now)]
-        with self._operation("prune", dry_run=dry_run) as record:
+        with self.oplog.operation("prune", dry_run=dry_run) as record:
             plan = plan_prune(self.repository, self.config.retention, now=now)
             removed_images: tuple[str, ...] = ()
             deleted_chunks, deleted_bytes = len(plan.chunks_to_delete), plan.bytes_to_free
@@ -185,7 +174,7 @@ class Project:
         from .preview import create_preview
 
         manifest = self.resolve(snapshot)
-        with self._operation("restore", preview=name, snapshot=manifest.id) as record:
+        with self.oplog.operation("restore", preview=name, snapshot=manifest.id) as record:
             preview = create_preview(
                 self.config, self.repository, manifest, name, keep_on_failure=keep_on_failure, progress=progress
             )
@@ -224,7 +213,7 @@ class Project:
 
         preview = self._preview(name)
         manifest = self.repository.resolve(f"{preview.source}@latest")
-        with self._operation("refresh", preview=name, snapshot=manifest.id):
+        with self.oplog.operation("refresh", preview=name, snapshot=manifest.id):
             return refresh_preview(self.config, self.repository, name, manifest)
 
     def refresh_all(self) -> RefreshReport:
@@ -247,19 +236,15 @@ class Project:
         check_name("preview", name)
         from .preview import destroy_preview
 
-        with self._operation("destroy", preview=name):
+        with self.oplog.operation("destroy", preview=name):
             destroy_preview(self.config, name)
 
     def materialize(self, snapshot: str | Manifest, *, progress: ProgressFn = no_progress) -> Any:
         """Load a snapshot once into golden images on the preview host (instant clones)."""
-        from .errors import NotBuiltError
+        from .golden import materialize
 
-        try:
-            from .golden import materialize
-        except ImportError:
-            raise NotBuiltError("materialize is not built yet: previews use the cold restore path") from None
         manifest = self.resolve(snapshot)
-        with self._operation("materialize", snapshot=manifest.id):
+        with self.oplog.operation("materialize", snapshot=manifest.id):
             return materialize(self.config, self.repository, manifest, progress=progress)
 
     # -- internals ----------------------------------------------------------------------------
@@ -298,16 +283,9 @@ class Project:
         return expired_previews(self.config, now)
 
     def _prune_golden_images(self, keep: tuple[str, ...]) -> tuple[str, ...]:
-        try:
-            from .golden import prune_golden_images
-        except ImportError:
-            return ()
-        return tuple(prune_golden_images(self.config, keep=list(keep)))
+        from .golden import prune_golden_images
 
-    @contextmanager
-    def _operation(self, name: str, **fields: Any) -> Iterator[dict[str, Any]]:
-        with self.oplog.operation(name, **fields) as record:
-            yield record
+        return tuple(prune_golden_images(self.config, keep=list(keep)))
 
     def _notify(self, text: str) -> None:
         from .notify import send_webhook

@@ -55,7 +55,7 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
         if source.database is not None:
             from .db import capture_database
 
-            endpoint = _database_endpoint(source, stack, ssh)
+            endpoint = open_source_database(source, stack, ssh)
             database = capture_database(endpoint, planner, writer, progress=progress)
 
         files = []
@@ -102,11 +102,17 @@ def database_endpoint(source: Source) -> Any:
     return DbEndpoint(host=db.host, port=db.port, user=db.user, password=db.password(), database=db.name, socket=db.socket)
 
 
-def _database_endpoint(source: Source, stack: ExitStack, ssh: Any) -> Any:
+def open_source_database(source: Source, stack: ExitStack, ssh: Any = None) -> Any:
+    """The endpoint to read the source database from: direct, or through the source's SSH host
+    (the database address is as that host sees it). ``stack`` owns the tunnel (and the SSH
+    session, opened here when the caller has none)."""
     endpoint = database_endpoint(source)
-    if ssh is None:
+    if source.ssh is None:
         return endpoint
-    # The database is reached as the SSH host sees it, through a local tunnel.
+    if ssh is None:
+        from .transport.ssh import SshSession
+
+        ssh = stack.enter_context(SshSession.connect(source.ssh))
     host, port = stack.enter_context(ssh.forward(endpoint.host, endpoint.port))
     return replace(endpoint, host=host, port=port, socket=None)
 

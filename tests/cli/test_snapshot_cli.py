@@ -69,3 +69,46 @@ def test_verify_names_a_corrupt_chunk(tmp_path: Path, capsys) -> None:
     code, out, _ = run(["-c", config, "verify", "latest"], capsys)
     assert code == 1
     assert chunk.name in out and "BAD" in out
+
+
+def test_snapshot_over_ssh_then_restore_the_database(tmp_path: Path, capsys, mysql_db, mysql_target_db, ssh_server, monkeypatch) -> None:
+    """`ssh:` set: the database is read through a tunnel and the files through the SSH host."""
+    mysql_db.execute(
+        "CREATE TABLE customers (id INT PRIMARY KEY, email VARCHAR(120), note TEXT)",
+        "INSERT INTO customers VALUES (1, 'jane.doe@real-mail.example', 'call 06 12 34 56 78'), (2, NULL, 'x')",
+    )
+    files = tmp_path / "remote-files"
+    files.mkdir()
+    (files / "a.txt").write_text("over ssh\n")
+    server = mysql_db.server
+    config = tmp_path / "clonekit.yml"
+    config.write_text(f"""
+project: site
+sources:
+  prod:
+    ssh: {{host: {ssh_server.host}, port: {ssh_server.port}, user: {ssh_server.user},
+           key_file: {ssh_server.key_file}, known_hosts: {ssh_server.known_hosts}}}
+    database: {{host: 127.0.0.1, port: {server.port}, name: {mysql_db.name}, user: {server.user}, password_env: CK_DB_PW}}
+    files: [{files}]
+sanitize:
+  secret_env: CK_SECRET
+  tables:
+    customers: {{columns: {{email: email, note: scrub}}}}
+""")
+    monkeypatch.setenv("CK_DB_PW", server.password)
+    monkeypatch.setenv("CK_SECRET", "s3cret")
+    code, out, err = run(["-c", str(config), "--json", "snapshot", "prod"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["tables"] == 1 and json.loads(out)["file_trees"] == 1
+
+    from clonekit.config import load_config
+    from clonekit.db import DbEndpoint, restore_database
+    from clonekit.repository import Repository
+
+    repo = Repository.open(load_config(config).store, create=False)
+    manifest = repo.resolve("prod@latest")
+    target = DbEndpoint(server.host, server.port, server.user, server.password, mysql_target_db.name)
+    restore_database(repo, manifest.database, target)
+    rows = mysql_target_db.query("SELECT id, email, note FROM customers ORDER BY id")
+    assert rows[0][1] != "jane.doe@real-mail.example" and "@" in rows[0][1]
+    assert "06 12 34 56 78" not in rows[0][2] and rows[1] == (2, None, "x")
