@@ -139,15 +139,19 @@ class DockerEngine:
         for key, value in labels.items():
             argv += ["--label", f"{key}={value}"]
         argv += [image, "tar", "-x", "-f", "-", "-C", "/dst"]
-        sent = 0
+        return self.stream_into(argv, tar_chunks, what=f"fill volume {volume}")
+
+    def stream_into(self, argv: Sequence[str], chunks: Iterable[bytes], *, what: str) -> int:
+        """Run a docker CLI command with ``chunks`` on its stdin; returns the bytes sent."""
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as exc:
-            raise self.error(f"cannot run the docker client to fill volume {volume}: {exc.strerror}") from exc
+            raise self.error(f"cannot run the docker client to {what}: {exc.strerror}") from exc
         assert proc.stdin is not None and proc.stderr is not None
+        sent = 0
         broken = False
         try:
-            for chunk in tar_chunks:
+            for chunk in chunks:
                 if not chunk:
                     continue
                 try:
@@ -165,7 +169,7 @@ class DockerEngine:
             proc.stderr.close()
             code = proc.wait()
         if code != 0 or broken:
-            raise self.error(f"filling volume {volume} failed (exit {code}): {_tail(stderr)}")
+            raise self.error(f"{what} failed (exit {code}): {_tail(stderr)}")
         return sent
 
     def exec(self, container: str, argv: Sequence[str], *, input: bytes | None = None, what: str) -> str:

@@ -6,11 +6,10 @@ Kept beside ``docker.py`` (not in it, so that adapter stays as it is) and built 
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .docker import DockerEngine, _tail
+from .docker import DockerEngine
 
 
 def label_filters(labels: Mapping[str, str]) -> list[str]:
@@ -52,31 +51,4 @@ def commit(engine: DockerEngine, container: str, image: str, changes: Sequence[s
 def copy_into(engine: DockerEngine, container: str, dest: str, tar_chunks: Iterable[bytes]) -> int:
     """Extract a tar stream into ``dest`` (an existing folder) of a container; keeps owners and modes."""
     argv = [*engine.base_argv, "cp", "-", f"{container}:{dest}"]
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except OSError as exc:
-        raise engine.error(f"cannot run the docker client to copy into {dest}: {exc.strerror}") from exc
-    assert proc.stdin is not None and proc.stderr is not None
-    sent = 0
-    broken = False
-    try:
-        for chunk in tar_chunks:
-            if not chunk:
-                continue
-            try:
-                proc.stdin.write(chunk)
-            except BrokenPipeError:
-                broken = True
-                break
-            sent += len(chunk)
-    finally:
-        try:
-            proc.stdin.close()
-        except BrokenPipeError:
-            broken = True
-        stderr = proc.stderr.read()
-        proc.stderr.close()
-        code = proc.wait()
-    if code != 0 or broken:
-        raise engine.error(f"copying a file tree into {dest} failed (exit {code}): {_tail(stderr)}")
-    return sent
+    return engine.stream_into(argv, tar_chunks, what=f"copy a file tree into {dest}")
