@@ -7,20 +7,15 @@ import json
 import os
 import subprocess
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pymysql
 import pytest
 import yaml
+from support import build_snapshot
 
-from clonekit.config import ContainersSource, FileSource, parse_config
-from clonekit.containers import capture_services
-from clonekit.db import DbEndpoint, capture_database
-from clonekit.files import capture_files
-from clonekit.manifest import Manifest, new_snapshot_id
-from clonekit.repository import Repository
-from clonekit.schema import CopyEverything
+from clonekit.config import parse_config
+from clonekit.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD_URL = "https://shop.example.net"
@@ -151,20 +146,7 @@ def sweep(project: str) -> None:
 
 
 def take_snapshot(config, source) -> Manifest:
-    server = source["server"]
-    endpoint = DbEndpoint(server.host, server.port, server.user, server.password, source["database"])
-    repo = Repository.open(config.store)
-    started = datetime.now(UTC)
-    with repo.writer() as writer:
-        database = capture_database(endpoint, CopyEverything(), writer)
-        files = capture_files(FileSource(str(source["site"])), writer)
-    manifest = Manifest(
-        id=new_snapshot_id("prod", started), source="prod", project=config.project, created_at=started,
-        tool_version="test", rules_digest="none", database=database, files=(files,),
-        services=capture_services(ContainersSource(source["project"])),
-    )
-    repo.commit(manifest)
-    return manifest
+    return build_snapshot(config, source, source["project"])
 
 
 def preview_db(preview, *, user: str | None = None, password: str | None = None) -> pymysql.connections.Connection:

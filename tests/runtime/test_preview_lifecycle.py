@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import pymysql
 import pytest
+from support import build_snapshot
 
 from clonekit.config import ContainersSource, FileSource, parse_config
 from clonekit.containers import capture_services
-from clonekit.db import DbEndpoint, capture_database
 from clonekit.errors import LockedError, PreviewError
 from clonekit.files import capture_files
 from clonekit.manifest import Manifest, new_snapshot_id
@@ -29,7 +29,6 @@ from clonekit.preview import (
     refresh_preview,
 )
 from clonekit.repository import Repository
-from clonekit.schema import CopyEverything
 
 PROD_URL = "https://shop.example.net"
 PROD_SECRETS = ("prod-db-secret", "prod-root-secret", "prod-app-key")
@@ -120,21 +119,7 @@ def _config(root, source, project, compose_project=None):
 
 
 def _snapshot(config, source) -> Manifest:
-    compose_project = config.sources["prod"].containers.compose_project
-    server = source["server"]
-    endpoint = DbEndpoint(server.host, server.port, server.user, server.password, source["database"])
-    repo = Repository.open(config.store)
-    started = datetime.now(UTC)
-    with repo.writer() as writer:
-        database = capture_database(endpoint, CopyEverything(), writer)
-        files = capture_files(FileSource(str(source["site"])), writer)
-    manifest = Manifest(
-        id=new_snapshot_id("prod", started), source="prod", project=config.project, created_at=started,
-        tool_version="test", rules_digest="none", database=database, files=(files,),
-        services=capture_services(ContainersSource(compose_project)),
-    )
-    repo.commit(manifest)
-    return manifest
+    return build_snapshot(config, source, config.sources["prod"].containers.compose_project)
 
 
 def _labelled(kind: str, project: str) -> list[str]:
