@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .config import Config, check_name, load_config, parse_duration
 from .errors import ClonekitError, ConfigError, UsageError
@@ -24,9 +24,11 @@ from .oplog import OperationLog
 from .output import ProgressFn, no_progress
 
 if TYPE_CHECKING:
+    from .golden import GoldenResult
     from .manifest import Manifest
     from .preview import Preview
-    from .repository import Repository
+    from .repository import Repository, VerifyReport
+    from .sanitize import ScanReport
 
 log = logging.getLogger("clonekit")
 
@@ -109,7 +111,7 @@ class Project:
             return snapshot
         return self.repository.resolve(snapshot)
 
-    def verify(self, snapshot: str | Manifest, *, progress: ProgressFn = no_progress) -> Any:
+    def verify(self, snapshot: str | Manifest, *, progress: ProgressFn = no_progress) -> VerifyReport:
         """Re-read every stored object of a snapshot; the report names any bad one."""
         manifest = self.resolve(snapshot)
         with self.oplog.operation("verify", snapshot=manifest.id) as record:
@@ -117,7 +119,7 @@ class Project:
             record.update(ok=report.ok)
         return report
 
-    def scan(self, source: str) -> Any:
+    def scan(self, source: str) -> ScanReport:
         """Columns of ``source``'s database that look like personal data, with the rule covering each."""
         from .db import describe_tables, sample_rows
         from .sanitize import scan
@@ -239,7 +241,7 @@ class Project:
         with self.oplog.operation("destroy", preview=name):
             destroy_preview(self.config, name)
 
-    def materialize(self, snapshot: str | Manifest, *, progress: ProgressFn = no_progress) -> Any:
+    def materialize(self, snapshot: str | Manifest, *, progress: ProgressFn = no_progress) -> GoldenResult:
         """Load a snapshot once into golden images on the preview host (instant clones)."""
         from .golden import materialize
 
