@@ -90,7 +90,10 @@ def test_capture_local_engine_redacts_secrets(docker, busybox_image, compose_pro
     # a one-off `docker compose run` container of the same service must not stand for it
     subprocess.run(["docker", "compose", "-f", str(folder / "compose.yml"), "-p", name, "run", "--no-deps", "-d",
                     "--name", f"{name}-a-oneoff", "app", "sh", "-c", "sleep 60"], check=True, capture_output=True)
-    section = capture_services(ContainersSource(compose_project=name, secret_env_names=("CUSTOM_OPAQUE",)))
+    try:
+        section = capture_services(ContainersSource(compose_project=name, secret_env_names=("CUSTOM_OPAQUE",)))
+    finally:  # `compose down` leaves named one-off containers behind
+        subprocess.run(["docker", "rm", "-f", f"{name}-a-oneoff"], capture_output=True)
     _check(section, name, folder, busybox_image)
 
 
