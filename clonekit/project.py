@@ -258,9 +258,9 @@ class Project:
             seconds = parse_duration(max_age)
         except ValueError:
             raise UsageError(f"--max-age {max_age!r}: expected a duration such as 30m, 6h or 2d") from None
-        snaps = self.repository.manifests(source)
-        if snaps and datetime.now(UTC) - snaps[-1].created_at <= timedelta(seconds=seconds):
-            return snaps[-1]
+        newest = self.repository.latest(source)
+        if newest is not None and datetime.now(UTC) - newest.created_at <= timedelta(seconds=seconds):
+            return newest
         return None
 
     def _preview(self, name: str) -> Preview:

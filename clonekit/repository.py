@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -39,6 +40,8 @@ FORMAT_VERSION = 1
 CONFIG_KEY = "config.json"
 CHUNKS_PREFIX = "chunks/"
 SNAPSHOTS_PREFIX = "snapshots/"
+# new_snapshot_id(): <source>-<YYYYMMDD-HHMMSS UTC>-<random hex>
+_SNAPSHOT_ID_PARTS = re.compile(r"^(?P<source>[a-z0-9][a-z0-9-]*)-(?P<stamp>\d{8}-\d{6})-[0-9a-f]{4,}$")
 LOCKS_PREFIX = "locks/"
 DEFAULT_ZSTD_LEVEL = 3
 MAX_CHUNK_PLAIN_BYTES = 1 << 30  # refuse to decompress beyond this: guards against bombs
@@ -394,13 +397,28 @@ class Repository:
             raise IntegrityError(f"{key} holds snapshot {manifest.id!r}, not {snapshot_id!r}")
         return manifest
 
-    def manifests(self, source: str | None = None) -> list[Manifest]:
-        """Committed snapshots, oldest first (optionally of one source)."""
+    def snapshot_ids(self) -> list[str]:
+        """Ids of the committed snapshots, from the listing alone (no manifest is read)."""
         ids = []
         for info in self.store.list(SNAPSHOTS_PREFIX):
             name = info.key[len(SNAPSHOTS_PREFIX) :]
             if "/" not in name and name.endswith(".json"):
                 ids.append(name[: -len(".json")])
+        return ids
+
+    def _cached_manifest(self, snapshot_id: str) -> Manifest:
+        with self._mutex:
+            cached = self._manifest_cache.get(snapshot_id)
+        if cached is not None:
+            return cached
+        manifest = self.read_manifest(snapshot_id)
+        with self._mutex:
+            self._manifest_cache[snapshot_id] = manifest
+        return manifest
+
+    def manifests(self, source: str | None = None) -> list[Manifest]:
+        """Committed snapshots, oldest first (optionally of one source)."""
+        ids = self.snapshot_ids()
         with self._mutex:
             todo = [i for i in ids if i not in self._manifest_cache]
         if todo:
@@ -418,31 +436,46 @@ class Repository:
             found = [m for m in found if m.source == source]
         return sorted(found, key=lambda m: (m.created_at, m.id))
 
+    def latest(self, source: str | None = None) -> Manifest | None:
+        """The newest snapshot (of ``source``), reading only the manifests that can be the newest:
+        ids carry their source and UTC second, so a nightly run does not download the history."""
+        ids = self.snapshot_ids()
+        parsed = [(_SNAPSHOT_ID_PARTS.match(i), i) for i in ids]
+        if not all(match for match, _ in parsed):  # an id of another shape: read them all
+            found = self.manifests(source)
+            return found[-1] if found else None
+        stamps = [(m.group("stamp"), i) for m, i in parsed if m and (source is None or m.group("source") == source)]
+        if not stamps:
+            return None
+        newest = max(stamp for stamp, _ in stamps)
+        # Several in the same second: their manifests' times decide, as manifests() orders them.
+        tied = [self._cached_manifest(i) for stamp, i in stamps if stamp == newest]
+        return max(tied, key=lambda m: (m.created_at, m.id))
+
     def resolve(self, spec: str) -> Manifest:
         """A full id, a unique id prefix, ``latest`` or ``SOURCE@latest``."""
         spec = spec.strip()
-        all_snaps = self.manifests()
         if spec == "latest" or spec.endswith("@latest"):
             source = None if spec == "latest" else spec[: -len("@latest")]
-            candidates = [m for m in all_snaps if source is None or m.source == source]
-            if candidates:
-                return candidates[-1]
+            newest = self.latest(source)
+            if newest is not None:
+                return newest
             if source is None:
                 raise NotFoundError(f"no snapshots in the store {self.url}", hint="take one with `clonekit snapshot SOURCE`")
-            sources = sorted({m.source for m in all_snaps})
+            sources = sorted({m.source for m in self.manifests()})
             known = ", ".join(sources) if sources else "none yet"
             raise NotFoundError(
                 f"no snapshot of source {source!r} in the store (sources with snapshots: {known})",
                 hint=f"take one with `clonekit snapshot {source}`",
             )
-        for m in all_snaps:
-            if m.id == spec:
-                return m
-        matches = [m for m in all_snaps if spec and m.id.startswith(spec)]
+        ids = self.snapshot_ids()
+        if spec in ids:
+            return self._cached_manifest(spec)
+        matches = sorted(i for i in ids if spec and i.startswith(spec))
         if len(matches) == 1:
-            return matches[0]
+            return self._cached_manifest(matches[0])
         if len(matches) > 1:
-            names = ", ".join(m.id for m in matches[:10]) + (" ..." if len(matches) > 10 else "")
+            names = ", ".join(matches[:10]) + (" ..." if len(matches) > 10 else "")
             raise NotFoundError(f"{spec!r} is ambiguous: it matches {len(matches)} snapshots ({names})", hint="type more of the id")
         raise NotFoundError(
             f"no snapshot matches {spec!r} in the store {self.url}",

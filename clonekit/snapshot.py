@@ -119,10 +119,10 @@ def open_source_database(source: Source, stack: ExitStack, ssh: Any = None) -> A
 
 def _previous_files(repo: Repository, source: str) -> Mapping[str, Mapping[str, Any]]:
     """File sections of the source's newest snapshot, by path: unchanged files are not re-read."""
-    snaps = repo.manifests(source)
-    if not snaps:
+    newest = repo.latest(source)
+    if newest is None:
         return {}
-    return {section["path"]: section for section in snaps[-1].files if "path" in section}
+    return {section["path"]: section for section in newest.files if "path" in section}
 
 
 def summarize(manifest: Manifest) -> dict[str, Any]:
