@@ -322,7 +322,8 @@ def refresh_cmd(c: Context, name: str | None, all_: bool) -> None:
             preview = c.project.refresh(name, progress=progress)
         _print_preview(c, preview)
         return
-    report = c.project.refresh_all()
+    with c.out.progress() as progress:
+        report = c.project.refresh_all(progress=progress)
     c.out.result(report, report.describe)
     if report.failed:
         sys.exit(EXIT_FAILED)

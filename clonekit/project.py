@@ -81,9 +81,18 @@ class Project:
 
     @cached_property
     def repository(self) -> Repository:
+        """The store as it is. Reading never creates one: a mistyped path says "no store" (exit 2)."""
         from .repository import Repository
 
-        return Repository.open(self.config.store)
+        return Repository.open(self.config.store, create=False)
+
+    def _repository_to_write(self) -> Repository:
+        """The store, created on first use: only commands that write a snapshot may make one."""
+        if "repository" not in self.__dict__:
+            from .repository import Repository
+
+            self.__dict__["repository"] = Repository.open(self.config.store, create=True)
+        return self.repository
 
     # -- snapshots ----------------------------------------------------------------------------
 
@@ -93,7 +102,7 @@ class Project:
 
         self.config.source(source)
         with self.oplog.operation("snapshot", source=source) as record:
-            manifest = take_snapshot(self.config, self.repository, source, progress=progress)
+            manifest = take_snapshot(self.config, self._repository_to_write(), source, progress=progress)
             record.update(snapshot=manifest.id, **{k: v for k, v in manifest.stats.items() if isinstance(v, int)})
         if self.config.previews.prewarm:
             self.materialize(manifest, progress=progress)
@@ -196,6 +205,7 @@ class Project:
         """Snapshot ``source`` (or reuse one younger than ``max_age``) and restore it as ``name``."""
         check_name("preview", name)
         self.config.source(source)
+        self._repository_to_write()  # a first clone creates the store its snapshot goes to
         manifest = self._recent_snapshot(source, max_age)
         if manifest is None:
             self._refuse_existing_preview(name)  # before the expensive snapshot
@@ -216,15 +226,15 @@ class Project:
         preview = self._preview(name)
         manifest = self.repository.resolve(f"{preview.source}@latest")
         with self.oplog.operation("refresh", preview=name, snapshot=manifest.id):
-            return refresh_preview(self.config, self.repository, name, manifest)
+            return refresh_preview(self.config, self.repository, name, manifest, progress=progress)
 
-    def refresh_all(self) -> RefreshReport:
+    def refresh_all(self, *, progress: ProgressFn = no_progress) -> RefreshReport:
         """Refresh every preview; goes on past failures (cron): the report lists them."""
         refreshed: list[str] = []
         failed: dict[str, str] = {}
         for preview in self.previews():
             try:
-                self.refresh(preview.name)
+                self.refresh(preview.name, progress=progress)
                 refreshed.append(preview.name)
             except ClonekitError as exc:
                 failed[preview.name] = exc.message

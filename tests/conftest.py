@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from production_site import Production, ckprod  # noqa: F401  (the suite's one WordPress production)
 
 SERVICES_DIR = Path(os.environ.get("CLONEKIT_SERVICES_DIR", "/var/tmp/clonekit-services"))
 
@@ -239,3 +240,19 @@ def webhook_server() -> Iterator[tuple[str, list[dict]]]:
         yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000", received
     finally:
         server.shutdown()
+
+
+CKPROD_GROUP = "ckprod"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test that uses the shared production runs in one xdist group, one after the other.
+
+    Rendering a WordPress page writes to its database (transients), so a test that renders it
+    beside one that checks "the source is untouched" would fail for a reason of the suite's own.
+    Runs before xdist reads the groups (tryfirst), whatever fixture chain brings `ckprod` in.
+    """
+    for item in items:
+        if "ckprod" in getattr(item, "fixturenames", ()) and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(CKPROD_GROUP))

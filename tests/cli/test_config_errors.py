@@ -154,3 +154,12 @@ def test_durations() -> None:
     for bad in ("6 hours", "-1h", "", True):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+@pytest.mark.parametrize("args", [("snapshots",), ("verify", "latest"), ("prune", "--dry-run"), ("restore", "latest", "--as", "x")])
+def test_a_read_command_on_a_mistyped_store_creates_nothing(tmp_path: Path, capsys, args: tuple[str, ...]) -> None:
+    mistyped = tmp_path / "stroe"
+    code, err = run_cli(tmp_path, GOOD + f"store: {mistyped}\n", *args, capsys=capsys)
+    assert code == 2, err
+    assert f"no clonekit store at {mistyped}" in err
+    assert not mistyped.exists()

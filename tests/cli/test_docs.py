@@ -22,7 +22,7 @@ def test_every_config_key_is_documented() -> None:
     keys = accepted_config_keys()
     assert {"project", "store_options", "password_env", "compose_project", "keep_daily", "webhook_env"} <= keys
     doc = (ROOT / "docs" / "configuration.md").read_text()
-    missing = sorted(k for k in keys if not re.search(rf"`([A-Za-z_\[\]]+\.)*{k}[`.\[ /]", doc) and k != "target")
+    missing = sorted(k for k in keys if not re.search(rf"`([A-Za-z_\[\]]+\.)*{k}[`.\[ /]", doc))
     assert not missing, f"undocumented config keys: {missing}"
 
 
@@ -30,3 +30,18 @@ def test_every_command_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in cli.commands:
         assert f"clonekit {name}" in readme, name
+
+
+def test_every_environment_variable_clonekit_reads_is_documented() -> None:
+    code = "\n".join(p.read_text() for p in (ROOT / "clonekit").rglob("*.py"))
+    read = set(re.findall(r"environ(?:\.get)?\(\s*\"(CLONEKIT_[A-Z_]+)\"", code))
+    assert {"CLONEKIT_RETRY_ATTEMPTS", "CLONEKIT_DB_FORK"} <= read
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    missing = sorted(name for name in read if f"`{name}`" not in doc)
+    assert not missing, f"environment variables read by clonekit but not in docs/configuration.md: {missing}"
+
+
+def test_every_doc_is_linked_from_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = sorted(p.name for p in (ROOT / "docs").glob("*.md") if f"docs/{p.name}" not in readme)
+    assert not missing, f"docs not linked from README.md: {missing}"

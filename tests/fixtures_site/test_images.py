@@ -9,8 +9,7 @@ import uuid
 
 import pymysql
 import pytest
-
-from .conftest import ROOT
+from production_site import ROOT
 
 pytestmark = pytest.mark.docker
 

@@ -41,17 +41,9 @@ previews:
 """
 
 
-def _env_file(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
-
-
-@pytest.fixture(scope="module")
-def production(busybox_image):
-    done = subprocess.run([str(ROOT / "scripts" / "wordpress-prod.sh"), "up"], capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        pytest.fail(f"scripts/wordpress-prod.sh up failed:\n{done.stderr[-3000:]}", pytrace=False)
-    secrets = _env_file(STATE / "prod.env")
-    return {"secrets": secrets, "seeded": json.loads((STATE / "seeded.json").read_text())}
+@pytest.fixture
+def production(ckprod) -> dict:
+    return {"secrets": ckprod.secrets, "seeded": ckprod.seeded}
 
 
 def _connect(port: int, user: str, password: str, database: str) -> pymysql.connections.Connection:
@@ -91,13 +83,14 @@ def _leaks(conn, values: list[str]) -> dict[str, int]:
     return found
 
 
-def test_clone_wordpress_end_to_end(production, tmp_path):
+def test_clone_wordpress_end_to_end(production, tmp_path, monkeypatch):
     project = f"cktestwp{uuid.uuid4().hex[:6]}"
     config_path = tmp_path / "clonekit.yml"
     config_path.write_text(CONFIG.format(project=project, store=tmp_path / "store", uploads=STATE / "uploads"))
     env = {**os.environ, "CKPROD_DB_PASSWORD": production["secrets"]["CKPROD_DB_PASSWORD"],
            "CLONEKIT_E2E_SECRET": uuid.uuid4().hex}
-    os.environ.update({k: env[k] for k in ("CKPROD_DB_PASSWORD", "CLONEKIT_E2E_SECRET")})
+    for name in ("CKPROD_DB_PASSWORD", "CLONEKIT_E2E_SECRET"):  # the API half reads them too
+        monkeypatch.setenv(name, env[name])
     source = _connect(33306, "wp", production["secrets"]["CKPROD_DB_PASSWORD"], "wordpress")
     counts_before, checksums_before = _counts_and_checksums(source)
     with source.cursor() as cur:

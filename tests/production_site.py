@@ -1,7 +1,10 @@
-"""The WordPress production (compose project ckprod), started by scripts/wordpress-prod.sh.
+"""The one WordPress production of the suite (compose project ckprod), started by
+scripts/wordpress-prod.sh.
 
 `ckprod` brings it up once per test session (idempotent: a no-op when it already runs and is
-seeded) and hands tests its URL, a database connection and what the seed wrote.
+seeded) and hands tests its URL, a database connection and what the seed wrote. Every test that
+asks for it is put in the xdist group "ckprod" by tests/conftest.py, so tests that render its
+pages (WordPress writes transients then) never run beside tests that checksum it.
 """
 
 from __future__ import annotations
