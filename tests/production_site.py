@@ -19,7 +19,7 @@ from typing import Any
 import pymysql
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "wordpress-prod.sh"
 STATE = Path("/var/tmp/clonekit-wordpress")
 
