@@ -145,7 +145,8 @@ fi
 read -r RGW_ENDPOINT RGW_ACCESS RGW_SECRET < <(CLONEKIT_SERVICES_DIR=$STATE "$(dirname "$0")/ceph-rgw.sh" up | tail -1)
 [ -n "${RGW_SECRET:-}" ] || { log "RADOS Gateway did not start (logs: $STATE/rgw/log)"; exit 1; }
 
-cat > "$STATE/services.env" <<ENV
+# written aside, then renamed: tests running meanwhile never read a half-written file
+cat > "$STATE/services.env.tmp" <<ENV
 CLONEKIT_TEST_MYSQL_HOST=127.0.0.1
 CLONEKIT_TEST_MYSQL_PORT=$MYSQL_PORT
 CLONEKIT_TEST_MYSQL_USER=clonekit
@@ -161,4 +162,5 @@ CLONEKIT_TEST_SSH_USER=root
 CLONEKIT_TEST_SSH_KEY=$SSH_DIR/client_ed25519
 CLONEKIT_TEST_SSH_KNOWN_HOSTS=$SSH_DIR/known_hosts
 ENV
+mv -f "$STATE/services.env.tmp" "$STATE/services.env"
 log "ready: $STATE/services.env"
