@@ -28,7 +28,9 @@ command -v pigz >/dev/null || need_apt+=(pigz)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 # Ceph's RADOS Gateway (a real S3 server beside moto), without recommends (no dashboard, no mgr).
 need_ceph=()
-for b in ceph-mon ceph-osd radosgw ceph; do command -v "$b" >/dev/null || need_ceph=(ceph-mon ceph-osd radosgw ceph-common); done
+for b in ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph-authtool ceph; do
+  command -v "$b" >/dev/null || need_ceph=(ceph-mon ceph-osd radosgw ceph-common)
+done
 export DEBIAN_FRONTEND=noninteractive
 APT=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
 [ $((${#need_apt[@]} + ${#need_ceph[@]})) -eq 0 ] || "${APT[@]}" update >/dev/null
@@ -142,7 +144,8 @@ fi
 
 # --- Ceph RADOS Gateway (S3) on 127.0.0.1:$CLONEKIT_TEST_RGW_PORT ---------------------------
 # Reuses a healthy cluster as it is; rebuilds one whose daemons are gone (memstore: a fresh, empty one).
-read -r RGW_ENDPOINT RGW_ACCESS RGW_SECRET < <(CLONEKIT_SERVICES_DIR=$STATE "$(dirname "$0")/ceph-rgw.sh" up | tail -1)
+RGW_SECRET=
+read -r RGW_ENDPOINT RGW_ACCESS RGW_SECRET < <(CLONEKIT_SERVICES_DIR=$STATE "$(dirname "$0")/ceph-rgw.sh" up | tail -1) || true
 [ -n "${RGW_SECRET:-}" ] || { log "RADOS Gateway did not start (logs: $STATE/rgw/log)"; exit 1; }
 
 # written aside, then renamed: tests running meanwhile never read a half-written file
