@@ -16,7 +16,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed ## a .venv with the package and the test extras
 
-services: install ## install when missing, then start Docker, MariaDB, S3 (moto), sshd; build test images
+services: install ## install when missing, then start Docker, MariaDB, S3 (moto and Ceph RGW), sshd; build test images
 	./scripts/services.sh
 	./scripts/images.sh
 
@@ -27,7 +27,7 @@ lint: install
 	$(VENV)/bin/ruff check clonekit tests scripts
 	$(VENV)/bin/mypy
 
-bench: install services ## ratios against mysqldump, mydumper, restic, rsync, awscli
+bench: install services ## ratios against mysqldump, mydumper, restic, rsync, awscli (on moto and on Ceph RGW)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 demo: install services ## clone the WordPress production fixture into a preview

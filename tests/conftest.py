@@ -138,15 +138,18 @@ def mysql_target_db(mysql_server) -> Iterator[MysqlDatabase]:
 class S3Bucket:
     endpoint_url: str
     bucket: str
+    server: str = "moto"  # "moto" (a mock) or "rgw" (Ceph's RADOS Gateway, a real S3 server)
 
     @property
     def url(self) -> str:
         return f"s3://{self.bucket}/snapshots"
 
     def client(self):
+        """A raw boto3 client, for what the test checks behind clonekit's back (credentials from the env)."""
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
+        # a new session each time: boto3's default session keeps the first credentials it found
+        return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
 
 
 @pytest.fixture(scope="session")
@@ -161,20 +164,63 @@ def s3_endpoint(services) -> str:
     return endpoint
 
 
-@pytest.fixture
-def s3_bucket(s3_endpoint) -> Iterator[S3Bucket]:
-    """A fresh bucket on the real S3 server over HTTP, emptied and deleted afterwards."""
-    bucket = S3Bucket(s3_endpoint, f"ck-{uuid.uuid4().hex[:12]}")
+@dataclass(frozen=True)
+class RgwServer:
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+
+
+@pytest.fixture(scope="session")
+def rgw_server(services) -> RgwServer:
+    """Ceph's RADOS Gateway on loopback (scripts/ceph-rgw.sh, started by `make services`)."""
+    missing = [k for k in ("CLONEKIT_TEST_RGW_ENDPOINT", "CLONEKIT_TEST_RGW_ACCESS_KEY", "CLONEKIT_TEST_RGW_SECRET_KEY") if not services.get(k)]
+    if missing:
+        pytest.fail(f"services.env lacks {', '.join(missing)}: run `make services` (it starts the RADOS Gateway)", pytrace=False)
+    server = RgwServer(services["CLONEKIT_TEST_RGW_ENDPOINT"], services["CLONEKIT_TEST_RGW_ACCESS_KEY"], services["CLONEKIT_TEST_RGW_SECRET_KEY"])
+    host, port = server.endpoint_url.rsplit("/", 1)[-1].split(":")
+    _require_port(host, int(port), "The RADOS Gateway (Ceph S3)")
+    return server
+
+
+def _fresh_bucket(bucket: S3Bucket) -> Iterator[S3Bucket]:
     client = bucket.client()
     client.create_bucket(Bucket=bucket.bucket)
     try:
         yield bucket
     finally:
+        for upload in client.list_multipart_uploads(Bucket=bucket.bucket).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=bucket.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
         paginator = client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket.bucket):
-            for obj in page.get("Contents", []):
-                client.delete_object(Bucket=bucket.bucket, Key=obj["Key"])
+            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket.bucket, Delete={"Objects": keys, "Quiet": True})
         client.delete_bucket(Bucket=bucket.bucket)
+
+
+@pytest.fixture
+def moto_bucket(s3_endpoint) -> Iterator[S3Bucket]:
+    """A fresh bucket on the moto S3 server over HTTP, emptied and deleted afterwards."""
+    yield from _fresh_bucket(S3Bucket(s3_endpoint, f"ck-{uuid.uuid4().hex[:12]}"))
+
+
+@pytest.fixture
+def rgw_bucket(rgw_server, monkeypatch) -> Iterator[S3Bucket]:
+    """A fresh bucket on Ceph's RADOS Gateway, emptied and deleted afterwards. The test user's
+    keys are in the environment for the test's duration (the standard AWS chain reads them)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", rgw_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", rgw_server.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield from _fresh_bucket(S3Bucket(rgw_server.endpoint_url, f"ck-{uuid.uuid4().hex[:12]}", server="rgw"))
+
+
+@pytest.fixture
+def s3_bucket(moto_bucket) -> S3Bucket:
+    """A fresh bucket on the loopback S3 server (moto); tests/store runs its S3 tests on RGW too."""
+    return moto_bucket
 
 
 @dataclass(frozen=True)

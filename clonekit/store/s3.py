@@ -28,6 +28,11 @@ T = TypeVar("T")
 
 MULTIPART_THRESHOLD_BYTES = 64 << 20
 MULTIPART_PART_BYTES = 16 << 20
+# The largest single PUT S3 accepts (AWS, and RGW's default rgw_max_put_size). put_if_absent
+# always uses one conditional PUT: Ceph RGW ignores If-None-Match on CompleteMultipartUpload,
+# so a multipart create could overwrite (docs/format.md, "S3 servers").
+SINGLE_PUT_MAX_BYTES = 5 << 30
+LIST_PAGE_KEYS = 1000
 CONNECT_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 60
 
@@ -112,9 +117,18 @@ class S3Store:
             self._call("write", key, lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=data))
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        """One PUT with ``If-None-Match: *``, whatever the size (up to SINGLE_PUT_MAX_BYTES): the
+        server decides atomically, so of racing creators exactly one wins. Never multipart:
+        servers that ignore the condition on CompleteMultipartUpload (Ceph RGW) would let a
+        second creator overwrite the first."""
         full = self._key(key)
-        if len(data) > MULTIPART_THRESHOLD_BYTES or not self._conditional_put:
-            # Conditional multipart completion is not widely supported: check, then write.
+        if len(data) > SINGLE_PUT_MAX_BYTES:
+            raise StoreError(
+                f"cannot create {key} in {self.url}: {len(data)} bytes is more than one S3 PUT takes "
+                f"({SINGLE_PUT_MAX_BYTES} bytes), and a multipart upload cannot be created only once"
+            )
+        if not self._conditional_put:
+            # The provider lacks conditional writes: check, then write (racing creators may both write).
             if self.exists(key):
                 return False
             self.put(key, data)
@@ -161,7 +175,7 @@ class S3Store:
         strip = len(root)
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_prefix, "MaxKeys": 1000}
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_prefix, "MaxKeys": LIST_PAGE_KEYS}
             if token:
                 kwargs["ContinuationToken"] = token
             page: dict[str, Any] = self._call("list", prefix or "/", partial(self._client.list_objects_v2, **kwargs))
@@ -215,7 +229,7 @@ class S3Store:
                     Body=bytes(view[start : start + MULTIPART_PART_BYTES]),
                 )
                 parts.append({"PartNumber": number, "ETag": part["ETag"]})
-            self._client.complete_multipart_upload(
+            done = self._client.complete_multipart_upload(
                 Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
         except BaseException:
@@ -224,6 +238,16 @@ class S3Store:
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
                 log.debug("could not abort multipart upload of %s", full)
             raise
+        if not done.get("ETag", "").strip('"'):
+            # Ceph RGW answers CompleteMultipartUpload with an empty <ETag/>: confirm the whole
+            # object is there (HEAD gives its "md5-N" ETag and length) before calling it written.
+            head = self._client.head_object(Bucket=self.bucket, Key=full)
+            if int(head["ContentLength"]) != len(data) or not head.get("ETag", "").strip('"').endswith(f"-{len(parts)}"):
+                raise StoreError(
+                    f"multipart upload of {full} in {self.url} completed without an ETag, and the object there "
+                    f"is not the one written ({head['ContentLength']} bytes, ETag {head.get('ETag')!r})",
+                    hint="another writer may have replaced it; run again",
+                )
 
     def _call(self, verb: str, key: str, fn: Callable[[], T]) -> T:
         """Run one request; translate botocore's exceptions into clonekit's."""

@@ -20,17 +20,24 @@ def s3_config(bucket: Any, **extra: Any) -> StoreConfig:
     return StoreConfig(url=bucket.url, endpoint_url=bucket.endpoint_url, region="us-east-1", path_style=True, **extra)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "moto", "rgw"])
 def store_kind(request) -> str:
     return request.param
 
 
 @pytest.fixture
 def store_config(store_kind, request, tmp_path) -> StoreConfig:
-    """A StoreConfig for an empty store: a folder, or a fresh bucket on the loopback S3 server."""
+    """A StoreConfig for an empty store: a folder, a fresh bucket on moto (a mock of S3) or on
+    Ceph's RADOS Gateway (a real S3 server). A missing server fails the test, never skips it."""
     if store_kind == "local":
         return StoreConfig(url=str(tmp_path / "store"))
-    return s3_config(request.getfixturevalue("s3_bucket"))
+    return s3_config(request.getfixturevalue(f"{store_kind}_bucket"))
+
+
+@pytest.fixture(params=["moto", "rgw"])
+def s3_bucket(request):
+    """In the store tests every S3 test runs on both servers, the fault-proxy ones included."""
+    return request.getfixturevalue(f"{request.param}_bucket")
 
 
 @pytest.fixture

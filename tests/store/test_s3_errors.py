@@ -61,3 +61,15 @@ def test_tls_failure_is_not_retried(s3_endpoint):
     with pytest.raises(StoreError, match="TLS failed") as exc:
         Repository.open(config)
     assert not isinstance(exc.value, TransientStoreError) and "AWS_CA_BUNDLE" in str(exc.value)
+
+
+@pytest.mark.parametrize(("which", "code"), [("AWS_ACCESS_KEY_ID", "InvalidAccessKeyId"), ("AWS_SECRET_ACCESS_KEY", "SignatureDoesNotMatch")])
+def test_wrong_credentials_on_a_real_server(rgw_bucket, monkeypatch, which, code):
+    """moto takes any key; Ceph RGW checks them: a wrong key or secret is one clear, unretried error."""
+    from clonekit.errors import StoreError
+
+    monkeypatch.setenv(which, "not-the-right-one")
+    config = StoreConfig(url=rgw_bucket.url, endpoint_url=rgw_bucket.endpoint_url, region="us-east-1")
+    with pytest.raises(StoreError, match=f"access denied while trying to read config.json \\({code}\\)") as exc:
+        Repository.open(config)
+    assert not isinstance(exc.value, TransientStoreError) and "credentials" in str(exc.value)
