@@ -29,6 +29,9 @@ from .config import CONFIG_FILENAME, DNS_LABEL, load_config
 from .errors import ClonekitError, ConfigError
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+# read on top of the compose file, as `docker compose` does when no -f is given
+OVERRIDE_FILES = ("compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml",
+                  "docker-compose.override.yml")
 DB_IMAGE = re.compile(r"(^|/)(mariadb|mysql|percona)([:@]|$)|mariadb|mysql")
 DB_SERVICE_NAMES = ("db", "database", "mariadb", "mysql")
 DB_PORT = 3306
@@ -76,6 +79,7 @@ class Detected:
     db_name: str = "app"
     db_user: str = "root"
     db_port: int | None = None
+    db_host: str = "127.0.0.1"
     password_env: str = DEFAULT_PASSWORD_ENV
     app_service: str | None = None
     cms: str = "none"
@@ -257,6 +261,41 @@ def parse_service(name: str, spec: Mapping[str, Any], base: Path, variables: Map
     return Service(name, text(spec.get("image")), env, tuple(ports), tuple(mounts))
 
 
+def _read_compose(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("services") or {}, dict):
+        raise ConfigError(f"{path}: expected a mapping with a `services` mapping")
+    return doc
+
+
+def _environment_mapping(value: Any) -> dict[str, Any]:
+    if isinstance(value, list):
+        return {key: (item if eq else None) for key, eq, item in (str(e).partition("=") for e in value)}
+    return dict(value or {})
+
+
+def merge_compose(base: Any, override: Any, key: str = "") -> Any:
+    """``override`` on top of ``base`` the way compose merges files: mappings by key,
+    ``environment`` by variable, service ``volumes`` by target, other lists appended."""
+    if key == "environment":
+        return {**_environment_mapping(base), **_environment_mapping(override)}
+    if key in ("command", "entrypoint", "test"):
+        return override
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: merge_compose(base.get(k), v, k) for k, v in override.items()}}
+    if isinstance(base, list) and isinstance(override, list):
+        if key == "volumes":
+            def target(entry: Any) -> str:
+                return str(entry.get("target")) if isinstance(entry, dict) else str(entry).split(":")[1 if ":" in str(entry) else 0]
+            replaced = {target(e) for e in override}
+            return [e for e in base if target(e) not in replaced] + override
+        return base + [e for e in override if e not in base]
+    return override
+
+
 def _compose_project_name(doc: Mapping[str, Any], folder: Path, variables: Mapping[str, str]) -> str:
     name = interpolate(str(doc.get("name") or ""), variables) or variables.get("COMPOSE_PROJECT_NAME") or folder.resolve().name
     return re.sub(r"[^a-z0-9_-]", "", name.lower()) or "site"
@@ -308,13 +347,12 @@ def detect_compose_project(folder: Path) -> Detected:
     compose_file = next((folder / f for f in COMPOSE_FILES if (folder / f).is_file()), None)
     if compose_file is None:
         return Detected(cms=_cms_from_tree(folder))
-    try:
-        doc = yaml.safe_load(compose_file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{compose_file}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("services") or {}, dict):
-        raise ConfigError(f"{compose_file}: expected a mapping with a `services` mapping")
-    variables = {**read_env_file(folder / ".env"), **os.environ}
+    doc = _read_compose(compose_file)
+    override = next((folder / f for f in OVERRIDE_FILES if (folder / f).is_file()), None)
+    if override is not None:
+        doc = merge_compose(doc, _read_compose(override))
+    dotenv = read_env_file(folder / ".env")
+    variables = {**dotenv, **os.environ}
     project = _compose_project_name(doc, folder, variables)
     named_volumes = doc.get("volumes") or {}
     services = {str(name): parse_service(str(name), spec or {}, compose_file.parent, variables, project, named_volumes)
@@ -324,16 +362,20 @@ def detect_compose_project(folder: Path) -> Detected:
 
     db = next((s for s in services.values() if DB_IMAGE.search(s.image)), None) or next(
         (services[n] for n in DB_SERVICE_NAMES if n in services), None)
-    engine = "mysql" if db is not None and "mysql" in db.image and "mariadb" not in db.image else "mariadb"
+    engine = "mysql" if db is not None and re.search(r"mysql|percona", db.image) and "mariadb" not in db.image \
+        else "mariadb"
     others = [s for s in services.values() if s is not db]
     app = _app_service(others)
     cms = _cms(app) if app else _cms_from_tree(folder)
     if cms == "none":
         cms = _cms_from_tree(folder)
 
-    db_port = None
+    db_port, db_host = None, "127.0.0.1"
     if db is not None:
-        db_port = next((published for _, published, target in db.ports if target == DB_PORT and published), None)
+        host_ip, db_port = next(((ip, published) for ip, published, target in db.ports if target == DB_PORT and published),
+                                ("", None))
+        if host_ip and host_ip not in ("0.0.0.0", "::", "127.0.0.1"):
+            db_host = host_ip  # published on one address only: that one
         if db_port is None:
             notes.append(f"the database service {db.name} publishes no port: add `ports: [\"127.0.0.1:3306:3306\"]` "
                          "to it, or set sources.prod.database.host/port (and ssh) by hand")
@@ -341,6 +383,8 @@ def detect_compose_project(folder: Path) -> Detected:
     volumes = _upload_volumes(others, notes)
     settings = _settings_php(app) if app else None
     db_name, db_user, password_env = _credentials([s for s in (app, db) if s], settings, notes)
+    if password_env in dotenv and password_env not in os.environ:
+        notes.append(f"{password_env} is in .env: `set -a; . ./.env; set +a` exports it")
     preview_env = _preview_env(app) if app else ()
     site_url = _site_url(app) if app else None
     return Detected(
@@ -352,6 +396,7 @@ def detect_compose_project(folder: Path) -> Detected:
         db_name=db_name,
         db_user=db_user,
         db_port=db_port,
+        db_host=db_host,
         password_env=password_env,
         app_service=app.name if app else None,
         cms=cms,
@@ -577,7 +622,7 @@ sources:
     # ssh: deploy@prod.example.net:22        # reach everything below through SSH (host key checked)
     database:
       engine: {d.engine}
-      host: 127.0.0.1                        # as seen from the SSH host when ssh is set
+      host: {_yaml_key(d.db_host)}                        # as seen from the SSH host when ssh is set
       port: {port}
       name: {_yaml_key(d.db_name)}
       user: {_yaml_key(d.db_user)}                      # a read-only account is enough

@@ -254,3 +254,30 @@ def test_init_on_the_wordpress_production_then_clone_works_as_written(tmp_path: 
     finally:
         subprocess.run([*clonekit, "destroy", "--all", "--yes"], cwd=tmp_path, env={**env, **exported},
                        capture_output=True, timeout=300)
+
+
+def test_init_reads_compose_override_on_top(tmp_path: Path, capsys, monkeypatch) -> None:
+    """compose.override.yml counts as `docker compose` counts it: environment by variable, more ports."""
+    (tmp_path / "docker-compose.yml").write_text("""
+services:
+  db:
+    image: mariadb:11
+    environment: {MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: "${SHOP_DB_PASSWORD}"}
+  shop:
+    image: example/shop:1
+    environment: [DB_HOST=db, DB_NAME=shop]
+""")
+    (tmp_path / "docker-compose.override.yml").write_text("""
+services:
+  db:
+    ports: ["127.0.0.2:3310:3306"]
+  shop:
+    environment: {DB_USER: shop_ro, DB_PASSWORD: "${SHOP_RO_PASSWORD:-}"}
+    volumes: ["./media:/srv/shop/wp-content/uploads"]
+""")
+    config, out = _init(tmp_path, capsys, monkeypatch)
+    db = config.sources["prod"].database
+    assert (db.host, db.port, db.name, db.user, db.password_env) == ("127.0.0.2", 3310, "shop", "shop_ro",
+                                                                     "SHOP_RO_PASSWORD")
+    assert [f.path for f in config.sources["prod"].files] == [str(tmp_path / "media")]
+    assert config.previews.env["DB_HOST"] == "{db.host}" and config.previews.env["DB_USER"] == "{db.user}"
