@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 from fixtures_site.conftest import ckprod  # noqa: F401  (the WordPress production, compose project ckprod)
+from runtime.conftest import busybox_image  # noqa: F401  (the local images)
 
 from clonekit.cli import main
 from clonekit.config import load_config
@@ -281,3 +283,97 @@ services:
                                                                      "SHOP_RO_PASSWORD")
     assert [f.path for f in config.sources["prod"].files] == [str(tmp_path / "media")]
     assert config.previews.env["DB_HOST"] == "{db.host}" and config.previews.env["DB_USER"] == "{db.user}"
+
+
+NAMED_VOLUME_SITE = """
+name: ${SHOP_PROJECT}
+services:
+  db:
+    image: clonekit/mariadb:10.11
+    environment:
+      - MARIADB_DATABASE=shop
+      - MARIADB_USER=shop
+      - MARIADB_PASSWORD=${SHOP_DB_PASSWORD:?set it in .env}
+      - MARIADB_ROOT_PASSWORD=${SHOP_ROOT_PASSWORD:?set it in .env}
+    ports:
+      - target: 3306
+        published: "${SHOP_DB_PORT}"
+        host_ip: 127.0.0.1
+  app:
+    image: clonekit/busybox:latest
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    environment:
+      WORDPRESS_DB_HOST: db:3306
+      WORDPRESS_DB_NAME: shop
+      WORDPRESS_DB_USER: shop
+      WORDPRESS_DB_PASSWORD: ${SHOP_DB_PASSWORD:?set it in .env}
+    ports: ["127.0.0.1::80"]
+    volumes: [uploads:/www/wp-content/uploads]
+volumes:
+  uploads: {}
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.docker
+def test_init_on_a_running_project_with_a_named_volume_and_dotenv_then_clone(tmp_path: Path, busybox_image) -> None:  # noqa: F811
+    """The issue's shape, running: uploads in a named volume, secrets in `.env`, names in the
+    app's WORDPRESS_DB_*; init, export what it names, clone: the upload is served by the preview."""
+    import pymysql
+
+    site = f"cktestsite{uuid.uuid4().hex[:6]}"
+    port = _free_port()
+    dotenv = {"SHOP_PROJECT": site, "SHOP_DB_PASSWORD": uuid.uuid4().hex, "SHOP_ROOT_PASSWORD": uuid.uuid4().hex,
+              "SHOP_DB_PORT": str(port)}
+    (tmp_path / "compose.yml").write_text(NAMED_VOLUME_SITE)
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOP_", "CLONEKIT_"))}
+    compose = ["docker", "compose", "--project-directory", str(tmp_path)]
+    clonekit = [sys.executable, "-m", "clonekit"]
+    project = f"cktestinit{uuid.uuid4().hex[:6]}"
+    try:
+        subprocess.run([*compose, "up", "-d"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run([*compose, "exec", "-T", "app", "sh", "-c", "echo uploaded > /www/wp-content/uploads/a.txt"],
+                       cwd=tmp_path, env=env, check=True, capture_output=True, timeout=60)
+        conn = None
+        for _ in range(120):  # the server initialises its datadir first
+            try:
+                conn = pymysql.connect(host="127.0.0.1", port=port, user="shop", password=dotenv["SHOP_DB_PASSWORD"],
+                                       database="shop", autocommit=True, connect_timeout=2)
+                break
+            except pymysql.err.OperationalError:
+                time.sleep(1)
+        assert conn is not None, "the site's database never accepted its own account"
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(100))")
+            cur.execute("INSERT INTO posts VALUES (1, 'hello from the named volume site')")
+        conn.close()
+
+        done = subprocess.run([*clonekit, "init", "--project", project], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "running, read with docker inspect" in done.stdout and "set -a; . ./.env; set +a" in done.stdout
+        text = (tmp_path / "clonekit.yml").read_text()
+        assert dotenv["SHOP_DB_PASSWORD"] not in text and dotenv["SHOP_ROOT_PASSWORD"] not in text
+        config = load_config(tmp_path / "clonekit.yml")
+        db = config.sources["prod"].database
+        assert (db.port, db.name, db.user, db.password_env) == (port, "shop", "shop", "SHOP_DB_PASSWORD")
+        [files] = config.sources["prod"].files
+        assert files.path.endswith(f"/{site}_uploads/_data") and Path(files.path, "a.txt").is_file()
+
+        exported = {**env, "SHOP_DB_PASSWORD": dotenv["SHOP_DB_PASSWORD"], "CLONEKIT_SECRET": uuid.uuid4().hex}
+        cloned = subprocess.run([*clonekit, "--json", "clone", "prod", "--as", "x"], cwd=tmp_path, env=exported,
+                                capture_output=True, text=True, timeout=900)
+        assert cloned.returncode == 0, cloned.stderr[-3000:]
+        url = json.loads(cloned.stdout)["url"]
+        assert urllib.request.urlopen(f"{url}/wp-content/uploads/a.txt", timeout=30).read() == b"uploaded\n"
+    finally:
+        subprocess.run([*clonekit, "destroy", "--all", "--yes"], cwd=tmp_path, env=env, capture_output=True, timeout=300)
+        subprocess.run([*compose, "down", "-v", "-t", "0"], cwd=tmp_path, env=env, capture_output=True, timeout=300)
