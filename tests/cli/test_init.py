@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fixtures_site.conftest import ckprod  # noqa: F401  (the WordPress production, compose project ckprod)
 from runtime.conftest import busybox_image  # noqa: F401  (the local images)
 
 from clonekit.cli import main
@@ -215,7 +214,7 @@ $databases['default']['default'] = [
 
 @pytest.mark.docker
 @pytest.mark.xdist_group("ckprod")
-def test_init_on_the_wordpress_production_then_clone_works_as_written(tmp_path: Path, ckprod) -> None:  # noqa: F811
+def test_init_on_the_wordpress_production_then_clone_works_as_written(tmp_path: Path, ckprod) -> None:
     """A new user's first ten minutes: the production's compose file in a folder, `clonekit init`,
     export the variables it names, `clonekit clone prod --as x`: no editing in between."""
     shutil.copy(ROOT / "fixtures" / "wordpress" / "compose.yml", tmp_path / "compose.yml")
