@@ -59,7 +59,8 @@ DB_ENV_PLACEHOLDERS = (
 )
 VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 ONLY_A_VARIABLE = re.compile(r"^\s*\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))\s*$")
-SETTINGS_DB = re.compile(r"""['"](database|username|password|port)['"]\s*=>\s*(?:['"]([^'"]*)['"]|getenv\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\)|(\d+))""")
+SETTINGS_DB = re.compile(r"""['"](database|username|password|port)['"]\s*=>\s*(?:['"]([^'"]*)['"]|"""
+                         r"""(?:getenv\(|\$_ENV\[|\$_SERVER\[)\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*[)\]]|(\d+))""")
 
 
 @dataclass(frozen=True)
@@ -381,7 +382,7 @@ def detect_compose_project(folder: Path) -> Detected:
                          "to it, or set sources.prod.database.host/port (and ssh) by hand")
 
     volumes = _upload_volumes(others, notes)
-    settings = _settings_php(app) if app else None
+    settings = _settings_php(app, variables) if app else None
     db_name, db_user, password_env = _credentials([s for s in (app, db) if s], settings, notes)
     if password_env in dotenv and password_env not in os.environ:
         notes.append(f"{password_env} is in .env: `set -a; . ./.env; set +a` exports it")
@@ -453,7 +454,7 @@ def _upload_volumes(services: list[Service], notes: list[str]) -> list[tuple[str
     return out
 
 
-def _settings_php(app: Service) -> dict[str, str] | None:
+def _settings_php(app: Service, variables: Mapping[str, str]) -> dict[str, str] | None:
     """database, username, password (a value or ``env:NAME``) and port of a mounted Drupal settings.php."""
     for mount in app.mounts:
         if mount.kind != "bind":
@@ -468,7 +469,12 @@ def _settings_php(app: Service) -> dict[str, str] | None:
                     continue
                 found: dict[str, str] = {}
                 for key, literal, env_name, number in SETTINGS_DB.findall(text):
-                    if key not in found:
+                    if key in found:
+                        continue
+                    if env_name and key != "password":  # a name or user from the environment
+                        if variables.get(env_name):
+                            found[key] = variables[env_name]
+                    else:
                         found[key] = f"env:{env_name}" if env_name else (literal or number)
                 if "database" in found or "username" in found:
                     found["file"] = str(candidate)

@@ -197,7 +197,7 @@ services:
 $databases['default']['default'] = [
   'database' => 'agency_site',
   'username' => 'site_ro',
-  'password' => getenv('SITE_DB_PASSWORD'),
+  'password' => $_ENV['SITE_DB_PASSWORD'] ?? '',
   'host' => 'db',
   'driver' => 'mysql',
 ];
