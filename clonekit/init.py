@@ -510,10 +510,12 @@ def _credentials(services: list[Service], settings: Mapping[str, str] | None,
             key = next((k for k in ROOT_PASSWORD_KEYS if k in service.env), None)
             if key is not None:
                 user, password = "root", (key, service.env[key])
-                notes.append("no application account found: using root (a read-only account is enough)")
+                notes.append("no application account found: using root (a read-only account is better)")
                 break
     if user is None:
         notes.append("no database user found in the compose file: set sources.prod.database.user")
+    if name is None:
+        notes.append("no database name found in the compose file: set sources.prod.database.name")
     return name or "app", user or "root", _password_env(password, notes)
 
 
