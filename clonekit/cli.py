@@ -85,14 +85,18 @@ def cli(ctx: click.Context, config_path: str | None, json_mode: bool, quiet: boo
 @click.option("--project", "project_name", metavar="NAME", help="Project name (default: the folder's name).")
 @pass_ctx
 def init_cmd(c: Context, force: bool, project_name: str | None) -> None:
-    """Write a commented starter clonekit.yml in the current folder.
+    """Write a commented clonekit.yml in the current folder, filled from its compose file.
 
-    Detects a running compose project here (its database service and engine, mounted
-    volumes) and whether it looks like Drupal or WordPress, and picks the preset.
+    Reads the compose file (and the running project, when there is one): the database
+    service, its published port, the database name, user and the NAME of the variable
+    holding its password, the mounts holding uploads, and whether it is Drupal or
+    WordPress. Secret values are never written; the notes say what to export.
 
     \b
     Example:
       cd ~/sites/news && clonekit init
+      export NEWS_DB_PASSWORD=... CLONEKIT_SECRET=$(openssl rand -hex 32)
+      clonekit clone prod --as feature-x
     """
     from .init import write_starter_config
 

@@ -340,16 +340,7 @@ def _replace_plain_values(cur: Any, table: str, columns: Sequence[str], replacem
 def _datadir_tar(datadir: str) -> bytes:
     """A tar holding the config file that moves the datadir (read by mariadbd/mysqld and the entrypoints)."""
     text = f"# clonekit golden image: the data lives outside the image's VOLUME\n[mysqld]\ndatadir = {datadir}\n".encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for folder in ("etc", "etc/mysql", "etc/mysql/conf.d"):
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        info = tarfile.TarInfo(DATADIR_CNF)
-        info.size, info.mode = len(text), 0o644
-        tar.addfile(info, io.BytesIO(text))
-    return buffer.getvalue()
+    return _folders_tar({}, {DATADIR_CNF: text})  # (the engine makes the folders it lacks)
 
 
 def _check_running(engine: DockerEngine, name: str) -> None:
@@ -419,34 +410,65 @@ def _materialize_files_images(config: Config, repo: Any, manifest: Any, services
         image_config = _image_config(engine, base_image)
         declared = list(image_config.get("Volumes") or {})
         volumes = [v for v in volumes if not any(_under(v.target, d) for d in declared)]
-        if not volumes or not image_config.get("Cmd"):
-            continue  # (a commit cannot give back an empty CMD: such an image keeps golden volumes)
+        if not volumes or not (image_config.get("Cmd") or image_config.get("Entrypoint")):
+            continue  # (`docker create` needs a command, and a commit would keep ours: golden volumes instead)
         name = f"ck-golden-{config.project}-{manifest.id}-files-{service_name}"
         _quietly(lambda name=name: engine.remove("container", [name]) if engine.exists("container", name) else None)
-        # mkdir as root makes the mount points; the commit gives the image its own start-up back.
-        argv = ["create", "--name", name, "--user", "0", "--network", "none", "--entrypoint", ""]
+        # Created, never started: nothing of the user's image runs (it may have no shell, no mkdir,
+        # no /etc/passwd). The engine's archive API (docker cp of a tar stream) makes the folders
+        # and writes the trees into the container's layer.
+        argv = ["create", "--name", name, "--network", "none"]
         for key, value in _labels(config, manifest, "build").items():
             argv += ["--label", f"{key}={value}"]
         try:
-            engine.cli([*argv, base_image, "mkdir", "-p", *[v.target for v in volumes]],
-                       what=f"create the golden files container of {service_name}")
-            engine.cli(["start", "-a", name], what=f"make the file folders of {service_name}")
+            engine.cli([*argv, base_image], what=f"create the golden files container of {service_name}")
+            ge.copy_into(engine, name, "/", [_folders_tar({v.target: sections[v.source_path].get("root") or {}
+                                                           for v in volumes})])
             for volume in volumes:
                 progress(f"golden files {volume.source_path}", total=None)
                 sent = ge.copy_into(engine, name, volume.target, file_tar_stream(repo, sections[volume.source_path]))
                 progress(f"golden files {volume.source_path}", advance=sent)
             image = files_image_name(config, manifest.id, service_name)
-            # (--entrypoint "" left none: only an entrypoint the image had needs giving back)
-            restore = [f"CMD {json.dumps(image_config['Cmd'])}", f"USER {image_config.get('User') or 'root'}"]
-            if image_config.get("Entrypoint"):
-                restore.append(f"ENTRYPOINT {json.dumps(image_config['Entrypoint'])}")
-            ge.commit(engine, name, image, [*_label_changes(_labels(config, manifest, "files")), *restore])
+            ge.commit(engine, name, image, [*_label_changes(_labels(config, manifest, "files")),
+                                            *start_config_changes(image_config)])
             made.append(image)
             out[service_name] = {"image": image, "paths": sorted(v.source_path for v in volumes),
                                  "keys": sorted(v.key for v in volumes)}
         finally:
             _quietly(lambda name=name: engine.remove("container", [name]))
     return out
+
+
+def start_config_changes(image_config: Mapping[str, Any]) -> list[str]:
+    """``docker commit --change`` lines giving a committed image the start-up of the image it was
+    made from: its user (``0`` where it named none: no name to look up in an ``/etc/passwd`` it
+    may not have), working folder, entrypoint and command."""
+    changes = [f"USER {image_config.get('User') or '0'}"]
+    if image_config.get("WorkingDir"):
+        changes.append(f"WORKDIR {image_config['WorkingDir']}")
+    if image_config.get("Entrypoint"):
+        changes.append(f"ENTRYPOINT {json.dumps(image_config['Entrypoint'])}")
+    if image_config.get("Cmd"):  # (after ENTRYPOINT, which resets the command)
+        changes.append(f"CMD {json.dumps(image_config['Cmd'])}")
+    return changes
+
+
+def _folders_tar(folders: Mapping[str, Mapping[str, Any]], files: Mapping[str, bytes] | None = None) -> bytes:
+    """A tar, to extract at ``/``, holding one entry per folder (mode and owner from its mapping,
+    else 0755 root) and the given small files. The engine makes missing parent folders (0755,
+    root) and leaves existing ones as they are: only the named entries are written."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for folder, attributes in folders.items():
+            info = tarfile.TarInfo(folder.strip("/"))
+            info.type, info.mode = tarfile.DIRTYPE, int(attributes.get("mode", 0o755)) & 0o7777
+            info.uid, info.gid = int(attributes.get("uid", 0)), int(attributes.get("gid", 0))
+            tar.addfile(info)
+        for path, data in (files or {}).items():
+            info = tarfile.TarInfo(path.strip("/"))
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def _under(path: str, folder: str) -> bool:

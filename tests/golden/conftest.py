@@ -3,9 +3,12 @@ files and a compose project (created, never started) whose services a snapshot c
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import subprocess
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -43,13 +46,19 @@ CMD ["sh", "-c", "mkdir -p /run/mysqld && chown mysql /run/mysqld && d=$(my_prin
 VOLUME_DB = """
     image: {image}
     environment: {{MARIADB_DATABASE: shop}}"""
+BUSYBOX_WEB = """
+    image: clonekit/busybox:latest
+    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]"""
+# An image that is not a distribution: one static binary, no shell on PATH, no mkdir, no
+# /etc/passwd, no USER; its own working folder, entrypoint and command (as FROM scratch images have).
+MINIMAL_WEB = """
+    image: {image}"""
+MINIMAL_IMAGE_CHANGES = ('ENTRYPOINT ["/bin/busybox"]', 'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]', "WORKDIR /www")
 SOURCE_COMPOSE = """
 services:
   db:{db}
     volumes: [dbdata:/var/lib/mysql]
-  web:
-    image: clonekit/busybox:latest
-    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]
+  web:{web}
     ports: ["127.0.0.1::80"]
     environment: {{SITE_URL: "{prod_url}"}}
     volumes: ["{site}:/www"]
@@ -70,6 +79,30 @@ def source(mysql_server, images, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def minimal_image(docker):
+    """A scratch image holding only a static busybox (the test machine's /bin/busybox)."""
+    image = f"cktest-minimal:{uuid.uuid4().hex[:8]}"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(os.path.realpath(shutil.which("busybox") or "/bin/busybox"), arcname="bin/busybox")
+    argv = ["docker", "import"]
+    for change in MINIMAL_IMAGE_CHANGES:
+        argv += ["-c", change]
+    subprocess.run([*argv, "-", image], input=buffer.getvalue(), check=True, capture_output=True)
+    try:
+        yield image
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def minimal_source(mysql_server, images, minimal_image, tmp_path_factory):
+    """A source whose web service runs the minimal image."""
+    yield from _source(mysql_server, tmp_path_factory.mktemp("golden-minimal-source"), OFFICIAL_LIKE_DB,
+                       MINIMAL_WEB.format(image=minimal_image))
+
+
+@pytest.fixture(scope="module")
 def volume_source(mysql_server, images, tmp_path_factory):
     """A source whose database image declares VOLUME /var/lib/mysql (as the official images do)."""
     image = f"cktest-mariadb-volume:{uuid.uuid4().hex[:8]}"
@@ -81,13 +114,14 @@ def volume_source(mysql_server, images, tmp_path_factory):
         subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
 
 
-def _source(mysql_server, root: Path, db_block: str):
+def _source(mysql_server, root: Path, db_block: str, web_block: str = BUSYBOX_WEB):
     site = root / "site"
     site.mkdir()
     (site / "index.html").write_text("golden files\n")
     project = f"cktest-{uuid.uuid4().hex[:8]}"
     compose_file = root / "compose.yml"
-    compose_file.write_text(SOURCE_COMPOSE.format(prod_url=PROD_URL, site=site, db="{db}").replace("{db}", db_block))
+    compose_file.write_text(SOURCE_COMPOSE.format(prod_url=PROD_URL, site=site, db="{db}", web="{web}")
+                            .replace("{db}", db_block).replace("{web}", web_block))
     subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "create"], check=True, capture_output=True)
     database = f"cktest_golden_{uuid.uuid4().hex[:8]}"
     conn = mysql_server.connect()
@@ -119,6 +153,11 @@ def config(source, tmp_path):
 @pytest.fixture
 def volume_config(volume_source, tmp_path):
     yield from _config(volume_source, tmp_path)
+
+
+@pytest.fixture
+def minimal_config(minimal_source, tmp_path):
+    yield from _config(minimal_source, tmp_path)
 
 
 def _config(source, tmp_path):

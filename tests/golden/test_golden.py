@@ -202,3 +202,23 @@ def test_cli_materialize_then_restore_takes_the_golden_path(config, source):
     assert restored.returncode == 0, restored.stderr
     assert json.loads(restored.stdout)["restore_path"] == "golden"
     assert _cli(config, "destroy", "golden-cli", "--yes").returncode == 0
+
+
+def test_a_minimal_image_gets_its_files_without_running_anything(minimal_config, minimal_source, minimal_image):
+    """The web image has one static binary: no shell, no mkdir, no /etc/passwd, no USER. The golden
+    files image is made without running it and keeps its start-up; a preview of it serves the files."""
+    config = minimal_config
+    repo = Repository.open(config.store)
+    manifest = take_snapshot(config, minimal_source)
+    result = materialize(config, repo, manifest)
+    files_image = f"clonekit-golden/{config.project}-files-web:{manifest.id}"
+    assert files_image in result.files_images_or_volumes
+    base, golden = _image_config(minimal_image)["Config"], _image_config(files_image)["Config"]
+    assert golden["User"] in ("", "0") and base["User"] == ""
+    assert (golden["WorkingDir"], golden["Entrypoint"], golden["Cmd"]) == (
+        "/www", ["/bin/busybox"], ["httpd", "-f", "-p", "80", "-h", "/www"])
+    assert golden["Labels"]["clonekit.golden"] == "files"
+    preview = create_preview(config, repo, manifest, "minimal")
+    assert preview.restore_path == "golden"
+    assert urllib.request.urlopen(preview.url + "/index.html", timeout=10).read() == b"golden files\n"
+    destroy_preview(config, "minimal")
