@@ -130,7 +130,7 @@ class Project:
 
     def scan(self, source: str) -> ScanReport:
         """Columns of ``source``'s database that look like personal data, with the rule covering each."""
-        from .db import describe_tables, sample_rows
+        from .db import describe_tables, open_sampler
         from .sanitize import scan
         from .snapshot import open_source_database
 
@@ -140,7 +140,8 @@ class Project:
         with ExitStack() as stack:
             endpoint = open_source_database(src, stack)
             tables = describe_tables(endpoint)
-            return scan(tables, lambda table, limit: sample_rows(endpoint, table, limit), self.config.sanitize)
+            sample = stack.enter_context(open_sampler(endpoint))
+            return scan(tables, sample, self.config.sanitize)
 
     def prune(self, *, dry_run: bool = False) -> PruneReport:
         """Apply retention, remove unreferenced chunks (after a grace period) and expired previews."""
