@@ -243,8 +243,8 @@ def is_person_name(text: str, names: NameSets | None = None) -> bool:
         return False
     firsts, lasts = names or name_sets()
     folded = [w.casefold() for w in words]
-    if len(words) == 1:
-        return folded[0] in firsts or folded[0] in lasts
+    if len(words) == 1:  # machine words ("comment", "publish") are lower case; names are not
+        return words[0][:1].isupper() and (folded[0] in firsts or folded[0] in lasts)
     if not all(w[:1].isupper() or f in _PARTICLES for w, f in zip(words, folded, strict=True)):
         return False
     if any(w in firsts or "-" in w and all(p in firsts for p in w.split("-")) for w in folded):
