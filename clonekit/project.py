@@ -25,6 +25,7 @@ from .output import ProgressFn, no_progress
 
 if TYPE_CHECKING:
     from .golden import GoldenResult
+    from .leaks import LeakReport
     from .manifest import Manifest
     from .preview import Preview
     from .repository import Repository, VerifyReport
@@ -126,6 +127,18 @@ class Project:
         with self.oplog.operation("verify", snapshot=manifest.id) as record:
             report = self.repository.verify(manifest, progress=progress)
             record.update(ok=report.ok)
+        return report
+
+    def find_leaks(self, snapshot: str | Manifest, values_file: str | Path) -> LeakReport:
+        """Every place in a snapshot (table rows, files, manifest) where a value of ``values_file``
+        (known personal values, one a line) appears; the report names lines and places, never values."""
+        from .leaks import find_leaks, read_values
+
+        values, skipped = read_values(values_file)
+        manifest = self.resolve(snapshot)
+        with self.oplog.operation("verify-leaks", snapshot=manifest.id) as record:
+            report = find_leaks(self.repository, manifest, values, skipped, str(values_file))
+            record.update(ok=report.ok, leaks=len(report.leaks))
         return report
 
     def scan(self, source: str) -> ScanReport:
