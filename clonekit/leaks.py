@@ -83,8 +83,9 @@ class LeakReport:
         name = os.path.basename(self.values_file)
         lines = [f"LEAK line {leak.line} of {name}: {leak.place} {leak.where}" for leak in self.leaks]
         if self.skipped_lines:
-            lines.append(f"note: lines {', '.join(map(str, self.skipped_lines))} of {name} are shorter than "
-                         f"{MIN_VALUE_CHARS} characters and were not searched")
+            plural = "s" if len(self.skipped_lines) > 1 else ""
+            lines.append(f"note: line{plural} {', '.join(map(str, self.skipped_lines))} of {name}: shorter than "
+                         f"{MIN_VALUE_CHARS} characters, not searched")
         found = len({leak.line for leak in self.leaks})
         verdict = "no known value found" if self.ok else f"{found} of the values found in {len(self.leaks)} place(s)"
         lines.append(f"{self.snapshot_id}: {self.values} values searched in {self.tables} tables ({self.rows} rows), "
