@@ -306,7 +306,9 @@ def decoded_ip(value: object, binary_width: int | None = None) -> str | None:
             return str(ipaddress.IPv4Address(raw))
         address = ipaddress.IPv6Address(raw)
         uuid_like = raw[6] >> 4 in (1, 4, 5, 6, 7) and raw[8] >> 6 == 2
-        if address.ipv4_mapped or (not uuid_like and (raw[0] >> 5 == 1 or raw[0] & 0xFE == 0xFC or raw[:2] == b"\xfe\x80")):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        if (not uuid_like and (raw[0] >> 5 == 1 or raw[0] & 0xFE == 0xFC or raw[:2] == b"\xfe\x80")):
             return str(address)
         return None
     if isinstance(value, str):
