@@ -9,19 +9,10 @@ import os
 import uuid
 from pathlib import Path
 
-import pytest
-
-from clonekit.cli import main
+from support import run_cli as run
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSONAL_KEYS = ("emails", "phones", "full_names", "ips", "addresses")
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out = capsys.readouterr()
-    return int(exit_info.value.code or 0), out.out, out.err
 
 
 def test_wordpress_snapshot_leaks_no_seeded_value(ckprod, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001

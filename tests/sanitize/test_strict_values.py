@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import run_cli as run
 
-from clonekit.cli import main
 from clonekit.sanitize import build_planner, scan, suggest_rules
 from clonekit.schema import Table
 
@@ -81,13 +81,6 @@ sanitize:
 {tables or '    {}'}
 """)
     return path
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out = capsys.readouterr()
-    return int(exit_info.value.code or 0), out.out, out.err
 
 
 @pytest.fixture
