@@ -44,6 +44,7 @@ _SUGGEST = {
     "login": "username",
     "phone in text": "scrub",
 }
+_DOCUMENTATION_ADDRESS = {"inet4": "192.0.2.1", "inet6": "2001:db8::1"}
 _LONG_TEXT = ("text", "mediumtext", "longtext", "tinytext", "json", "blob", "mediumblob", "longblob")
 
 
@@ -253,7 +254,8 @@ def scan_tables(
                 continue
             reasons = []
             if name_reason:
-                reasons.append(f"name pattern {name_reason}")
+                by_type = name_reason.endswith(f"(type {column.data_type})")
+                reasons.append(f"column type {column.data_type}: ip" if by_type else f"name pattern {name_reason}")
             if value_kinds_found:
                 reasons.append(f"values: {', '.join(value_kinds_found)}")
             if opaque:
@@ -340,6 +342,9 @@ def _suggest_action(finding: ScanFinding) -> tuple[Any, str | None]:
     name_kind = finding.name_kind
     if name_kind is None:
         return "redact", None
+    base_type = finding.data_type.split("(")[0].lower()
+    if base_type in _DOCUMENTATION_ADDRESS:  # MariaDB's INET4/INET6 types take only an address
+        return {"set": _DOCUMENTATION_ADDRESS[base_type]}, f"a {base_type} column: one documentation address"
     if finding.name_confirmed is False:
         return "keep", (f"named like {name_kind}, but none of the {finding.values_seen} values seen is one: kept")
     action = _SUGGEST.get(name_kind, "redact")

@@ -36,7 +36,7 @@ def seed(db) -> None:  # noqa: ANN001
         "INSERT INTO wp_posts VALUES (1, 'Hello world!', 'Welcome to WordPress.', ''), (2, 'Sample Page', 'A page.', '')",
         "CREATE TABLE wp_newsletter_subscribers (id int PRIMARY KEY, contact varchar(190), status varchar(20), created datetime)",
         "CREATE TABLE wp_page_cache (id int PRIMARY KEY, url_hash char(32), data longblob)",
-        "CREATE TABLE wp_login_log (id int PRIMARY KEY, addr varbinary(16), addr_hex varchar(35), at datetime)",
+        "CREATE TABLE wp_login_log (id int PRIMARY KEY, addr varbinary(16), addr_hex varchar(35), at datetime, seen_from inet6)",
         "CREATE TABLE wiki_user (user_id int PRIMARY KEY, user_real_name varchar(255), "
         "user_email_authenticated binary(14), user_password_expires varbinary(14))",
         "CREATE TABLE wiki_content (content_id int PRIMARY KEY, content_address varbinary(255), content_size int)",
@@ -48,8 +48,9 @@ def seed(db) -> None:  # noqa: ANN001
         page = ("<html><body>Thanks Sandrine Riou, we will write to " + EMAILS[0] + "</body></html>").encode() * 20
         cur.executemany("INSERT INTO wp_page_cache VALUES (%s, %s, %s)",
                         [(i, f"{i:032x}", zlib.compress(page)) for i in range(12)])
-        cur.executemany("INSERT INTO wp_login_log VALUES (%s, INET6_ATON(%s), %s, '2025-01-01 10:00:00')",
-                        [(i, f"81.56.{i}.7" if i % 2 else f"2a01:e0a:{i}::7", f"5138{i:02X}07") for i in range(30)])
+        cur.executemany("INSERT INTO wp_login_log VALUES (%s, INET6_ATON(%s), %s, '2025-01-01 10:00:00', %s)",
+                        [(i, f"81.56.{i}.7" if i % 2 else f"2a01:e0a:{i}::7", f"5138{i:02X}07", f"2a01:e0a:{i}::8")
+                         for i in range(30)])
         cur.executemany("INSERT INTO wiki_user VALUES (%s, %s, %s, %s)",
                         [(i, NAMES[i % len(NAMES)], "20240101120000", "20250101120000") for i in range(40)])
         cur.executemany("INSERT INTO wiki_content VALUES (%s, %s, 120)", [(i, f"tt:{i}") for i in range(40)])
@@ -106,6 +107,7 @@ def test_scan_reads_values_types_and_what_it_cannot_read(source) -> None:
     assert found["wp_page_cache.*"].reason.startswith("looks like a cache")
     assert found["wp_login_log.addr"].value_kinds == ("ip",)  # VARBINARY(16) from INET6_ATON
     assert found["wp_login_log.addr_hex"].value_kinds == ("ip",)  # MediaWiki-style hex text
+    assert found["wp_login_log.seen_from"].reason == "column type inet6: ip"  # the type says it
     real = found["wiki_user.user_real_name"]
     assert real.name_kind == "person name" and "person name" in real.value_kinds  # Breton names recognised
     assert found["wiki_user.user_email_authenticated"].name_confirmed is False  # timestamps, not addresses
@@ -123,7 +125,7 @@ def test_suggestions_rest_on_values_and_types_and_paste_plainly(source) -> None:
     suggested = yaml.safe_load(text)
     assert suggested["wp_newsletter_subscribers"]["columns"]["contact"] == "email"
     assert suggested["wp_page_cache"] == {"rows": "none"}
-    assert suggested["wp_login_log"]["columns"] == {"addr": "ip", "addr_hex": "ip"}
+    assert suggested["wp_login_log"]["columns"] == {"addr": "ip", "addr_hex": "ip", "seen_from": {"set": "2001:db8::1"}}
     wiki = suggested["wiki_user"]["columns"]
     assert wiki["user_real_name"] == "name"
     assert wiki["user_email_authenticated"] == "keep" and wiki["user_password_expires"] == "keep"
@@ -143,7 +145,7 @@ def test_strict_plan_samples_once_per_table_and_only_what_no_rule_covers(source)
     cfg = sanitize_config(preset="wordpress", strict=True, tables={
         "wp_newsletter_subscribers": {"columns": {"contact": "email"}},
         "wp_page_cache": {"rows": "none"},
-        "wp_login_log": {"columns": {"addr": "ip", "addr_hex": "ip"}},
+        "wp_login_log": {"columns": {"addr": "ip", "addr_hex": "ip", "seen_from": {"set": "2001:db8::1"}}},
         "wiki_user": {"columns": {"user_real_name": "name", "user_email_authenticated": "keep",
                                   "user_password_expires": "keep"}},
         "wiki_content": {"columns": {"content_address": "keep"}},
