@@ -167,13 +167,6 @@ def _sample_columns(rows: Sequence[Row], positions: Sequence[int], columns: Sequ
     return out
 
 
-def value_findings(rows: Sequence[Row], positions: Sequence[int], keep: frozenset[str] = frozenset(),
-                   columns: Sequence[Column] = ()) -> dict[int, list[str]]:
-    """Position → kinds of personal data its sampled values show."""
-    found = _sample_columns(rows, positions, columns, keep)
-    return {pos: s.kinds for pos, s in found.items() if s.kinds}
-
-
 # what the values must show for a column's NAME to be borne out (kinds value_kinds reports)
 _CONFIRMS = {
     "email": ("email",), "ip": ("ip",), "phone": ("phone", "phone in text"), "iban": ("iban",),
@@ -240,12 +233,14 @@ def scan_tables(
         table_findings: list[ScanFinding] = []
         for i, column in enumerate(cols):
             rule = coverage.get((table.name, column.name))
+            stats = by_value.get(i)
+            if rule is None and sensitive and named and stats is not None and stats.opaque:
+                rule = coverage[(table.name, "*")]  # a cache kept on purpose ({rows: all}): its blobs too
             if uncovered_only and rule is not None:
                 continue
             name_reason = personal_name_reason(column.name, kinds_of[i])
             if name_reason is None and column.data_type in ("inet4", "inet6"):
                 name_reason = f"ip (type {column.data_type})"
-            stats = by_value.get(i)
             value_kinds_found = stats.kinds if stats else []
             opaque = stats.opaque if stats else None
             if opaque is not None and not (sensitive or opaque in ("compressed", "encoded")):

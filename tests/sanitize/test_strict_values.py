@@ -17,6 +17,7 @@ import pytest
 import yaml
 from support import run_cli as run
 
+from clonekit.errors import PolicyError
 from clonekit.sanitize import build_planner, scan, suggest_rules
 from clonekit.schema import Table
 
@@ -155,6 +156,14 @@ def test_strict_plan_samples_once_per_table_and_only_what_no_rule_covers(source)
     # tables whose every text column a rule covers are not read at all
     # option_name, post_title, status: text no rule covers, so sampled; the rest is not read
     assert set(calls) == {"wp_options", "wp_posts", "wp_newsletter_subscribers"}
+    # a cache kept on purpose: naming the table covers its blobs too
+    kept = sanitize_config(preset="wordpress", strict=True, tables={**cfg.tables, "wp_page_cache": {"rows": "all"}})
+    assert build_planner(kept).plan(tables, sampler(source))["wp_page_cache"].rows == "all"
+    unnamed = sanitize_config(preset="wordpress", strict=True,
+                              tables={k: v for k, v in cfg.tables.items() if k != "wp_page_cache"})
+    with pytest.raises(PolicyError) as refused:
+        build_planner(unnamed).plan(tables, sampler(source))
+    assert refused.value.columns == ["wp_page_cache.*", "wp_page_cache.data"]
 
 
 def test_strict_snapshot_stops_before_the_first_row_then_leaks_harness(source, tmp_path: Path, capsys) -> None:
