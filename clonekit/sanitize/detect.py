@@ -301,7 +301,8 @@ def decoded_ip(value: object, binary_width: int | None = None) -> str | None:
     if isinstance(value, (bytes, bytearray)):
         raw = bytes(value)
         if binary_width not in (4, 16) or len(raw) not in (4, 16):
-            return None
+            # MediaWiki keeps its hex form in VARBINARY/TINYBLOB columns (ipb_range_start...)
+            return decoded_ip(raw.decode("ascii"), None) if raw.isascii() and 8 <= len(raw) <= 35 else None
         if len(raw) == 4:
             return str(ipaddress.IPv4Address(raw))
         address = ipaddress.IPv6Address(raw)

@@ -67,6 +67,7 @@ def test_encoded_ip_addresses_are_decoded_where_the_type_says_so() -> None:
     assert decoded_ip(bytes.fromhex("00000000000000000000ffff51380107"), 16) == "81.56.1.7"
     assert decoded_ip("51380107") == "81.56.1.7"  # MediaWiki IPUtils::toHex
     assert decoded_ip("v6-2A010E0A000000000000000000000007") == "2a01:e0a::7"
+    assert decoded_ip(b"51380107", 35) == "81.56.1.7"  # the same hex form in a VARBINARY(35) column
     assert decoded_ip(bytes([81, 56, 1, 7]), None) is None  # a BLOB of 4 bytes says nothing
     uuids = [uuid.uuid4().bytes for _ in range(200)]
     assert not any(decoded_ip(u, 16) for u in uuids)  # UUIDs in BINARY(16) are not addresses
