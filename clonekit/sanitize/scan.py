@@ -339,7 +339,7 @@ def _suggest_action(finding: ScanFinding) -> tuple[Any, str | None]:
         return "redact", None
     base_type = finding.data_type.split("(")[0].lower()
     if base_type in _DOCUMENTATION_ADDRESS:  # MariaDB's INET4/INET6 types take only an address
-        return {"set": _DOCUMENTATION_ADDRESS[base_type]}, f"a {base_type} column: one documentation address"
+        return {"set": _DOCUMENTATION_ADDRESS[base_type]}, f"an {base_type} column: one documentation address"
     if finding.name_confirmed is False:
         return "keep", (f"named like {name_kind}, but none of the {finding.values_seen} values seen is one: kept")
     action = _SUGGEST.get(name_kind, "redact")
