@@ -159,27 +159,37 @@ def snapshots_cmd(c: Context, source: str | None) -> None:
 
 @command(cli, "verify")
 @click.argument("snapshot")
+@click.option("--leaks", "leaks_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also search the decompressed snapshot for the known personal values in FILE (one a line); "
+                   "exit 1 if any is found.")
 @pass_ctx
-def verify_cmd(c: Context, snapshot: str) -> None:
+def verify_cmd(c: Context, snapshot: str, leaks_file: str | None) -> None:
     """Re-read every stored object of SNAPSHOT and check it; names any bad object.
 
-    SNAPSHOT is an id, a unique prefix, `latest` or `SOURCE@latest`.
+    SNAPSHOT is an id, a unique prefix, `latest` or `SOURCE@latest`. With --leaks FILE, every
+    table row, file and the manifest are also searched for the values of FILE (real e-mail
+    addresses, names, phone numbers of the production, one a line): each place one appears is
+    listed by the value's line number in FILE, never by the value.
 
     \b
     Example:
       clonekit verify prod@latest
+      clonekit verify prod@latest --leaks known-customers.txt
     """
     with c.out.progress() as progress:
         report = c.project.verify(snapshot, progress=progress)
+    leaks = c.project.find_leaks(report.snapshot_id, leaks_file) if leaks_file and report.ok else None
 
     def describe() -> str:
         lines = [f"BAD {bad.key}: {bad.reason}" for bad in report.bad]
         verdict = "all good" if report.ok else f"{len(report.bad)} bad object(s)"
         lines.append(f"{report.snapshot_id}: {report.chunks_checked} chunks, {human_bytes(report.bytes_checked)} checked: {verdict}")
+        if leaks is not None:
+            lines.append(leaks.describe())
         return "\n".join(lines)
 
-    c.out.result(report.to_json(), describe)
-    if not report.ok:
+    c.out.result({**report.to_json(), **({"leaks": leaks.to_json()} if leaks is not None else {})}, describe)
+    if not report.ok or (leaks is not None and not leaks.ok):
         sys.exit(EXIT_FAILED)
 
 
@@ -205,7 +215,11 @@ def prune_cmd(c: Context, dry_run: bool) -> None:
 def scan_cmd(c: Context, source: str, suggest: bool) -> None:
     """Report columns that look like personal data, and which rule covers each (or NONE).
 
-    Exits 3 when personal data no rule covers is found and strict mode is on.
+    Looks at column names (in several languages), types, and up to 200 sampled rows per table
+    (e-mails, phones, IPs also stored encoded, IBANs, cards, person names); names what it cannot
+    read (compressed or encoded values, cache, session and search-index tables). --suggest prints
+    plain YAML rules resting on the values seen. Exits 3 when personal data no rule covers is
+    found and strict mode is on.
 
     \b
     Example:

@@ -25,6 +25,7 @@ from .output import ProgressFn, no_progress
 
 if TYPE_CHECKING:
     from .golden import GoldenResult
+    from .leaks import LeakReport
     from .manifest import Manifest
     from .preview import Preview
     from .repository import Repository, VerifyReport
@@ -128,9 +129,21 @@ class Project:
             record.update(ok=report.ok)
         return report
 
+    def find_leaks(self, snapshot: str | Manifest, values_file: str | Path) -> LeakReport:
+        """Every place in a snapshot (table rows, files, manifest) where a value of ``values_file``
+        (known personal values, one a line) appears; the report names lines and places, never values."""
+        from .leaks import find_leaks, read_values
+
+        values, skipped = read_values(values_file)
+        manifest = self.resolve(snapshot)
+        with self.oplog.operation("verify-leaks", snapshot=manifest.id) as record:
+            report = find_leaks(self.repository, manifest, values, skipped, str(values_file))
+            record.update(ok=report.ok, leaks=len(report.leaks))
+        return report
+
     def scan(self, source: str) -> ScanReport:
         """Columns of ``source``'s database that look like personal data, with the rule covering each."""
-        from .db import describe_tables, sample_rows
+        from .db import describe_tables, open_sampler
         from .sanitize import scan
         from .snapshot import open_source_database
 
@@ -140,7 +153,8 @@ class Project:
         with ExitStack() as stack:
             endpoint = open_source_database(src, stack)
             tables = describe_tables(endpoint)
-            return scan(tables, lambda table, limit: sample_rows(endpoint, table, limit), self.config.sanitize)
+            sample = stack.enter_context(open_sampler(endpoint))
+            return scan(tables, sample, self.config.sanitize)
 
     def prune(self, *, dry_run: bool = False) -> PruneReport:
         """Apply retention, remove unreferenced chunks (after a grace period) and expired previews."""

@@ -64,15 +64,21 @@ class TablePolicy:
         return self.rows == "all" and self.where is None and self.transform is None
 
 
+# ``sample(table, limit)``: up to ``limit`` rows of ``table.data_columns`` (long values cut to
+# their first bytes), for the personal-data checks; the db layer provides it.
+Sampler = Callable[[Table, int], list[Row]]
+
+
 class PolicyPlanner(Protocol):
-    def plan(self, tables: Sequence[Table]) -> Mapping[str, TablePolicy]:
+    def plan(self, tables: Sequence[Table], sample: Sampler | None = None) -> Mapping[str, TablePolicy]:
         """One policy per table name. Raises ConfigError (rule names a missing table/column)
-        or PolicyError (strict mode, uncovered personal data) before any row is read."""
+        or PolicyError (strict mode, uncovered personal data, found by name or in the rows
+        ``sample`` returns) before any row is copied."""
         ...
 
 
 class CopyEverything:
     """The identity planner: what capture uses when no sanitization is configured."""
 
-    def plan(self, tables: Sequence[Table]) -> Mapping[str, TablePolicy]:
+    def plan(self, tables: Sequence[Table], sample: Sampler | None = None) -> Mapping[str, TablePolicy]:
         return {t.name: TablePolicy(rule="copy") for t in tables}

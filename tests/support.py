@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from clonekit.config import Config, ContainersSource, FileSource
 from clonekit.containers import capture_services
 from clonekit.db import DbEndpoint, capture_database
@@ -31,3 +33,13 @@ def build_snapshot(config: Config, source: dict[str, Any], compose_project: str)
     )
     repo.commit(manifest)
     return manifest
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``clonekit ARGS`` in this process: (exit code, stdout, stderr)."""
+    from clonekit.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr()
+    return int(exit_info.value.code or 0), out.out, out.err

@@ -21,10 +21,11 @@ from .mysql import (
     RestoreStats,
     capture_database,
     describe_tables,
+    open_sampler,
     restore_database,
     sample_rows,
     table_checksums,
 )
 
-__all__ = ["DbEndpoint", "RestoreStats", "capture_database", "describe_tables", "restore_database",
+__all__ = ["DbEndpoint", "RestoreStats", "capture_database", "describe_tables", "open_sampler", "restore_database",
            "sample_rows", "table_checksums"]

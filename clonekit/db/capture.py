@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pymysql
 from pymysql.connections import Connection
@@ -87,7 +87,8 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
     try:
         _execute(endpoint, main, "SET SESSION TRANSACTION READ ONLY")  # never a write, even by mistake
         infos = _guarded(endpoint, "reading the schema", lambda: describe(main, endpoint.database))
-        policies = planner.plan([i.table for i in infos])  # may refuse (PolicyError) before any row is read
+        # may refuse (PolicyError) before any row is copied; strict mode samples a few rows per table first
+        policies = planner.plan([i.table for i in infos], partial(_sample, endpoint, main))
         missing = [i.table.name for i in infos if i.table.name not in policies]
         if missing:
             raise ConfigError("the sanitization planner returned no policy for some tables", problems=missing)
@@ -147,6 +148,12 @@ def _guarded(endpoint: DbEndpoint, doing: str, fn: Callable[[], Any]) -> Any:
         return fn()
     except pymysql.MySQLError as exc:
         raise source_error(exc, endpoint, doing) from exc
+
+
+def _sample(endpoint: DbEndpoint, conn: Connection, table: Table, limit: int) -> list[Row]:
+    from .mysql import sample_table  # the sampler scan uses: same query, same bounds
+
+    return cast(list[Row], _guarded(endpoint, f"sampling table {table.name}", lambda: sample_table(conn, table, limit)))
 
 
 def _server_version(conn: Connection) -> tuple[str, str]:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import pymysql
+from pymysql.connections import Connection
 
-from ..schema import Row, Table
+from ..schema import Row, Sampler, Table
 from .capture import capture_database
 from .connection import connect, quote_name, source_error
 from .endpoint import DbEndpoint
 from .introspect import describe
 from .restore import RestoreStats, restore_database
+
+SAMPLE_VALUE_BYTES = 4096
+_CUT_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json",
+                        "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"})
 
 
 def describe_tables(endpoint: DbEndpoint) -> list[Table]:
@@ -24,19 +30,49 @@ def describe_tables(endpoint: DbEndpoint) -> list[Table]:
         conn.close()
 
 
+def sample_sql(table: Table, limit: int) -> str:
+    """One bounded query: the first ``limit`` rows of ``table.data_columns``, text and binary
+    values cut to their first SAMPLE_VALUE_BYTES (enough to recognise a value, cheap on blobs)."""
+    fields = []
+    for c in table.data_columns:
+        name = quote_name(c.name)
+        fields.append(f"LEFT({name}, {SAMPLE_VALUE_BYTES})" if c.data_type in _CUT_TYPES else name)
+    return f"SELECT {', '.join(fields) or '1'} FROM {quote_name(table.name)} LIMIT {max(0, int(limit))}"
+
+
+def sample_table(conn: Connection, table: Table, limit: int) -> list[Row]:
+    with conn.cursor() as cur:
+        cur.execute(sample_sql(table, limit))
+        rows = [tuple(r) for r in cur.fetchall()]
+    return rows if table.data_columns else [() for _ in rows]
+
+
 def sample_rows(endpoint: DbEndpoint, table: Table, limit: int) -> list[Row]:
     """Up to ``limit`` typed rows of ``table.data_columns`` (for the personal-data scan)."""
-    names = ", ".join(quote_name(c.name) for c in table.data_columns)
+    with open_sampler(endpoint) as sample:
+        return sample(table, limit)
+
+
+@contextlib.contextmanager
+def open_sampler(endpoint: DbEndpoint) -> Iterator[Sampler]:
+    """``sample(table, limit)`` over one read-only connection, for scan and strict mode."""
     conn = connect(endpoint)
     try:
-        def read() -> list[Row]:
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION TRANSACTION READ ONLY")
-                cur.execute(f"SELECT {names} FROM {quote_name(table.name)} LIMIT %s", (max(0, int(limit)),))
-                return [tuple(r) for r in cur.fetchall()]
-        return _guard(endpoint, f"sampling table {table.name}", read)
+        _guard(endpoint, "opening a read-only session", lambda: _read_only(conn))
+
+        def sample(table: Table, limit: int) -> list[Row]:
+            return cast(list[Row], _guard(endpoint, f"sampling table {table.name}",
+                                          lambda: sample_table(conn, table, limit)))
+
+        yield sample
     finally:
-        conn.close()
+        with contextlib.suppress(pymysql.MySQLError, OSError):
+            conn.close()
+
+
+def _read_only(conn: Connection) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION READ ONLY")
 
 
 def table_checksums(endpoint: DbEndpoint) -> dict[str, str]:
@@ -72,5 +108,5 @@ def _guard(endpoint: DbEndpoint, doing: str, fn: Callable[[], Any]) -> Any:
         raise source_error(exc, endpoint, doing) from exc
 
 
-__all__ = ["DbEndpoint", "RestoreStats", "capture_database", "describe_tables", "restore_database",
-           "sample_rows", "table_checksums"]
+__all__ = ["DbEndpoint", "RestoreStats", "capture_database", "describe_tables", "open_sampler", "restore_database",
+           "sample_rows", "sample_table", "table_checksums"]

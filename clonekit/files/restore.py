@@ -96,6 +96,12 @@ def _file_contents(
         yield path, item, iter((memoryview(current[1])[offset : offset + size],))
 
 
+def iter_files(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[tuple[bytes, Iterator[bytes | memoryview]]]:
+    """Every regular file of a section, in path order: (relative path, its bytes in pieces)."""
+    for path, _item, pieces in _file_contents(repo, _entries(section)):
+        yield path, pieces
+
+
 def _take(stream: Iterator[bytes], refs: Any, path: bytes) -> Iterator[bytes]:
     for ref in refs:
         data = next(stream, None)

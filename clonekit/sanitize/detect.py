@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from functools import lru_cache
+from pathlib import Path
 
 # --- by column name ------------------------------------------------------------------------
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_SPLIT = re.compile(r"[^A-Za-z0-9]+")
+_SPLIT = re.compile(r"[\W_]+")
 
 TEXT_KINDS = frozenset({"text", "binary"})
 NUMBER_KINDS = frozenset({"int"})
@@ -30,9 +32,31 @@ _NAME_PATTERNS: tuple[tuple[str, tuple[frozenset[str], ...], frozenset[str]], ..
          frozenset({"phonenumber"}), frozenset({"cellphone"})),
         TEXT_KINDS | NUMBER_KINDS,
     ),
-    ("first name", (frozenset({"first", "name"}), frozenset({"firstname"}), frozenset({"givenname"}), frozenset({"forename"})), TEXT_KINDS),
-    ("last name", (frozenset({"last", "name"}), frozenset({"lastname"}), frozenset({"surname"}), frozenset({"familyname"})), TEXT_KINDS),
-    ("person name", (frozenset({"full", "name"}), frozenset({"fullname"}), frozenset({"display", "name"}), frozenset({"displayname"})), TEXT_KINDS),
+    (
+        "first name",
+        (frozenset({"first", "name"}), frozenset({"firstname"}), frozenset({"given", "name"}), frozenset({"givenname"}),
+         frozenset({"forename"}), frozenset({"prenom"}), frozenset({"vorname"}), frozenset({"voornaam"}),
+         frozenset({"imie"}), frozenset({"primer", "nombre"}), frozenset({"primeiro", "nome"})),
+        TEXT_KINDS,
+    ),
+    (
+        "last name",
+        (frozenset({"last", "name"}), frozenset({"lastname"}), frozenset({"surname"}), frozenset({"family", "name"}),
+         frozenset({"familyname"}), frozenset({"nachname"}), frozenset({"familienname"}), frozenset({"achternaam"}),
+         frozenset({"apellido"}), frozenset({"apellidos"}), frozenset({"cognome"}), frozenset({"sobrenome"}),
+         frozenset({"apelido"}), frozenset({"nazwisko"}), frozenset({"nom", "famille"})),
+        TEXT_KINDS,
+    ),
+    (
+        "person name",
+        (frozenset({"full", "name"}), frozenset({"fullname"}), frozenset({"real", "name"}), frozenset({"realname"}),
+         frozenset({"display", "name"}), frozenset({"displayname"}), frozenset({"nom", "complet"}),
+         frozenset({"vollername"}), frozenset({"voller", "name"}), frozenset({"nombre", "completo"}),
+         frozenset({"nome", "completo"}), frozenset({"volledige", "naam"}), frozenset({"contact", "name"}),
+         frozenset({"customer", "name"}), frozenset({"author", "name"}), frozenset({"billing", "name"}),
+         frozenset({"shipping", "name"})),
+        TEXT_KINDS,
+    ),
     (
         "address",
         (frozenset({"address"}), frozenset({"street"}), frozenset({"postcode"}), frozenset({"zipcode"}), frozenset({"zip"}),
@@ -44,13 +68,42 @@ _NAME_PATTERNS: tuple[tuple[str, tuple[frozenset[str], ...], frozenset[str]], ..
     ("national id", (frozenset({"ssn"}), frozenset({"social", "security"}), frozenset({"passport"})), TEXT_KINDS | NUMBER_KINDS),
     ("date of birth", (frozenset({"birth"}), frozenset({"birthday"}), frozenset({"birthdate"}), frozenset({"dob"})), TEXT_KINDS | TEMPORAL_KINDS),
     ("password", (frozenset({"pass"}), frozenset({"password"}), frozenset({"passwd"}), frozenset({"pwd"})), TEXT_KINDS),
-    ("login", (frozenset({"username"}), frozenset({"login"}), frozenset({"nickname"})), TEXT_KINDS),
+    ("login", (frozenset({"username"}), frozenset({"user", "name"}), frozenset({"login"}), frozenset({"nickname"})), TEXT_KINDS),
 )
 
 
+# Words that name a person in one language and anything in others (``nom`` of a product,
+# ``nombre`` of a category): they count only alone or with words that say whose name it is.
+_AMBIGUOUS_NAME_WORDS = {"nom": "last name", "nombre": "first name", "nome": "person name", "naam": "person name",
+                         "name": "person name"}
+_PERSON_CONTEXT = frozenset({
+    "user", "users", "customer", "client", "clients", "contact", "author", "member", "person", "persona", "people",
+    "billing", "shipping", "subscriber", "employee", "patient", "student", "owner", "utilisateur", "adherent",
+    "kunde", "benutzer", "usuario", "cliente", "utente", "gebruiker", "klant", "uzytkownik", "klient", "signer",
+    "applicant", "guest", "buyer", "recipient", "sender", "delivery", "invoice", "account", "profile", "the", "de",
+    "du", "do", "da", "del", "van",
+})
+_NAME_EXCLUDED_TOKENS = frozenset({"name"})  # "name" alone is every table's label: only in context
+
+
 def name_tokens(column_name: str) -> frozenset[str]:
+    """Lower-case ASCII words of a column name: ``comment_author_IP`` → comment, author, ip;
+    ``prénom`` → prenom."""
     spaced = _CAMEL.sub("_", column_name)
-    return frozenset(t.lower() for t in _SPLIT.split(spaced) if t)
+    plain = unicodedata.normalize("NFKD", spaced).encode("ascii", "ignore").decode()
+    return frozenset(t.lower() for t in _SPLIT.split(plain) if t)
+
+
+def _ambiguous_name_reason(tokens: frozenset[str]) -> str | None:
+    for word, reason in _AMBIGUOUS_NAME_WORDS.items():
+        if word not in tokens:
+            continue
+        rest = tokens - {word}
+        if word in _NAME_EXCLUDED_TOKENS and not rest:
+            continue
+        if rest <= _PERSON_CONTEXT:
+            return reason
+    return None
 
 
 @lru_cache(maxsize=4096)
@@ -66,6 +119,8 @@ def personal_name_reason(column_name: str, kind: str) -> str | None:
         for needed in alternatives:
             if needed <= tokens:
                 return reason
+    if kind in TEXT_KINDS:
+        return _ambiguous_name_reason(tokens)
     return None
 
 
@@ -144,23 +199,63 @@ def is_card_number(text: str) -> bool:
     return bool(re.match(r"4|5[1-5]|2[2-7]|3[47]|6(?:011|5|4[4-9])|35", digits))
 
 
+NameSets = tuple[frozenset[str], frozenset[str]]
+_NAME_DATA = Path(__file__).with_name("data") / "person_names.txt"
+_NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’.-])*")
+# particles of surnames written in several words: "Le Gall", "van der Berg", "de la Fuente"
+_PARTICLES = frozenset({"le", "la", "de", "du", "des", "da", "das", "do", "dos", "di", "del", "della", "van", "von",
+                        "der", "den", "ter", "ten", "zu", "y", "e", "mac", "mc", "o'", "st", "saint", "sainte", "d'"})
+
+
+def read_name_list(text: str) -> NameSets:
+    """The ``[first]`` and ``[last]`` sections of a person-name list, case-folded."""
+    firsts: set[str] = set()
+    lasts: set[str] = set()
+    current: set[str] | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line in ("[first]", "[last]"):
+            current = firsts if line == "[first]" else lasts
+        elif current is not None:
+            current.add(line.casefold())
+    return frozenset(firsts), frozenset(lasts)
+
+
 @lru_cache(maxsize=1)
-def _name_sets() -> tuple[frozenset[str], frozenset[str]]:
+def name_sets() -> NameSets:
+    """First and last names of the languages agencies serve (data/person_names.txt, drawn from
+    Faker's person providers by scripts/person_names.py) and the pseudonym word lists."""
     from .wordlists import FIRST_NAMES, LAST_NAMES
 
-    return frozenset(n.casefold() for n in FIRST_NAMES), frozenset(n.casefold() for n in LAST_NAMES)
+    firsts, lasts = read_name_list(_NAME_DATA.read_text(encoding="utf-8"))
+    return (firsts | {n.casefold() for n in FIRST_NAMES}, lasts | {n.casefold() for n in LAST_NAMES})
 
 
-def is_person_name(text: str) -> bool:
-    """``Jane Doe`` / ``Doe, Jane`` / a known first or last name alone."""
+def is_person_name(text: str, names: NameSets | None = None) -> bool:
+    """``Jane Doe`` / ``Doe, Jane`` / ``Erwan Le Gall`` / a known first or last name alone.
+
+    Two to five capitalised words: a known first name among them, or a known surname (one word
+    or several, "Le Gall") ending the value or starting it before a comma."""
     words = [w for w in re.split(r"[\s,]+", text.strip()) if w]
-    if not 1 <= len(words) <= 4 or not all(re.fullmatch(r"[^\W\d_][^\W\d_'.-]*", w) for w in words):
+    if not 1 <= len(words) <= 5 or not all(_NAME_WORD.fullmatch(w) for w in words):
         return False
-    firsts, lasts = _name_sets()
+    firsts, lasts = names or name_sets()
     folded = [w.casefold() for w in words]
-    if len(words) == 1:
-        return folded[0] in firsts or folded[0] in lasts
-    return any(w in firsts for w in folded) and all(w[:1].isupper() for w in words)
+    if len(words) == 1:  # machine words ("comment", "publish") are lower case; names are not
+        return words[0][:1].isupper() and (folded[0] in firsts or folded[0] in lasts)
+    if not all(w[:1].isupper() or f in _PARTICLES for w, f in zip(words, folded, strict=True)):
+        return False
+    if any(w in firsts or "-" in w and all(p in firsts for p in w.split("-")) for w in folded):
+        return True  # "Jean-Pierre Martin": each part of a compound first name is known
+    # a surname of several words ("Erwan Le Gall", "Maria van Dijk") at the end: a strong sign
+    # even with a first name the list lacks. A single known surname after an unknown word is
+    # not enough ("Sample Page", "Summer Sale" are page titles).
+    for cut in range(1, len(words) - 1):
+        if folded[cut] in _PARTICLES and (" ".join(folded[cut:]) in lasts or folded[-1] in lasts):
+            return len(words[0]) > 1
+    return False
 
 
 def value_kinds(text: str, keep: frozenset[str] = frozenset()) -> set[str]:
@@ -187,3 +282,85 @@ def value_kinds(text: str, keep: frozenset[str] = frozenset()) -> set[str]:
     if len(stripped) <= 60 and is_person_name(stripped):
         kinds.add("person name")
     return kinds
+
+
+# --- what the values are stored as ---------------------------------------------------------
+
+_HEX_IPV4 = re.compile(r"[0-9A-F]{8}")  # MediaWiki's IPUtils::toHex of an IPv4 address
+_HEX_IPV6 = re.compile(r"v6-([0-9A-F]{32})")  # ... and of an IPv6 address
+_BASE64 = re.compile(rb"[A-Za-z0-9+/_-]{64,}={0,2}")
+_MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\x04\x22\x4d\x18", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
+
+
+def decoded_ip(value: object, binary_width: int | None = None) -> str | None:
+    """An IP address stored encoded: 4 or 16 bytes in a BINARY/VARBINARY(4|16) column
+    (``INET6_ATON``), or hex text (``C0A80001``, ``v6-20010DB8...``); None otherwise.
+
+    16 bytes are taken for an address only where addresses live (IPv4-mapped, global unicast
+    2000::/3, unique local fc00::/7, link local fe80::/10), never a UUID's version layout."""
+    if isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+        if binary_width not in (4, 16) or len(raw) not in (4, 16):
+            # MediaWiki keeps its hex form in VARBINARY/TINYBLOB columns (ipb_range_start...)
+            return decoded_ip(raw.decode("ascii"), None) if raw.isascii() and 8 <= len(raw) <= 35 else None
+        if len(raw) == 4:
+            return str(ipaddress.IPv4Address(raw))
+        address = ipaddress.IPv6Address(raw)
+        uuid_like = raw[6] >> 4 in (1, 4, 5, 6, 7) and raw[8] >> 6 == 2
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        if (not uuid_like and (raw[0] >> 5 == 1 or raw[0] & 0xFE == 0xFC or raw[:2] == b"\xfe\x80")):
+            return str(address)
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if _HEX_IPV4.fullmatch(text):
+            return str(ipaddress.IPv4Address(bytes.fromhex(text)))
+        match = _HEX_IPV6.fullmatch(text)
+        if match:
+            return str(ipaddress.IPv6Address(bytes.fromhex(match.group(1))))
+    return None
+
+
+def opaque_kind(value: object) -> str | None:
+    """Why clonekit cannot read a value: ``compressed``, ``binary`` or ``encoded`` (long base64),
+    or None for text it can inspect."""
+    if isinstance(value, str):
+        raw = value.encode("utf-8", "surrogateescape")
+    elif isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+    else:
+        return None
+    if len(raw) < 16:
+        return None
+    if raw.startswith(_MAGIC):
+        return "compressed"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw[: len(raw) - 4].decode("utf-8", "replace")  # a value cut short may end mid-character
+        if text.count("\ufffd") > len(text) // 50:
+            return "binary"
+    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\r\n")
+    if controls > len(text) // 20:
+        return "binary"
+    if len(raw) >= 128 and _BASE64.fullmatch(raw.strip()):
+        return "encoded"
+    return None
+
+
+# Tables whose rows copy other data in a form clonekit cannot inspect row by row: rendered
+# pages, serialized objects, session payloads, search indexes of every page's text.
+_SENSITIVE_TABLE_WORDS = (
+    ("cache", "a cache"), ("session", "a session store"), ("sessions", "a session store"),
+    ("searchindex", "a search index"), ("search", "a search index"), ("fulltext", "a search index"),
+)
+
+
+def sensitive_table_reason(table_name: str) -> str | None:
+    """``"a cache"`` for ``cache_page`` / ``objectcache`` / ``wp_wc_sessions``..., or None."""
+    tokens = name_tokens(table_name)
+    for word, reason in _SENSITIVE_TABLE_WORDS:
+        if word in tokens or any(t.endswith(word) and word in ("cache", "searchindex") for t in tokens):
+            return reason
+    return None

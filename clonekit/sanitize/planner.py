@@ -1,8 +1,8 @@
 """The planner: rules (preset + user) checked against the live schema and compiled per table.
 
 ``plan(tables)`` runs before the first row is read. It raises ConfigError naming every rule
-that does not fit the schema, PolicyError (strict mode) listing columns whose names say
-personal data that no rule covers, and otherwise returns one TablePolicy per table whose
+that does not fit the schema, PolicyError (strict mode) listing columns that look like
+personal data by name, type or sampled values (or that clonekit cannot inspect) and that no rule covers, and otherwise returns one TablePolicy per table whose
 transform is a precompiled closure over column positions: nothing is looked up by name per row.
 """
 
@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
 from ..config import SanitizeConfig
 from ..errors import ClonekitError, ConfigError, PolicyError
-from ..schema import Column, Row, RowTransform, Table, TablePolicy
+from ..schema import Column, Row, RowTransform, Sampler, Table, TablePolicy
 from . import when as when_lang
 from .actions import ACTIONS, ActionEnv, Keyed, Target, ValueFn, build_action, column_kind
-from .detect import personal_name_reason
 from .presets import preset_rules
 from .rules import AccountColumns, ColumnRule, TableRule, parse_table_rules
+from .scan import SAMPLE_ROWS, scan_tables
 
 log = logging.getLogger("clonekit.sanitize")
 
@@ -172,7 +172,10 @@ class RulePlanner:
             )
         return self._env
 
-    def plan(self, tables: Sequence[Table]) -> Mapping[str, TablePolicy]:
+    def plan(self, tables: Sequence[Table], sample: Sampler | None = None) -> Mapping[str, TablePolicy]:
+        """One policy per table; in strict mode, first the same checks as ``clonekit scan`` on
+        what no rule covers: column names and types, then (with ``sample``) a few hundred
+        sampled values per table, one query per table at most."""
         effective, problems = self.resolve(tables)
         if problems:
             count = len(problems)
@@ -182,15 +185,20 @@ class RulePlanner:
                 hint="fix the table or column names under sanitize.tables (the preset's own rules skip what is missing)",
             )
         if self.cfg.strict:
-            uncovered = uncovered_columns(effective.values())
+            report = scan_tables(tables, sample or _no_rows, _coverage(effective.values()), sample_rows=SAMPLE_ROWS,
+                                 keep_accounts=self.cfg.keep_accounts, uncovered_only=True)
+            log.info("strict mode: %d tables checked, %d rows sampled in %d queries",
+                     report.tables_scanned, report.rows_sampled, report.queries)
+            uncovered = report.uncovered
             if uncovered:
-                listed = ", ".join(f"{t}.{c} ({why})" for t, c, why in uncovered)
+                listed = ", ".join(f"{f.where} ({f.reason})" for f in uncovered)
                 raise PolicyError(
                     f"refusing to copy {len(uncovered)} column{'s that look' if len(uncovered) > 1 else ' that looks'} "
-                    f"like personal data and that no rule covers: {listed}",
-                    columns=[f"{t}.{c}" for t, c, _ in uncovered],
+                    f"like personal data or that clonekit cannot inspect, and that no rule covers: {listed}",
+                    columns=[f.where for f in uncovered],
                     hint="add rules under sanitize.tables (`clonekit scan SOURCE --suggest` prints them), "
-                    "or `COLUMN: keep` for a column that holds no personal data",
+                    "`COLUMN: keep` for a column that holds no personal data, or `TABLE: {rows: none}` / "
+                    "`TABLE: {rows: all}` for a cache or index",
                 )
         return {name: self._policy(eff) for name, eff in effective.items()}
 
@@ -204,34 +212,30 @@ class RulePlanner:
         return TablePolicy(rows="all", where=where, transform=transform, rule=eff.describe())
 
     def coverage(self, tables: Sequence[Table]) -> dict[tuple[str, str], str]:
-        """(table, column) → the rule covering it, for scan; rules that do not fit are ignored."""
+        """(table, column) → the rule covering it, for scan; rules that do not fit are ignored.
+        ``(table, "*")`` is there when a rule names the table."""
         effective, _ = self.resolve(tables, tolerant=True)
-        out: dict[tuple[str, str], str] = {}
-        for eff in effective.values():
-            for column in eff.table.columns:
-                if eff.rows == "none":
-                    out[(eff.table.name, column.name)] = f"rows: none ({eff.rows_origin})"
-                elif column.name in eff.columns:
-                    rules = eff.columns[column.name]
-                    partial = "; other rows as they are" if all(r.when for r in rules) else ""
-                    out[(eff.table.name, column.name)] = (
-                        f"{'|'.join(r.describe() for r in rules)} ({eff.column_origins[column.name]}{partial})"
-                    )
-        return out
+        return _coverage(effective.values())
 
 
-def uncovered_columns(effective: Sequence[EffectiveRule] | Any) -> list[tuple[str, str, str]]:
-    """(table, column, reason) for columns named like personal data that no rule covers."""
-    out = []
+def _no_rows(table: Table, limit: int) -> list[Row]:
+    return []
+
+
+def _coverage(effective: Iterable[EffectiveRule]) -> dict[tuple[str, str], str]:
+    out: dict[tuple[str, str], str] = {}
     for eff in effective:
-        if eff.rows == "none":
-            continue
-        for column in eff.table.data_columns:
-            if column.name in eff.columns:
-                continue
-            reason = personal_name_reason(column.name, column_kind(column.data_type, column.binary))
-            if reason is not None:
-                out.append((eff.table.name, column.name, reason))
+        if eff.origins:
+            out[(eff.table.name, "*")] = " + ".join(dict.fromkeys(eff.origins))
+        for column in eff.table.columns:
+            if eff.rows == "none":
+                out[(eff.table.name, column.name)] = f"rows: none ({eff.rows_origin})"
+            elif column.name in eff.columns:
+                rules = eff.columns[column.name]
+                partial = "; other rows as they are" if all(r.when for r in rules) else ""
+                out[(eff.table.name, column.name)] = (
+                    f"{'|'.join(r.describe() for r in rules)} ({eff.column_origins[column.name]}{partial})"
+                )
     return out
 
 

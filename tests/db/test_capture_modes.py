@@ -128,7 +128,7 @@ def test_capture_through_an_ssh_tunnel(mysql_db, mysql_target_db, source, target
                      "INSERT INTO users SELECT seq, CONCAT('person', seq, '@example.org') FROM seq_1_to_300")
 
     class Planner:  # a transform too: the forked sanitizing process reads through the tunnel as well
-        def plan(self, tables):  # type: ignore[no-untyped-def]
+        def plan(self, tables, sample=None):  # type: ignore[no-untyped-def]
             return {t.name: TablePolicy(transform=(lambda r: (r[0], f"u{r[0]}@x.invalid")) if t.name == "users"
                                         else None) for t in tables}
 
@@ -192,7 +192,7 @@ def test_a_failing_table_stops_the_capture_with_its_own_error(mysql_db, source, 
         raise PolicyError("rule x cannot handle this value")
 
     class Planner:
-        def plan(self, tables):  # type: ignore[no-untyped-def]
+        def plan(self, tables, sample=None):  # type: ignore[no-untyped-def]
             return {"a": TablePolicy(transform=broken), "b": TablePolicy()}
 
     with pytest.raises(PolicyError, match="rule x"), repo.writer() as writer:

@@ -12,7 +12,7 @@ import pytest
 from clonekit.db import capture as capture_module
 from clonekit.db import capture_database, describe_tables, restore_database, sample_rows, table_checksums
 from clonekit.errors import IntegrityError, PolicyError, PreviewError
-from clonekit.schema import CopyEverything, Table, TablePolicy
+from clonekit.schema import CopyEverything, Sampler, Table, TablePolicy
 
 AWKWARD = "quote ' double \" backslash \\ tab \t newline \n cr \r nul \0 emoji 😀 literal \\N end"
 BIG_BLOB = os.urandom(3 * 1024 * 1024 + 17)
@@ -146,7 +146,7 @@ class _Planner:
         self.policies = policies
         self.seen: list[str] = []
 
-    def plan(self, tables: Sequence[Table]) -> Mapping[str, TablePolicy]:
+    def plan(self, tables: Sequence[Table], sample: Sampler | None = None) -> Mapping[str, TablePolicy]:
         self.seen = [t.name for t in tables]
         return {t.name: self.policies.get(t.name, TablePolicy(rule="copy")) for t in tables}
 
