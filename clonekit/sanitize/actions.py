@@ -525,45 +525,26 @@ def _build_date(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     return jitter
 
 
-PASSWORD_FORMATS = ("auto", "wordpress", "drupal", "bcrypt", "md5", "plain")
+PASSWORD_FORMATS = ("auto", "wordpress", "drupal", "bcrypt", "argon2id", "argon2i", "mediawiki", "joomla", "magento2", "md5", "plain")
 
 
 def _build_password(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     fmt = spec.options.get("format", "auto")
     keyed = env.keyed
     password = env.dev_password
-    made: dict[str, str] = {}
+    salts: dict[str, bytes] = {}
 
     def hashed(kind: str) -> str:
-        # computed once per column and format: the iterated hashes are slow on purpose
-        if kind not in made:
-            salt = keyed.digest(b"password-salt\0", kind)
-            if kind == "drupal":
-                made[kind] = passwords.drupal_hash(password, salt)
-            elif kind == "bcrypt" and passwords.bcrypt_available():
-                made[kind] = passwords.bcrypt_hash(password, salt)
-            elif kind == "md5":
-                made[kind] = hashlib.md5(password.encode()).hexdigest()  # noqa: S324 - the app's legacy format
-            elif kind == "plain":
-                made[kind] = password
-            else:
-                made[kind] = passwords.phpass_hash(password, salt)
-        return made[kind]
-
-    def detect(old: str) -> str:
-        if old.startswith(("$S$", "$U$S$")):
-            return "drupal"
-        if old.startswith(("$2y$", "$2b$", "$2a$")):
-            return "bcrypt"
-        # $P$/$H$, WordPress 6.8 "$wp$2y$" and anything unknown: phpass, which WordPress and
-        # Drupal (7+, or the phpass module) both accept
-        return "wordpress"
+        salt = salts.get(kind)
+        if salt is None:
+            salt = salts[kind] = keyed.digest(b"password-salt\0", kind)
+        return passwords.hash_for(kind, password, salt)  # cached: computed once per run and format
 
     def pass_fn(value: Any) -> Any:
         if value is None or value == "" or value == b"":
             return value
         text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-        out = hashed(detect(text) if fmt == "auto" else fmt)
+        out = hashed(passwords.format_of(text) if fmt == "auto" else fmt)
         return out.encode() if isinstance(value, bytes) else out
 
     return pass_fn

@@ -22,7 +22,8 @@ Shape (YAML)::
 Actions (options in parentheses; all deterministic, keyed with the project secret):
 
     keep                      reviewed, not personal: copied as is (silences strict mode)
-    null / set (value)        NULL / a constant (not on UNIQUE columns)
+    null / set (value)        NULL / a constant (not on UNIQUE columns); YAML `col: null`,
+                              `col: ~` and `col:` mean the null action
     email (domain: keep|D)    jane.doe.<tag>@example.com, unique; staff addresses kept
     username                  janedoe_<tag>, unique; staff logins kept
     first_name, last_name, name, address, url (host)   realistic fakes
@@ -118,6 +119,8 @@ def _parse_action(raw: Any, key: str, problems: _Problems) -> ActionSpec | None:
     """``email`` | ``{set: ""}`` | ``{email: {domain: keep}}`` | ``{use: email, domain: keep}``."""
     if isinstance(raw, ActionSpec):
         return raw  # already parsed (options merged from `use:` hold parsed nested actions)
+    if raw is None:
+        return ActionSpec("null")  # YAML `column: null` (or `~`, or nothing) reads as None
     if isinstance(raw, str):
         if raw not in ACTIONS:
             _unknown_action(raw, key, problems)
