@@ -20,7 +20,8 @@ from types import MappingProxyType
 from typing import Any
 
 from . import passwords, phpserialize
-from .detect import EMAIL_RE, IPV4_RE, iter_phones
+from .detect import EMAIL_RE, iter_phones
+from .iptext import replace_ips
 from .wordlists import FIRST_NAMES, LAST_NAMES, LOREM_WORDS, STREET_SUFFIXES
 
 ValueFn = Callable[[Any], Any]
@@ -33,7 +34,6 @@ IPV4_DOC_NETS = ("192.0.2", "198.51.100", "203.0.113")  # RFC 5737
 IPV6_DOC_PREFIX = bytes.fromhex("20010db8")  # RFC 3849: 2001:db8::/32
 LOREM_TEXT = " ".join(LOREM_WORDS) + " "
 _DIGIT = re.compile(r"[0-9]")
-_IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 _HAS_DIGIT_BYTES = re.compile(rb"[0-9]")
 
 
@@ -247,12 +247,24 @@ def _ipv6_packed(keyed: Keyed, value: str) -> bytes:
     return IPV6_DOC_PREFIX + d[:12]
 
 
+def canonical_ipv6(value: str) -> str:
+    """One spelling per IPv6 address (``[2001:DB8:0::1]`` → ``2001:db8::1``), so every form of an
+    address gets the same pseudonym; anything that does not parse is returned as it is."""
+    text = value.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    try:
+        return str(ipaddress.IPv6Address(text.partition("%")[0]))
+    except ValueError:
+        return value
+
+
 def ip_builder(env: ActionEnv) -> StrBuilder:
     keyed = env.keyed
 
     def ip(value: str, limit: int | None) -> str:
         if ":" in value:
-            return str(ipaddress.IPv6Address(_ipv6_packed(keyed, value)))[:limit]
+            return str(ipaddress.IPv6Address(_ipv6_packed(keyed, canonical_ipv6(value))))[:limit]
         return _ipv4(keyed, value)[:limit]
 
     return ip
@@ -290,7 +302,8 @@ def lorem_builder(env: ActionEnv) -> StrBuilder:
 
 
 def scrub_builder(env: ActionEnv) -> StrBuilder:
-    """Free text kept, but e-mail addresses, IPv4 addresses and phone numbers inside replaced."""
+    """Free text kept, but e-mail addresses, IP addresses (v4 and v6, any form: iptext.py) and
+    phone numbers inside replaced."""
     email = email_builder(env, None)
     keyed = env.keyed
     keep = env.keep_values
@@ -299,25 +312,17 @@ def scrub_builder(env: ActionEnv) -> StrBuilder:
         found = match.group()
         return found if found.casefold() in keep else email(found, None)
 
-    def replace_ip(match: re.Match[str]) -> str:
-        return _ipv4(keyed, match.group())
+    def replace_v4(found: str) -> str:
+        return _ipv4(keyed, found)
 
-    def replace_ipv6(match: re.Match[str]) -> str:
-        found = match.group()
-        try:
-            ipaddress.IPv6Address(found)
-        except ValueError:
-            return found  # a time of day, a MAC address...
-        return str(ipaddress.IPv6Address(_ipv6_packed(keyed, found)))
+    def replace_v6(found: str) -> str:
+        return str(ipaddress.IPv6Address(_ipv6_packed(keyed, canonical_ipv6(found))))
 
     def scrub(value: str, limit: int | None) -> str:
         if "@" in value:
             value = EMAIL_RE.sub(replace_email, value)
         digits = 0 if _DIGIT.search(value) is None else len(_DIGIT.findall(value))
-        if digits >= 4 and value.count(".") >= 3:
-            value = IPV4_RE.sub(replace_ip, value)
-        if value.count(":") >= 2:
-            value = _IPV6_CANDIDATE.sub(replace_ipv6, value)
+        value = replace_ips(value, replace_v4, replace_v6)  # counts colons and dots first: cheap
         if digits >= 8:  # a phone number has at least 8 digits
             parts: list[str] = []
             last = 0
