@@ -301,6 +301,12 @@ def lorem_builder(env: ActionEnv) -> StrBuilder:
     return lorem
 
 
+# the display name before an address in angle brackets: up to four words, optionally quoted
+_DISPLAY_NAME = re.compile(
+    r"(?P<q>\"?)(?P<name>(?:[^\W\d_][\w'.-]*[ \t]+){0,3}[^\W\d_][\w'.-]*)(?P=q)[ \t]*<(?P<mail>" + EMAIL_RE.pattern + r")>"
+)
+
+
 def scrub_builder(env: ActionEnv) -> StrBuilder:
     """Free text kept, but e-mail addresses, IP addresses (v4 and v6, any form: iptext.py) and
     phone numbers inside replaced."""
@@ -308,9 +314,16 @@ def scrub_builder(env: ActionEnv) -> StrBuilder:
     keyed = env.keyed
     keep = env.keep_values
 
+    name = name_builder(env)
+
     def replace_email(match: re.Match[str]) -> str:
         found = match.group()
         return found if found.casefold() in keep else email(found, None)
+
+    def replace_display_name(match: re.Match[str]) -> str:
+        if match.group("mail").casefold() in keep:
+            return match.group()
+        return f"{match.group('q')}{name(match.group('name'), None)}{match.group()[match.end('name') - match.start():]}"
 
     def replace_v4(found: str) -> str:
         return _ipv4(keyed, found)
@@ -320,6 +333,8 @@ def scrub_builder(env: ActionEnv) -> StrBuilder:
 
     def scrub(value: str, limit: int | None) -> str:
         if "@" in value:
+            if "<" in value:  # "Jane Doe <jane@example.org>": the name goes with the address
+                value = _DISPLAY_NAME.sub(replace_display_name, value)
             value = EMAIL_RE.sub(replace_email, value)
         digits = 0 if _DIGIT.search(value) is None else len(_DIGIT.findall(value))
         value = replace_ips(value, replace_v4, replace_v6)  # counts colons and dots first: cheap
@@ -338,6 +353,70 @@ def scrub_builder(env: ActionEnv) -> StrBuilder:
         return value if limit is None else value[:limit]
 
     return scrub
+
+
+_SMALL_NUMBER = re.compile(r"[+-]?\d{1,3}")  # a checkbox, a quantity, a rating: kept
+_NUMBER = re.compile(r"[+-]?\d[\d ]*(?:[.,]\d+)?")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?")
+_URL_VALUE = re.compile(r"(?i)(?:https?://|www\.)\S+")
+GUESS_HINTS = ("name", "first_name", "last_name", "address", "text")
+GUESS_TEXT_MODES = ("replace", "scrub", "redact")
+GUESS_DATE_JITTER_DAYS = 365
+
+
+def _digits_replaced(keyed: Keyed, value: str) -> str:
+    """Every digit replaced (keyed), everything else kept: a number stays a number of that shape."""
+    digits = "".join(ch for ch in value if "0" <= ch <= "9")
+    new = iter(_phone_digits(keyed, digits))
+    return "".join(next(new) if "0" <= ch <= "9" else ch for ch in value)
+
+
+def guess_builder(env: ActionEnv, hint: str = "text", text_mode: str = "replace") -> StrBuilder:
+    """Pseudonymize by what the value looks like, whatever its column or key is called.
+
+    E-mail → ``email``, IP → ``ip``, URL → ``url``, phone → ``phone``, ISO date → shifted by up to
+    a year, other numbers → digits replaced, small numbers (``1``, ``-3``, ``250``) and empty
+    values kept; any other text → the ``hint`` pseudonym (``name``, ``first_name``, ``last_name``,
+    ``address``) or, without a hint, ``text_mode`` (lorem of the same length, scrubbed, redacted).
+    For form submissions (Webform, WPForms, Gravity Forms...) whose keys site builders choose."""
+    keep = env.keep_values
+    keyed = env.keyed
+    email = email_builder(env, None)
+    ip = ip_builder(env)
+    url = url_builder(env, None)
+    phone = phone_builder(env)
+    by_hint: dict[str, StrBuilder] = {
+        "name": name_builder(env), "first_name": first_name_builder(env), "last_name": last_name_builder(env),
+        "address": address_builder(env),
+    }
+    rest = by_hint.get(hint) or {"scrub": scrub_builder, "redact": redact_builder}.get(text_mode, lorem_builder)(env)
+
+    def guess(value: str, limit: int | None) -> str:
+        text = value.strip()
+        if not text or _SMALL_NUMBER.fullmatch(text):
+            return value[:limit]
+        if "@" in text and EMAIL_RE.fullmatch(text):
+            return value[:limit] if text.casefold() in keep else email(text, limit)
+        if (":" in text or text.count(".") == 3) and _is_ip_text(text):
+            return ip(text, limit)
+        if _URL_VALUE.fullmatch(text):
+            return url(text, limit)
+        if _ISO_DATE.fullmatch(text):
+            moved = _shift_text(keyed, text, GUESS_DATE_JITTER_DAYS)
+            return (moved if moved is not None else _digits_replaced(keyed, text))[:limit]
+        if _NUMBER.fullmatch(text) or (text[0] in "+(0123456789" and any(m.group() == text for m in iter_phones(text))):
+            return (phone(text, limit) if len(_DIGIT.findall(text)) >= 8 else _digits_replaced(keyed, text)[:limit])
+        return rest(value, limit)
+
+    return guess
+
+
+def _is_ip_text(text: str) -> bool:
+    try:
+        ipaddress.ip_address(canonical_ipv6(text) if ":" in text else text)
+    except ValueError:
+        return False
+    return True
 
 
 def hash_builder(env: ActionEnv, length: int | None) -> StrBuilder:
@@ -502,6 +581,21 @@ def _jitter_seconds(keyed: Keyed, value: Any, days: int) -> int:
     return int.from_bytes(d[:8], "big") % (2 * span + 1) - span
 
 
+_DATE_TEXT_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+
+
+def _shift_text(keyed: Keyed, text: str, days: int) -> str | None:
+    """An ISO date or date-time in text, shifted by up to ± ``days`` in its own format; None when
+    the text is not one."""
+    for fmt in _DATE_TEXT_FORMATS:
+        try:
+            parsed = dt.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return (parsed + dt.timedelta(seconds=_jitter_seconds(keyed, parsed.isoformat(), days))).strftime(fmt)
+    return None
+
+
 def _build_date(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     days = int(spec.options.get("jitter_days", 30))
     keyed = env.keyed
@@ -516,14 +610,8 @@ def _build_date(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
         if isinstance(value, int) and not isinstance(value, bool):
             return value + _jitter_seconds(keyed, value, days) if value > 0 else value
         if isinstance(value, (str, bytes)):
-            text = value.decode() if isinstance(value, bytes) else value
-            for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
-                try:
-                    parsed = dt.datetime.strptime(text, fmt)
-                except ValueError:
-                    continue
-                shifted = parsed + dt.timedelta(seconds=_jitter_seconds(keyed, parsed.isoformat(), days))
-                out = shifted.strftime(fmt)
+            out = _shift_text(keyed, value.decode() if isinstance(value, bytes) else value, days)
+            if out is not None:
                 return out.encode() if isinstance(value, bytes) else out
         return value
 
@@ -657,6 +745,7 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     by_key = [(pattern.casefold(), build_action(sub, inner, env)) for pattern, sub in spec.options.get("keys", {}).items()]
     values_mode = spec.options.get("values", "scrub")
     scrub = scrub_builder(env)
+    guess = guess_builder(env)
     redact = redact_builder(env)
 
     key_fns: dict[bytes | int | None, ValueFn | None] = {}  # array keys repeat: match each once
@@ -682,6 +771,8 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
             return raw
         if values_mode == "redact":
             return redact("", None).encode()
+        if values_mode == "guess":
+            return guess(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
         if b"@" not in raw and _HAS_DIGIT_BYTES.search(raw) is None:
             return raw  # no address, no number: nothing for scrub to replace
         return scrub(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
@@ -770,6 +861,11 @@ def _build_url(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     return text_action(url_builder(env, spec.options.get("host")), target, env, unique_safe=False)
 
 
+def _build_guess(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    builder = guess_builder(env, spec.options.get("hint", "text"), spec.options.get("text", "replace"))
+    return text_action(builder, target, env, unique_safe=False)
+
+
 def _build_keep(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     return lambda value: value
 
@@ -796,7 +892,9 @@ ACTIONS: dict[str, ActionDef] = {
         ActionDef("date", _build_date, frozenset({"temporal", "int", "text"}), False, {"jitter_days": _int_range(0, 36500)}, short_option="jitter_days"),
         ActionDef("password", _build_password, STRINGISH, False, {"format": _one_of(*PASSWORD_FORMATS)}, short_option="format"),
         ActionDef("json", _build_json, STRINGISH, False, {"paths": lambda v: None}),
-        ActionDef("php", _build_php, STRINGISH, False, {"keys": lambda v: None, "values": _one_of("scrub", "keep", "redact")}),
+        ActionDef("php", _build_php, STRINGISH, False, {"keys": lambda v: None, "values": _one_of("scrub", "keep", "redact", "guess")}),
+        ActionDef("guess", _build_guess, STRINGISH, False, {"hint": _one_of(*GUESS_HINTS), "text": _one_of(*GUESS_TEXT_MODES)},
+                  short_option="hint"),
     )
 }
 
