@@ -6,11 +6,17 @@ and searches that, then checks the site's own data and structures are still usab
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clonekit.config import StoreConfig
 from clonekit.db import capture_database, restore_database
 from clonekit.repository import Repository
 from clonekit.sanitize import build_planner, phpserialize
+from clonekit.sanitize.actions import ActionEnv, ActionSpec, Keyed, Target, build_action
 from tests.fixtures.drupal_fixture import PEOPLE
 
 from .conftest import read_rows, read_tables, sanitize_config
@@ -259,3 +265,27 @@ def test_wordpress_contact_plugins_and_profile_meta(mysql_db, mysql_target_db, t
     assert mysql_target_db.query(f"SELECT COUNT(*) FROM {P}gf_draft_submissions")[0][0] == 0
     form_value = mysql_target_db.query(f"SELECT form_value FROM {P}db7_forms")[0][0]
     assert phpserialize.loads(form_value.encode())
+
+
+# --- guess, value by value --------------------------------------------------------------------
+
+GUESS = build_action(ActionSpec("guess"), Target(kind="text"), ActionEnv(Keyed(b"guess-secret")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.emails() | st.ip_addresses().map(str) | st.from_regex(r"\+?[1-9][0-9]{1,2}( [0-9]{2,4}){3,4}", fullmatch=True)
+       | st.text(alphabet=st.characters(categories=("L", "Zs")), min_size=4, max_size=60).filter(lambda t: t.strip()))
+def test_guess_lets_no_typed_value_through(value: str) -> None:
+    out = GUESS(value)
+    assert out.strip() != value.strip()
+    assert value.strip().casefold() not in out.casefold() or len(value.strip()) < 4
+
+
+@pytest.mark.parametrize(("value", "shape"), [
+    ("erwan.legall@orange.fr", r"[a-z]+\.[a-z]+\.[0-9a-f]{15}@example\.com"),
+    ("2a01:e35::17", r"2001:db8:[0-9a-f:]+"), ("86.246.12.3", r"(192\.0\.2|198\.51\.100|203\.0\.113)\.\d+"),
+    ("06 98 76 54 32", r"0\d \d\d \d\d \d\d \d\d"), ("29200", r"\d{5}"), ("1979-04-23", r"19\d\d-\d\d-\d\d"),
+    ("https://erwan.example.bzh/", r"https://www\.example\.com/.+"), ("1", "1"), ("", ""),
+])
+def test_guess_keeps_the_shape(value: str, shape: str) -> None:
+    assert re.fullmatch(shape, GUESS(value)), GUESS(value)
