@@ -289,3 +289,24 @@ def test_guess_lets_no_typed_value_through(value: str) -> None:
 ])
 def test_guess_keeps_the_shape(value: str, shape: str) -> None:
     assert re.fullmatch(shape, GUESS(value)), GUESS(value)
+
+
+def test_branches_remembered_per_key_only_when_the_keys_decide() -> None:
+    from clonekit.schema import Column, Table
+
+    table = Table("form_data", (Column("id", "int", "int(11)", nullable=False, unique=True),
+                                Column("field", "varchar", "varchar(64)", max_chars=64),
+                                Column("value", "longtext", "longtext")), primary_key=("id",))
+    rules = {"form_data": {"columns": {"value": [
+        {"when": "field LIKE '%courriel%' AND value LIKE '%@%'", "use": "email"},  # reads the value: never remembered
+        {"when": "field LIKE '%nom%'", "use": {"guess": "last_name"}},
+        {"use": "keep"},
+    ]}}}
+    transform = build_planner(sanitize_config(tables=rules, strict=False)).plan([table])["form_data"].transform
+    assert transform is not None
+    rows = [(1, "courriel", "sandrine.riou@wanadoo-breizh.example.fr"), (2, "courriel", "pas d'adresse"),
+            (3, "nom", "Riou"), (4, "nom", "Kerboriou"), (5, "ville", "Brest"), (6, "courriel", "gwen@laposte-breizh.example.fr")]
+    out = [transform(r)[2] for r in rows * 2]  # twice: the second pass comes from the remembered branches
+    assert out[:6] == out[6:]
+    assert out[0].endswith("@example.com") and out[5].endswith("@example.com") and out[1] == "pas d'adresse"
+    assert out[2] != "Riou" and out[3] != "Kerboriou" and out[4] == "Brest"
