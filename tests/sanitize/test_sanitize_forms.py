@@ -310,3 +310,25 @@ def test_branches_remembered_per_key_only_when_the_keys_decide() -> None:
     assert out[:6] == out[6:]
     assert out[0].endswith("@example.com") and out[5].endswith("@example.com") and out[1] == "pas d'adresse"
     assert out[2] != "Riou" and out[3] != "Kerboriou" and out[4] == "Brest"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    patterns=st.lists(st.text(alphabet="ab%_\\", min_size=1, max_size=5), min_size=2, max_size=6),
+    a=st.none() | st.text(alphabet="abAB_%\\", max_size=6), b=st.none() | st.integers(0, 2),
+)
+def test_or_of_likes_is_one_scan_with_the_same_answers(patterns: list[str], a, b) -> None:  # noqa: ANN001
+    from clonekit.sanitize import when as when_lang
+
+    quoted = [p.replace("'", "''") for p in patterns]
+    expr = " OR ".join([f"a LIKE '{p}'" for p in quoted] + ["b = 1"])
+    try:
+        node = when_lang.parse(expr)
+    except when_lang.WhenSyntaxError:
+        return
+    index = {"a": 0, "b": 1}
+    merged = when_lang.compile_predicate(node, index)((a, b))
+    singles = [when_lang.compile_predicate(when_lang.parse(f"a LIKE '{p}'"), index)((a, b)) for p in quoted]
+    singles.append(when_lang.compile_predicate(when_lang.parse("b = 1"), index)((a, b)))
+    expected = True if True in singles else None if None in singles else False
+    assert merged is expected
