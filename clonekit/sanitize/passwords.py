@@ -247,6 +247,8 @@ def format_of(stored: str) -> str:
 
     Unknown values (and ``$P$``/``$H$``, WordPress 6.8 ``$wp$2y$``) give ``wordpress``: phpass,
     which WordPress and Drupal both accept."""
+    if stored.startswith(("$P$", "$H$", "$wp$")):
+        return "wordpress"
     if stored.startswith(("$S$", "$U$S$")):
         return "drupal"
     if stored.startswith(("$2y$", "$2b$", "$2a$")):
