@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -47,6 +48,9 @@ class EffectiveRule:
         if self.rows != "all":
             parts.append("rows where")
         return f"{origin}: {', '.join(parts)}" if parts else origin
+
+
+_GLOB = re.compile(r"[*?\[]")
 
 
 def _matches(pattern: str, name: str, is_glob: bool) -> bool:
@@ -96,8 +100,18 @@ class RulePlanner:
                     eff.rows, eff.rows_origin = rule.rows, rule.origin
                 if rule.accounts is not None:
                     eff.accounts = self._accounts(rule, table, problems if user else None)
-                for col_name, col_rules in rule.columns.items():
+                # column globs (`*_given_name`) first, so a column's own name wins over a glob
+                for col_name, col_rules in sorted(rule.columns.items(), key=lambda item: not _GLOB.search(item[0])):
                     col_key = _key(_key(f"{rule.origin}", rule.pattern) + ".columns", col_name)
+                    if _GLOB.search(col_name):
+                        for live in table.columns:
+                            if fnmatchcase(live.name.lower(), col_name.lower()) and not live.generated:
+                                # rules that do not fit a matched column (an int for a text action) skip it
+                                kept = self._check_column_rules(col_rules, live, table, col_key, None)
+                                if kept:
+                                    eff.columns[live.name] = kept
+                                    eff.column_origins[live.name] = rule.origin
+                        continue
                     column = table.column(col_name)
                     if user and rule.is_glob:
                         seen_key = (rule.pattern, col_name)

@@ -69,6 +69,32 @@ _WATCHDOG_PLACEHOLDERS = {
     "?hostname": "ip",
 }
 
+_ADDRESS_FIELD_COLUMNS = {  # the Address module's columns, on any field
+    "*_given_name": "first_name", "*_additional_name": "first_name", "*_family_name": "last_name",
+    "*_address_line1": "address", "*_address_line2": "address", "*_address_line3": "address",
+    "*_organization": {"set": "Example Ltd"}, "*_locality": {"set": "Springfield"}, "*_dependent_locality": {"set": ""},
+    "*_postal_code": "guess", "*_sorting_code": {"set": ""},
+}
+
+
+def _person_fields(*entity_tables: str) -> dict[str, Any]:
+    """Fields on people (user accounts, Profile module profiles): a field's table is named after
+    its machine name (``user__field_telephone``), its value column ``field_<name>_value``. Every
+    text value by what it looks like; names and addresses by the field's name."""
+    out: dict[str, Any] = {}
+    for entity in entity_tables:
+        base = f"{entity}__field_"
+        out[f"{base}*"] = {"columns": {"*_value": "guess", **_ADDRESS_FIELD_COLUMNS}}
+        for keys, hint in ((_NAME_KEYS, "name"), (_FIRST_NAME_KEYS, "first_name"), (_LAST_NAME_KEYS, "last_name"),
+                           (_ADDRESS_KEYS, "address")):
+            for key in keys:
+                if "\\" not in key:
+                    out[base + key.replace("%", "*")] = {"columns": {"*_value": {"guess": hint}}}
+        for key in _CITY_KEYS:
+            out[base + key.replace("%", "*")] = {"columns": {"*_value": {"set": "Springfield"}}}
+    return out
+
+
 DRUPAL: dict[str, Any] = {
     "users_field_data": {
         "columns": {
@@ -137,6 +163,8 @@ DRUPAL: dict[str, Any] = {
     "comment": {"columns": {"name": "username", "mail": "email", "homepage": "url", "hostname": "ip"}},
     "cache": {"rows": "none"},
     "accesslog": {"columns": {"hostname": "ip", "url": "scrub"}},
+    # fields people fill in about themselves: user__field_*, profile__field_* (and revisions)
+    **_person_fields("user", "profile", "profile_revision"),
     # site configuration (serialized): the site's and notification addresses become fake ones,
     # so a preview mails no one; staff addresses in keep_accounts stay
     "config": {"columns": {"data": {"php": {"keys": {"*mail*": "email"}, "values": "keep"}}}},

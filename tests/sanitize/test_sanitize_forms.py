@@ -60,7 +60,7 @@ def leaked(values, *texts: str) -> list[str]:  # noqa: ANN001
 
 DRUPAL_FORM_PERSONAL = [v for person in (ERWAN, SANDRINE, GWEN) for v in person] + [
     "Erwan Le Gall", "Sandrine Riou", "Gwenaëlle Kerboriou", "86.246.12.3", "2a01:e35:2f0c:ab80::17", "29200",
-    "https://erwan-legall.example.bzh", "1979-04-23",
+    "https://erwan-legall.example.bzh", "1979-04-23", "Plougastel", "29470",
 ]
 
 
@@ -114,6 +114,20 @@ def test_drupal_webform_values_whatever_the_keys(drupal_db, mysql_target_db, tmp
                         "PRIMARY KEY (nid, sid, cid, no))")  # Drupal 7
             cur.executemany("INSERT INTO webform_submitted_data VALUES (1, 7, %s, '0', %s)",
                             [(1, f"{s_first} {s_last}"), (2, s_mail), (3, s_phone), (4, "2")])
+            # fields on user accounts, named by the site builder; the Address module's columns
+            field = "(entity_id int, bundle varchar(128), deleted tinyint, revision_id int, langcode varchar(32), delta int, {} " \
+                    ", PRIMARY KEY (entity_id, deleted, delta, langcode))"
+            cur.execute("CREATE TABLE user__field_telephone " + field.format("field_telephone_value varchar(255)"))
+            cur.execute("CREATE TABLE user__field_prenom " + field.format("field_prenom_value varchar(255)"))
+            cur.execute("CREATE TABLE user__field_newsletter " + field.format("field_newsletter_value tinyint"))
+            cur.execute("CREATE TABLE user__field_adresse " + field.format(
+                "field_adresse_country_code varchar(2), field_adresse_given_name varchar(255), field_adresse_family_name varchar(255), "
+                "field_adresse_address_line1 varchar(255), field_adresse_locality varchar(255), field_adresse_postal_code varchar(255)"))
+            cur.execute("INSERT INTO user__field_telephone VALUES (2, 'user', 0, 2, 'fr', 0, %s)", (g_phone,))
+            cur.execute("INSERT INTO user__field_prenom VALUES (2, 'user', 0, 2, 'fr', 0, %s)", (g_first,))
+            cur.execute("INSERT INTO user__field_newsletter VALUES (2, 'user', 0, 2, 'fr', 0, 1)")
+            cur.execute("INSERT INTO user__field_adresse VALUES (2, 'user', 0, 2, 'fr', 0, 'FR', %s, %s, %s, 'Plougastel', '29470')",
+                        (g_first, g_last, g_street))
             cur.execute("CREATE TABLE key_value_expire (collection varchar(128), name varchar(128), value longblob, expire int, "
                         "PRIMARY KEY (collection, name))")
             cur.execute("INSERT INTO key_value_expire VALUES ('tempstore.private.webform', 'draft', %s, 2000000000)",
@@ -143,6 +157,10 @@ def test_drupal_webform_values_whatever_the_keys(drupal_db, mysql_target_db, tmp
     assert phpserialize.loads(log_data)  # still a PHP array Drupal can read
     assert mysql_target_db.query("SELECT COUNT(*) FROM key_value_expire")[0][0] == 0
     assert mysql_target_db.query("SELECT data FROM webform_submitted_data WHERE cid = 4")[0][0] == "2"
+    address = mysql_target_db.query("SELECT field_adresse_country_code, field_adresse_locality, field_adresse_postal_code "
+                                    "FROM user__field_adresse")[0]
+    assert address[0] == "FR" and address[1] == "Springfield" and address[2] != "29470" and len(address[2]) == 5
+    assert mysql_target_db.query("SELECT field_newsletter_value FROM user__field_newsletter")[0][0] == 1
 
 
 # --- WordPress: usermeta, contact-form plugins ------------------------------------------------
@@ -332,3 +350,17 @@ def test_or_of_likes_is_one_scan_with_the_same_answers(patterns: list[str], a, b
     singles.append(when_lang.compile_predicate(when_lang.parse("b = 1"), index)((a, b)))
     expected = True if True in singles else None if None in singles else False
     assert merged is expected
+
+
+def test_column_globs_in_rules_and_a_column_name_wins() -> None:
+    from clonekit.schema import Column, Table
+
+    table = Table("crm_contacts", (Column("id", "int", "int(11)", nullable=False, unique=True),
+                                   Column("work_email", "varchar", "varchar(200)", max_chars=200),
+                                   Column("home_email", "varchar", "varchar(200)", max_chars=200),
+                                   Column("email_count", "int", "int(11)")), primary_key=("id",))
+    rules = {"crm_*": {"columns": {"*email*": "email", "home_email": "redact"}}}
+    policy = build_planner(sanitize_config(tables=rules)).plan([table])["crm_contacts"]  # strict: all covered
+    assert policy.transform is not None
+    out = policy.transform((1, "erwan@orange-breizh.example.fr", "erwan@home-breizh.example.fr", 3))
+    assert out[1].endswith("@example.com") and out[2] == "redacted" and out[3] == 3  # the int is not an address
