@@ -20,7 +20,8 @@ from types import MappingProxyType
 from typing import Any
 
 from . import passwords, phpserialize
-from .detect import EMAIL_RE, IPV4_RE, iter_phones
+from .detect import EMAIL_RE, iter_phones
+from .iptext import replace_ips
 from .wordlists import FIRST_NAMES, LAST_NAMES, LOREM_WORDS, STREET_SUFFIXES
 
 ValueFn = Callable[[Any], Any]
@@ -33,7 +34,6 @@ IPV4_DOC_NETS = ("192.0.2", "198.51.100", "203.0.113")  # RFC 5737
 IPV6_DOC_PREFIX = bytes.fromhex("20010db8")  # RFC 3849: 2001:db8::/32
 LOREM_TEXT = " ".join(LOREM_WORDS) + " "
 _DIGIT = re.compile(r"[0-9]")
-_IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 _HAS_DIGIT_BYTES = re.compile(rb"[0-9]")
 
 
@@ -247,12 +247,24 @@ def _ipv6_packed(keyed: Keyed, value: str) -> bytes:
     return IPV6_DOC_PREFIX + d[:12]
 
 
+def canonical_ipv6(value: str) -> str:
+    """One spelling per IPv6 address (``[2001:DB8:0::1]`` → ``2001:db8::1``), so every form of an
+    address gets the same pseudonym; anything that does not parse is returned as it is."""
+    text = value.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    try:
+        return str(ipaddress.IPv6Address(text.partition("%")[0]))
+    except ValueError:
+        return value
+
+
 def ip_builder(env: ActionEnv) -> StrBuilder:
     keyed = env.keyed
 
     def ip(value: str, limit: int | None) -> str:
         if ":" in value:
-            return str(ipaddress.IPv6Address(_ipv6_packed(keyed, value)))[:limit]
+            return str(ipaddress.IPv6Address(_ipv6_packed(keyed, canonical_ipv6(value))))[:limit]
         return _ipv4(keyed, value)[:limit]
 
     return ip
@@ -289,35 +301,43 @@ def lorem_builder(env: ActionEnv) -> StrBuilder:
     return lorem
 
 
+# the display name before an address in angle brackets: up to four words, optionally quoted
+_DISPLAY_NAME = re.compile(
+    r"(?P<q>\"?)(?P<name>(?:[^\W\d_][\w'.-]*[ \t]+){0,3}[^\W\d_][\w'.-]*)(?P=q)[ \t]*<(?P<mail>" + EMAIL_RE.pattern + r")>"
+)
+
+
 def scrub_builder(env: ActionEnv) -> StrBuilder:
-    """Free text kept, but e-mail addresses, IPv4 addresses and phone numbers inside replaced."""
+    """Free text kept, but e-mail addresses, IP addresses (v4 and v6, any form: iptext.py) and
+    phone numbers inside replaced."""
     email = email_builder(env, None)
     keyed = env.keyed
     keep = env.keep_values
+
+    name = name_builder(env)
 
     def replace_email(match: re.Match[str]) -> str:
         found = match.group()
         return found if found.casefold() in keep else email(found, None)
 
-    def replace_ip(match: re.Match[str]) -> str:
-        return _ipv4(keyed, match.group())
+    def replace_display_name(match: re.Match[str]) -> str:
+        if match.group("mail").casefold() in keep:
+            return match.group()
+        return f"{match.group('q')}{name(match.group('name'), None)}{match.group()[match.end('name') - match.start():]}"
 
-    def replace_ipv6(match: re.Match[str]) -> str:
-        found = match.group()
-        try:
-            ipaddress.IPv6Address(found)
-        except ValueError:
-            return found  # a time of day, a MAC address...
-        return str(ipaddress.IPv6Address(_ipv6_packed(keyed, found)))
+    def replace_v4(found: str) -> str:
+        return _ipv4(keyed, found)
+
+    def replace_v6(found: str) -> str:
+        return str(ipaddress.IPv6Address(_ipv6_packed(keyed, canonical_ipv6(found))))
 
     def scrub(value: str, limit: int | None) -> str:
         if "@" in value:
+            if "<" in value:  # "Jane Doe <jane@example.org>": the name goes with the address
+                value = _DISPLAY_NAME.sub(replace_display_name, value)
             value = EMAIL_RE.sub(replace_email, value)
         digits = 0 if _DIGIT.search(value) is None else len(_DIGIT.findall(value))
-        if digits >= 4 and value.count(".") >= 3:
-            value = IPV4_RE.sub(replace_ip, value)
-        if value.count(":") >= 2:
-            value = _IPV6_CANDIDATE.sub(replace_ipv6, value)
+        value = replace_ips(value, replace_v4, replace_v6)  # counts colons and dots first: cheap
         if digits >= 8:  # a phone number has at least 8 digits
             parts: list[str] = []
             last = 0
@@ -333,6 +353,70 @@ def scrub_builder(env: ActionEnv) -> StrBuilder:
         return value if limit is None else value[:limit]
 
     return scrub
+
+
+_SMALL_NUMBER = re.compile(r"[+-]?\d{1,3}")  # a checkbox, a quantity, a rating: kept
+_NUMBER = re.compile(r"[+-]?\d[\d ]*(?:[.,]\d+)?")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?")
+_URL_VALUE = re.compile(r"(?i)(?:https?://|www\.)\S+")
+GUESS_HINTS = ("name", "first_name", "last_name", "address", "text")
+GUESS_TEXT_MODES = ("replace", "scrub", "redact")
+GUESS_DATE_JITTER_DAYS = 365
+
+
+def _digits_replaced(keyed: Keyed, value: str) -> str:
+    """Every digit replaced (keyed), everything else kept: a number stays a number of that shape."""
+    digits = "".join(ch for ch in value if "0" <= ch <= "9")
+    new = iter(_phone_digits(keyed, digits))
+    return "".join(next(new) if "0" <= ch <= "9" else ch for ch in value)
+
+
+def guess_builder(env: ActionEnv, hint: str = "text", text_mode: str = "replace") -> StrBuilder:
+    """Pseudonymize by what the value looks like, whatever its column or key is called.
+
+    E-mail → ``email``, IP → ``ip``, URL → ``url``, phone → ``phone``, ISO date → shifted by up to
+    a year, other numbers → digits replaced, small numbers (``1``, ``-3``, ``250``) and empty
+    values kept; any other text → the ``hint`` pseudonym (``name``, ``first_name``, ``last_name``,
+    ``address``) or, without a hint, ``text_mode`` (lorem of the same length, scrubbed, redacted).
+    For form submissions (Webform, WPForms, Gravity Forms...) whose keys site builders choose."""
+    keep = env.keep_values
+    keyed = env.keyed
+    email = email_builder(env, None)
+    ip = ip_builder(env)
+    url = url_builder(env, None)
+    phone = phone_builder(env)
+    by_hint: dict[str, StrBuilder] = {
+        "name": name_builder(env), "first_name": first_name_builder(env), "last_name": last_name_builder(env),
+        "address": address_builder(env),
+    }
+    rest = by_hint.get(hint) or {"scrub": scrub_builder, "redact": redact_builder}.get(text_mode, lorem_builder)(env)
+
+    def guess(value: str, limit: int | None) -> str:
+        text = value.strip()
+        if not text or _SMALL_NUMBER.fullmatch(text):
+            return value[:limit]
+        if "@" in text and EMAIL_RE.fullmatch(text):
+            return value[:limit] if text.casefold() in keep else email(text, limit)
+        if (":" in text or text.count(".") == 3) and _is_ip_text(text):
+            return ip(text, limit)
+        if _URL_VALUE.fullmatch(text):
+            return url(text, limit)
+        if _ISO_DATE.fullmatch(text):
+            moved = _shift_text(keyed, text, GUESS_DATE_JITTER_DAYS)
+            return (moved if moved is not None else _digits_replaced(keyed, text))[:limit]
+        if _NUMBER.fullmatch(text) or (text[0] in "+(0123456789" and any(m.group() == text for m in iter_phones(text))):
+            return (phone(text, limit) if len(_DIGIT.findall(text)) >= 8 else _digits_replaced(keyed, text)[:limit])
+        return rest(value, limit)
+
+    return guess
+
+
+def _is_ip_text(text: str) -> bool:
+    try:
+        ipaddress.ip_address(canonical_ipv6(text) if ":" in text else text)
+    except ValueError:
+        return False
+    return True
 
 
 def hash_builder(env: ActionEnv, length: int | None) -> StrBuilder:
@@ -497,6 +581,21 @@ def _jitter_seconds(keyed: Keyed, value: Any, days: int) -> int:
     return int.from_bytes(d[:8], "big") % (2 * span + 1) - span
 
 
+_DATE_TEXT_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+
+
+def _shift_text(keyed: Keyed, text: str, days: int) -> str | None:
+    """An ISO date or date-time in text, shifted by up to ± ``days`` in its own format; None when
+    the text is not one."""
+    for fmt in _DATE_TEXT_FORMATS:
+        try:
+            parsed = dt.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return (parsed + dt.timedelta(seconds=_jitter_seconds(keyed, parsed.isoformat(), days))).strftime(fmt)
+    return None
+
+
 def _build_date(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     days = int(spec.options.get("jitter_days", 30))
     keyed = env.keyed
@@ -511,59 +610,34 @@ def _build_date(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
         if isinstance(value, int) and not isinstance(value, bool):
             return value + _jitter_seconds(keyed, value, days) if value > 0 else value
         if isinstance(value, (str, bytes)):
-            text = value.decode() if isinstance(value, bytes) else value
-            for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
-                try:
-                    parsed = dt.datetime.strptime(text, fmt)
-                except ValueError:
-                    continue
-                shifted = parsed + dt.timedelta(seconds=_jitter_seconds(keyed, parsed.isoformat(), days))
-                out = shifted.strftime(fmt)
+            out = _shift_text(keyed, value.decode() if isinstance(value, bytes) else value, days)
+            if out is not None:
                 return out.encode() if isinstance(value, bytes) else out
         return value
 
     return jitter
 
 
-PASSWORD_FORMATS = ("auto", "wordpress", "drupal", "bcrypt", "md5", "plain")
+PASSWORD_FORMATS = ("auto", "wordpress", "drupal", "bcrypt", "argon2id", "argon2i", "mediawiki", "joomla", "magento2", "md5", "plain")
 
 
 def _build_password(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     fmt = spec.options.get("format", "auto")
     keyed = env.keyed
     password = env.dev_password
-    made: dict[str, str] = {}
+    salts: dict[str, bytes] = {}
 
     def hashed(kind: str) -> str:
-        # computed once per column and format: the iterated hashes are slow on purpose
-        if kind not in made:
-            salt = keyed.digest(b"password-salt\0", kind)
-            if kind == "drupal":
-                made[kind] = passwords.drupal_hash(password, salt)
-            elif kind == "bcrypt" and passwords.bcrypt_available():
-                made[kind] = passwords.bcrypt_hash(password, salt)
-            elif kind == "md5":
-                made[kind] = hashlib.md5(password.encode()).hexdigest()  # noqa: S324 - the app's legacy format
-            elif kind == "plain":
-                made[kind] = password
-            else:
-                made[kind] = passwords.phpass_hash(password, salt)
-        return made[kind]
-
-    def detect(old: str) -> str:
-        if old.startswith(("$S$", "$U$S$")):
-            return "drupal"
-        if old.startswith(("$2y$", "$2b$", "$2a$")):
-            return "bcrypt"
-        # $P$/$H$, WordPress 6.8 "$wp$2y$" and anything unknown: phpass, which WordPress and
-        # Drupal (7+, or the phpass module) both accept
-        return "wordpress"
+        salt = salts.get(kind)
+        if salt is None:
+            salt = salts[kind] = keyed.digest(b"password-salt\0", kind)
+        return passwords.hash_for(kind, password, salt)  # cached: computed once per run and format
 
     def pass_fn(value: Any) -> Any:
         if value is None or value == "" or value == b"":
             return value
         text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-        out = hashed(detect(text) if fmt == "auto" else fmt)
+        out = hashed(passwords.format_of(text) if fmt == "auto" else fmt)
         return out.encode() if isinstance(value, bytes) else out
 
     return pass_fn
@@ -671,6 +745,7 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     by_key = [(pattern.casefold(), build_action(sub, inner, env)) for pattern, sub in spec.options.get("keys", {}).items()]
     values_mode = spec.options.get("values", "scrub")
     scrub = scrub_builder(env)
+    guess = guess_builder(env)
     redact = redact_builder(env)
 
     key_fns: dict[bytes | int | None, ValueFn | None] = {}  # array keys repeat: match each once
@@ -696,6 +771,8 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
             return raw
         if values_mode == "redact":
             return redact("", None).encode()
+        if values_mode == "guess":
+            return guess(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
         if b"@" not in raw and _HAS_DIGIT_BYTES.search(raw) is None:
             return raw  # no address, no number: nothing for scrub to replace
         return scrub(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
@@ -784,6 +861,11 @@ def _build_url(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     return text_action(url_builder(env, spec.options.get("host")), target, env, unique_safe=False)
 
 
+def _build_guess(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    builder = guess_builder(env, spec.options.get("hint", "text"), spec.options.get("text", "replace"))
+    return text_action(builder, target, env, unique_safe=False)
+
+
 def _build_keep(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     return lambda value: value
 
@@ -810,7 +892,9 @@ ACTIONS: dict[str, ActionDef] = {
         ActionDef("date", _build_date, frozenset({"temporal", "int", "text"}), False, {"jitter_days": _int_range(0, 36500)}, short_option="jitter_days"),
         ActionDef("password", _build_password, STRINGISH, False, {"format": _one_of(*PASSWORD_FORMATS)}, short_option="format"),
         ActionDef("json", _build_json, STRINGISH, False, {"paths": lambda v: None}),
-        ActionDef("php", _build_php, STRINGISH, False, {"keys": lambda v: None, "values": _one_of("scrub", "keep", "redact")}),
+        ActionDef("php", _build_php, STRINGISH, False, {"keys": lambda v: None, "values": _one_of("scrub", "keep", "redact", "guess")}),
+        ActionDef("guess", _build_guess, STRINGISH, False, {"hint": _one_of(*GUESS_HINTS), "text": _one_of(*GUESS_TEXT_MODES)},
+                  short_option="hint"),
     )
 }
 

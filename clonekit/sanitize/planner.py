@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -47,6 +48,9 @@ class EffectiveRule:
         if self.rows != "all":
             parts.append("rows where")
         return f"{origin}: {', '.join(parts)}" if parts else origin
+
+
+_GLOB = re.compile(r"[*?\[]")
 
 
 def _matches(pattern: str, name: str, is_glob: bool) -> bool:
@@ -96,8 +100,18 @@ class RulePlanner:
                     eff.rows, eff.rows_origin = rule.rows, rule.origin
                 if rule.accounts is not None:
                     eff.accounts = self._accounts(rule, table, problems if user else None)
-                for col_name, col_rules in rule.columns.items():
+                # column globs (`*_given_name`) first, so a column's own name wins over a glob
+                for col_name, col_rules in sorted(rule.columns.items(), key=lambda item: not _GLOB.search(item[0])):
                     col_key = _key(_key(f"{rule.origin}", rule.pattern) + ".columns", col_name)
+                    if _GLOB.search(col_name):
+                        for live in table.columns:
+                            if fnmatchcase(live.name.lower(), col_name.lower()) and not live.generated:
+                                # rules that do not fit a matched column (an int for a text action) skip it
+                                kept = self._check_column_rules(col_rules, live, table, col_key, None)
+                                if kept:
+                                    eff.columns[live.name] = kept
+                                    eff.column_origins[live.name] = rule.origin
+                        continue
                     column = table.column(col_name)
                     if user and rule.is_glob:
                         seen_key = (rule.pattern, col_name)
@@ -268,9 +282,16 @@ def _text_key(value: Any) -> str | None:
     return str(value).casefold()
 
 
-def _chooser(rules: tuple[ColumnRule, ...], index: Mapping[str, int], table: Table, target_of: Callable[[ColumnRule], Target], env: ActionEnv) -> Callable[[Row], Branch | None]:
+KEY_COLUMN_MAX_CHARS = 255  # conditions only on columns this short (keys, types) are memoized
+CHOICE_CACHE_ENTRIES = 4096
+
+
+def _chooser(rules: tuple[ColumnRule, ...], index: Mapping[str, int], table: Table, target_of: Callable[[ColumnRule], Target],
+             env: ActionEnv, target_column: str | None = None) -> Callable[[Row], Branch | None]:
     """First matching branch for a row. A leading run of ``col = 'x'`` / ``col IN (...)`` on
-    one text column becomes one dict lookup (WordPress usermeta has a dozen such branches)."""
+    one text column becomes one dict lookup (WordPress usermeta has a dozen such branches).
+    When the other conditions read only short key columns, not the transformed column
+    (Webform's element ``name`` and ``property``), the branch is remembered per key."""
     nodes = [when_lang.parse(r.when) if r.when else None for r in rules]
     lookup: dict[str, Branch] = {}
     dispatch_col: str | None = None
@@ -297,6 +318,24 @@ def _chooser(rules: tuple[ColumnRule, ...], index: Mapping[str, int], table: Tab
             if predicate is None or predicate(row) is True:
                 return branch
         return None
+
+    read = sorted({c.lower() for node in nodes[split:] if node is not None for c in when_lang.columns_of(node)})
+    short = [table.column(c) for c in read]
+    if read and target_column is not None and target_column.lower() not in read and all(
+        c is not None and c.max_chars is not None and c.max_chars <= KEY_COLUMN_MAX_CHARS for c in short
+    ):
+        positions = tuple(index[c] for c in read)
+        unscanned = scan_rest
+        chosen: dict[tuple[Any, ...], Branch | None] = {}
+
+        def scan_rest(row: Row) -> Branch | None:
+            key = tuple(row[p] for p in positions)
+            if key in chosen:
+                return chosen[key]
+            if len(chosen) >= CHOICE_CACHE_ENTRIES:
+                chosen.clear()
+            picked = chosen[key] = unscanned(row)
+            return picked
 
     if dispatch_col is None:
         return scan_rest
@@ -339,7 +378,7 @@ def compile_transform(eff: EffectiveRule, env_factory: Callable[[], ActionEnv], 
             if fn is not None:
                 (always if to_null else plain).append((pos, fn))
         else:
-            conditional.append((pos, _chooser(rules, index, table, _constant_target(target), env)))
+            conditional.append((pos, _chooser(rules, index, table, _constant_target(target), env, column.name)))
 
     keep = frozenset(v.strip().casefold() for v in keep_accounts)
     staff_positions = []

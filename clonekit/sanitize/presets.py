@@ -13,7 +13,7 @@ from typing import Any
 
 from .rules import TableRule, parse_table_rules
 
-PRESET_VERSION = 2  # part of the rules digest: bump when a preset's output changes
+PRESET_VERSION = 3  # part of the rules digest: bump when a preset's output changes
 
 _USER_DATA_KEYS = {
     "*mail*": "email",
@@ -27,6 +27,36 @@ _USER_DATA_KEYS = {
     "ip": "ip",
     "*_ip": "ip",
 }
+
+def _like(columns: tuple[str, ...], *patterns: str) -> str:
+    return " OR ".join(f"{c} LIKE '{p}'" for p in patterns for c in columns)
+
+
+# Form keys that say what a value is, in English, French, German, Spanish, Italian, Dutch,
+# Portuguese and Polish. Order matters: "cognome" holds "nome", "prenom" holds "nom".
+_LAST_NAME_KEYS = ("%last%name%", "%lastname%", "%surname%", "%family%name%", "%nachname%", "%familienname%",
+                   "%apellido%", "%cognome%", "%achternaam%", "%sobrenome%", "%nazwisko%", "%nom\\_de\\_famille%")
+_FIRST_NAME_KEYS = ("%first%name%", "%firstname%", "%given%name%", "%forename%", "%prenom%", "%prénom%", "%vorname%",
+                    "%nombre%", "%nome%", "%voornaam%", "%imie%", "%imię%")
+_NAME_KEYS = ("%name%", "nom", "nom\\_%", "%\\_nom", "%naam%", "%full%name%", "%author%", "%contact%person%")
+_ADDRESS_KEYS = ("%address%", "%adres%", "%street%", "%strasse%", "%straße%", "%calle%", "%direcci%", "%indirizzo%",
+                 "%endere%", "%ulica%")
+_CITY_KEYS = ("%city%", "%ville%", "%stadt%", "%ciudad%", "%citta%", "%città%", "%locality%", "%town%", "%miasto%")
+
+
+def _form_value_rules(*key_columns: str) -> list[dict[str, Any]]:
+    """Branches for a form submission's value column, chosen by the element key(s) in
+    ``key_columns``; the default guesses from the value itself."""
+    return [
+        {"when": _like(key_columns, *_LAST_NAME_KEYS), "use": {"guess": "last_name"}},
+        {"when": _like(key_columns, *_FIRST_NAME_KEYS), "use": {"guess": "first_name"}},
+        {"when": _like(key_columns, *_NAME_KEYS), "use": {"guess": "name"}},
+        {"when": _like(key_columns, *_ADDRESS_KEYS), "use": {"guess": "address"}},
+        {"when": _like(key_columns, *_CITY_KEYS), "use": {"set": "Springfield"}},
+        {"use": "guess"},
+    ]
+
+
 # watchdog messages are templates ("Session opened for %name."); the values are in variables
 _WATCHDOG_PLACEHOLDERS = {
     "?name": "username",
@@ -38,6 +68,32 @@ _WATCHDOG_PLACEHOLDERS = {
     "?ip": "ip",
     "?hostname": "ip",
 }
+
+_ADDRESS_FIELD_COLUMNS = {  # the Address module's columns, on any field
+    "*_given_name": "first_name", "*_additional_name": "first_name", "*_family_name": "last_name",
+    "*_address_line1": "address", "*_address_line2": "address", "*_address_line3": "address",
+    "*_organization": {"set": "Example Ltd"}, "*_locality": {"set": "Springfield"}, "*_dependent_locality": {"set": ""},
+    "*_postal_code": "guess", "*_sorting_code": {"set": ""},
+}
+
+
+def _person_fields(*entity_tables: str) -> dict[str, Any]:
+    """Fields on people (user accounts, Profile module profiles): a field's table is named after
+    its machine name (``user__field_telephone``), its value column ``field_<name>_value``. Every
+    text value by what it looks like; names and addresses by the field's name."""
+    out: dict[str, Any] = {}
+    for entity in entity_tables:
+        base = f"{entity}__field_"
+        out[f"{base}*"] = {"columns": {"*_value": "guess", **_ADDRESS_FIELD_COLUMNS}}
+        for keys, hint in ((_NAME_KEYS, "name"), (_FIRST_NAME_KEYS, "first_name"), (_LAST_NAME_KEYS, "last_name"),
+                           (_ADDRESS_KEYS, "address")):
+            for key in keys:
+                if "\\" not in key:
+                    out[base + key.replace("%", "*")] = {"columns": {"*_value": {"guess": hint}}}
+        for key in _CITY_KEYS:
+            out[base + key.replace("%", "*")] = {"columns": {"*_value": {"set": "Springfield"}}}
+    return out
+
 
 DRUPAL: dict[str, Any] = {
     "users_field_data": {
@@ -72,20 +128,19 @@ DRUPAL: dict[str, Any] = {
     },
     "sessions": {"rows": "none"},
     "cache_*": {"rows": "none"},
-    "webform_submission_data": {
-        "columns": {
-            "value": [
-                {"when": "name LIKE '%mail%'", "use": "email"},
-                {"when": "name LIKE '%phone%' OR name LIKE '%tel%' OR name LIKE '%mobile%'", "use": "phone"},
-                {"when": "name LIKE '%first%name%'", "use": "first_name"},
-                {"when": "name LIKE '%last%name%' OR name LIKE '%surname%'", "use": "last_name"},
-                {"when": "name LIKE '%name%'", "use": "name"},
-                {"when": "name LIKE '%address%' OR name LIKE '%street%'", "use": "address"},
-                {"use": "text"},  # anything else a visitor typed: replaced, same length
-            ]
-        }
-    },
-    "webform_submission": {"columns": {"remote_addr": "ip", "uri": "scrub"}},
+    # Webform: one row per element value; element keys are the site builder's (`name`, `email`,
+    # `nom`, `contact` with properties...). Names and addresses by key (name or composite property,
+    # in the languages agencies serve); everything else by what the value looks like (guess):
+    # e-mails, phones, IPs, URLs, dates and numbers by their pseudonyms, other text replaced.
+    "webform_submission_data": {"columns": {"value": _form_value_rules("name", "property")}},
+    "webform_submission": {"columns": {"remote_addr": "ip", "uri": "scrub", "notes": "text"}},
+    "webform_submission_log": {"columns": {"message": "scrub", "variables": {"php": {"values": "guess"}},
+                                           "data": {"php": {"values": "guess"}}}},
+    # Drupal 7 Webform: values by component id (the key lives in another table)
+    "webform_submitted_data": {"columns": {"data": "guess"}},
+    "webform_submissions": {"columns": {"remote_addr": "ip"}},
+    # expiring key/value pairs: private tempstore (forms being filled, drafts), update state
+    "key_value_expire": {"rows": "none"},
     "contact_message": {
         "columns": {
             "name": "name",
@@ -108,6 +163,8 @@ DRUPAL: dict[str, Any] = {
     "comment": {"columns": {"name": "username", "mail": "email", "homepage": "url", "hostname": "ip"}},
     "cache": {"rows": "none"},
     "accesslog": {"columns": {"hostname": "ip", "url": "scrub"}},
+    # fields people fill in about themselves: user__field_*, profile__field_* (and revisions)
+    **_person_fields("user", "profile", "profile_revision"),
     # site configuration (serialized): the site's and notification addresses become fake ones,
     # so a preview mails no one; staff addresses in keep_accounts stay
     "config": {"columns": {"data": {"php": {"keys": {"*mail*": "email"}, "values": "keep"}}}},
@@ -123,6 +180,30 @@ _SERIALIZED_PERSONAL = {
         "values": "scrub",
     }
 }
+
+
+_SERIALIZED = "(meta_value LIKE 'a:%' OR meta_value LIKE 'O:%')"
+_CONTACT_KEYS = ("%mail%", "%phone%", "%mobile%", "tel", "%\\_tel", "tel\\_%", "%\\_tel\\_%")
+
+
+def _plugin_meta_rules(*, scrub_the_rest: bool) -> list[dict[str, Any]]:
+    """Plain meta values under plugin keys (a profile plugin's `phone`, `nom`, `adresse`): names
+    and addresses by key name; then either every other value scrubbed (e-mails, phones and IPs
+    inside replaced, settings kept: user meta) or only those under e-mail/phone keys (post meta,
+    where the rest is the site's content). Serialized values are rewritten as PHP, never cut."""
+    key = ("meta_key",)
+    personal_keys = _like(key, *_LAST_NAME_KEYS, *_FIRST_NAME_KEYS, *_ADDRESS_KEYS, *_CONTACT_KEYS,
+                          "%full%name%", "%real%name%", "%display%name%", "nom", "nom\\_%", "%\\_nom")
+    rules: list[dict[str, Any]] = [
+        {"when": f"({personal_keys}) AND {_SERIALIZED}", "use": _SERIALIZED_PERSONAL},
+        {"when": _like(key, *_LAST_NAME_KEYS), "use": {"guess": "last_name"}},
+        {"when": _like(key, *_FIRST_NAME_KEYS), "use": {"guess": "first_name"}},
+        {"when": _like(key, "%full%name%", "%real%name%", "%display%name%", "nom", "nom\\_%", "%\\_nom"), "use": {"guess": "name"}},
+        {"when": _like(key, *_ADDRESS_KEYS), "use": {"guess": "address"}},
+    ]
+    if scrub_the_rest:
+        return [*rules, {"use": "scrub"}]
+    return [*rules, {"when": _like(key, *_CONTACT_KEYS), "use": "scrub"}]
 
 
 def _woocommerce_meta(p: str) -> list[dict[str, Any]]:
@@ -156,16 +237,41 @@ _WORDPRESS_USERMETA_VALUE = [
     {"when": "meta_key = 'description'", "use": "text"},
     {"when": "meta_key = 'session_tokens'", "use": {"set": "a:0:{}"}},
     {"when": "meta_key = 'community-events-location'", "use": {"php": {"values": "scrub"}}},
-    {"when": "meta_key LIKE '%\\_ip' OR meta_key LIKE '%\\_ip\\_%'", "use": "ip"},
+    {"when": "meta_key LIKE '%\\_ip' OR meta_key LIKE '%\\_ip\\_%' OR meta_key LIKE 'ip\\_%'", "use": "ip"},
     # Plugins keep personal data in serialized arrays under keys of their own (an emergency
     # contact, a saved address): pseudonymize by key name, scrub emails/phones/IPs elsewhere.
     {"when": "meta_value LIKE 'a:%' OR meta_value LIKE 'O:%'", "use": _SERIALIZED_PERSONAL},
+    # ... and in plain values under keys of their own: names and addresses by key; e-mails, phones
+    # and IPs wherever they are, while WordPress' settings (rich_editing, locale...) stay as they are.
+    *_plugin_meta_rules(scrub_the_rest=True),
 ]
 
+_CONTACT_POST_TYPES = "'flamingo_inbound','flamingo_contact','feedback','nf_sub'"
+_CONTACT_META_KEYS = (
+    "meta_key LIKE '\\_field\\_%' OR meta_key IN ('_meta','_props','_fields','_feedback_extra_fields',"
+    "'_feedback_email','_feedback_all_fields','_from_email','_email','_feedback_author_email','_from_name','_name',"
+    "'_feedback_author','_from')"
+)
 _WORDPRESS_POSTMETA_VALUE = [
     *_woocommerce_meta("_"),
     {"when": "meta_key = '_customer_ip_address'", "use": "ip"},
+    # Contact Form 7's Flamingo, Ninja Forms, Jetpack feedback: one meta row per form field, some
+    # serialized (checkboxes, the request's metadata), all of them what a visitor typed
+    {"when": f"({_CONTACT_META_KEYS}) AND {_SERIALIZED}",
+     "use": {"php": {"keys": _SERIALIZED_PERSONAL["php"]["keys"], "values": "guess"}}},
+    {"when": "meta_key LIKE '\\_field\\_%'", "use": "guess"},
+    {"when": "meta_key IN ('_from_email','_email','_feedback_author_email')", "use": "email"},
+    {"when": "meta_key IN ('_from_name','_name','_feedback_author','_from')", "use": {"guess": "name"}},
+    *_plugin_meta_rules(scrub_the_rest=False),
 ]
+
+# a private post type's text is the message someone sent (its title the subject or the sender)
+_CONTACT_POSTS = {
+    "post_title": [{"when": f"post_type IN ({_CONTACT_POST_TYPES})", "use": "guess"}],
+    "post_content": [{"when": f"post_type IN ({_CONTACT_POST_TYPES})", "use": "text"}],
+    "post_excerpt": [{"when": f"post_type IN ({_CONTACT_POST_TYPES})", "use": "text"}],
+    "post_name": [{"when": f"post_type IN ({_CONTACT_POST_TYPES})", "use": {"hash": 16}}],
+}
 
 
 def _wordpress_site(prefix: str) -> dict[str, Any]:
@@ -187,8 +293,29 @@ def _wordpress_site(prefix: str) -> dict[str, Any]:
                 ]
             }
         },
-        f"{prefix}posts": {"columns": {"post_password": "keep"}},  # a page's access password, not personal
+        f"{prefix}posts": {"columns": {"post_password": "keep", **_CONTACT_POSTS}},  # post_password: a page's, not personal
         f"{prefix}postmeta": {"columns": {"meta_value": _WORDPRESS_POSTMETA_VALUE}},
+        # WPForms (Pro keeps entries), Gravity Forms, Contact Form 7 Database (CFDB7)
+        f"{prefix}wpforms_entries": {
+            "columns": {"fields": {"json": {"$..value": "guess", "$..value_raw": "guess", "$..first": "first_name",
+                                            "$..middle": "first_name", "$..last": "last_name", "$..address1": "address",
+                                            "$..address2": "address", "$..city": {"set": "Springfield"},
+                                            "$..postal": "guess"}},
+                        "meta": "scrub", "ip_address": "ip"}
+        },
+        f"{prefix}wpforms_entry_fields": {"columns": {"value": "guess"}},
+        f"{prefix}wpforms_entry_meta": {"columns": {"data": "text"}},
+        f"{prefix}gf_entry": {"columns": {"ip": "ip", "source_url": "scrub"}},
+        f"{prefix}gf_entry_meta": {"columns": {"meta_value": [
+            {"when": _SERIALIZED, "use": {"php": {"keys": _SERIALIZED_PERSONAL["php"]["keys"], "values": "guess"}}},
+            {"use": "guess"}]}},
+        f"{prefix}gf_entry_notes": {"columns": {"user_name": "name", "value": "text"}},
+        f"{prefix}gf_draft_submissions": {"rows": "none"},
+        f"{prefix}gf_form_view": {"columns": {"ip": "ip"}},
+        f"{prefix}db7_forms": {"columns": {"form_value": {"php": {"keys": _SERIALIZED_PERSONAL["php"]["keys"], "values": "guess"}}}},
+        f"{prefix}woocommerce_downloadable_product_permissions": {"columns": {"user_email": "email"}},
+        f"{prefix}wc_download_log": {"columns": {"user_ip_address": "ip"}},
+        f"{prefix}wc_orders_meta": {"columns": {"meta_value": _WORDPRESS_POSTMETA_VALUE}},
         # WooCommerce, per site: customers, orders (HPOS) and their addresses
         f"{prefix}wc_customer_lookup": {
             "columns": {"username": "username", "first_name": "first_name", "last_name": "last_name", "email": "email",

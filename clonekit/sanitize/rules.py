@@ -22,7 +22,8 @@ Shape (YAML)::
 Actions (options in parentheses; all deterministic, keyed with the project secret):
 
     keep                      reviewed, not personal: copied as is (silences strict mode)
-    null / set (value)        NULL / a constant (not on UNIQUE columns)
+    null / set (value)        NULL / a constant (not on UNIQUE columns); YAML `col: null`,
+                              `col: ~` and `col:` mean the null action
     email (domain: keep|D)    jane.doe.<tag>@example.com, unique; staff addresses kept
     username                  janedoe_<tag>, unique; staff logins kept
     first_name, last_name, name, address, url (host)   realistic fakes
@@ -30,11 +31,15 @@ Actions (options in parentheses; all deterministic, keyed with the project secre
     ip                        192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32
     text (mode: replace|scrub), scrub   lorem of the same length / free text with e-mails,
                               IP addresses and phone numbers replaced inside
+    guess (hint: name|first_name|last_name|address|text, text: replace|scrub|redact)
+                              by the value's look: e-mail, IP, URL, date, phone, number → their
+                              pseudonyms; small numbers kept; other text → hint or text mode
     hash (length), redact     keyed hex digest / "redacted"
     date (jitter_days: 30)    shifted by up to ± N days (datetime, date, unix time, ISO text)
-    password (format: auto|wordpress|drupal|bcrypt|md5|plain)   the dev password, hashed
+    password (format: auto|wordpress|drupal|bcrypt|argon2id|argon2i|mediawiki|joomla|magento2|md5|plain)
+                              the dev password, hashed; auto keeps each value's format
     json ({'$.a.b': ACTION, '$.items[*].email': ..., '$..email': ...})
-    php (keys: {GLOB: ACTION}, values: scrub|keep|redact)   PHP-serialized values, lengths fixed
+    php (keys: {GLOB: ACTION}, values: scrub|keep|redact|guess)   PHP-serialized values, lengths fixed
 
 ``when`` conditions: ``=``, ``!=``/``<>``, ``<``, ``<=``, ``>``, ``>=``, ``[NOT] IN (...)``,
 ``[NOT] LIKE '...'``, ``IS [NOT] NULL``, ``AND``, ``OR``, ``NOT``, parentheses; on other columns
@@ -118,6 +123,8 @@ def _parse_action(raw: Any, key: str, problems: _Problems) -> ActionSpec | None:
     """``email`` | ``{set: ""}`` | ``{email: {domain: keep}}`` | ``{use: email, domain: keep}``."""
     if isinstance(raw, ActionSpec):
         return raw  # already parsed (options merged from `use:` hold parsed nested actions)
+    if raw is None:
+        return ActionSpec("null")  # YAML `column: null` (or `~`, or nothing) reads as None
     if isinstance(raw, str):
         if raw not in ACTIONS:
             _unknown_action(raw, key, problems)

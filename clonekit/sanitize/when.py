@@ -129,7 +129,15 @@ class Not:
     part: Node
 
 
-Node = Cmp | In | Like | IsNull | BoolOp | Not
+@dataclass(frozen=True)
+class _AnyLike:
+    """Compiled form only (never parsed): ``col LIKE p1 OR col LIKE p2 ...``."""
+
+    operand: Col
+    patterns: tuple[str, ...]
+
+
+Node = Cmp | In | Like | IsNull | BoolOp | Not | _AnyLike
 
 
 class _Parser:
@@ -294,6 +302,10 @@ def _coerce_pair(a: object, b: object) -> tuple[object, object]:
 
 
 def _like_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(_like_source(pattern), re.DOTALL | re.IGNORECASE)
+
+
+def _like_source(pattern: str) -> str:
     out = []
     i = 0
     while i < len(pattern):
@@ -304,7 +316,23 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
             continue
         out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
         i += 1
-    return re.compile("".join(out), re.DOTALL | re.IGNORECASE)
+    return "".join(out)
+
+
+def _merged_likes(node: BoolOp) -> BoolOp:
+    """``a LIKE 'x' OR a LIKE 'y' OR ...`` as one LIKE-like test per column: one regex scan
+    instead of dozens (presets list a key's spellings in many languages)."""
+    by_column: dict[str, tuple[Col, list[Like]]] = {}
+    others: list[Node] = []
+    for part in node.parts:
+        if isinstance(part, Like) and not part.negated and isinstance(part.operand, Col):
+            by_column.setdefault(part.operand.name.lower(), (part.operand, []))[1].append(part)
+        else:
+            others.append(part)
+    merged: list[Node] = []
+    for column, likes in by_column.values():
+        merged.append(likes[0] if len(likes) == 1 else _AnyLike(column, tuple(like.pattern for like in likes)))
+    return BoolOp("OR", tuple(merged + others))
 
 
 def compile_predicate(node: Node, index: Mapping[str, int]) -> Predicate:
@@ -362,6 +390,15 @@ def compile_predicate(node: Node, index: Mapping[str, int]) -> Predicate:
             return None if has_null else negated
 
         return within
+    if isinstance(node, _AnyLike):
+        get = getter(node.operand)
+        regex = re.compile("|".join(f"(?:{_like_source(p)})" for p in node.patterns), re.DOTALL | re.IGNORECASE)
+
+        def any_like(row: tuple) -> bool | None:
+            value = get(row)
+            return None if value is None else regex.fullmatch(str(value)) is not None
+
+        return any_like
     if isinstance(node, Like):
         get = getter(node.operand)
         regex = _like_regex(node.pattern)
@@ -387,6 +424,8 @@ def compile_predicate(node: Node, index: Mapping[str, int]) -> Predicate:
 
         return negate
     if isinstance(node, BoolOp):
+        if node.op == "OR":
+            node = _merged_likes(node)
         parts = [compile_predicate(p, index) for p in node.parts]
         if node.op == "AND":
 

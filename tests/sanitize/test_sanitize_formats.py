@@ -178,7 +178,7 @@ def test_rule_shape_problems_name_the_key() -> None:
         "sanitize.tables",
     )
     assert problems == [
-        "sanitize.tables.users.columns.mail: expected an action (address, date, email, first_name, hash, ip, json, keep, "
+        "sanitize.tables.users.columns.mail: expected an action (address, date, email, first_name, guess, hash, ip, json, keep, "
         "last_name, name, null, password, phone, php, redact, scrub, set, text, url, username), got 'emial' (did you mean 'email'?)",
         "sanitize.tables.users.columns.pass.set.value: expected a string, a number or null, got a list",
         "sanitize.tables.users.columns.x.date.jitter: unknown option for date; allowed: jitter_days",
