@@ -135,7 +135,8 @@ def snapshots_cmd(c: Context, source: str | None) -> None:
     Example:
       clonekit snapshots prod
     """
-    snaps = c.project.snapshots(source)
+    catalog = c.project.catalog(source)
+    snaps = catalog.manifests
     from .snapshot import summarize
 
     now = datetime.now(UTC)
@@ -153,8 +154,13 @@ def snapshots_cmd(c: Context, source: str | None) -> None:
         [summarize(s) for s in snaps],
         [("id", "id"), ("source", "source"), ("created", "created"), ("size", "size"), ("stored", "new bytes stored")],
         rows,
-        empty="no snapshots yet: run `clonekit snapshot SOURCE`",
+        empty="no snapshots yet: run `clonekit snapshot SOURCE`" if not catalog.unreadable else "no readable snapshot",
     )
+    for bad in catalog.unreadable:
+        c.out.error(f"snapshot {bad.id} is unreadable ({bad.key}): {bad.reason}")
+    if catalog.unreadable:
+        c.out.error("see docs/operations.md (an unreadable manifest): restore the file or remove it")
+        sys.exit(EXIT_FAILED)
 
 
 @command(cli, "verify")
@@ -206,6 +212,8 @@ def prune_cmd(c: Context, dry_run: bool) -> None:
     """
     report = c.project.prune(dry_run=dry_run)
     c.out.result(report, report.describe)
+    if report.unreadable:
+        sys.exit(EXIT_FAILED)
 
 
 @command(cli, "scan")

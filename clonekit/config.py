@@ -31,18 +31,24 @@ PRESETS = ("drupal", "wordpress", "none")
 DEFAULT_PREVIEW_URL = "http://127.0.0.1:{port}"
 
 
+MAX_DURATION_SECONDS = 100 * 366 * 86400  # a century: beyond, a date computation overflows
+
+
 def parse_duration(text: str | int) -> int:
-    """``"6h"`` → 21600. Plain integers are seconds. Raises ValueError on anything else."""
+    """``"6h"`` → 21600. Plain integers are seconds. Raises ValueError on anything else,
+    including a duration longer than a century (MAX_DURATION_SECONDS)."""
     if isinstance(text, bool):
         raise ValueError(text)
     if isinstance(text, int):
-        if text < 0:
+        seconds = text
+    else:
+        match = DURATION.match(str(text))
+        if not match:
             raise ValueError(text)
-        return text
-    match = DURATION.match(str(text))
-    if not match:
+        seconds = int(match.group(1)) * DURATION_SECONDS[match.group(2)]
+    if not 0 <= seconds <= MAX_DURATION_SECONDS:
         raise ValueError(text)
-    return int(match.group(1)) * DURATION_SECONDS[match.group(2)]
+    return seconds
 
 
 def check_name(kind: str, name: str) -> None:
@@ -228,10 +234,20 @@ def load_config(path: str | Path | None = None) -> Config:
         text = config_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{config_path}: no such file", hint="run `clonekit init` to write one") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{config_path}: is a folder, not a configuration file", hint="pass -c PATH/clonekit.yml") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{config_path}: line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            hint="save the file as UTF-8",
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from exc
+        raise ConfigError(f"{config_path}: cannot read: {exc.strerror or exc}") from None
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{config_path}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -325,7 +341,7 @@ class _Checker:
         try:
             return parse_duration(value)
         except ValueError:
-            self.problem(key, "a duration such as 90s, 30m, 6h, 14d or 2w", value)
+            self.problem(key, "a duration such as 90s, 30m, 6h, 14d or 2w (at most 100 years)", value)
             return None
 
     def string_list(self, value: Any, key: str) -> tuple[str, ...]:

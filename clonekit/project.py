@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .leaks import LeakReport
     from .manifest import Manifest
     from .preview import Preview
-    from .repository import Repository, VerifyReport
+    from .repository import Catalog, Repository, UnreadableManifest, VerifyReport
     from .sanitize import ScanReport
 
 log = logging.getLogger("clonekit")
@@ -55,10 +55,15 @@ class PruneReport:
     deleted_bytes: int
     expired_previews: tuple[str, ...]
     removed_images: tuple[str, ...] = ()
+    unreadable: tuple[UnreadableManifest, ...] = ()  # while any, no chunk is deleted
 
     def describe(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
-        lines = [f"{verb} snapshot {s}" for s in self.forgotten_snapshots]
+        lines = [f"UNREADABLE snapshot {u.id} ({u.key}): {u.reason}" for u in self.unreadable]
+        if self.unreadable:
+            lines.append("no stored chunk deleted while a manifest is unreadable (it may reference any of them): "
+                         "restore or remove it, see docs/operations.md")
+        lines += [f"{verb} snapshot {s}" for s in self.forgotten_snapshots]
         lines += [f"{verb} expired preview {p}" for p in self.expired_previews]
         lines += [f"{verb} golden image {i}" for i in self.removed_images]
         lines.append(
@@ -115,6 +120,12 @@ class Project:
             self.config.source(source)
         return self.repository.manifests(source)
 
+    def catalog(self, source: str | None = None) -> Catalog:
+        """Like ``snapshots``, and also every unreadable manifest, named (id, key, reason)."""
+        if source is not None:
+            self.config.source(source)
+        return self.repository.catalog(source)
+
     def resolve(self, snapshot: str | Manifest) -> Manifest:
         """An id, a unique prefix, ``latest`` or ``SOURCE@latest`` → the manifest."""
         if not isinstance(snapshot, str):
@@ -166,11 +177,12 @@ class Project:
             plan = plan_prune(self.repository, self.config.retention, now=now)
             removed_images: tuple[str, ...] = ()
             deleted_chunks, deleted_bytes = len(plan.chunks_to_delete), plan.bytes_to_free
+            unreadable = plan.unreadable
             if not dry_run:
                 for name in expired:
                     self.destroy(name)
                 result = execute_prune(self.repository, plan)
-                deleted_chunks, deleted_bytes = result.deleted_chunks, result.freed_bytes
+                deleted_chunks, deleted_bytes, unreadable = result.deleted_chunks, result.freed_bytes, result.unreadable
                 removed_images = self._prune_golden_images(plan.keep)
             report = PruneReport(
                 dry_run=dry_run,
@@ -180,8 +192,9 @@ class Project:
                 deleted_bytes=deleted_bytes,
                 expired_previews=tuple(expired),
                 removed_images=removed_images,
+                unreadable=unreadable,
             )
-            record.update(forgotten=len(report.forgotten_snapshots), chunks=deleted_chunks, bytes=deleted_bytes)
+            record.update(unreadable=len(unreadable), forgotten=len(report.forgotten_snapshots), chunks=deleted_chunks, bytes=deleted_bytes)
         return report
 
     # -- previews -----------------------------------------------------------------------------
@@ -281,7 +294,7 @@ class Project:
         try:
             seconds = parse_duration(max_age)
         except ValueError:
-            raise UsageError(f"--max-age {max_age!r}: expected a duration such as 30m, 6h or 2d") from None
+            raise UsageError(f"--max-age {max_age!r}: expected a duration such as 30m, 6h or 2d (at most 100 years)") from None
         newest = self.repository.latest(source)
         if newest is not None and datetime.now(UTC) - newest.created_at <= timedelta(seconds=seconds):
             return newest
