@@ -24,7 +24,7 @@ CONFIG_FILENAME = "clonekit.yml"
 DEFAULT_STORE_DIR = ".clonekit/store"
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$", re.ASCII)
 DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 ENGINES = ("mariadb", "mysql")
 PRESETS = ("drupal", "wordpress", "none")
@@ -245,17 +245,42 @@ def load_config(path: str | Path | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(f"{config_path}: cannot read: {exc.strerror or exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader that refuses duplicate keys
     except RecursionError:
         raise ConfigError(f"{config_path}: not valid YAML: nested too deeply") from None
+    except yaml.reader.ReaderError as exc:
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError(f"{config_path}: line {line}: not valid YAML: control character 0x{char:02x} is not allowed") from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
-            where = f" line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{config_path}:{where}: not valid YAML: {problem}") from None
+            where = f" line {mark.line + 1}, column {mark.column + 1}:"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{config_path}:{where} not valid YAML: {problem}") from None
     return parse_config(raw, config_path)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe subset, but a key given twice is an error: the second would silently win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"key {key!r} is given twice", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_config(raw: Any, path: Path) -> Config:
