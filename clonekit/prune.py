@@ -8,8 +8,8 @@ yet committed) survive; execute re-reads the manifests under the lock before del
 
 An unreadable manifest might reference any chunk: while one is in the store, retention still
 applies to the readable snapshots but no chunk is deleted, and the result names it.
-Chunks set aside as corrupt (``bad/<id>``) are removed once a good copy is stored again, or
-once no kept snapshot references them and they are older than the grace period.
+Chunks set aside as corrupt (``bad/<id>``; the snapshot that stores a good copy removes its
+own) go once no kept snapshot references them and they are older than the grace period.
 """
 
 from __future__ import annotations
@@ -144,12 +144,12 @@ def plan_prune(repo: Repository, retention: Retention, *, now: datetime) -> Prun
             continue
         to_delete.append(chunk_id)
         freed += size
-    bad = []
-    for chunk_id, (_size, modified) in sorted(repo.quarantined().items()):
-        healed = chunk_id in chunks
-        unneeded = chunk_id not in referenced and (now - modified).total_seconds() >= retention.grace_seconds
-        if healed or unneeded:
-            bad.append(chunk_id)
+    # A bad/<id> still needed tells the next snapshot not to trust chunks/.../<id>: it stays.
+    bad = [
+        chunk_id
+        for chunk_id, (_size, modified) in sorted(repo.quarantined().items())
+        if chunk_id not in referenced and (now - modified).total_seconds() >= retention.grace_seconds
+    ]
     if catalog.unreadable:
         to_delete, freed, bad = [], 0, []
     return PrunePlan(
@@ -186,7 +186,7 @@ def execute_prune(repo: Repository, plan: PrunePlan, *, workers: int | None = No
         freed = sum(present[c][0] for c in doomed)
         if not catalog.unreadable:
             for chunk_id in plan.quarantined_to_delete:
-                if chunk_id in present or chunk_id not in still_referenced:
+                if chunk_id not in still_referenced:
                     repo.delete_quarantined(chunk_id)
         leftovers = repo.store.cleanup(datetime.now(UTC) - timedelta(seconds=plan.grace_seconds))
     log.info("prune: forgot %d snapshots, deleted %d chunks (%d bytes), %d leftovers", len(forget), len(doomed), freed, leftovers)

@@ -204,6 +204,7 @@ class Repository:
         self._cipher = cipher
         self._mutex = threading.Lock()
         self._chunk_index: dict[str, int] | None = None  # id -> stored size, loaded on first write
+        self._set_aside: frozenset[str] = frozenset()  # ids in bad/ when the chunk index was listed
         self._manifest_cache: dict[str, Manifest] = {}
         self._written_here: set[str] = set()  # chunks this object uploaded itself: commit need not re-check them
 
@@ -420,11 +421,22 @@ class Repository:
 
     def _known_chunks(self) -> dict[str, int]:
         """Stored chunks (id -> stored size), listed once per writer (see ``_drop_chunk_index``):
-        dedup without a HEAD per chunk, and a chunk deleted or set aside since is stored again."""
+        dedup without a HEAD per chunk, and a chunk deleted or set aside since is stored again.
+
+        A chunk with a ``bad/<id>`` beside it (a move cut short by a kill, or a store that
+        refused the delete) is left out: it is suspect, and its good copy is written over it.
+        """
         with self._mutex:
             if self._chunk_index is None:
-                self._chunk_index = {cid: size for cid, (size, _) in self.list_chunks().items()}
+                listed = self.list_chunks()
+                self._set_aside = frozenset(self.quarantined())
+                self._chunk_index = {cid: size for cid, (size, _) in listed.items() if cid not in self._set_aside}
             return self._chunk_index
+
+    def _set_aside_chunks(self) -> frozenset[str]:
+        """Ids under bad/ as of the last listing (``_known_chunks``)."""
+        with self._mutex:
+            return self._set_aside
 
     def _drop_chunk_index(self) -> None:
         """A writer is done: the next one lists the store afresh (a long-lived process must not
@@ -766,6 +778,7 @@ class ChunkWriter:
     def __init__(self, repo: Repository, *, workers: int, max_pending_bytes: int) -> None:
         self._repo = repo
         self._known = repo._known_chunks()
+        self._set_aside = repo._set_aside_chunks()
         self._max_pending = max(1, max_pending_bytes)
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="ck-upload")
         self._cond = threading.Condition()
@@ -827,7 +840,15 @@ class ChunkWriter:
                 return
             key = chunk_key(chunk_id)
             blob = self._repo.encode(key, data)
-            wrote = self._repo.store.put_if_absent(key, blob)
+            if chunk_id in self._set_aside:
+                # Set aside as corrupt. A bad copy may still be in chunks/ (a move cut short by a
+                # kill, a store that refused the delete): write over it, one atomic PUT/rename.
+                self._repo.store.put(key, blob)
+                self._repo.delete_quarantined(chunk_id)  # healed: the bad copy has served its purpose
+                log.warning("chunk %s had been set aside as corrupt: a good copy is stored again", chunk_id)
+                wrote = True
+            else:
+                wrote = self._repo.store.put_if_absent(key, blob)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()/put()
             with self._cond:
                 if self._error is None:

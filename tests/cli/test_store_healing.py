@@ -53,7 +53,9 @@ class StoreHands:
     def write(self, key: str, data: bytes) -> None:
         if self.bucket is None:
             path = self.folder / key
-            path.chmod(0o644)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                path.chmod(0o644)
             path.write_bytes(data)
             return
         client, name, root = self._s3()
@@ -161,11 +163,37 @@ def test_a_corrupt_chunk_found_by_verify_is_set_aside_and_replaced(site, capsys)
     second = snapshot(config, capsys)  # was: "0 B new", the corrupt chunk referenced again
     assert second["stats"]["new_bytes"] > 0
     assert hands.read(key_of(bad)) != flipped
+    assert hands.keys(BAD_PREFIX) == []  # the good copy is back: the evidence goes
     for snap in (second["id"], first["id"]):
         assert_verifies(config, snap, capsys)
 
-    code, out, err = run(["-c", config, "prune"], capsys)  # the good copy is back: the evidence goes
-    assert code == 0, err
+
+def test_a_chunk_whose_move_was_cut_short_is_not_trusted(site, capsys) -> None:
+    """Killed between writing bad/<id> and deleting the chunk (or a store that refuses deletes):
+    the corrupt chunk is still in place, and the next snapshot writes a good copy over it."""
+    _, config, hands, _ = first_snapshot(site, capsys)
+    bad = pack_chunk(config)
+    hands.flip(key_of(bad))
+    flipped = hands.read(key_of(bad))
+    hands.write(f"{BAD_PREFIX}{bad}", flipped)
+
+    assert snapshot(config, capsys)["stats"]["new_bytes"] > 0
+    assert hands.read(key_of(bad)) != flipped and hands.keys(BAD_PREFIX) == []
+    assert_verifies(config, "latest", capsys)
+
+
+def test_a_set_aside_chunk_the_source_no_longer_has_goes_with_its_snapshots(site, capsys) -> None:
+    root, config, hands, first = first_snapshot(site, capsys)
+    victim = sorted(c for c in chunk_ids(config) if c != pack_chunk(config))[0]
+    hands.flip(key_of(victim))
+    assert run(["-c", config, "verify", "latest"], capsys)[0] == 1
+    (root / "files" / "big.bin").unlink()  # the only copy of that data was the corrupt chunk
+    snapshot(config, capsys)
+    assert hands.keys(BAD_PREFIX) == [f"{BAD_PREFIX}{victim}"]  # kept while a snapshot needs it
+
+    (root / "clonekit.yml").write_text((root / "clonekit.yml").read_text() + "retention: {keep_last: 1, grace: 0s}\n")
+    code, out, err = run(["-c", config, "prune"], capsys)
+    assert code == 0 and f"removed snapshot {first['id']}" in out, out + err
     assert hands.keys(BAD_PREFIX) == []
 
 
