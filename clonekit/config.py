@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from .errors import ConfigError
+
+N = TypeVar("N", int, float)
 
 CONFIG_FILENAME = "clonekit.yml"
 DEFAULT_STORE_DIR = ".clonekit/store"
@@ -49,6 +51,22 @@ def parse_duration(text: str | int) -> int:
     if not 0 <= seconds <= MAX_DURATION_SECONDS:
         raise ValueError(text)
     return seconds
+
+
+def env_number(name: str, default: N) -> N:
+    """A tuning variable (``CLONEKIT_LOCK_WAIT_SECONDS=60``) of the default's type, or the default
+    when unset; anything but a finite number >= 0 is a ConfigError naming the variable."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = type(default)(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < float("inf"):
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ConfigError(f"environment variable {name}: expected {kind} >= 0, got {text!r}", hint=f"unset it for the default ({default})")
+    return value
 
 
 def check_name(kind: str, name: str) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import zstandard
 
-from .config import StoreConfig
+from .config import StoreConfig, env_number
 from .crypto import ALGORITHM, Cipher, load_key
 from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, StoreError
 from .manifest import CHUNK_ID, Manifest
@@ -46,8 +46,8 @@ LOCKS_PREFIX = "locks/"
 BAD_PREFIX = "bad/"  # corrupt chunks set aside: bad/<id> holds the bytes that failed their check
 DEFAULT_ZSTD_LEVEL = 3
 MAX_CHUNK_PLAIN_BYTES = 1 << 30  # refuse to decompress beyond this: guards against bombs
-LOCK_STALE_SECONDS = int(os.environ.get("CLONEKIT_LOCK_STALE_SECONDS", "1800"))
-LOCK_WAIT_SECONDS = float(os.environ.get("CLONEKIT_LOCK_WAIT_SECONDS", "300"))
+LOCK_STALE_SECONDS = env_number("CLONEKIT_LOCK_STALE_SECONDS", 1800)
+LOCK_WAIT_SECONDS = env_number("CLONEKIT_LOCK_WAIT_SECONDS", 300.0)
 
 MAGIC = b"CK"
 ENVELOPE_VERSION = 1

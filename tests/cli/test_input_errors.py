@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from clonekit.cli import main
-from clonekit.config import MAX_DURATION_SECONDS, parse_duration
+from clonekit.config import MAX_DURATION_SECONDS, env_number, parse_duration
 
 SOURCE = "project: news\nsources:\n  prod:\n    files: [{files}]\n"
 
@@ -90,3 +93,28 @@ def test_a_missing_ssh_key_file_is_a_config_error(tmp_path: Path, capsys, ssh_se
     assert code == 2, err
     assert f"SSH key file {missing}" in err and "does not exist" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("name", "value", "command"), [
+    ("CLONEKIT_LOCK_WAIT_SECONDS", "abc", "snapshot"),
+    ("CLONEKIT_LOCK_STALE_SECONDS", "1.5", "snapshot"),
+    ("CLONEKIT_LOCK_WAIT_SECONDS", "nan", "snapshot"),
+    ("CLONEKIT_PREVIEW_LOCK_WAIT", "-1", "list"),
+])
+def test_a_bad_tuning_variable_is_a_config_error(tmp_path: Path, name: str, value: str, command: str) -> None:
+    """Read when the module loads, in a fresh process: exit 2 naming the variable, no internal error."""
+    config = write_config(tmp_path, SOURCE.format(files=tmp_path).encode())
+    done = subprocess.run(
+        [sys.executable, "-m", "clonekit", "-c", config, command, *(["prod"] if command == "snapshot" else [])],
+        env={**os.environ, name: value}, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"environment variable {name}: expected" in done.stderr and repr(value) in done.stderr
+    assert "internal error" not in done.stderr
+
+
+def test_env_number(monkeypatch) -> None:
+    monkeypatch.setenv("CK_TEST_N", " 60 ")
+    assert env_number("CK_TEST_N", 1) == 60 and env_number("CK_TEST_N", 1.0) == 60.0
+    monkeypatch.delenv("CK_TEST_N")
+    assert env_number("CK_TEST_N", 7) == 7
