@@ -535,7 +535,7 @@ class Repository:
 
     def catalog(self, source: str | None = None) -> Catalog:
         """Every committed snapshot: the readable ones oldest first (optionally of one source), and
-        every unreadable manifest with its key and the reason (whatever its source: it cannot be known)."""
+        every unreadable manifest with its key and the reason (of ``source`` when its id says so)."""
         ids = self.snapshot_ids()
         with self._mutex:
             todo = [i for i in ids if i not in self._manifest_cache]
@@ -556,6 +556,7 @@ class Repository:
             found = [self._manifest_cache[i] for i in ids if i in self._manifest_cache]
         if source is not None:
             found = [m for m in found if m.source == source]
+            unreadable = [u for u in unreadable if _id_source(u.id) in (source, None)]
         return Catalog(tuple(sorted(found, key=lambda m: (m.created_at, m.id))), tuple(sorted(unreadable, key=lambda u: u.id)))
 
     def _try_read_manifest(self, snapshot_id: str) -> Manifest | UnreadableManifest | None:
@@ -751,6 +752,12 @@ class Repository:
                 self.store.put(key, body)
             except StoreError as exc:  # the next refresh may succeed; the lock only expires much later
                 log.warning("could not refresh lock %s: %s", key, exc.message)
+
+
+def _id_source(snapshot_id: str) -> str | None:
+    """The source named in a snapshot id (``prod-20261126-031500-1a2b``), None for another shape."""
+    match = _SNAPSHOT_ID_PARTS.match(snapshot_id)
+    return match.group("source") if match else None
 
 
 def _check_encryption(config: RepoConfig, cipher: Cipher | None, key_env: str | None, url: str) -> None:

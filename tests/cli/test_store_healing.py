@@ -228,7 +228,7 @@ def test_an_unreadable_manifest_is_named_and_the_rest_still_works(site, capsys) 
     assert [s["id"] for s in json.loads(out)] == [first["id"]]
     assert second["id"] in err and broken_key in err and "Traceback" not in err
 
-    code, out, err = run(["-c", config, "snapshots"], capsys)
+    code, out, err = run(["-c", config, "snapshots", "prod"], capsys)
     assert code == 1 and first["id"] in out and broken_key in err
 
     (root / "files" / "new.txt").unlink()
