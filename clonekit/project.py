@@ -183,7 +183,8 @@ class Project:
                     self.destroy(name)
                 result = execute_prune(self.repository, plan)
                 deleted_chunks, deleted_bytes, unreadable = result.deleted_chunks, result.freed_bytes, result.unreadable
-                removed_images = self._prune_golden_images(plan.keep)
+                # A golden copy of an unreadable snapshot may be all that is left of it: kept.
+                removed_images = self._prune_golden_images(plan.keep + tuple(u.id for u in unreadable))
             report = PruneReport(
                 dry_run=dry_run,
                 forgotten_snapshots=plan.forget,
@@ -195,6 +196,10 @@ class Project:
                 unreadable=unreadable,
             )
             record.update(unreadable=len(unreadable), forgotten=len(report.forgotten_snapshots), chunks=deleted_chunks, bytes=deleted_bytes)
+        if unreadable and not dry_run:  # cron: nobody reads the output, and the store stops shrinking
+            names = ", ".join(u.key for u in unreadable)
+            self._notify(f"clonekit prune in project {self.config.project}: no stored data deleted while a snapshot "
+                         f"manifest is unreadable ({names}); see docs/operations.md")
         return report
 
     # -- previews -----------------------------------------------------------------------------

@@ -213,7 +213,7 @@ def test_a_corrupt_chunk_found_by_any_read_is_set_aside(site, capsys) -> None:
     assert_verifies(config, "latest", capsys)
 
 
-def test_an_unreadable_manifest_is_named_and_the_rest_still_works(site, capsys) -> None:
+def test_an_unreadable_manifest_is_named_and_the_rest_still_works(site, capsys, webhook_server, monkeypatch) -> None:
     root, config, hands, first = first_snapshot(site, capsys)
     before_second = set(hands.keys(CHUNKS_PREFIX))
     (root / "files" / "new.txt").write_text("only in the second snapshot\n")
@@ -236,13 +236,18 @@ def test_an_unreadable_manifest_is_named_and_the_rest_still_works(site, capsys) 
     assert third["stats"]["new_bytes"] == 0
 
     # keep_last 1 keeps the third; the chunk only the unreadable second references must survive.
-    (root / "clonekit.yml").write_text((root / "clonekit.yml").read_text() + "retention: {keep_last: 1, grace: 0s}\n")
+    url, received = webhook_server
+    monkeypatch.setenv("CK_TEST_HOOK", url)
+    (root / "clonekit.yml").write_text(
+        (root / "clonekit.yml").read_text() + "retention: {keep_last: 1, grace: 0s}\nnotify: {webhook_env: CK_TEST_HOOK}\n"
+    )
     before = set(hands.keys(CHUNKS_PREFIX))
     code, out, err = run(["-c", config, "prune"], capsys)
     assert code == 1
     assert f"UNREADABLE snapshot {second['id']} ({broken_key})" in out
     assert f"removed snapshot {first['id']}" in out  # retention still applies to the readable ones
     assert set(hands.keys(CHUNKS_PREFIX)) == before  # ... but no chunk is deleted
+    assert [m["body"]["text"] for m in received if broken_key in m["body"]["text"]]  # cron: someone hears of it
 
     hands.delete(broken_key)  # the user's fix (docs/operations.md)
     code, out, err = run(["-c", config, "prune"], capsys)
@@ -284,3 +289,21 @@ def test_database_chunks_heal_and_the_restore_is_exact(tmp_path: Path, capsys, m
     restore_database(repo, repo.resolve("prod@latest").database, target)
     sql = "SELECT COUNT(*), SUM(CRC32(body)) FROM node"
     assert mysql_target_db.query(sql) == mysql_db.query(sql)
+
+
+def test_a_deleted_chunk_heals_when_files_come_over_ssh(tmp_path: Path, capsys, ssh_server) -> None:
+    files = tmp_path / "remote-files"
+    files.mkdir()
+    for i in range(10):
+        (files / f"f{i}.txt").write_bytes(os.urandom(2000))
+    (tmp_path / "clonekit.yml").write_text(
+        "project: site\nsources:\n  prod:\n"
+        f"    ssh: {{host: {ssh_server.host}, port: {ssh_server.port}, user: {ssh_server.user},\n"
+        f"           key_file: {ssh_server.key_file}, known_hosts: {ssh_server.known_hosts}}}\n"
+        f"    files: [{files}]\n"
+    )
+    _, config, hands, _ = first_snapshot((tmp_path, StoreHands(tmp_path, None)), capsys)
+    [pack] = chunk_ids(config)
+    hands.delete(key_of(pack))
+    assert snapshot(config, capsys)["stats"]["new_bytes"] > 0
+    assert_verifies(config, "latest", capsys)
