@@ -237,8 +237,9 @@ class Project:
         """Snapshot ``source`` (or reuse one younger than ``max_age``) and restore it as ``name``."""
         check_name("preview", name)
         self.config.source(source)
+        max_age_seconds = _max_age_seconds(max_age)  # a bad --max-age is refused before the store is touched
         self._repository_to_write()  # a first clone creates the store its snapshot goes to
-        manifest = self._recent_snapshot(source, max_age)
+        manifest = self._recent_snapshot(source, max_age_seconds)
         if manifest is None:
             self._refuse_existing_preview(name)  # before the expensive snapshot
             manifest = self.snapshot(source, progress=progress)
@@ -293,13 +294,9 @@ class Project:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _recent_snapshot(self, source: str, max_age: str | int | None) -> Manifest | None:
-        if max_age is None:
+    def _recent_snapshot(self, source: str, seconds: int | None) -> Manifest | None:
+        if seconds is None:
             return None
-        try:
-            seconds = parse_duration(max_age)
-        except ValueError:
-            raise UsageError(f"--max-age {max_age!r}: expected a duration such as 30m, 6h or 2d (at most 100 years)") from None
         newest = self.repository.latest(source)
         if newest is not None and datetime.now(UTC) - newest.created_at <= timedelta(seconds=seconds):
             return newest
@@ -340,3 +337,12 @@ class Project:
         # Only the jobs that run unattended page the team.
         if operation in ("snapshot", "refresh", "restore", "prune"):
             self._notify(f"clonekit {operation} failed in project {self.config.project}: {exc.message}")
+
+
+def _max_age_seconds(max_age: str | int | None) -> int | None:
+    if max_age is None:
+        return None
+    try:
+        return parse_duration(max_age)
+    except ValueError:
+        raise UsageError(f"--max-age {max_age!r}: expected a duration such as 30m, 6h or 2d (at most 100 years)") from None
