@@ -119,6 +119,10 @@ def pack_chunk(config: str) -> str:
     return entry["chunks"][0]["id"]
 
 
+def store_url(config: str) -> str:
+    return Repository.open(load_config(config).store, create=False).url
+
+
 def key_of(chunk_id: str) -> str:
     return f"{CHUNKS_PREFIX}{chunk_id[:2]}/{chunk_id[2:4]}/{chunk_id}"
 
@@ -190,6 +194,8 @@ def test_a_set_aside_chunk_the_source_no_longer_has_goes_with_its_snapshots(site
     (root / "files" / "big.bin").unlink()  # the only copy of that data was the corrupt chunk
     snapshot(config, capsys)
     assert hands.keys(BAD_PREFIX) == [f"{BAD_PREFIX}{victim}"]  # kept while a snapshot needs it
+    code, out, _ = run(["-c", config, "verify", first["id"]], capsys)
+    assert code == 1 and f"is missing from the store {store_url(config)} (a corrupt copy was set aside as {BAD_PREFIX}{victim})" in out
 
     (root / "clonekit.yml").write_text((root / "clonekit.yml").read_text() + "retention: {keep_last: 1, grace: 0s}\n")
     code, out, err = run(["-c", config, "prune"], capsys)
