@@ -1,7 +1,8 @@
 """The snapshot format on top of any store: content-addressed chunks, manifests written last.
 
 Layout (docs/format.md): ``config.json``, ``chunks/ab/cd/<id>``, ``snapshots/<id>.json``,
-``locks/``, ``bad/<id>`` (chunks found corrupt, set aside so the next snapshot stores a good copy). Every object is an envelope ``CK`` + version + flags + payload; the payload is
+``locks/``, ``bad/<id>`` (chunks found corrupt, set aside so that the next snapshot stores a
+good copy). Every object is an envelope ``CK`` + version + flags + payload; the payload is
 zstd-compressed and, with encryption on, sealed with AES-256-GCM bound to the object's name.
 Every read is verified against the chunk id (hash of the plain bytes).
 """
