@@ -1,7 +1,9 @@
 """Capture one file tree (local or over SSH) into chunks and a manifest section.
 
 Unchanged files (same size, mtime, inode and ctime as in the previous snapshot of the same
-path) keep their chunk references without being read or sent. The others are stored:
+path) keep their chunk references without being read or sent, as long as the store still holds
+every one of those chunks (checked against the writer's listing: no request per file); a file
+whose chunk is missing or was set aside as corrupt is read again. The others are stored:
 
 - files under PACK_FILE_BYTES are packed together into chunks of about PACK_TARGET_BYTES (one
   store object per few hundred thumbnails instead of one each); a small file whose content is
