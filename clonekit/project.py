@@ -104,10 +104,11 @@ class Project:
 
     def snapshot(self, source: str, *, progress: ProgressFn = no_progress) -> Manifest:
         """Capture, sanitize and store a snapshot of ``source``; returns its manifest."""
-        from .snapshot import take_snapshot
+        from .snapshot import check_source, take_snapshot
 
         self.config.source(source)
         with self.oplog.operation("snapshot", source=source) as record:
+            check_source(self.config.source(source))  # before the store is created (and logged, notified)
             manifest = take_snapshot(self.config, self._repository_to_write(), source, progress=progress)
             record.update(snapshot=manifest.id, **{k: v for k, v in manifest.stats.items() if isinstance(v, int)})
         if self.config.previews.prewarm:

@@ -93,6 +93,7 @@ def test_a_missing_ssh_key_file_is_a_config_error(tmp_path: Path, capsys, ssh_se
     assert code == 2, err
     assert f"SSH key file {missing}" in err and "does not exist" in err
     assert "Traceback" not in err
+    assert not (tmp_path / ".clonekit").exists()  # refused before the store was created
 
 
 @pytest.mark.parametrize(("name", "value", "command"), [
