@@ -74,17 +74,18 @@ class StoreHands:
         self.write(key, bytes(data))
 
 
-@pytest.fixture(params=["folder", "s3"])
+@pytest.fixture(params=["folder", "moto", "rgw"])
 def site(request, tmp_path: Path) -> tuple[Path, StoreHands]:
-    """A files source with one large file (content-chunked) and many small ones (packed)."""
+    """A files source with one large file (content-chunked) and many small ones (packed), stored
+    in a folder, on moto (a mock of S3) or on Ceph's RADOS Gateway (a real S3 server)."""
     files = tmp_path / "files"
     (files / "thumbs").mkdir(parents=True)
     (files / "big.bin").write_bytes(os.urandom(900_000))
     for i in range(30):
         (files / "thumbs" / f"t{i:02d}.jpg").write_bytes(os.urandom(3000 + i))
     store, bucket = "", None
-    if request.param == "s3":
-        bucket = request.getfixturevalue("s3_bucket")
+    if request.param != "folder":
+        bucket = request.getfixturevalue(f"{request.param}_bucket")
         store = f"store: {bucket.url}\nstore_options: {{endpoint_url: {bucket.endpoint_url}, region: us-east-1}}\n"
     (tmp_path / "clonekit.yml").write_text(f"project: site\n{store}sources:\n  prod:\n    files: [{files}]\n")
     return tmp_path, StoreHands(tmp_path, bucket)
