@@ -131,11 +131,15 @@ def snapshot_cmd(c: Context, source: str) -> None:
 def snapshots_cmd(c: Context, source: str | None) -> None:
     """List snapshots: id, source, time, sizes, new bytes stored.
 
+    An unreadable manifest is named (id and key) on stderr after the others, and the exit
+    code is 1.
+
     \b
     Example:
       clonekit snapshots prod
     """
-    snaps = c.project.snapshots(source)
+    catalog = c.project.catalog(source)
+    snaps = catalog.manifests
     from .snapshot import summarize
 
     now = datetime.now(UTC)
@@ -153,8 +157,13 @@ def snapshots_cmd(c: Context, source: str | None) -> None:
         [summarize(s) for s in snaps],
         [("id", "id"), ("source", "source"), ("created", "created"), ("size", "size"), ("stored", "new bytes stored")],
         rows,
-        empty="no snapshots yet: run `clonekit snapshot SOURCE`",
+        empty="no snapshots yet: run `clonekit snapshot SOURCE`" if not catalog.unreadable else "no readable snapshot",
     )
+    for bad in catalog.unreadable:
+        c.out.error(f"snapshot {bad.id} is unreadable ({bad.key}): {bad.reason}")
+    if catalog.unreadable:
+        c.out.error("see docs/operations.md (an unreadable manifest): restore the file or remove it")
+        sys.exit(EXIT_FAILED)
 
 
 @command(cli, "verify")
@@ -166,10 +175,12 @@ def snapshots_cmd(c: Context, source: str | None) -> None:
 def verify_cmd(c: Context, snapshot: str, leaks_file: str | None) -> None:
     """Re-read every stored object of SNAPSHOT and check it; names any bad object.
 
-    SNAPSHOT is an id, a unique prefix, `latest` or `SOURCE@latest`. With --leaks FILE, every
-    table row, file and the manifest are also searched for the values of FILE (real e-mail
-    addresses, names, phone numbers of the production, one a line): each place one appears is
-    listed by the value's line number in FILE, never by the value.
+    SNAPSHOT is an id, a unique prefix, `latest` or `SOURCE@latest`. A corrupt chunk is set
+    aside under bad/ in the store, so that the next snapshot stores a good copy. With --leaks
+    FILE, every table row, file and the manifest are also searched for the values of FILE (real
+    e-mail addresses, names, phone numbers of the production, one a line): each place one
+    appears is listed by the value's line number in FILE, never by the value. Exits 1 when
+    anything is bad or found.
 
     \b
     Example:
@@ -199,6 +210,9 @@ def verify_cmd(c: Context, snapshot: str, leaks_file: str | None) -> None:
 def prune_cmd(c: Context, dry_run: bool) -> None:
     """Apply retention to snapshots, remove unreferenced stored data and expired previews.
 
+    While a manifest is unreadable, no stored data is removed (it might be referenced): the
+    unreadable ones are named and the exit code is 1.
+
     \b
     Example:
       clonekit prune --dry-run
@@ -206,6 +220,8 @@ def prune_cmd(c: Context, dry_run: bool) -> None:
     """
     report = c.project.prune(dry_run=dry_run)
     c.out.result(report, report.describe)
+    if report.unreadable:
+        sys.exit(EXIT_FAILED)
 
 
 @command(cli, "scan")

@@ -14,35 +14,59 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from .errors import ConfigError
 
+N = TypeVar("N", int, float)
+
 CONFIG_FILENAME = "clonekit.yml"
 DEFAULT_STORE_DIR = ".clonekit/store"
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$", re.ASCII)
 DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 ENGINES = ("mariadb", "mysql")
 PRESETS = ("drupal", "wordpress", "none")
 DEFAULT_PREVIEW_URL = "http://127.0.0.1:{port}"
 
 
+MAX_DURATION_SECONDS = 100 * 366 * 86400  # a century: beyond, a date computation overflows
+
+
 def parse_duration(text: str | int) -> int:
-    """``"6h"`` → 21600. Plain integers are seconds. Raises ValueError on anything else."""
+    """``"6h"`` → 21600. Plain integers are seconds. Raises ValueError on anything else,
+    including a duration longer than a century (MAX_DURATION_SECONDS)."""
     if isinstance(text, bool):
         raise ValueError(text)
     if isinstance(text, int):
-        if text < 0:
+        seconds = text
+    else:
+        match = DURATION.match(str(text))
+        if not match:
             raise ValueError(text)
-        return text
-    match = DURATION.match(str(text))
-    if not match:
+        seconds = int(match.group(1)) * DURATION_SECONDS[match.group(2)]
+    if not 0 <= seconds <= MAX_DURATION_SECONDS:
         raise ValueError(text)
-    return int(match.group(1)) * DURATION_SECONDS[match.group(2)]
+    return seconds
+
+
+def env_number(name: str, default: N) -> N:
+    """A tuning variable (``CLONEKIT_LOCK_WAIT_SECONDS=60``) of the default's type, or the default
+    when unset; anything but a finite number >= 0 is a ConfigError naming the variable."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = type(default)(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < float("inf"):
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ConfigError(f"environment variable {name}: expected {kind} >= 0, got {text!r}", hint=f"unset it for the default ({default})")
+    return value
 
 
 def check_name(kind: str, name: str) -> None:
@@ -228,18 +252,53 @@ def load_config(path: str | Path | None = None) -> Config:
         text = config_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{config_path}: no such file", hint="run `clonekit init` to write one") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{config_path}: is a folder, not a configuration file", hint="pass -c PATH/clonekit.yml") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{config_path}: line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            hint="save the file as UTF-8",
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from exc
+        raise ConfigError(f"{config_path}: cannot read: {exc.strerror or exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader that refuses duplicate keys
+    except RecursionError:
+        raise ConfigError(f"{config_path}: not valid YAML: nested too deeply") from None
+    except yaml.reader.ReaderError as exc:
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError(f"{config_path}: line {line}: not valid YAML: control character 0x{char:02x} is not allowed") from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
-            where = f" line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{config_path}:{where}: not valid YAML: {problem}") from None
+            where = f" line {mark.line + 1}, column {mark.column + 1}:"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{config_path}:{where} not valid YAML: {problem}") from None
     return parse_config(raw, config_path)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe subset, but a key given twice is an error: the second would silently win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"key {key!r} is given twice", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_config(raw: Any, path: Path) -> Config:
@@ -325,7 +384,7 @@ class _Checker:
         try:
             return parse_duration(value)
         except ValueError:
-            self.problem(key, "a duration such as 90s, 30m, 6h, 14d or 2w", value)
+            self.problem(key, "a duration such as 90s, 30m, 6h, 14d or 2w (at most 100 years)", value)
             return None
 
     def string_list(self, value: Any, key: str) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .config import Config, check_name
+from .config import Config, check_name, env_number
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .runtime import compose as cmp
 from .runtime import golden as gold
@@ -46,9 +46,9 @@ LOCKS_FOLDER = ".locks"
 STATE_FILE = "state.json"
 SECRETS_FILE = "secrets.json"
 COMPOSE_FILE = "compose.yml"
-LOCK_WAIT_SECONDS = float(os.environ.get("CLONEKIT_PREVIEW_LOCK_WAIT", "600"))
-HTTP_TIMEOUT_SECONDS = float(os.environ.get("CLONEKIT_PREVIEW_HTTP_TIMEOUT", "300"))
-DB_TIMEOUT_SECONDS = float(os.environ.get("CLONEKIT_PREVIEW_DB_TIMEOUT", "180"))
+LOCK_WAIT_SECONDS = env_number("CLONEKIT_PREVIEW_LOCK_WAIT", 600.0)
+HTTP_TIMEOUT_SECONDS = env_number("CLONEKIT_PREVIEW_HTTP_TIMEOUT", 300.0)
+DB_TIMEOUT_SECONDS = env_number("CLONEKIT_PREVIEW_DB_TIMEOUT", 180.0)
 POLL_SECONDS = 0.25
 HELPER_IMAGE = "clonekit/busybox:latest"
 HTTP_PROBE_TIMEOUT_SECONDS = 5.0

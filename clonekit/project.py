@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .leaks import LeakReport
     from .manifest import Manifest
     from .preview import Preview
-    from .repository import Repository, VerifyReport
+    from .repository import Catalog, Repository, UnreadableManifest, VerifyReport
     from .sanitize import ScanReport
 
 log = logging.getLogger("clonekit")
@@ -55,10 +55,15 @@ class PruneReport:
     deleted_bytes: int
     expired_previews: tuple[str, ...]
     removed_images: tuple[str, ...] = ()
+    unreadable: tuple[UnreadableManifest, ...] = ()  # while any, no chunk is deleted
 
     def describe(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
-        lines = [f"{verb} snapshot {s}" for s in self.forgotten_snapshots]
+        lines = [f"UNREADABLE snapshot {u.id} ({u.key}): {u.reason}" for u in self.unreadable]
+        if self.unreadable:
+            lines.append("no stored chunk deleted while a manifest is unreadable (it may reference any of them): "
+                         "restore or remove it, see docs/operations.md")
+        lines += [f"{verb} snapshot {s}" for s in self.forgotten_snapshots]
         lines += [f"{verb} expired preview {p}" for p in self.expired_previews]
         lines += [f"{verb} golden image {i}" for i in self.removed_images]
         lines.append(
@@ -99,10 +104,11 @@ class Project:
 
     def snapshot(self, source: str, *, progress: ProgressFn = no_progress) -> Manifest:
         """Capture, sanitize and store a snapshot of ``source``; returns its manifest."""
-        from .snapshot import take_snapshot
+        from .snapshot import check_source, take_snapshot
 
         self.config.source(source)
         with self.oplog.operation("snapshot", source=source) as record:
+            check_source(self.config.source(source))  # before the store is created (and logged, notified)
             manifest = take_snapshot(self.config, self._repository_to_write(), source, progress=progress)
             record.update(snapshot=manifest.id, **{k: v for k, v in manifest.stats.items() if isinstance(v, int)})
         if self.config.previews.prewarm:
@@ -114,6 +120,12 @@ class Project:
         if source is not None:
             self.config.source(source)
         return self.repository.manifests(source)
+
+    def catalog(self, source: str | None = None) -> Catalog:
+        """Like ``snapshots``, and also every unreadable manifest, named (id, key, reason)."""
+        if source is not None:
+            self.config.source(source)
+        return self.repository.catalog(source)
 
     def resolve(self, snapshot: str | Manifest) -> Manifest:
         """An id, a unique prefix, ``latest`` or ``SOURCE@latest`` → the manifest."""
@@ -166,12 +178,14 @@ class Project:
             plan = plan_prune(self.repository, self.config.retention, now=now)
             removed_images: tuple[str, ...] = ()
             deleted_chunks, deleted_bytes = len(plan.chunks_to_delete), plan.bytes_to_free
+            unreadable = plan.unreadable
             if not dry_run:
                 for name in expired:
                     self.destroy(name)
                 result = execute_prune(self.repository, plan)
-                deleted_chunks, deleted_bytes = result.deleted_chunks, result.freed_bytes
-                removed_images = self._prune_golden_images(plan.keep)
+                deleted_chunks, deleted_bytes, unreadable = result.deleted_chunks, result.freed_bytes, result.unreadable
+                # A golden copy of an unreadable snapshot may be all that is left of it: kept.
+                removed_images = self._prune_golden_images(plan.keep + tuple(u.id for u in unreadable))
             report = PruneReport(
                 dry_run=dry_run,
                 forgotten_snapshots=plan.forget,
@@ -180,8 +194,13 @@ class Project:
                 deleted_bytes=deleted_bytes,
                 expired_previews=tuple(expired),
                 removed_images=removed_images,
+                unreadable=unreadable,
             )
-            record.update(forgotten=len(report.forgotten_snapshots), chunks=deleted_chunks, bytes=deleted_bytes)
+            record.update(unreadable=len(unreadable), forgotten=len(report.forgotten_snapshots), chunks=deleted_chunks, bytes=deleted_bytes)
+        if unreadable and not dry_run:  # cron: nobody reads the output, and the store stops shrinking
+            names = ", ".join(u.key for u in unreadable)
+            self._notify(f"clonekit prune in project {self.config.project}: no stored data deleted while a snapshot "
+                         f"manifest is unreadable ({names}); see docs/operations.md")
         return report
 
     # -- previews -----------------------------------------------------------------------------
@@ -219,8 +238,9 @@ class Project:
         """Snapshot ``source`` (or reuse one younger than ``max_age``) and restore it as ``name``."""
         check_name("preview", name)
         self.config.source(source)
+        max_age_seconds = _max_age_seconds(max_age)  # a bad --max-age is refused before the store is touched
         self._repository_to_write()  # a first clone creates the store its snapshot goes to
-        manifest = self._recent_snapshot(source, max_age)
+        manifest = self._recent_snapshot(source, max_age_seconds)
         if manifest is None:
             self._refuse_existing_preview(name)  # before the expensive snapshot
             manifest = self.snapshot(source, progress=progress)
@@ -275,13 +295,9 @@ class Project:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _recent_snapshot(self, source: str, max_age: str | int | None) -> Manifest | None:
-        if max_age is None:
+    def _recent_snapshot(self, source: str, seconds: int | None) -> Manifest | None:
+        if seconds is None:
             return None
-        try:
-            seconds = parse_duration(max_age)
-        except ValueError:
-            raise UsageError(f"--max-age {max_age!r}: expected a duration such as 30m, 6h or 2d") from None
         newest = self.repository.latest(source)
         if newest is not None and datetime.now(UTC) - newest.created_at <= timedelta(seconds=seconds):
             return newest
@@ -322,3 +338,12 @@ class Project:
         # Only the jobs that run unattended page the team.
         if operation in ("snapshot", "refresh", "restore", "prune"):
             self._notify(f"clonekit {operation} failed in project {self.config.project}: {exc.message}")
+
+
+def _max_age_seconds(max_age: str | int | None) -> int | None:
+    if max_age is None:
+        return None
+    try:
+        return parse_duration(max_age)
+    except ValueError:
+        raise UsageError(f"--max-age {max_age!r}: expected a duration such as 30m, 6h or 2d (at most 100 years)") from None

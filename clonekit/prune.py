@@ -5,6 +5,11 @@ most recent days and of the ``keep_weekly`` most recent ISO weeks that have snap
 rule set at all, everything is kept. A chunk is deleted only when no kept snapshot references
 it AND it is older than ``retention.grace_seconds``, so chunks of a snapshot being written (not
 yet committed) survive; execute re-reads the manifests under the lock before deleting.
+
+An unreadable manifest might reference any chunk: while one is in the store, retention still
+applies to the readable snapshots but no chunk is deleted, and the result names it.
+Chunks set aside as corrupt (``bad/<id>``; the snapshot that stores a good copy removes its
+own) go once no kept snapshot references them and they are older than the grace period.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 from .config import Retention
 from .manifest import Manifest
-from .repository import Repository
+from .repository import Repository, UnreadableManifest
 
 log = logging.getLogger("clonekit.prune")
 
@@ -40,6 +45,8 @@ class PrunePlan:
     chunks_kept_in_grace: int  # unreferenced but too young to delete
     now: datetime
     grace_seconds: int
+    unreadable: tuple[UnreadableManifest, ...] = ()  # while any: no chunk is deleted
+    quarantined_to_delete: tuple[str, ...] = ()  # bad/<id> objects no longer needed as evidence
 
     @property
     def forget(self) -> tuple[str, ...]:
@@ -56,6 +63,7 @@ class PrunePlan:
             "chunks_to_delete": len(self.chunks_to_delete),
             "bytes_to_free": self.bytes_to_free,
             "chunks_kept_in_grace": self.chunks_kept_in_grace,
+            "unreadable": [u.to_json() for u in self.unreadable],
         }
 
 
@@ -66,6 +74,7 @@ class PruneResult:
     freed_bytes: int
     skipped_chunks: int  # in the plan but referenced by a snapshot committed since
     leftovers_removed: int = 0  # temp files / unfinished multipart uploads of killed runs
+    unreadable: tuple[UnreadableManifest, ...] = ()  # found under the lock: no chunk was deleted
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +83,7 @@ class PruneResult:
             "freed_bytes": self.freed_bytes,
             "skipped_chunks": self.skipped_chunks,
             "leftovers_removed": self.leftovers_removed,
+            "unreadable": [u.to_json() for u in self.unreadable],
         }
 
 
@@ -116,7 +126,8 @@ def _keep_buckets(newest_first: list[Manifest], count: int | None, bucket_of: An
 
 def plan_prune(repo: Repository, retention: Retention, *, now: datetime) -> PrunePlan:
     """Read-only: what prune would forget and delete at ``now``."""
-    manifests = repo.manifests()
+    catalog = repo.catalog()
+    manifests = catalog.manifests
     decisions = apply_retention(manifests, retention)
     keep_ids = {d.id for d in decisions if d.keep}
     referenced: set[str] = set()
@@ -124,7 +135,8 @@ def plan_prune(repo: Repository, retention: Retention, *, now: datetime) -> Prun
         if m.id in keep_ids:
             referenced |= m.chunk_ids()
     to_delete, freed, in_grace = [], 0, 0
-    for chunk_id, (size, modified) in sorted(repo.list_chunks().items()):
+    chunks = repo.list_chunks()
+    for chunk_id, (size, modified) in sorted(chunks.items()):
         if chunk_id in referenced:
             continue
         if (now - modified).total_seconds() < retention.grace_seconds:
@@ -132,30 +144,50 @@ def plan_prune(repo: Repository, retention: Retention, *, now: datetime) -> Prun
             continue
         to_delete.append(chunk_id)
         freed += size
-    return PrunePlan(tuple(decisions), tuple(to_delete), freed, in_grace, now, retention.grace_seconds)
+    # A bad/<id> still needed tells the next snapshot not to trust chunks/.../<id>: it stays.
+    bad = [
+        chunk_id
+        for chunk_id, (_size, modified) in sorted(repo.quarantined().items())
+        if chunk_id not in referenced and (now - modified).total_seconds() >= retention.grace_seconds
+    ]
+    if catalog.unreadable:
+        to_delete, freed, bad = [], 0, []
+    return PrunePlan(
+        tuple(decisions), tuple(to_delete), freed, in_grace, now, retention.grace_seconds, catalog.unreadable, tuple(bad)
+    )
 
 
 def execute_prune(repo: Repository, plan: PrunePlan, *, workers: int | None = None, wait_seconds: float | None = None) -> PruneResult:
     """Forget the plan's snapshots, then delete its chunks, under the exclusive store lock.
 
     Manifests are re-read under the lock: a chunk referenced by any snapshot still present
-    (including one committed after the plan was made) is never deleted.
+    (including one committed after the plan was made) is never deleted, and nothing is
+    deleted while any manifest is unreadable.
     """
     forget = set(plan.forget)
     with repo.lock(exclusive=True, wait_seconds=wait_seconds):
         for snapshot_id in sorted(forget):
             repo.delete_manifest(snapshot_id)
             log.info("forgot snapshot %s", snapshot_id)
+        catalog = repo.catalog()
         still_referenced: set[str] = set()
-        for m in repo.manifests():
+        for m in catalog.manifests:
             still_referenced |= m.chunk_ids()
         present = repo.list_chunks()
         doomed = [c for c in plan.chunks_to_delete if c not in still_referenced and c in present]
+        if catalog.unreadable:
+            doomed = []
+            for bad in catalog.unreadable:
+                log.warning("snapshot %s is unreadable (%s): no chunk deleted", bad.id, bad.key)
         skipped = len(plan.chunks_to_delete) - len(doomed)
         if doomed:
             with ThreadPoolExecutor(workers or repo.workers, thread_name_prefix="ck-prune") as pool:
                 list(pool.map(repo.delete_chunk, doomed))
         freed = sum(present[c][0] for c in doomed)
+        if not catalog.unreadable:
+            for chunk_id in plan.quarantined_to_delete:
+                if chunk_id not in still_referenced:
+                    repo.delete_quarantined(chunk_id)
         leftovers = repo.store.cleanup(datetime.now(UTC) - timedelta(seconds=plan.grace_seconds))
     log.info("prune: forgot %d snapshots, deleted %d chunks (%d bytes), %d leftovers", len(forget), len(doomed), freed, leftovers)
-    return PruneResult(tuple(sorted(forget)), len(doomed), freed, skipped, leftovers)
+    return PruneResult(tuple(sorted(forget)), len(doomed), freed, skipped, leftovers, catalog.unreadable)

@@ -1,7 +1,8 @@
 """The snapshot format on top of any store: content-addressed chunks, manifests written last.
 
 Layout (docs/format.md): ``config.json``, ``chunks/ab/cd/<id>``, ``snapshots/<id>.json``,
-``locks/``. Every object is an envelope ``CK`` + version + flags + payload; the payload is
+``locks/``, ``bad/<id>`` (chunks found corrupt, set aside so that the next snapshot stores a
+good copy). Every object is an envelope ``CK`` + version + flags + payload; the payload is
 zstd-compressed and, with encryption on, sealed with AES-256-GCM bound to the object's name.
 Every read is verified against the chunk id (hash of the plain bytes).
 """
@@ -28,7 +29,7 @@ from typing import Any
 
 import zstandard
 
-from .config import StoreConfig
+from .config import StoreConfig, env_number
 from .crypto import ALGORITHM, Cipher, load_key
 from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, StoreError
 from .manifest import CHUNK_ID, Manifest
@@ -43,10 +44,11 @@ SNAPSHOTS_PREFIX = "snapshots/"
 # new_snapshot_id(): <source>-<YYYYMMDD-HHMMSS UTC>-<random hex>
 _SNAPSHOT_ID_PARTS = re.compile(r"^(?P<source>[a-z0-9][a-z0-9-]*)-(?P<stamp>\d{8}-\d{6})-[0-9a-f]{4,}$")
 LOCKS_PREFIX = "locks/"
+BAD_PREFIX = "bad/"  # corrupt chunks set aside: bad/<id> holds the bytes that failed their check
 DEFAULT_ZSTD_LEVEL = 3
 MAX_CHUNK_PLAIN_BYTES = 1 << 30  # refuse to decompress beyond this: guards against bombs
-LOCK_STALE_SECONDS = int(os.environ.get("CLONEKIT_LOCK_STALE_SECONDS", "1800"))
-LOCK_WAIT_SECONDS = float(os.environ.get("CLONEKIT_LOCK_WAIT_SECONDS", "300"))
+LOCK_STALE_SECONDS = env_number("CLONEKIT_LOCK_STALE_SECONDS", 1800)
+LOCK_WAIT_SECONDS = env_number("CLONEKIT_LOCK_WAIT_SECONDS", 300.0)
 
 MAGIC = b"CK"
 ENVELOPE_VERSION = 1
@@ -63,6 +65,10 @@ def chunk_key(chunk_id: str) -> str:
 
 def manifest_key(snapshot_id: str) -> str:
     return f"{SNAPSHOTS_PREFIX}{snapshot_id}.json"
+
+
+def bad_key(chunk_id: str) -> str:
+    return f"{BAD_PREFIX}{chunk_id}"
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
@@ -105,6 +111,26 @@ class WriterStats:
 class BadObject:
     key: str
     reason: str
+
+
+@dataclass(frozen=True)
+class UnreadableManifest:
+    """A manifest in the listing that cannot be read or parsed: named, never silently skipped."""
+
+    id: str
+    key: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "key": self.key, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every manifest of the store: the readable ones (oldest first) and the unreadable ones."""
+
+    manifests: tuple[Manifest, ...]
+    unreadable: tuple[UnreadableManifest, ...]
 
 
 @dataclass(frozen=True)
@@ -179,6 +205,7 @@ class Repository:
         self._cipher = cipher
         self._mutex = threading.Lock()
         self._chunk_index: dict[str, int] | None = None  # id -> stored size, loaded on first write
+        self._set_aside: frozenset[str] = frozenset()  # ids in bad/ when the chunk index was listed
         self._manifest_cache: dict[str, Manifest] = {}
         self._written_here: set[str] = set()  # chunks this object uploaded itself: commit need not re-check them
 
@@ -291,19 +318,76 @@ class Repository:
             if isinstance(first.__cause__, MissingObjectError):
                 raise
             log.warning("chunk %s failed its check; reading it again", chunk_id[:16])
-        return self._read_chunk(chunk_id)
+        try:
+            return self._read_chunk(chunk_id)
+        except IntegrityError as second:
+            if isinstance(second.__cause__, MissingObjectError) or not self.quarantine(chunk_id):
+                raise
+            raise IntegrityError(
+                second.message,
+                hint=f"it was moved to {bad_key(chunk_id)}; the next `clonekit snapshot` of the source stores a good copy",
+            ) from second
 
     def _read_chunk(self, chunk_id: str) -> bytes:
         key = chunk_key(chunk_id)
         try:
             blob = self.store.get(key)
         except MissingObjectError as exc:
-            raise IntegrityError(f"chunk {chunk_id} is missing from the store {self.url}") from exc
+            aside = f" (a corrupt copy was set aside as {bad_key(chunk_id)})" if self.store.exists(bad_key(chunk_id)) else ""
+            raise IntegrityError(
+                f"chunk {chunk_id} is missing from the store {self.url}{aside}",
+                hint="the next `clonekit snapshot` of the source stores it again if the source still has that data",
+            ) from exc
+        return self._check_chunk(chunk_id, key, blob)
+
+    def _check_chunk(self, chunk_id: str, key: str, blob: bytes) -> bytes:
         plain = self.decode(key, blob)
         actual = self.chunk_id(plain)
         if actual != chunk_id:
             raise IntegrityError(f"chunk {chunk_id} is corrupt: its content hashes to {actual[:16]}...")
         return plain
+
+    def quarantine(self, chunk_id: str) -> bool:
+        """Set a corrupt chunk aside: its bytes go to ``bad/<id>`` and ``chunks/.../<id>`` is removed,
+        so every later snapshot sees it missing and stores a good copy (dedup trusts only the listing).
+
+        The object is read and checked once more first: a copy that is good by now (healed by a
+        concurrent snapshot) stays. True when the chunk was set aside. A store that refuses the
+        move (read-only) leaves the object in place, with a warning.
+        """
+        key = chunk_key(chunk_id)
+        try:
+            blob = self.store.get(key)
+        except MissingObjectError:
+            return False
+        except StoreError as exc:
+            log.warning("chunk %s is corrupt but could not be set aside: %s", chunk_id, exc.message)
+            return False
+        try:
+            self._check_chunk(chunk_id, key, blob)
+            return False
+        except IntegrityError as exc:
+            reason = exc.message
+        try:
+            self.store.put(bad_key(chunk_id), blob)
+            self.store.delete(key)
+        except StoreError as exc:
+            log.warning("chunk %s is corrupt but could not be set aside: %s", chunk_id, exc.message)
+            return False
+        self._forget_chunk(chunk_id)
+        log.warning("%s; moved to %s: the next snapshot stores a good copy", reason, bad_key(chunk_id))
+        return True
+
+    def quarantined(self) -> dict[str, tuple[int, datetime]]:
+        """Chunks set aside as corrupt: id -> (size, when)."""
+        return {
+            info.key[len(BAD_PREFIX) :]: (info.size, info.modified)
+            for info in self.store.list(BAD_PREFIX)
+            if CHUNK_ID.match(info.key[len(BAD_PREFIX) :])
+        }
+
+    def delete_quarantined(self, chunk_id: str) -> None:
+        self.store.delete(bad_key(chunk_id))
 
     def iter_chunks(self, ids: Iterable[str], *, workers: int = 8) -> Iterator[bytes]:
         """Chunks in the order of ``ids``, fetched ahead in parallel; at most 2 x workers in memory."""
@@ -337,11 +421,29 @@ class Repository:
         return found
 
     def _known_chunks(self) -> dict[str, int]:
-        """Stored chunks (id -> stored size), listed once per repository object: dedup without a HEAD per chunk."""
+        """Stored chunks (id -> stored size), listed once per writer (see ``_drop_chunk_index``):
+        dedup without a HEAD per chunk, and a chunk deleted or set aside since is stored again.
+
+        A chunk with a ``bad/<id>`` beside it (a move cut short by a kill, or a store that
+        refused the delete) is left out: it is suspect, and its good copy is written over it.
+        """
         with self._mutex:
             if self._chunk_index is None:
-                self._chunk_index = {cid: size for cid, (size, _) in self.list_chunks().items()}
+                listed = self.list_chunks()
+                self._set_aside = frozenset(self.quarantined())
+                self._chunk_index = {cid: size for cid, (size, _) in listed.items() if cid not in self._set_aside}
             return self._chunk_index
+
+    def _set_aside_chunks(self) -> frozenset[str]:
+        """Ids under bad/ as of the last listing (``_known_chunks``)."""
+        with self._mutex:
+            return self._set_aside
+
+    def _drop_chunk_index(self) -> None:
+        """A writer is done: the next one lists the store afresh (a long-lived process must not
+        trust a listing that predates a deletion by hand or a lifecycle rule)."""
+        with self._mutex:
+            self._chunk_index = None
 
     def _remember_chunk(self, chunk_id: str, stored_size: int, *, written_here: bool) -> None:
         with self._mutex:
@@ -365,10 +467,12 @@ class Repository:
                 to_check = sorted(manifest.chunk_ids() - self._written_here)
             missing = self._missing_chunks(to_check)
             if missing:
+                for chunk_id in missing:  # the next writer of this object stores them again
+                    self._forget_chunk(chunk_id)
                 shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
                 raise IntegrityError(
                     f"snapshot {manifest.id} not committed: {len(missing)} referenced chunk(s) are missing: {shown}",
-                    hint="run the snapshot again (a concurrent prune may have removed them)",
+                    hint="run the snapshot again: it stores what is missing (they vanished while this one ran)",
                 )
             key = manifest_key(manifest.id)
             if not self.store.put_if_absent(key, self.encode(key, manifest.to_json())):
@@ -392,7 +496,11 @@ class Repository:
             blob = self.store.get(key)
         except MissingObjectError as exc:
             raise NotFoundError(f"snapshot {snapshot_id} does not exist in {self.url}") from exc
-        manifest = Manifest.from_json(self.decode(key, blob))
+        try:
+            manifest = Manifest.from_json(self.decode(key, blob))
+        except IntegrityError as exc:
+            message = exc.message if exc.message.startswith(key) else f"{key}: {exc.message}"
+            raise IntegrityError(f"snapshot {snapshot_id} is unreadable: {message}", hint=exc.hint) from exc
         if manifest.id != snapshot_id:
             raise IntegrityError(f"{key} holds snapshot {manifest.id!r}, not {snapshot_id!r}")
         return manifest
@@ -417,24 +525,48 @@ class Repository:
         return manifest
 
     def manifests(self, source: str | None = None) -> list[Manifest]:
-        """Committed snapshots, oldest first (optionally of one source)."""
+        """Committed, readable snapshots, oldest first (optionally of one source).
+
+        An unreadable manifest is left out with a warning; ``catalog`` names them to the caller.
+        """
+        catalog = self.catalog(source)
+        for bad in catalog.unreadable:
+            log.warning("snapshot %s is unreadable (%s): %s", bad.id, bad.key, bad.reason)
+        return list(catalog.manifests)
+
+    def catalog(self, source: str | None = None) -> Catalog:
+        """Every committed snapshot: the readable ones oldest first (optionally of one source), and
+        every unreadable manifest with its key and the reason (of ``source`` when its id says so)."""
         ids = self.snapshot_ids()
         with self._mutex:
             todo = [i for i in ids if i not in self._manifest_cache]
+        unreadable: list[UnreadableManifest] = []
         if todo:
             with ThreadPoolExecutor(min(self.workers, len(todo)), thread_name_prefix="ck-manifest") as pool:
-                loaded = list(pool.map(self.read_manifest, todo))
+                loaded = list(pool.map(self._try_read_manifest, todo))
             with self._mutex:
-                for m in loaded:
-                    self._manifest_cache[m.id] = m
+                for item in loaded:
+                    if isinstance(item, UnreadableManifest):
+                        unreadable.append(item)
+                    elif item is not None:
+                        self._manifest_cache[item.id] = item
         with self._mutex:
             present = set(ids)
             for gone in set(self._manifest_cache) - present:
                 del self._manifest_cache[gone]
-            found = [self._manifest_cache[i] for i in ids]
+            found = [self._manifest_cache[i] for i in ids if i in self._manifest_cache]
         if source is not None:
             found = [m for m in found if m.source == source]
-        return sorted(found, key=lambda m: (m.created_at, m.id))
+            unreadable = [u for u in unreadable if _id_source(u.id) in (source, None)]
+        return Catalog(tuple(sorted(found, key=lambda m: (m.created_at, m.id))), tuple(sorted(unreadable, key=lambda u: u.id)))
+
+    def _try_read_manifest(self, snapshot_id: str) -> Manifest | UnreadableManifest | None:
+        try:
+            return self.read_manifest(snapshot_id)
+        except NotFoundError:  # deleted since the listing (a prune): not a snapshot any more
+            return None
+        except (IntegrityError, StoreError) as exc:
+            return UnreadableManifest(snapshot_id, manifest_key(snapshot_id), exc.message)
 
     def latest(self, source: str | None = None) -> Manifest | None:
         """The newest snapshot (of ``source``), reading only the manifests that can be the newest:
@@ -445,12 +577,30 @@ class Repository:
             found = self.manifests(source)
             return found[-1] if found else None
         stamps = [(m.group("stamp"), i) for m, i in parsed if m and (source is None or m.group("source") == source)]
-        if not stamps:
-            return None
-        newest = max(stamp for stamp, _ in stamps)
-        # Several in the same second: their manifests' times decide, as manifests() orders them.
-        tied = [self._cached_manifest(i) for stamp, i in stamps if stamp == newest]
-        return max(tied, key=lambda m: (m.created_at, m.id))
+        # Newest second first; an unreadable manifest is passed over (with a warning), so one
+        # damaged file does not stop every later snapshot.
+        for stamp in sorted({stamp for stamp, _ in stamps}, reverse=True):
+            tied = []
+            for i in (i for s, i in stamps if s == stamp):
+                item = self._try_cached_manifest(i)
+                if isinstance(item, UnreadableManifest):
+                    log.warning("snapshot %s is unreadable (%s), passed over: %s", item.id, item.key, item.reason)
+                elif item is not None:
+                    tied.append(item)
+            if tied:  # several in the same second: their manifests' times decide, as manifests() orders them
+                return max(tied, key=lambda m: (m.created_at, m.id))
+        return None
+
+    def _try_cached_manifest(self, snapshot_id: str) -> Manifest | UnreadableManifest | None:
+        with self._mutex:
+            cached = self._manifest_cache.get(snapshot_id)
+        if cached is not None:
+            return cached
+        item = self._try_read_manifest(snapshot_id)
+        if isinstance(item, Manifest):
+            with self._mutex:
+                self._manifest_cache[snapshot_id] = item
+        return item
 
     def resolve(self, spec: str) -> Manifest:
         """A full id, a unique id prefix, ``latest`` or ``SOURCE@latest``."""
@@ -512,7 +662,8 @@ class Repository:
             try:
                 plain = self.get_chunk(chunk_id)
             except (IntegrityError, StoreError) as exc:
-                return max(0, size), BadObject(chunk_key(chunk_id), exc.message)
+                reason = exc.message if exc.hint is None else f"{exc.message} ({exc.hint})"
+                return max(0, size), BadObject(chunk_key(chunk_id), reason)
             if size >= 0 and len(plain) != size:
                 return size, BadObject(chunk_key(chunk_id), f"chunk {chunk_id} has {len(plain)} bytes, the manifest says {size}")
             return len(plain), None
@@ -604,6 +755,12 @@ class Repository:
                 log.warning("could not refresh lock %s: %s", key, exc.message)
 
 
+def _id_source(snapshot_id: str) -> str | None:
+    """The source named in a snapshot id (``prod-20261126-031500-1a2b``), None for another shape."""
+    match = _SNAPSHOT_ID_PARTS.match(snapshot_id)
+    return match.group("source") if match else None
+
+
 def _check_encryption(config: RepoConfig, cipher: Cipher | None, key_env: str | None, url: str) -> None:
     enc = config.encryption
     if enc and cipher is None:
@@ -629,6 +786,7 @@ class ChunkWriter:
     def __init__(self, repo: Repository, *, workers: int, max_pending_bytes: int) -> None:
         self._repo = repo
         self._known = repo._known_chunks()
+        self._set_aside = repo._set_aside_chunks()
         self._max_pending = max(1, max_pending_bytes)
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="ck-upload")
         self._cond = threading.Condition()
@@ -651,6 +809,12 @@ class ChunkWriter:
     def stats(self) -> WriterStats:
         with self._cond:
             return self._stats.frozen()
+
+    def has(self, chunk_id: str) -> bool:
+        """Whether the chunk is in the store (as listed when this writer started) or on its way
+        there: what a snapshot may reference without storing it again. No request per call."""
+        with self._cond:
+            return chunk_id in self._seen or chunk_id in self._known
 
     def put(self, data: bytes) -> ChunkRef:
         """Hash now; compress and upload on a worker; block while too many bytes are pending."""
@@ -684,7 +848,15 @@ class ChunkWriter:
                 return
             key = chunk_key(chunk_id)
             blob = self._repo.encode(key, data)
-            wrote = self._repo.store.put_if_absent(key, blob)
+            if chunk_id in self._set_aside:
+                # Set aside as corrupt. A bad copy may still be in chunks/ (a move cut short by a
+                # kill, a store that refused the delete): write over it, one atomic PUT/rename.
+                self._repo.store.put(key, blob)
+                self._repo.delete_quarantined(chunk_id)  # healed: the bad copy has served its purpose
+                log.warning("chunk %s had been set aside as corrupt: a good copy is stored again", chunk_id)
+                wrote = True
+            else:
+                wrote = self._repo.store.put_if_absent(key, blob)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()/put()
             with self._cond:
                 if self._error is None:
@@ -710,6 +882,7 @@ class ChunkWriter:
         """Wait for every upload; raise the first error."""
         self._closed = True
         self._pool.shutdown(wait=True)
+        self._repo._drop_chunk_index()
         with self._cond:
             self._raise_failure()
 
@@ -717,6 +890,7 @@ class ChunkWriter:
         """Stop: drop queued uploads, wait for running ones. Chunks already stored stay for the next run."""
         self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._repo._drop_chunk_index()
 
 
 @dataclass

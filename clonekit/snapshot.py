@@ -30,8 +30,7 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
     source = config.source(source_name)
     planner = build_planner(config.sanitize)  # compiles the rules: bad rules fail here
     digest = rules_digest(config.sanitize)
-    if source.database is not None:
-        source.database.password()  # a missing password variable fails before anything starts
+    check_source(source)
     previous = _previous_files(repo, source.name)
     started = datetime.now(UTC)
 
@@ -91,6 +90,17 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
         repo.commit(manifest)
     log.info("snapshot %s of %s committed", manifest.id, source.name)
     return manifest
+
+
+def check_source(source: Source) -> None:
+    """What can be checked with no I/O beyond local files, before the store is even created:
+    a missing password variable or SSH key file fails here."""
+    if source.database is not None:
+        source.database.password()
+    if source.ssh is not None:
+        from .transport.ssh import check_key_file
+
+        check_key_file(source.ssh)
 
 
 def database_endpoint(source: Source) -> Any:

@@ -1,7 +1,9 @@
 """Capture one file tree (local or over SSH) into chunks and a manifest section.
 
 Unchanged files (same size, mtime, inode and ctime as in the previous snapshot of the same
-path) keep their chunk references without being read or sent. The others are stored:
+path) keep their chunk references without being read or sent, as long as the store still holds
+every one of those chunks (checked against the writer's listing: no request per file); a file
+whose chunk is missing or was set aside as corrupt is read again. The others are stored:
 
 - files under PACK_FILE_BYTES are packed together into chunks of about PACK_TARGET_BYTES (one
   store object per few hundred thumbnails instead of one each); a small file whose content is
@@ -33,6 +35,7 @@ from .tree import (
     Content,
     Entry,
     Excluder,
+    content_of,
     contents_by_hash,
     entry_to_json,
     link_hardlinks,
@@ -54,6 +57,14 @@ R = TypeVar("R")
 
 class ChunkSink(Protocol):
     def put(self, data: bytes) -> Any: ...  # -> ChunkRef (has .to_json())
+
+    def has(self, chunk_id: str) -> bool: ...  # stored (per the writer's listing) or being stored
+
+
+def stored(content: Content, writer: ChunkSink) -> bool:
+    """Every chunk of ``content`` is in the store: it may be referenced again without reading the file.
+    A chunk deleted by hand, by a lifecycle rule or set aside as corrupt (bad/) is not."""
+    return all(isinstance(ref, Mapping) and writer.has(str(ref.get("id"))) for ref in content.chunks)
 
 
 Progress = Callable[..., None]
@@ -121,7 +132,7 @@ class Storer:
     @property
     def known(self) -> dict[str, Content]:
         if self._known is None:  # built on first need: an unchanged tree never pays for it
-            self._known = contents_by_hash(self.previous)
+            self._known = {sha: c for sha, c in contents_by_hash(self.previous).items() if stored(c, self.writer)}
         return self._known
 
     def flush(self) -> None:
@@ -183,15 +194,21 @@ def capture_files(
         before = previous_files(previous)
         reused: dict[bytes, Mapping[str, Any]] = {}  # path -> the previous snapshot's entry, kept as is
         to_read: list[Entry] = []
+        healed = 0
         for entry in entries:
             if entry.type != FILE:
                 continue
             old = before.get(entry.path)
             if unchanged(entry, old):
                 assert old is not None
-                reused[entry.path] = old
-            else:
-                to_read.append(entry)
+                if stored(content_of(old), writer):
+                    reused[entry.path] = old
+                    continue
+                healed += 1  # its stored copy is gone or was set aside as corrupt: read it again
+            to_read.append(entry)
+        if healed:
+            log.warning("%s: %d unchanged file(s) read again: chunks of the previous snapshot are missing "
+                        "from the store or were set aside as corrupt", spec.path, healed)
         task = f"files {spec.path}"
         progress(task, total=sum(e.size for e in to_read))
         storer = Storer(writer, previous)

@@ -24,7 +24,7 @@ from typing import BinaryIO, cast
 import paramiko
 
 from ..config import SshTarget
-from ..errors import SourceError, TransientSourceError
+from ..errors import ConfigError, SourceError, TransientSourceError
 from ..retry import call_with_retry
 
 log = logging.getLogger("clonekit.transport.ssh")
@@ -93,6 +93,16 @@ class _FastTransport(paramiko.Transport):
         super().__init__(sock, *args, **kwargs)
 
 
+def check_key_file(target: SshTarget) -> str | None:
+    """The target's key file, expanded; a missing or unreadable one is a configuration error."""
+    key_file = os.path.expanduser(target.key_file) if target.key_file else None
+    if key_file and not os.path.isfile(key_file):
+        raise ConfigError(f"SSH key file {key_file} for {target} does not exist", hint="fix key_file of this source's ssh")
+    if key_file and not os.access(key_file, os.R_OK):
+        raise ConfigError(f"SSH key file {key_file} for {target} is not readable by this user", hint="check its owner and mode")
+    return key_file
+
+
 class SshSession:
     """One paramiko connection to a source host. Thread-safe for concurrent channels."""
 
@@ -120,11 +130,9 @@ class SshSession:
             try:
                 client.load_host_keys(path)
             except (OSError, paramiko.SSHException) as exc:
-                raise SourceError(f"cannot read the known_hosts file {path}: {exc}") from exc
+                raise ConfigError(f"cannot read the known_hosts file {path}: {exc}") from exc
         client.set_missing_host_key_policy(_RefuseUnknownHost(target, path))
-        key_file = os.path.expanduser(target.key_file) if target.key_file else None
-        if key_file and not os.path.isfile(key_file):
-            raise SourceError(f"SSH key file {key_file} for {target} does not exist")
+        key_file = check_key_file(target)
         try:
             client.connect(
                 target.host,

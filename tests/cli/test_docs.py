@@ -34,8 +34,8 @@ def test_every_command_is_in_the_readme() -> None:
 
 def test_every_environment_variable_clonekit_reads_is_documented() -> None:
     code = "\n".join(p.read_text() for p in (ROOT / "clonekit").rglob("*.py"))
-    read = set(re.findall(r"environ(?:\.get)?\(\s*\"(CLONEKIT_[A-Z_]+)\"", code))
-    assert {"CLONEKIT_RETRY_ATTEMPTS", "CLONEKIT_DB_FORK"} <= read
+    read = set(re.findall(r"(?:environ(?:\.get)?|env_number)\(\s*\"(CLONEKIT_[A-Z_]+)\"", code))
+    assert {"CLONEKIT_RETRY_ATTEMPTS", "CLONEKIT_DB_FORK", "CLONEKIT_LOCK_WAIT_SECONDS", "CLONEKIT_PREVIEW_LOCK_WAIT"} <= read
     doc = (ROOT / "docs" / "configuration.md").read_text()
     missing = sorted(name for name in read if f"`{name}`" not in doc)
     assert not missing, f"environment variables read by clonekit but not in docs/configuration.md: {missing}"
