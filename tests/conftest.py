@@ -305,7 +305,7 @@ def pytest_itemcollected(item) -> None:
 
 def pytest_collection_finish(session) -> None:
     """Refuse to run when xdist would not honour the ckprod group (pytest-xdist#1386 on pytest 9.2)."""
-    if not session.config.getvalue("loadgroup"):
+    if not getattr(session.config.option, "loadgroup", False):
         return  # not an xdist worker, or not --dist loadgroup: nothing runs side by side
     split = [item.nodeid for item in session.items
              if "ckprod" in getattr(item, "fixturenames", ()) and "@" not in item.nodeid]

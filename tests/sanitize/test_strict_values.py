@@ -215,3 +215,27 @@ def test_leaks_file_errors_are_usage_errors(source, tmp_path: Path, capsys) -> N
     (tmp_path / "empty.txt").write_text("\n\n")
     code, _, err = run(["-c", str(path), "verify", "latest", "--leaks", str(tmp_path / "empty.txt")], capsys)
     assert code == 2 and "no value to search" in err
+
+
+def test_drupal_search_indexes_travel_empty_and_do_not_stop_strict_mode(mysql_db) -> None:
+    """Drupal core search and Search API's database backend copy every page's text: the drupal
+    preset names them (no rows), so strict mode covers them instead of stopping every Drupal site."""
+    mysql_db.execute(
+        "CREATE TABLE search_index (word varchar(50), sid int, langcode varchar(12), type varchar(64), score float, "
+        "PRIMARY KEY (word, sid, langcode, type))",
+        "INSERT INTO search_index VALUES ('riou', 1, 'fr', 'node_search', 1), ('sandrine', 1, 'fr', 'node_search', 1)",
+        "CREATE TABLE search_dataset (sid int, langcode varchar(12), type varchar(64), data longtext, reindex int, "
+        "PRIMARY KEY (sid, langcode, type))",
+        "INSERT INTO search_dataset VALUES (1, 'fr', 'node_search', 'Merci Sandrine Riou sandrine.riou@example.fr', 0)",
+        "CREATE TABLE search_total (word varchar(50) PRIMARY KEY, count float)",
+        "INSERT INTO search_total VALUES ('riou', 1)",
+        "CREATE TABLE search_api_db_content_text (item_id varchar(150), field_name varchar(191), word varchar(50), "
+        "score int, PRIMARY KEY (item_id, field_name, word))",
+        "INSERT INTO search_api_db_content_text VALUES ('entity:node/1:fr', 'body', 'riou', 1000)",
+    )
+    tables = read_tables(mysql_db)
+    report = scan(tables, sampler(mysql_db), sanitize_config(preset="drupal"))
+    assert {f.table for f in report.uncovered} == set()
+    plan = build_planner(sanitize_config(preset="drupal", strict=True)).plan(tables, sampler(mysql_db))
+    assert all(plan[name].rows == "none" for name in ("search_index", "search_dataset", "search_total",
+                                                      "search_api_db_content_text"))
