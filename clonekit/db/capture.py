@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import pickle
 import queue
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -37,6 +37,7 @@ from .codec import FORMAT, INTEGER_TYPES, RowChunker, field_decoder, row_sql, ty
 from .connection import connect, error_code, quote_name, source_error
 from .endpoint import DbEndpoint
 from .introspect import UTF8_CHARSETS, TableInfo, describe, schema_objects, show_create_table, split_create_table
+from .workers import ForkServer
 
 log = logging.getLogger("clonekit.db.capture")
 
@@ -497,22 +498,21 @@ def _transformed(cursor: Any, transform: Callable[[Row], Row], columns: tuple[Co
 # The worker gets a duplicate of the capture thread's connection socket (inside the shared
 # snapshot), the planner (it plans again and gets the same transform) and the write end of a pipe;
 # it reads and transforms its part and sends finished chunks back; the thread stores them. The
-# thread does not touch its connection until the worker is done. Workers come from
-# multiprocessing's fork server: a process started by fork+exec, with no thread of ours, forks
-# them; forking this process while upload, lock-refresh and tunnel threads hold locks could
-# deadlock the child.
+# thread does not touch its connection until the worker is done. Workers come from a fork server
+# (clonekit.db.workers): forking this process while upload, lock-refresh and tunnel threads hold
+# locks could leave the child waiting forever on one of them.
 
+_FRAME = struct.Struct("!cQ")
 _CONNECTION_STATE_SKIPPED = frozenset({"_sock", "_rfile", "_result", "password", "ctx"})
 
 
 class _TransformProcesses:
     """How to run transformed parts in worker processes; None from prepare() when they cannot be."""
 
-    _context: Any = None
-
     def __init__(self, planner: PolicyPlanner, tables: list[Table]) -> None:
         self.planner = planner
         self.tables = tables
+        self.server = ForkServer.get()
 
     @classmethod
     def prepare(cls, planner: PolicyPlanner, tables: list[Table],
@@ -520,22 +520,15 @@ class _TransformProcesses:
         if not TRANSFORM_PROCESSES or not any(p.transform is not None for p in policies.values()):
             return None
         try:
-            pickle.dumps(planner)
+            blob = pickle.dumps(planner)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             log.info("transforms run in the capture threads: the planner cannot be sent to a worker process (%s)",
                      type(exc).__name__)
             return None
+        if b"__main__" in blob:  # a class of the program's script: a worker could not import it
+            log.info("transforms run in the capture threads: the planner is defined in the main script")
+            return None
         return cls(planner, tables)
-
-    @classmethod
-    def context(cls) -> Any:
-        if cls._context is None:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            if context.get_start_method() == "forkserver":
-                context.set_forkserver_preload([__name__])  # workers fork with the capture code imported
-            cls._context = context
-        return cls._context
 
     @staticmethod
     def can_adopt(conn: Connection) -> bool:
@@ -544,66 +537,62 @@ class _TransformProcesses:
 
     def read_typed(self, conn: Connection, part: _Part, chunker: RowChunker, emit: Callable[[bytes], None]) -> None:
         table = part.info.table
-        context = self.context()
-        incoming, outgoing = context.Pipe(duplex=False)
         state = {k: v for k, v in vars(conn).items() if k not in _CONNECTION_STATE_SKIPPED}
-        worker = context.Process(
-            target=_transform_worker, name=f"ck-transform-{table.name}", daemon=True,
-            args=(conn._sock, state, self.planner, self.tables, table, part.linear_escape,
-                  _range_condition(table, part), outgoing),
-        )
-        worker.start()
-        outgoing.close()
+        read_fd, write_fd = os.pipe()
+        try:
+            self.server.start(_transform_worker, [conn._sock.fileno(), write_fd],
+                              (state, self.planner, self.tables, table, part.linear_escape,
+                               _range_condition(table, part)))
+        finally:
+            os.close(write_fd)
         finished: dict[str, Any] | None = None
         failure: dict[str, Any] | None = None
-        try:
+        with os.fdopen(read_fd, "rb", buffering=1 << 20) as incoming:
             while True:
-                try:
-                    message = incoming.recv_bytes()
-                except EOFError:
+                header = incoming.read(_FRAME.size)
+                if len(header) < _FRAME.size:
                     break
-                kind, payload = message[:1], message[1:]
+                kind, size = _FRAME.unpack(header)
+                payload = incoming.read(size)
                 if kind == b"C":
-                    emit(payload)
+                    emit(payload)  # may raise (another table failed): closing the pipe stops the worker
                 elif kind == b"E":
                     finished = json.loads(payload)
                 elif kind == b"X":
                     failure = json.loads(payload)
-        finally:
-            incoming.close()
-            if worker.is_alive() and (finished is None and failure is None):
-                worker.kill()  # this thread stopped early (another table failed): the worker must not go on
-            worker.join()
         if failure is not None:
             raise _rebuild_error(failure)
-        if finished is None or worker.exitcode != 0:
-            raise SourceError(f"the process reading table {table.name} ended without finishing (exit {worker.exitcode})")
+        if finished is None:
+            raise SourceError(f"the process reading table {table.name} ended without finishing")
         chunker.rows += int(finished["rows"])
         chunker.bytes += int(finished["bytes"])
 
 
-def _transform_worker(sock: socket.socket, state: dict[str, Any], planner: PolicyPlanner, tables: list[Table],
-                      table: Table, linear_escape: bool, condition: str, out: Any) -> None:
+def _transform_worker(sock_fd: int, out_fd: int, state: dict[str, Any], planner: PolicyPlanner,
+                      tables: list[Table], table: Table, linear_escape: bool, condition: str) -> None:
     """In the worker process: read one transformed part through the handed-over connection."""
     logging.getLogger().addHandler(logging.NullHandler())  # failures go back to the parent, not to stderr
-    try:
-        conn = Connection.__new__(Connection)
-        vars(conn).update(state)
-        conn._sock, conn._rfile, conn._result = sock, sock.makefile("rb"), None
-        conn._current_timeout = -1.0  # set the socket's timeout on first use
-        policy = planner.plan(tables)[table.name]
+    with os.fdopen(out_fd, "wb", buffering=1 << 20) as out:
+        try:
+            sock = socket.socket(fileno=sock_fd)
+            conn = Connection.__new__(Connection)
+            vars(conn).update(state)
+            conn._sock, conn._rfile, conn._result = sock, sock.makefile("rb"), None
+            conn._current_timeout = -1.0  # set the socket's timeout on first use
+            policy = planner.plan(tables)[table.name]
 
-        def send(chunk: bytes) -> None:
-            out.send_bytes(b"C" + chunk)
+            def send(chunk: bytes) -> None:
+                out.write(_FRAME.pack(b"C", len(chunk)))
+                out.write(chunk)
 
-        chunker = RowChunker(send)
-        _read_typed(conn, table, policy, chunker, linear_escape, condition)
-        chunker.flush()
-        out.send_bytes(b"E" + json.dumps({"rows": chunker.rows, "bytes": chunker.bytes}).encode())
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        out.send_bytes(b"X" + json.dumps(_error_report(exc)).encode())
-    finally:
-        out.close()
+            chunker = RowChunker(send)
+            _read_typed(conn, table, policy, chunker, linear_escape, condition)
+            chunker.flush()
+            done = json.dumps({"rows": chunker.rows, "bytes": chunker.bytes}).encode()
+            out.write(_FRAME.pack(b"E", len(done)) + done)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+            report = json.dumps(_error_report(exc)).encode()
+            out.write(_FRAME.pack(b"X", len(report)) + report)
 
 
 def _error_report(exc: BaseException) -> dict[str, Any]:
