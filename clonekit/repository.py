@@ -716,13 +716,20 @@ class Repository:
         stop = threading.Event()
         refresher = threading.Thread(target=self._refresh_lock, args=(key, body, stop), name="ck-lock", daemon=True)
         refresher.start()
+        failed = False
         try:
             yield
+        except BaseException:
+            failed = True
+            raise
         finally:
             stop.set()
             refresher.join()
+            # After a failure (perhaps a stalled store), one attempt only: the run must end now, and
+            # a lock left behind is taken over at once on this host (stale after LOCK_STALE_SECONDS).
+            store = getattr(self.store, "inner", self.store) if failed else self.store
             try:
-                self.store.delete(key)
+                store.delete(key)
             except StoreError as exc:  # never hide the body's own error; an orphan lock goes stale
                 log.warning("could not remove lock %s: %s", key, exc.message)
 

@@ -117,6 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _proxy(self) -> None:
         proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
         body = self._read_body()
+        if self.command == "PUT" and "/chunks/" in self.path:
+            with proxy._lock:
+                proxy.counts["PUT chunks"] += 1
         mode = proxy.decide()
         if proxy.reject_conditional and self.command == "PUT" and "If-None-Match" in self.headers:
             mode = "501"

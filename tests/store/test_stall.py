@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,38 @@ def test_stalled_endpoint_ends_the_snapshot_with_a_clear_failure(s3_bucket, tmp_
     assert "retry 1/" in err  # the retry was said as it happened, at the default log level
     assert "Traceback" not in err
     assert stalled >= 2  # it really waited on the stalled endpoint, and tried again
+
+
+def test_an_endpoint_that_stalls_mid_snapshot_ends_it_in_one_round(s3_bucket, tmp_path):
+    """Uploads under way when the endpoint stalls: each gives up once, queued ones never start, the
+    lock is released with a single try: no second round of waiting."""
+    with FaultProxy(s3_bucket.endpoint_url, failure_rate=0.0, modes=("stall",)) as proxy:
+        config = _project(tmp_path, proxy.endpoint_url, s3_bucket.url, "2s")
+        config.write_text(config.read_text().replace("region: us-east-1", "region: us-east-1, upload_workers: 2"))
+        (tmp_path / "files" / "big.bin").write_bytes(os.urandom(24 << 20))  # many chunks to upload
+        started = threading.Event()
+
+        def stall_when_uploads_start() -> None:
+            while not started.is_set():
+                if proxy.counts["PUT chunks"] > 0:
+                    proxy.failure_rate = 1.0
+                    return
+                started.wait(0.005)
+
+        watcher = threading.Thread(target=stall_when_uploads_start, daemon=True)
+        watcher.start()
+        env = {**os.environ, "CLONEKIT_RETRY_FIRST_WAIT": "0.01", "CLONEKIT_RETRY_MAX_WAIT": "0.1"}
+        try:
+            done = subprocess.run([sys.executable, "-m", "clonekit", "-c", str(config), "snapshot", "prod"],
+                                  capture_output=True, text=True, env=env, timeout=GUARD_SECONDS)
+        finally:
+            started.set()
+            watcher.join()
+        stalled = proxy.counts["stall"]
+    assert done.returncode == 1, done.stderr
+    assert "S3 slow" in done.stderr and "chunks/" in done.stderr and "gave up after" in done.stderr
+    # 2 upload workers x 2 attempts, plus one try to remove the lock (and a PUT that raced the switch)
+    assert 2 <= stalled <= 2 * 2 + 2, stalled
 
 
 def test_a_transient_error_becomes_final_when_the_deadline_passes(s3_bucket, monkeypatch, caplog):
