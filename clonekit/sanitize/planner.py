@@ -74,12 +74,14 @@ class RulePlanner:
         self.cfg = cfg
         self.user_rules = tuple(user_rules)
         self._env: ActionEnv | None = None
+        self._checked = False  # True in a worker: the strict checks already passed in the capturing process
 
     def __repr__(self) -> str:
         return f"RulePlanner(preset={self.cfg.preset!r}, rules={len(self.user_rules)})"
 
-    # A planner is sent to the worker processes that run transforms (clonekit.db.capture): it
-    # travels with the secret as this process read it, never re-read from another environment.
+    # A planner is sent to the worker processes that run transforms (clonekit.db.capture) after
+    # its plan passed every check: it travels with the secret as this process read it (never
+    # re-read from another environment), and a worker only rebuilds the transforms.
     def __getstate__(self) -> dict[str, Any]:
         env = self.env()
         return {"cfg": self.cfg, "user_rules": self.user_rules, "secret": env.keyed.secret,
@@ -89,6 +91,7 @@ class RulePlanner:
         self.cfg, self.user_rules = state["cfg"], state["user_rules"]
         self._env = ActionEnv(keyed=Keyed(state["secret"]), dev_password=state["dev_password"],
                               keep_values=state["keep_values"])
+        self._checked = True
 
     # -- resolution ---------------------------------------------------------------------------
 
@@ -220,7 +223,7 @@ class RulePlanner:
                 problems=problems,
                 hint="fix the table or column names under sanitize.tables (the preset's own rules skip what is missing)",
             )
-        if self.cfg.strict:
+        if self.cfg.strict and not self._checked:
             report = scan_tables(tables, sample or _no_rows, _coverage(effective.values()), sample_rows=SAMPLE_ROWS,
                                  keep_accounts=self.cfg.keep_accounts, uncovered_only=True)
             log.info("strict mode: %d tables checked, %d rows sampled in %d queries",

@@ -34,7 +34,7 @@ def _guarded(row):  # type: ignore[no-untyped-def]
 class GuardedPlanner:
     """Module-level (it is sent to the worker processes): every table through ``_guarded``."""
 
-    def plan(self, tables):  # type: ignore[no-untyped-def]
+    def plan(self, tables, sample=None):  # type: ignore[no-untyped-def]
         return {t.name: TablePolicy(transform=_guarded, rule="guarded") for t in tables}
 
 
