@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -26,16 +25,20 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .errors import ClonekitError, Transient, is_transient
+from .config import env_number
+from .errors import ClonekitError, ConfigError, Transient, is_transient
 
 T = TypeVar("T")
 log = logging.getLogger("clonekit.retry")
 
 # Tests shorten the waits; users rarely need to.
-MAX_ATTEMPTS = int(os.environ.get("CLONEKIT_RETRY_ATTEMPTS", "8"))
-MAX_WAIT_SECONDS = float(os.environ.get("CLONEKIT_RETRY_MAX_WAIT", "20"))
-FIRST_WAIT_SECONDS = float(os.environ.get("CLONEKIT_RETRY_FIRST_WAIT", "0.2"))
-STALL_TIMEOUT_SECONDS = float(os.environ.get("CLONEKIT_STALL_TIMEOUT", "120"))
+MAX_ATTEMPTS = max(1, env_number("CLONEKIT_RETRY_ATTEMPTS", 8))
+MAX_WAIT_SECONDS = env_number("CLONEKIT_RETRY_MAX_WAIT", 20.0)
+FIRST_WAIT_SECONDS = env_number("CLONEKIT_RETRY_FIRST_WAIT", 0.2)
+STALL_TIMEOUT_SECONDS = env_number("CLONEKIT_STALL_TIMEOUT", 120.0)
+if STALL_TIMEOUT_SECONDS == 0:
+    raise ConfigError("environment variable CLONEKIT_STALL_TIMEOUT: expected a number of seconds > 0, got '0'",
+                      hint="unset it for the default (120)")
 STALL_HINT = "the limit is CLONEKIT_STALL_TIMEOUT (or store_options.stall_timeout for the store), in seconds"
 
 
