@@ -144,6 +144,7 @@ class StoreConfig:
     path_style: bool = True
     encryption_key_env: str | None = None
     upload_workers: int = 8
+    stall_timeout: int | None = None  # seconds a store operation may go without progress; None: CLONEKIT_STALL_TIMEOUT
 
     @property
     def is_s3(self) -> bool:
@@ -448,11 +449,15 @@ class _Checker:
             folder = Path(os.path.expanduser(local))
             url = str(folder if folder.is_absolute() else (self.path.parent / folder).resolve())
         opts = self.mapping(
-            options, "store_options", ("endpoint_url", "region", "path_style", "encryption_key_env", "upload_workers")
+            options, "store_options", ("endpoint_url", "region", "path_style", "encryption_key_env", "upload_workers",
+                                               "stall_timeout")
         )
         endpoint = self.string(opts.get("endpoint_url"), "store_options.endpoint_url")
         if endpoint is not None and not re.match(r"^https?://", endpoint):
             self.problem("store_options.endpoint_url", "an http:// or https:// URL", endpoint)
+        stall = self.duration(opts.get("stall_timeout"), "store_options.stall_timeout")
+        if stall == 0:
+            self.problem("store_options.stall_timeout", "a duration longer than 0 s, such as 90s or 2m", 0)
         return StoreConfig(
             url=url,
             endpoint_url=endpoint,
@@ -460,6 +465,7 @@ class _Checker:
             path_style=self.boolean(opts.get("path_style"), "store_options.path_style", True),
             encryption_key_env=self.env_name(opts.get("encryption_key_env"), "store_options.encryption_key_env"),
             upload_workers=self.integer(opts.get("upload_workers"), "store_options.upload_workers", 8, 1, 64) or 8,
+            stall_timeout=stall or None,
         )
 
     def sources(self, value: Any) -> Mapping[str, Source]:

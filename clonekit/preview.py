@@ -35,6 +35,7 @@ import yaml
 
 from .config import Config, check_name, env_number
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
+from .owner import Owner
 from .runtime import compose as cmp
 from .runtime import golden as gold
 from .runtime.docker import DockerEngine, published_port
@@ -44,6 +45,7 @@ log = logging.getLogger("clonekit.preview")
 PREVIEWS_FOLDER = "previews"
 LOCKS_FOLDER = ".locks"
 STATE_FILE = "state.json"
+BUSY_STATES = ("creating", "refreshing")  # a run is working on the preview
 SECRETS_FILE = "secrets.json"
 COMPOSE_FILE = "compose.yml"
 LOCK_WAIT_SECONDS = env_number("CLONEKIT_PREVIEW_LOCK_WAIT", 600.0)
@@ -258,8 +260,19 @@ def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_
                 _cleanup_after_failure(config, engine, name)
 
 
+def _abandoned(state: Mapping[str, Any]) -> bool:
+    """The run that was creating or refreshing this preview is gone (killed) on this host."""
+    owner = Owner.from_json(state.get("owner"))
+    return state.get("status") in BUSY_STATES and owner is not None and owner.is_gone()
+
+
 def _refuse_existing(config: Config, engine: DockerEngine, name: str) -> None:
     folder = preview_dir(config, name)
+    state = _read_json(folder / STATE_FILE) or {}
+    if _abandoned(state):  # we hold the name's lock: nobody else is working on it
+        log.warning("preview %s was left half-created by %s, which is gone: removing what it created",
+                    name, Owner.from_json(state.get("owner")))
+        _remove_everything(config, engine, name)
     labelled = engine.ids("container", _labels_of(config, name))
     if folder.exists() or labelled:
         raise PreviewError(
@@ -361,6 +374,8 @@ def _write_state(folder: Path, plan: cmp.PreviewPlan, manifest: Any, *, status: 
         "db_service": plan.db_service, "restore_path": plan.restore_path, "status": status,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+    if status in BUSY_STATES:  # who is working on it: `list` tells when that process is gone
+        state["owner"] = Owner.current().to_json()
     _write_private(folder / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
 
 
@@ -542,8 +557,10 @@ def list_previews(config: Config) -> list[Preview]:
         containers = by_name.get(name, [])
         labels = (containers[0].get("Config") or {}).get("Labels") if containers else {}
         status = _status(containers)
-        if state.get("status") in ("creating", "refreshing", "failed"):  # what the last run says wins
+        if state.get("status") in (*BUSY_STATES, "failed"):  # what the last run says wins
             status = str(state["status"])
+        if status in BUSY_STATES and _abandoned(state):
+            status = "failed (process gone)"
         previews.append(_preview_from_state(config, name, state, status, labels))
     return previews
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import re
-import socket
 import threading
 import time
 import uuid
@@ -33,6 +31,7 @@ from .config import StoreConfig, env_number
 from .crypto import ALGORITHM, Cipher, load_key
 from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, StoreError
 from .manifest import CHUNK_ID, Manifest
+from .owner import Owner
 from .store import MissingObjectError, Store, open_store
 
 log = logging.getLogger("clonekit.repository")
@@ -685,13 +684,14 @@ class Repository:
         """Store-wide advisory lock: many shared holders (snapshots) or one exclusive (prune).
 
         Waits up to ``wait_seconds`` (default CLONEKIT_LOCK_WAIT_SECONDS) then raises LockedError.
-        Locks are refreshed while held; one not refreshed for LOCK_STALE_SECONDS is ignored.
+        Locks are refreshed while held; one not refreshed for LOCK_STALE_SECONDS is ignored. A
+        lock whose owner ran on this host and is gone (killed) is removed at once (clonekit.owner).
         """
         wait = LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds
         kind = "exclusive" if exclusive else "shared"
         key = f"{LOCKS_PREFIX}{kind}-{uuid.uuid4().hex}.json"
         body = json.dumps(
-            {"kind": kind, "host": socket.gethostname(), "pid": os.getpid(), "created_at": datetime.now(UTC).isoformat()}
+            {"kind": kind, **Owner.current().to_json(), "created_at": datetime.now(UTC).isoformat()}
         ).encode()
         deadline = time.monotonic() + wait
         delay = 0.05
@@ -705,8 +705,9 @@ class Repository:
                 raise LockedError(
                     f"the store {self.url} is locked by another clonekit run ({self._describe_locks(blockers)})",
                     hint=(
-                        "wait for it to finish and try again; a lock left by a killed run "
-                        f"expires {LOCK_STALE_SECONDS // 60} minutes after its last refresh"
+                        "wait for it to finish and try again; a lock left by a killed run is taken over at once "
+                        "on the host that ran it, and expires everywhere "
+                        f"{LOCK_STALE_SECONDS // 60} minutes after its last refresh"
                     ),
                 )
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())) * random.uniform(0.5, 1.0))
@@ -714,13 +715,20 @@ class Repository:
         stop = threading.Event()
         refresher = threading.Thread(target=self._refresh_lock, args=(key, body, stop), name="ck-lock", daemon=True)
         refresher.start()
+        failed = False
         try:
             yield
+        except BaseException:
+            failed = True
+            raise
         finally:
             stop.set()
             refresher.join()
+            # After a failure (perhaps a stalled store), one attempt only: the run must end now, and
+            # a lock left behind is taken over at once on this host (stale after LOCK_STALE_SECONDS).
+            store = getattr(self.store, "inner", self.store) if failed else self.store
             try:
-                self.store.delete(key)
+                store.delete(key)
             except StoreError as exc:  # never hide the body's own error; an orphan lock goes stale
                 log.warning("could not remove lock %s: %s", key, exc.message)
 
@@ -734,8 +742,26 @@ class Repository:
                 log.warning("ignoring stale lock %s (last refreshed %s)", info.key, info.modified.isoformat())
                 continue
             if exclusive or info.key[len(LOCKS_PREFIX) :].startswith("exclusive-"):
-                blockers.append(info.key)
+                if not self._take_over_if_gone(info.key):
+                    blockers.append(info.key)
         return blockers
+
+    def _take_over_if_gone(self, key: str) -> bool:
+        """Remove the lock ``key`` if its owner is a process of this host that is gone; True if removed."""
+        try:
+            owner = Owner.from_json(json.loads(self.store.get(key)))
+        except MissingObjectError:
+            return True  # released meanwhile
+        except (StoreError, ValueError):
+            return False
+        if owner is None or not owner.is_gone():
+            return False
+        log.warning("taking over lock %s of %s: that process is gone (killed?)", key, owner)
+        try:
+            self.store.delete(key)
+        except MissingObjectError:
+            pass
+        return True
 
     def _describe_locks(self, keys: list[str]) -> str:
         parts = []

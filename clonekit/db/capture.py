@@ -15,7 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import queue
+import socket
+import ssl
 import struct
 import threading
 import time
@@ -34,6 +37,7 @@ from .codec import FORMAT, INTEGER_TYPES, RowChunker, field_decoder, row_sql, ty
 from .connection import connect, error_code, quote_name, source_error
 from .endpoint import DbEndpoint
 from .introspect import UTF8_CHARSETS, TableInfo, describe, schema_objects, show_create_table, split_create_table
+from .workers import ForkServer
 
 log = logging.getLogger("clonekit.db.capture")
 
@@ -43,8 +47,10 @@ FIRST_RANGE_KEYS = 64
 STREAM_FEED_BYTES = 1 << 20
 SPLIT_TABLE_BYTES = 48 << 20  # tables bigger than this are read as several key ranges in parallel
 SPLIT_TYPED_ROWS = 20_000  # transformed tables with more rows are split between the workers
-# Transforms are Python: a forked process per transformed part runs them on another core (no GIL).
-FORK_TRANSFORMS = hasattr(os, "fork") and os.environ.get("CLONEKIT_DB_FORK", "1") != "0"
+# Transforms are Python: a worker process per transformed part runs them on another core (no GIL).
+# Workers are started by a fork server (a clean single-threaded process), never forked from this
+# threaded one. CLONEKIT_DB_FORK=0 runs transforms in the capture threads instead.
+TRANSFORM_PROCESSES = os.environ.get("CLONEKIT_DB_FORK", "1") != "0"
 LOCK_WAIT_SECONDS = 60
 NET_TIMEOUT_SECONDS = 3600
 NO_PRIVILEGE_CODES = frozenset({1044, 1045, 1142, 1227})
@@ -93,6 +99,7 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
         if missing:
             raise ConfigError("the sanitization planner returned no policy for some tables", problems=missing)
         unsafe = {i.table.name for i in infos if not i.mvcc and policies[i.table.name].rows != "none"}
+        processes = _TransformProcesses.prepare(planner, [i.table for i in infos], policies)
         conns, consistency = _open_snapshot(endpoint, main, workers, lock_for_unsafe=bool(unsafe))
         locked = consistency != "single-connection"
         try:
@@ -100,7 +107,8 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
             if unsafe and locked:
                 # Tables without MVCC (MyISAM, Aria...) are read while writes are still frozen, first.
                 tables_json, parts = _prepare(endpoint, conns[0], infos, policies, len(conns), version[1])
-                _run_parts(endpoint, conns, [p for p in parts if p.info.table.name in unsafe], writer, progress)
+                _run_parts(endpoint, conns, [p for p in parts if p.info.table.name in unsafe], writer, progress,
+                           processes)
         finally:
             if locked:
                 _execute(endpoint, main, "UNLOCK TABLES")
@@ -113,7 +121,7 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
         objects = _guarded(endpoint, "reading views, triggers, routines and events",
                            lambda: schema_objects(conns[0], endpoint.database))
         _run_parts(endpoint, conns, [p for p in parts if not (locked and p.info.table.name in unsafe)], writer,
-                   progress)
+                   progress, processes)
     finally:
         for conn in [*conns, main]:
             try:
@@ -309,7 +317,7 @@ def _fetch_one(conn: Connection, sql: str, args: Any = None) -> tuple[Any, ...]:
 
 
 def _run_parts(endpoint: DbEndpoint, conns: list[Connection], parts: list[_Part], writer: ChunkSink,
-               progress: Progress | None) -> None:
+               progress: Progress | None, processes: _TransformProcesses | None = None) -> None:
     """Each connection drains the queue; the first failure stops everyone.
 
     Transformed tables first (their Python work is the critical path; the server renders the others
@@ -328,7 +336,7 @@ def _run_parts(endpoint: DbEndpoint, conns: list[Connection], parts: list[_Part]
                     part = todo.get_nowait()
                 except queue.Empty:
                     break
-                _read_part(endpoint, conn, part, writer, progress, stop=failed)
+                _read_part(endpoint, conn, part, writer, progress, stop=failed, processes=processes)
             done.set_result(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             failed.set()
@@ -353,7 +361,8 @@ class _Stopped(Exception):
 
 
 def _read_part(endpoint: DbEndpoint, conn: Connection, part: _Part, writer: ChunkSink,
-               progress: Progress | None, *, stop: threading.Event | None = None) -> None:
+               progress: Progress | None, *, stop: threading.Event | None = None,
+               processes: _TransformProcesses | None = None) -> None:
     table = part.info.table
 
     def emit(chunk: bytes) -> None:
@@ -365,8 +374,8 @@ def _read_part(endpoint: DbEndpoint, conn: Connection, part: _Part, writer: Chun
 
     chunker = RowChunker(emit)
     try:
-        if part.policy.transform is not None and FORK_TRANSFORMS:
-            _read_typed_forked(conn, part, chunker, emit)
+        if part.policy.transform is not None and processes is not None and processes.can_adopt(conn):
+            processes.read_typed(conn, part, chunker, emit)
         elif part.policy.transform is not None:
             _read_typed(conn, table, part.policy, chunker, part.linear_escape, _range_condition(table, part))
         elif part.key_range is not None:
@@ -484,45 +493,60 @@ def _transformed(cursor: Any, transform: Callable[[Row], Row], columns: tuple[Co
                            for field, value, old, column in zip(fields, new, row, columns, strict=True)]) + b"\n"
 
 
-# -- transformed parts in a forked process ----------------------------------------------------------
+# -- transformed parts in a worker process ----------------------------------------------------------
 #
-# The worker thread forks; the child inherits the thread's connection (inside the shared snapshot)
-# and the policy's transform, reads and transforms its part, and sends finished chunks back through
-# a pipe; the thread stores them. The parent does not touch the connection until the child is done.
+# The worker gets a duplicate of the capture thread's connection socket (inside the shared
+# snapshot), the planner (it plans again and gets the same transform) and the write end of a pipe;
+# it reads and transforms its part and sends finished chunks back; the thread stores them. The
+# thread does not touch its connection until the worker is done. Workers come from a fork server
+# (clonekit.db.workers): forking this process while upload, lock-refresh and tunnel threads hold
+# locks could leave the child waiting forever on one of them.
 
 _FRAME = struct.Struct("!cQ")
+_CONNECTION_STATE_SKIPPED = frozenset({"_sock", "_rfile", "_result", "password", "ctx"})
 
 
-def _read_typed_forked(conn: Connection, part: _Part, chunker: RowChunker, emit: Callable[[bytes], None]) -> None:
-    table = part.info.table
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        os.close(read_fd)
-        status = 1
+class _TransformProcesses:
+    """How to run transformed parts in worker processes; None from prepare() when they cannot be."""
+
+    def __init__(self, planner: PolicyPlanner, tables: list[Table]) -> None:
+        self.planner = planner
+        self.tables = tables
+        self.server = ForkServer.get()
+
+    @classmethod
+    def prepare(cls, planner: PolicyPlanner, tables: list[Table],
+                policies: Mapping[str, TablePolicy]) -> _TransformProcesses | None:
+        if not TRANSFORM_PROCESSES or not any(p.transform is not None for p in policies.values()):
+            return None
         try:
-            with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
-                try:
-                    def send(chunk: bytes) -> None:
-                        out.write(_FRAME.pack(b"C", len(chunk)))
-                        out.write(chunk)
+            blob = pickle.dumps(planner)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            log.info("transforms run in the capture threads: the planner cannot be sent to a worker process (%s)",
+                     type(exc).__name__)
+            return None
+        if b"__main__" in blob:  # a class of the program's script: a worker could not import it
+            log.info("transforms run in the capture threads: the planner is defined in the main script")
+            return None
+        return cls(planner, tables)
 
-                    child_chunker = RowChunker(send)
-                    _read_typed(conn, table, part.policy, child_chunker, part.linear_escape,
-                                _range_condition(table, part))
-                    child_chunker.flush()
-                    done = json.dumps({"rows": child_chunker.rows, "bytes": child_chunker.bytes}).encode()
-                    out.write(_FRAME.pack(b"E", len(done)) + done)
-                    status = 0
-                except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-                    report = json.dumps(_error_report(exc)).encode()
-                    out.write(_FRAME.pack(b"X", len(report)) + report)
+    @staticmethod
+    def can_adopt(conn: Connection) -> bool:
+        """A plain TCP or Unix socket can be handed over; a TLS session cannot."""
+        return isinstance(conn._sock, socket.socket) and not isinstance(conn._sock, ssl.SSLSocket)
+
+    def read_typed(self, conn: Connection, part: _Part, chunker: RowChunker, emit: Callable[[bytes], None]) -> None:
+        table = part.info.table
+        state = {k: v for k, v in vars(conn).items() if k not in _CONNECTION_STATE_SKIPPED}
+        read_fd, write_fd = os.pipe()
+        try:
+            self.server.start(_transform_worker, [conn._sock.fileno(), write_fd],
+                              (state, self.planner, self.tables, table, part.linear_escape,
+                               _range_condition(table, part)))
         finally:
-            os._exit(status)
-    os.close(write_fd)
-    finished: dict[str, Any] | None = None
-    failure: dict[str, Any] | None = None
-    try:
+            os.close(write_fd)
+        finished: dict[str, Any] | None = None
+        failure: dict[str, Any] | None = None
         with os.fdopen(read_fd, "rb", buffering=1 << 20) as incoming:
             while True:
                 header = incoming.read(_FRAME.size)
@@ -531,19 +555,44 @@ def _read_typed_forked(conn: Connection, part: _Part, chunker: RowChunker, emit:
                 kind, size = _FRAME.unpack(header)
                 payload = incoming.read(size)
                 if kind == b"C":
-                    emit(payload)
+                    emit(payload)  # may raise (another table failed): closing the pipe stops the worker
                 elif kind == b"E":
                     finished = json.loads(payload)
                 elif kind == b"X":
                     failure = json.loads(payload)
-    finally:
-        _, status = os.waitpid(pid, 0)
-    if failure is not None:
-        raise _rebuild_error(failure)
-    if finished is None or status != 0:
-        raise SourceError(f"the process reading table {table.name} ended without finishing (status {status})")
-    chunker.rows += int(finished["rows"])
-    chunker.bytes += int(finished["bytes"])
+        if failure is not None:
+            raise _rebuild_error(failure)
+        if finished is None:
+            raise SourceError(f"the process reading table {table.name} ended without finishing")
+        chunker.rows += int(finished["rows"])
+        chunker.bytes += int(finished["bytes"])
+
+
+def _transform_worker(sock_fd: int, out_fd: int, state: dict[str, Any], planner: PolicyPlanner,
+                      tables: list[Table], table: Table, linear_escape: bool, condition: str) -> None:
+    """In the worker process: read one transformed part through the handed-over connection."""
+    logging.getLogger().addHandler(logging.NullHandler())  # failures go back to the parent, not to stderr
+    with os.fdopen(out_fd, "wb", buffering=1 << 20) as out:
+        try:
+            sock = socket.socket(fileno=sock_fd)
+            conn = Connection.__new__(Connection)
+            vars(conn).update(state)
+            conn._sock, conn._rfile, conn._result = sock, sock.makefile("rb"), None
+            conn._current_timeout = -1.0  # set the socket's timeout on first use
+            policy = planner.plan(tables)[table.name]
+
+            def send(chunk: bytes) -> None:
+                out.write(_FRAME.pack(b"C", len(chunk)))
+                out.write(chunk)
+
+            chunker = RowChunker(send)
+            _read_typed(conn, table, policy, chunker, linear_escape, condition)
+            chunker.flush()
+            done = json.dumps({"rows": chunker.rows, "bytes": chunker.bytes}).encode()
+            out.write(_FRAME.pack(b"E", len(done)) + done)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+            report = json.dumps(_error_report(exc)).encode()
+            out.write(_FRAME.pack(b"X", len(report)) + report)
 
 
 def _error_report(exc: BaseException) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pymysql
 import pymysql.cursors
 
 from ..errors import ClonekitError, PreviewError, SourceError, TransientSourceError
+from ..retry import keep_alive, stall_timeout
 from .endpoint import DbEndpoint
 
 CONNECT_TIMEOUT_SECONDS = 15
@@ -58,7 +59,13 @@ def _server_text(exc: BaseException) -> str:
 
 def connect(endpoint: DbEndpoint, *, local_infile: bool = False, streaming: bool = False,
             as_target: bool = False, autocommit: bool = True) -> pymysql.connections.Connection:
-    """One utf8mb4 connection in UTC (TIMESTAMP values round-trip exactly)."""
+    """One utf8mb4 connection in UTC (TIMESTAMP values round-trip exactly).
+
+    Bounded waits: connecting, and every write, give up after the stall timeout
+    (CLONEKIT_STALL_TIMEOUT); so do reads from a source, whose queries stream rows as they go. A
+    restore target may think for long (an index build answers nothing until it is done): its
+    reads are bounded by TCP keepalive instead, which notices a dead server or link.
+    """
     try:
         conn = pymysql.connect(
             host=endpoint.host,
@@ -70,12 +77,15 @@ def connect(endpoint: DbEndpoint, *, local_infile: bool = False, streaming: bool
             charset="utf8mb4",
             autocommit=autocommit,
             local_infile=local_infile,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            connect_timeout=min(CONNECT_TIMEOUT_SECONDS, stall_timeout()),
+            read_timeout=None if as_target else stall_timeout(),
+            write_timeout=stall_timeout(),
             cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor,
             init_command="SET time_zone = '+00:00'",
         )
     except pymysql.MySQLError as exc:
         raise (target_error if as_target else source_error)(exc, endpoint, "connecting") from exc
+    keep_alive(getattr(conn, "_sock", None))
     return conn
 
 

@@ -20,6 +20,7 @@ from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run as run_docker_cli
 
 from ..errors import ClonekitError, PreviewError
+from ..retry import stall_timeout
 
 log = logging.getLogger("clonekit.runtime.docker")
 
@@ -63,8 +64,26 @@ class DockerEngine:
         except OSError as exc:
             raise self.error(f"cannot run the docker client to {what}: {exc.strerror}") from exc
 
+    def query(self, args: Sequence[str], *, what: str) -> str:
+        """A read-only docker CLI command (ps, ls, inspect), bounded by the stall timeout: an engine
+        that stopped answering fails the run with a clear message instead of hanging it."""
+        done = self._bounded(args, what=what)
+        if done.returncode != 0:
+            raise self.error(f"docker failed to {what} on {self.host or 'the local engine'}: {_tail(done.stderr)}")
+        return done.stdout.decode("utf-8", "replace")
+
+    def _bounded(self, args: Sequence[str], *, what: str) -> subprocess.CompletedProcess[bytes]:
+        limit = stall_timeout()
+        try:
+            return subprocess.run([*self.base_argv, *args], capture_output=True, timeout=limit, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise self.error(f"the Docker engine {self.host or '(local)'} did not answer within {limit:g} s to {what}",
+                             hint="check `docker info`; the limit is CLONEKIT_STALL_TIMEOUT, in seconds") from exc
+        except OSError as exc:
+            raise self.error(f"cannot run the docker client to {what}: {exc.strerror}") from exc
+
     def json(self, args: Sequence[str], *, what: str) -> Any:
-        text = self.cli(args, what=what)
+        text = self.query(args, what=what)
         try:
             return json.loads(text) if text.strip() else []
         except ValueError as exc:
@@ -82,13 +101,7 @@ class DockerEngine:
         return out
 
     def exists(self, kind: str, ref: str) -> bool:
-        try:
-            run_docker_cli([*self.base_argv, kind, "inspect", ref])
-            return True
-        except DockerException:
-            return False
-        except OSError as exc:
-            raise self.error(f"cannot run the docker client: {exc.strerror}") from exc
+        return self._bounded([kind, "inspect", ref], what=f"inspect {kind} {ref}").returncode == 0
 
     def ids(self, kind: str, labels: Mapping[str, str], *, all_containers: bool = True) -> list[str]:
         """Ids (names for volumes) of objects carrying every label of ``labels``."""
@@ -103,7 +116,7 @@ class DockerEngine:
             args = ["network", "ls", "-q", "--no-trunc", *filters]
         else:
             raise ValueError(kind)
-        return [line for line in self.cli(args, what=f"list {kind}s").split() if line]
+        return [line for line in self.query(args, what=f"list {kind}s").split() if line]
 
     def containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         ids = self.ids("container", labels)

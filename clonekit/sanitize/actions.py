@@ -87,9 +87,10 @@ class Keyed:
     ``hmac.digest(secret, msg, "sha256")`` at a quarter of the cost (OpenSSL 3 sets up an HMAC
     context per call), which matters at several digests per row."""
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_inner", "_outer", "secret")
 
     def __init__(self, secret: bytes) -> None:
+        self.secret = secret
         key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
         key = key.ljust(64, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))

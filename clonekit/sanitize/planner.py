@@ -8,12 +8,14 @@ transform is a precompiled closure over column positions: nothing is looked up b
 
 from __future__ import annotations
 
+import copyreg
 import difflib
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from types import MappingProxyType
 from typing import Any
 
 from ..config import SanitizeConfig
@@ -57,6 +59,14 @@ def _matches(pattern: str, name: str, is_glob: bool) -> bool:
     return fnmatchcase(name, pattern) if is_glob else name == pattern
 
 
+def _mapping_proxy(items: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    return MappingProxyType(items)
+
+
+# Frozen configs hold read-only mappings; let them be pickled as such (see RulePlanner.__getstate__).
+copyreg.pickle(MappingProxyType, lambda proxy: (_mapping_proxy, (dict(proxy),)))
+
+
 class RulePlanner:
     """Implements ``clonekit.schema.PolicyPlanner`` for a ``SanitizeConfig``."""
 
@@ -64,9 +74,24 @@ class RulePlanner:
         self.cfg = cfg
         self.user_rules = tuple(user_rules)
         self._env: ActionEnv | None = None
+        self._checked = False  # True in a worker: the strict checks already passed in the capturing process
 
     def __repr__(self) -> str:
         return f"RulePlanner(preset={self.cfg.preset!r}, rules={len(self.user_rules)})"
+
+    # A planner is sent to the worker processes that run transforms (clonekit.db.capture) after
+    # its plan passed every check: it travels with the secret as this process read it (never
+    # re-read from another environment), and a worker only rebuilds the transforms.
+    def __getstate__(self) -> dict[str, Any]:
+        env = self.env()
+        return {"cfg": self.cfg, "user_rules": self.user_rules, "secret": env.keyed.secret,
+                "dev_password": env.dev_password, "keep_values": env.keep_values}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.cfg, self.user_rules = state["cfg"], state["user_rules"]
+        self._env = ActionEnv(keyed=Keyed(state["secret"]), dev_password=state["dev_password"],
+                              keep_values=state["keep_values"])
+        self._checked = True
 
     # -- resolution ---------------------------------------------------------------------------
 
@@ -198,7 +223,7 @@ class RulePlanner:
                 problems=problems,
                 hint="fix the table or column names under sanitize.tables (the preset's own rules skip what is missing)",
             )
-        if self.cfg.strict:
+        if self.cfg.strict and not self._checked:
             report = scan_tables(tables, sample or _no_rows, _coverage(effective.values()), sample_rows=SAMPLE_ROWS,
                                  keep_accounts=self.cfg.keep_accounts, uncovered_only=True)
             log.info("strict mode: %d tables checked, %d rows sampled in %d queries",

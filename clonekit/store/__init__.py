@@ -32,7 +32,7 @@ def open_store(config: StoreConfig, *, retry: bool = True, workers: int | None =
         raise ConfigError(f"store: unsupported URL scheme {scheme!r} in {url!r}", hint="use a folder path, file:///path or s3://bucket/prefix")
     else:
         store = _local(Path(url), create)
-    return RetryingStore(store) if retry else store
+    return RetryingStore(store, deadline_seconds=config.stall_timeout) if retry else store
 
 
 def _local(path: Path, create: bool) -> Store:

@@ -21,6 +21,7 @@ import urllib3.exceptions
 
 from ..config import StoreConfig
 from ..errors import ConfigError, StoreError, TransientStoreError
+from ..retry import stall_timeout
 from .base import MissingObjectError, ObjectInfo, check_key
 
 log = logging.getLogger("clonekit.store.s3")
@@ -34,7 +35,7 @@ MULTIPART_PART_BYTES = 16 << 20
 SINGLE_PUT_MAX_BYTES = 5 << 30
 LIST_PAGE_KEYS = 1000
 CONNECT_TIMEOUT_SECONDS = 10
-READ_TIMEOUT_SECONDS = 60
+READ_TIMEOUT_SECONDS = 60  # per request; never more than half the operation's stall deadline (clonekit.retry)
 
 TRANSIENT_CODES = frozenset(
     {
@@ -60,18 +61,22 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
 
 
 class S3Store:
-    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None, region: str | None, path_style: bool, workers: int) -> None:
+    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None, region: str | None, path_style: bool, workers: int,
+                 stall_seconds: float | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         if endpoint_url:
             self.url += f" at {endpoint_url}"
+        self._read_timeout = min(READ_TIMEOUT_SECONDS, stall_timeout(stall_seconds) / 2)
         config = botocore.config.Config(
             region_name=region,
             max_pool_connections=max(10, workers + 4),
             retries={"total_max_attempts": 1},  # retries only through clonekit.retry
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            read_timeout=READ_TIMEOUT_SECONDS,
+            # A request that waits longer is retried, so that the operation gets at least two tries
+            # before its deadline: a stalled endpoint ends the run within the stall timeout.
+            connect_timeout=min(CONNECT_TIMEOUT_SECONDS, stall_timeout(stall_seconds) / 2),
+            read_timeout=self._read_timeout,
             s3={"addressing_style": "path" if path_style else "virtual"},
             tcp_keepalive=True,
             response_checksum_validation="when_required",  # reads are verified by SHA-256 anyway
@@ -98,6 +103,7 @@ class S3Store:
             region=config.region,
             path_style=config.path_style,
             workers=workers or config.upload_workers,
+            stall_seconds=config.stall_timeout,
         )
 
     def __repr__(self) -> str:
@@ -269,6 +275,11 @@ class S3Store:
             raise TransientStoreError(
                 f"cannot reach the S3 endpoint of {self.url} ({exc.kwargs.get('endpoint_url', '')})",
                 hint="check store_options.endpoint_url and the network",
+            ) from exc
+        except botocore.exceptions.ReadTimeoutError as exc:
+            raise TransientStoreError(
+                f"S3 slow: {self._client.meta.endpoint_url} did not answer within {self._read_timeout:g} s "
+                f"(trying to {verb} {key} in {self.url})"
             ) from exc
         except TRANSIENT_EXCEPTIONS as exc:
             raise TransientStoreError(f"cannot {verb} {key} in {self.url}: {type(exc).__name__}: {exc}") from exc

@@ -25,7 +25,7 @@ import paramiko
 
 from ..config import SshTarget
 from ..errors import ConfigError, SourceError, TransientSourceError
-from ..retry import call_with_retry
+from ..retry import call_with_retry, keep_alive, stall_timeout
 
 log = logging.getLogger("clonekit.transport.ssh")
 
@@ -191,6 +191,7 @@ class SshSession:
         if isinstance(transport.sock, socket.socket):
             with contextlib.suppress(OSError):
                 transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            keep_alive(transport.sock)  # a dead host or link ends the waits on every channel
         log.debug("connected to %s", target)
         return cls(target, client)
 
@@ -259,6 +260,7 @@ class SshSession:
                 threads.append(_start(_feed_stdin, channel, stdin))
             else:
                 channel.shutdown_write()
+            channel.settimeout(stall_timeout())  # a remote command silent that long has stalled
             out = CommandOutput(_ChannelReader(channel, self.target), STREAM_BUFFER_BYTES)
             yield cast(BinaryIO, out)
             # The caller may stop early (e.g. at the end of a tar archive): drain the rest.
@@ -356,6 +358,11 @@ class _ChannelReader(io.RawIOBase):
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
         try:
             data = self.channel.recv(len(buffer))
+        except TimeoutError as exc:
+            raise TransientSourceError(
+                f"SSH stream from {self.target} stalled: nothing came for {stall_timeout():g} s",
+                hint="check the remote host; the limit is CLONEKIT_STALL_TIMEOUT, in seconds",
+            ) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransientSourceError(f"SSH stream from {self.target} was interrupted: {exc}") from exc
         n = len(data)

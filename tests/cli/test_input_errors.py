@@ -101,6 +101,9 @@ def test_a_missing_ssh_key_file_is_a_config_error(tmp_path: Path, capsys, ssh_se
     ("CLONEKIT_LOCK_STALE_SECONDS", "1.5", "snapshot"),
     ("CLONEKIT_LOCK_WAIT_SECONDS", "nan", "snapshot"),
     ("CLONEKIT_PREVIEW_LOCK_WAIT", "-1", "list"),
+    ("CLONEKIT_STALL_TIMEOUT", "soon", "snapshot"),
+    ("CLONEKIT_STALL_TIMEOUT", "0", "snapshot"),
+    ("CLONEKIT_RETRY_ATTEMPTS", "2.5", "snapshot"),
 ])
 def test_a_bad_tuning_variable_is_a_config_error(tmp_path: Path, name: str, value: str, command: str) -> None:
     """Read when the module loads, in a fresh process: exit 2 naming the variable, no internal error."""

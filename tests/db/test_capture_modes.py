@@ -119,6 +119,26 @@ def _rss() -> int:
     return 0
 
 
+class UsersPlanner:
+    """Module-level, so that it can be sent to the worker processes (as RulePlanner is)."""
+
+    def plan(self, tables, sample=None):  # type: ignore[no-untyped-def]
+        return {t.name: TablePolicy(transform=_fake_mail if t.name == "users" else None) for t in tables}
+
+
+def _fake_mail(row):  # type: ignore[no-untyped-def]
+    return (row[0], f"u{row[0]}@x.invalid")
+
+
+def _broken(row):  # type: ignore[no-untyped-def]
+    raise PolicyError("rule x cannot handle this value")
+
+
+class BrokenPlanner:
+    def plan(self, tables, sample=None):  # type: ignore[no-untyped-def]
+        return {"a": TablePolicy(transform=_broken), "b": TablePolicy()}
+
+
 def test_capture_through_an_ssh_tunnel(mysql_db, mysql_target_db, source, target, repo, ssh_server):
     mysql_db.execute("CREATE TABLE t (id int PRIMARY KEY, v text)",
                      "INSERT INTO t SELECT seq, REPEAT('é\\t', seq) FROM seq_1_to_500")
@@ -127,14 +147,10 @@ def test_capture_through_an_ssh_tunnel(mysql_db, mysql_target_db, source, target
     mysql_db.execute("CREATE TABLE users (uid int PRIMARY KEY, mail varchar(80))",
                      "INSERT INTO users SELECT seq, CONCAT('person', seq, '@example.org') FROM seq_1_to_300")
 
-    class Planner:  # a transform too: the forked sanitizing process reads through the tunnel as well
-        def plan(self, tables, sample=None):  # type: ignore[no-untyped-def]
-            return {t.name: TablePolicy(transform=(lambda r: (r[0], f"u{r[0]}@x.invalid")) if t.name == "users"
-                                        else None) for t in tables}
-
+    # A transform too: the worker process reads through the tunnel as well, while its threads run.
     with SshSession.connect(ssh) as session, session.forward(source.host, source.port) as (host, port):
         with repo.writer() as writer:
-            section = capture_database(source.with_address(host, port), Planner(), writer, workers=2)
+            section = capture_database(source.with_address(host, port), UsersPlanner(), writer, workers=2)
     assert section["rows"] == 800
     restore_database(repo, section, target)
     assert table_checksums(target)["t"] == table_checksums(source)["t"]
@@ -188,12 +204,5 @@ def test_a_failing_table_stops_the_capture_with_its_own_error(mysql_db, source, 
     mysql_db.execute("CREATE TABLE a (id int PRIMARY KEY, v text)", "INSERT INTO a SELECT seq, 'x' FROM seq_1_to_100",
                      "CREATE TABLE b (id int PRIMARY KEY, v text)", "INSERT INTO b SELECT seq, 'y' FROM seq_1_to_100")
 
-    def broken(row):  # type: ignore[no-untyped-def]
-        raise PolicyError("rule x cannot handle this value")
-
-    class Planner:
-        def plan(self, tables, sample=None):  # type: ignore[no-untyped-def]
-            return {"a": TablePolicy(transform=broken), "b": TablePolicy()}
-
-    with pytest.raises(PolicyError, match="rule x"), repo.writer() as writer:
-        capture_database(source, Planner(), writer, workers=2)
+    with pytest.raises(PolicyError, match="rule x"), repo.writer() as writer:  # raised in a worker process
+        capture_database(source, BrokenPlanner(), writer, workers=2)

@@ -229,16 +229,29 @@ def _fresh(value):  # type: ignore[no-untyped-def]
     return value
 
 
-@pytest.mark.parametrize("forked", [True, False], ids=["forked", "in-thread"])
+def _rebuilt(row: tuple) -> tuple:
+    return tuple(_fresh(v) for v in row)
+
+
+@pytest.mark.parametrize("processes", [True, False], ids=["worker-processes", "in-thread"])
 def test_the_sanitizing_path_round_trips_every_type_exactly(mysql_db, mysql_target_db, source, target, repo,
-                                                           monkeypatch, forked):
-    monkeypatch.setattr(capture_module, "FORK_TRANSFORMS", forked)
+                                                           monkeypatch, processes):
+    monkeypatch.setattr(capture_module, "TRANSFORM_PROCESSES", processes)
+    handed_over: list[str] = []
+    real = capture_module._TransformProcesses.read_typed
+
+    def read_typed(self, conn, part, chunker, emit):  # type: ignore[no-untyped-def]
+        handed_over.append(part.info.table.name)
+        return real(self, conn, part, chunker, emit)
+
+    monkeypatch.setattr(capture_module._TransformProcesses, "read_typed", read_typed)
     _build(mysql_db)
-    planner = _Planner({name: TablePolicy(transform=lambda row: tuple(_fresh(v) for v in row), rule="rebuild")
-                        for name in ("select", "odd-name.with dots", "no_pk", "places", "parent", "docs")})
+    names = ("select", "odd-name.with dots", "no_pk", "places", "parent", "docs")
+    planner = _Planner({name: TablePolicy(transform=_rebuilt, rule="rebuild") for name in names})
     section, _ = _capture(source, repo, planner)
     restore_database(repo, section, target)
     assert table_checksums(target) == table_checksums(source)
+    assert sorted(set(handed_over)) == (sorted(names) if processes else [])
 
 
 def test_a_corrupt_chunk_fails_the_restore_cleanly(mysql_db, mysql_target_db, source, target, repo, tmp_path):

@@ -4,7 +4,8 @@ Modes: ``500`` (InternalError), ``503`` (ServiceUnavailable), ``slowdown`` (503 
 ``reset`` (connection closed before the request reaches the server), ``drop`` (the server DID
 handle the request, then the connection is closed with no answer), ``truncate`` (the answer
 is cut in the middle of its body) and, only when asked, ``corrupt`` (one bit of a GET answer's
-body flipped). ``max_faults`` stops injecting after that many; ``reject_conditional`` answers
+body flipped) and ``stall`` (the request is read and never answered: an endpoint that accepts
+connections and hangs, until the proxy is closed). ``max_faults`` stops injecting after that many; ``reject_conditional`` answers
 501 NotImplemented to writes with If-None-Match, like providers that lack conditional writes.
 """
 
@@ -48,6 +49,7 @@ class FaultProxy:
         self.counts: Counter[str] = Counter()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self.closing = threading.Event()  # ends the stalled requests
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.proxy = self  # type: ignore[attr-defined]
@@ -63,6 +65,7 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -114,6 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _proxy(self) -> None:
         proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
         body = self._read_body()
+        if self.command == "PUT" and "/chunks/" in self.path:
+            with proxy._lock:
+                proxy.counts["PUT chunks"] += 1
         mode = proxy.decide()
         if proxy.reject_conditional and self.command == "PUT" and "If-None-Match" in self.headers:
             mode = "501"
@@ -122,6 +128,10 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "corrupt" and self.command != "GET":
             mode = None
         if mode == "reset":
+            self._hang_up()
+            return
+        if mode == "stall":
+            proxy.closing.wait()
             self._hang_up()
             return
         if mode in ERRORS:

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from clonekit import retry
-from clonekit.errors import IntegrityError, StoreError, TransientStoreError
+from clonekit.errors import IntegrityError, StoreError
 from clonekit.repository import Repository
 from clonekit.store import open_store
 from tests.store.conftest import make_manifest, payloads, s3_config
@@ -44,7 +44,7 @@ def test_total_failure_is_clean_and_nothing_is_visible(s3_bucket, proxy, monkeyp
     direct = s3_config(s3_bucket)
     repo = Repository.open(replace(direct, endpoint_url=proxy.endpoint_url))
     proxy.failure_rate = 1.0
-    with pytest.raises(TransientStoreError) as exc:
+    with pytest.raises(StoreError, match="gave up after 3 attempts") as exc:
         writer = repo.writer(workers=2)
         for p in payloads(5):
             writer.put(p)
@@ -53,7 +53,7 @@ def test_total_failure_is_clean_and_nothing_is_visible(s3_bucket, proxy, monkeyp
     repo._chunk_index = {}  # as if the listing had worked: now the uploads themselves fail
     writer = repo.writer(workers=2)
     writer.put(b"x" * 1000)
-    with pytest.raises(TransientStoreError, match="cannot write chunks/"):
+    with pytest.raises(StoreError, match="cannot write chunks/"):
         writer.close()
     with pytest.raises(StoreError):
         repo.commit(make_manifest([]))

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from clonekit import repository
 from clonekit.errors import LockedError
+from clonekit.owner import process_started
 from clonekit.repository import LOCKS_PREFIX, Repository
 
 
@@ -77,10 +83,52 @@ def test_stale_lock_is_ignored(store_config, monkeypatch):
 def test_lock_is_refreshed_while_held(store_config, monkeypatch):
     monkeypatch.setattr(repository, "LOCK_STALE_SECONDS", 0.2)  # refresh every 0.05 s
     repo = Repository.open(store_config)
-    writes = []
+    writes: list[str] = []
+    refreshed = threading.Event()
     real_put = repo.store.put
-    monkeypatch.setattr(repo.store, "put", lambda key, data: (writes.append(key), real_put(key, data)))
-    done = threading.Event()
+
+    def put(key, data):
+        writes.append(key)
+        real_put(key, data)
+        if len(writes) >= 3:  # the first write takes the lock; two more are refreshes
+            refreshed.set()
+
+    monkeypatch.setattr(repo.store, "put", put)
     with repo.lock(exclusive=False, wait_seconds=0):
-        done.wait(0.5)
-    assert len(writes) >= 3 and len(set(writes)) == 1
+        assert refreshed.wait(60)  # an event, not a duration: the bound only stops a hang
+    count = len(writes)
+    assert len(set(writes)) == 1  # always the same lock object
+    assert _locks(repo) == []
+    assert len(writes) == count  # no refresh after the release
+
+
+def test_lock_records_its_owner_process(store_config):
+    repo = Repository.open(store_config)
+    with repo.lock(exclusive=True, wait_seconds=0):
+        (key,) = _locks(repo)
+        owner = json.loads(repo.store.get(key))
+    assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
+    assert owner["started"] == process_started(os.getpid())
+
+
+def test_lock_of_a_gone_local_process_is_taken_over(store_config, caplog):
+    """A pid that no longer runs on this host; and a live pid whose start time differs (pid reuse)."""
+    repo = Repository.open(store_config)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    reused = {"pid": os.getpid(), "host": socket.gethostname(), "started": "another-boot:1"}
+    for name, owner in (("dead", {"pid": dead.pid, "host": socket.gethostname()}), ("reused", reused)):
+        repo.store.put(f"{LOCKS_PREFIX}exclusive-{name}.json", json.dumps({"kind": "exclusive", **owner}).encode())
+    with repo.lock(exclusive=True, wait_seconds=0):
+        pass
+    assert _locks(repo) == []
+    assert sum("taking over lock" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_lock_of_another_host_is_not_taken_over(store_config):
+    repo = Repository.open(store_config)
+    other = {"kind": "exclusive", "pid": 1, "host": "some-other-host", "started": "x:1"}
+    repo.store.put(f"{LOCKS_PREFIX}exclusive-remote.json", json.dumps(other).encode())
+    with pytest.raises(LockedError, match="pid 1 on some-other-host"):
+        with repo.lock(exclusive=False, wait_seconds=0):
+            pass

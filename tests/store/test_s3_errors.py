@@ -8,7 +8,7 @@ import pytest
 
 from clonekit import retry
 from clonekit.config import StoreConfig
-from clonekit.errors import ConfigError, TransientStoreError
+from clonekit.errors import ConfigError, StoreError, TransientStoreError
 from clonekit.repository import Repository
 
 
@@ -36,8 +36,9 @@ def test_unreachable_endpoint(s3_endpoint, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = StoreConfig(url="s3://ck-bucket/x", endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1")
-    with pytest.raises(TransientStoreError, match=f"cannot reach the S3 endpoint .*127.0.0.1:{port}"):
+    with pytest.raises(StoreError, match=f"cannot reach the S3 endpoint .*127.0.0.1:{port}.*gave up after 2 attempts") as exc:
         Repository.open(config)
+    assert not isinstance(exc.value, TransientStoreError)  # final: no outer retry starts another round
 
 
 @pytest.mark.parametrize(

@@ -129,8 +129,9 @@ def test_connection_refused_is_transient(ssh_server, monkeypatch):
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.close()  # nothing listens there any more
-    with pytest.raises(TransientSourceError):
+    with pytest.raises(SourceError, match="gave up after 1 attempt") as info:
         SshSession.connect(_target(ssh_server, port=port))
+    assert isinstance(info.value.__cause__, TransientSourceError)  # retried, then final
 
 
 def test_stream_accepts_listed_statuses_and_reports_them(session):
