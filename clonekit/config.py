@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .describe import describe_value, key_path
 from .errors import ConfigError
 
 N = TypeVar("N", int, float)
@@ -654,19 +655,3 @@ class _Checker:
     def notify(self, value: Any) -> NotifyConfig:
         body = self.mapping(value, "notify", ("webhook_env",))
         return NotifyConfig(webhook_env=self.env_name(body.get("webhook_env"), "notify.webhook_env"))
-
-
-def key_path(prefix: str, key: Any) -> str:
-    """``sources.prod`` for plain keys, ``previews.files['/srv/x']`` for the others."""
-    key = str(key)
-    return f"{prefix}.{key}" if re.match(r"^[A-Za-z0-9_$-]+$", key) else f"{prefix}[{key!r}]"
-
-
-def describe_value(value: Any) -> str:
-    """A short rendering of a bad value for an error message."""
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
