@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .config import Config, check_name, load_config, parse_duration
 from .errors import ClonekitError, ConfigError, UsageError
 from .oplog import OperationLog
-from .output import ProgressFn, no_progress
+from .progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:
     from .golden import GoldenResult

@@ -18,7 +18,7 @@ from typing import Any
 from . import __version__
 from .config import Config, Source
 from .manifest import Manifest, collect_chunk_refs, new_snapshot_id
-from .output import ProgressFn, no_progress
+from .progress import ProgressFn, no_progress
 from .repository import Repository
 
 log = logging.getLogger("clonekit.snapshot")

@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..config import FileSource
 from ..errors import SourceError
+from ..progress import no_progress
 from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, ChunkSink, Storer, stored
 from .tree import (
     FILE,
@@ -51,10 +52,6 @@ R = TypeVar("R")
 Progress = Callable[..., None]
 
 
-def _no_progress(task: str, advance: int = 0, total: int | None = None) -> None:
-    return None
-
-
 def capture_files(
     spec: FileSource,
     writer: ChunkSink,
@@ -64,7 +61,7 @@ def capture_files(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Capture ``spec.path`` (on the SSH host when ``ssh`` is given) and return its manifest section."""
-    progress = progress or _no_progress
+    progress = progress or no_progress
     excluded = Excluder(spec.exclude)
     if ssh is not None:
         from .remote import RemoteTree
