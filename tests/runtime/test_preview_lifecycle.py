@@ -410,7 +410,7 @@ def test_previews_from_a_golden_copy_diverge_and_get_fresh_credentials(source, t
     writes stay in each preview's own layer."""
     from clonekit.golden import materialize, prune_golden_images
     from clonekit.runtime.docker import DockerEngine
-    from clonekit.runtime.golden import find_golden
+    from clonekit.runtime.golden_record import find_golden
 
     project = f"cktest{uuid.uuid4().hex[:6]}"
     config = _config(tmp_path, source, project)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from clonekit.restore import Replacement, rewrite_database, rewrite_value
+from clonekit.db.rewrite import Replacement, rewrite_value
+from clonekit.db.target import rewrite_urls
 
 OLD, NEW = "https://www.example.net", "http://127.0.0.1:43123"
 R = [Replacement(OLD, NEW)]
@@ -51,7 +52,7 @@ def test_broken_serialized_falls_back_to_plain():
     assert rewrite_value(value, R) == 's:99:"' + NEW + '";'
 
 
-def test_rewrite_database(mysql_db):
+def test_rewrite_urls(mysql_db):
     mysql_db.execute(
         "CREATE TABLE wp_options (option_id INT PRIMARY KEY, option_name VARCHAR(64), option_value LONGTEXT)",
         "CREATE TABLE nokey (v TEXT)",
@@ -68,7 +69,7 @@ def test_rewrite_database(mysql_db):
 
     server = mysql_db.server
     endpoint = DbEndpoint(server.host, server.port, server.user, server.password, mysql_db.name)
-    changed = rewrite_database(endpoint, R)
+    changed = rewrite_urls(endpoint, R)
     assert changed == 5
     rows = dict(mysql_db.query("SELECT option_name, option_value FROM wp_options"))
     assert rows["siteurl"] == NEW
