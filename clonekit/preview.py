@@ -43,6 +43,7 @@ from .files import iter_tar
 from .owner import Owner
 from .private_file import write_private
 from .progress import ProgressFn, no_progress
+from .retry import poll
 from .runtime import compose as cmp
 from .runtime import golden_engine as ge
 from .runtime import golden_record as gr
@@ -111,21 +112,22 @@ def preview_lock(config: Config, name: str, *, wait_seconds: float | None = None
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds)
+
+    def attempt() -> bool | None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise PreviewError(f"cannot lock {path}: {exc.strerror}") from exc
+            return None
+
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise PreviewError(f"cannot lock {path}: {exc.strerror}") from exc
-                if time.monotonic() >= deadline:
-                    raise LockedError(
-                        f"preview {name!r} is being changed by another clonekit run (lock {path})",
-                        hint="wait for it to finish, then try again",
-                    ) from None
-                time.sleep(POLL_SECONDS)
+        if not poll(attempt, timeout=LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds, interval=POLL_SECONDS):
+            raise LockedError(
+                f"preview {name!r} is being changed by another clonekit run (lock {path})",
+                hint="wait for it to finish, then try again",
+            )
         yield
     finally:
         os.close(fd)
@@ -446,25 +448,27 @@ def _check_alive(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> N
 def _wait_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, *, timeout: float | None = None) -> None:
     """Until the HTTP service answers on its 127.0.0.1 port (any status below 500)."""
     limit = HTTP_TIMEOUT_SECONDS if timeout is None else timeout
-    deadline = time.monotonic() + limit
     host_header = urlsplit(plan.url).netloc or f"127.0.0.1:{plan.port}"
-    last = "no answer"
-    while time.monotonic() < deadline:
+    last = ["no answer"]
+
+    def attempt() -> bool | None:
         conn = http.client.HTTPConnection("127.0.0.1", plan.port, timeout=HTTP_PROBE_TIMEOUT_SECONDS)
         try:
             conn.request("GET", "/", headers={"Host": host_header, "User-Agent": "clonekit-preview-check"})
             status = conn.getresponse().status
             if status < 500:
-                return
-            last = f"HTTP {status}"
+                return True
+            last[0] = f"HTTP {status}"
         except (OSError, http.client.HTTPException) as exc:
-            last = type(exc).__name__
+            last[0] = type(exc).__name__
         finally:
             conn.close()
-        _check_alive(engine, plan, plan.http_service)
-        time.sleep(POLL_SECONDS)
+        return None
+
+    if poll(attempt, timeout=limit, interval=POLL_SECONDS, between=lambda: _check_alive(engine, plan, plan.http_service)):
+        return
     raise PreviewError(
-        f"preview {plan.name} did not answer on {plan.url} within {limit:.0f}s (last: {last})",
+        f"preview {plan.name} did not answer on {plan.url} within {limit:.0f}s (last: {last[0]})",
         hint=f"docker compose -f {preview_dir(config, plan.name) / COMPOSE_FILE} logs {plan.http_service}",
     )
 

@@ -11,13 +11,13 @@ and never appear in argv or logs.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pymysql
 
 from ..errors import ClonekitError, PreviewError
+from ..retry import poll
 from .codec import sql_string
 from .connection import ACCESS_DENIED_CODES, connection, error_code, quote_name, target_error
 from .endpoint import DbEndpoint
@@ -53,23 +53,26 @@ def wait_for_database(endpoint: DbEndpoint, *, timeout: float = DB_READY_TIMEOUT
     ``on_denied`` is called once when the server answers but refuses the login: an image that
     does not read MARIADB_*/MYSQL_* (a plain Debian mariadb-server) has no such account yet.
     """
-    deadline = time.monotonic() + timeout
-    last: ClonekitError | None = None
-    while time.monotonic() < deadline:
+    last: list[ClonekitError] = []
+    denied = [on_denied]
+
+    def attempt() -> bool | None:
         try:
             with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
                 cur.execute("SELECT 1")
-                return
+                return True
         except PreviewError as exc:
-            last = exc
-            if on_denied is not None and error_code(exc.__cause__) in (*ACCESS_DENIED_CODES, HOST_NOT_ALLOWED_CODE):
-                on_denied()
-                on_denied = None
-                continue
-        if alive is not None:
-            alive()
-        time.sleep(DB_POLL_SECONDS)
-    raise PreviewError(f"the preview database {endpoint} did not accept connections within {timeout:.0f}s: {last}")
+            last[:] = [exc]
+            callback = denied[0]
+            if callback is not None and error_code(exc.__cause__) in (*ACCESS_DENIED_CODES, HOST_NOT_ALLOWED_CODE):
+                denied[0] = None
+                callback()
+            return None
+
+    if poll(attempt, timeout=timeout, interval=DB_POLL_SECONDS, between=alive):
+        return
+    last_error = last[0] if last else None
+    raise PreviewError(f"the preview database {endpoint} did not accept connections within {timeout:.0f}s: {last_error}")
 
 
 def account_sql(user: str, password: str, database: str) -> bytes:
