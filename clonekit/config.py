@@ -188,6 +188,7 @@ class PreviewsConfig:
     files: Mapping[str, PreviewFilesTarget] = field(default_factory=lambda: MappingProxyType({}))
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     replace: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    replace_skip: tuple[str, ...] = ()  # table names or globs previews.replace leaves alone (logs)
     ttl_seconds: int | None = None
     http_service: str | None = None  # the service whose port 80 is the preview URL; guessed when None
     prewarm: bool = False
@@ -606,7 +607,8 @@ class _Checker:
         body = self.mapping(
             value,
             "previews",
-            ("docker_host", "url", "database_service", "files", "env", "replace", "ttl", "http_service", "prewarm"),
+            ("docker_host", "url", "database_service", "files", "env", "replace", "replace_skip", "ttl", "http_service",
+             "prewarm"),
         )
         url = self.string(body.get("url"), "previews.url", DEFAULT_PREVIEW_URL) or DEFAULT_PREVIEW_URL
         if not re.match(r"^https?://", url):
@@ -637,6 +639,7 @@ class _Checker:
             files=MappingProxyType(files),
             env=env,
             replace=self.string_map(body.get("replace"), "previews.replace"),
+            replace_skip=self.string_list(body.get("replace_skip"), "previews.replace_skip"),
             ttl_seconds=self.duration(body.get("ttl"), "previews.ttl"),
             http_service=self.string(body.get("http_service"), "previews.http_service"),
             prewarm=self.boolean(body.get("prewarm"), "previews.prewarm", False),

@@ -217,7 +217,7 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
         exec_root_sql(engine, name, "", root_sql(server_flavor(endpoint), creds.root_password),
                   what=f"set the root password of the golden database of {manifest.id}")
         restore_database(repo, section, endpoint, workers=2)
-        replace_tables = find_replace_tables(endpoint, list(config.previews.replace))
+        replace_tables = find_replace_tables(endpoint, list(config.previews.replace), skip=config.previews.replace_skip)
         # Slow shutdown: purge and change-buffer merge now, so no preview start has work to redo.
         exec_root_sql(engine, name, creds.root_password, CLEAN_SHUTDOWN_SQL,
                   what="prepare a clean shutdown of the golden database")

@@ -401,7 +401,8 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
                     if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
     if replacements and manifest.database is not None:
         progress("rewrite URLs", total=None)
-        rewrite_urls(endpoint, replacements, tables=_tables_to_rewrite(golden if from_golden else None, replacements))
+        rewrite_urls(endpoint, replacements, tables=_tables_to_rewrite(golden if from_golden else None, replacements),
+                     skip=config.previews.replace_skip)
     timings["db_load"] = time.monotonic() - started
 
 

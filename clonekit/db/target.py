@@ -10,6 +10,7 @@ and never appear in argv or logs.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -123,15 +124,21 @@ def _like_pattern(needle: str) -> str:
     return "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def find_replace_tables(endpoint: DbEndpoint, olds: Sequence[str]) -> dict[str, list[str]]:
+def skipped(table: str, skip: Sequence[str]) -> bool:
+    """``table`` matches one of the ``previews.replace_skip`` names or globs (``cache_*``)."""
+    return any(fnmatch.fnmatchcase(table, pattern) for pattern in skip)
+
+
+def find_replace_tables(endpoint: DbEndpoint, olds: Sequence[str], *, skip: Sequence[str] = ()) -> dict[str, list[str]]:
     """For each ``previews.replace`` key, the tables whose text columns contain it (plain or JSON
-    escaped). Every clone of a golden copy holds the same rows: its rewrite reads only these."""
+    escaped), ``skip`` left out. Every clone of a golden copy holds the same rows: its rewrite
+    reads only these."""
     out: dict[str, list[str]] = {}
     if not olds:
         return out
     try:
         with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
-            tables = _text_tables(cur, endpoint.database)
+            tables = [t for t in _text_tables(cur, endpoint.database) if not skipped(t[0], skip)]
             for old in olds:
                 needles = Replacement(old, "").needles()
                 out[old] = []
@@ -147,8 +154,9 @@ def find_replace_tables(endpoint: DbEndpoint, olds: Sequence[str]) -> dict[str, 
 
 
 def rewrite_urls(endpoint: DbEndpoint, replacements: Sequence[Replacement], *,
-                 tables: Sequence[str] | None = None) -> int:
-    """Apply ``replacements`` to every text column of ``tables`` (all tables when None), in one
+                 tables: Sequence[str] | None = None, skip: Sequence[str] = ()) -> int:
+    """Apply ``replacements`` to every text column of ``tables`` (all tables when None) but those
+    ``skip`` names (``previews.replace_skip``: logs nobody reads in a preview), in one
     transaction; returns the values changed.
 
     Values that cannot be PHP-serialized get the plain replacement in one UPDATE per column (what
@@ -167,7 +175,7 @@ def rewrite_urls(endpoint: DbEndpoint, replacements: Sequence[Replacement], *,
         with connection(endpoint, as_target=True, autocommit=False) as conn:
             with conn.cursor() as cur:
                 for table, columns, key in _text_tables(cur, endpoint.database):
-                    if wanted is not None and table not in wanted:
+                    if wanted is not None and table not in wanted or skipped(table, skip):
                         continue
                     if in_sql:
                         changed += _replace_plain_values(cur, quote_name(table), [quote_name(c) for c in columns],
