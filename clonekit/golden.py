@@ -43,6 +43,7 @@ from .db.target import (
     account_sql,
     find_replace_tables,
     root_sql,
+    run_as_root,
     server_flavor,
     wait_for_database,
 )
@@ -56,7 +57,7 @@ from .runtime import golden_record as gr
 from .runtime import service as svc
 from .runtime.docker import DockerEngine, published_port
 from .runtime.golden_record import DEFAULT_DATADIR, GoldenCopy
-from .runtime.service import exec_root_sql, resolve_image
+from .runtime.service import in_container, resolve_image
 
 log = logging.getLogger("clonekit.golden")
 
@@ -211,16 +212,16 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
             raise PreviewError(f"the golden database container of {manifest.id} publishes no port")
         endpoint = DbEndpoint("127.0.0.1", port, creds.user, creds.password, creds.database)
         wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS, alive=lambda: _check_running(engine, name),
-                          on_denied=lambda: exec_root_sql(engine, name, "",
-                                                      account_sql(creds.user, creds.password, creds.database),
-                                                      what=f"create the account of the golden database of {manifest.id}"))
-        exec_root_sql(engine, name, "", root_sql(server_flavor(endpoint), creds.root_password),
-                  what=f"set the root password of the golden database of {manifest.id}")
+                          on_denied=lambda: run_as_root(
+                              in_container(engine, name, what=f"create the account of the golden database of {manifest.id}"),
+                              "", account_sql(creds.user, creds.password, creds.database)))
+        run_as_root(in_container(engine, name, what=f"set the root password of the golden database of {manifest.id}"),
+                    "", root_sql(server_flavor(endpoint), creds.root_password))
         restore_database(repo, section, endpoint, workers=2)
         replace_tables = find_replace_tables(endpoint, list(config.previews.replace), skip=config.previews.replace_skip)
         # Slow shutdown: purge and change-buffer merge now, so no preview start has work to redo.
-        exec_root_sql(engine, name, creds.root_password, CLEAN_SHUTDOWN_SQL,
-                  what="prepare a clean shutdown of the golden database")
+        run_as_root(in_container(engine, name, what="prepare a clean shutdown of the golden database"),
+                    creds.root_password, CLEAN_SHUTDOWN_SQL)
         engine.cli(["stop", "-t", str(STOP_TIMEOUT_SECONDS), name], what="stop the golden database")
         state = engine.json(["container", "inspect", name], what="inspect the golden database container")[0]["State"]
         if state.get("ExitCode") != 0:

@@ -37,7 +37,7 @@ from .config import Config, check_name, env_number
 from .db import restore_database
 from .db.endpoint import DbEndpoint
 from .db.rewrite import Replacement
-from .db.target import account_sql, rekey_sql, rewrite_urls, wait_for_database
+from .db.target import account_sql, rekey_sql, rewrite_urls, run_as_root, wait_for_database
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .files import iter_tar
 from .owner import Owner
@@ -48,7 +48,7 @@ from .runtime import compose as cmp
 from .runtime import golden_engine as ge
 from .runtime import golden_record as gr
 from .runtime.docker import DockerEngine, published_port
-from .runtime.service import exec_root_sql, resolve_image
+from .runtime.service import in_container, resolve_image
 
 log = logging.getLogger("clonekit.preview")
 
@@ -384,9 +384,8 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
         golden_endpoint = replace(endpoint, password=golden.db.password)
         wait_for_database(golden_endpoint, timeout=DB_TIMEOUT_SECONDS,
                           alive=lambda: _check_alive(engine, plan, plan.db_service))
-        exec_root_sql(engine, container["Id"], golden.db.root_password,
-                      rekey_sql(plan.db.user, plan.db.password, plan.db.database, plan.db.root_password),
-                      what=f"re-key preview {plan.name}")
+        run_as_root(in_container(engine, container["Id"], what=f"re-key preview {plan.name}"), golden.db.root_password,
+                    rekey_sql(plan.db.user, plan.db.password, plan.db.database, plan.db.root_password))
     wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS,
                       alive=lambda: _check_alive(engine, plan, plan.db_service),
                       on_denied=lambda: _create_account(engine, plan, container["Id"]))
@@ -420,8 +419,8 @@ def _create_account(engine: DockerEngine, plan: cmp.PreviewPlan, container_id: s
     """For images that ignore MARIADB_*/MYSQL_* (plain Debian mariadb-server): create the preview's
     account as root over the server's unix socket, inside the container. SQL goes on stdin."""
     log.info("the database image of preview %s did not create its account: creating it over the socket", plan.name)
-    exec_root_sql(engine, container_id, "", account_sql(plan.db.user, plan.db.password, plan.db.database),
-              what=f"create the database account of preview {plan.name}")
+    run_as_root(in_container(engine, container_id, what=f"create the database account of preview {plan.name}"), "",
+                account_sql(plan.db.user, plan.db.password, plan.db.database))
 
 
 def _service_container(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> dict[str, Any]:

@@ -38,9 +38,11 @@ ROOT_CLIENT = ('IFS= read -r MYSQL_PWD; export MYSQL_PWD; '
 CLEAN_SHUTDOWN_SQL = b"SET GLOBAL innodb_fast_shutdown = 0;\n"
 
 
-def root_client_input(root_password: str, sql: bytes) -> bytes:
-    """The stdin of ``ROOT_CLIENT``: the password line, then the SQL."""
-    return root_password.encode() + b"\n" + sql
+def run_as_root(run: Callable[[list[str], bytes], object], root_password: str, sql: bytes) -> None:
+    """``sql`` as the server's root over its unix socket: ``run(argv, stdin)`` runs a command
+    inside the database's container (the runtime does that). The password is the first line of
+    stdin, never argv; a socket-authenticated root ignores it."""
+    run(["sh", "-c", ROOT_CLIENT], root_password.encode() + b"\n" + sql)
 
 
 # -- accounts -------------------------------------------------------------------------------------

@@ -1,14 +1,13 @@
 """What the preview and golden use cases do to one service's container beyond the adapter: which
-image it runs, that image's configuration, and SQL run as the database server's root over its
-unix socket inside the container (the SQL itself comes from ``clonekit.db.target``)."""
+image it runs, that image's configuration, and a command run inside it with bytes on its stdin
+(how ``clonekit.db.target`` reaches the database server's root over its unix socket)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..db.target import ROOT_CLIENT, root_client_input
 from ..errors import PreviewError
 from .docker import DockerEngine
 
@@ -39,7 +38,6 @@ def image_config(engine: DockerEngine, image: str) -> dict[str, Any]:
     return found[0].get("Config") or {}
 
 
-def exec_root_sql(engine: DockerEngine, container: str, root_password: str, sql: bytes, *, what: str) -> None:
-    """SQL as the server's root over its unix socket, inside the container. The password is the
-    first line of stdin (never argv); a socket-authenticated root ignores it."""
-    engine.exec(container, ["sh", "-c", ROOT_CLIENT], input=root_client_input(root_password, sql), what=what)
+def in_container(engine: DockerEngine, container: str, *, what: str) -> Callable[[list[str], bytes], object]:
+    """``run(argv, stdin)`` inside ``container`` (for ``clonekit.db.target.run_as_root``)."""
+    return lambda argv, stdin: engine.exec(container, argv, input=stdin, what=what)
