@@ -1,5 +1,8 @@
 """A Drupal-shaped dataset with fake personal data, for the db, sanitization, preview and clone benchmarks.
 
+Its schema (``DDL``) is the one Drupal schema of the project: the tests' small hand-written
+dataset (``tests/fixtures/drupal_fixture.py``) seeds the same tables.
+
     python3 -m benchmarks.drupal_dataset --scale small --database ck_bench_drupal
 
 Scales: ``tiny`` (~2 MB, for tests), ``small`` (~100 MB of SQL), ``medium`` (~300 MB), ``top``
@@ -205,6 +208,8 @@ DDL = {
   ip_address varchar(128) DEFAULT NULL,
   created int(11) DEFAULT NULL,
   copy tinyint(4) DEFAULT NULL,
+  recipient int(10) unsigned DEFAULT NULL,
+  uid int(10) unsigned DEFAULT NULL,
   PRIMARY KEY (id),
   UNIQUE KEY contact_message_field__uuid__value (uuid),
   KEY contact_message_field__contact_form__target_id (contact_form)
@@ -218,6 +223,23 @@ DDL = {
   PRIMARY KEY (fid),
   KEY allow (event, identifier, timestamp),
   KEY `purge` (expiration)
+)""",
+    # Not generated at scale (the tests seed them: tests/fixtures/drupal_fixture.py).
+    "cache_default": _CACHE_DDL,
+    "webform_submission": """(
+  sid int(10) unsigned NOT NULL AUTO_INCREMENT,
+  webform_id varchar(32) CHARACTER SET ascii COLLATE ascii_general_ci NOT NULL,
+  uri varchar(2000) DEFAULT NULL,
+  created int(11) DEFAULT NULL,
+  remote_addr varchar(128) DEFAULT NULL,
+  uid int(10) unsigned DEFAULT NULL,
+  PRIMARY KEY (sid)
+)""",
+    "config": """(
+  collection varchar(255) CHARACTER SET ascii COLLATE ascii_general_ci NOT NULL DEFAULT '',
+  name varchar(255) CHARACTER SET ascii COLLATE ascii_general_ci NOT NULL DEFAULT '',
+  data longblob,
+  PRIMARY KEY (collection, name)
 )""",
 }
 # comment_field_data has no default_langcode in this trimmed schema: drop the placeholder key part.
@@ -406,7 +428,7 @@ def _contact(v: Vocabulary, n: int) -> Iterator[tuple[Value, ...]]:
     for i in range(1, n + 1):
         full, _name, mail = v.person(i)
         yield (i, "feedback", v.hash_like(32), "en", full, mail, v.sentence(3, 8)[:100],
-               v.paragraphs(r.randint(1, 3), 20, 60), v.ip(), BASE_TIME + r.randint(0, 60_000_000), 0)
+               v.paragraphs(r.randint(1, 3), 20, 60), v.ip(), BASE_TIME + r.randint(0, 60_000_000), 0, 1, None)
 
 
 def _flood(v: Vocabulary, n: int) -> Iterator[tuple[Value, ...]]:

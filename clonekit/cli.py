@@ -120,9 +120,7 @@ def snapshot_cmd(c: Context, source: str) -> None:
     """
     with c.out.progress() as progress:
         snap = c.project.snapshot(source, progress=progress)
-    from .snapshot import summarize
-
-    c.out.result(summarize(snap), snap.id)
+    c.out.result(snap.summary(), snap.id)
 
 
 @command(cli, "snapshots")
@@ -140,8 +138,6 @@ def snapshots_cmd(c: Context, source: str | None) -> None:
     """
     catalog = c.project.catalog(source)
     snaps = catalog.manifests
-    from .snapshot import summarize
-
     now = datetime.now(UTC)
     rows = [
         {
@@ -154,7 +150,7 @@ def snapshots_cmd(c: Context, source: str | None) -> None:
         for s in snaps
     ]
     c.out.table(
-        [summarize(s) for s in snaps],
+        [s.summary() for s in snaps],
         [("id", "id"), ("source", "source"), ("created", "created"), ("size", "size"), ("stored", "new bytes stored")],
         rows,
         empty="no snapshots yet: run `clonekit snapshot SOURCE`" if not catalog.unreadable else "no readable snapshot",
@@ -243,17 +239,16 @@ def scan_cmd(c: Context, source: str, suggest: bool) -> None:
       clonekit scan prod --suggest >> rules.yml
     """
     from .errors import EXIT_POLICY
-    from .sanitize import suggest_rules
 
     report = c.project.scan(source)
     if suggest and not c.out.json_mode:
-        click.echo(suggest_rules(report))
+        click.echo(c.project.suggest_rules(report))
     else:
         rows = [
             {"column": f"{f.table}.{f.column}", "why": f.reason, "rule": f.rule or "NONE"} for f in report.findings
         ]
         c.out.table(report.as_dict(), [("column", "column"), ("why", "looks like"), ("rule", "covered by")], rows, empty="no personal data found")
-    if report.uncovered and c.project.config.sanitize.strict:
+    if c.project.violates_policy(report):
         sys.exit(EXIT_POLICY)
 
 
@@ -384,8 +379,7 @@ def destroy_cmd(c: Context, name: str | None, all_: bool, yes: bool) -> None:
         if not sys.stdin.isatty():
             raise UsageError("destroy asks for confirmation: pass --yes when not on a terminal")
         click.confirm(f"Destroy {', '.join(names) or 'nothing'}?", abort=True)
-    for n in names:
-        c.project.destroy(n)
+    names = c.project.destroy_all(names)
     c.out.result({"destroyed": names}, lambda: "\n".join(f"destroyed {n}" for n in names) or "nothing to destroy")
 
 

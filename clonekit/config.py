@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .describe import describe_value, key_path
 from .errors import ConfigError
 
 N = TypeVar("N", int, float)
@@ -187,6 +188,7 @@ class PreviewsConfig:
     files: Mapping[str, PreviewFilesTarget] = field(default_factory=lambda: MappingProxyType({}))
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     replace: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    replace_skip: tuple[str, ...] = ()  # table names or globs previews.replace leaves alone (logs)
     ttl_seconds: int | None = None
     http_service: str | None = None  # the service whose port 80 is the preview URL; guessed when None
     prewarm: bool = False
@@ -605,7 +607,8 @@ class _Checker:
         body = self.mapping(
             value,
             "previews",
-            ("docker_host", "url", "database_service", "files", "env", "replace", "ttl", "http_service", "prewarm"),
+            ("docker_host", "url", "database_service", "files", "env", "replace", "replace_skip", "ttl", "http_service",
+             "prewarm"),
         )
         url = self.string(body.get("url"), "previews.url", DEFAULT_PREVIEW_URL) or DEFAULT_PREVIEW_URL
         if not re.match(r"^https?://", url):
@@ -636,6 +639,7 @@ class _Checker:
             files=MappingProxyType(files),
             env=env,
             replace=self.string_map(body.get("replace"), "previews.replace"),
+            replace_skip=self.string_list(body.get("replace_skip"), "previews.replace_skip"),
             ttl_seconds=self.duration(body.get("ttl"), "previews.ttl"),
             http_service=self.string(body.get("http_service"), "previews.http_service"),
             prewarm=self.boolean(body.get("prewarm"), "previews.prewarm", False),
@@ -654,19 +658,3 @@ class _Checker:
     def notify(self, value: Any) -> NotifyConfig:
         body = self.mapping(value, "notify", ("webhook_env",))
         return NotifyConfig(webhook_env=self.env_name(body.get("webhook_env"), "notify.webhook_env"))
-
-
-def key_path(prefix: str, key: Any) -> str:
-    """``sources.prod`` for plain keys, ``previews.files['/srv/x']`` for the others."""
-    key = str(key)
-    return f"{prefix}.{key}" if re.match(r"^[A-Za-z0-9_$-]+$", key) else f"{prefix}[{key!r}]"
-
-
-def describe_value(value: Any) -> str:
-    """A short rendering of a bad value for an error message."""
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -86,6 +86,11 @@ class PreviewError(ClonekitError):
     """A preview could not be created, started, refreshed or destroyed."""
 
 
+class TransientPreviewError(PreviewError, Transient):
+    """A preview's database (a restore target) failed in a way worth retrying: lost connection,
+    lock wait, deadlock."""
+
+
 class LockedError(ClonekitError):
     """Another clonekit run holds the lock on this preview or store."""
 

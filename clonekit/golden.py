@@ -15,8 +15,8 @@ Names and labels: images ``clonekit-golden/PROJECT-db:SNAPSHOT`` and
 ``clonekit.golden`` (``db`` | ``files``). The record ``<state_dir>/golden/SNAPSHOT.json`` (0600)
 says what exists and holds the golden copy's credentials: they are never in labels, argv, logs or
 the image's configuration, and every preview replaces them with its own fresh credentials right
-after start. A preview finds the record with ``clonekit.runtime.golden.find_golden`` (the record's
-shape is ``GoldenCopy.to_json`` there).
+after start. ``clonekit.runtime.golden_record`` owns the record (``GoldenCopy``, read and written
+whole); a preview finds it there with ``find_golden``.
 
 Images that declare ``VOLUME /var/lib/mysql`` (the official mariadb and mysql images) would lose
 the data at commit: for them the datadir moves to ``/var/lib/clonekit-mysql`` through a config file
@@ -36,25 +36,36 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .db import restore_database
+from .db.endpoint import DbEndpoint
+from .db.target import (
+    CLEAN_SHUTDOWN_SQL,
+    account_sql,
+    find_replace_tables,
+    root_sql,
+    run_as_root,
+    server_flavor,
+    wait_for_database,
+)
 from .errors import ClonekitError, PreviewError
-from .preview import DB_TIMEOUT_SECONDS, PREVIEWS_FOLDER, _resolve_image, _write_private, preview_lock
+from .files import iter_tar
+from .preview import DB_TIMEOUT_SECONDS, PREVIEWS_FOLDER, preview_lock
+from .progress import ProgressFn, no_progress
 from .runtime import compose as cmp
 from .runtime import golden_engine as ge
+from .runtime import golden_record as gr
+from .runtime import service as svc
 from .runtime.docker import DockerEngine, published_port
+from .runtime.golden_record import DEFAULT_DATADIR, GoldenCopy
+from .runtime.service import in_container, resolve_image
 
 log = logging.getLogger("clonekit.golden")
 
 LABEL_GOLDEN = "clonekit.golden"  # db | files | build (a container being materialized)
 GOLDEN_REPOSITORY = "clonekit-golden"
-GOLDEN_FOLDER = "golden"
-DEFAULT_DATADIR = "/var/lib/mysql"
 MOVED_DATADIR = "/var/lib/clonekit-mysql"
 DATADIR_CNF = "etc/mysql/conf.d/zz-clonekit-datadir.cnf"
 STOP_TIMEOUT_SECONDS = 900
-# Root over the server's unix socket inside the container; the password (first stdin line) goes
-# through the client's MYSQL_PWD, never argv. unix_socket accounts ignore it.
-ROOT_CLIENT = ('IFS= read -r MYSQL_PWD; export MYSQL_PWD; '
-               'if command -v mariadb >/dev/null; then exec mariadb -uroot; else exec mysql -uroot; fi')
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,6 @@ class GoldenResult:
     files_images_or_volumes: tuple[str, ...]  # the golden volumes, one per file tree a preview mounts
     seconds: float
     reused: bool = False  # it was materialized already: nothing was done
-
-
-def _noop_progress(task: str, advance: int = 0, total: int | None = None) -> None:
-    return None
 
 
 # -- names and the record -------------------------------------------------------------------------
@@ -82,7 +89,7 @@ def volume_name(config: Config, snapshot_id: str, key: str) -> str:
 
 
 def record_path(config: Config, snapshot_id: str) -> Path:
-    return config.state_dir / GOLDEN_FOLDER / f"{snapshot_id}.json"
+    return gr.record_path(config.state_dir, snapshot_id)
 
 
 def _labels(config: Config, manifest: Any, kind: str) -> dict[str, str]:
@@ -94,44 +101,33 @@ def _label_changes(labels: Mapping[str, str]) -> list[str]:
     return [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
 
 
-def read_record(config: Config, snapshot_id: str) -> dict[str, Any] | None:
-    path = record_path(config, snapshot_id)
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise PreviewError(f"cannot read the golden copy record {path}: {type(exc).__name__}") from exc
+def read_record(config: Config, snapshot_id: str) -> GoldenCopy | None:
+    """The golden copy record of ``snapshot_id`` (None when there is none)."""
+    return gr.read_record(config.state_dir, snapshot_id)
 
 
 def is_materialized(config: Config, engine: DockerEngine, snapshot_id: str) -> bool:
     """The record exists and so does everything it names."""
     record = read_record(config, snapshot_id)
-    if record is None:
-        return False
-    if record.get("db_image") and not engine.exists("image", record["db_image"]):
-        return False
-    if not all(engine.exists("image", i["image"]) for i in (record.get("files_images") or {}).values()):
-        return False
-    return all(engine.exists("volume", v) for v in (record.get("volumes") or {}).values())
+    return record is not None and gr.is_complete(engine, record)
 
 
 # -- materialize ----------------------------------------------------------------------------------
 
 
-def materialize(config: Config, repo: Any, manifest: Any, *, progress: Any = None) -> GoldenResult:
+def materialize(config: Config, repo: Any, manifest: Any, *, progress: ProgressFn | None = None) -> GoldenResult:
     """Load ``manifest`` once into a golden copy on the preview host; idempotent per snapshot."""
-    progress = progress or _noop_progress
+    progress = progress or no_progress
     engine = DockerEngine(config.previews.docker_host)
     started = time.monotonic()
     with preview_lock(config, f"golden-{manifest.id}"):
-        if is_materialized(config, engine, manifest.id):
-            record = read_record(config, manifest.id) or {}
-            files = (*(i["image"] for i in (record.get("files_images") or {}).values()),
-                     *(record.get("volumes") or {}).values())
-            return GoldenResult(manifest.id, record.get("db_image") or "", files, time.monotonic() - started, reused=True)
+        existing = read_record(config, manifest.id)
+        if existing is not None and gr.is_complete(engine, existing):
+            return GoldenResult(manifest.id, existing.db_image or "", existing.file_artifacts(),
+                                time.monotonic() - started, reused=True)
         services = dict((manifest.services or {}).get("services") or {})
-        db_image, datadir, db = "", DEFAULT_DATADIR, None
+        db_image, datadir = "", DEFAULT_DATADIR
+        db: cmp.DbCredentials | None = None  # the golden credentials
         replace_tables: dict[str, list[str]] = {}
         volumes: dict[str, str] = {}
         files_images: dict[str, dict[str, Any]] = {}
@@ -144,10 +140,9 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: Any = Non
             files_images = _materialize_files_images(config, repo, manifest, services, engine, progress, made_images)
             baked = {path for item in files_images.values() for path in item["paths"]}
             volumes = _materialize_volumes(config, repo, manifest, services, engine, progress, skip=baked)
-            record = {"snapshot_id": manifest.id, "db_image": db_image or None, "datadir": datadir,
-                      "db": db, "volumes": volumes, "files_images": files_images, "replace_tables": replace_tables}
-            record_path(config, manifest.id).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _write_private(record_path(config, manifest.id), json.dumps(record, indent=2, sort_keys=True))
+            gr.write_record(config.state_dir, GoldenCopy(
+                snapshot_id=manifest.id, db_image=db_image or None, datadir=datadir, db=db, volumes=volumes,
+                files_images=files_images, replace_tables=replace_tables))
             done = True
         finally:
             if not done:
@@ -175,24 +170,13 @@ def _remove_build_containers(config: Config, engine: DockerEngine, manifest: Any
     _quietly(lambda: engine.remove("container", ids))
 
 
-def _image_config(engine: DockerEngine, image: str) -> dict[str, Any]:
-    found = engine.inspect("image", [image])
-    if not found:
-        raise PreviewError(f"image {image} is not on the preview host",
-                           hint="build or pull it there (scripts/images.sh builds the local ones)")
-    return found[0].get("Config") or {}
-
-
 def _materialize_database(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any],
-                          engine: DockerEngine) -> tuple[str, str, dict[str, str], dict[str, list[str]]]:
+                          engine: DockerEngine) -> tuple[str, str, cmp.DbCredentials, dict[str, list[str]]]:
     """(image, datadir, golden credentials, replace_tables) of the committed database."""
-    from .db.endpoint import DbEndpoint
-    from .restore import account_sql, load_database, wait_for_database
-
     db_service = config.previews.database_service
     service = services.get(db_service) or {}
-    base_image = _resolve_image(engine, service) if service else cmp.DEFAULT_DB_IMAGE
-    image_config = _image_config(engine, base_image)
+    base_image = resolve_image(engine, service) if service else cmp.DEFAULT_DB_IMAGE
+    image_config = svc.image_config(engine, base_image)
     # A VOLUME on the datadir would keep the data out of the commit: move the datadir.
     datadir = MOVED_DATADIR if DEFAULT_DATADIR in (image_config.get("Volumes") or {}) else DEFAULT_DATADIR
     section = manifest.database or {}
@@ -228,16 +212,16 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
             raise PreviewError(f"the golden database container of {manifest.id} publishes no port")
         endpoint = DbEndpoint("127.0.0.1", port, creds.user, creds.password, creds.database)
         wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS, alive=lambda: _check_running(engine, name),
-                          on_denied=lambda: _root_sql(engine, name, "",
-                                                      account_sql(creds.user, creds.password, creds.database),
-                                                      what=f"create the account of the golden database of {manifest.id}"))
-        _root_sql(engine, name, "", root_sql(_flavor(endpoint), creds.root_password),
-                  what=f"set the root password of the golden database of {manifest.id}")
-        load_database(repo, section, endpoint)
-        replace_tables = find_replace_tables(endpoint, list(config.previews.replace))
+                          on_denied=lambda: run_as_root(
+                              in_container(engine, name, what=f"create the account of the golden database of {manifest.id}"),
+                              "", account_sql(creds.user, creds.password, creds.database)))
+        run_as_root(in_container(engine, name, what=f"set the root password of the golden database of {manifest.id}"),
+                    "", root_sql(server_flavor(endpoint), creds.root_password))
+        restore_database(repo, section, endpoint, workers=2)
+        replace_tables = find_replace_tables(endpoint, list(config.previews.replace), skip=config.previews.replace_skip)
         # Slow shutdown: purge and change-buffer merge now, so no preview start has work to redo.
-        _root_sql(engine, name, creds.root_password, b"SET GLOBAL innodb_fast_shutdown = 0;\n",
-                  what="prepare a clean shutdown of the golden database")
+        run_as_root(in_container(engine, name, what="prepare a clean shutdown of the golden database"),
+                    creds.root_password, CLEAN_SHUTDOWN_SQL)
         engine.cli(["stop", "-t", str(STOP_TIMEOUT_SECONDS), name], what="stop the golden database")
         state = engine.json(["container", "inspect", name], what="inspect the golden database container")[0]["State"]
         if state.get("ExitCode") != 0:
@@ -245,96 +229,9 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
                                f"(exit code {state.get('ExitCode')})", hint=f"docker logs {name}")
         image = db_image_name(config, manifest.id)
         ge.commit(engine, name, image, [*_label_changes(_labels(config, manifest, "db"))])
-        return image, datadir, {"user": creds.user, "password": creds.password,
-                                "root_password": creds.root_password, "database": creds.database}, replace_tables
+        return image, datadir, creds, replace_tables
     finally:
         _quietly(lambda: engine.remove("container", [name]))
-
-
-def find_replace_tables(endpoint: Any, olds: Sequence[str]) -> dict[str, list[str]]:
-    """For each ``previews.replace`` key, the tables whose text columns contain it (plain or JSON
-    escaped). Every clone of the golden copy holds the same rows: its rewrite reads only these."""
-    import pymysql
-
-    from .db.connection import connection, quote_name
-    from .restore import Replacement, _like_pattern, _text_tables
-
-    out: dict[str, list[str]] = {}
-    if not olds:
-        return out
-    try:
-        with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
-            tables = _text_tables(cur, endpoint.database)
-            for old in olds:
-                needles = Replacement(old, "").needles()
-                out[old] = []
-                for table, columns, _key in tables:
-                    condition = " OR ".join(f"{quote_name(c)} LIKE %s" for c in columns for _ in needles)
-                    cur.execute(f"SELECT 1 FROM {quote_name(table)} WHERE {condition} LIMIT 1",
-                                [_like_pattern(n) for _ in columns for n in needles])
-                    if cur.fetchone():
-                        out[old].append(table)
-    except pymysql.MySQLError as exc:
-        raise PreviewError(f"cannot search the golden database {endpoint} for previews.replace strings") from exc
-    return out
-
-
-def rewrite_golden_copy(config: Config, snapshot_id: str, endpoint: Any, replacements: Sequence[Any]) -> int:
-    """``previews.replace`` on a clone of a golden copy: only the tables that materialize found
-    holding a string to replace (a full scan grows with the data). A key the record does not know
-    (the config changed since) takes the full rewrite."""
-    import pymysql
-
-    from .db.connection import connection, quote_name, target_error
-    from .restore import _rewrite_table, _text_tables, rewrite_database
-
-    known = (read_record(config, snapshot_id) or {}).get("replace_tables")
-    if not isinstance(known, dict) or any(r.old not in known for r in replacements):
-        return rewrite_database(endpoint, replacements)
-    wanted = {table for r in replacements for table in known[r.old]}
-    if not wanted:
-        return 0
-    needles = sorted({n for r in replacements for n in r.needles()})
-    # Values that cannot be PHP-serialized get the same plain replacement in one UPDATE per column
-    # (rewrite_value would do exactly that, one row at a time); the rest goes through
-    # rewrite_value. Not when a new string contains its old one: the second pass would replace again.
-    in_sql = all(r.old not in r.new for r in replacements)
-    changed = 0
-    try:
-        with connection(endpoint, as_target=True, autocommit=False) as conn:
-            with conn.cursor() as cur:
-                for table, columns, key in _text_tables(cur, endpoint.database):
-                    if table in wanted:
-                        if in_sql:
-                            changed += _replace_plain_values(cur, quote_name(table), [quote_name(c) for c in columns],
-                                                             replacements)
-                        changed += _rewrite_table(cur, quote_name, table, columns, key, needles, replacements)
-            conn.commit()
-    except pymysql.MySQLError as exc:
-        raise target_error(exc, endpoint, "rewriting URLs") from exc
-    log.info("previews.replace on a golden clone: %d row(s) rewritten in %d table(s)", changed, len(wanted))
-    return changed
-
-
-# restore.SERIALIZED_START in SQL; REGEXP may ignore case here: more rows for rewrite_value, never fewer.
-SERIALIZED_START_SQL = '^([aO]:[0-9]+:[{"]|s:[0-9]+:"|i:-?[0-9]+;|b:[01];|d:[-0-9.EeINFAN]+;|N;)'
-
-
-def _replace_plain_values(cur: Any, table: str, columns: Sequence[str], replacements: Sequence[Any]) -> int:
-    from .restore import _like_pattern
-
-    pairs = [(old.decode(), new.decode()) for r in replacements for old, new in r.pairs()]
-    changed = 0
-    for column in columns:
-        expression, args = column, []
-        for old, new in pairs:
-            expression = f"REPLACE({expression}, %s, %s)"
-            args += [old, new]
-        condition = " OR ".join(f"{column} LIKE %s" for _ in pairs)
-        changed += cur.execute(f"UPDATE {table} SET {column} = {expression} WHERE ({condition}) "
-                               f"AND {column} NOT REGEXP %s",
-                               [*args, *(_like_pattern(old) for old, _ in pairs), SERIALIZED_START_SQL])
-    return changed
 
 
 def _datadir_tar(datadir: str) -> bytes:
@@ -350,40 +247,6 @@ def _check_running(engine: DockerEngine, name: str) -> None:
                            hint=f"docker logs {name}")
 
 
-def _flavor(endpoint: Any) -> str:
-    import pymysql
-
-    from .db.connection import connection
-
-    try:
-        with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
-            cur.execute("SELECT VERSION()")
-            version = str(cur.fetchone()[0])
-    except pymysql.MySQLError as exc:
-        raise PreviewError(f"cannot read the version of the golden database {endpoint}") from exc
-    return "mariadb" if "mariadb" in version.lower() else "mysql"
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def root_sql(flavor: str, password: str) -> bytes:
-    """root@'%' gets the golden password (each preview replaces it with its own). MariaDB's
-    root@localhost is the unix socket only: no golden password stays in a preview, and
-    healthchecks and the preview's re-key still log in over the socket."""
-    text = _sql_text(password)
-    local = ("ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket"
-             if flavor == "mariadb" else f"ALTER USER 'root'@'localhost' IDENTIFIED BY {text}")
-    return (f"{local};\nCREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY {text};\n"
-            f"ALTER USER 'root'@'%' IDENTIFIED BY {text};\n"
-            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;\nFLUSH PRIVILEGES;\n").encode()
-
-
-def _root_sql(engine: DockerEngine, container: str, root_password: str, sql: bytes, *, what: str) -> None:
-    engine.exec(container, ["sh", "-c", ROOT_CLIENT], input=root_password.encode() + b"\n" + sql, what=what)
-
-
 def files_image_name(config: Config, snapshot_id: str, service: str) -> str:
     return f"{GOLDEN_REPOSITORY}/{config.project}-files-{service.lower()}:{snapshot_id}"
 
@@ -396,8 +259,6 @@ def _materialize_files_images(config: Config, repo: Any, manifest: Any, services
     (a golden volume has to be copied whole, which grows with the files). Trees under a VOLUME of
     the service's image cannot live in a layer: they get golden volumes instead.
     """
-    from .restore import file_tar_stream
-
     sections = {str(s.get("path")): s for s in manifest.files}
     if not services or not sections:
         return {}
@@ -406,8 +267,8 @@ def _materialize_files_images(config: Config, repo: Any, manifest: Any, services
         by_service.setdefault(volume.service, []).append(volume)
     out: dict[str, dict[str, Any]] = {}
     for service_name, volumes in sorted(by_service.items()):
-        base_image = _resolve_image(engine, services[service_name])
-        image_config = _image_config(engine, base_image)
+        base_image = resolve_image(engine, services[service_name])
+        image_config = svc.image_config(engine, base_image)
         declared = list(image_config.get("Volumes") or {})
         volumes = [v for v in volumes if not any(_under(v.target, d) for d in declared)]
         if not volumes or not (image_config.get("Cmd") or image_config.get("Entrypoint")):
@@ -426,7 +287,7 @@ def _materialize_files_images(config: Config, repo: Any, manifest: Any, services
                                                            for v in volumes})])
             for volume in volumes:
                 progress(f"golden files {volume.source_path}", total=None)
-                sent = ge.copy_into(engine, name, volume.target, file_tar_stream(repo, sections[volume.source_path]))
+                sent = ge.copy_into(engine, name, volume.target, iter_tar(repo, sections[volume.source_path]))
                 progress(f"golden files {volume.source_path}", advance=sent)
             image = files_image_name(config, manifest.id, service_name)
             ge.commit(engine, name, image, [*_label_changes(_labels(config, manifest, "files")),
@@ -476,36 +337,9 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or folder == "/" or path.startswith(folder + "/")
 
 
-def use_files_images(config: Config, snapshot_id: str, document: dict[str, Any],
-                     volumes: Sequence[cmp.FileVolume]) -> list[cmp.FileVolume]:
-    """Point a preview's compose document at the golden files images of ``snapshot_id``: each such
-    service runs its image without the volumes of the trees the image holds. Returns the file
-    volumes that still need filling (or a golden volume copied)."""
-    images = (read_record(config, snapshot_id) or {}).get("files_images") or {}
-    remaining = list(volumes)
-    for service_name, item in images.items():
-        spec = document["services"].get(service_name)
-        baked = [v for v in remaining if v.service == service_name and v.source_path in item["paths"]]
-        if spec is None or not baked:
-            continue
-        spec["image"] = item["image"]
-        keys = {v.key for v in baked}
-        entries = [e for e in spec.get("volumes") or [] if e.split(":", 1)[0] not in keys]
-        if entries:
-            spec["volumes"] = entries
-        else:
-            spec.pop("volumes", None)
-        for key in keys:
-            (document.get("volumes") or {}).pop(key, None)
-        remaining = [v for v in remaining if v not in baked]
-    return remaining
-
-
 def _materialize_volumes(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any], engine: DockerEngine,
                          progress: Any, *, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
     """One golden volume per snapshot tree that a preview mounts: snapshot path -> volume name."""
-    from .restore import file_tar_stream
-
     sections = {str(s.get("path")): s for s in manifest.files}
     if not services or not sections:
         return {}
@@ -519,7 +353,7 @@ def _materialize_volumes(config: Config, repo: Any, manifest: Any, services: Map
         if engine.exists("volume", name):  # left by an interrupted run: its content is unknown
             engine.remove("volume", [name])
         engine.create_volume(name, labels)
-        sent = engine.fill_volume(name, file_tar_stream(repo, sections[volume.source_path]),
+        sent = engine.fill_volume(name, iter_tar(repo, sections[volume.source_path]),
                                   image=cmp.PreviewPlan.helper_image, labels={**labels, LABEL_GOLDEN: "build"})
         progress(f"golden files {volume.source_path}", advance=sent)
         out[volume.source_path] = name

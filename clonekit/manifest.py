@@ -117,6 +117,22 @@ class Manifest:
             "stats": dict(self.stats),
         }
 
+    def summary(self) -> dict[str, Any]:
+        """What users see of a snapshot (no chunk lists): ``clonekit snapshot``/``snapshots --json``."""
+        tables = (self.database or {}).get("tables") or []
+        return {
+            "id": self.id,
+            "source": self.source,
+            "project": self.project,
+            "created_at": self.created_at.isoformat(),
+            "tool_version": self.tool_version,
+            "rules_digest": self.rules_digest,
+            "tables": len(tables),
+            "file_trees": len(self.files),
+            "services": sorted(((self.services or {}).get("services") or {}).keys()),
+            "stats": dict(self.stats),
+        }
+
     def to_json(self) -> bytes:
         return canonical_json(self.to_dict())
 

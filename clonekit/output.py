@@ -13,17 +13,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-
-class ProgressFn(Protocol):
-    """Progress callback handed to long operations: ``progress(task, advance=n, total=t)``."""
-
-    def __call__(self, task: str, advance: int = 0, total: int | None = None) -> None: ...
-
-
-def no_progress(task: str, advance: int = 0, total: int | None = None) -> None:
-    return None
+from .progress import ProgressFn, no_progress
 
 
 @dataclasses.dataclass

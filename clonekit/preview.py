@@ -34,11 +34,21 @@ from urllib.parse import urlsplit
 import yaml
 
 from .config import Config, check_name, env_number
+from .db import restore_database
+from .db.endpoint import DbEndpoint
+from .db.rewrite import Replacement
+from .db.target import account_sql, rekey_sql, rewrite_urls, run_as_root, wait_for_database
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
+from .files import iter_tar
 from .owner import Owner
+from .private_file import write_private
+from .progress import ProgressFn, no_progress
+from .retry import poll
 from .runtime import compose as cmp
-from .runtime import golden as gold
+from .runtime import golden_engine as ge
+from .runtime import golden_record as gr
 from .runtime.docker import DockerEngine, published_port
+from .runtime.service import in_container, resolve_image
 
 log = logging.getLogger("clonekit.preview")
 
@@ -71,10 +81,6 @@ class Preview:
     restore_path: str  # "cold" | "golden"
 
 
-def _noop_progress(task: str, advance: int = 0, total: int | None = None) -> None:
-    return None
-
-
 # -- naming and state on disk ---------------------------------------------------------------------
 
 
@@ -88,17 +94,6 @@ def preview_dir(config: Config, name: str) -> Path:
 
 def _labels_of(config: Config, name: str) -> dict[str, str]:
     return {cmp.LABEL_PROJECT: config.project, cmp.LABEL_PREVIEW: name}
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Temp file with mode 0600 from the start, then rename: never readable by others, never partial."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -117,21 +112,22 @@ def preview_lock(config: Config, name: str, *, wait_seconds: float | None = None
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds)
+
+    def attempt() -> bool | None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise PreviewError(f"cannot lock {path}: {exc.strerror}") from exc
+            return None
+
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise PreviewError(f"cannot lock {path}: {exc.strerror}") from exc
-                if time.monotonic() >= deadline:
-                    raise LockedError(
-                        f"preview {name!r} is being changed by another clonekit run (lock {path})",
-                        hint="wait for it to finish, then try again",
-                    ) from None
-                time.sleep(POLL_SECONDS)
+        if not poll(attempt, timeout=LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds, interval=POLL_SECONDS):
+            raise LockedError(
+                f"preview {name!r} is being changed by another clonekit run (lock {path})",
+                hint="wait for it to finish, then try again",
+            )
         yield
     finally:
         os.close(fd)
@@ -184,14 +180,14 @@ def _services_of(manifest: Any) -> dict[str, Any]:
 
 def _new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, Any], engine: DockerEngine,
               *, previous: Mapping[str, Any] | None = None, secrets_in: Mapping[str, Any] | None = None,
-              golden: gold.GoldenCopy | None = None) -> cmp.PreviewPlan:
+              golden: gr.GoldenCopy | None = None) -> cmp.PreviewPlan:
     """A fresh plan, or (refresh) one that keeps the previous port, URL and credentials."""
     cfg = config.previews
     http_service, http_port = cmp.guess_http_service(services, cfg)
     db_service = cfg.database_service
     if manifest.database is None and db_service not in services:
         db_service = ""  # nothing to load and nothing to run: a preview without a database
-    db_image = _resolve_image(engine, services[db_service]) if db_service in services else cmp.DEFAULT_DB_IMAGE
+    db_image = resolve_image(engine, services[db_service]) if db_service in services else cmp.DEFAULT_DB_IMAGE
     fallback_db = str((manifest.database or {}).get("database") or (manifest.database or {}).get("name") or "preview")
     user, database = cmp.db_defaults(services, db_service, fallback_db)
     if golden is not None and golden.db is not None and golden.db_image:
@@ -221,34 +217,19 @@ def _new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, A
     )
 
 
-def _resolve_image(engine: DockerEngine, service: Mapping[str, Any]) -> str:
-    """The captured image as the preview engine knows it: the tag when it is the same image, else the digest."""
-    image = service.get("image") or ""
-    image_id = service.get("image_id") or ""
-    found = engine.inspect("image", [image]) if image else []
-    if found and (not image_id or found[0].get("Id") == image_id):
-        return image
-    for digest in service.get("repo_digests") or []:
-        return digest
-    if image_id and engine.exists("image", image_id):
-        log.warning("image %s changed since the snapshot; using the snapshot's image id", image)
-        return image_id
-    return image
-
-
 # -- create -------------------------------------------------------------------------------------
 
 
 def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_on_failure: bool = False,
-                   progress: Any = None) -> Preview:
+                   progress: ProgressFn | None = None) -> Preview:
     """Create preview ``name`` from ``manifest``; returns once its HTTP service answers."""
     check_name("preview", name)
-    progress = progress or _noop_progress
+    progress = progress or no_progress
     engine = DockerEngine(config.previews.docker_host)
     with preview_lock(config, name):
         _refuse_existing(config, engine, name)
         services = _services_of(manifest)
-        golden = gold.find_golden(config.state_dir, engine, manifest.id)
+        golden = gr.find_golden(config.state_dir, engine, manifest.id)
         plan = _new_plan(config, manifest, name, services, engine, golden=golden)
         done = False
         try:
@@ -289,7 +270,7 @@ def _cleanup_after_failure(config: Config, engine: DockerEngine, name: str) -> N
 
 
 def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, services: Mapping[str, Any],
-              engine: DockerEngine, progress: Any, golden: gold.GoldenCopy | None = None) -> Preview:
+              engine: DockerEngine, progress: Any, golden: gr.GoldenCopy | None = None) -> Preview:
     timings: dict[str, float] = {}
     folder = preview_dir(config, plan.name)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -300,27 +281,23 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     if "{port}" not in config.previews.url and engine.exists("network", cmp.PROXY_NETWORK):
         proxy = cmp.PROXY_NETWORK
     in_image = (golden.datadir,) if golden is not None and golden.db_image else ()
-    build = cmp.build_compose(services, config.previews, plan, volumes, resolve_image=lambda s: _resolve_image(engine, s),
+    build = cmp.build_compose(services, config.previews, plan, volumes, resolve_image=lambda s: resolve_image(engine, s),
                               keep_readonly_binds=local_engine, proxy_network=proxy, db_paths_in_image=in_image)
     if golden is not None:  # trees baked into golden images run copy-on-write: nothing to fill
-        from .golden import use_files_images
-
-        volumes = use_files_images(config, golden.snapshot_id, build.document, volumes)
+        volumes = gr.use_files_images(golden, build.document, volumes)
     compose_file = _write_project(folder, plan, build)
     _write_state(folder, plan, manifest, status="creating", timings=timings)
 
     started = time.monotonic()
     for volume in volumes:
         progress(f"files {volume.source_path}", total=None)
-        from .restore import file_tar_stream
-
         name = plan.volume_name(volume.key)
         golden_volume = golden.volumes.get(volume.source_path) if golden is not None else None
         if golden_volume:
-            gold.copy_volume(engine, golden_volume, name, image=plan.helper_image, volume_labels=plan.labels())
+            ge.copy_volume(engine, golden_volume, name, image=plan.helper_image, volume_labels=plan.labels())
             continue
         engine.create_volume(name, plan.labels())
-        sent = engine.fill_volume(name, file_tar_stream(repo, sections[volume.source_path]),
+        sent = engine.fill_volume(name, iter_tar(repo, sections[volume.source_path]),
                                   image=plan.helper_image, labels=plan.labels())
         progress(f"files {volume.source_path}", advance=sent)
     timings["files"] = time.monotonic() - started
@@ -346,16 +323,16 @@ def _write_project(folder: Path, plan: cmp.PreviewPlan, build: cmp.ComposeBuild)
     for stale in folder.glob("*.env"):
         stale.unlink()
     for service, values in build.secret_env.items():
-        _write_private(folder / f"{service}.env", cmp.env_file_text(values))
+        write_private(folder / f"{service}.env", cmp.env_file_text(values))
     secrets_doc = {"db": {"user": plan.db.user, "password": plan.db.password,
                           "root_password": plan.db.root_password, "database": plan.db.database},
                    "env": dict(plan.secret_values)}
-    _write_private(folder / SECRETS_FILE, json.dumps(secrets_doc, indent=2, sort_keys=True))
+    write_private(folder / SECRETS_FILE, json.dumps(secrets_doc, indent=2, sort_keys=True))
     compose_file = folder / COMPOSE_FILE
     header = (f"# clonekit preview {plan.name} of project {plan.project} (snapshot {plan.snapshot_id}).\n"
               f"# Written by clonekit; `clonekit refresh {plan.name}` rewrites it. Secrets are in *.env.\n")
     text = yaml.dump(build.document, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
-    _write_private(compose_file, header + text)
+    write_private(compose_file, header + text)
     return compose_file
 
 
@@ -376,21 +353,17 @@ def _write_state(folder: Path, plan: cmp.PreviewPlan, manifest: Any, *, status: 
     }
     if status in BUSY_STATES:  # who is working on it: `list` tells when that process is gone
         state["owner"] = Owner.current().to_json()
-    _write_private(folder / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+    write_private(folder / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
 
 
-def db_endpoint(plan: cmp.PreviewPlan, port: int) -> Any:
+def db_endpoint(plan: cmp.PreviewPlan, port: int) -> DbEndpoint:
     """How this process reaches the preview database: its ephemeral 127.0.0.1 port."""
-    from .db.endpoint import DbEndpoint
-
     return DbEndpoint("127.0.0.1", port, plan.db.user, plan.db.password, plan.db.database)
 
 
 def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
                    compose_file: Path, progress: Any, timings: dict[str, float],
-                   golden: gold.GoldenCopy | None = None) -> None:
-    from .restore import Replacement, load_database, rewrite_database, wait_for_database
-
+                   golden: gr.GoldenCopy | None = None) -> None:
     started = time.monotonic()
     if not plan.db_service:
         return
@@ -411,7 +384,8 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
         golden_endpoint = replace(endpoint, password=golden.db.password)
         wait_for_database(golden_endpoint, timeout=DB_TIMEOUT_SECONDS,
                           alive=lambda: _check_alive(engine, plan, plan.db_service))
-        _root_sql(engine, container["Id"], golden.db.root_password, _rekey_sql(plan), what=f"re-key preview {plan.name}")
+        run_as_root(in_container(engine, container["Id"], what=f"re-key preview {plan.name}"), golden.db.root_password,
+                    rekey_sql(plan.db.user, plan.db.password, plan.db.database, plan.db.root_password))
     wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS,
                       alive=lambda: _check_alive(engine, plan, plan.db_service),
                       on_denied=lambda: _create_account(engine, plan, container["Id"]))
@@ -420,49 +394,33 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     started = time.monotonic()
     if manifest.database is not None and not from_golden:
         progress("database", total=None)
-        load_database(repo, manifest.database, endpoint)
+        restore_database(repo, manifest.database, endpoint, workers=2)
     values = plan.placeholders()
     replacements = [cmp_replacement for old, new in config.previews.replace.items()
                     if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
     if replacements and manifest.database is not None:
         progress("rewrite URLs", total=None)
-        if from_golden:  # only the tables that materialize found holding a string to replace
-            from .golden import rewrite_golden_copy
-
-            rewrite_golden_copy(config, plan.snapshot_id, endpoint, replacements)
-        else:
-            rewrite_database(endpoint, replacements)
+        rewrite_urls(endpoint, replacements, tables=_tables_to_rewrite(golden if from_golden else None, replacements),
+                     skip=config.previews.replace_skip)
     timings["db_load"] = time.monotonic() - started
 
 
-ROOT_CLIENT = ('IFS= read -r MYSQL_PWD; export MYSQL_PWD; '
-               'if command -v mariadb >/dev/null; then exec mariadb -uroot; else exec mysql -uroot; fi')
-
-
-def _root_sql(engine: DockerEngine, container_id: str, root_password: str, sql: bytes, *, what: str) -> None:
-    """SQL as the server's root over its unix socket, inside the container. The password is the
-    first line of stdin (never argv); a socket-authenticated root ignores it."""
-    engine.exec(container_id, ["sh", "-c", ROOT_CLIENT], input=root_password.encode() + b"\n" + sql, what=what)
-
-
-def _rekey_sql(plan: cmp.PreviewPlan) -> bytes:
-    from .restore import account_sql
-
-    def text(value: str) -> str:
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-    return account_sql(plan.db.user, plan.db.password, plan.db.database) + (
-        f"ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY {text(plan.db.root_password)};\n".encode())
+def _tables_to_rewrite(golden: gr.GoldenCopy | None, replacements: list[Replacement]) -> list[str] | None:
+    """A clone of a golden copy rewrites only the tables that materialize found holding a string to
+    replace (a full scan grows with the data); None (every table) on the cold path, or when a key
+    is not in the record (the config changed since)."""
+    known = golden.replace_tables if golden is not None else None
+    if known is None or any(r.old not in known for r in replacements):
+        return None
+    return sorted({table for r in replacements for table in known[r.old]})
 
 
 def _create_account(engine: DockerEngine, plan: cmp.PreviewPlan, container_id: str) -> None:
     """For images that ignore MARIADB_*/MYSQL_* (plain Debian mariadb-server): create the preview's
     account as root over the server's unix socket, inside the container. SQL goes on stdin."""
-    from .restore import account_sql
-
     log.info("the database image of preview %s did not create its account: creating it over the socket", plan.name)
-    _root_sql(engine, container_id, "", account_sql(plan.db.user, plan.db.password, plan.db.database),
-              what=f"create the database account of preview {plan.name}")
+    run_as_root(in_container(engine, container_id, what=f"create the database account of preview {plan.name}"), "",
+                account_sql(plan.db.user, plan.db.password, plan.db.database))
 
 
 def _service_container(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> dict[str, Any]:
@@ -490,25 +448,27 @@ def _check_alive(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> N
 def _wait_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, *, timeout: float | None = None) -> None:
     """Until the HTTP service answers on its 127.0.0.1 port (any status below 500)."""
     limit = HTTP_TIMEOUT_SECONDS if timeout is None else timeout
-    deadline = time.monotonic() + limit
     host_header = urlsplit(plan.url).netloc or f"127.0.0.1:{plan.port}"
-    last = "no answer"
-    while time.monotonic() < deadline:
+    last = ["no answer"]
+
+    def attempt() -> bool | None:
         conn = http.client.HTTPConnection("127.0.0.1", plan.port, timeout=HTTP_PROBE_TIMEOUT_SECONDS)
         try:
             conn.request("GET", "/", headers={"Host": host_header, "User-Agent": "clonekit-preview-check"})
             status = conn.getresponse().status
             if status < 500:
-                return
-            last = f"HTTP {status}"
+                return True
+            last[0] = f"HTTP {status}"
         except (OSError, http.client.HTTPException) as exc:
-            last = type(exc).__name__
+            last[0] = type(exc).__name__
         finally:
             conn.close()
-        _check_alive(engine, plan, plan.http_service)
-        time.sleep(POLL_SECONDS)
+        return None
+
+    if poll(attempt, timeout=limit, interval=POLL_SECONDS, between=lambda: _check_alive(engine, plan, plan.http_service)):
+        return
     raise PreviewError(
-        f"preview {plan.name} did not answer on {plan.url} within {limit:.0f}s (last: {last})",
+        f"preview {plan.name} did not answer on {plan.url} within {limit:.0f}s (last: {last[0]})",
         hint=f"docker compose -f {preview_dir(config, plan.name) / COMPOSE_FILE} logs {plan.http_service}",
     )
 
@@ -572,10 +532,10 @@ def expired_previews(config: Config, now: datetime) -> list[Preview]:
 # -- refresh ------------------------------------------------------------------------------------
 
 
-def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, progress: Any = None) -> Preview:
+def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, progress: ProgressFn | None = None) -> Preview:
     """Reload preview ``name`` from ``manifest``; keeps its name, URL (port) and credentials."""
     check_name("preview", name)
-    progress = progress or _noop_progress
+    progress = progress or no_progress
     engine = DockerEngine(config.previews.docker_host)
     folder = preview_dir(config, name)
     with preview_lock(config, name):
@@ -585,7 +545,7 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
             raise NotFoundError(f"no preview named {name!r} in project {config.project} (no state in {folder})",
                                 hint="`clonekit list` shows the previews")
         services = _services_of(manifest)
-        golden = gold.find_golden(config.state_dir, engine, manifest.id)
+        golden = gr.find_golden(config.state_dir, engine, manifest.id)
         plan = _new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets_in, golden=golden)
         _write_state(folder, plan, manifest, status="refreshing", timings={})
         _remove_resources(engine, config, name, plan.compose_project, folder)

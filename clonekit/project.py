@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from .config import Config, check_name, load_config, parse_duration
 from .errors import ClonekitError, ConfigError, UsageError
 from .oplog import OperationLog
-from .output import ProgressFn, no_progress
+from .progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:
     from .golden import GoldenResult
@@ -152,6 +153,16 @@ class Project:
             report = find_leaks(self.repository, manifest, values, skipped, str(values_file))
             record.update(ok=report.ok, leaks=len(report.leaks))
         return report
+
+    def suggest_rules(self, report: ScanReport) -> str:
+        """YAML rules for the columns ``report`` found uncovered, to paste under ``sanitize.tables``."""
+        from .sanitize import suggest_rules
+
+        return suggest_rules(report)
+
+    def violates_policy(self, report: ScanReport) -> bool:
+        """Strict mode is on and ``report`` found personal data no rule covers (the CLI exits 3)."""
+        return bool(report.uncovered) and self.config.sanitize.strict
 
     def scan(self, source: str) -> ScanReport:
         """Columns of ``source``'s database that look like personal data, with the rule covering each."""
@@ -284,6 +295,14 @@ class Project:
 
         with self.oplog.operation("destroy", preview=name):
             destroy_preview(self.config, name)
+
+    def destroy_all(self, names: Sequence[str] | None = None) -> list[str]:
+        """Destroy every preview of the project (only ``names`` when given, e.g. the ones a person
+        confirmed); returns the names destroyed, in order."""
+        names = [p.name for p in self.previews()] if names is None else list(names)
+        for name in names:
+            self.destroy(name)
+        return names
 
     def materialize(self, snapshot: str | Manifest, *, progress: ProgressFn = no_progress) -> GoldenResult:
         """Load a snapshot once into golden images on the preview host (instant clones)."""

@@ -20,8 +20,11 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
+    retry_if_result,
     stop_after_attempt,
+    stop_after_delay,
     stop_before_delay,
+    wait_fixed,
     wait_random_exponential,
 )
 
@@ -108,3 +111,24 @@ def _settled_kind(exc: ClonekitError) -> type[ClonekitError]:
         if isinstance(cls, type) and issubclass(cls, ClonekitError) and not issubclass(cls, Transient):
             return cls
     return ClonekitError
+
+
+def poll(attempt: Callable[[], T | None], *, timeout: float, interval: float,
+         between: Callable[[], None] | None = None) -> T | None:
+    """Call ``attempt`` until it returns something other than None, or ``timeout`` seconds pass
+    (then None). ``between`` runs after each unsuccessful attempt and may raise to stop early (a
+    container that died). For waiting on a thing becoming ready, not for retrying a failure:
+    ``attempt`` decides what counts as not yet."""
+
+    def wait(state: RetryCallState) -> None:
+        if between is not None:
+            between()
+
+    policy: Retrying = Retrying(
+        retry=retry_if_result(lambda result: result is None),
+        stop=stop_after_delay(max(0.0, timeout)),
+        wait=wait_fixed(interval),
+        before_sleep=wait,
+        retry_error_callback=lambda state: None,
+    )
+    return policy(attempt)

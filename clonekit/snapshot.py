@@ -18,7 +18,7 @@ from typing import Any
 from . import __version__
 from .config import Config, Source
 from .manifest import Manifest, collect_chunk_refs, new_snapshot_id
-from .output import ProgressFn, no_progress
+from .progress import ProgressFn, no_progress
 from .repository import Repository
 
 log = logging.getLogger("clonekit.snapshot")
@@ -133,20 +133,3 @@ def _previous_files(repo: Repository, source: str) -> Mapping[str, Mapping[str, 
     if newest is None:
         return {}
     return {section["path"]: section for section in newest.files if "path" in section}
-
-
-def summarize(manifest: Manifest) -> dict[str, Any]:
-    """What users see of a snapshot (no chunk lists)."""
-    tables = (manifest.database or {}).get("tables") or []
-    return {
-        "id": manifest.id,
-        "source": manifest.source,
-        "project": manifest.project,
-        "created_at": manifest.created_at.isoformat(),
-        "tool_version": manifest.tool_version,
-        "rules_digest": manifest.rules_digest,
-        "tables": len(tables),
-        "file_trees": len(manifest.files),
-        "services": sorted(((manifest.services or {}).get("services") or {}).keys()),
-        "stats": dict(manifest.stats),
-    }

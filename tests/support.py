@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +17,65 @@ from clonekit.manifest import Manifest, new_snapshot_id
 from clonekit.repository import Repository
 from clonekit.schema import CopyEverything
 
+# The compose project of a test 'production': a database service and a web service serving a
+# folder. The secrets are the production's own: none may reach a preview.
+OFFICIAL_LIKE_DB = """
+    image: clonekit/mariadb:10.11
+    environment: {MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: prod-db-secret,
+                  MARIADB_ROOT_PASSWORD: prod-root-secret}"""
+BUSYBOX_WEB = """
+    image: clonekit/busybox:latest
+    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]"""
+PROD_SECRETS = ("prod-db-secret", "prod-root-secret", "prod-app-key")
+_SOURCE_COMPOSE = """
+services:
+  db:{db}
+    volumes: [dbdata:/var/lib/mysql]
+  web:{web}
+    ports: ["127.0.0.1::80"]
+    environment: {{SITE_URL: "{prod_url}", SECRET_KEY: prod-app-key, SMTP_HOST: smtp.real.example.com}}
+    volumes: ["{site}:/www"]
+    depends_on: [db]
+volumes: {{dbdata: {{}}}}
+"""
+
+
+def source_compose(*, prod_url: str, site: Any, db: str = OFFICIAL_LIKE_DB, web: str = BUSYBOX_WEB) -> str:
+    """The text of a test production's compose file; ``db`` and ``web`` are the services' blocks."""
+    return (_SOURCE_COMPOSE.format(prod_url=prod_url, site=site, db="{db}", web="{web}")
+            .replace("{db}", db).replace("{web}", web))
+
+
+def seed_shop_database(server: Any, prefix: str, options: Mapping[str, str], posts: int) -> str:
+    """A fresh database on ``server`` holding ``options`` (id, name, value; previews.replace works on
+    them) and ``posts`` rows of ``posts``; returns its name."""
+    database = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{database}`")
+            cur.execute(f"CREATE TABLE `{database}`.options (id INT PRIMARY KEY, name VARCHAR(64), value LONGTEXT)")
+            cur.execute(f"CREATE TABLE `{database}`.posts (id INT PRIMARY KEY, title VARCHAR(200))")
+            cur.executemany(f"INSERT INTO `{database}`.options VALUES (%s, %s, %s)",
+                            [(i, name, value) for i, (name, value) in enumerate(options.items(), 1)])
+            cur.executemany(f"INSERT INTO `{database}`.posts VALUES (%s, %s)", [(i, f"post {i}") for i in range(1, posts + 1)])
+    finally:
+        conn.close()
+    return database
+
+
+def make_manifest(*, source: str = "prod", project: str = "p", at: datetime | None = None,
+                  snapshot_id: str | None = None, **fields: Any) -> Manifest:
+    """The one way tests build a Manifest: an empty snapshot of ``source`` taken ``at`` (now),
+    with ``fields`` (database, files, services, stats, ...) set as given."""
+    at = at or datetime.now(UTC)
+    values: dict[str, Any] = {
+        "id": snapshot_id or new_snapshot_id(source, at), "source": source, "project": project, "created_at": at,
+        "tool_version": "test", "rules_digest": "none", "database": None, "files": (), "services": None, "stats": {},
+    }
+    values.update(fields)
+    return Manifest(**values)
+
 
 def build_snapshot(config: Config, source: dict[str, Any], compose_project: str) -> Manifest:
     """A committed snapshot of a test 'production' (database, one folder, a compose project), copied
@@ -26,11 +87,8 @@ def build_snapshot(config: Config, source: dict[str, Any], compose_project: str)
     with repo.writer() as writer:
         database = capture_database(endpoint, CopyEverything(), writer)
         files = capture_files(FileSource(str(source["site"])), writer)
-    manifest = Manifest(
-        id=new_snapshot_id("prod", started), source="prod", project=config.project, created_at=started,
-        tool_version="test", rules_digest="none", database=database, files=(files,),
-        services=capture_services(ContainersSource(compose_project)),
-    )
+    manifest = make_manifest(project=config.project, at=started, database=database, files=(files,),
+                             services=capture_services(ContainersSource(compose_project)))
     repo.commit(manifest)
     return manifest
 

@@ -37,6 +37,7 @@ from .codec import FORMAT, INTEGER_TYPES, RowChunker, field_decoder, row_sql, ty
 from .connection import connect, error_code, quote_name, source_error
 from .endpoint import DbEndpoint
 from .introspect import UTF8_CHARSETS, TableInfo, describe, schema_objects, show_create_table, split_create_table
+from .sample import sample_table  # the query scan uses: same query, same bounds
 from .workers import ForkServer
 
 log = logging.getLogger("clonekit.db.capture")
@@ -159,8 +160,6 @@ def _guarded(endpoint: DbEndpoint, doing: str, fn: Callable[[], Any]) -> Any:
 
 
 def _sample(endpoint: DbEndpoint, conn: Connection, table: Table, limit: int) -> list[Row]:
-    from .mysql import sample_table  # the sampler scan uses: same query, same bounds
-
     return cast(list[Row], _guarded(endpoint, f"sampling table {table.name}", lambda: sample_table(conn, table, limit)))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from ..errors import ClonekitError, PreviewError, SourceError, TransientSourceError
+from ..errors import ClonekitError, PreviewError, SourceError, TransientPreviewError, TransientSourceError
 from ..retry import keep_alive, stall_timeout
 from .endpoint import DbEndpoint
 
@@ -17,10 +17,6 @@ CONNECT_TIMEOUT_SECONDS = 15
 # Server error codes worth a retry: lost or refused connections, lock waits, deadlocks.
 TRANSIENT_CODES = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013, 2055})
 ACCESS_DENIED_CODES = frozenset({1044, 1045, 1698})
-
-
-class TransientPreviewError(PreviewError):
-    """A restore target failed in a way worth retrying (kept local: the lead owns errors.py)."""
 
 
 def error_code(exc: BaseException | None) -> int | None:

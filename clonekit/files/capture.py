@@ -16,10 +16,8 @@ holds a torn file.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,16 +25,15 @@ from typing import Any, Protocol, TypeVar
 
 from ..config import FileSource
 from ..errors import SourceError
-from .cdc import MIN_CHUNK_BYTES, iter_chunks
+from ..progress import no_progress
+from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, ChunkSink, Storer, stored
 from .tree import (
     FILE,
     HARDLINK,
     SECTION_FORMAT,
-    Content,
     Entry,
     Excluder,
     content_of,
-    contents_by_hash,
     entry_to_json,
     link_hardlinks,
     previous_files,
@@ -45,130 +42,14 @@ from .tree import (
 
 log = logging.getLogger("clonekit.files")
 
-READ_ATTEMPTS = 3
 LOCAL_READ_WORKERS = 4
 READ_AHEAD_FILES = 64
-PACK_FILE_BYTES = MIN_CHUNK_BYTES  # smaller files are packed; larger ones are chunked by content
-PACK_TARGET_BYTES = 4 * 1024 * 1024
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-class ChunkSink(Protocol):
-    def put(self, data: bytes) -> Any: ...  # -> ChunkRef (has .to_json())
-
-    def has(self, chunk_id: str) -> bool: ...  # stored (per the writer's listing) or being stored
-
-
-def stored(content: Content, writer: ChunkSink) -> bool:
-    """Every chunk of ``content`` is in the store: it may be referenced again without reading the file.
-    A chunk deleted by hand, by a lifecycle rule or set aside as corrupt (bad/) is not."""
-    return all(isinstance(ref, Mapping) and writer.has(str(ref.get("id"))) for ref in content.chunks)
-
-
 Progress = Callable[..., None]
-
-
-def _no_progress(task: str, advance: int = 0, total: int | None = None) -> None:
-    return None
-
-
-def store_content(read: Callable[[int], bytes], writer: ChunkSink) -> tuple[Content, int]:
-    """Chunk a stream by content into the writer; returns the content record and the byte count."""
-    digest = hashlib.sha256()
-    refs = []
-    size = 0
-    for chunk in iter_chunks(read):
-        digest.update(chunk)
-        size += len(chunk)
-        refs.append(writer.put(chunk).to_json())
-    return Content(digest.hexdigest(), tuple(refs)), size
-
-
-class Storer:
-    """Where file contents go: small ones into packs (in call order), large ones chunked by content.
-
-    ``small`` is called from one thread; ``large`` from any. ``finish`` flushes the last pack
-    and returns every file's content by path (the last call for a path wins).
-    """
-
-    def __init__(self, writer: ChunkSink, previous: Mapping[str, Any] | None) -> None:
-        self.writer = writer
-        self.previous = previous
-        self._known: dict[str, Content] | None = None  # sha256 -> where that content already is
-        self.results: dict[bytes, Content] = {}
-        self.lock = threading.Lock()
-        self.pack = bytearray()
-        self.pending: list[tuple[bytes, str, int]] = []  # (path, sha256, offset) waiting for the pack's id
-        self.pending_by_hash: dict[str, int] = {}
-        self.packs = 0
-        self.reused = 0
-
-    def small(self, path: bytes, data: bytes) -> None:
-        if len(data) >= PACK_FILE_BYTES:  # grew since it was listed
-            self.large(path, _BytesReader(data).read)
-            return
-        sha = hashlib.sha256(data).hexdigest()
-        known = self.known.get(sha)
-        if known is not None:
-            self.reused += 1
-            with self.lock:
-                self.results[path] = known
-            return
-        if not data:
-            with self.lock:
-                self.results[path] = Content(sha)
-            return
-        offset = self.pending_by_hash.get(sha)
-        if offset is None:  # the same bytes twice in one pack are stored once
-            offset = len(self.pack)
-            self.pack += data
-            self.pending_by_hash[sha] = offset
-        self.pending.append((path, sha, offset))
-        if len(self.pack) >= PACK_TARGET_BYTES:
-            self.flush()
-
-    @property
-    def known(self) -> dict[str, Content]:
-        if self._known is None:  # built on first need: an unchanged tree never pays for it
-            self._known = {sha: c for sha, c in contents_by_hash(self.previous).items() if stored(c, self.writer)}
-        return self._known
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        ref = self.writer.put(bytes(self.pack)).to_json()
-        self.packs += 1
-        with self.lock:
-            for path, sha, offset in self.pending:
-                content = Content(sha, (ref,), offset)
-                self.results[path] = content
-                self.known.setdefault(sha, content)
-        self.pack = bytearray()
-        self.pending = []
-        self.pending_by_hash = {}
-
-    def large(self, path: bytes, read: Callable[[int], bytes]) -> int:
-        content, size = store_content(read, self.writer)
-        with self.lock:
-            self.results[path] = content
-        return size
-
-    def finish(self) -> dict[bytes, Content]:
-        self.flush()
-        return self.results
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self.view = memoryview(data)
-        self.at = 0
-
-    def read(self, size: int) -> bytes:
-        piece = bytes(self.view[self.at : self.at + size])
-        self.at += len(piece)
-        return piece
 
 
 def capture_files(
@@ -180,7 +61,7 @@ def capture_files(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Capture ``spec.path`` (on the SSH host when ``ssh`` is given) and return its manifest section."""
-    progress = progress or _no_progress
+    progress = progress or no_progress
     excluded = Excluder(spec.exclude)
     if ssh is not None:
         from .remote import RemoteTree

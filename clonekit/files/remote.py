@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import SourceError
-from .capture import PACK_FILE_BYTES, READ_ATTEMPTS, Storer
+from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, Storer
 from .tarstream import REGULAR, TarReader
 from .tree import DIR, FILE, SYMLINK, Entry, Excluder, join
 

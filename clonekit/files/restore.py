@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ClonekitError, IntegrityError, UsageError
+from ..progress import no_progress
 from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, entry_path
 
 WRITE_WORKERS = 4
@@ -46,10 +47,6 @@ class RestoreStats:
     def to_json(self) -> dict[str, Any]:
         return {"files": self.files, "bytes": self.bytes, "dirs": self.dirs, "symlinks": self.symlinks,
                 "hardlinks": self.hardlinks, "seconds": round(self.seconds, 3)}
-
-
-def _no_progress(task: str, advance: int = 0, total: int | None = None) -> None:
-    return None
 
 
 def _entries(section: Mapping[str, Any]) -> list[tuple[bytes, Mapping[str, Any]]]:
@@ -160,7 +157,7 @@ def restore_files(
     """Recreate the tree exactly under ``dest`` (created if missing; must be empty): contents,
     modes, mtimes, symlinks, hard links, empty folders; owners too when running as root."""
     try:
-        return _restore(repo, section, Path(dest), progress or _no_progress)
+        return _restore(repo, section, Path(dest), progress or no_progress)
     except OSError as exc:
         where = os.fsdecode(exc.filename) if exc.filename else str(dest)
         raise ClonekitError(f"cannot restore files into {dest}: {where}: {exc.strerror}") from exc

@@ -52,3 +52,12 @@ def copy_into(engine: DockerEngine, container: str, dest: str, tar_chunks: Itera
     """Extract a tar stream into ``dest`` (an existing folder) of a container; keeps owners and modes."""
     argv = [*engine.base_argv, "cp", "-", f"{container}:{dest}"]
     return engine.stream_into(argv, tar_chunks, what=f"copy a file tree into {dest}")
+
+
+def copy_volume(engine: DockerEngine, source: str, target: str, *, image: str, volume_labels: Mapping[str, str]) -> None:
+    """A preview's own copy of a golden volume, made inside the engine (no bytes cross the client)."""
+    engine.create_volume(target, volume_labels)
+    args = ["run", "--rm", "--network", "none", "-v", f"{source}:/src:ro", "-v", f"{target}:/dst"]
+    for key, value in volume_labels.items():
+        args += ["--label", f"{key}={value}"]
+    engine.cli([*args, image, "sh", "-c", "cp -a /src/. /dst/"], what=f"copy golden volume {source}")

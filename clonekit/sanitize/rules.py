@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..config import describe_value, key_path
+from ..describe import describe_value, key_path
 from ..errors import ConfigError
 from . import when as when_lang
 from .actions import ACTIONS, ActionSpec, parse_json_path

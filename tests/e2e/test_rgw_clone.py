@@ -56,7 +56,7 @@ def _keys(bucket, prefix: str) -> list[str]:
     return keys
 
 
-def test_clone_and_prune_with_the_store_on_rgw(ckprod, rgw_bucket, tmp_path) -> None:
+def test_clone_and_prune_with_the_store_on_rgw(ckprod, rgw_bucket, tmp_path, monkeypatch) -> None:
     project = f"ckrgw{uuid.uuid4().hex[:6]}"
     config_path = tmp_path / "clonekit.yml"
     config_path.write_text(_config_text(project, rgw_bucket))
@@ -79,8 +79,9 @@ def test_clone_and_prune_with_the_store_on_rgw(ckprod, rgw_bucket, tmp_path) -> 
         assert "wp/config.json" in _keys(rgw_bucket, "wp/config.json") and len(chunks) >= 5
         assert _keys(rgw_bucket, "wp/locks/") == []
         # Nothing personal in the store: every chunk read back from RGW, verified and decompressed.
-        for key, value in env.items():
-            os.environ.setdefault(key, value)
+        for key, value in env.items():  # (restored after the test)
+            if key not in os.environ:
+                monkeypatch.setenv(key, value)
         repo = Repository.open(load_config(config_path).store, create=False)
         store_text = "\n".join(repo.get_chunk(k.rsplit("/", 1)[-1]).decode("utf-8", "replace") for k in chunks)
         seeded = [v for key in PERSONAL_KEYS for v in ckprod.seeded[key] if v and len(v) >= 6]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import clonekit.files.capture as capture_module
 import clonekit.files.local as local_module
 import clonekit.files.remote as remote_module
+import clonekit.files.storer as storer_module
 from clonekit.config import FileSource
 from clonekit.errors import SourceError
 from clonekit.files import capture_files, restore_files
@@ -127,7 +127,7 @@ def _mutate_while_reading(monkeypatch, over_ssh: bool, target: Path, times: int)
     if over_ssh:
         # The first bytes of the file reached us: the remote tar is still reading the rest
         # (the file is far larger than what the SSH window lets through ahead of us).
-        original_large = capture_module.Storer.large
+        original_large = storer_module.Storer.large
 
         def large(self, path, read):
             def read_and_touch(size):
@@ -138,7 +138,7 @@ def _mutate_while_reading(monkeypatch, over_ssh: bool, target: Path, times: int)
 
             return original_large(self, path, read_and_touch)
 
-        monkeypatch.setattr(capture_module.Storer, "large", large)
+        monkeypatch.setattr(storer_module.Storer, "large", large)
     else:
         original_read = local_module.read_local
 

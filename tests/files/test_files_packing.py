@@ -6,7 +6,7 @@ import os
 
 from clonekit.config import FileSource
 from clonekit.files import capture_files, iter_tar, restore_files
-from clonekit.files.capture import PACK_TARGET_BYTES
+from clonekit.files.storer import PACK_TARGET_BYTES
 from clonekit.manifest import collect_chunk_refs
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pymysql
 import pytest
 import yaml
-from support import build_snapshot
+from support import BUSYBOX_WEB, OFFICIAL_LIKE_DB, build_snapshot, seed_shop_database, source_compose
 
 from clonekit.config import parse_config
 from clonekit.manifest import Manifest
@@ -32,10 +32,6 @@ OPTIONS = {
     "other": "nothing to replace",
     "broken": 's:99:"' + PROD_URL + '";',
 }
-OFFICIAL_LIKE_DB = """
-    image: clonekit/mariadb:10.11
-    environment: {MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: prod-db-secret,
-                  MARIADB_ROOT_PASSWORD: prod-root-secret}"""
 # Like the official images: VOLUME /var/lib/mysql; the server and its first-start initialisation
 # read the datadir from the configuration (a plain Debian mariadb-server underneath).
 VOLUME_IMAGE_DOCKERFILE = """
@@ -46,26 +42,11 @@ CMD ["sh", "-c", "mkdir -p /run/mysqld && chown mysql /run/mysqld && d=$(my_prin
 VOLUME_DB = """
     image: {image}
     environment: {{MARIADB_DATABASE: shop}}"""
-BUSYBOX_WEB = """
-    image: clonekit/busybox:latest
-    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]"""
 # An image that is not a distribution: one static binary, no shell on PATH, no mkdir, no
 # /etc/passwd, no USER; its own working folder, entrypoint and command (as FROM scratch images have).
 MINIMAL_WEB = """
     image: {image}"""
 MINIMAL_IMAGE_CHANGES = ('ENTRYPOINT ["/bin/busybox"]', 'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]', "WORKDIR /www")
-SOURCE_COMPOSE = """
-services:
-  db:{db}
-    volumes: [dbdata:/var/lib/mysql]
-  web:{web}
-    ports: ["127.0.0.1::80"]
-    environment: {{SITE_URL: "{prod_url}"}}
-    volumes: ["{site}:/www"]
-    depends_on: [db]
-volumes: {{dbdata: {{}}}}
-"""
-
 
 @pytest.fixture(scope="session")
 def images(docker) -> None:
@@ -120,19 +101,9 @@ def _source(mysql_server, root: Path, db_block: str, web_block: str = BUSYBOX_WE
     (site / "index.html").write_text("golden files\n")
     project = f"cktest-{uuid.uuid4().hex[:8]}"
     compose_file = root / "compose.yml"
-    compose_file.write_text(SOURCE_COMPOSE.format(prod_url=PROD_URL, site=site, db="{db}", web="{web}")
-                            .replace("{db}", db_block).replace("{web}", web_block))
+    compose_file.write_text(source_compose(prod_url=PROD_URL, site=site, db=db_block, web=web_block))
     subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "create"], check=True, capture_output=True)
-    database = f"cktest_golden_{uuid.uuid4().hex[:8]}"
-    conn = mysql_server.connect()
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{database}`")
-        cur.execute(f"CREATE TABLE `{database}`.options (id INT PRIMARY KEY, name VARCHAR(64), value LONGTEXT)")
-        cur.execute(f"CREATE TABLE `{database}`.posts (id INT PRIMARY KEY, title VARCHAR(200))")
-        cur.executemany(f"INSERT INTO `{database}`.options VALUES (%s, %s, %s)",
-                        [(i, name, value) for i, (name, value) in enumerate(OPTIONS.items(), 1)])
-        cur.executemany(f"INSERT INTO `{database}`.posts VALUES (%s, %s)", [(i, f"post {i}") for i in range(1, 6)])
-    conn.close()
+    database = seed_shop_database(mysql_server, "cktest_golden", OPTIONS, posts=5)
     try:
         yield {"root": root, "site": site, "project": project, "database": database, "server": mysql_server}
     finally:

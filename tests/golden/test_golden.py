@@ -14,10 +14,10 @@ import pymysql
 import pytest
 import yaml
 
+from clonekit.db.rewrite import Replacement, rewrite_value
 from clonekit.golden import materialize, prune_golden_images, read_record, record_path
 from clonekit.preview import create_preview, destroy_preview, refresh_preview
 from clonekit.repository import Repository
-from clonekit.restore import Replacement, rewrite_value
 
 from .conftest import OPTIONS, PROD_URL, compose_exec, preview_db, take_snapshot
 
@@ -50,23 +50,24 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
     assert result.image == f"clonekit-golden/{config.project}-db:{manifest.id}"
     assert len(result.files_images_or_volumes) == 1
     record = read_record(config, manifest.id)
-    assert record is not None and record["db_image"] == result.image
+    assert record is not None and record.db_image == result.image
     assert stat.S_IMODE(record_path(config, manifest.id).stat().st_mode) == 0o600
-    golden_db = record["db"]
+    golden_db = record.db
     # previews.replace strings were looked for once: clones rewrite only these tables
-    assert record["replace_tables"] == {PROD_URL: ["options"]}
+    assert record.replace_tables == {PROD_URL: ["options"]}
     image = _image_config(result.image)
     labels = image["Config"]["Labels"]
     assert labels["clonekit.project"] == config.project and labels["clonekit.snapshot"] == manifest.id
     assert labels["clonekit.golden"] == "db"
     # the golden credentials are nowhere in the image's configuration
-    assert golden_db["password"] not in json.dumps(image) and golden_db["root_password"] not in json.dumps(image)
+    assert golden_db is not None and golden_db.password not in json.dumps(image)
+    assert golden_db.root_password not in json.dumps(image)
     # a second run finds it
     assert materialize(config, repo, manifest).reused
 
     files_image = f"clonekit-golden/{config.project}-files-web:{manifest.id}"
     assert result.files_images_or_volumes == (files_image,)
-    assert record["files_images"]["web"]["paths"] == [str(source["site"])] and record["volumes"] == {}
+    assert record.files_images["web"]["paths"] == [str(source["site"])] and record.volumes == {}
 
     a = create_preview(config, repo, manifest, "golden-a")
     b = create_preview(config, repo, manifest, "golden-b")
@@ -89,10 +90,10 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
     secrets_a = json.loads((a.path / "secrets.json").read_text())["db"]
     secrets_b = json.loads((b.path / "secrets.json").read_text())["db"]
     assert secrets_a["password"] != secrets_b["password"] and secrets_a["root_password"] != secrets_b["root_password"]
-    assert golden_db["password"] not in (secrets_a["password"], secrets_b["password"])
+    assert golden_db.password not in (secrets_a["password"], secrets_b["password"])
     for preview in (a, b):
-        assert _login_fails(preview, golden_db["user"], golden_db["password"])
-        assert _login_fails(preview, "root", golden_db["root_password"])
+        assert _login_fails(preview, golden_db.user, golden_db.password)
+        assert _login_fails(preview, "root", golden_db.root_password)
     preview_db(a, user="root", password=secrets_a["root_password"]).close()
     assert _login_fails(a, secrets_b["user"], secrets_b["password"])
 
@@ -172,7 +173,7 @@ def test_an_image_with_a_volume_on_the_datadir_moves_it(volume_config, volume_so
     manifest = take_snapshot(config, source)
     result = materialize(config, repo, manifest)
     record = read_record(config, manifest.id)
-    assert record is not None and record["datadir"] == "/var/lib/clonekit-mysql"
+    assert record is not None and record.datadir == "/var/lib/clonekit-mysql"
     preview = create_preview(config, repo, manifest, "golden-v")
     assert preview.restore_path == "golden"
     conn = preview_db(preview)

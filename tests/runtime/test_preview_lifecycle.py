@@ -3,6 +3,7 @@ use → list → refresh → destroy; plus same-name refusal, failure cleanup an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 import subprocess
@@ -13,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import pymysql
 import pytest
-from support import build_snapshot
+from support import OFFICIAL_LIKE_DB, PROD_SECRETS, build_snapshot, make_manifest, seed_shop_database, source_compose
 
 from clonekit.config import ContainersSource, FileSource, parse_config
 from clonekit.containers import capture_services
 from clonekit.errors import LockedError, PreviewError
 from clonekit.files import capture_files
-from clonekit.manifest import Manifest, new_snapshot_id
+from clonekit.manifest import Manifest
 from clonekit.preview import (
     create_preview,
     destroy_preview,
@@ -31,31 +32,11 @@ from clonekit.preview import (
 from clonekit.repository import Repository
 
 PROD_URL = "https://shop.example.net"
-PROD_SECRETS = ("prod-db-secret", "prod-root-secret", "prod-app-key")
-
-OFFICIAL_LIKE_DB = """
-    image: clonekit/mariadb:10.11
-    environment: {MARIADB_DATABASE: shop, MARIADB_USER: shop, MARIADB_PASSWORD: prod-db-secret,
-                  MARIADB_ROOT_PASSWORD: prod-root-secret}
-"""
 # Debian's mariadb-server as it is: no entrypoint, root over the socket only, MARIADB_* ignored.
 PLAIN_DEBIAN_DB = """
     image: clonekit/base-mariadb:10.11
     command: ["sh", "-c", "mkdir -p /run/mysqld && chown mysql /run/mysqld && exec mariadbd --user=mysql --bind-address=0.0.0.0"]
     environment: {MARIADB_DATABASE: shop}
-"""
-SOURCE_COMPOSE = """
-services:
-  db:{db}
-    volumes: [dbdata:/var/lib/mysql]
-  web:
-    image: clonekit/busybox:latest
-    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]
-    ports: ["127.0.0.1::80"]
-    environment: {{SITE_URL: "{prod_url}", SECRET_KEY: prod-app-key, SMTP_HOST: smtp.real.example.com}}
-    volumes: ["{site}:/www"]
-    depends_on: [db]
-volumes: {{dbdata: {{}}}}
 """
 
 
@@ -66,7 +47,7 @@ def _serialized(url: str) -> str:
 def _compose_source(root, site, db: str) -> tuple[str, object]:
     project = f"cktest-{uuid.uuid4().hex[:8]}"
     compose_file = root / f"{project}.yml"
-    compose_file.write_text(SOURCE_COMPOSE.format(prod_url=PROD_URL, site=site, db="{db}").replace("{db}", db))
+    compose_file.write_text(source_compose(prod_url=PROD_URL, site=site, db=db))
     subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "create"], check=True, capture_output=True)
     return project, compose_file
 
@@ -81,16 +62,8 @@ def source(mysql_server, docker, busybox_image, tmp_path_factory):
     (site / "sub" / "data.txt").write_text("a file in the volume\n")
     project, compose_file = _compose_source(root, site, OFFICIAL_LIKE_DB)
     plain_project, plain_file = _compose_source(root, site, PLAIN_DEBIAN_DB)
-    database = f"cktest_src_{uuid.uuid4().hex[:8]}"
-    conn = mysql_server.connect()
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{database}`")
-        cur.execute(f"CREATE TABLE `{database}`.options (id INT PRIMARY KEY, name VARCHAR(64), value LONGTEXT)")
-        cur.execute(f"CREATE TABLE `{database}`.posts (id INT PRIMARY KEY, title VARCHAR(200))")
-        cur.executemany(f"INSERT INTO `{database}`.options VALUES (%s, %s, %s)",
-                        [(1, "siteurl", PROD_URL), (2, "widget", _serialized(PROD_URL + "/shop"))])
-        cur.executemany(f"INSERT INTO `{database}`.posts VALUES (%s, %s)", [(i, f"post {i}") for i in range(1, 4)])
-    conn.close()
+    database = seed_shop_database(mysql_server, "cktest_src", {"siteurl": PROD_URL, "widget": _serialized(PROD_URL + "/shop")},
+                                  posts=3)
     try:
         yield {"root": root, "site": site, "project": project, "database": database, "server": mysql_server,
                "plain_project": plain_project}
@@ -235,9 +208,7 @@ def _broken(manifest: Manifest) -> Manifest:
     """The same snapshot whose web service exits at once."""
     services = json.loads(json.dumps(manifest.services))
     services["services"]["web"]["command"] = ["sh", "-c", "echo cannot start >&2; exit 3"]
-    return Manifest(id=manifest.id, source=manifest.source, project=manifest.project, created_at=manifest.created_at,
-                    tool_version=manifest.tool_version, rules_digest=manifest.rules_digest, database=manifest.database,
-                    files=manifest.files, services=services)
+    return dataclasses.replace(manifest, services=services)
 
 
 def test_failure_removes_what_was_created_unless_kept(source, tmp_path):
@@ -334,9 +305,8 @@ def static_site(source, tmp_path):
     started = datetime.now(UTC)
     with repo.writer() as writer:
         files = capture_files(FileSource(str(source["site"])), writer)
-    manifest = Manifest(id=new_snapshot_id("prod", started), source="prod", project=project, created_at=started,
-                        tool_version="test", rules_digest="none", database=None, files=(files,),
-                        services=capture_services(ContainersSource(static_project)))
+    manifest = make_manifest(project=project, at=started, files=(files,),
+                             services=capture_services(ContainersSource(static_project)))
     repo.commit(manifest)
     try:
         yield config, repo, manifest
@@ -410,7 +380,7 @@ def test_previews_from_a_golden_copy_diverge_and_get_fresh_credentials(source, t
     writes stay in each preview's own layer."""
     from clonekit.golden import materialize, prune_golden_images
     from clonekit.runtime.docker import DockerEngine
-    from clonekit.runtime.golden import find_golden
+    from clonekit.runtime.golden_record import find_golden
 
     project = f"cktest{uuid.uuid4().hex[:6]}"
     config = _config(tmp_path, source, project)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from clonekit.restore import Replacement, rewrite_database, rewrite_value
+from clonekit.db.rewrite import Replacement, rewrite_value
+from clonekit.db.target import rewrite_urls
 
 OLD, NEW = "https://www.example.net", "http://127.0.0.1:43123"
 R = [Replacement(OLD, NEW)]
@@ -51,7 +52,7 @@ def test_broken_serialized_falls_back_to_plain():
     assert rewrite_value(value, R) == 's:99:"' + NEW + '";'
 
 
-def test_rewrite_database(mysql_db):
+def test_rewrite_urls(mysql_db):
     mysql_db.execute(
         "CREATE TABLE wp_options (option_id INT PRIMARY KEY, option_name VARCHAR(64), option_value LONGTEXT)",
         "CREATE TABLE nokey (v TEXT)",
@@ -68,7 +69,7 @@ def test_rewrite_database(mysql_db):
 
     server = mysql_db.server
     endpoint = DbEndpoint(server.host, server.port, server.user, server.password, mysql_db.name)
-    changed = rewrite_database(endpoint, R)
+    changed = rewrite_urls(endpoint, R)
     assert changed == 5
     rows = dict(mysql_db.query("SELECT option_name, option_value FROM wp_options"))
     assert rows["siteurl"] == NEW
@@ -76,3 +77,39 @@ def test_rewrite_database(mysql_db):
     assert rows["other"] == "untouched"
     assert json.loads(rows["json"]) == {"u": NEW}
     assert sorted(v for (v,) in mysql_db.query("SELECT v FROM nokey")) == sorted([NEW + "/a", NEW + "/a", "b"])
+
+
+def test_rewrite_urls_leaves_skipped_tables_alone(mysql_db):
+    """previews.replace_skip: a log table (named, or by a glob) keeps the production URL."""
+    mysql_db.execute(
+        "CREATE TABLE options (id INT PRIMARY KEY, value LONGTEXT)",
+        "CREATE TABLE watchdog (wid INT PRIMARY KEY, location TEXT)",
+        "CREATE TABLE cache_page (cid VARCHAR(64) PRIMARY KEY, data LONGTEXT)",
+    )
+    conn = mysql_db.connect()
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO options VALUES (1, %s)", (OLD,))
+        cur.execute("INSERT INTO watchdog VALUES (1, %s)", (OLD + "/user/login",))
+        cur.execute("INSERT INTO cache_page VALUES ('home', %s)", (OLD,))
+    conn.close()
+    from clonekit.db.endpoint import DbEndpoint
+    from clonekit.db.target import find_replace_tables
+
+    server = mysql_db.server
+    endpoint = DbEndpoint(server.host, server.port, server.user, server.password, mysql_db.name)
+    skip = ("watchdog", "cache_*")
+    assert find_replace_tables(endpoint, [OLD], skip=skip) == {OLD: ["options"]}
+    assert rewrite_urls(endpoint, R, skip=skip) == 1
+    assert mysql_db.query("SELECT value FROM options") == [(NEW,)]
+    assert mysql_db.query("SELECT location FROM watchdog") == [(OLD + "/user/login",)]
+    assert mysql_db.query("SELECT data FROM cache_page") == [(OLD,)]
+
+
+def test_replace_skip_is_read_from_the_config(tmp_path):
+    from clonekit.config import parse_config
+
+    raw = {"project": "shop", "sources": {"prod": {"database": {"host": "db", "name": "shop", "user": "u",
+                                                               "password_env": "P"}}},
+           "previews": {"replace": {OLD: "{url}"}, "replace_skip": ["watchdog", "cache_*"]}}
+    config = parse_config(raw, tmp_path / "clonekit.yml")
+    assert config.previews.replace_skip == ("watchdog", "cache_*")

@@ -71,8 +71,8 @@ def test_same_person_same_pseudonym_across_tables_and_runs(drupal_db, mysql_targ
     comments = {r[4]: r for r in rows["comment_field_data"] if r[4]}  # uid -> row
     for person in PEOPLE:
         user, comment = users[person.uid], comments[person.uid]
-        assert user[5] == user[10] == comment[8]  # mail == init == comment mail
-        assert user[3] == comment[7]  # name == comment name (username pseudonym)
+        assert user[5] == user[6] == comment[9]  # mail == init == comment mail
+        assert user[3] == comment[8]  # name == comment name (username pseudonym)
         assert user[5].endswith("@example.com") and user[5] != person.email
     # a second, independent plan (tomorrow night) gives the same bytes
     tables = read_tables(drupal_db)
@@ -122,7 +122,7 @@ def test_user_rules_override_the_preset_and_filter_rows(drupal_db, mysql_target_
     )
     rows = sanitized_copy(drupal_db, mysql_target_db, cfg)
     for row in rows["users_field_data"][1:]:
-        assert row[5].endswith("@dev.example.org") and row[6] == "UTC"
+        assert row[5].endswith("@dev.example.org") and row[7] == "UTC"
         assert row[3] != "" and "@" not in row[3]  # the preset's username rule still applies
     assert len(rows["watchdog"]) == 3
 

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import support
 
 from clonekit.config import StoreConfig
-from clonekit.manifest import Manifest, new_snapshot_id
+from clonekit.manifest import Manifest
 from clonekit.repository import ChunkRef
 
 KEY_HEX = "8f" * 32  # a test key; real ones come from `openssl rand -hex 32`
@@ -49,18 +50,10 @@ def encryption_key(monkeypatch) -> Iterator[str]:
 def make_manifest(
     refs: list[ChunkRef], *, source: str = "prod", at: datetime | None = None, files: tuple = ()
 ) -> Manifest:
-    at = at or datetime.now(UTC)
-    return Manifest(
-        id=new_snapshot_id(source, at),
-        source=source,
-        project="news",
-        created_at=at,
-        tool_version="test",
-        rules_digest="digest",
+    return support.make_manifest(
+        source=source, project="news", at=at, rules_digest="digest",
         database={"engine": "mariadb", "tables": [{"name": "node", "rows": 3, "chunks": [r.to_json() for r in refs]}]},
-        files=files,
-        services=None,
-        stats={"plain_bytes": sum(r.size for r in refs)},
+        files=files, stats={"plain_bytes": sum(r.size for r in refs)},
     )
 
 

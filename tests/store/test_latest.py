@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from support import make_manifest
+
 from clonekit.config import StoreConfig
-from clonekit.manifest import Manifest
 from clonekit.repository import Repository
 
 
 def _commit(repo: Repository, snapshot_id: str, source: str, at: datetime) -> None:
-    repo.commit(Manifest(id=snapshot_id, source=source, project="p", created_at=at, tool_version="t",
-                         rules_digest="d", database=None, files=(), services=None, stats={}))
+    repo.commit(make_manifest(snapshot_id=snapshot_id, source=source, at=at))
 
 
 def test_latest_reads_only_the_newest_manifest(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from support import make_manifest
 
 from clonekit.errors import IntegrityError
 from clonekit.manifest import SNAPSHOT_ID, Manifest, new_snapshot_id
@@ -30,7 +31,7 @@ def _manifest(**overrides) -> Manifest:
         stats={"plain_bytes": 16, "chunks": 4},
     )
     fields.update(overrides)
-    return Manifest(**fields)
+    return make_manifest(**fields)
 
 
 def test_chunk_ids_follow_the_convention_everywhere():

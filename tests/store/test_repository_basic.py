@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
+from support import make_manifest
+
 from clonekit.config import StoreConfig
-from clonekit.manifest import Manifest, new_snapshot_id
 from clonekit.repository import Repository
 
 
@@ -17,11 +18,7 @@ def test_local_round_trip_and_dedup(tmp_path):
         refs = [writer.put(p) for p in payloads]
     assert writer.stats.new_chunks == 6
     now = datetime.now(UTC)
-    manifest = Manifest(
-        id=new_snapshot_id("prod", now), source="prod", project="news", created_at=now, tool_version="t",
-        rules_digest="r", database={"tables": [{"name": "t", "chunks": [r.to_json() for r in refs]}]},
-        files=(), services=None, stats={},
-    )
+    manifest = make_manifest(project="news", at=now, database={"tables": [{"name": "t", "chunks": [r.to_json() for r in refs]}]})
     repo.commit(manifest)
 
     again = Repository.open(StoreConfig(url=str(tmp_path / "store")), create=False)

@@ -1,0 +1,267 @@
+"""What is done to a preview's database (a restore target): wait until it takes logins, create and
+re-key its accounts, SQL for root over the server's unix socket, and the ``previews.replace``
+URL rewrite.
+
+The preview and golden use cases call these functions; they never see SQL or pymysql. Root's
+SQL is fed on the stdin of the server's own client inside the container (``ROOT_CLIENT``): the
+runtime runs it, this module only writes it. Passwords are literals quoted by ``codec.sql_string``
+and never appear in argv or logs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pymysql
+
+from ..errors import ClonekitError, PreviewError
+from ..retry import poll
+from .codec import sql_string
+from .connection import ACCESS_DENIED_CODES, connection, error_code, quote_name, target_error
+from .endpoint import DbEndpoint
+from .rewrite import SERIALIZED_START_SQL, Replacement, rewrite_value
+
+log = logging.getLogger("clonekit.db.target")
+
+DB_READY_TIMEOUT_SECONDS = 180.0
+DB_POLL_SECONDS = 0.2
+TEXT_TYPES = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json")
+HOST_NOT_ALLOWED_CODE = 1130
+# Root over the server's unix socket inside the container; the password (first stdin line) goes
+# through the client's MYSQL_PWD, never argv. unix_socket accounts ignore it.
+ROOT_CLIENT = ('IFS= read -r MYSQL_PWD; export MYSQL_PWD; '
+               'if command -v mariadb >/dev/null; then exec mariadb -uroot; else exec mysql -uroot; fi')
+# Slow shutdown: purge and change-buffer merge now, so no later start has work to redo.
+CLEAN_SHUTDOWN_SQL = b"SET GLOBAL innodb_fast_shutdown = 0;\n"
+
+
+def run_as_root(run: Callable[[list[str], bytes], object], root_password: str, sql: bytes) -> None:
+    """``sql`` as the server's root over its unix socket: ``run(argv, stdin)`` runs a command
+    inside the database's container (the runtime does that). The password is the first line of
+    stdin, never argv; a socket-authenticated root ignores it."""
+    run(["sh", "-c", ROOT_CLIENT], root_password.encode() + b"\n" + sql)
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+def wait_for_database(endpoint: DbEndpoint, *, timeout: float = DB_READY_TIMEOUT_SECONDS,
+                      alive: Callable[[], None] | None = None, on_denied: Callable[[], None] | None = None) -> None:
+    """Poll until ``endpoint`` accepts a login (the image's first-start init can take a while).
+
+    ``alive`` is called between attempts and raises when the database container died.
+    ``on_denied`` is called once when the server answers but refuses the login: an image that
+    does not read MARIADB_*/MYSQL_* (a plain Debian mariadb-server) has no such account yet.
+    """
+    last: list[ClonekitError] = []
+    denied = [on_denied]
+
+    def attempt() -> bool | None:
+        try:
+            with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                return True
+        except PreviewError as exc:
+            last[:] = [exc]
+            callback = denied[0]
+            if callback is not None and error_code(exc.__cause__) in (*ACCESS_DENIED_CODES, HOST_NOT_ALLOWED_CODE):
+                denied[0] = None
+                callback()
+            return None
+
+    if poll(attempt, timeout=timeout, interval=DB_POLL_SECONDS, between=alive):
+        return
+    last_error = last[0] if last else None
+    raise PreviewError(f"the preview database {endpoint} did not accept connections within {timeout:.0f}s: {last_error}")
+
+
+def account_sql(user: str, password: str, database: str) -> bytes:
+    """SQL that creates the preview's database and account (fed on stdin: never in argv)."""
+    name, who, secret = quote_name(database), sql_string(user), sql_string(password)
+    return (
+        f"CREATE DATABASE IF NOT EXISTS {name};\n"
+        f"CREATE USER IF NOT EXISTS {who}@'%' IDENTIFIED BY {secret};\n"
+        f"ALTER USER {who}@'%' IDENTIFIED BY {secret};\n"
+        f"GRANT ALL PRIVILEGES ON {name}.* TO {who}@'%';\n"
+        "FLUSH PRIVILEGES;\n"
+    ).encode()
+
+
+def rekey_sql(user: str, password: str, database: str, root_password: str) -> bytes:
+    """A clone of a golden copy gets its own credentials: the account, and root@'%' where it exists."""
+    return account_sql(user, password, database) + (
+        f"ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY {sql_string(root_password)};\n".encode())
+
+
+def root_sql(flavor: str, password: str) -> bytes:
+    """root@'%' gets the golden password (each preview replaces it with its own). MariaDB's
+    root@localhost is the unix socket only: no golden password stays in a preview, and
+    healthchecks and the preview's re-key still log in over the socket."""
+    text = sql_string(password)
+    local = ("ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket"
+             if flavor == "mariadb" else f"ALTER USER 'root'@'localhost' IDENTIFIED BY {text}")
+    return (f"{local};\nCREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY {text};\n"
+            f"ALTER USER 'root'@'%' IDENTIFIED BY {text};\n"
+            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;\nFLUSH PRIVILEGES;\n").encode()
+
+
+def server_flavor(endpoint: DbEndpoint) -> str:
+    """``mariadb`` or ``mysql``, from the server's version string."""
+    try:
+        with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            version = str(cur.fetchone()[0])
+    except pymysql.MySQLError as exc:
+        raise PreviewError(f"cannot read the version of the database {endpoint}") from exc
+    return "mariadb" if "mariadb" in version.lower() else "mysql"
+
+
+# -- previews.replace -----------------------------------------------------------------------------
+
+
+def _like_pattern(needle: str) -> str:
+    return "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def skipped(table: str, skip: Sequence[str]) -> bool:
+    """``table`` matches one of the ``previews.replace_skip`` names or globs (``cache_*``)."""
+    return any(fnmatch.fnmatchcase(table, pattern) for pattern in skip)
+
+
+def find_replace_tables(endpoint: DbEndpoint, olds: Sequence[str], *, skip: Sequence[str] = ()) -> dict[str, list[str]]:
+    """For each ``previews.replace`` key, the tables whose text columns contain it (plain or JSON
+    escaped), ``skip`` left out. Every clone of a golden copy holds the same rows: its rewrite
+    reads only these."""
+    out: dict[str, list[str]] = {}
+    if not olds:
+        return out
+    try:
+        with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
+            tables = [t for t in _text_tables(cur, endpoint.database) if not skipped(t[0], skip)]
+            for old in olds:
+                needles = Replacement(old, "").needles()
+                out[old] = []
+                for table, columns, _key in tables:
+                    condition = " OR ".join(f"{quote_name(c)} LIKE %s" for c in columns for _ in needles)
+                    cur.execute(f"SELECT 1 FROM {quote_name(table)} WHERE {condition} LIMIT 1",
+                                [_like_pattern(n) for _ in columns for n in needles])
+                    if cur.fetchone():
+                        out[old].append(table)
+    except pymysql.MySQLError as exc:
+        raise PreviewError(f"cannot search the database {endpoint} for previews.replace strings") from exc
+    return out
+
+
+def rewrite_urls(endpoint: DbEndpoint, replacements: Sequence[Replacement], *,
+                 tables: Sequence[str] | None = None, skip: Sequence[str] = ()) -> int:
+    """Apply ``replacements`` to every text column of ``tables`` (all tables when None) but those
+    ``skip`` names (``previews.replace_skip``: logs nobody reads in a preview), in one
+    transaction; returns the values changed.
+
+    Values that cannot be PHP-serialized get the plain replacement in one UPDATE per column (what
+    ``rewrite_value`` does to them, without a round trip per row); the others are read and go
+    through ``rewrite_value``. Not when a new string contains its old one: a second pass would
+    replace again, so then every value goes through ``rewrite_value``.
+    """
+    if not replacements or tables is not None and not tables:
+        return 0
+    wanted = None if tables is None else set(tables)
+    needles = sorted({n for r in replacements for n in r.needles()})
+    in_sql = all(r.old not in r.new for r in replacements)
+    changed = 0
+    try:
+        # One transaction: one commit (one fsync) for all rows, and all or nothing.
+        with connection(endpoint, as_target=True, autocommit=False) as conn:
+            with conn.cursor() as cur:
+                for table, columns, key in _text_tables(cur, endpoint.database):
+                    if wanted is not None and table not in wanted or skipped(table, skip):
+                        continue
+                    if in_sql:
+                        changed += _replace_plain_values(cur, quote_name(table), [quote_name(c) for c in columns],
+                                                         replacements)
+                    changed += _rewrite_table(cur, table, columns, key, needles, replacements)
+            conn.commit()
+    except pymysql.MySQLError as exc:
+        raise target_error(exc, endpoint, "rewriting URLs") from exc
+    log.info("previews.replace: %d value(s) rewritten", changed)
+    return changed
+
+
+def _text_tables(cur: Any, schema: str) -> list[tuple[str, list[str], list[str]]]:
+    cur.execute(
+        "SELECT c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.COLUMNS c "
+        "JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
+        "WHERE c.TABLE_SCHEMA = %s AND t.TABLE_TYPE = 'BASE TABLE' AND c.DATA_TYPE IN ("
+        + ",".join(["%s"] * len(TEXT_TYPES)) + ") ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
+        (schema, *TEXT_TYPES),
+    )
+    columns: dict[str, list[str]] = {}
+    for table, column in cur.fetchall():
+        columns.setdefault(table, []).append(column)
+    cur.execute(
+        "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+        "WHERE TABLE_SCHEMA = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        (schema,),
+    )
+    keys: dict[str, list[str]] = {}
+    for table, column in cur.fetchall():
+        keys.setdefault(table, []).append(column)
+    return [(table, cols, keys.get(table, [])) for table, cols in columns.items()]
+
+
+def _replace_plain_values(cur: Any, table: str, columns: Sequence[str], replacements: Sequence[Replacement]) -> int:
+    pairs = [(old.decode(), new.decode()) for r in replacements for old, new in r.pairs()]
+    changed = 0
+    for column in columns:
+        expression, args = column, []
+        for old, new in pairs:
+            expression = f"REPLACE({expression}, %s, %s)"
+            args += [old, new]
+        condition = " OR ".join(f"{column} LIKE %s" for _ in pairs)
+        changed += cur.execute(f"UPDATE {table} SET {column} = {expression} WHERE ({condition}) "
+                               f"AND {column} NOT REGEXP %s",
+                               [*args, *(_like_pattern(old) for old, _ in pairs), SERIALIZED_START_SQL])
+    return changed
+
+
+def _rewrite_table(cur: Any, table: str, columns: list[str], key: list[str],
+                   needles: list[str], replacements: Sequence[Replacement]) -> int:
+    q = quote_name
+    condition = " OR ".join(f"{q(c)} LIKE %s" for c in columns for _ in needles)
+    args = [_like_pattern(n) for _ in columns for n in needles]
+    changed = 0
+    if key:
+        cur.execute(f"SELECT {', '.join(q(k) for k in key)}, {', '.join(q(c) for c in columns)} "
+                    f"FROM {q(table)} WHERE {condition}", args)
+        for row in cur.fetchall():
+            key_values, values = row[:len(key)], row[len(key):]
+            updates = {}
+            for column, value in zip(columns, values, strict=True):
+                if isinstance(value, str):
+                    new = rewrite_value(value, replacements)
+                    if new != value:
+                        updates[column] = new
+            if updates:
+                cur.execute(
+                    f"UPDATE {q(table)} SET {', '.join(f'{q(c)} = %s' for c in updates)} "
+                    f"WHERE {' AND '.join(f'{q(k)} = %s' for k in key)}",
+                    [*updates.values(), *key_values],
+                )
+                changed += 1
+        return changed
+    # No primary key: rewrite each distinct value in place.
+    for column in columns:
+        cur.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE "
+                    + " OR ".join(f"{q(column)} LIKE %s" for _ in needles), [_like_pattern(n) for n in needles])
+        for (value,) in cur.fetchall():
+            if isinstance(value, str):
+                new = rewrite_value(value, replacements)
+                if new != value:
+                    changed += cur.execute(
+                        f"UPDATE {q(table)} SET {q(column)} = %s WHERE CAST({q(column)} AS BINARY) = CAST(%s AS BINARY)",
+                        [new, value],
+                    )
+    return changed

@@ -1,0 +1,127 @@
+"""Where a captured tree's file contents go: small files packed together, large ones cut by content.
+
+Shared by the local and the SSH tree readers (``capture``, ``remote``); knows nothing of either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from .cdc import MIN_CHUNK_BYTES, iter_chunks
+from .tree import Content, contents_by_hash
+
+READ_ATTEMPTS = 3
+PACK_FILE_BYTES = MIN_CHUNK_BYTES  # smaller files are packed; larger ones are chunked by content
+PACK_TARGET_BYTES = 4 * 1024 * 1024
+
+
+class ChunkSink(Protocol):
+    def put(self, data: bytes) -> Any: ...  # -> ChunkRef (has .to_json())
+
+    def has(self, chunk_id: str) -> bool: ...  # stored (per the writer's listing) or being stored
+
+
+def stored(content: Content, writer: ChunkSink) -> bool:
+    """Every chunk of ``content`` is in the store: it may be referenced again without reading the file.
+    A chunk deleted by hand, by a lifecycle rule or set aside as corrupt (bad/) is not."""
+    return all(isinstance(ref, Mapping) and writer.has(str(ref.get("id"))) for ref in content.chunks)
+
+
+def store_content(read: Callable[[int], bytes], writer: ChunkSink) -> tuple[Content, int]:
+    """Chunk a stream by content into the writer; returns the content record and the byte count."""
+    digest = hashlib.sha256()
+    refs = []
+    size = 0
+    for chunk in iter_chunks(read):
+        digest.update(chunk)
+        size += len(chunk)
+        refs.append(writer.put(chunk).to_json())
+    return Content(digest.hexdigest(), tuple(refs)), size
+
+
+class Storer:
+    """Where file contents go: small ones into packs (in call order), large ones chunked by content.
+
+    ``small`` is called from one thread; ``large`` from any. ``finish`` flushes the last pack
+    and returns every file's content by path (the last call for a path wins).
+    """
+
+    def __init__(self, writer: ChunkSink, previous: Mapping[str, Any] | None) -> None:
+        self.writer = writer
+        self.previous = previous
+        self._known: dict[str, Content] | None = None  # sha256 -> where that content already is
+        self.results: dict[bytes, Content] = {}
+        self.lock = threading.Lock()
+        self.pack = bytearray()
+        self.pending: list[tuple[bytes, str, int]] = []  # (path, sha256, offset) waiting for the pack's id
+        self.pending_by_hash: dict[str, int] = {}
+        self.packs = 0
+        self.reused = 0
+
+    def small(self, path: bytes, data: bytes) -> None:
+        if len(data) >= PACK_FILE_BYTES:  # grew since it was listed
+            self.large(path, _BytesReader(data).read)
+            return
+        sha = hashlib.sha256(data).hexdigest()
+        known = self.known.get(sha)
+        if known is not None:
+            self.reused += 1
+            with self.lock:
+                self.results[path] = known
+            return
+        if not data:
+            with self.lock:
+                self.results[path] = Content(sha)
+            return
+        offset = self.pending_by_hash.get(sha)
+        if offset is None:  # the same bytes twice in one pack are stored once
+            offset = len(self.pack)
+            self.pack += data
+            self.pending_by_hash[sha] = offset
+        self.pending.append((path, sha, offset))
+        if len(self.pack) >= PACK_TARGET_BYTES:
+            self.flush()
+
+    @property
+    def known(self) -> dict[str, Content]:
+        if self._known is None:  # built on first need: an unchanged tree never pays for it
+            self._known = {sha: c for sha, c in contents_by_hash(self.previous).items() if stored(c, self.writer)}
+        return self._known
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        ref = self.writer.put(bytes(self.pack)).to_json()
+        self.packs += 1
+        with self.lock:
+            for path, sha, offset in self.pending:
+                content = Content(sha, (ref,), offset)
+                self.results[path] = content
+                self.known.setdefault(sha, content)
+        self.pack = bytearray()
+        self.pending = []
+        self.pending_by_hash = {}
+
+    def large(self, path: bytes, read: Callable[[int], bytes]) -> int:
+        content, size = store_content(read, self.writer)
+        with self.lock:
+            self.results[path] = content
+        return size
+
+    def finish(self) -> dict[bytes, Content]:
+        self.flush()
+        return self.results
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self.view = memoryview(data)
+        self.at = 0
+
+    def read(self, size: int) -> bytes:
+        piece = bytes(self.view[self.at : self.at + size])
+        self.at += len(piece)
+        return piece
