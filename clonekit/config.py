@@ -732,4 +732,4 @@ class _Checker:
         return NotifyConfig(webhook_env=self.env_name(body.get("webhook_env"), "notify.webhook_env"))
 
 
-HOOK_TIMES = ("after_restore", "after_materialize")
+HOOK_TIMES = ("after_restore",)  # after_materialize (baked into golden copies): not yet

@@ -28,47 +28,17 @@ import uuid
 from pathlib import Path
 
 import pytest
+from e2e.branch_repo import STATE, commit_branch, production_config
 
 from clonekit.db import DbEndpoint, table_checksums
 
-STATE = Path("/var/tmp/clonekit-wordpress")
-MU_PLUGINS = "/usr/share/clonekit/mu-plugins"  # WPMU_PLUGIN_DIR of clonekit/wordpress:6.1
-
-CONFIG = """
-project: {project}
-store: {store}
-sources:
-  prod:
-    database: {{engine: mariadb, host: 127.0.0.1, port: 33306, name: wordpress, user: wp, password_env: CKPROD_DB_PASSWORD}}
-    files: [{{path: {uploads}}}]
-    containers: {{compose_project: ckprod}}
-sanitize: {{preset: wordpress, secret_env: CLONEKIT_E2E_SECRET}}
-previews:
-  http_service: app
-  env: {{WP_HOME: "{{url}}", DB_PASSWORD: "{{db.password}}"}}
-  replace: {{"http://127.0.0.1:8088": "{{url}}"}}
-  ttl: 1d
-  hooks:
+HOOKS = """  hooks:
     after_restore:
       - service: app
         run: {hook}
 """
 GOOD_HOOK = '''echo "hook ran for $CLONEKIT_PREVIEW at $CLONEKIT_PREVIEW_URL from $CLONEKIT_SNAPSHOT" | tee /tmp/clonekit-hook.txt'''
 BAD_HOOK = '''echo "migrating..."; echo "boom: table wp_missing does not exist"; exit 3'''
-
-
-def write_branch(folder: Path, marker: str) -> str:
-    """The branch: a Dockerfile on the production image plus a must-use plugin; returns its commit."""
-    folder.mkdir(exist_ok=True)
-    (folder / "Dockerfile").write_text(f"FROM clonekit/wordpress:6.1\nCOPY marker.php {MU_PLUGINS}/zz-branch-marker.php\n")
-    (folder / "marker.php").write_text(
-        "<?php\nadd_action('wp_footer', function () { echo '<p id=\"branch-marker\">" + marker + "</p>'; });\n")
-    git = ["git", "-C", str(folder), "-c", "user.name=ck", "-c", "user.email=ck@example.invalid"]
-    if not (folder / ".git").exists():
-        subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", marker], check=True)
-    return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def page(url: str) -> str:
@@ -88,8 +58,8 @@ def site(ckprod, tmp_path):
     for name, hook in (("good", GOOD_HOOK), ("bad", BAD_HOOK)):
         path = tmp_path / name / "clonekit.yml"
         path.parent.mkdir()
-        path.write_text(CONFIG.format(project=project, store=tmp_path / "store", uploads=STATE / "uploads",
-                                      hook=json.dumps(hook)))
+        path.write_text(production_config(project, tmp_path / "store", password_env="CKPROD_DB_PASSWORD",
+                                          secret_env="CLONEKIT_E2E_SECRET", extra=HOOKS.format(hook=json.dumps(hook))))
         configs[name] = path
 
     def ck(*args: str, config: str = "good") -> subprocess.CompletedProcess[str]:
@@ -123,7 +93,7 @@ def test_branch_code_on_production_data(site, ckprod, tmp_path):
     [(post_id, original_title)] = ckprod.query("SELECT ID, post_title FROM wp_posts WHERE post_type='post' "
                                                "AND post_status='publish' ORDER BY post_date DESC LIMIT 1")
     branch = tmp_path / "branch"
-    commit_one = write_branch(branch, "MARKER-ONE")
+    commit_one = commit_branch(branch, "MARKER-ONE")
 
     # 1. clone with the branch's code (cold: no golden copy yet)
     done = timed("clone --build (cold)", "--json", "clone", "prod", "--as", "br", "--build", f"app={branch}")
@@ -156,7 +126,7 @@ def test_branch_code_on_production_data(site, ckprod, tmp_path):
     assert "Edited in the preview" in page(preview["url"])
 
     # 4. refresh --code: new marker, same data
-    commit_two = write_branch(branch, "MARKER-TWO")
+    commit_two = commit_branch(branch, "MARKER-TWO")
     done = timed("refresh --code", "--json", "refresh", "br", "--code")
     assert done.returncode == 0, done.stderr[-3000:]
     html = page(preview["url"])
