@@ -160,6 +160,26 @@ def test_branch_code_on_production_data(site, ckprod, tmp_path):
     relative = upload.relative_to(STATE / "uploads").as_posix()
     assert urllib.request.urlopen(f"{second['url']}/wp-content/uploads/{relative}", timeout=30).read() == upload.read_bytes()
 
+    # 6b. --image: a reference run as is (here the image built for br2); never removed by destroy
+    image = f"clonekit-preview/{project}-br2-app:latest"
+    done = timed("restore --image (golden)", "--json", "restore", "prod@latest", "--as", "br4", "--image", f"app={image}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    fourth = json.loads(done.stdout)
+    assert "MARKER-TWO" in page(fourth["url"])
+    assert [(c["origin"], c["image"]) for c in fourth["code"]] == [("image", image)]
+    assert ck("destroy", "br4", "--yes").returncode == 0
+    assert docker_lines("images", "-q", image)
+
+    # 6c. a build that fails: exit 1 with the build's last lines, nothing created
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "Dockerfile").write_text("FROM clonekit/wordpress:6.1\nRUN echo 'compiling assets' && exit 9\n")
+    done = ck("restore", "prod@latest", "--as", "br5", "--build", f"app={broken}")
+    assert done.returncode == 1 and "compiling assets" in done.stderr and "Traceback" not in done.stderr
+    assert docker_lines("ps", "-aq", "--filter", "label=clonekit.preview=br5", "--filter", f"label=clonekit.project={project}") == []
+    done = ck("restore", "prod@latest", "--as", "br5", "--build", f"app={tmp_path / 'nowhere'}")
+    assert done.returncode == 2 and "does not exist" in done.stderr
+
     # 7. a failing hook fails the restore and leaves nothing
     done = timed("restore with a failing hook", "restore", "prod@latest", "--as", "br3", "--build", f"app={branch}", config="bad")
     assert done.returncode == 1
