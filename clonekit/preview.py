@@ -335,9 +335,9 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
 
 def after_restore_hooks(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, folder: Path) -> None:
     hooks = config.previews.hooks.get("after_restore") or ()
-    containers = {h.service: _service_container(engine, plan, h.service)["Id"]
-                  for h in hooks if engine.ids("container", {"com.docker.compose.project": plan.compose_project,
-                                                             "com.docker.compose.service": h.service})}
+    containers = {service: ids[0] for service in {h.service for h in hooks}
+                  if (ids := engine.ids("container", {"com.docker.compose.project": plan.compose_project,
+                                                      "com.docker.compose.service": service}))}
     run_hooks(engine, "after_restore", hooks, containers, hook_env(plan.name, plan.url, plan.snapshot_id), folder)
 
 

@@ -236,8 +236,6 @@ class Project:
         code = self._code_requests(build, image)
         manifest = self.resolve(snapshot)
         with self.oplog.operation("restore", preview=name, snapshot=manifest.id) as record:
-            if code:
-                self._refuse_existing_preview(name)  # before a build retags the image of a running preview
             preview = create_preview(
                 self.config, self.repository, manifest, name, keep_on_failure=keep_on_failure, progress=progress,
                 code=code,
