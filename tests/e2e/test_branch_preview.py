@@ -6,7 +6,7 @@ and adds a must-use plugin printing a marker in the footer:
 - `clone prod --as br --build app=BRANCH` (cold path) shows production's posts and the marker;
   `list --json` records the folder and its Git commit; the after_restore hook ran in the app
   (seen through `clonekit exec`, whose exit code passes through);
-- a change made with `clonekit db --execute` survives `refresh --code`, which picks up a changed
+- a change made with `clonekit db --execute` survives `refresh --code` (hooks only with --hooks), which picks up a changed
   marker; a data `refresh` drops the change and keeps the new marker;
 - after `materialize`, `restore --build` starts from the golden copy with the branch's code;
 - a failing hook fails the restore (exit 1, its last lines quoted) and leaves nothing behind;
@@ -134,6 +134,12 @@ def test_branch_code_on_production_data(site, ckprod, tmp_path):
     assert "Edited in the preview" in html
     [listed] = json.loads(ck("--json", "list").stdout)
     assert listed["code"][0]["commit"] == commit_two and listed["url"] == preview["url"]
+    # the app container is new and the hooks did not run (no --hooks): cat's exit code passes through
+    assert ck("exec", "br", "--", "cat", "/tmp/clonekit-hook.txt").returncode == 1
+    done = ck("refresh", "br", "--code", "--hooks")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "hook ran for br" in ck("exec", "br", "--", "cat", "/tmp/clonekit-hook.txt").stdout
+    assert "Edited in the preview" in page(preview["url"])
 
     # 5. data refresh: production's data again, the branch's code kept
     done = timed("refresh (data)", "refresh", "br")
