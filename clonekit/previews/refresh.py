@@ -17,6 +17,8 @@ import yaml
 
 from ..config import Config, check_name
 from ..errors import NotFoundError, UsageError
+from ..private_file import write_private
+from ..runtime import golden_record as gr
 from ..runtime.docker import DockerEngine
 from . import code as pc
 
@@ -49,16 +51,16 @@ def refresh_code(config: Config, repo: Any, name: str, flags: Sequence[pc.CodeRe
         document = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
         pc.apply(document, code)
         text = yaml.dump(document, Dumper=pv._PlainDumper, sort_keys=False, default_flow_style=False)
-        pv._write_private(compose_file, header + text)
+        write_private(compose_file, header + text)
         pc.save(folder, code)
         engine.compose_cli(compose_file, str(state["compose_project"]),
                            ["up", "-d", "--no-build", "--no-deps", "--force-recreate", *sorted(o.service for o in code)],
                            what=f"restart the code of preview {name}")
         plan = pv._new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets,
-                            golden=pv.gold.find_golden(config.state_dir, engine, manifest.id))
+                            golden=gr.find_golden(config.state_dir, engine, manifest.id))
         pv._wait_http(config, engine, plan)
         if hooks:
             pv.after_restore_hooks(config, engine, plan, folder)
         state["timings"] = {**(state.get("timings") or {}), "code": round(time.monotonic() - started, 3)}
-        pv._write_private(folder / pv.STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+        write_private(folder / pv.STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
         return pv._preview_from_state(config, name, state, "running")
