@@ -261,22 +261,34 @@ def _print_preview(c: Context, preview: Any) -> None:
     c.out.result(preview, lambda: f"{preview.name}: {preview.url}")
 
 
+def code_options(fn: F) -> F:
+    """--build and --image: the branch's code in the preview (docs/previews.md)."""
+    fn = click.option("--image", "images", multiple=True, metavar="SERVICE=REF",
+                      help="SERVICE runs the image REF instead of production's (repeatable).")(fn)
+    return click.option("--build", "builds", multiple=True, metavar="SERVICE=PATH[:DOCKERFILE]",
+                        help="SERVICE runs an image built from the folder PATH (repeatable).")(fn)  # type: ignore[no-any-return]
+
+
 @command(cli, "restore")
 @click.argument("snapshot")
 @click.option("--as", "name", required=True, metavar="NAME", help="Name of the new preview (a DNS label).")
 @click.option("--keep-on-failure", is_flag=True, help="Leave what was created if the restore fails (for debugging).")
+@code_options
 @pass_ctx
-def restore_cmd(c: Context, snapshot: str, name: str, keep_on_failure: bool) -> None:
+def restore_cmd(c: Context, snapshot: str, name: str, keep_on_failure: bool, builds: tuple[str, ...],
+                images: tuple[str, ...]) -> None:
     """Create preview NAME from SNAPSHOT (an id, a prefix, `latest` or `SOURCE@latest`).
 
-    Returns when the preview answers, and prints its URL.
+    Returns when the preview answers (and its after_restore hooks succeeded), and prints its URL.
 
     \b
     Example:
       clonekit restore prod@latest --as feature-x
+      clonekit restore prod@latest --as feature-x --build app=../news-feature-x
     """
     with c.out.progress() as progress:
-        preview = c.project.restore(snapshot, name=name, keep_on_failure=keep_on_failure, progress=progress)
+        preview = c.project.restore(snapshot, name=name, keep_on_failure=keep_on_failure, progress=progress,
+                                    build=builds, image=images)
     _print_preview(c, preview)
 
 
@@ -285,17 +297,24 @@ def restore_cmd(c: Context, snapshot: str, name: str, keep_on_failure: bool) -> 
 @click.option("--as", "name", required=True, metavar="NAME", help="Name of the new preview (a DNS label).")
 @click.option("--max-age", metavar="DURATION", help="Reuse the newest snapshot younger than this (e.g. 6h) instead of taking one.")
 @click.option("--keep-on-failure", is_flag=True, help="Leave what was created if the restore fails (for debugging).")
+@code_options
 @pass_ctx
-def clone_cmd(c: Context, source: str, name: str, max_age: str | None, keep_on_failure: bool) -> None:
+def clone_cmd(c: Context, source: str, name: str, max_age: str | None, keep_on_failure: bool,
+              builds: tuple[str, ...], images: tuple[str, ...]) -> None:
     """Snapshot SOURCE and restore it as preview NAME, in one step.
+
+    With --build, the service runs your branch's code on production's (sanitized) data.
 
     \b
     Example:
       clonekit clone prod --as feature-x
       clonekit clone prod --as feature-y --max-age 6h
+      clonekit clone prod --as pr-42 --max-age 24h --build app=.
+      clonekit clone prod --as pr-42 --build app=.:docker/app.Dockerfile --image worker=registry.example.com/news/worker:pr-42
     """
     with c.out.progress() as progress:
-        preview = c.project.clone(source, name=name, max_age=max_age, keep_on_failure=keep_on_failure, progress=progress)
+        preview = c.project.clone(source, name=name, max_age=max_age, keep_on_failure=keep_on_failure, progress=progress,
+                                  build=builds, image=images)
     _print_preview(c, preview)
 
 
@@ -319,12 +338,14 @@ def list_cmd(c: Context) -> None:
             "snapshot": p.snapshot_id,
             "age": human_age(p.created_at, now),
             "expires": human_age(p.expires_at, now) if p.expires_at else "never",
+            "code": ", ".join(o.describe() for o in p.code) or "production",
         }
         for p in previews
     ]
     c.out.table(
         previews,
-        [("name", "name"), ("status", "status"), ("url", "url"), ("snapshot", "snapshot"), ("age", "age"), ("expires", "expires")],
+        [("name", "name"), ("status", "status"), ("url", "url"), ("snapshot", "snapshot"), ("age", "age"), ("expires", "expires"),
+         ("code", "code")],
         rows,
         empty="no previews: create one with `clonekit clone SOURCE --as NAME`",
     )
@@ -333,22 +354,33 @@ def list_cmd(c: Context) -> None:
 @command(cli, "refresh")
 @click.argument("name", required=False)
 @click.option("--all", "all_", is_flag=True, help="Refresh every preview; go on past failures and exit 1 if any failed.")
+@click.option("--code", "code", is_flag=True, help="Keep the data; rebuild the overridden services and restart them.")
+@click.option("--hooks", is_flag=True, help="With --code: run the after_restore hooks afterwards.")
+@code_options
 @pass_ctx
-def refresh_cmd(c: Context, name: str | None, all_: bool) -> None:
-    """Reload preview NAME (or --all) from the newest snapshot of its source; keeps name and URL.
+def refresh_cmd(c: Context, name: str | None, all_: bool, code: bool, hooks: bool, builds: tuple[str, ...],
+                images: tuple[str, ...]) -> None:
+    """Reload preview NAME (or --all) from the newest snapshot of its source; keeps name, URL and code.
+
+    With --code, the data stays as it is now and the services running a branch's code are
+    rebuilt from their recorded folder (or the --build/--image given) and restarted.
 
     \b
     Example:
       clonekit refresh feature-x
+      clonekit refresh feature-x --code                  # after a git pull in the build folder
+      clonekit refresh feature-x --code --hooks --build app=../news-feature-x
       clonekit snapshot prod && clonekit refresh --all     # nightly, from cron
     """
     from .errors import UsageError
 
     if bool(name) == all_:
         raise UsageError("give a preview NAME or --all (not both)")
+    if all_ and (code or hooks or builds or images):
+        raise UsageError("--code, --hooks, --build and --image refresh one preview: give its NAME")
     if name:
         with c.out.progress() as progress:
-            preview = c.project.refresh(name, progress=progress)
+            preview = c.project.refresh(name, progress=progress, code=code, build=builds, image=images, hooks=hooks)
         _print_preview(c, preview)
         return
     with c.out.progress() as progress:
@@ -381,6 +413,73 @@ def destroy_cmd(c: Context, name: str | None, all_: bool, yes: bool) -> None:
         click.confirm(f"Destroy {', '.join(names) or 'nothing'}?", abort=True)
     names = c.project.destroy_all(names)
     c.out.result({"destroyed": names}, lambda: "\n".join(f"destroyed {n}" for n in names) or "nothing to destroy")
+
+
+@command(cli, "exec")
+@click.argument("name")
+@click.argument("argv", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
+@click.option("-s", "--service", metavar="SERVICE", help="The service to run in (default: the HTTP one).")
+@pass_ctx
+def exec_cmd(c: Context, name: str, argv: tuple[str, ...], service: str | None) -> None:
+    """Run a command in a service of preview NAME; its exit code is clonekit's.
+
+    \b
+    Example:
+      clonekit exec feature-x -- wp plugin list
+      clonekit exec feature-x -s db -- mariadb --version
+      clonekit exec feature-x -- sh -c 'ls wp-content/mu-plugins'
+    """
+    sys.exit(c.project.exec(name, argv, service=service))
+
+
+@command(cli, "logs")
+@click.argument("name")
+@click.option("-s", "--service", metavar="SERVICE", help="The service whose log to show (default: the HTTP one).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until interrupted.")
+@click.option("--tail", type=click.IntRange(min=0), metavar="N", help="Only the last N lines.")
+@pass_ctx
+def logs_cmd(c: Context, name: str, service: str | None, follow: bool, tail: int | None) -> None:
+    """Print the log of a service of preview NAME.
+
+    \b
+    Example:
+      clonekit logs feature-x --tail 50
+      clonekit logs feature-x -s db -f
+    """
+    sys.exit(c.project.logs(name, service=service, follow=follow, tail=tail))
+
+
+@command(cli, "db")
+@click.argument("name")
+@click.option("-e", "--execute", "sql", metavar="SQL", help="Run SQL, print the result as a table, exit.")
+@pass_ctx
+def db_cmd(c: Context, name: str, sql: str | None) -> None:
+    """A database client in preview NAME (its own credentials; nothing typed twice).
+
+    \b
+    Example:
+      clonekit db feature-x
+      clonekit db feature-x --execute "SELECT ID, post_title FROM wp_posts LIMIT 5"
+      clonekit db feature-x < fixtures.sql
+    """
+    sys.exit(c.project.db(name, execute=sql))
+
+
+@command(cli, "slug")
+@click.argument("text")
+@pass_ctx
+def slug_cmd(c: Context, text: str) -> None:
+    """Turn a branch name into a preview name (a DNS label): lowercase, ASCII, '-', at most 63.
+
+    \b
+    Example:
+      clonekit slug "feature/Élan_42"                     # feature-elan-42
+      clonekit clone prod --as "$(clonekit slug "$CI_COMMIT_REF_NAME")" --build app=.
+    """
+    from .previews.slug import slugify
+
+    name = slugify(text)
+    c.out.result({"slug": name}, name)
 
 
 @command(cli, "materialize")

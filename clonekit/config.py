@@ -181,6 +181,32 @@ class PreviewFilesTarget:
 
 
 @dataclass(frozen=True)
+class ServiceBuild:
+    """``previews.services.S.build``: a folder (relative to clonekit.yml) and its Dockerfile."""
+
+    context: str
+    dockerfile: str | None = None
+    args: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceCode:
+    """``previews.services.S``: the code every preview runs for service S instead of production's image."""
+
+    build: ServiceBuild | None = None
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class Hook:
+    """``previews.hooks.WHEN[i]``: a shell command run with ``sh -c`` in a service of the preview."""
+
+    service: str
+    run: str
+
+
+@dataclass(frozen=True)
 class PreviewsConfig:
     docker_host: str | None = None
     url: str = DEFAULT_PREVIEW_URL
@@ -192,6 +218,8 @@ class PreviewsConfig:
     ttl_seconds: int | None = None
     http_service: str | None = None  # the service whose port 80 is the preview URL; guessed when None
     prewarm: bool = False
+    services: Mapping[str, ServiceCode] = field(default_factory=lambda: MappingProxyType({}))
+    hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -608,7 +636,7 @@ class _Checker:
             value,
             "previews",
             ("docker_host", "url", "database_service", "files", "env", "replace", "replace_skip", "ttl", "http_service",
-             "prewarm"),
+             "prewarm", "services", "hooks"),
         )
         url = self.string(body.get("url"), "previews.url", DEFAULT_PREVIEW_URL) or DEFAULT_PREVIEW_URL
         if not re.match(r"^https?://", url):
@@ -643,7 +671,51 @@ class _Checker:
             ttl_seconds=self.duration(body.get("ttl"), "previews.ttl"),
             http_service=self.string(body.get("http_service"), "previews.http_service"),
             prewarm=self.boolean(body.get("prewarm"), "previews.prewarm", False),
+            services=self.preview_services(body.get("services")),
+            hooks=self.preview_hooks(body.get("hooks")),
         )
+
+    def preview_services(self, value: Any) -> Mapping[str, ServiceCode]:
+        out: dict[str, ServiceCode] = {}
+        for service, spec in self.mapping(value, "previews.services", None).items():
+            key = key_path("previews.services", service)
+            body = self.mapping(spec, key, ("build", "image"))
+            build, image = body.get("build"), self.string(body.get("image"), f"{key}.image")
+            if (build is None) == (image is None):
+                self.problem(key, "exactly one of build (a folder) or image (a reference)", spec)
+                continue
+            if isinstance(build, str):
+                build = {"context": build}
+            parsed = None
+            if build is not None:
+                b = self.mapping(build, f"{key}.build", ("context", "dockerfile", "args", "target"))
+                context = self.string(b.get("context"), f"{key}.build.context", ".") or "."
+                folder = Path(os.path.expanduser(context))
+                parsed = ServiceBuild(
+                    context=str(folder if folder.is_absolute() else (self.path.parent / folder).resolve()),
+                    dockerfile=self.string(b.get("dockerfile"), f"{key}.build.dockerfile"),
+                    args=self.string_map(b.get("args"), f"{key}.build.args"),
+                    target=self.string(b.get("target"), f"{key}.build.target"),
+                )
+            out[str(service)] = ServiceCode(build=parsed, image=image)
+        return MappingProxyType(out)
+
+    def preview_hooks(self, value: Any) -> Mapping[str, tuple[Hook, ...]]:
+        out: dict[str, tuple[Hook, ...]] = {}
+        for when, items in self.mapping(value, "previews.hooks", HOOK_TIMES).items():
+            key = f"previews.hooks.{when}"
+            if not isinstance(items, list):
+                self.problem(key, "a list of {service: NAME, run: COMMAND}", items)
+                continue
+            hooks = []
+            for i, item in enumerate(items):
+                body = self.mapping(item, f"{key}[{i}]", ("service", "run"))
+                service = self.string(body.get("service"), f"{key}[{i}].service", required=True)
+                run = self.string(body.get("run"), f"{key}[{i}].run", required=True)
+                if service and run:
+                    hooks.append(Hook(service=service, run=run))
+            out[when] = tuple(hooks)
+        return MappingProxyType(out)
 
     def retention(self, value: Any) -> Retention:
         body = self.mapping(value, "retention", ("keep_last", "keep_daily", "keep_weekly", "grace"))
@@ -658,3 +730,6 @@ class _Checker:
     def notify(self, value: Any) -> NotifyConfig:
         body = self.mapping(value, "notify", ("webhook_env",))
         return NotifyConfig(webhook_env=self.env_name(body.get("webhook_env"), "notify.webhook_env"))
+
+
+HOOK_TIMES = ("after_restore",)  # after_materialize (baked into golden copies): not yet

@@ -24,7 +24,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +41,8 @@ from .db.target import account_sql, rekey_sql, rewrite_urls, run_as_root, wait_f
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .files import iter_tar
 from .owner import Owner
+from .previews import code as pc
+from .previews.hooks import hook_env, run_hooks
 from .private_file import write_private
 from .progress import ProgressFn, no_progress
 from .retry import poll
@@ -79,6 +81,7 @@ class Preview:
     expires_at: datetime | None
     path: Path
     restore_path: str  # "cold" | "golden"
+    code: tuple[pc.CodeOverride, ...] = ()  # services running a branch's image (--build/--image)
 
 
 # -- naming and state on disk ---------------------------------------------------------------------
@@ -221,7 +224,7 @@ def _new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, A
 
 
 def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_on_failure: bool = False,
-                   progress: ProgressFn | None = None) -> Preview:
+                   progress: ProgressFn | None = None, code: Sequence[pc.CodeRequest] = ()) -> Preview:
     """Create preview ``name`` from ``manifest``; returns once its HTTP service answers."""
     check_name("preview", name)
     progress = progress or no_progress
@@ -231,9 +234,11 @@ def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_
         services = _services_of(manifest)
         golden = gr.find_golden(config.state_dir, engine, manifest.id)
         plan = _new_plan(config, manifest, name, services, engine, golden=golden)
+        pc.check_requests(code, services, db_service=plan.db_service)
         done = False
         try:
-            preview = _bring_up(config, repo, manifest, plan, services, engine, progress, golden)
+            overrides = pc.prepare(config, engine, name, code, progress)
+            preview = _bring_up(config, repo, manifest, plan, services, engine, progress, golden, code=overrides)
             done = True
             return preview
         finally:
@@ -270,10 +275,12 @@ def _cleanup_after_failure(config: Config, engine: DockerEngine, name: str) -> N
 
 
 def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, services: Mapping[str, Any],
-              engine: DockerEngine, progress: Any, golden: gr.GoldenCopy | None = None) -> Preview:
+              engine: DockerEngine, progress: Any, golden: gr.GoldenCopy | None = None, *,
+              code: Sequence[pc.CodeOverride] = (), hooks: bool = True) -> Preview:
     timings: dict[str, float] = {}
     folder = preview_dir(config, plan.name)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pc.save(folder, code)
     sections = {str(s.get("path")): s for s in manifest.files}
     volumes = cmp.file_volumes(services, config.previews, list(sections))
     local_engine = not config.previews.docker_host or config.previews.docker_host.startswith("unix://")
@@ -284,7 +291,9 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     build = cmp.build_compose(services, config.previews, plan, volumes, resolve_image=lambda s: resolve_image(engine, s),
                               keep_readonly_binds=local_engine, proxy_network=proxy, db_paths_in_image=in_image)
     if golden is not None:  # trees baked into golden images run copy-on-write: nothing to fill
-        volumes = gr.use_files_images(golden, build.document, volumes)
+        # (a service running a branch's image gets its trees as volumes: its image has none of them)
+        volumes = gr.use_files_images(golden, pc.without_overridden(build.document, code), volumes)
+    pc.apply(build.document, code)
     compose_file = _write_project(folder, plan, build)
     _write_state(folder, plan, manifest, status="creating", timings=timings)
 
@@ -314,9 +323,22 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     progress("wait for HTTP", total=None)
     _wait_http(config, engine, plan)
     timings["http"] = time.monotonic() - started
+    if hooks and config.previews.hooks.get("after_restore"):
+        started = time.monotonic()
+        progress("hooks", total=None)
+        after_restore_hooks(config, engine, plan, folder)
+        timings["hooks"] = time.monotonic() - started
     _write_state(folder, plan, manifest, status="running", timings=timings)
     log.info("preview %s of %s is up at %s", plan.name, manifest.id, plan.url)
     return _preview_from_state(config, plan.name, _read_json(folder / STATE_FILE) or {}, "running")
+
+
+def after_restore_hooks(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, folder: Path) -> None:
+    hooks = config.previews.hooks.get("after_restore") or ()
+    containers = {service: ids[0] for service in {h.service for h in hooks}
+                  if (ids := engine.ids("container", {"com.docker.compose.project": plan.compose_project,
+                                                      "com.docker.compose.service": service}))}
+    run_hooks(engine, "after_restore", hooks, containers, hook_env(plan.name, plan.url, plan.snapshot_id), folder)
 
 
 def _write_project(folder: Path, plan: cmp.PreviewPlan, build: cmp.ComposeBuild) -> Path:
@@ -498,6 +520,7 @@ def _preview_from_state(config: Config, name: str, state: Mapping[str, Any], sta
         snapshot_id=pick("snapshot_id", cmp.LABEL_SNAPSHOT), source=pick("source", cmp.LABEL_SOURCE),
         created_at=created, expires_at=_parse_iso(pick("expires_at", cmp.LABEL_EXPIRES)),
         path=preview_dir(config, name), restore_path=pick("restore_path", cmp.LABEL_PATH) or "cold",
+        code=pc.load(preview_dir(config, name)),
     )
 
 
@@ -551,7 +574,7 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
         _remove_resources(engine, config, name, plan.compose_project, folder)
         done = False
         try:
-            preview = _bring_up(config, repo, manifest, plan, services, engine, progress, golden)
+            preview = _bring_up(config, repo, manifest, plan, services, engine, progress, golden, code=pc.load(folder))
             done = True
             return preview
         finally:
@@ -578,6 +601,7 @@ def destroy_preview(config: Config, name: str) -> None:
 def _remove_everything(config: Config, engine: DockerEngine, name: str) -> None:
     folder = preview_dir(config, name)
     _remove_resources(engine, config, name, compose_project_name(config, name), folder)
+    pc.remove_images(config, engine, name)
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Config, check_name, load_config, parse_duration
 from .errors import ClonekitError, ConfigError, UsageError
@@ -223,15 +223,22 @@ class Project:
         name: str,
         keep_on_failure: bool = False,
         progress: ProgressFn = no_progress,
+        build: Sequence[str] = (),
+        image: Sequence[str] = (),
     ) -> Preview:
-        """Create preview ``name`` from a snapshot; returns once it answers."""
+        """Create preview ``name`` from a snapshot; returns once it answers.
+
+        ``build``: ``SERVICE=PATH[:DOCKERFILE]`` (that service runs an image built from PATH);
+        ``image``: ``SERVICE=REF`` (it runs REF); both add to ``previews.services``."""
         check_name("preview", name)
         from .preview import create_preview
 
+        code = self._code_requests(build, image)
         manifest = self.resolve(snapshot)
         with self.oplog.operation("restore", preview=name, snapshot=manifest.id) as record:
             preview = create_preview(
-                self.config, self.repository, manifest, name, keep_on_failure=keep_on_failure, progress=progress
+                self.config, self.repository, manifest, name, keep_on_failure=keep_on_failure, progress=progress,
+                code=code,
             )
             record.update(url=preview.url, path_taken=preview.restore_path)
         self._notify(f"Preview {name} of {manifest.source} is ready: {preview.url} (snapshot {manifest.id})")
@@ -245,17 +252,20 @@ class Project:
         max_age: str | int | None = None,
         keep_on_failure: bool = False,
         progress: ProgressFn = no_progress,
+        build: Sequence[str] = (),
+        image: Sequence[str] = (),
     ) -> Preview:
         """Snapshot ``source`` (or reuse one younger than ``max_age``) and restore it as ``name``."""
         check_name("preview", name)
         self.config.source(source)
+        self._code_requests(build, image)  # bad flags and missing build folders before the snapshot
         max_age_seconds = _max_age_seconds(max_age)  # a bad --max-age is refused before the store is touched
         self._repository_to_write()  # a first clone creates the store its snapshot goes to
         manifest = self._recent_snapshot(source, max_age_seconds)
         if manifest is None:
             self._refuse_existing_preview(name)  # before the expensive snapshot
             manifest = self.snapshot(source, progress=progress)
-        return self.restore(manifest, name=name, keep_on_failure=keep_on_failure, progress=progress)
+        return self.restore(manifest, name=name, keep_on_failure=keep_on_failure, progress=progress, build=build, image=image)
 
     def previews(self) -> list[Preview]:
         """This project's previews, from the Docker engine's labels."""
@@ -263,11 +273,23 @@ class Project:
 
         return list_previews(self.config)
 
-    def refresh(self, name: str, *, progress: ProgressFn = no_progress) -> Preview:
-        """Reload preview ``name`` from the newest snapshot of its source; keeps its name and URL."""
+    def refresh(self, name: str, *, progress: ProgressFn = no_progress, code: bool = False,
+                build: Sequence[str] = (), image: Sequence[str] = (), hooks: bool = False) -> Preview:
+        """Reload preview ``name`` from the newest snapshot of its source; keeps its name, URL and code.
+
+        ``code=True``: keep its data, rebuild its overridden services (recorded inputs, or
+        ``build``/``image``) and restart them; ``hooks`` then runs the after_restore hooks."""
         check_name("preview", name)
         from .preview import refresh_preview
 
+        if code:
+            from .previews.refresh import refresh_code
+
+            requests = self._code_requests(build, image, with_config=False)
+            with self.oplog.operation("refresh-code", preview=name):
+                return refresh_code(self.config, self.repository, name, requests, hooks=hooks, progress=progress)  # type: ignore[no-any-return]
+        if build or image or hooks:
+            raise UsageError("--build, --image and --hooks go with --code (a data refresh keeps the preview's code)")
         preview = self._preview(name)
         manifest = self.repository.resolve(f"{preview.source}@latest")
         with self.oplog.operation("refresh", preview=name, snapshot=manifest.id):
@@ -287,6 +309,24 @@ class Project:
         if failed:
             self._notify(f"clonekit refresh --all: {len(failed)} preview(s) failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
         return report
+
+    def exec(self, name: str, argv: Sequence[str], *, service: str | None = None) -> int:
+        """Run ``argv`` in a service of preview ``name`` (default: its HTTP service); its exit code."""
+        from .previews.access import exec_in
+
+        return exec_in(self.config, name, argv, service=service)
+
+    def logs(self, name: str, *, service: str | None = None, follow: bool = False, tail: int | None = None) -> int:
+        """Print (``follow``: and follow) the log of a service of preview ``name``."""
+        from .previews.access import show_logs
+
+        return show_logs(self.config, name, service=service, follow=follow, tail=tail)
+
+    def db(self, name: str, *, execute: str | None = None) -> int:
+        """The database client of preview ``name``: interactive, or run ``execute`` and print."""
+        from .previews.access import db_client
+
+        return db_client(self.config, name, execute=execute)
 
     def destroy(self, name: str) -> None:
         """Remove preview ``name`` and everything labelled with it."""
@@ -313,6 +353,17 @@ class Project:
             return materialize(self.config, self.repository, manifest, progress=progress)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _code_requests(self, build: Sequence[str], image: Sequence[str], *, with_config: bool = True) -> list[Any]:
+        """``--build``/``--image`` (and, ``with_config``, ``previews.services``) checked before any side effect."""
+        from .previews import code as pc
+
+        flags = [pc.parse_build_flag(b) for b in build] + [pc.parse_image_flag(i) for i in image]
+        requests = pc.merge_requests(pc.from_config(self.config.previews.services) if with_config else [], flags)
+        problems = [p for r in requests if r.build is not None for p in pc.rb.check_inputs(r.build, f"--build {r.service}")]
+        if problems:
+            raise UsageError("cannot build the preview's code", problems=problems)
+        return requests
 
     def _recent_snapshot(self, source: str, seconds: int | None) -> Manifest | None:
         if seconds is None:

@@ -1,0 +1,203 @@
+"""A preview's code: which services run a branch's image instead of production's.
+
+``--build SERVICE=PATH[:DOCKERFILE]`` builds the service's image from a folder, ``--image
+SERVICE=REF`` runs a reference as is, ``previews.services`` in clonekit.yml does either for every
+preview (the flags win). What each preview runs is recorded in ``code.json`` of its folder (the
+build inputs, the Git commit of the folder when it is a repository, the image reference), so
+``refresh`` (data) keeps it and ``refresh --code`` rebuilds from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, ServiceCode
+from ..errors import PreviewError, UsageError
+from ..runtime import build as rb
+from ..runtime.docker import DockerEngine
+
+log = logging.getLogger("clonekit.previews.code")
+
+CODE_FILE = "code.json"
+
+
+@dataclass(frozen=True)
+class CodeOverride:
+    """One overridden service of a preview, as recorded and shown by ``clonekit list``."""
+
+    service: str
+    origin: str  # "build" | "image"
+    image: str  # what the service runs: the preview's tag, or the reference given
+    context: str | None = None  # build folder
+    dockerfile: str | None = None
+    args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    commit: str | None = None  # git rev-parse HEAD of the build folder, when it is a repository
+    image_id: str | None = None
+
+    def describe(self) -> str:
+        if self.origin == "image":
+            return f"{self.service}={self.image}"
+        where = self.context or "?"
+        return f"{self.service}={where}" + (f"@{self.commit[:12]}" if self.commit else "")
+
+    def inputs(self) -> rb.BuildInputs:
+        assert self.context is not None
+        return rb.BuildInputs(self.context, self.dockerfile, dict(self.args), self.target)
+
+
+@dataclass(frozen=True)
+class CodeRequest:
+    """What the user asked for one service: build inputs or an image reference."""
+
+    service: str
+    build: rb.BuildInputs | None = None
+    image: str | None = None
+
+
+def parse_build_flag(spec: str, cwd: Path | None = None) -> CodeRequest:
+    """``SERVICE=PATH[:DOCKERFILE]`` → a build request (PATH relative to ``cwd``)."""
+    service, sep, rest = spec.partition("=")
+    if not sep or not service or not rest:
+        raise UsageError(f"--build {spec!r}: expected SERVICE=PATH or SERVICE=PATH:DOCKERFILE (e.g. app=.)")
+    path, _, dockerfile = rest.partition(":")
+    folder = Path(path).expanduser()
+    if not folder.is_absolute():
+        folder = ((cwd or Path.cwd()) / folder).resolve()
+    return CodeRequest(service, build=rb.BuildInputs(str(folder), dockerfile or None))
+
+
+def parse_image_flag(spec: str) -> CodeRequest:
+    """``SERVICE=REF`` → an image request."""
+    service, sep, ref = spec.partition("=")
+    if not sep or not service or not ref:
+        raise UsageError(f"--image {spec!r}: expected SERVICE=REF (e.g. app=registry.example.com/news/app:main)")
+    return CodeRequest(service, image=ref)
+
+
+def from_config(services: Mapping[str, ServiceCode]) -> list[CodeRequest]:
+    out = []
+    for name, spec in services.items():
+        if spec.build is not None:
+            b = spec.build
+            out.append(CodeRequest(name, build=rb.BuildInputs(b.context, b.dockerfile, dict(b.args), b.target)))
+        else:
+            out.append(CodeRequest(name, image=spec.image))
+    return out
+
+
+def merge_requests(configured: Sequence[CodeRequest], flags: Sequence[CodeRequest]) -> list[CodeRequest]:
+    """previews.services, then the flags (a flag replaces the configured override of its service)."""
+    by_service = {r.service: r for r in configured}
+    seen: set[str] = set()
+    for request in flags:
+        if request.service in seen:
+            raise UsageError(f"service {request.service!r} is given twice in --build/--image")
+        seen.add(request.service)
+        by_service[request.service] = request
+    return [by_service[s] for s in sorted(by_service)]
+
+
+def check_requests(requests: Sequence[CodeRequest], services: Mapping[str, Any], *, db_service: str) -> None:
+    """Every problem at once, before any side effect: unknown services, missing folders/Dockerfiles."""
+    problems: list[str] = []
+    known = ", ".join(sorted(services)) or "none"
+    for r in requests:
+        what = f"--build/--image {r.service}"
+        if r.service not in services:
+            problems.append(f"{what}: the snapshot has no service {r.service!r} (services: {known})")
+        elif r.service == db_service:
+            problems.append(f"{what}: {r.service!r} is the database service; its image holds the data")
+        if r.build is not None:
+            problems += rb.check_inputs(r.build, what)
+    if problems:
+        raise UsageError("cannot override the preview's code", problems=problems)
+
+
+def prepare(config: Config, engine: DockerEngine, name: str, requests: Sequence[CodeRequest],
+            progress: Any = None) -> tuple[CodeOverride, ...]:
+    """Build (or check) every requested image; returns what the preview will run."""
+    out: list[CodeOverride] = []
+    for r in requests:
+        if progress is not None:
+            progress(f"code {r.service}", total=None)
+        if r.build is not None:
+            tag = rb.preview_image_tag(config.project, name, r.service)
+            labels = {"clonekit.project": config.project, "clonekit.preview": name, "clonekit.service": r.service}
+            image_id = rb.build_image(engine, r.build, tag, labels)
+            out.append(CodeOverride(r.service, "build", tag, r.build.context, r.build.dockerfile, dict(r.build.args),
+                                    r.build.target, rb.git_commit(r.build.context), image_id))
+        else:
+            assert r.image is not None
+            rb.check_image(engine, r.image, f"service {r.service} of preview {name}")
+            out.append(CodeOverride(r.service, "image", r.image))
+    return tuple(out)
+
+
+def rebuild(config: Config, engine: DockerEngine, name: str, recorded: Sequence[CodeOverride],
+            flags: Sequence[CodeRequest], progress: Any = None) -> tuple[CodeOverride, ...]:
+    """``refresh --code``: the recorded build inputs (or the new ones given), built/pulled again."""
+    by_service: dict[str, CodeRequest] = {}
+    for o in recorded:
+        by_service[o.service] = CodeRequest(o.service, build=o.inputs()) if o.origin == "build" else CodeRequest(o.service, image=o.image)
+    for r in flags:
+        by_service[r.service] = r
+    requests = [by_service[s] for s in sorted(by_service)]
+    for r in requests:
+        if r.image is not None:  # re-pull a moving tag; a local-only image stays as it is
+            try:
+                engine.cli(["pull", r.image], what=f"pull {r.image}")
+            except PreviewError as exc:
+                if not engine.exists("image", r.image):
+                    raise
+                log.info("kept the local image %s (pull failed: %s)", r.image, exc.message)
+    return prepare(config, engine, name, requests, progress)
+
+
+def apply(document: dict[str, Any], code: Sequence[CodeOverride]) -> None:
+    """Point the overridden services of a preview's compose document at their images."""
+    for override in code:
+        spec = document["services"].get(override.service)
+        if spec is None:
+            raise PreviewError(f"service {override.service!r} is not in the preview's compose project")
+        spec["image"] = override.image
+
+
+def without_overridden(document: dict[str, Any], code: Sequence[CodeOverride]) -> dict[str, Any]:
+    """A view of a compose document without the overridden services (same service specs and
+    volumes objects: changes made through the view are made to the document)."""
+    skip = {o.service for o in code}
+    return {**document, "services": {k: v for k, v in document["services"].items() if k not in skip}}
+
+
+def save(folder: Path, code: Sequence[CodeOverride]) -> None:
+    text = json.dumps([asdict(o) for o in code], indent=2, sort_keys=True)
+    tmp = folder / (CODE_FILE + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(folder / CODE_FILE)
+
+
+def load(folder: Path) -> tuple[CodeOverride, ...]:
+    """The recorded code of a preview (empty when it runs production's images)."""
+    try:
+        raw = json.loads((folder / CODE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ()
+    except (OSError, ValueError) as exc:
+        raise PreviewError(f"cannot read {folder / CODE_FILE}: {exc}",
+                           hint="`clonekit refresh NAME --code --build SERVICE=PATH` records it again") from exc
+    try:
+        return tuple(CodeOverride(**item) for item in raw)
+    except TypeError as exc:
+        raise PreviewError(f"{folder / CODE_FILE} is not a clonekit code record: {exc}") from exc
+
+
+def remove_images(config: Config, engine: DockerEngine, name: str) -> list[str]:
+    """The images built for preview ``name`` (untagged; an image another preview uses stays)."""
+    labels = {"clonekit.project": config.project, "clonekit.preview": name}
+    return rb.remove_preview_images(engine, labels, prefix=rb.preview_image_tag(config.project, name, "x")[:-len("x:latest")])
