@@ -20,7 +20,7 @@ UPLOADS=$STATE/uploads
 SEEDED=$STATE/seeded.json
 URL=http://127.0.0.1:8088
 DB_PORT=33306
-SEED_VERSION=1
+SEED_VERSION=2
 PY=${PYTHON:-python3}
 log() { printf '[ckprod] %s\n' "$*" >&2; }
 
