@@ -101,3 +101,20 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         main(args)
     out = capsys.readouterr()
     return int(exit_info.value.code or 0), out.out, out.err
+
+
+# The settings every proxy test uses: one proxy per Docker engine, so they must all agree
+# (tests/runtime/test_proxy.py, tests/e2e/test_previews_online.py; xdist group "ckprod").
+PROXY_IMAGE = "clonekit/caddy:2.6"
+PROXY_HTTP_PORT = 18080
+PROXY_HTTPS_PORT = 18443
+PROXY_YAML = f"""
+  url: "https://{{name}}.preview.test:{PROXY_HTTPS_PORT}"
+  proxy:
+    bind: 127.0.0.1
+    http_port: {PROXY_HTTP_PORT}
+    https_port: {PROXY_HTTPS_PORT}
+    tls: internal
+    image: {PROXY_IMAGE}
+    auth: {{user: review, password_env: CLONEKIT_TEST_REVIEW_PASSWORD}}
+"""
