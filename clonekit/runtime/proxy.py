@@ -348,6 +348,13 @@ class Proxy:
         admin = self.ensure(cfg)
         user, password_hash = credentials(cfg)
         doc = route_config(route, user=user, password_hash=password_hash)
+        config = admin.call("GET", "/config/", what="read its configuration") or {}
+        for other in (_route_of(r) for r in _routes_of(config) if r.get("@id")):
+            if other.host == route.host and other.id != route.id:
+                raise PreviewError(
+                    f"{route.host} is already served by the proxy for {other.id} (another project on this engine?)",
+                    hint="put {project} in previews.url (e.g. https://{name}.{project}.preview.example), or destroy that preview",
+                )
         status, _ = admin.request("GET", f"/id/{route.id}")
         if status == 200:
             admin.call("PATCH", f"/id/{route.id}", doc, what=f"replace the route of {route.host}")
@@ -403,7 +410,8 @@ class Proxy:
             tls = _tls_mode(config)
             routes = [_route_of(r) for r in _routes_of(config) if r.get("@id")]
         data = self.data_dir()
-        certs = _certificates(data) if data is not None else ()
+        hosts = {r.host for r in routes}  # certificates of removed routes stay on disk until they expire
+        certs = tuple(c for c in _certificates(data) if c.host in hosts) if data is not None else ()
         return ProxyStatus(running, "running" if running else "stopped", image, ports, tls, tuple(routes), certs)
 
     def ca_certificate(self) -> str:
