@@ -27,16 +27,18 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 @pytest.fixture
-def online(tmp_path: Path, ckprod, monkeypatch) -> Iterator[tuple[Path, dict[str, str]]]:
+def online(tmp_path: Path, ckprod, monkeypatch, webhook_server) -> Iterator[tuple[Path, dict[str, str], list[dict]]]:
     name = f"on{uuid.uuid4().hex[:6]}"
     text = (ROOT / "demo" / "clonekit.yml").read_text().replace("project: demo", f"project: {name}")
     text = text.replace("previews:\n", "previews:" + PROXY_YAML, 1)
     text = text.replace('SMTP_HOST: ""                   # previews never send mail', "SMTP_HOST: mailsink")
-    (tmp_path / "clonekit.yml").write_text(text)
-    env = {**os.environ, **ckprod.secrets, "CLONEKIT_SECRET": "online-" + name, "CLONEKIT_TEST_REVIEW_PASSWORD": PASSWORD}
+    (tmp_path / "clonekit.yml").write_text(text + "\nnotify: {webhook_env: CK_TEST_WEBHOOK}\n")
+    hook_url, received = webhook_server
+    env = {**os.environ, **ckprod.secrets, "CLONEKIT_SECRET": "online-" + name, "CLONEKIT_TEST_REVIEW_PASSWORD": PASSWORD,
+           "CK_TEST_WEBHOOK": hook_url}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    yield tmp_path / "clonekit.yml", env
+    yield tmp_path / "clonekit.yml", env, received
     shutil.rmtree(tmp_path / ".clonekit", ignore_errors=True)
 
 
@@ -91,7 +93,7 @@ def in_app(project_name: str, preview: str, script: str) -> subprocess.Completed
 
 
 def test_two_previews_online_behind_the_proxy(online, ckprod, tmp_path: Path) -> None:
-    config, env = online
+    config, env, webhook_messages = online
     api = Project.load(config)
     project_name = api.config.project
     a = api.clone("prod", name="a")
@@ -101,6 +103,7 @@ def test_two_previews_online_behind_the_proxy(online, ckprod, tmp_path: Path) ->
         assert (a.url, b.url) == (url_a, url_b)
         listed = json.loads(cli(config, env, "--json", "list").stdout)
         assert {p["name"]: p["url"] for p in listed} == {"a": url_a, "b": url_b}
+        assert any(f"Preview a of prod is ready: {url_a} " in m["body"]["text"] for m in webhook_messages), webhook_messages
 
         ca = cli(config, env, "proxy", "ca")
         assert ca.returncode == 0 and ca.stdout.startswith("-----BEGIN CERTIFICATE-----")
