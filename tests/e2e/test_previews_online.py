@@ -6,6 +6,7 @@ through the proxy."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -20,10 +21,10 @@ import pytest
 from support import PROXY_HTTP_PORT, PROXY_HTTPS_PORT, PROXY_YAML
 
 from clonekit import Project
+from tests.e2e.browser import open_page
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "review-" + uuid.uuid4().hex[:12]
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 @pytest.fixture
@@ -148,17 +149,14 @@ def test_two_previews_online_behind_the_proxy(online, ckprod, tmp_path: Path) ->
         env_smtp = in_app(project_name, "a", "echo $SMTP_HOST").stdout.strip()
         assert env_smtp == "mailsink"  # what WordPress sends goes to the sink, inside the preview's subnet
 
-        # headless Chromium through the proxy: the page (DOM) and a screenshot
-        chromium = shutil.which("chromium")
-        assert chromium, "chromium is installed by scripts/services.sh"
-        browse = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}",
-                  "--host-resolver-rules=MAP *.preview.test 127.0.0.1", "--ignore-certificate-errors"]
-        target = f"https://review:{PASSWORD}@a.preview.test:{PROXY_HTTPS_PORT}/"
-        dom = subprocess.run([*browse, "--dump-dom", target], capture_output=True, text=True, timeout=120)
-        assert title in dom.stdout
+        # headless Chromium through the proxy (HTTP/1.1: this machine's churning Docker interfaces make
+        # Chromium drop its one HTTP/2 session, and every subresource with it, ERR_NETWORK_CHANGED)
         shot = Path(os.environ.get("CLONEKIT_TEST_SCREENSHOT") or tmp_path / "preview.png")
-        subprocess.run([*browse, f"--screenshot={shot}", "--window-size=1280,900", target],
-                       capture_output=True, text=True, timeout=120)
+        auth = "Basic " + base64.b64encode(f"review:{PASSWORD}".encode()).decode()
+        html = open_page(url_a + "/", {"Authorization": auth}, shot, tmp_path / "chromium",
+                         ["--host-resolver-rules=MAP *.preview.test 127.0.0.1", "--ignore-certificate-errors",
+                          "--disable-http2"])
+        assert title in html and url_a + "/wp-content/themes/" in html
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
         # refresh keeps the address; destroying A leaves B answering
