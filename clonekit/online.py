@@ -23,7 +23,7 @@ from .config import Config
 from .errors import ConfigError
 from .runtime import egress
 from .runtime.docker import DockerEngine
-from .runtime.proxy import Proxy, Route
+from .runtime.proxy import Proxy, Route, check_bind, credentials
 
 log = logging.getLogger("clonekit.online")
 
@@ -38,17 +38,26 @@ def _subnets(engine: DockerEngine, network: str) -> list[str]:
     return [c["Subnet"] for c in configs if c.get("Subnet") and ":" not in c["Subnet"]]
 
 
+def preflight(config: Config, engine: DockerEngine) -> None:
+    """What would stop a preview from going online, checked before anything is created."""
+    if config.previews.egress != "open" and not _local(engine):
+        raise ConfigError(
+            f"previews.egress: {config.previews.egress} is enforced with iptables on the Docker host, which clonekit "
+            f"can only do for a local engine (previews.docker_host is {engine.host})",
+            hint="run clonekit on the preview host, or set previews.egress: open",
+        )
+    if config.previews.uses_proxy:
+        Proxy(engine)  # refuses a remote engine
+        check_bind(config.previews.proxy)
+        credentials(config.previews.proxy)  # the password variable is set
+
+
 def before_start(config: Config, engine: DockerEngine, compose_project: str, compose_file: Path) -> None:
     """Create the preview's network and containers (not started) and close its egress."""
     mode = config.previews.egress
     if mode == "open":
         return
-    if not _local(engine):
-        raise ConfigError(
-            f"previews.egress: {mode} is enforced with iptables on the Docker host, which clonekit can only "
-            f"do for a local engine (previews.docker_host is {engine.host})",
-            hint="run clonekit on the preview host, or set previews.egress: open",
-        )
+    preflight(config, engine)
     engine.compose_cli(compose_file, compose_project, ["up", "--no-start", "--no-build", "--pull", "missing"],
                        what=f"create preview {compose_project}")
     egress.apply(compose_project, mode, _subnets(engine, compose_project))

@@ -279,6 +279,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
               engine: DockerEngine, progress: Any, golden: gr.GoldenCopy | None = None, *,
               code: Sequence[pc.CodeOverride] = (), hooks: bool = True) -> Preview:
     timings: dict[str, float] = {}
+    online.preflight(config, engine)  # egress and proxy settings usable, before anything is created
     folder = preview_dir(config, plan.name)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     pc.save(folder, code)

@@ -20,7 +20,7 @@ from clonekit.cli import main
 from clonekit.config import ProxyAuth, ProxyConfig
 from clonekit.errors import ConfigError
 from clonekit.runtime.docker import DockerEngine
-from clonekit.runtime.proxy import Proxy, Route, base_config, hash_password, request_through, route_config
+from clonekit.runtime.proxy import Proxy, Route, base_config, hash_password, request_through, route_config, wait_serving
 
 pytestmark = pytest.mark.xdist_group("ckprod")  # one proxy per engine: every test that uses it in one worker
 
@@ -190,3 +190,40 @@ def test_routes_come_and_go_without_interrupting_the_others(site, monkeypatch) -
         poller.join()
     assert answered > 0 and not failures, f"{len(failures)} failed requests to B out of {answered}: {failures[:3]}"
     assert not proxy.remove_route(a)  # already gone
+
+
+def test_preflight_refuses_before_anything_is_created(tmp_path: Path, monkeypatch) -> None:
+    from clonekit import online
+    from clonekit.config import load_config
+
+    def config(previews: str):
+        path = tmp_path / "clonekit.yml"
+        path.write_text(textwrap.dedent(CONFIG.replace("  proxy: %s\n", "") ) + previews)
+        return load_config(path)
+
+    remote = DockerEngine("ssh://deploy@previews.example")
+    with pytest.raises(ConfigError, match=r"previews\.egress: no-mail .* local engine") as info:
+        online.preflight(config(""), remote)
+    assert info.value.exit_code == 2
+    with pytest.raises(ConfigError, match=r"previews\.docker_host: the HTTPS proxy"):
+        online.preflight(config("  egress: open\n"), remote)
+    monkeypatch.delenv("CLONEKIT_TEST_REVIEW_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match="CLONEKIT_TEST_REVIEW_PASSWORD is not set"):
+        online.preflight(config("  proxy: {auth: {user: r, password_env: CLONEKIT_TEST_REVIEW_PASSWORD}}\n"),
+                         DockerEngine())
+
+
+def test_routes_survive_a_restart_of_the_proxy(site, monkeypatch) -> None:
+    """restart: unless-stopped brings the proxy back with the engine; --resume reloads its routes."""
+    monkeypatch.setenv("CLONEKIT_TEST_REVIEW_PASSWORD", PASSWORD)
+    proxy = Proxy(DockerEngine())
+    c = site("hello-c")
+    proxy.ensure(CFG)
+    proxy.connect(c)
+    proxy.add_route(CFG, Route(c, f"{c}.preview.test", f"{c}-web:80"))
+    assert (proxy.container() or {})["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    _docker("restart", "clonekit-proxy")
+    proxy.ensure(CFG)  # waits for the admin API
+    wait_serving(CFG, f"{c}.preview.test")
+    assert _get(f"{c}.preview.test")[:2] == (200, "hello-c\n")
+    assert c in {r.id for r in proxy.status().routes}
