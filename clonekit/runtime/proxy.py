@@ -292,7 +292,18 @@ class Proxy:
         self.engine.cli(argv, what=f"start the proxy from image {cfg.image}")
         admin = self._wait_ready()
         self._apply_base(admin, cfg)
+        self._reattach(admin)
         return admin
+
+    def _reattach(self, admin: CaddyAdmin) -> None:
+        """A new container (after `proxy stop`) resumes its routes: join their networks again
+        (a route's id is its network's name) and drop the routes whose network is gone."""
+        config = admin.call("GET", "/config/", what="read its configuration") or {}
+        for route in (_route_of(r) for r in _routes_of(config) if r.get("@id")):
+            if self.engine.exists("network", route.id):
+                self.connect(route.id)
+            else:
+                admin.call("DELETE", f"/id/{route.id}", what=f"remove the stale route {route.id}")
 
     def _write_initial(self, data: Path, cfg: ProxyConfig) -> None:
         folder = data / "clonekit"

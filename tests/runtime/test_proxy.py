@@ -227,3 +227,17 @@ def test_routes_survive_a_restart_of_the_proxy(site, monkeypatch) -> None:
     wait_serving(CFG, f"{c}.preview.test")
     assert _get(f"{c}.preview.test")[:2] == (200, "hello-c\n")
     assert c in {r.id for r in proxy.status().routes}
+
+
+def test_proxy_stop_then_start_resumes_routes_and_networks(site, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CLONEKIT_TEST_REVIEW_PASSWORD", PASSWORD)
+    proxy = Proxy(DockerEngine())
+    d = site("hello-d")
+    proxy.ensure(CFG)
+    proxy.connect(d)
+    proxy.add_route(CFG, Route(d, f"{d}.preview.test", f"{d}-web:80"))
+    assert proxy.stop() and proxy.container() is None and proxy.status().state == "absent"
+    assert not proxy.stop()
+    proxy.ensure(CFG)  # a new container: routes from its volume, networks joined again
+    wait_serving(CFG, f"{d}.preview.test")
+    assert _get(f"{d}.preview.test")[:2] == (200, "hello-d\n")
