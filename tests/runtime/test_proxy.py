@@ -144,13 +144,22 @@ def _get(host: str, *, auth: bool = True) -> tuple[int, str, dict[str, str]]:
     return status, body.decode(), response_headers
 
 
-def test_routes_come_and_go_without_interrupting_the_others(site, monkeypatch) -> None:
-    monkeypatch.setenv("CLONEKIT_TEST_REVIEW_PASSWORD", PASSWORD)
-    proxy = Proxy(DockerEngine())
-    b = site("hello-b")
+def _serve(proxy: Proxy, name: str) -> None:
+    """Route NAME.preview.test to the site NAME through the proxy (started when needed)."""
     proxy.ensure(CFG)
-    proxy.connect(b)
-    proxy.add_route(CFG, Route(b, f"{b}.preview.test", f"{b}-web:80"))
+    proxy.connect(name)
+    proxy.add_route(CFG, Route(name, f"{name}.preview.test", f"{name}-web:80"))
+
+
+@pytest.fixture
+def proxy(monkeypatch) -> Proxy:
+    monkeypatch.setenv("CLONEKIT_TEST_REVIEW_PASSWORD", PASSWORD)
+    return Proxy(DockerEngine())
+
+
+def test_routes_come_and_go_without_interrupting_the_others(site, proxy) -> None:
+    b = site("hello-b")
+    _serve(proxy, b)
     assert _get(f"{b}.preview.test")[:2] == (200, "hello-b\n")
 
     failures: list[str] = []
@@ -171,8 +180,7 @@ def test_routes_come_and_go_without_interrupting_the_others(site, monkeypatch) -
     poller.start()
     try:
         a = site("hello-a")
-        proxy.connect(a)
-        proxy.add_route(CFG, Route(a, f"{a}.preview.test", f"{a}-web:80"))
+        _serve(proxy, a)
         status, body, headers = _get(f"{a}.preview.test")
         assert (status, body) == (200, "hello-a\n")
         assert headers["X-Robots-Tag"] == "noindex, nofollow"
@@ -213,14 +221,10 @@ def test_preflight_refuses_before_anything_is_created(tmp_path: Path, monkeypatc
                          DockerEngine())
 
 
-def test_routes_survive_a_restart_of_the_proxy(site, monkeypatch) -> None:
+def test_routes_survive_a_restart_of_the_proxy(site, proxy) -> None:
     """restart: unless-stopped brings the proxy back with the engine; --resume reloads its routes."""
-    monkeypatch.setenv("CLONEKIT_TEST_REVIEW_PASSWORD", PASSWORD)
-    proxy = Proxy(DockerEngine())
     c = site("hello-c")
-    proxy.ensure(CFG)
-    proxy.connect(c)
-    proxy.add_route(CFG, Route(c, f"{c}.preview.test", f"{c}-web:80"))
+    _serve(proxy, c)
     assert (proxy.container() or {})["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     _docker("restart", "clonekit-proxy")
     proxy.ensure(CFG)  # waits for the admin API
@@ -229,13 +233,9 @@ def test_routes_survive_a_restart_of_the_proxy(site, monkeypatch) -> None:
     assert c in {r.id for r in proxy.status().routes}
 
 
-def test_proxy_stop_then_start_resumes_routes_and_networks(site, monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CLONEKIT_TEST_REVIEW_PASSWORD", PASSWORD)
-    proxy = Proxy(DockerEngine())
+def test_proxy_stop_then_start_resumes_routes_and_networks(site, proxy) -> None:
     d = site("hello-d")
-    proxy.ensure(CFG)
-    proxy.connect(d)
-    proxy.add_route(CFG, Route(d, f"{d}.preview.test", f"{d}-web:80"))
+    _serve(proxy, d)
     assert proxy.stop() and proxy.container() is None and proxy.status().state == "absent"
     assert not proxy.stop()
     proxy.ensure(CFG)  # a new container: routes from its volume, networks joined again
