@@ -4,6 +4,7 @@ routes that come and go without interrupting the others (real Caddy, real Docker
 from __future__ import annotations
 
 import base64
+import socket
 import ssl
 import subprocess
 import textwrap
@@ -241,3 +242,44 @@ def test_proxy_stop_then_start_resumes_routes_and_networks(site, proxy) -> None:
     proxy.ensure(CFG)  # a new container: routes from its volume, networks joined again
     wait_serving(CFG, f"{d}.preview.test")
     assert _get(f"{d}.preview.test")[:2] == (200, "hello-d\n")
+
+
+def test_tls_with_a_certificate_of_ones_own(site, proxy, tmp_path: Path) -> None:
+    """tls: {cert_file, key_file} (e.g. a wildcard): the proxy serves that certificate; then back to internal."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "*.preview.test")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("*.preview.test")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    own = ProxyConfig(**{**CFG.__dict__, "tls": "files", "cert_file": str(tmp_path / "cert.pem"),
+                         "key_file": str(tmp_path / "key.pem")})
+    e = site("hello-e")
+    try:
+        proxy.ensure(own)
+        proxy.connect(e)
+        proxy.add_route(own, Route(e, f"{e}.preview.test", f"{e}-web:80"))
+        assert proxy.status().tls == "files"
+        context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))  # verified against our own
+        with socket.create_connection(("127.0.0.1", PROXY_HTTPS_PORT), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname=f"{e}.preview.test") as tls:
+                served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+        assert served.fingerprint(hashes.SHA256()) == cert.fingerprint(hashes.SHA256())
+        assert _get(f"{e}.preview.test")[:2] == (200, "hello-e\n")
+    finally:
+        proxy.ensure(CFG)  # back to the internal CA, routes kept
+    assert proxy.status().tls == "internal"
+    wait_serving(CFG, f"{e}.preview.test")
+    assert _get(f"{e}.preview.test")[:2] == (200, "hello-e\n")
