@@ -38,14 +38,18 @@ def _subnets(engine: DockerEngine, network: str) -> list[str]:
     return [c["Subnet"] for c in configs if c.get("Subnet") and ":" not in c["Subnet"]]
 
 
-def preflight(config: Config, engine: DockerEngine) -> None:
-    """What would stop a preview from going online, checked before anything is created."""
+def _check_egress(config: Config, engine: DockerEngine) -> None:
     if config.previews.egress != "open" and not _local(engine):
         raise ConfigError(
             f"previews.egress: {config.previews.egress} is enforced with iptables on the Docker host, which clonekit "
             f"can only do for a local engine (previews.docker_host is {engine.host})",
             hint="run clonekit on the preview host, or set previews.egress: open",
         )
+
+
+def preflight(config: Config, engine: DockerEngine) -> None:
+    """What would stop a preview from going online, checked before anything is created."""
+    _check_egress(config, engine)
     if config.previews.uses_proxy:
         Proxy(engine)  # refuses a remote engine
         check_bind(config.previews.proxy)
@@ -57,7 +61,7 @@ def before_start(config: Config, engine: DockerEngine, compose_project: str, com
     mode = config.previews.egress
     if mode == "open":
         return
-    preflight(config, engine)
+    _check_egress(config, engine)
     engine.compose_cli(compose_file, compose_project, ["up", "--no-start", "--no-build", "--pull", "missing"],
                        what=f"create preview {compose_project}")
     egress.apply(compose_project, mode, _subnets(engine, compose_project))
