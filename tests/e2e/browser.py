@@ -64,6 +64,13 @@ class Chromium:
                 return answer.get("result") or {}
             self.events.append(answer)
 
+    def evaluate(self, expression: str, session: str) -> Any:
+        try:
+            result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session)
+        except AssertionError:  # an error answer: the page went away under the evaluation
+            return None
+        return (result.get("result") or {}).get("value")
+
     def wait_event(self, method: str) -> None:
         while not any(e.get("method") == method for e in self.events):
             self.events.append(self._read())
@@ -101,11 +108,9 @@ def open_page(url: str, headers: dict[str, str], screenshot: Path, user_data_dir
             if error:
                 continue
             browser.wait_event("Page.loadEventFired")
-            html = browser.call("Runtime.evaluate", {"expression": "document.documentElement.outerHTML",
-                                                      "returnByValue": True}, session=session)["result"]["value"]
-            loaded = browser.call("Runtime.evaluate", {"expression": STYLESHEETS_LOADED, "returnByValue": True},
-                                  session=session)["result"]["value"]
-            if "ERR_NETWORK_CHANGED" not in html and loaded:
+            # None when the page changed under the evaluation (a late event of an aborted load)
+            html = str(browser.evaluate("document.documentElement.outerHTML", session))
+            if "ERR_NETWORK_CHANGED" not in html and browser.evaluate(STYLESHEETS_LOADED, session) is True:
                 break
         else:
             raise AssertionError(f"chromium could not load {url}: {error or 'network changed'}")

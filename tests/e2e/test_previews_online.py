@@ -10,15 +10,13 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import PROXY_HTTP_PORT, PROXY_HTTPS_PORT, PROXY_YAML
+from support import PROXY_HTTP_PORT, PROXY_HTTPS_PORT, PROXY_YAML, HostListener
 
 from clonekit import Project
 from tests.e2e.browser import open_page
@@ -58,34 +56,6 @@ def curl(url: str, *args: str) -> tuple[int, dict[str, str], str]:
     lines = head.split("\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     return int(lines[0].split()[1]), headers, body
-
-
-def listen(port: int) -> tuple[socket.socket, list[bytes]]:
-    """A TCP listener on every address of this machine that answers and records each connection."""
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("0.0.0.0", port))
-    server.listen()
-    seen: list[bytes] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            seen.append(b"connected")
-            conn.sendall(b"220 real mail server\r\n")
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return server, seen
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
 
 
 def in_app(project_name: str, preview: str, script: str) -> subprocess.CompletedProcess[str]:
@@ -132,17 +102,15 @@ def test_two_previews_online_behind_the_proxy(online, ckprod, tmp_path: Path) ->
         if not gateway:
             gateway = json.loads(subprocess.run(["docker", "network", "inspect", f"ck-{project_name}-a"], capture_output=True,
                                                 text=True, check=True).stdout)[0]["IPAM"]["Config"][0]["Gateway"]
-        other = free_port()
-        smtp_server, smtp_seen = listen(587)
-        other_server, other_seen = listen(other)
+        smtp, other = HostListener(587), HostListener(0)
         try:
             blocked = in_app(project_name, "a", f"timeout 10 bash -c 'exec 3<>/dev/tcp/{gateway}/587 && head -c 3 <&3'")
-            allowed = in_app(project_name, "a", f"timeout 10 bash -c 'exec 3<>/dev/tcp/{gateway}/{other} && head -c 3 <&3'")
+            allowed = in_app(project_name, "a", f"timeout 10 bash -c 'exec 3<>/dev/tcp/{gateway}/{other.port} && head -c 3 <&3'")
         finally:
-            smtp_server.close()
-            other_server.close()
-        assert blocked.returncode != 0 and not smtp_seen, blocked
-        assert allowed.returncode == 0 and allowed.stdout == "220" and other_seen, allowed
+            smtp.close()
+            other.close()
+        assert blocked.returncode != 0 and smtp.connections == 0, blocked
+        assert allowed.returncode == 0 and allowed.stdout == "220" and other.connections == 1, allowed
         sink = in_app(project_name, "a", 'printf "Subject: t\\r\\n\\r\\nhello\\r\\n" > /tmp/m && '
                       "curl -sS smtp://mailsink:25 --mail-from a@example.net --mail-rcpt b@example.net -T /tmp/m -v 2>&1")
         assert sink.returncode == 0 and "preview mail sink" in sink.stdout, sink.stdout

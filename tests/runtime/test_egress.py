@@ -5,13 +5,12 @@ traffic inside the network keeps working; the rules go with remove()."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from support import HostListener
 
 from clonekit.runtime import egress
 
@@ -38,33 +37,12 @@ def network(docker) -> Iterator[tuple[str, str, str]]:
 
 
 @pytest.fixture
-def listeners() -> Iterator[dict[int, list[str]]]:
-    """TCP listeners on every address of this machine: port 587 and a free one; records connections."""
-    seen: dict[int, list[str]] = {}
-    servers = []
-    for port in (587, 0):
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("0.0.0.0", port))
-        server.listen()
-        port = server.getsockname()[1]
-        seen[port] = []
-
-        def serve(server: socket.socket = server, port: int = port) -> None:
-            while True:
-                try:
-                    conn, _ = server.accept()
-                except OSError:
-                    return
-                seen[port].append("connected")
-                conn.sendall(b"220 host\r\n")
-                conn.close()
-
-        threading.Thread(target=serve, daemon=True).start()
-        servers.append(server)
-    yield seen
-    for server in servers:
-        server.close()
+def listeners() -> Iterator[tuple[HostListener, HostListener]]:
+    """Listeners on this machine: SMTP submission (587) and a free port."""
+    smtp, other = HostListener(587), HostListener(0)
+    yield smtp, other
+    smtp.close()
+    other.close()
 
 
 def _connects(network: str, host: str, port: int) -> bool:
@@ -75,11 +53,12 @@ def _connects(network: str, host: str, port: int) -> bool:
 
 def test_egress_modes(network, listeners) -> None:
     name, subnet, gateway = network
-    other = next(p for p in listeners if p != 587)
+    smtp, other_listener = listeners
+    other = other_listener.port
 
     egress.apply(name, "no-mail", [subnet])
     assert egress.active(name)
-    assert not _connects(name, gateway, 587) and not listeners[587]
+    assert not _connects(name, gateway, 587) and smtp.connections == 0
     assert _connects(name, gateway, other)
     assert _connects(name, "peer", 25)  # the mail sink of a preview is inside its network
 
@@ -89,7 +68,7 @@ def test_egress_modes(network, listeners) -> None:
 
     egress.apply(name, "open", [subnet])
     assert not egress.active(name)
-    assert _connects(name, gateway, 587) and listeners[587]
+    assert _connects(name, gateway, 587) and smtp.connections == 1
 
     egress.apply(name, "no-mail", [subnet])
     egress.remove(name)
