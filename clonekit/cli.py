@@ -497,6 +497,68 @@ def materialize_cmd(c: Context, snapshot: str) -> None:
     c.out.result(result, lambda: f"materialized {result.snapshot_id}: {result.image}")
 
 
+@cli.group("proxy", epilog=EPILOG)
+def proxy_group() -> None:
+    """The HTTPS proxy in front of previews whose previews.url has no {port} (one per Docker host).
+
+    \b
+    Example:
+      clonekit proxy status
+      clonekit proxy ca > clonekit-ca.pem && curl --cacert clonekit-ca.pem https://pr-42.preview.test
+      clonekit proxy stop
+    """
+
+
+@command(proxy_group, "status")
+@pass_ctx
+def proxy_status_cmd(c: Context) -> None:
+    """Whether the proxy runs, where it listens, its routes (preview -> upstream) and certificates.
+
+    \b
+    Example:
+      clonekit proxy status
+      clonekit --json proxy status | jq -r '.routes[].host'
+    """
+    status = c.project.proxy_status()
+
+    def text() -> str:
+        if status.state == "absent":
+            return "proxy: not running (it starts with the first preview whose previews.url has no {port})"
+        lines = [f"proxy: {status.state} ({status.image}), tls {status.tls or '?'}, ports {', '.join(status.ports) or '-'}"]
+        lines += [f"  {r.host} -> {r.upstream}  ({r.id})" for r in status.routes] or ["  no routes"]
+        lines += [f"  certificate {x.host} ({x.issuer}) until {x.not_after}" for x in status.certificates]
+        return "\n".join(lines)
+
+    c.out.result(status, text)
+
+
+@command(proxy_group, "ca")
+@pass_ctx
+def proxy_ca_cmd(c: Context) -> None:
+    """Print the proxy's internal CA certificate (PEM) to trust in a browser or curl (tls: internal).
+
+    \b
+    Example:
+      clonekit proxy ca > clonekit-ca.pem
+      curl --cacert clonekit-ca.pem -u review https://feature-x.preview.agency.example
+    """
+    pem = c.project.proxy_ca()
+    c.out.result({"certificate": pem}, pem.rstrip("\n"))
+
+
+@command(proxy_group, "stop")
+@pass_ctx
+def proxy_stop_cmd(c: Context) -> None:
+    """Stop and remove the proxy; its volume keeps routes, certificates and the CA for the next start.
+
+    \b
+    Example:
+      clonekit proxy stop
+    """
+    stopped = c.project.proxy_stop()
+    c.out.result({"stopped": stopped}, "proxy stopped" if stopped else "proxy was not running")
+
+
 # -- entry point --------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -207,6 +208,32 @@ class Hook:
 
 
 @dataclass(frozen=True)
+class ProxyAuth:
+    user: str
+    password_env: str
+
+
+LOOPBACK_BINDS = ("127.0.0.1", "::1", "localhost")
+EGRESS_MODES = ("no-mail", "none", "open")
+TLS_MODES = ("acme", "internal", "off")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """``previews.proxy``: clonekit's Caddy proxy in front of previews whose URL has no {port}."""
+
+    bind: str = "127.0.0.1"
+    http_port: int = 80
+    https_port: int = 443
+    tls: str = "internal"  # acme | internal | off | files (cert_file + key_file)
+    cert_file: str | None = None
+    key_file: str | None = None
+    acme_email: str | None = None
+    auth: ProxyAuth | None = None
+    image: str = "caddy:2"
+
+
+@dataclass(frozen=True)
 class PreviewsConfig:
     docker_host: str | None = None
     url: str = DEFAULT_PREVIEW_URL
@@ -220,6 +247,13 @@ class PreviewsConfig:
     prewarm: bool = False
     services: Mapping[str, ServiceCode] = field(default_factory=lambda: MappingProxyType({}))
     hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    proxy: ProxyConfig = ProxyConfig()
+    egress: str = "no-mail"  # no-mail | none | open
+
+    @property
+    def uses_proxy(self) -> bool:
+        """A URL template without {port} is served by clonekit's proxy."""
+        return "{port}" not in self.url
 
 
 @dataclass(frozen=True)
@@ -636,7 +670,7 @@ class _Checker:
             value,
             "previews",
             ("docker_host", "url", "database_service", "files", "env", "replace", "replace_skip", "ttl", "http_service",
-             "prewarm", "services", "hooks"),
+             "prewarm", "services", "hooks", "proxy", "egress"),
         )
         url = self.string(body.get("url"), "previews.url", DEFAULT_PREVIEW_URL) or DEFAULT_PREVIEW_URL
         if not re.match(r"^https?://", url):
@@ -673,6 +707,8 @@ class _Checker:
             prewarm=self.boolean(body.get("prewarm"), "previews.prewarm", False),
             services=self.preview_services(body.get("services")),
             hooks=self.preview_hooks(body.get("hooks")),
+            proxy=self.proxy(body.get("proxy"), url),
+            egress=self.choice(body.get("egress"), "previews.egress", EGRESS_MODES, "no-mail"),
         )
 
     def preview_services(self, value: Any) -> Mapping[str, ServiceCode]:
@@ -716,6 +752,64 @@ class _Checker:
                     hooks.append(Hook(service=service, run=run))
             out[when] = tuple(hooks)
         return MappingProxyType(out)
+
+    def choice(self, value: Any, key: str, allowed: tuple[str, ...], default: str) -> str:
+        text = self.string(value, key, default) or default
+        if text not in allowed:
+            self.problem(key, "one of " + ", ".join(allowed), value)
+            return default
+        return text
+
+    def proxy(self, value: Any, url: str) -> ProxyConfig:
+        key = "previews.proxy"
+        body = self.mapping(value, key, ("bind", "http_port", "https_port", "tls", "acme_email", "auth", "image"))
+        base = ProxyConfig()
+        tls, cert_file, key_file = base.tls, None, None
+        raw_tls = body.get("tls")
+        if isinstance(raw_tls, dict):
+            files = self.mapping(raw_tls, f"{key}.tls", ("cert_file", "key_file"))
+            cert_file = self.string(files.get("cert_file"), f"{key}.tls.cert_file", required=True)
+            key_file = self.string(files.get("key_file"), f"{key}.tls.key_file", required=True)
+            tls = "files"
+        elif raw_tls is False:  # YAML 1.1 reads an unquoted `off` as false
+            tls = "off"
+        elif raw_tls is not None:
+            tls = self.choice(raw_tls, f"{key}.tls", TLS_MODES, base.tls)
+        auth = None
+        if body.get("auth") is not None:
+            a = self.mapping(body.get("auth"), f"{key}.auth", ("user", "password_env"))
+            user = self.string(a.get("user"), f"{key}.auth.user", required=True)
+            password_env = self.env_name(a.get("password_env"), f"{key}.auth.password_env")
+            if password_env is None and a.get("password_env") is None:
+                self.problem(f"{key}.auth.password_env", "a value (this key is required)")
+            if user and password_env:
+                auth = ProxyAuth(user=user, password_env=password_env)
+        proxy = ProxyConfig(
+            bind=self.string(body.get("bind"), f"{key}.bind", base.bind) or base.bind,
+            http_port=self.integer(body.get("http_port"), f"{key}.http_port", base.http_port, 1, 65535) or base.http_port,
+            https_port=self.integer(body.get("https_port"), f"{key}.https_port", base.https_port, 1, 65535) or base.https_port,
+            tls=tls, cert_file=cert_file, key_file=key_file,
+            acme_email=self.string(body.get("acme_email"), f"{key}.acme_email"),
+            auth=auth,
+            image=self.string(body.get("image"), f"{key}.image", base.image) or base.image,
+        )
+        if "{port}" in url:
+            return proxy
+        # Previews hold production-shaped data: a proxy others can reach must ask for credentials.
+        if proxy.bind not in LOOPBACK_BINDS and proxy.auth is None and body.get("auth") is None:
+            self.problem(f"{key}.auth", f"credentials ({{user, password_env}}) when {key}.bind is {proxy.bind} "
+                         "(not loopback): previews hold production-shaped data; or bind: 127.0.0.1")
+        parts = urlsplit(url.replace("{name}", "n").replace("{project}", "p"))
+        scheme = "http" if proxy.tls == "off" else "https"
+        port = proxy.http_port if proxy.tls == "off" else proxy.https_port
+        if parts.scheme != scheme:
+            self.problem("previews.url", f"a {scheme}:// URL (previews.proxy.tls is {proxy.tls})", url)
+        elif (parts.port or (80 if scheme == "http" else 443)) != port:
+            self.problem("previews.url", f"the port the proxy listens on ({port}, previews.proxy."
+                         f"{'http_port' if scheme == 'http' else 'https_port'}) or none when it is the default", url)
+        if proxy.http_port == proxy.https_port:
+            self.problem(f"{key}.https_port", f"a port other than {key}.http_port", proxy.https_port)
+        return proxy
 
     def retention(self, value: Any) -> Retention:
         body = self.mapping(value, "retention", ("keep_last", "keep_daily", "keep_weekly", "grace"))

@@ -647,7 +647,9 @@ sanitize:
 
 previews:
   database_service: {d.db_service or "db"}                    # the compose service that runs the database
-{http_service}  url: "http://127.0.0.1:{{port}}"           # or http://{{name}}.{{project}}.example.dev behind a proxy
+{http_service}  url: "http://127.0.0.1:{{port}}"           # or https://{{name}}.{{project}}.preview.example: clonekit's HTTPS proxy
+  # proxy: {{bind: 0.0.0.0, tls: acme, acme_email: ops@example.com, auth: {{user: review, password_env: CLONEKIT_REVIEW_PASSWORD}}}}
+  # egress: no-mail                         # the default: outbound SMTP blocked; none: no outbound at all; open
   files:                                    # where each captured path goes in the preview
 {preview_files}  env:                                      # overrides for every preview service
     SMTP_HOST: ""                           # mail goes nowhere real

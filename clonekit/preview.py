@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from . import online
 from .config import Config, check_name, env_number
 from .db import restore_database
 from .db.endpoint import DbEndpoint
@@ -278,6 +279,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
               engine: DockerEngine, progress: Any, golden: gr.GoldenCopy | None = None, *,
               code: Sequence[pc.CodeOverride] = (), hooks: bool = True) -> Preview:
     timings: dict[str, float] = {}
+    online.preflight(config, engine)  # egress and proxy settings usable, before anything is created
     folder = preview_dir(config, plan.name)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     pc.save(folder, code)
@@ -310,6 +312,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
                                   image=plan.helper_image, labels=plan.labels())
         progress(f"files {volume.source_path}", advance=sent)
     timings["files"] = time.monotonic() - started
+    online.before_start(config, engine, plan.compose_project, compose_file)  # egress closed before anything runs
 
     _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings, golden)
 
@@ -328,6 +331,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
         progress("hooks", total=None)
         after_restore_hooks(config, engine, plan, folder)
         timings["hooks"] = time.monotonic() - started
+    online.after_start(config, engine, plan.compose_project, plan.url, plan.http_service, plan.http_container_port)
     _write_state(folder, plan, manifest, status="running", timings=timings)
     log.info("preview %s of %s is up at %s", plan.name, manifest.id, plan.url)
     return _preview_from_state(config, plan.name, _read_json(folder / STATE_FILE) or {}, "running")
@@ -607,6 +611,7 @@ def _remove_everything(config: Config, engine: DockerEngine, name: str) -> None:
 
 def _remove_resources(engine: DockerEngine, config: Config, name: str, compose_project: str, folder: Path) -> None:
     compose_file = folder / COMPOSE_FILE
+    online.before_remove(engine, compose_project)
     if compose_file.exists():
         with contextlib.suppress(PreviewError):  # a broken compose file must not block the label sweep
             engine.compose_cli(compose_file, compose_project,
@@ -616,4 +621,5 @@ def _remove_resources(engine: DockerEngine, config: Config, name: str, compose_p
     engine.remove("container", engine.ids("container", labels))
     engine.remove("volume", engine.ids("volume", labels))
     engine.remove("network", engine.ids("network", labels))
+    online.after_remove(engine, compose_project)
 

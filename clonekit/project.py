@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .manifest import Manifest
     from .preview import Preview
     from .repository import Catalog, Repository, UnreadableManifest, VerifyReport
+    from .runtime.proxy import Proxy, ProxyStatus
     from .sanitize import ScanReport
 
 log = logging.getLogger("clonekit")
@@ -351,6 +352,27 @@ class Project:
         manifest = self.resolve(snapshot)
         with self.oplog.operation("materialize", snapshot=manifest.id):
             return materialize(self.config, self.repository, manifest, progress=progress)
+
+    # -- the HTTPS proxy of the preview host (shared by every project on it) -----------------
+
+    def _proxy(self) -> Proxy:
+        from .runtime.docker import DockerEngine
+        from .runtime.proxy import Proxy
+
+        return Proxy(DockerEngine(self.config.previews.docker_host))
+
+    def proxy_status(self) -> ProxyStatus:
+        """Whether the proxy runs, its ports, its routes (preview host -> upstream) and certificates."""
+        return self._proxy().status()
+
+    def proxy_ca(self) -> str:
+        """The proxy's internal CA certificate (PEM), to trust in a browser or curl (tls: internal)."""
+        return self._proxy().ca_certificate()
+
+    def proxy_stop(self) -> bool:
+        """Stop and remove the proxy container (its volume keeps routes, certificates and CA)."""
+        with self.oplog.operation("proxy_stop"):
+            return self._proxy().stop()
 
     # -- internals ----------------------------------------------------------------------------
 

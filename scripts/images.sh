@@ -4,7 +4,7 @@
 # apt sources, imported with `docker import`, then finished by a classic `docker build`.
 #
 #   scripts/images.sh            build what is missing (idempotent)
-#   scripts/images.sh NAME...    only these (busybox, mariadb, wordpress)
+#   scripts/images.sh NAME...    only these (busybox, mariadb, wordpress, caddy)
 #   IMAGES_REBUILD=1 scripts/images.sh   rebuild the finished images (bases are kept)
 #   IMAGES_NAMESPACE=x scripts/images.sh  tag x/... instead of clonekit/... (timing from nothing)
 #
@@ -109,9 +109,24 @@ build_wordpress() {
   finished_image "$NS/wordpress:6.1" "$CONTEXTS/wordpress" "$NS/base-wordpress:6.1"
 }
 
+# Caddy 2.6 from Debian for the preview proxy (users get the official caddy:2 image; both have
+# `caddy` on PATH and clonekit gives the command, so the image needs nothing more).
+build_caddy() {
+  local tag=$NS/caddy:2.6
+  if have_image "$tag"; then log "$tag: present"; return 0; fi
+  local started=$SECONDS
+  mmdebstrap --quiet --variant=apt \
+    --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --include=caddy,ca-certificates "$SUITE" - |
+    docker import -c 'CMD ["caddy", "run"]' - "$tag" >/dev/null
+  log "$tag ready in $((SECONDS - started))s"
+}
+
 main() {
   local wanted=("$@")
-  [ ${#wanted[@]} -gt 0 ] || wanted=(busybox mariadb wordpress)
+  [ ${#wanted[@]} -gt 0 ] || wanted=(busybox mariadb wordpress caddy)
   docker info >/dev/null 2>&1 || { log "the Docker engine is not running (start it with scripts/services.sh)"; exit 1; }
   ensure_tools
   # Several helpers may ask at once; one builder at a time, the others then find the images.
@@ -122,7 +137,8 @@ main() {
       busybox) build_busybox ;;
       mariadb) build_mariadb ;;
       wordpress) build_wordpress ;;
-      *) log "unknown image $name (expected busybox, mariadb or wordpress)"; exit 2 ;;
+      caddy) build_caddy ;;
+      *) log "unknown image $name (expected busybox, mariadb, wordpress or caddy)"; exit 2 ;;
     esac
   done
 }

@@ -26,6 +26,8 @@ command -v rsync >/dev/null || need_apt+=(rsync)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v pigz >/dev/null || need_apt+=(pigz)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
+command -v chromium >/dev/null || need_apt+=(chromium)    # screenshots of previews through the proxy
+command -v iptables >/dev/null || need_apt+=(iptables)    # previews.egress rules
 # Ceph's RADOS Gateway (a real S3 server beside moto), without recommends (no dashboard, no mgr).
 need_ceph=()
 for b in ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph-authtool ceph; do

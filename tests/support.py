@@ -101,3 +101,58 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         main(args)
     out = capsys.readouterr()
     return int(exit_info.value.code or 0), out.out, out.err
+
+
+# The settings every proxy test uses: one proxy per Docker engine, so they must all agree
+# (tests/runtime/test_proxy.py, tests/e2e/test_previews_online.py; xdist group "ckprod").
+PROXY_IMAGE = "clonekit/caddy:2.6"
+PROXY_HTTP_PORT = 18080
+PROXY_HTTPS_PORT = 18443
+PROXY_YAML = f"""
+  url: "https://{{name}}.preview.test:{PROXY_HTTPS_PORT}"
+  proxy:
+    bind: 127.0.0.1
+    http_port: {PROXY_HTTP_PORT}
+    https_port: {PROXY_HTTPS_PORT}
+    tls: internal
+    image: {PROXY_IMAGE}
+    auth: {{user: review, password_env: CLONEKIT_TEST_REVIEW_PASSWORD}}
+"""
+
+
+class HostListener:
+    """A TCP listener on every address of this machine (port 0: a free one) that greets each
+    connection with an SMTP-like line and records it. ``close()`` wakes the accepting thread
+    (a plain close() leaves the port listening while accept() blocks)."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self._socket_module = socket
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("0.0.0.0", port))
+        self.server.listen()
+        self.port = int(self.server.getsockname()[1])
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.sendall(b"220 host\r\n")
+            conn.close()
+
+    def close(self) -> None:
+        try:
+            self.server.shutdown(self._socket_module.SHUT_RDWR)
+        except OSError:
+            pass
+        self.server.close()
+        self._thread.join(timeout=10)

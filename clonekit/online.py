@@ -1,0 +1,99 @@
+"""Previews online: the proxy route and the egress rules of one preview, around its life cycle.
+
+Called by the preview use cases at three points:
+
+- ``before_start``: the preview's network exists (``compose up --no-start``), and its egress rules
+  are installed before any of its containers runs (``previews.egress``, default ``no-mail``);
+- ``after_start``: when ``previews.url`` has no ``{port}``, clonekit's proxy is started if needed,
+  attached to the preview's network and given a route from the preview's host name to its HTTP
+  service;
+- ``before_remove`` / ``after_remove``: the route goes, the proxy leaves the network, the rules go.
+
+The preview's own network stays private: the proxy joins each preview's network, previews never
+share one. The 127.0.0.1 port of every preview keeps working for the machine itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .config import Config
+from .errors import ConfigError
+from .runtime import egress
+from .runtime.docker import DockerEngine
+from .runtime.proxy import Proxy, Route, check_bind, credentials
+
+log = logging.getLogger("clonekit.online")
+
+
+def _local(engine: DockerEngine) -> bool:
+    return not engine.host or engine.host.startswith("unix://")
+
+
+def _subnets(engine: DockerEngine, network: str) -> list[str]:
+    found = engine.inspect("network", [network])
+    configs = ((found[0].get("IPAM") or {}).get("Config") or []) if found else []
+    return [c["Subnet"] for c in configs if c.get("Subnet") and ":" not in c["Subnet"]]
+
+
+def _check_egress(config: Config, engine: DockerEngine) -> None:
+    if config.previews.egress != "open" and not _local(engine):
+        raise ConfigError(
+            f"previews.egress: {config.previews.egress} is enforced with iptables on the Docker host, which clonekit "
+            f"can only do for a local engine (previews.docker_host is {engine.host})",
+            hint="run clonekit on the preview host, or set previews.egress: open",
+        )
+
+
+def preflight(config: Config, engine: DockerEngine) -> None:
+    """What would stop a preview from going online, checked before anything is created."""
+    _check_egress(config, engine)
+    if config.previews.uses_proxy:
+        Proxy(engine)  # refuses a remote engine
+        check_bind(config.previews.proxy)
+        credentials(config.previews.proxy)  # the password variable is set
+
+
+def before_start(config: Config, engine: DockerEngine, compose_project: str, compose_file: Path) -> None:
+    """Create the preview's network and containers (not started) and close its egress."""
+    mode = config.previews.egress
+    if mode == "open":
+        return
+    _check_egress(config, engine)
+    engine.compose_cli(compose_file, compose_project, ["up", "--no-start", "--no-build", "--pull", "missing"],
+                       what=f"create preview {compose_project}")
+    egress.apply(compose_project, mode, _subnets(engine, compose_project))
+
+
+def after_start(config: Config, engine: DockerEngine, compose_project: str, url: str, http_service: str,
+                http_port: int) -> None:
+    """Serve the preview at its URL through clonekit's proxy (only for a URL without {port})."""
+    if not config.previews.uses_proxy:
+        return
+    proxy = Proxy(engine)
+    proxy.ensure(config.previews.proxy)
+    containers = engine.containers({"com.docker.compose.project": compose_project,
+                                    "com.docker.compose.service": http_service})
+    name = str(containers[0].get("Name") or "").lstrip("/") if containers else f"{compose_project}-{http_service}-1"
+    proxy.connect(compose_project)
+    host = urlsplit(url).hostname or ""
+    proxy.add_route(config.previews.proxy, Route(id=compose_project, host=host, upstream=f"{name}:{http_port}"))
+
+
+def before_remove(engine: DockerEngine, compose_project: str) -> None:
+    """Take the preview's route off the proxy and detach the proxy from its network."""
+    if not _local(engine):
+        return
+    proxy = Proxy(engine)
+    if proxy.container() is None:
+        return
+    proxy.remove_route(compose_project)
+    proxy.disconnect(compose_project)
+
+
+def after_remove(engine: DockerEngine, compose_project: str) -> None:
+    if _local(engine):
+        egress.remove(compose_project)
+

@@ -1,0 +1,285 @@
+"""clonekit's Caddy proxy: its configuration, its refusal to open previews to strangers, and live
+routes that come and go without interrupting the others (real Caddy, real Docker)."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import ssl
+import subprocess
+import textwrap
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import bcrypt
+import pytest
+from support import PROXY_HTTP_PORT, PROXY_HTTPS_PORT, PROXY_IMAGE
+
+from clonekit.cli import main
+from clonekit.config import ProxyAuth, ProxyConfig
+from clonekit.errors import ConfigError
+from clonekit.runtime.docker import DockerEngine
+from clonekit.runtime.proxy import Proxy, Route, base_config, hash_password, request_through, route_config, wait_serving
+
+pytestmark = pytest.mark.xdist_group("ckprod")  # one proxy per engine: every test that uses it in one worker
+
+CFG = ProxyConfig(bind="127.0.0.1", http_port=PROXY_HTTP_PORT, https_port=PROXY_HTTPS_PORT, tls="internal",
+                  image=PROXY_IMAGE, auth=ProxyAuth("review", "CLONEKIT_TEST_REVIEW_PASSWORD"))
+PASSWORD = "not-a-real-password"
+
+CONFIG = """
+project: px
+sources:
+  prod:
+    database: {engine: mariadb, name: drupal, user: ro, password_env: PROD_DB_PASSWORD}
+previews:
+  url: "https://{name}.preview.example"
+  proxy: %s
+"""
+
+
+# -- pure: the configuration Caddy gets ----------------------------------------------------------
+
+
+def test_base_config_per_tls_mode() -> None:
+    internal = base_config(CFG)
+    assert internal["admin"]["listen"] == "unix//data/admin.sock"  # never a TCP port
+    servers = internal["apps"]["http"]["servers"]
+    assert servers["previews"]["listen"] == [f":{PROXY_HTTPS_PORT}"]
+    redirect = servers["redirect"]["routes"][0]["handle"]
+    assert redirect[0]["response"]["set"] == {"X-Robots-Tag": ["noindex, nofollow"]}
+    assert redirect[1]["status_code"] == 308
+    assert redirect[1]["headers"]["Location"] == [f"https://{{http.request.host}}:{PROXY_HTTPS_PORT}{{http.request.uri}}"]
+    assert internal["apps"]["tls"]["automation"]["policies"][0]["issuers"] == [{"module": "internal"}]
+    acme = base_config(ProxyConfig(tls="acme", acme_email="ops@agency.example"))
+    assert acme["apps"]["tls"]["automation"]["policies"][0]["issuers"] == [{"module": "acme", "email": "ops@agency.example"}]
+    files = base_config(ProxyConfig(tls="files", cert_file="/c.pem", key_file="/k.pem"))
+    assert files["apps"]["tls"]["certificates"]["load_files"][0]["certificate"] == "/data/clonekit/tls/cert.pem"
+    off = base_config(ProxyConfig(tls="off", http_port=8000))
+    assert list(off["apps"]["http"]["servers"]) == ["previews"] and "tls" not in off["apps"]
+    assert off["apps"]["http"]["servers"]["previews"]["listen"] == [":8000"]
+
+
+def test_route_has_noindex_auth_then_upstream() -> None:
+    doc = route_config(Route("ck-p-a", "a.preview.test", "ck-p-a-app-1:80"), user="review",
+                       password_hash=hash_password(PASSWORD))
+    assert doc["@id"] == "ck-p-a" and doc["match"] == [{"host": ["a.preview.test"]}] and doc["terminal"]
+    assert [h["handler"] for h in doc["handle"]] == ["headers", "authentication", "reverse_proxy"]
+    account = doc["handle"][1]["providers"]["http_basic"]["accounts"][0]
+    assert account["username"] == "review"
+    assert bcrypt.checkpw(PASSWORD.encode(), base64.b64decode(account["password"]))
+    assert PASSWORD not in str(doc)
+
+
+# -- config: closed to strangers -----------------------------------------------------------------
+
+
+def _run(tmp_path: Path, proxy: str, capsys) -> tuple[int, str]:
+    path = tmp_path / "clonekit.yml"
+    path.write_text(textwrap.dedent(CONFIG % proxy))
+    with pytest.raises(SystemExit) as info:
+        main(["-c", str(path), "list"])
+    return int(info.value.code or 0), capsys.readouterr().err
+
+
+def test_public_bind_without_auth_is_refused_exit_2(tmp_path: Path, capsys) -> None:
+    code, err = _run(tmp_path, "{bind: 0.0.0.0}", capsys)
+    assert code == 2
+    assert "previews.proxy.auth" in err and "0.0.0.0" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("proxy", "key"), [
+    ("{tls: maybe}", "previews.proxy.tls"),
+    ("{https_port: 8443}", "previews.url"),          # the URL must name the port the proxy listens on
+    ("{tls: off}", "previews.url"),                  # tls off serves http://
+    ("{tls: {cert_file: /c.pem}}", "previews.proxy.tls.key_file"),
+    ("{auth: {user: r, password_env: 'not a name'}}", "previews.proxy.auth.password_env"),
+    ("{colour: blue}", "previews.proxy.colour"),
+])
+def test_bad_proxy_keys_exit_2(tmp_path: Path, capsys, proxy: str, key: str) -> None:
+    code, err = _run(tmp_path, proxy, capsys)
+    assert code == 2 and key in err, err
+
+
+def test_proxy_refuses_to_start_public_without_auth() -> None:
+    with pytest.raises(ConfigError, match=r"previews\.proxy\.auth") as info:
+        Proxy(DockerEngine()).ensure(ProxyConfig(bind="0.0.0.0", image=PROXY_IMAGE))
+    assert info.value.exit_code == 2
+
+
+# -- live: routes come and go, the others keep answering ------------------------------------------
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def site(docker) -> Iterator[object]:
+    """Factory: a tiny web server alone on its own network (as a preview's HTTP service is)."""
+    made: list[str] = []
+
+    def make(text: str) -> str:
+        name = f"ckpx-{uuid.uuid4().hex[:8]}"
+        _docker("network", "create", "--label", "clonekit.test=proxy", name)
+        _docker("run", "-d", "--name", f"{name}-web", "--network", name, "clonekit/busybox:latest", "sh", "-c",
+                f"mkdir -p /w && echo {text} > /w/index.html && exec httpd -f -p 80 -h /w")
+        made.append(name)
+        return name
+
+    yield make
+    proxy = Proxy(DockerEngine())
+    for name in made:
+        proxy.remove_route(name)
+        proxy.disconnect(name)
+        subprocess.run(["docker", "rm", "-f", f"{name}-web"], capture_output=True)
+        subprocess.run(["docker", "network", "rm", name], capture_output=True)
+
+
+def _get(host: str, *, auth: bool = True) -> tuple[int, str, dict[str, str]]:
+    """HTTPS to the proxy with ``host`` as server name and Host (trust is the e2e test's subject)."""
+    headers = {"Authorization": "Basic " + base64.b64encode(f"review:{PASSWORD}".encode()).decode()} if auth else {}
+    status, response_headers, body = request_through(CFG, host, headers=headers)
+    return status, body.decode(), response_headers
+
+
+def _serve(proxy: Proxy, name: str) -> None:
+    """Route NAME.preview.test to the site NAME through the proxy (started when needed)."""
+    proxy.ensure(CFG)
+    proxy.connect(name)
+    proxy.add_route(CFG, Route(name, f"{name}.preview.test", f"{name}-web:80"))
+
+
+@pytest.fixture
+def proxy(monkeypatch) -> Proxy:
+    monkeypatch.setenv("CLONEKIT_TEST_REVIEW_PASSWORD", PASSWORD)
+    return Proxy(DockerEngine())
+
+
+def test_routes_come_and_go_without_interrupting_the_others(site, proxy) -> None:
+    b = site("hello-b")
+    _serve(proxy, b)
+    assert _get(f"{b}.preview.test")[:2] == (200, "hello-b\n")
+
+    failures: list[str] = []
+    answered = 0
+    stop = threading.Event()
+
+    def poll_b() -> None:
+        nonlocal answered
+        for _ in range(5000):  # bounded; stops as soon as A has come and gone
+            if stop.is_set():
+                return
+            status, body, headers = _get(f"{b}.preview.test")
+            if (status, body) != (200, "hello-b\n") or headers.get("X-Robots-Tag") != "noindex, nofollow":
+                failures.append(f"{status} {body!r}")
+            answered += 1
+
+    poller = threading.Thread(target=poll_b)
+    poller.start()
+    try:
+        a = site("hello-a")
+        _serve(proxy, a)
+        status, body, headers = _get(f"{a}.preview.test")
+        assert (status, body) == (200, "hello-a\n")
+        assert headers["X-Robots-Tag"] == "noindex, nofollow"
+        assert _get(f"{a}.preview.test", auth=False)[0] == 401
+        assert [r.host for r in proxy.status().routes if r.id in (a, b)] == [f"{a}.preview.test", f"{b}.preview.test"]
+        assert proxy.remove_route(a)
+        proxy.disconnect(a)
+        try:  # A's name is gone: Caddy has no certificate for it any more, or (cached) answers 404
+            status: int | None = _get(f"{a}.preview.test")[0]
+        except ssl.SSLError:
+            status = None
+        assert status in (None, 404)
+    finally:
+        stop.set()
+        poller.join()
+    assert answered > 0 and not failures, f"{len(failures)} failed requests to B out of {answered}: {failures[:3]}"
+    assert not proxy.remove_route(a)  # already gone
+
+
+def test_preflight_refuses_before_anything_is_created(tmp_path: Path, monkeypatch) -> None:
+    from clonekit import online
+    from clonekit.config import load_config
+
+    def config(previews: str):
+        path = tmp_path / "clonekit.yml"
+        path.write_text(textwrap.dedent(CONFIG.replace("  proxy: %s\n", "") ) + previews)
+        return load_config(path)
+
+    remote = DockerEngine("ssh://deploy@previews.example")
+    with pytest.raises(ConfigError, match=r"previews\.egress: no-mail .* local engine") as info:
+        online.preflight(config(""), remote)
+    assert info.value.exit_code == 2
+    with pytest.raises(ConfigError, match=r"previews\.docker_host: the HTTPS proxy"):
+        online.preflight(config("  egress: open\n"), remote)
+    monkeypatch.delenv("CLONEKIT_TEST_REVIEW_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match="CLONEKIT_TEST_REVIEW_PASSWORD is not set"):
+        online.preflight(config("  proxy: {auth: {user: r, password_env: CLONEKIT_TEST_REVIEW_PASSWORD}}\n"),
+                         DockerEngine())
+
+
+def test_routes_survive_a_restart_of_the_proxy(site, proxy) -> None:
+    """restart: unless-stopped brings the proxy back with the engine; --resume reloads its routes."""
+    c = site("hello-c")
+    _serve(proxy, c)
+    assert (proxy.container() or {})["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    _docker("restart", "clonekit-proxy")
+    proxy.ensure(CFG)  # waits for the admin API
+    wait_serving(CFG, f"{c}.preview.test")
+    assert _get(f"{c}.preview.test")[:2] == (200, "hello-c\n")
+    assert c in {r.id for r in proxy.status().routes}
+
+
+def test_proxy_stop_then_start_resumes_routes_and_networks(site, proxy) -> None:
+    d = site("hello-d")
+    _serve(proxy, d)
+    assert proxy.stop() and proxy.container() is None and proxy.status().state == "absent"
+    assert not proxy.stop()
+    proxy.ensure(CFG)  # a new container: routes from its volume, networks joined again
+    wait_serving(CFG, f"{d}.preview.test")
+    assert _get(f"{d}.preview.test")[:2] == (200, "hello-d\n")
+
+
+def test_tls_with_a_certificate_of_ones_own(site, proxy, tmp_path: Path) -> None:
+    """tls: {cert_file, key_file} (e.g. a wildcard): the proxy serves that certificate; then back to internal."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "*.preview.test")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("*.preview.test")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    own = ProxyConfig(**{**CFG.__dict__, "tls": "files", "cert_file": str(tmp_path / "cert.pem"),
+                         "key_file": str(tmp_path / "key.pem")})
+    e = site("hello-e")
+    try:
+        proxy.ensure(own)
+        proxy.connect(e)
+        proxy.add_route(own, Route(e, f"{e}.preview.test", f"{e}-web:80"))
+        assert proxy.status().tls == "files"
+        context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))  # verified against our own
+        with socket.create_connection(("127.0.0.1", PROXY_HTTPS_PORT), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname=f"{e}.preview.test") as tls:
+                served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+        assert served.fingerprint(hashes.SHA256()) == cert.fingerprint(hashes.SHA256())
+        assert _get(f"{e}.preview.test")[:2] == (200, "hello-e\n")
+    finally:
+        proxy.ensure(CFG)  # back to the internal CA, routes kept
+    assert proxy.status().tls == "internal"
+    wait_serving(CFG, f"{e}.preview.test")
+    assert _get(f"{e}.preview.test")[:2] == (200, "hello-e\n")
