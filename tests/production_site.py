@@ -10,7 +10,9 @@ pages (WordPress writes transients then) never run beside tests that checksum it
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +69,10 @@ class Production:
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=900)
+    # The seed needs Faker and pymysql: the interpreter running the tests has them (`make test`
+    # exports PYTHON; a bare `pytest` run does not, and python3 on PATH may lack them).
+    env = {**os.environ, "PYTHON": os.environ.get("PYTHON") or sys.executable}
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=900, env=env)
 
 
 @pytest.fixture(scope="session")
