@@ -46,6 +46,22 @@ def source_compose(*, prod_url: str, site: Any, db: str = OFFICIAL_LIKE_DB, web:
             .replace("{db}", db).replace("{web}", web))
 
 
+def source_project_config(source: Mapping[str, Any], project: str) -> dict[str, Any]:
+    """clonekit.yml (as data) for the runtime tests' shop source: database, files, compose project."""
+    server = source["server"]
+    return {
+        "project": project,
+        "sources": {"prod": {
+            "database": {"host": server.host, "port": server.port, "user": server.user,
+                         "password_env": "CK_TEST_DB_PASSWORD", "name": source["database"]},
+            "files": [str(source["site"])],
+            "containers": {"compose_project": source["project"]},
+        }},
+        "sanitize": {"strict": False},
+        "previews": {"env": {"DB_PASSWORD": "{db.password}", "SITE_URL": "{url}"}, "ttl": "1h"},
+    }
+
+
 def seed_shop_database(server: Any, prefix: str, options: Mapping[str, str], posts: int) -> str:
     """A fresh database on ``server`` holding ``options`` (id, name, value; previews.replace works on
     them) and ``posts`` rows of ``posts``; returns its name."""

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import yaml
+from support import source_project_config
 
 # The runtime tests' "production" (a small database, a folder, a compose project): reused as is.
 _path = Path(__file__).with_name("test_preview_lifecycle.py")
@@ -28,18 +29,7 @@ def test_refresh_all_goes_on_past_a_busy_preview(source, webhook_server, tmp_pat
     url, received = webhook_server
     server = source["server"]
     project = f"cron{uuid.uuid4().hex[:6]}"
-    config = {
-        "project": project,
-        "sources": {"prod": {
-            "database": {"host": server.host, "port": server.port, "user": server.user,
-                         "password_env": "CK_TEST_DB_PASSWORD", "name": source["database"]},
-            "files": [str(source["site"])],
-            "containers": {"compose_project": source["project"]},
-        }},
-        "sanitize": {"strict": False},
-        "previews": {"env": {"DB_PASSWORD": "{db.password}", "SITE_URL": "{url}"}, "ttl": "1h"},
-        "notify": {"webhook_env": "CK_TEST_WEBHOOK"},
-    }
+    config = {**source_project_config(source, project), "notify": {"webhook_env": "CK_TEST_WEBHOOK"}}
     path = tmp_path / "clonekit.yml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "CK_TEST_DB_PASSWORD": server.password, "CK_TEST_WEBHOOK": url,

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import yaml
+from support import source_project_config
 
 # The runtime tests' "production" (a small database, a folder, a compose project): reused as is.
 _path = Path(__file__).with_name("test_preview_lifecycle.py")
@@ -31,17 +32,7 @@ GUARD_SECONDS = 600  # only keeps a broken build from hanging the suite
 
 def _project(source, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     server = source["server"]
-    config = {
-        "project": f"kill{uuid.uuid4().hex[:6]}",
-        "sources": {"prod": {
-            "database": {"host": server.host, "port": server.port, "user": server.user,
-                         "password_env": "CK_TEST_DB_PASSWORD", "name": source["database"]},
-            "files": [str(source["site"])],
-            "containers": {"compose_project": source["project"]},
-        }},
-        "sanitize": {"strict": False},
-        "previews": {"env": {"DB_PASSWORD": "{db.password}", "SITE_URL": "{url}"}, "ttl": "1h"},
-    }
+    config = source_project_config(source, f"kill{uuid.uuid4().hex[:6]}")
     path = tmp_path / "clonekit.yml"
     path.write_text(yaml.safe_dump(config))
     return path, {**os.environ, "CK_TEST_DB_PASSWORD": server.password}
