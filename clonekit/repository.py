@@ -12,10 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import re
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,6 +30,7 @@ from .crypto import ALGORITHM, Cipher, load_key
 from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, StoreError
 from .manifest import CHUNK_ID, Manifest
 from .owner import Owner
+from .retry import poll
 from .store import MissingObjectError, Store, open_store
 
 log = logging.getLogger("clonekit.repository")
@@ -693,25 +692,26 @@ class Repository:
         body = json.dumps(
             {"kind": kind, **Owner.current().to_json(), "created_at": datetime.now(UTC).isoformat()}
         ).encode()
-        deadline = time.monotonic() + wait
-        delay = 0.05
-        while True:
+        blockers: list[str] = []
+
+        def take() -> bool | None:
+            nonlocal blockers
             self.store.put(key, body)
             blockers = self._lock_blockers(key, exclusive)
             if not blockers:
-                break
+                return True
             self.store.delete(key)
-            if time.monotonic() >= deadline:
-                raise LockedError(
-                    f"the store {self.url} is locked by another clonekit run ({self._describe_locks(blockers)})",
-                    hint=(
-                        "wait for it to finish and try again; a lock left by a killed run is taken over at once "
-                        "on the host that ran it, and expires everywhere "
-                        f"{LOCK_STALE_SECONDS // 60} minutes after its last refresh"
-                    ),
-                )
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())) * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, 2.0)
+            return None
+
+        if poll(take, timeout=wait, interval=0.05, max_interval=2.0) is None:
+            raise LockedError(
+                f"the store {self.url} is locked by another clonekit run ({self._describe_locks(blockers)})",
+                hint=(
+                    "wait for it to finish and try again; a lock left by a killed run is taken over at once "
+                    "on the host that ran it, and expires everywhere "
+                    f"{LOCK_STALE_SECONDS // 60} minutes after its last refresh"
+                ),
+            )
         stop = threading.Event()
         refresher = threading.Thread(target=self._refresh_lock, args=(key, body, stop), name="ck-lock", daemon=True)
         refresher.start()

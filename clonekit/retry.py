@@ -114,11 +114,12 @@ def _settled_kind(exc: ClonekitError) -> type[ClonekitError]:
 
 
 def poll(attempt: Callable[[], T | None], *, timeout: float, interval: float,
-         between: Callable[[], None] | None = None) -> T | None:
+         between: Callable[[], None] | None = None, max_interval: float | None = None) -> T | None:
     """Call ``attempt`` until it returns something other than None, or ``timeout`` seconds pass
     (then None). ``between`` runs after each unsuccessful attempt and may raise to stop early (a
     container that died). For waiting on a thing becoming ready, not for retrying a failure:
-    ``attempt`` decides what counts as not yet."""
+    ``attempt`` decides what counts as not yet. With ``max_interval``, the pause grows from
+    ``interval`` towards it with jitter (contenders on a shared lock do not retry in step)."""
 
     def wait(state: RetryCallState) -> None:
         if between is not None:
@@ -127,7 +128,8 @@ def poll(attempt: Callable[[], T | None], *, timeout: float, interval: float,
     policy: Retrying = Retrying(
         retry=retry_if_result(lambda result: result is None),
         stop=stop_after_delay(max(0.0, timeout)),
-        wait=wait_fixed(interval),
+        wait=(wait_fixed(interval) if max_interval is None
+              else wait_random_exponential(multiplier=interval, max=max_interval)),
         before_sleep=wait,
         retry_error_callback=lambda state: None,
     )
