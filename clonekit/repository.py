@@ -47,6 +47,7 @@ DEFAULT_ZSTD_LEVEL = 3
 MAX_CHUNK_PLAIN_BYTES = 1 << 30  # refuse to decompress beyond this: guards against bombs
 LOCK_STALE_SECONDS = env_number("CLONEKIT_LOCK_STALE_SECONDS", 1800)
 LOCK_WAIT_SECONDS = env_number("CLONEKIT_LOCK_WAIT_SECONDS", 300.0)
+HEAD_CHECK_LIMIT = 256  # commit: beyond this many reused chunks, one listing beats a HEAD each
 
 MAGIC = b"CK"
 ENVELOPE_VERSION = 1
@@ -482,8 +483,13 @@ class Repository:
         log.info("committed snapshot %s (%d chunks)", manifest.id, len(manifest.chunk_ids()))
 
     def _missing_chunks(self, ids: Sequence[str]) -> list[str]:
+        """Which of ``ids`` are not in the store now. Many ids: one fresh listing (a request per
+        1,000 keys) instead of a HEAD per chunk; S3 listings are strongly consistent."""
         if not ids:
             return []
+        if len(ids) > HEAD_CHECK_LIMIT:
+            present_now = self.list_chunks().keys()
+            return [cid for cid in ids if cid not in present_now]
         with ThreadPoolExecutor(min(self.workers, len(ids)), thread_name_prefix="ck-check") as pool:
             present = list(pool.map(self.has_chunk, ids))
         return [cid for cid, ok in zip(ids, present, strict=True) if not ok]

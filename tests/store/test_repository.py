@@ -64,7 +64,10 @@ def test_open_without_create_on_empty_store(store_config):
         Repository.open(store_config, create=False)
 
 
-def test_commit_refuses_missing_chunks_and_writes_nothing(store_config):
+@pytest.mark.parametrize("check", ["head", "listing"])
+def test_commit_refuses_missing_chunks_and_writes_nothing(store_config, monkeypatch, check):
+    # a few reused chunks are checked with a HEAD each, many with one listing: same verdict
+    monkeypatch.setattr("clonekit.repository.HEAD_CHECK_LIMIT", 100 if check == "head" else 1)
     repo = Repository.open(store_config)
     with repo.writer() as writer:
         refs = [writer.put(p) for p in payloads(3)]
