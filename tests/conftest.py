@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from production_site import Production, ckprod  # noqa: F401  (the suite's one WordPress production)
 
+from tests.support import fetch_rows
+
 SERVICES_DIR = Path(os.environ.get("CLONEKIT_SERVICES_DIR", "/var/tmp/clonekit-services"))
 
 # Tests never wait long on retries.
@@ -85,13 +87,7 @@ class MysqlDatabase:
             conn.close()
 
     def query(self, sql: str, args=None) -> list[tuple]:
-        conn = self.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
+        return fetch_rows(self.connect, sql, args)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from typing import Any
 import pymysql
 import pytest
 
+from tests.support import fetch_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "wordpress-prod.sh"
 STATE = Path("/var/tmp/clonekit-wordpress")
@@ -50,13 +52,7 @@ class Production:
         )
 
     def query(self, sql: str, args: Any = None) -> list[tuple]:
-        conn = self.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
+        return fetch_rows(self.connect, sql, args)
 
     def php(self, code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run PHP with WordPress loaded inside the app container; `code` prints the answer."""

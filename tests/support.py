@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,3 +172,14 @@ class HostListener:
             pass
         self.server.close()
         self._thread.join(timeout=10)
+
+
+def fetch_rows(connect: Callable[[], Any], sql: str, args: Any = None) -> list[tuple]:
+    """Run one query on a fresh connection from ``connect`` and return every row."""
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
