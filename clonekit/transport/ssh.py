@@ -290,6 +290,9 @@ class SshSession:
                 except (paramiko.SSHException, OSError, EOFError) as exc:
                     raise SourceError(f"cannot start SFTP on {self.target}: {exc}") from exc
                 assert self._sftp is not None
+                channel = self._sftp.get_channel()
+                if channel is not None:  # a server silent that long has stalled (as exec_stream)
+                    channel.settimeout(stall_timeout())
             return self._sftp
 
     # -- tunnels --------------------------------------------------------------------------------

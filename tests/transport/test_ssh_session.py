@@ -11,6 +11,7 @@ import pytest
 
 from clonekit.config import SshTarget
 from clonekit.errors import SourceError, TransientSourceError
+from clonekit.retry import stall_timeout
 from clonekit.transport.ssh import SshSession, fingerprint_sha256
 
 
@@ -69,6 +70,8 @@ def test_sftp(session, tmp_path):
     sftp = session.sftp()
     assert sftp.stat(str(path)).st_size == 5
     assert session.sftp() is sftp
+    channel = sftp.get_channel()
+    assert channel is not None and channel.gettimeout() == stall_timeout()  # reads are bounded
 
 
 def test_forward_to_mariadb(session, mysql_server):
