@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, PreviewError
 from .runtime import egress
 from .runtime.docker import DockerEngine
 from .runtime.proxy import Proxy, Route, check_bind, credentials
@@ -35,7 +35,14 @@ def _local(engine: DockerEngine) -> bool:
 def _subnets(engine: DockerEngine, network: str) -> list[str]:
     found = engine.inspect("network", [network])
     configs = ((found[0].get("IPAM") or {}).get("Config") or []) if found else []
-    return [c["Subnet"] for c in configs if c.get("Subnet") and ":" not in c["Subnet"]]
+    subnets = [c["Subnet"] for c in configs if c.get("Subnet")]
+    ipv6 = [subnet for subnet in subnets if ":" in subnet]
+    if ipv6:  # fail closed: the rules are iptables (IPv4); IPv6 traffic would pass unfiltered
+        raise PreviewError(
+            f"network {network} has an IPv6 subnet ({', '.join(ipv6)}), and previews.egress rules filter IPv4 only",
+            hint="give the preview network no IPv6 (clonekit's own networks have none), or set previews.egress: open",
+        )
+    return subnets
 
 
 def _check_egress(config: Config, engine: DockerEngine) -> None:

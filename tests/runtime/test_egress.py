@@ -86,3 +86,19 @@ def test_chain_rules_are_pure() -> None:
     assert rules[-1][:6] == ["-p", "tcp", "-m", "multiport", "--dports", "25,465,587"]
     assert egress.chain_rules("open", ["10.9.0.0/16"])[-1][-1] == "RETURN"
     assert len(egress.chain_name("ck-some-project-with-a-long-name-preview")) <= 28
+
+
+def test_a_network_with_ipv6_is_refused_not_left_open(docker) -> None:
+    """The rules are iptables (IPv4): a preview network with an IPv6 subnet fails closed."""
+    from clonekit.errors import PreviewError
+    from clonekit.online import _subnets
+    from clonekit.runtime.docker import DockerEngine
+
+    name = f"ckeg6-{uuid.uuid4().hex[:8]}"
+    _docker("network", "create", "--ipv6", "--subnet", "fd00:c10e:" + name[-4:] + "::/64",
+            "--label", "clonekit.test=egress", name)
+    try:
+        with pytest.raises(PreviewError, match="IPv6 subnet"):
+            _subnets(DockerEngine(), name)
+    finally:
+        subprocess.run(["docker", "network", "rm", name], capture_output=True)
