@@ -75,8 +75,11 @@ def create_app(project: Project, credentials: Credentials, *, secure_cookies: bo
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             # a browser: the login form, still a 401 (no challenge header: no browser pop-up)
             return page(request, "login.html", status_code=401, next=request.url.path, failed=False)
-        return PlainTextResponse("authentication required", status_code=401,
-                                 headers={"WWW-Authenticate": 'Basic realm="clonekit", charset="UTF-8"'})
+        # Scripts get the basic auth challenge; a browser's own requests (Sec-Fetch-*) do not: its
+        # pop-up would stall the page (a script or a poll after the session ended). It has the form.
+        challenge = {} if "sec-fetch-mode" in request.headers else {"WWW-Authenticate": 'Basic realm="clonekit", charset="UTF-8"'}
+        return PlainTextResponse("authentication required: log in at /login, or use HTTP basic auth",
+                                 status_code=401, headers=challenge)
 
     async def login_form(request: Request) -> Response:
         return page(request, "login.html", next=safe_next(request.query_params.get("next")), failed=False)
