@@ -70,6 +70,7 @@ def cli(ctx: click.Context, config_path: str | None, json_mode: bool, quiet: boo
       clonekit clone prod --as feature-x  # snapshot (or reuse one) + preview
       clonekit list                       # previews and their URLs
       clonekit destroy feature-x
+      clonekit serve                      # the same on a web page: http://127.0.0.1:8765/
     """
     out = Output(json_mode=json_mode, quiet=quiet, verbose=verbose)
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING

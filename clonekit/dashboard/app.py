@@ -279,4 +279,4 @@ def _verify_text(record: dict[str, Any] | None, *, logged: bool) -> str:
     if record is None:
         return "not verified" if logged else "unknown (serve without --log-file)"
     verdict = "ok" if record.get("status") == "ok" and record.get("ok") else "FAILED"
-    return f"{verdict} ({record.get('time', '?')})"
+    return f"{verdict} ({str(record.get('time', '?')).replace('T', ' ')[:16]} UTC)"

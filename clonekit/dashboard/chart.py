@@ -46,7 +46,7 @@ def snapshot_chart(points: Sequence[Point], *, title: str) -> str:
         parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="bytes-scale" font-size="11" '
                      f'fill="#2b6cb0">{escape(human_bytes(int(max_bytes * fraction)))}</text>')
         parts.append(f'<text x="{WIDTH - RIGHT + 6}" y="{y + 4:.1f}" class="seconds-scale" font-size="11" '
-                     f'fill="#c05621">{escape(human_duration(max_seconds * fraction))}</text>')
+                     f'fill="#c05621">{escape(_seconds(max_seconds * fraction))}</text>')
     line = []
     for i, p in enumerate(points):
         x = LEFT + step * i + (step - bar_w) / 2
@@ -67,3 +67,7 @@ def snapshot_chart(points: Sequence[Point], *, title: str) -> str:
                  "line: duration</text>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s" if value < 10 else human_duration(value)
