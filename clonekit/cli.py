@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_USAGE, ClonekitError
-from .output import Output, human_age, human_bytes
+from .output import PREVIEW_COLUMNS, SNAPSHOT_COLUMNS, Output, human_bytes, preview_row, snapshot_row
 
 F = TypeVar("F", bound=Callable[..., Any])
 EPILOG = "Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 refused by the sanitization policy."
@@ -70,6 +70,7 @@ def cli(ctx: click.Context, config_path: str | None, json_mode: bool, quiet: boo
       clonekit clone prod --as feature-x  # snapshot (or reuse one) + preview
       clonekit list                       # previews and their URLs
       clonekit destroy feature-x
+      clonekit serve                      # the same on a web page: http://127.0.0.1:8765/
     """
     out = Output(json_mode=json_mode, quiet=quiet, verbose=verbose)
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING
@@ -139,20 +140,10 @@ def snapshots_cmd(c: Context, source: str | None) -> None:
     catalog = c.project.catalog(source)
     snaps = catalog.manifests
     now = datetime.now(UTC)
-    rows = [
-        {
-            "id": s.id,
-            "source": s.source,
-            "created": human_age(s.created_at, now),
-            "size": human_bytes(s.stats.get("plain_bytes")),
-            "stored": human_bytes(s.stats.get("new_bytes")),
-        }
-        for s in snaps
-    ]
     c.out.table(
         [s.summary() for s in snaps],
-        [("id", "id"), ("source", "source"), ("created", "created"), ("size", "size"), ("stored", "new bytes stored")],
-        rows,
+        SNAPSHOT_COLUMNS,
+        [snapshot_row(s, now) for s in snaps],
         empty="no snapshots yet: run `clonekit snapshot SOURCE`" if not catalog.unreadable else "no readable snapshot",
     )
     for bad in catalog.unreadable:
@@ -330,23 +321,10 @@ def list_cmd(c: Context) -> None:
     """
     previews = c.project.previews()
     now = datetime.now(UTC)
-    rows = [
-        {
-            "name": p.name,
-            "status": p.status,
-            "url": p.url,
-            "snapshot": p.snapshot_id,
-            "age": human_age(p.created_at, now),
-            "expires": human_age(p.expires_at, now) if p.expires_at else "never",
-            "code": ", ".join(o.describe() for o in p.code) or "production",
-        }
-        for p in previews
-    ]
     c.out.table(
         previews,
-        [("name", "name"), ("status", "status"), ("url", "url"), ("snapshot", "snapshot"), ("age", "age"), ("expires", "expires"),
-         ("code", "code")],
-        rows,
+        PREVIEW_COLUMNS,
+        [preview_row(p, now) for p in previews],
         empty="no previews: create one with `clonekit clone SOURCE --as NAME`",
     )
 
@@ -413,6 +391,22 @@ def destroy_cmd(c: Context, name: str | None, all_: bool, yes: bool) -> None:
         click.confirm(f"Destroy {', '.join(names) or 'nothing'}?", abort=True)
     names = c.project.destroy_all(names)
     c.out.result({"destroyed": names}, lambda: "\n".join(f"destroyed {n}" for n in names) or "nothing to destroy")
+
+
+@command(cli, "extend")
+@click.argument("name")
+@click.option("--by", metavar="DURATION", help="How much longer it lives (default: previews.ttl, else 7d).")
+@pass_ctx
+def extend_cmd(c: Context, name: str, by: str | None) -> None:
+    """Push the expiry of preview NAME: BY past now, or past its expiry when that is later.
+
+    \b
+    Example:
+      clonekit extend feature-x --by 3d
+    """
+    preview = c.project.extend(name, by)
+    when = preview.expires_at.strftime("%Y-%m-%d %H:%M UTC") if preview.expires_at else "never"
+    c.out.result(preview, f"{preview.name} expires {when}")
 
 
 @command(cli, "exec")
@@ -495,6 +489,32 @@ def materialize_cmd(c: Context, snapshot: str) -> None:
     with c.out.progress() as progress:
         result = c.project.materialize(snapshot, progress=progress)
     c.out.result(result, lambda: f"materialized {result.snapshot_id}: {result.image}")
+
+
+@command(cli, "serve")
+@click.option("--bind", default="127.0.0.1", show_default=True, metavar="ADDRESS",
+              help="Address to listen on; one other than loopback needs dashboard.password_env set.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@pass_ctx
+def serve_cmd(c: Context, bind: str, port: int) -> None:
+    """The agency's web page: previews (refresh, refresh code, extend, destroy, create) and
+    snapshots with their history; JSON under /api/ (as `--json list` and `--json snapshots`).
+
+    Every page asks for dashboard.user and the password in the variable dashboard.password_env
+    names (HTTP basic auth, or a login form in a browser). Without a password only a loopback
+    bind starts (exit 2 otherwise). With --log-file, actions are logged and the snapshots page
+    shows each snapshot's last verify. See docs/dashboard.md.
+
+    \b
+    Example:
+      clonekit serve                                   # http://127.0.0.1:8765/
+      export CLONEKIT_DASHBOARD_PASSWORD=...
+      clonekit --log-file /var/log/clonekit/news.jsonl serve --bind 0.0.0.0 --port 8765
+      curl -u clonekit:"$CLONEKIT_DASHBOARD_PASSWORD" http://127.0.0.1:8765/api/previews
+    """
+    from .dashboard import serve
+
+    serve(c.project, bind=bind, port=port, echo=c.out.info)
 
 
 @cli.group("proxy", epilog=EPILOG)

@@ -269,6 +269,30 @@ class NotifyConfig:
     webhook_env: str | None = None
 
 
+DEFAULT_DASHBOARD_PASSWORD_ENV = "CLONEKIT_DASHBOARD_PASSWORD"
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """``dashboard``: the agency's web page (`clonekit serve`). The password is read from the named
+    variable when the server starts, never from this file or the command line."""
+
+    user: str = "clonekit"
+    password_env: str = DEFAULT_DASHBOARD_PASSWORD_ENV
+    password_env_set: bool = False  # written in clonekit.yml: then the variable must be set
+    url: str | None = None  # where people open it (printed at start; https: cookies are Secure)
+
+    def password(self) -> str | None:
+        """The password from the environment; None when unset (only a loopback bind may then start)."""
+        value = os.environ.get(self.password_env, "")
+        if not value and self.password_env_set:
+            raise ConfigError(
+                f"dashboard.password_env: the environment variable {self.password_env} is not set or empty",
+                hint=f"export {self.password_env}=... (the password people type to open the dashboard)",
+            )
+        return value or None
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -279,6 +303,7 @@ class Config:
     previews: PreviewsConfig
     retention: Retention
     notify: NotifyConfig
+    dashboard: DashboardConfig = DashboardConfig()
 
     @property
     def root(self) -> Path:
@@ -482,7 +507,7 @@ class _Checker:
         top = self.mapping(
             raw,
             "(top level)",
-            ("project", "store", "store_options", "sources", "sanitize", "previews", "retention", "notify"),
+            ("project", "store", "store_options", "sources", "sanitize", "previews", "retention", "notify", "dashboard"),
         )
         if not isinstance(raw, dict):
             return None
@@ -498,6 +523,7 @@ class _Checker:
             previews=self.previews(top.get("previews")),
             retention=self.retention(top.get("retention")),
             notify=self.notify(top.get("notify")),
+            dashboard=self.dashboard(top.get("dashboard")),
         )
 
     def store(self, value: Any, options: Any) -> StoreConfig:
@@ -824,6 +850,20 @@ class _Checker:
     def notify(self, value: Any) -> NotifyConfig:
         body = self.mapping(value, "notify", ("webhook_env",))
         return NotifyConfig(webhook_env=self.env_name(body.get("webhook_env"), "notify.webhook_env"))
+
+
+    def dashboard(self, value: Any) -> DashboardConfig:
+        body = self.mapping(value, "dashboard", ("user", "password_env", "url"))
+        base = DashboardConfig()
+        user = self.string(body.get("user"), "dashboard.user", base.user) or base.user
+        if not re.match(r"^[^:\s]+$", user):
+            self.problem("dashboard.user", "a user name without ':' or spaces", user)
+        password_env = self.env_name(body.get("password_env"), "dashboard.password_env")
+        url = self.string(body.get("url"), "dashboard.url")
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            self.problem("dashboard.url", "an http:// or https:// URL such as https://clonekit.preview.agency.example", url)
+        return DashboardConfig(user=user, password_env=password_env or base.password_env,
+                               password_env_set=password_env is not None, url=url)
 
 
 HOOK_TIMES = ("after_restore",)  # after_materialize (baked into golden copies): not yet

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ClonekitError
+from .errors import ClonekitError, ConfigError
 
 ALLOWED_VALUE_TYPES = (str, int, float, bool, type(None))
 
@@ -38,6 +38,27 @@ class OperationLog:
                 self.on_failure(name, exc)
             raise
         self._write(name, record, started, status="ok")
+
+    def last_records(self, operation: str, key: str) -> dict[str, dict[str, Any]]:
+        """The last record of ``operation`` for each value of field ``key`` (e.g. the last
+        ``verify`` of each snapshot); empty without a log file. Unreadable lines are skipped."""
+        if self.path is None:
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            with self.path.open(encoding="utf-8", errors="replace") as lines:
+                for line in lines:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and record.get("operation") == operation and isinstance(record.get(key), str):
+                        found[record[key]] = record
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read the operation log {self.path}: {exc.strerror}") from exc
+        return found
 
     def _write(self, name: str, record: dict[str, Any], started: float, **extra: Any) -> None:
         if self.path is None:

@@ -103,6 +103,37 @@ class Output:
             yield update
 
 
+# What people read of a preview and a snapshot, in the CLI's tables and on the dashboard.
+PREVIEW_COLUMNS = [("name", "name"), ("status", "status"), ("url", "url"), ("snapshot", "snapshot"), ("age", "age"),
+                   ("expires", "expires"), ("code", "code")]
+SNAPSHOT_COLUMNS = [("id", "id"), ("source", "source"), ("created", "created"), ("size", "size"),
+                    ("stored", "new bytes stored")]
+
+
+def preview_row(preview: Any, now: datetime) -> dict[str, Any]:
+    """One preview (``clonekit list``) as text cells."""
+    return {
+        "name": preview.name,
+        "status": preview.status,
+        "url": preview.url,
+        "snapshot": preview.snapshot_id,
+        "age": human_age(preview.created_at, now),
+        "expires": human_age(preview.expires_at, now) if preview.expires_at else "never",
+        "code": ", ".join(o.describe() for o in preview.code) or "production",
+    }
+
+
+def snapshot_row(manifest: Any, now: datetime) -> dict[str, Any]:
+    """One snapshot (``clonekit snapshots``) as text cells."""
+    return {
+        "id": manifest.id,
+        "source": manifest.source,
+        "created": human_age(manifest.created_at, now),
+        "size": human_bytes(manifest.stats.get("plain_bytes")),
+        "stored": human_bytes(manifest.stats.get("new_bytes")),
+    }
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"

@@ -43,7 +43,7 @@ from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .files import iter_tar
 from .owner import Owner
 from .previews import code as pc
-from .previews.hooks import hook_env, run_hooks
+from .previews.hooks import hook_env, last_result, run_hooks
 from .private_file import write_private
 from .progress import ProgressFn, no_progress
 from .retry import poll
@@ -83,6 +83,7 @@ class Preview:
     path: Path
     restore_path: str  # "cold" | "golden"
     code: tuple[pc.CodeOverride, ...] = ()  # services running a branch's image (--build/--image)
+    last_hook: str = ""  # "ok", "failed (exit N)", or "" when no after_restore hook ran
 
 
 # -- naming and state on disk ---------------------------------------------------------------------
@@ -524,7 +525,7 @@ def _preview_from_state(config: Config, name: str, state: Mapping[str, Any], sta
         snapshot_id=pick("snapshot_id", cmp.LABEL_SNAPSHOT), source=pick("source", cmp.LABEL_SOURCE),
         created_at=created, expires_at=_parse_iso(pick("expires_at", cmp.LABEL_EXPIRES)),
         path=preview_dir(config, name), restore_path=pick("restore_path", cmp.LABEL_PATH) or "cold",
-        code=pc.load(preview_dir(config, name)),
+        code=pc.load(preview_dir(config, name)), last_hook=last_result(preview_dir(config, name)),
     )
 
 
@@ -554,6 +555,27 @@ def list_previews(config: Config) -> list[Preview]:
 
 def expired_previews(config: Config, now: datetime) -> list[Preview]:
     return [p for p in list_previews(config) if p.expires_at is not None and p.expires_at <= now]
+
+
+def extend_preview(config: Config, name: str, seconds: int, *, now: datetime | None = None) -> Preview:
+    """Push the expiry of preview ``name`` to ``seconds`` after now (or after its current expiry,
+    when that is later); recorded in its state, which ``list`` and ``prune`` read."""
+    check_name("preview", name)
+    now = now or datetime.now(UTC)
+    folder = preview_dir(config, name)
+    with preview_lock(config, name):
+        state = _read_json(folder / STATE_FILE)
+        if state is None:
+            raise NotFoundError(f"no preview named {name!r} in project {config.project} (no state in {folder})",
+                                hint="`clonekit list` shows the previews")
+        current = _parse_iso(state.get("expires_at"))
+        start = current if current is not None and current > now else now
+        state["expires_at"] = _iso(start + timedelta(seconds=seconds))
+        write_private(folder / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+    for preview in list_previews(config):
+        if preview.name == name:
+            return preview
+    raise NotFoundError(f"preview {name!r} disappeared while its expiry was extended")
 
 
 # -- refresh ------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clonekit")
 
+DEFAULT_EXTEND_SECONDS = 7 * 86400  # `extend` without --by when previews.ttl is not set
+
 
 @dataclass(frozen=True)
 class RefreshReport:
@@ -142,6 +144,11 @@ class Project:
             report = self.repository.verify(manifest, progress=progress)
             record.update(ok=report.ok)
         return report
+
+    def verifications(self) -> dict[str, dict[str, Any]]:
+        """The last ``verify`` of each snapshot id as the operation log (``--log-file``) recorded it:
+        time, status ("ok"/"failed") and ``ok`` (every object good); empty without a log file."""
+        return self.oplog.last_records("verify", "snapshot")
 
     def find_leaks(self, snapshot: str | Manifest, values_file: str | Path) -> LeakReport:
         """Every place in a snapshot (table rows, files, manifest) where a value of ``values_file``
@@ -311,6 +318,18 @@ class Project:
             self._notify(f"clonekit refresh --all: {len(failed)} preview(s) failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
         return report
 
+    def extend(self, name: str, by: str | int | None = None) -> Preview:
+        """Push preview ``name``'s expiry ``by`` a duration (default ``previews.ttl``, else 7d) past
+        now, or past its current expiry when that is later."""
+        from .preview import extend_preview
+
+        check_name("preview", name)
+        seconds = _duration_seconds("--by", by) if by is not None else self.config.previews.ttl_seconds or DEFAULT_EXTEND_SECONDS
+        with self.oplog.operation("extend", preview=name, seconds=seconds) as record:
+            preview = extend_preview(self.config, name, seconds)
+            record.update(expires_at=preview.expires_at.isoformat() if preview.expires_at else "")
+        return preview
+
     def exec(self, name: str, argv: Sequence[str], *, service: str | None = None) -> int:
         """Run ``argv`` in a service of preview ``name`` (default: its HTTP service); its exit code."""
         from .previews.access import exec_in
@@ -433,9 +452,11 @@ class Project:
 
 
 def _max_age_seconds(max_age: str | int | None) -> int | None:
-    if max_age is None:
-        return None
+    return None if max_age is None else _duration_seconds("--max-age", max_age)
+
+
+def _duration_seconds(option: str, value: str | int) -> int:
     try:
-        return parse_duration(max_age)
+        return parse_duration(value)
     except ValueError:
-        raise UsageError(f"--max-age {max_age!r}: expected a duration such as 30m, 6h or 2d (at most 100 years)") from None
+        raise UsageError(f"{option} {value!r}: expected a duration such as 30m, 6h or 2d (at most 100 years)") from None

@@ -84,6 +84,7 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
                 "new_chunks": stats.new_chunks,
                 "new_bytes": stats.new_stored_bytes,
                 "seconds": int((datetime.now(UTC) - started).total_seconds()),
+                "strict": int(config.sanitize.strict),  # 1: strict mode's scan passed (it refuses otherwise)
             },
         )
         # Still under the shared lock: a prune cannot slip in between upload and commit.

@@ -27,6 +27,7 @@ command -v zstd >/dev/null || need_apt+=(zstd)
 command -v pigz >/dev/null || need_apt+=(pigz)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 command -v chromium >/dev/null || need_apt+=(chromium)    # screenshots of previews through the proxy
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)    # the dashboard's browser test (Selenium)
 command -v iptables >/dev/null || need_apt+=(iptables)    # previews.egress rules
 # Ceph's RADOS Gateway (a real S3 server beside moto), without recommends (no dashboard, no mgr).
 need_ceph=()

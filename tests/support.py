@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -60,6 +64,18 @@ def source_project_config(source: Mapping[str, Any], project: str) -> dict[str, 
         "sanitize": {"strict": False},
         "previews": {"env": {"DB_PASSWORD": "{db.password}", "SITE_URL": "{url}"}, "ttl": "1h"},
     }
+
+
+def runtime_lifecycle(module_name: str) -> ModuleType:
+    """tests/runtime/test_preview_lifecycle.py loaded as ``module_name``: its module-scoped ``source``
+    fixture is the runtime tests' "production" (a small database, a folder, a compose project)."""
+    path = Path(__file__).with_name("runtime") / "test_preview_lifecycle.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def seed_shop_database(server: Any, prefix: str, options: Mapping[str, str], posts: int) -> str:

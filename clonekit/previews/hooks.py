@@ -23,10 +23,24 @@ log = logging.getLogger("clonekit.previews.hooks")
 
 HOOKS_LOG = "hooks.log"
 TAIL_LINES = 15
+EXIT_MARK = "== exit "
 
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def last_result(folder: Path) -> str:
+    """What the last hook run of a preview ended with, from its ``hooks.log``: "ok", "failed (exit N)",
+    or "" when no hook ran. Only the exit lines are read (the output may hold anything)."""
+    try:
+        lines = (folder / HOOKS_LOG).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    codes = [line[len(EXIT_MARK):].strip() for line in lines if line.startswith(EXIT_MARK)]
+    if not codes:
+        return ""
+    return "ok" if codes[-1] == "0" else f"failed (exit {codes[-1]})"
 
 
 def hook_env(name: str, url: str, snapshot_id: str) -> dict[str, str]:
@@ -64,7 +78,7 @@ def run_hooks(engine: DockerEngine, when: str, hooks: Sequence[Hook], containers
                 log.info("%s: %s", what, line)
                 tail = (tail + [line])[-TAIL_LINES:]
             code = proc.wait()
-            logfile.write(f"== exit {code}\n")
+            logfile.write(f"{EXIT_MARK}{code}\n")
         if code != 0:
             last = "\n".join(f"  | {line}" for line in tail) or "  (no output)"
             raise PreviewError(f"{what} failed with exit code {code}; its last lines:\n{last}",

@@ -120,7 +120,12 @@ class DockerEngine:
 
     def containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         ids = self.ids("container", labels)
-        return self.json(["container", "inspect", *ids], what="inspect containers") if ids else []
+        if not ids:
+            return []
+        try:
+            return self.json(["container", "inspect", *ids], what="inspect containers")  # type: ignore[no-any-return]
+        except self.error:  # one was removed between the list and the inspect (a refresh, a destroy)
+            return self.inspect("container", ids)
 
     # -- objects ----------------------------------------------------------------------------------
 

@@ -15,9 +15,10 @@ def test_help_lists_every_spec_command() -> None:
     assert result.exit_code == 0
     for name in SPEC_COMMANDS:
         assert f"  {name} " in result.output
+    assert "clonekit serve" in result.output  # the dashboard is in the quick start
 
 
-@pytest.mark.parametrize("name", SPEC_COMMANDS + ["materialize"])
+@pytest.mark.parametrize("name", SPEC_COMMANDS + ["materialize", "serve", "extend"])
 def test_each_command_has_an_example(name: str) -> None:
     result = CliRunner().invoke(cli, [name, "--help"])
     assert result.exit_code == 0

@@ -4,7 +4,6 @@ prints a summary and exits 1; the log file and the webhook say what happened."""
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,15 +12,10 @@ import uuid
 from pathlib import Path
 
 import yaml
-from support import source_project_config
+from support import runtime_lifecycle, source_project_config
 
 # The runtime tests' "production" (a small database, a folder, a compose project): reused as is.
-_path = Path(__file__).with_name("test_preview_lifecycle.py")
-_spec = importlib.util.spec_from_file_location("ck_preview_lifecycle", _path)
-assert _spec is not None and _spec.loader is not None
-_lifecycle = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _lifecycle
-_spec.loader.exec_module(_lifecycle)
+_lifecycle = runtime_lifecycle("ck_preview_lifecycle")
 source = _lifecycle.source
 
 

@@ -4,7 +4,6 @@ left by a killed process of this host is taken over at once, not after 30 minute
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -16,15 +15,10 @@ import uuid
 from pathlib import Path
 
 import yaml
-from support import source_project_config
+from support import runtime_lifecycle, source_project_config
 
 # The runtime tests' "production" (a small database, a folder, a compose project): reused as is.
-_path = Path(__file__).with_name("test_preview_lifecycle.py")
-_spec = importlib.util.spec_from_file_location("ck_preview_lifecycle_killed", _path)
-assert _spec is not None and _spec.loader is not None
-_lifecycle = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _lifecycle
-_spec.loader.exec_module(_lifecycle)
+_lifecycle = runtime_lifecycle("ck_preview_lifecycle_killed")
 source = _lifecycle.source
 
 GUARD_SECONDS = 600  # only keeps a broken build from hanging the suite
