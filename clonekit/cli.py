@@ -483,12 +483,39 @@ def materialize_cmd(c: Context, snapshot: str) -> None:
     """Load SNAPSHOT once into golden images on the preview host, so clones start in seconds.
 
     \b
+    Runs previews.hooks.after_materialize once, in a build preview, and bakes their effects into
+    the golden copy; previews made from it run only after_restore.
+
+    \b
     Example:
       clonekit materialize prod@latest
+      clonekit golden                                      # what is materialized, which hooks are baked in
     """
     with c.out.progress() as progress:
         result = c.project.materialize(snapshot, progress=progress)
-    c.out.result(result, lambda: f"materialized {result.snapshot_id}: {result.image}")
+    baked = f" ({len(result.hooks)} after_materialize hook(s) baked in)" if result.hooks else ""
+    c.out.result(result, lambda: f"materialized {result.snapshot_id}: {result.image}{baked}")
+
+
+@command(cli, "golden")
+@pass_ctx
+def golden_cmd(c: Context) -> None:
+    """List the golden copies on the preview host: snapshot, when made, images, hooks baked in.
+
+    \b
+    Example:
+      clonekit golden
+      clonekit --json golden | jq '.[] | {snapshot_id, hooks}'
+    """
+    copies = c.project.golden_copies()
+    rows = [{"snapshot": g["snapshot_id"], "made": g["made_at"] or "?",
+             "database": g["db_image"] or "-",
+             "files": ", ".join([*(str(i["image"]) for i in g["files_images"].values()), *g["volumes"].values()]) or "-",
+             "hooks": "; ".join(f"{h['service']}: {h['run']}" for h in g["hooks"]) or "-",
+             "complete": "yes" if g["complete"] else "no (run materialize again)"} for g in copies]
+    c.out.table(copies, [("snapshot", "snapshot"), ("made", "made"), ("database", "database image"),
+                         ("files", "files"), ("hooks", "after_materialize hooks"), ("complete", "complete")],
+                rows, empty="no golden copy: `clonekit materialize SNAPSHOT` makes one")
 
 
 @command(cli, "serve")

@@ -866,4 +866,4 @@ class _Checker:
                                password_env_set=password_env is not None, url=url)
 
 
-HOOK_TIMES = ("after_restore",)  # after_materialize (baked into golden copies): not yet
+HOOK_TIMES = ("after_restore", "after_materialize")

@@ -43,7 +43,7 @@ from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .files import iter_tar
 from .owner import Owner
 from .previews import code as pc
-from .previews.hooks import hook_env, last_result, run_hooks
+from .previews.hooks import HOOKS_LOG, HookResult, hook_env, last_result, run_hooks
 from .private_file import write_private
 from .progress import ProgressFn, no_progress
 from .retry import poll
@@ -248,6 +248,29 @@ def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_
                 _cleanup_after_failure(config, engine, name)
 
 
+def start_build_preview(config: Config, repo: Any, manifest: Any, name: str, golden: gr.GoldenCopy, *,
+                        progress: ProgressFn | None = None) -> cmp.PreviewPlan:
+    """A preview of ``golden`` in which ``clonekit.golden`` runs the ``after_materialize`` hooks.
+
+    It runs production's images (no code override), and its database keeps the snapshot's URLs:
+    no ``previews.replace`` rewrite (every preview made from the golden copy rewrites its own
+    copy), no ``after_restore`` hooks. The caller holds the name's lock and removes it
+    (``remove_preview``); one left by an interrupted run is removed first.
+    """
+    engine = DockerEngine(config.previews.docker_host)
+    services = _services_of(manifest)
+    if preview_dir(config, name).exists() or engine.ids("container", _labels_of(config, name)):
+        _remove_everything(config, engine, name)
+    plan = _new_plan(config, manifest, name, services, engine, golden=golden)
+    _bring_up(config, repo, manifest, plan, services, engine, progress or no_progress, golden, hooks=False, rewrite=False)
+    return plan
+
+
+def remove_preview(config: Config, name: str) -> None:
+    """Remove everything of preview ``name`` (the caller holds its lock); errors are logged, not raised."""
+    _cleanup_after_failure(config, DockerEngine(config.previews.docker_host), name)
+
+
 def _abandoned(state: Mapping[str, Any]) -> bool:
     """The run that was creating or refreshing this preview is gone (killed) on this host."""
     owner = Owner.from_json(state.get("owner"))
@@ -278,7 +301,7 @@ def _cleanup_after_failure(config: Config, engine: DockerEngine, name: str) -> N
 
 def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, services: Mapping[str, Any],
               engine: DockerEngine, progress: Any, golden: gr.GoldenCopy | None = None, *,
-              code: Sequence[pc.CodeOverride] = (), hooks: bool = True) -> Preview:
+              code: Sequence[pc.CodeOverride] = (), hooks: bool = True, rewrite: bool = True) -> Preview:
     timings: dict[str, float] = {}
     online.preflight(config, engine)  # egress and proxy settings usable, before anything is created
     folder = preview_dir(config, plan.name)
@@ -315,7 +338,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     timings["files"] = time.monotonic() - started
     online.before_start(config, engine, plan.compose_project, compose_file)  # egress closed before anything runs
 
-    _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings, golden)
+    _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings, golden, rewrite=rewrite)
 
     started = time.monotonic()
     progress("start", total=None)
@@ -339,11 +362,18 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
 
 
 def after_restore_hooks(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, folder: Path) -> None:
-    hooks = config.previews.hooks.get("after_restore") or ()
+    run_preview_hooks(config, engine, plan, "after_restore", folder / HOOKS_LOG)
+
+
+def run_preview_hooks(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, when: str, log_file: Path,
+                      **options: Any) -> list[HookResult]:
+    """The ``previews.hooks.WHEN`` hooks, in the services of the running preview ``plan``."""
+    hooks = config.previews.hooks.get(when) or ()
     containers = {service: ids[0] for service in {h.service for h in hooks}
                   if (ids := engine.ids("container", {"com.docker.compose.project": plan.compose_project,
                                                       "com.docker.compose.service": service}))}
-    run_hooks(engine, "after_restore", hooks, containers, hook_env(plan.name, plan.url, plan.snapshot_id), folder)
+    return run_hooks(engine, when, hooks, containers, hook_env(plan.name, plan.url, plan.snapshot_id), log_file,
+                     **options)
 
 
 def _write_project(folder: Path, plan: cmp.PreviewPlan, build: cmp.ComposeBuild) -> Path:
@@ -390,7 +420,7 @@ def db_endpoint(plan: cmp.PreviewPlan, port: int) -> DbEndpoint:
 
 def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
                    compose_file: Path, progress: Any, timings: dict[str, float],
-                   golden: gr.GoldenCopy | None = None) -> None:
+                   golden: gr.GoldenCopy | None = None, *, rewrite: bool = True) -> None:
     started = time.monotonic()
     if not plan.db_service:
         return
@@ -425,7 +455,7 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     values = plan.placeholders()
     replacements = [cmp_replacement for old, new in config.previews.replace.items()
                     if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
-    if replacements and manifest.database is not None:
+    if rewrite and replacements and manifest.database is not None:
         progress("rewrite URLs", total=None)
         rewrite_urls(endpoint, replacements, tables=_tables_to_rewrite(golden if from_golden else None, replacements),
                      skip=config.previews.replace_skip)

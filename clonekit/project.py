@@ -372,6 +372,15 @@ class Project:
         with self.oplog.operation("materialize", snapshot=manifest.id):
             return materialize(self.config, self.repository, manifest, progress=progress)
 
+    def golden_copies(self) -> list[dict[str, Any]]:
+        """The golden copies on the preview host (no credentials): snapshot, images, volumes, the
+        ``after_materialize`` hooks baked in, and whether everything they name still exists."""
+        from .runtime import golden_record as gr
+        from .runtime.docker import DockerEngine
+
+        engine = DockerEngine(self.config.previews.docker_host)
+        return [{**g.summary(), "complete": gr.is_complete(engine, g)} for g in gr.list_records(self.config.state_dir)]
+
     # -- the HTTPS proxy of the preview host (shared by every project on it) -----------------
 
     def _proxy(self) -> Proxy:

@@ -1,0 +1,141 @@
+"""previews.hooks.after_materialize: run once per golden copy, baked in. A hook writes a row (and a
+production URL) into the database and a file into the web tree while materializing; previews made
+from the golden copy have both without the hook running again, and run only after_restore. No
+secret of the build preview is left in an image; a failing hook leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import urllib.request
+
+import yaml
+
+from clonekit.config import parse_config
+from clonekit.golden import build_preview_name, hooks_log_path, materialize, read_record
+from clonekit.preview import create_preview, destroy_preview, list_previews
+from clonekit.repository import Repository
+
+from .conftest import PROD_URL, compose_exec, preview_db, take_snapshot
+from .test_golden import _cli, _image_config
+
+MYSQL = 'mariadb -u"$MARIADB_USER" -p"$MARIADB_PASSWORD" "$MARIADB_DATABASE" -e'
+TABLE = "CREATE TABLE IF NOT EXISTS hook_runs (id INT AUTO_INCREMENT PRIMARY KEY, phase VARCHAR(20), " \
+        "preview VARCHAR(80), snapshot VARCHAR(80));"
+MATERIALIZE_HOOKS = [
+    {"service": "db", "run": f"{MYSQL} \"{TABLE} INSERT INTO hook_runs (phase, preview, snapshot) VALUES "
+                             "('materialize', '$CLONEKIT_PREVIEW', '$CLONEKIT_SNAPSHOT'); "
+                             f"INSERT INTO options VALUES ('hooked', '{PROD_URL}/hooked')\" && echo row written"},
+    {"service": "web", "run": 'echo "baked $CLONEKIT_SNAPSHOT" > /www/marker.txt && echo "url $CLONEKIT_PREVIEW_URL"'},
+]
+RESTORE_HOOKS = [
+    {"service": "db", "run": f"{MYSQL} \"{TABLE} INSERT INTO hook_runs (phase, preview, snapshot) VALUES "
+                             "('restore', '$CLONEKIT_PREVIEW', '$CLONEKIT_SNAPSHOT')\""},
+]
+
+
+def _with_hooks(config, hooks):
+    """The same project (same store, same sweep) with previews.hooks set; clonekit.yml too (CLI)."""
+    path = config.path
+    raw = yaml.safe_load(path.read_text())
+    raw["previews"]["hooks"] = hooks
+    path.write_text(yaml.safe_dump(raw))
+    return parse_config(raw, path)
+
+
+def _rows(preview, sql: str) -> list[tuple]:
+    conn = preview_db(preview)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def test_after_materialize_is_baked_into_the_golden_copy_and_runs_once(config, source):
+    config = _with_hooks(config, {"after_materialize": MATERIALIZE_HOOKS, "after_restore": RESTORE_HOOKS})
+    repo = Repository.open(config.store)
+    manifest = take_snapshot(config, source)
+
+    result = materialize(config, repo, manifest)
+    assert [(h["service"], h["exit_code"]) for h in result.hooks] == [("db", 0), ("web", 0)]
+    record = read_record(config, manifest.id)
+    assert record is not None and [h["run"] for h in record.hooks] == [h["run"] for h in MATERIALIZE_HOOKS]
+    log_file = hooks_log_path(config, manifest.id)
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    assert "row written" in log_file.read_text() and "== exit 0" in log_file.read_text()
+    # the build preview is gone: no preview, no container of it
+    build = build_preview_name(manifest.id)
+    assert [p.name for p in list_previews(config)] == []
+    assert subprocess.run(["docker", "ps", "-aq", "--filter", f"label=clonekit.preview={build}"],
+                          capture_output=True, text=True, check=True).stdout.strip() == ""
+    # the table now holding the production URL is known to the golden copy (hooks added a row)
+    assert record.replace_tables == {PROD_URL: ["options"]}
+
+    # no secret and nothing of the build preview in the images' configuration
+    assert record.db is not None
+    for image in (result.image, *result.files_images_or_volumes):
+        text = json.dumps(_image_config(image))
+        for secret in (record.db.password, record.db.root_password):
+            assert secret not in text
+        assert build not in text
+        env = dict(e.partition("=")[::2] for e in _image_config(image)["Config"]["Env"] or [])
+        for name in ("MARIADB_PASSWORD", "MARIADB_ROOT_PASSWORD", "MYSQL_PASSWORD", "DB_PASSWORD", "SECRET_KEY"):
+            assert env.get(name, "") == "", (image, name)
+    assert _image_config(result.image)["Config"]["Labels"]["clonekit.golden"] == "db"
+
+    a = create_preview(config, repo, manifest, "hooked-a")
+    b = create_preview(config, repo, manifest, "hooked-b")
+    for preview in (a, b):
+        assert preview.restore_path == "golden"
+        # the materialize hook ran once, in the build preview; each preview ran its after_restore hook only
+        runs = _rows(preview, "SELECT phase, preview, snapshot FROM hook_runs ORDER BY id")
+        assert runs == [("materialize", build, manifest.id), ("restore", preview.name, manifest.id)]
+        # its row was baked with the production URL, rewritten per preview like the snapshot's rows
+        assert _rows(preview, "SELECT value FROM options WHERE name = 'hooked'") == [(preview.url + "/hooked",)]
+        marker = urllib.request.urlopen(preview.url + "/marker.txt", timeout=10).read()
+        assert marker == f"baked {manifest.id}\n".encode()
+        assert compose_exec(preview, "web", "ls /www").split() == ["index.html", "marker.txt"]
+    # a second materialize is a no-op: the hook does not run again
+    assert materialize(config, repo, manifest).reused
+    assert _rows(a, "SELECT COUNT(*) FROM hook_runs WHERE phase = 'materialize'") == [(1,)]
+    assert log_file.read_text().count("== exit 0") == 2
+
+    listed = _cli(config, "--json", "golden")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["snapshot_id"] for r in rows] == [manifest.id]
+    assert [h["service"] for h in rows[0]["hooks"]] == ["db", "web"] and "db" not in rows[0]
+    assert record.db.password not in listed.stdout
+    destroy_preview(config, "hooked-a")
+    destroy_preview(config, "hooked-b")
+
+
+def test_a_failing_after_materialize_hook_fails_materialize_and_leaves_nothing(config, source):
+    config = _with_hooks(config, {"after_materialize": [
+        {"service": "web", "run": "echo first line; echo 'the cache is broken' >&2; exit 3"}]})
+    manifest = take_snapshot(config, source)
+    done = _cli(config, "materialize", manifest.id)
+    assert done.returncode == 1, done.stderr
+    assert "failed with exit code 3" in done.stderr and "the cache is broken" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert read_record(config, manifest.id) is None
+    label = f"label=clonekit.project={config.project}"
+    for kind in (["ps", "-aq"], ["images", "-q"], ["volume", "ls", "-q"], ["network", "ls", "-q"]):
+        left = subprocess.run(["docker", *kind, "--filter", label], capture_output=True, text=True, check=True).stdout
+        assert left.strip() == "", kind
+    # the hook's output stays for the person who reads the error
+    assert "the cache is broken" in hooks_log_path(config, manifest.id).read_text()
+
+
+def test_a_hook_naming_no_service_of_the_snapshot_is_refused_before_anything(config, source):
+    config = _with_hooks(config, {"after_materialize": [{"service": "app", "run": "true"}]})
+    manifest = take_snapshot(config, source)
+    done = _cli(config, "materialize", manifest.id)
+    assert done.returncode == 2, done.stderr
+    assert "previews.hooks.after_materialize[0].service" in done.stderr and "'app'" in done.stderr
+    label = f"label=clonekit.project={config.project}"
+    assert subprocess.run(["docker", "images", "-q", "--filter", label], capture_output=True, text=True,
+                          check=True).stdout.strip() == ""
