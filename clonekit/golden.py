@@ -186,7 +186,7 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: ProgressF
 
 def build_preview_name(snapshot_id: str) -> str:
     """The preview in which the ``after_materialize`` hooks of ``snapshot_id`` run (while materialize runs)."""
-    return slugify(f"golden-{snapshot_id}")
+    return slugify(f"materialize-{snapshot_id}")  # (not "golden-...": materialize holds that lock)
 
 
 def hooks_log_path(config: Config, snapshot_id: str) -> Path:

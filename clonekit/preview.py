@@ -236,7 +236,7 @@ def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_
         services = _services_of(manifest)
         golden = gr.find_golden(config.state_dir, engine, manifest.id)
         plan = _new_plan(config, manifest, name, services, engine, golden=golden)
-        pc.check_requests(code, services, db_service=plan.db_service)
+        pc.check_requests(code, services, db_service=plan.db_service, config=config)
         done = False
         try:
             overrides = pc.prepare(config, engine, name, code, progress)
@@ -319,7 +319,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     if golden is not None:  # trees baked into golden images run copy-on-write: nothing to fill
         # (a service running a branch's image gets its trees as volumes: its image has none of them)
         volumes = gr.use_files_images(golden, pc.without_overridden(build.document, code), volumes)
-    pc.apply(build.document, code)
+    pc.apply(build.document, code, config)
     compose_file = _write_project(folder, plan, build)
     _write_state(folder, plan, manifest, status="creating", timings=timings)
 

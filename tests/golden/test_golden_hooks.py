@@ -26,7 +26,7 @@ TABLE = "CREATE TABLE IF NOT EXISTS hook_runs (id INT AUTO_INCREMENT PRIMARY KEY
 MATERIALIZE_HOOKS = [
     {"service": "db", "run": f"{MYSQL} \"{TABLE} INSERT INTO hook_runs (phase, preview, snapshot) VALUES "
                              "('materialize', '$CLONEKIT_PREVIEW', '$CLONEKIT_SNAPSHOT'); "
-                             f"INSERT INTO options VALUES ('hooked', '{PROD_URL}/hooked')\" && echo row written"},
+                             f"INSERT INTO options (id, name, value) VALUES (999, 'hooked', '{PROD_URL}/hooked')\" && echo row written"},
     {"service": "web", "run": 'echo "baked $CLONEKIT_SNAPSHOT" > /www/marker.txt && echo "url $CLONEKIT_PREVIEW_URL"'},
 ]
 RESTORE_HOOKS = [
