@@ -254,15 +254,18 @@ def start_build_preview(config: Config, repo: Any, manifest: Any, name: str, gol
 
     It runs production's images (no code override), and its database keeps the snapshot's URLs:
     no ``previews.replace`` rewrite (every preview made from the golden copy rewrites its own
-    copy), no ``after_restore`` hooks. The caller holds the name's lock and removes it
-    (``remove_preview``); one left by an interrupted run is removed first.
+    copy), no ``after_restore`` hooks. Its database container gets no secret in its environment
+    (it is committed, and an image keeps the configuration of the container it was committed
+    from). The caller holds the name's lock and removes it (``remove_preview``); one left by an
+    interrupted run is removed first.
     """
     engine = DockerEngine(config.previews.docker_host)
     services = _services_of(manifest)
     if preview_dir(config, name).exists() or engine.ids("container", _labels_of(config, name)):
         _remove_everything(config, engine, name)
     plan = _new_plan(config, manifest, name, services, engine, golden=golden)
-    _bring_up(config, repo, manifest, plan, services, engine, progress or no_progress, golden, hooks=False, rewrite=False)
+    _bring_up(config, repo, manifest, plan, services, engine, progress or no_progress, golden, hooks=False, rewrite=False,
+              db_secrets=False)
     return plan
 
 
@@ -301,7 +304,8 @@ def _cleanup_after_failure(config: Config, engine: DockerEngine, name: str) -> N
 
 def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, services: Mapping[str, Any],
               engine: DockerEngine, progress: Any, golden: gr.GoldenCopy | None = None, *,
-              code: Sequence[pc.CodeOverride] = (), hooks: bool = True, rewrite: bool = True) -> Preview:
+              code: Sequence[pc.CodeOverride] = (), hooks: bool = True, rewrite: bool = True,
+              db_secrets: bool = True) -> Preview:
     timings: dict[str, float] = {}
     online.preflight(config, engine)  # egress and proxy settings usable, before anything is created
     folder = preview_dir(config, plan.name)
@@ -320,6 +324,9 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
         # (a service running a branch's image gets its trees as volumes: its image has none of them)
         volumes = gr.use_files_images(golden, pc.without_overridden(build.document, code), volumes)
     pc.apply(build.document, code, config)
+    if not db_secrets and plan.db_service:  # a database started from a golden image needs none of them
+        build.secret_env.pop(plan.db_service, None)
+        build.document["services"][plan.db_service].pop("env_file", None)
     compose_file = _write_project(folder, plan, build)
     _write_state(folder, plan, manifest, status="creating", timings=timings)
 
