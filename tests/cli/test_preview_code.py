@@ -212,3 +212,24 @@ def test_mount_needs_the_local_engine(tmp_path: Path) -> None:
     config = load_config(path)
     problems = pc.check_mounts(config, pc.CodeRequest("app", mounts={str(tmp_path): "/var/www/html"}))
     assert len(problems) == 1 and "local Docker engine" in problems[0]
+
+
+def test_after_materialize_hooks_must_name_a_service_of_the_snapshot(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from clonekit.golden import check_hooks
+
+    path = tmp_path / "clonekit.yml"
+    path.write_text(BASE + """  hooks:
+    after_materialize:
+      - {service: web, run: "true"}
+      - {service: app, run: "drush cr"}
+""")
+    config = load_config(path)
+    assert [h.run for h in config.previews.hooks["after_materialize"]] == ["true", "drush cr"]
+    manifest = SimpleNamespace(id="prod-1", services={"services": {"web": {}, "db": {}}})
+    with pytest.raises(ConfigError) as err:
+        check_hooks(config, manifest)
+    assert err.value.problems == ["previews.hooks.after_materialize[1].service: snapshot prod-1 has no service "
+                                  "'app' (services: db, web)"]
+    check_hooks(config, SimpleNamespace(id="prod-2", services={"services": {"web": {}, "app": {}}}))

@@ -1,7 +1,15 @@
-"""previews.hooks.after_materialize: run once per golden copy, baked in. A hook writes a row (and a
+"""Working on a clone, on the real engine (one small source for the module).
+
+previews.hooks.after_materialize: run once per golden copy, baked in. A hook writes a row (and a
 production URL) into the database and a file into the web tree while materializing; previews made
 from the golden copy have both without the hook running again, and run only after_restore. No
-secret of the build preview is left in an image; a failing hook leaves nothing behind."""
+secret of the build preview is left in an image; a failing hook leaves nothing behind.
+
+previews.services.S.mount: a live working tree bind-mounted into a service (DDEV-style). The
+project folder itself (".", relative to clonekit.yml) is mounted read-write at the web root: an
+edit on the host shows in the next HTTP answer without a refresh, a write in the container shows
+on the host, clonekit's store and state folder (inside the project folder) are covered by an
+empty tmpfs, and `clonekit list --json` shows the mount as the service's code."""
 
 from __future__ import annotations
 
@@ -87,21 +95,19 @@ def test_after_materialize_is_baked_into_the_golden_copy_and_runs_once(config, s
             assert env.get(name, "") == "", (image, name)
     assert _image_config(result.image)["Config"]["Labels"]["clonekit.golden"] == "db"
 
-    a = create_preview(config, repo, manifest, "hooked-a")
-    b = create_preview(config, repo, manifest, "hooked-b")
-    for preview in (a, b):
-        assert preview.restore_path == "golden"
-        # the materialize hook ran once, in the build preview; each preview ran its after_restore hook only
-        runs = _rows(preview, "SELECT phase, preview, snapshot FROM hook_runs ORDER BY id")
-        assert runs == [("materialize", build, manifest.id), ("restore", preview.name, manifest.id)]
-        # its row was baked with the production URL, rewritten per preview like the snapshot's rows
-        assert _rows(preview, "SELECT value FROM options WHERE name = 'hooked'") == [(preview.url + "/hooked",)]
-        marker = urllib.request.urlopen(preview.url + "/marker.txt", timeout=10).read()
-        assert marker == f"baked {manifest.id}\n".encode()
-        assert compose_exec(preview, "web", "ls /www").split() == ["index.html", "marker.txt"]
+    preview = create_preview(config, repo, manifest, "hooked-a")
+    assert preview.restore_path == "golden"
+    # the materialize hook ran once, in the build preview; the preview ran its after_restore hook only
+    runs = _rows(preview, "SELECT phase, preview, snapshot FROM hook_runs ORDER BY id")
+    assert runs == [("materialize", build, manifest.id), ("restore", preview.name, manifest.id)]
+    # its row was baked with the production URL, rewritten per preview like the snapshot's rows
+    assert _rows(preview, "SELECT value FROM options WHERE name = 'hooked'") == [(preview.url + "/hooked",)]
+    marker = urllib.request.urlopen(preview.url + "/marker.txt", timeout=10).read()
+    assert marker == f"baked {manifest.id}\n".encode()
+    assert compose_exec(preview, "web", "ls /www").split() == ["index.html", "marker.txt"]
     # a second materialize is a no-op: the hook does not run again
     assert materialize(config, repo, manifest).reused
-    assert _rows(a, "SELECT COUNT(*) FROM hook_runs WHERE phase = 'materialize'") == [(1,)]
+    assert _rows(preview, "SELECT COUNT(*) FROM hook_runs WHERE phase = 'materialize'") == [(1,)]
     assert log_file.read_text().count("== exit 0") == 2
 
     listed = _cli(config, "--json", "golden")
@@ -111,7 +117,6 @@ def test_after_materialize_is_baked_into_the_golden_copy_and_runs_once(config, s
     assert [h["service"] for h in rows[0]["hooks"]] == ["db", "web"] and "db" not in rows[0]
     assert record.db.password not in listed.stdout
     destroy_preview(config, "hooked-a")
-    destroy_preview(config, "hooked-b")
 
 
 def test_a_failing_after_materialize_hook_fails_materialize_and_leaves_nothing(config, source):
@@ -131,12 +136,46 @@ def test_a_failing_after_materialize_hook_fails_materialize_and_leaves_nothing(c
     assert "the cache is broken" in hooks_log_path(config, manifest.id).read_text()
 
 
-def test_a_hook_naming_no_service_of_the_snapshot_is_refused_before_anything(config, source):
-    config = _with_hooks(config, {"after_materialize": [{"service": "app", "run": "true"}]})
+def test_a_live_working_tree_shows_edits_without_a_refresh(config, source):
+    project_folder = config.path.parent
+    raw = yaml.safe_load(config.path.read_text())
+    raw["previews"]["services"] = {"web": {"mount": {".": "/www"}}}
+    config.path.write_text(yaml.safe_dump(raw))
+    (project_folder / "index.html").write_text("version 1\n")
     manifest = take_snapshot(config, source)
-    done = _cli(config, "materialize", manifest.id)
+    (project_folder / ".clonekit").mkdir(exist_ok=True)
+    assert any((project_folder / "store").iterdir())
+
+    done = _cli(config, "--json", "restore", manifest.id, "--as", "live")
+    assert done.returncode == 0, done.stderr
+    url = json.loads(done.stdout)["url"]
+    assert urllib.request.urlopen(url + "/index.html", timeout=10).read() == b"version 1\n"
+    (project_folder / "index.html").write_text("version 2\n")  # no refresh
+    assert urllib.request.urlopen(url + "/index.html", timeout=10).read() == b"version 2\n"
+
+    preview_path = project_folder / ".clonekit" / "previews" / "live"
+
+    class Preview:  # what compose_exec needs
+        path = preview_path
+
+    compose_exec(Preview, "web", "echo from-the-container > /www/written.txt")
+    assert (project_folder / "written.txt").read_text() == "from-the-container\n"
+    # the store and the state folder (secrets) are not visible from the container
+    assert compose_exec(Preview, "web", "find /www/store /www/.clonekit -mindepth 1 | wc -l").strip() == "0"
+
+    listed = _cli(config, "--json", "list")
+    assert listed.returncode == 0, listed.stderr
+    code = json.loads(listed.stdout)[0]["code"]
+    assert [(c["service"], c["origin"], c["mounts"]) for c in code] == [("web", "mount", {str(project_folder): "/www"})]
+    table = _cli(config, "list").stdout
+    assert f"web={project_folder} mounted at /www" in table
+
+    assert _cli(config, "destroy", "live", "--yes").returncode == 0
+    assert (project_folder / "index.html").read_text() == "version 2\n"  # the developer's tree is theirs
+
+
+def test_a_missing_live_tree_is_refused_before_anything(config):
+    done = _cli(config, "restore", "latest", "--as", "nolive", "--mount", "web=./no-such-folder:/www")
     assert done.returncode == 2, done.stderr
-    assert "previews.hooks.after_materialize[0].service" in done.stderr and "'app'" in done.stderr
-    label = f"label=clonekit.project={config.project}"
-    assert subprocess.run(["docker", "images", "-q", "--filter", label], capture_output=True, text=True,
-                          check=True).stdout.strip() == ""
+    assert "no-such-folder" in done.stderr and "no such folder" in done.stderr
+    assert not (config.path.parent / ".clonekit" / "previews" / "nolive").exists()
