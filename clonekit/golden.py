@@ -52,12 +52,12 @@ from .errors import ClonekitError, ConfigError, PreviewError
 from .files import iter_tar
 from .preview import (
     DB_TIMEOUT_SECONDS,
-    PREVIEWS_FOLDER,
     preview_lock,
     remove_preview,
     run_preview_hooks,
     start_build_preview,
 )
+from .previews.plan import PREVIEWS_FOLDER
 from .previews.slug import slugify
 from .private_file import write_private
 from .progress import ProgressFn, no_progress
