@@ -62,10 +62,18 @@ def _rows(preview, sql: str) -> list[tuple]:
         conn.close()
 
 
-def test_after_materialize_is_baked_into_the_golden_copy_and_runs_once(config, source):
+def test_after_materialize_then_a_live_tree_on_the_golden_copy(config, source):
+    """One snapshot, three steps (each a golden copy's or preview's life): a failing hook leaves
+    nothing; the hooks are baked in once; a live working tree runs on a preview of that copy."""
+    manifest = take_snapshot(config, source)
+    _a_failing_hook_fails_materialize_and_leaves_nothing(config, manifest)
+    _hooks_are_baked_into_the_golden_copy_and_run_once(config, manifest)
+    _a_live_working_tree_shows_edits_without_a_refresh(config, manifest)
+
+
+def _hooks_are_baked_into_the_golden_copy_and_run_once(config, manifest):
     config = _with_hooks(config, {"after_materialize": MATERIALIZE_HOOKS, "after_restore": RESTORE_HOOKS})
     repo = Repository.open(config.store)
-    manifest = take_snapshot(config, source)
 
     result = materialize(config, repo, manifest)
     assert [(h["service"], h["exit_code"]) for h in result.hooks] == [("db", 0), ("web", 0)]
@@ -119,10 +127,9 @@ def test_after_materialize_is_baked_into_the_golden_copy_and_runs_once(config, s
     destroy_preview(config, "hooked-a")
 
 
-def test_a_failing_after_materialize_hook_fails_materialize_and_leaves_nothing(config, source):
+def _a_failing_hook_fails_materialize_and_leaves_nothing(config, manifest):
     config = _with_hooks(config, {"after_materialize": [
         {"service": "web", "run": "echo first line; echo 'the cache is broken' >&2; exit 3"}]})
-    manifest = take_snapshot(config, source)
     done = _cli(config, "materialize", manifest.id)
     assert done.returncode == 1, done.stderr
     assert "failed with exit code 3" in done.stderr and "the cache is broken" in done.stderr
@@ -136,18 +143,18 @@ def test_a_failing_after_materialize_hook_fails_materialize_and_leaves_nothing(c
     assert "the cache is broken" in hooks_log_path(config, manifest.id).read_text()
 
 
-def test_a_live_working_tree_shows_edits_without_a_refresh(config, source):
+def _a_live_working_tree_shows_edits_without_a_refresh(config, manifest):
+    """The project folder itself (".") at the web root: edits on either side show on the other."""
     project_folder = config.path.parent
     raw = yaml.safe_load(config.path.read_text())
     raw["previews"]["services"] = {"web": {"mount": {".": "/www"}}}
     config.path.write_text(yaml.safe_dump(raw))
     (project_folder / "index.html").write_text("version 1\n")
-    manifest = take_snapshot(config, source)
-    (project_folder / ".clonekit").mkdir(exist_ok=True)
-    assert any((project_folder / "store").iterdir())
+    assert any((project_folder / "store").iterdir()) and (project_folder / ".clonekit" / "golden").is_dir()
 
     done = _cli(config, "--json", "restore", manifest.id, "--as", "live")
     assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["restore_path"] == "golden"
     url = json.loads(done.stdout)["url"]
     assert urllib.request.urlopen(url + "/index.html", timeout=10).read() == b"version 1\n"
     (project_folder / "index.html").write_text("version 2\n")  # no refresh
