@@ -251,7 +251,7 @@ def apply(document: dict[str, Any], code: Sequence[CodeOverride], config: Config
         spec["volumes"] = [*entries, *(f"{host}:{target}:rw" for host, target in sorted(override.mounts.items()))]
         covered = [path for path in hidden if any(path.startswith(t.rstrip("/") + "/") for t in targets)]
         if covered:
-            spec["tmpfs"] = [*spec.get("tmpfs", []), *(f"{path}:ro,size=4k" for path in covered)]
+            spec["tmpfs"] = sorted({*spec.get("tmpfs", []), *(f"{path}:ro,size=4k" for path in covered)})  # (refresh --code: again)
 
 
 def _target_of(entry: str) -> str:

@@ -196,6 +196,9 @@ def test_mount_config_flags_and_compose(tmp_path: Path) -> None:
     assert app["image"] == "prod/app:1"  # production's image, the live tree over its code
     assert app["volumes"] == ["up:/srv/up", f"{tmp_path}:/var/www/html:rw"]
     assert app["tmpfs"] == ["/var/www/html/.clonekit:ro,size=4k"]  # (the store is inside .clonekit here)
+    pc.apply(document, [override], config)  # refresh --code applies it to the written document again
+    assert app["volumes"] == ["up:/srv/up", f"{tmp_path}:/var/www/html:rw"]
+    assert app["tmpfs"] == ["/var/www/html/.clonekit:ro,size=4k"]
     assert override.describe() == f"app={tmp_path} mounted at /var/www/html"
 
 
