@@ -260,14 +260,22 @@ def code_options(fn: F) -> F:
                         help="SERVICE runs an image built from the folder PATH (repeatable).")(fn)  # type: ignore[no-any-return]
 
 
+def mount_option(fn: F) -> F:
+    """--mount: a live working tree in a service (docs/previews.md)."""
+    return click.option("--mount", "mounts", multiple=True, metavar="SERVICE=HOST:CONTAINER",
+                        help="Bind-mount the folder HOST read-write at CONTAINER in SERVICE: edits show without a "
+                             "refresh (local engine only; repeatable).")(fn)  # type: ignore[no-any-return]
+
+
 @command(cli, "restore")
 @click.argument("snapshot")
 @click.option("--as", "name", required=True, metavar="NAME", help="Name of the new preview (a DNS label).")
 @click.option("--keep-on-failure", is_flag=True, help="Leave what was created if the restore fails (for debugging).")
 @code_options
+@mount_option
 @pass_ctx
 def restore_cmd(c: Context, snapshot: str, name: str, keep_on_failure: bool, builds: tuple[str, ...],
-                images: tuple[str, ...]) -> None:
+                images: tuple[str, ...], mounts: tuple[str, ...]) -> None:
     """Create preview NAME from SNAPSHOT (an id, a prefix, `latest` or `SOURCE@latest`).
 
     Returns when the preview answers (and its after_restore hooks succeeded), and prints its URL.
@@ -276,10 +284,11 @@ def restore_cmd(c: Context, snapshot: str, name: str, keep_on_failure: bool, bui
     Example:
       clonekit restore prod@latest --as feature-x
       clonekit restore prod@latest --as feature-x --build app=../news-feature-x
+      clonekit restore prod@latest --as dev --mount app=.:/var/www/html    # edit here, reload the page
     """
     with c.out.progress() as progress:
         preview = c.project.restore(snapshot, name=name, keep_on_failure=keep_on_failure, progress=progress,
-                                    build=builds, image=images)
+                                    build=builds, image=images, mount=mounts)
     _print_preview(c, preview)
 
 
@@ -289,9 +298,10 @@ def restore_cmd(c: Context, snapshot: str, name: str, keep_on_failure: bool, bui
 @click.option("--max-age", metavar="DURATION", help="Reuse the newest snapshot younger than this (e.g. 6h) instead of taking one.")
 @click.option("--keep-on-failure", is_flag=True, help="Leave what was created if the restore fails (for debugging).")
 @code_options
+@mount_option
 @pass_ctx
 def clone_cmd(c: Context, source: str, name: str, max_age: str | None, keep_on_failure: bool,
-              builds: tuple[str, ...], images: tuple[str, ...]) -> None:
+              builds: tuple[str, ...], images: tuple[str, ...], mounts: tuple[str, ...]) -> None:
     """Snapshot SOURCE and restore it as preview NAME, in one step.
 
     With --build, the service runs your branch's code on production's (sanitized) data.
@@ -302,10 +312,11 @@ def clone_cmd(c: Context, source: str, name: str, max_age: str | None, keep_on_f
       clonekit clone prod --as feature-y --max-age 6h
       clonekit clone prod --as pr-42 --max-age 24h --build app=.
       clonekit clone prod --as pr-42 --build app=.:docker/app.Dockerfile --image worker=registry.example.com/news/worker:pr-42
+      clonekit clone prod --as dev --max-age 24h --mount app=.:/var/www/html     # DDEV-style: your working tree, live
     """
     with c.out.progress() as progress:
         preview = c.project.clone(source, name=name, max_age=max_age, keep_on_failure=keep_on_failure, progress=progress,
-                                  build=builds, image=images)
+                                  build=builds, image=images, mount=mounts)
     _print_preview(c, preview)
 
 
@@ -483,12 +494,39 @@ def materialize_cmd(c: Context, snapshot: str) -> None:
     """Load SNAPSHOT once into golden images on the preview host, so clones start in seconds.
 
     \b
+    Runs previews.hooks.after_materialize once, in a build preview, and bakes their effects into
+    the golden copy; previews made from it run only after_restore.
+
+    \b
     Example:
       clonekit materialize prod@latest
+      clonekit golden                                      # what is materialized, which hooks are baked in
     """
     with c.out.progress() as progress:
         result = c.project.materialize(snapshot, progress=progress)
-    c.out.result(result, lambda: f"materialized {result.snapshot_id}: {result.image}")
+    baked = f" ({len(result.hooks)} after_materialize hook(s) baked in)" if result.hooks else ""
+    c.out.result(result, lambda: f"materialized {result.snapshot_id}: {result.image}{baked}")
+
+
+@command(cli, "golden")
+@pass_ctx
+def golden_cmd(c: Context) -> None:
+    """List the golden copies on the preview host: snapshot, when made, images, hooks baked in.
+
+    \b
+    Example:
+      clonekit golden
+      clonekit --json golden | jq '.[] | {snapshot_id, hooks}'
+    """
+    copies = c.project.golden_copies()
+    rows = [{"snapshot": g["snapshot_id"], "made": g["made_at"] or "?",
+             "database": g["db_image"] or "-",
+             "files": ", ".join([*(str(i["image"]) for i in g["files_images"].values()), *g["volumes"].values()]) or "-",
+             "hooks": "; ".join(f"{h['service']}: {h['run']}" for h in g["hooks"]) or "-",
+             "complete": "yes" if g["complete"] else "no (run materialize again)"} for g in copies]
+    c.out.table(copies, [("snapshot", "snapshot"), ("made", "made"), ("database", "database image"),
+                         ("files", "files"), ("hooks", "after_materialize hooks"), ("complete", "complete")],
+                rows, empty="no golden copy: `clonekit materialize SNAPSHOT` makes one")
 
 
 @command(cli, "serve")

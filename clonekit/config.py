@@ -197,6 +197,8 @@ class ServiceCode:
 
     build: ServiceBuild | None = None
     image: str | None = None
+    # live working trees (local engine only): absolute host folder -> path in the container
+    mounts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -731,20 +733,21 @@ class _Checker:
             ttl_seconds=self.duration(body.get("ttl"), "previews.ttl"),
             http_service=self.string(body.get("http_service"), "previews.http_service"),
             prewarm=self.boolean(body.get("prewarm"), "previews.prewarm", False),
-            services=self.preview_services(body.get("services")),
+            services=self.preview_services(body.get("services"), body.get("docker_host")),
             hooks=self.preview_hooks(body.get("hooks")),
             proxy=self.proxy(body.get("proxy"), url),
             egress=self.choice(body.get("egress"), "previews.egress", EGRESS_MODES, "no-mail"),
         )
 
-    def preview_services(self, value: Any) -> Mapping[str, ServiceCode]:
+    def preview_services(self, value: Any, docker_host: Any = None) -> Mapping[str, ServiceCode]:
         out: dict[str, ServiceCode] = {}
         for service, spec in self.mapping(value, "previews.services", None).items():
             key = key_path("previews.services", service)
-            body = self.mapping(spec, key, ("build", "image"))
+            body = self.mapping(spec, key, ("build", "image", "mount"))
             build, image = body.get("build"), self.string(body.get("image"), f"{key}.image")
-            if (build is None) == (image is None):
-                self.problem(key, "exactly one of build (a folder) or image (a reference)", spec)
+            mounts = self.mounts(body.get("mount"), f"{key}.mount", docker_host)
+            if build is not None and image is not None or build is None and image is None and not mounts:
+                self.problem(key, "one of build (a folder) or image (a reference), and/or mount (a live working tree)", spec)
                 continue
             if isinstance(build, str):
                 build = {"context": build}
@@ -759,8 +762,22 @@ class _Checker:
                     args=self.string_map(b.get("args"), f"{key}.build.args"),
                     target=self.string(b.get("target"), f"{key}.build.target"),
                 )
-            out[str(service)] = ServiceCode(build=parsed, image=image)
+            out[str(service)] = ServiceCode(build=parsed, image=image, mounts=MappingProxyType(mounts))
         return MappingProxyType(out)
+
+    def mounts(self, value: Any, key: str, docker_host: Any) -> dict[str, str]:
+        """``{HOST_FOLDER: CONTAINER_PATH}``; relative host folders are relative to clonekit.yml."""
+        out: dict[str, str] = {}
+        for host, target in self.string_map(value, key).items():
+            if not target.startswith("/"):
+                self.problem(key_path(key, host), "an absolute path inside the container", target)
+                continue
+            folder = Path(os.path.expanduser(host))
+            out[str(folder if folder.is_absolute() else (self.path.parent / folder).resolve())] = target.rstrip("/") or "/"
+        if out and isinstance(docker_host, str) and docker_host and not docker_host.startswith("unix://"):
+            self.problem(key, "a live working tree is bind-mounted from this machine: it needs the local Docker engine "
+                         f"(previews.docker_host is {docker_host}); use build: on a remote engine", value)
+        return out
 
     def preview_hooks(self, value: Any) -> Mapping[str, tuple[Hook, ...]]:
         out: dict[str, tuple[Hook, ...]] = {}
@@ -866,4 +883,4 @@ class _Checker:
                                password_env_set=password_env is not None, url=url)
 
 
-HOOK_TIMES = ("after_restore",)  # after_materialize (baked into golden copies): not yet
+HOOK_TIMES = ("after_restore", "after_materialize")

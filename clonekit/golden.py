@@ -30,8 +30,9 @@ import json
 import logging
 import tarfile
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,18 @@ from .db.target import (
     server_flavor,
     wait_for_database,
 )
-from .errors import ClonekitError, PreviewError
+from .errors import ClonekitError, ConfigError, PreviewError
 from .files import iter_tar
-from .preview import DB_TIMEOUT_SECONDS, PREVIEWS_FOLDER, preview_lock
+from .preview import (
+    DB_TIMEOUT_SECONDS,
+    preview_lock,
+    remove_preview,
+    run_preview_hooks,
+    start_build_preview,
+)
+from .previews.plan import PREVIEWS_FOLDER
+from .previews.slug import slugify
+from .private_file import write_private
 from .progress import ProgressFn, no_progress
 from .runtime import compose as cmp
 from .runtime import golden_engine as ge
@@ -66,6 +76,7 @@ GOLDEN_REPOSITORY = "clonekit-golden"
 MOVED_DATADIR = "/var/lib/clonekit-mysql"
 DATADIR_CNF = "etc/mysql/conf.d/zz-clonekit-datadir.cnf"
 STOP_TIMEOUT_SECONDS = 900
+HOOK_STOP_SECONDS = 30  # the build preview's other services, before its database shuts down
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class GoldenResult:
     files_images_or_volumes: tuple[str, ...]  # the golden volumes, one per file tree a preview mounts
     seconds: float
     reused: bool = False  # it was materialized already: nothing was done
+    hooks: tuple[Mapping[str, Any], ...] = ()  # the after_materialize hooks baked into it
 
 
 # -- names and the record -------------------------------------------------------------------------
@@ -120,11 +132,18 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: ProgressF
     progress = progress or no_progress
     engine = DockerEngine(config.previews.docker_host)
     started = time.monotonic()
+    hooks = config.previews.hooks.get("after_materialize") or ()
     with preview_lock(config, f"golden-{manifest.id}"):
         existing = read_record(config, manifest.id)
         if existing is not None and gr.is_complete(engine, existing):
+            if [(h["service"], h["run"]) for h in existing.hooks] != [(h.service, h.run) for h in hooks]:
+                log.warning("the golden copy of %s was made with other previews.hooks.after_materialize than the "
+                            "configured ones: `clonekit prune` removes it once it is not kept, or remove its record "
+                            "%s to make it again", manifest.id, record_path(config, manifest.id))
             return GoldenResult(manifest.id, existing.db_image or "", existing.file_artifacts(),
-                                time.monotonic() - started, reused=True)
+                                time.monotonic() - started, reused=True, hooks=tuple(existing.hooks))
+        if hooks:
+            check_hooks(config, manifest)
         services = dict((manifest.services or {}).get("services") or {})
         db_image, datadir = "", DEFAULT_DATADIR
         db: cmp.DbCredentials | None = None  # the golden credentials
@@ -140,9 +159,13 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: ProgressF
             files_images = _materialize_files_images(config, repo, manifest, services, engine, progress, made_images)
             baked = {path for item in files_images.values() for path in item["paths"]}
             volumes = _materialize_volumes(config, repo, manifest, services, engine, progress, skip=baked)
-            gr.write_record(config.state_dir, GoldenCopy(
-                snapshot_id=manifest.id, db_image=db_image or None, datadir=datadir, db=db, volumes=volumes,
-                files_images=files_images, replace_tables=replace_tables))
+            golden = GoldenCopy(snapshot_id=manifest.id, db_image=db_image or None, datadir=datadir, db=db,
+                                volumes=volumes, files_images=files_images, replace_tables=replace_tables,
+                                made_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            if hooks:
+                golden = _bake_hooks(config, repo, manifest, golden, engine, progress)
+                files_images = {key: dict(item) for key, item in golden.files_images.items()}
+            gr.write_record(config.state_dir, golden)
             done = True
         finally:
             if not done:
@@ -154,7 +177,120 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: ProgressF
                     _quietly(lambda name=name: engine.remove("volume", [name]))
     seconds = time.monotonic() - started
     log.info("materialized %s in %.1fs", manifest.id, seconds)
-    return GoldenResult(manifest.id, db_image, (*(i["image"] for i in files_images.values()), *volumes.values()), seconds)
+    return GoldenResult(manifest.id, db_image, (*(i["image"] for i in files_images.values()), *volumes.values()), seconds,
+                        hooks=tuple(golden.hooks))
+
+
+# -- after_materialize: hooks baked into the golden copy -------------------------------------------
+
+
+def build_preview_name(snapshot_id: str) -> str:
+    """The preview in which the ``after_materialize`` hooks of ``snapshot_id`` run (while materialize runs)."""
+    return slugify(f"materialize-{snapshot_id}")  # (not "golden-...": materialize holds that lock)
+
+
+def hooks_log_path(config: Config, snapshot_id: str) -> Path:
+    return record_path(config, snapshot_id).with_suffix(".hooks.log")
+
+
+def check_hooks(config: Config, manifest: Any) -> None:
+    """Before any side effect: every ``after_materialize`` hook names a service of the snapshot."""
+    services = (manifest.services or {}).get("services") or {}
+    problems = [f"previews.hooks.after_materialize[{i}].service: snapshot {manifest.id} has no service {hook.service!r} "
+                f"(services: {', '.join(sorted(services)) or 'none'})"
+                for i, hook in enumerate(config.previews.hooks.get("after_materialize") or ())
+                if hook.service not in services]
+    if problems:
+        raise ConfigError("cannot run the after_materialize hooks", problems=problems,
+                          hint="a hook runs in a service of the snapshot's compose project (containers.compose_project)")
+
+
+def _bake_hooks(config: Config, repo: Any, manifest: Any, golden: GoldenCopy, engine: DockerEngine,
+                progress: Any) -> GoldenCopy:
+    """Run ``previews.hooks.after_materialize`` in a build preview of ``golden``, then bake what they
+    did into it: the build preview's database (cleanly shut down) is committed over the golden
+    database image, the trees of the files images are made again from the build preview's
+    containers, the golden volumes get the content of the build preview's copies. Returns the
+    golden copy with the build preview's credentials (its accounts were re-keyed) and the hooks."""
+    name = build_preview_name(manifest.id)
+    log_file = hooks_log_path(config, manifest.id)
+    write_private(log_file, "")  # 0600: the hooks' output may name things of the site
+    services = dict((manifest.services or {}).get("services") or {})
+    old_files_images = [engine.json(["image", "inspect", str(item["image"])], what="inspect a golden files image")[0]["Id"]
+                        for item in golden.files_images.values()]
+    with preview_lock(config, name):
+        try:
+            plan = start_build_preview(config, repo, manifest, name, golden, progress=progress)
+            progress("after_materialize hooks", total=None)
+            results = run_preview_hooks(config, engine, plan, "after_materialize", log_file, keep_hint="")
+            progress("bake the hooks into the golden copy", total=None)
+            containers = {c["Config"]["Labels"].get("com.docker.compose.service", ""): c["Id"]
+                          for c in engine.containers({"com.docker.compose.project": plan.compose_project})}
+            db_container = containers.get(plan.db_service) if golden.db_image and plan.db_service else None
+            others = [cid for cid in containers.values() if cid != db_container]
+            if others:  # nothing writes while the database shuts down and the trees are copied
+                engine.cli(["stop", "-t", str(HOOK_STOP_SECONDS), *others], what=f"stop the build preview {name}")
+            db, replace_tables = golden.db, golden.replace_tables
+            if db_container is not None:
+                replace_tables = _commit_build_database(config, manifest, golden, plan, engine, db_container)
+                db = plan.db
+            files_images = _materialize_files_images(
+                config, repo, manifest, services, engine, progress, [],
+                trees=lambda v: ge.copy_out(engine, containers[v.service], v.target))
+            sections = [str(s.get("path")) for s in manifest.files]
+            for volume in cmp.file_volumes(services, config.previews, sections):
+                target = golden.volumes.get(volume.source_path)
+                if target:
+                    ge.replace_volume_content(engine, plan.volume_name(volume.key), target, image=plan.helper_image,
+                                              labels=_labels(config, manifest, "build"))
+        finally:
+            remove_preview(config, name)
+    for image_id in old_files_images:  # untagged by the new commits
+        _quietly(lambda image_id=image_id: ge.remove_image(engine, image_id))
+    return replace(golden, db=db, replace_tables=replace_tables, files_images=files_images,
+                   hooks=tuple(r.to_json() for r in results))
+
+
+def _commit_build_database(config: Config, manifest: Any, golden: GoldenCopy, plan: Any, engine: DockerEngine,
+                           container_id: str) -> dict[str, list[str]]:
+    """Shut the build preview's database down cleanly and commit it as the golden database image;
+    returns the tables holding a ``previews.replace`` string now (the hooks may have added some)."""
+    container = engine.json(["container", "inspect", container_id], what="inspect the build preview's database")[0]
+    port = published_port(container, cmp.DEFAULT_DB_PORT)
+    if port is None:
+        raise PreviewError(f"the database of the build preview of {manifest.id} publishes no port")
+    endpoint = DbEndpoint("127.0.0.1", port, plan.db.user, plan.db.password, plan.db.database)
+    replace_tables = find_replace_tables(endpoint, list(config.previews.replace), skip=config.previews.replace_skip)
+    run_as_root(in_container(engine, container_id, what="prepare a clean shutdown of the build preview's database"),
+                plan.db.root_password, CLEAN_SHUTDOWN_SQL)
+    engine.cli(["stop", "-t", str(STOP_TIMEOUT_SECONDS), container_id], what="stop the build preview's database")
+    container = engine.json(["container", "inspect", container_id], what="inspect the build preview's database")[0]
+    if container["State"].get("ExitCode") != 0:
+        raise PreviewError(f"the database of the build preview of {manifest.id} did not shut down cleanly "
+                           f"(exit code {container['State'].get('ExitCode')})")
+    assert golden.db_image is not None
+    base = svc.image_config(engine, golden.db_image)
+    ge.commit(engine, container_id, golden.db_image,
+              [*neutral_changes(container.get("Config") or {}, base), *_label_changes(_labels(config, manifest, "db"))])
+    return replace_tables
+
+
+def neutral_changes(container_config: Mapping[str, Any], image_config: Mapping[str, Any]) -> list[str]:
+    """``docker commit --change`` lines that give an image committed from a preview's container the
+    configuration of the image the container ran: a commit keeps the container's environment and
+    labels, so every variable or label the preview added or changed gets the image's value back
+    (empty when the image had none): no preview secret, URL or name stays in the image."""
+    base_env = dict(entry.partition("=")[::2] for entry in image_config.get("Env") or [])
+    changes = []
+    for entry in container_config.get("Env") or []:
+        key, _, value = entry.partition("=")
+        if base_env.get(key) != value:
+            changes.append(f"ENV {key}={json.dumps(base_env.get(key, ''))}")
+    base_labels = image_config.get("Labels") or {}
+    for key, value in (container_config.get("Labels") or {}).items():
+        if base_labels.get(key) != value:
+            changes.append(f"LABEL {key}={json.dumps(base_labels.get(key, ''))}")
+    return [*changes, *start_config_changes(image_config)]
 
 
 def _quietly(action: Any) -> None:
@@ -252,12 +388,14 @@ def files_image_name(config: Config, snapshot_id: str, service: str) -> str:
 
 
 def _materialize_files_images(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any],
-                              engine: DockerEngine, progress: Any, made: list[str]) -> dict[str, dict[str, Any]]:
+                              engine: DockerEngine, progress: Any, made: list[str], *,
+                              trees: Callable[[cmp.FileVolume], Iterable[bytes]] | None = None) -> dict[str, dict[str, Any]]:
     """Per service that mounts snapshot trees: its image plus a layer holding the trees.
 
     A preview runs that image without volumes there: copy-on-write, nothing copied at clone time
     (a golden volume has to be copied whole, which grows with the files). Trees under a VOLUME of
-    the service's image cannot live in a layer: they get golden volumes instead.
+    the service's image cannot live in a layer: they get golden volumes instead. ``trees`` gives
+    each tree's tar stream (default: from the snapshot).
     """
     sections = {str(s.get("path")): s for s in manifest.files}
     if not services or not sections:
@@ -287,7 +425,8 @@ def _materialize_files_images(config: Config, repo: Any, manifest: Any, services
                                                            for v in volumes})])
             for volume in volumes:
                 progress(f"golden files {volume.source_path}", total=None)
-                sent = ge.copy_into(engine, name, volume.target, iter_tar(repo, sections[volume.source_path]))
+                tar = trees(volume) if trees is not None else iter_tar(repo, sections[volume.source_path])
+                sent = ge.copy_into(engine, name, volume.target, tar)
                 progress(f"golden files {volume.source_path}", advance=sent)
             image = files_image_name(config, manifest.id, service_name)
             ge.commit(engine, name, image, [*_label_changes(_labels(config, manifest, "files")),

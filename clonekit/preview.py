@@ -17,19 +17,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import http.client
 import json
 import logging
 import os
 import shutil
-import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -43,7 +40,24 @@ from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .files import iter_tar
 from .owner import Owner
 from .previews import code as pc
-from .previews.hooks import hook_env, last_result, run_hooks
+from .previews.hooks import HOOKS_LOG, HookResult, hook_env, last_result, run_hooks
+from .previews.plan import (
+    COMPOSE_FILE,
+    POLL_SECONDS,
+    PREVIEWS_FOLDER,
+    SECRETS_FILE,
+    STATE_FILE,
+    PlainDumper,
+    check_alive,
+    compose_container,
+    compose_project_name,
+    iso,
+    new_plan,
+    preview_dir,
+    read_json,
+    services_of,
+    wait_http,
+)
 from .private_file import write_private
 from .progress import ProgressFn, no_progress
 from .retry import poll
@@ -55,18 +69,11 @@ from .runtime.service import in_container, resolve_image
 
 log = logging.getLogger("clonekit.preview")
 
-PREVIEWS_FOLDER = "previews"
 LOCKS_FOLDER = ".locks"
-STATE_FILE = "state.json"
 BUSY_STATES = ("creating", "refreshing")  # a run is working on the preview
-SECRETS_FILE = "secrets.json"
-COMPOSE_FILE = "compose.yml"
 LOCK_WAIT_SECONDS = env_number("CLONEKIT_PREVIEW_LOCK_WAIT", 600.0)
-HTTP_TIMEOUT_SECONDS = env_number("CLONEKIT_PREVIEW_HTTP_TIMEOUT", 300.0)
 DB_TIMEOUT_SECONDS = env_number("CLONEKIT_PREVIEW_DB_TIMEOUT", 180.0)
-POLL_SECONDS = 0.25
 HELPER_IMAGE = "clonekit/busybox:latest"
-HTTP_PROBE_TIMEOUT_SECONDS = 5.0
 STOP_TIMEOUT_SECONDS = 5
 
 
@@ -89,25 +96,8 @@ class Preview:
 # -- naming and state on disk ---------------------------------------------------------------------
 
 
-def compose_project_name(config: Config, name: str) -> str:
-    return f"ck-{config.project}-{name}"
-
-
-def preview_dir(config: Config, name: str) -> Path:
-    return config.state_dir / PREVIEWS_FOLDER / name
-
-
 def _labels_of(config: Config, name: str) -> dict[str, str]:
     return {cmp.LABEL_PROJECT: config.project, cmp.LABEL_PREVIEW: name}
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise PreviewError(f"cannot read {path}: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -138,88 +128,10 @@ def preview_lock(config: Config, name: str, *, wait_seconds: float | None = None
         os.close(fd)
 
 
-# -- planning -------------------------------------------------------------------------------------
-
-
-def free_port(taken: set[int] | frozenset[int] = frozenset()) -> int:
-    """A free 127.0.0.1 port that no other preview of this host has claimed (a stopped one keeps its port)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in taken:
-            return port
-    raise PreviewError("no free port on 127.0.0.1 for the preview")
-
-
-def _claimed_ports(config: Config) -> set[int]:
-    root = config.state_dir / PREVIEWS_FOLDER
-    ports: set[int] = set()
-    if root.is_dir():
-        for state_file in root.glob(f"*/{STATE_FILE}"):
-            with contextlib.suppress(PreviewError, KeyError, TypeError, ValueError):
-                ports.add(int((_read_json(state_file) or {})["port"]))
-    return ports
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _parse_iso(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _services_of(manifest: Any) -> dict[str, Any]:
-    section = manifest.services or {}
-    services = dict(section.get("services") or {})
-    if not services:
-        raise PreviewError(
-            f"snapshot {manifest.id} has no container configuration to run a preview from",
-            hint="set containers.compose_project for the source in clonekit.yml and take a new snapshot",
-        )
-    return services
-
-
-def _new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, Any], engine: DockerEngine,
-              *, previous: Mapping[str, Any] | None = None, secrets_in: Mapping[str, Any] | None = None,
-              golden: gr.GoldenCopy | None = None) -> cmp.PreviewPlan:
-    """A fresh plan, or (refresh) one that keeps the previous port, URL and credentials."""
-    cfg = config.previews
-    http_service, http_port = cmp.guess_http_service(services, cfg)
-    db_service = cfg.database_service
-    if manifest.database is None and db_service not in services:
-        db_service = ""  # nothing to load and nothing to run: a preview without a database
-    db_image = resolve_image(engine, services[db_service]) if db_service in services else cmp.DEFAULT_DB_IMAGE
-    fallback_db = str((manifest.database or {}).get("database") or (manifest.database or {}).get("name") or "preview")
-    user, database = cmp.db_defaults(services, db_service, fallback_db)
-    if golden is not None and golden.db is not None and golden.db_image:
-        db_image = golden.db_image  # the loaded datadir is in this image's layer
-        user, database = golden.db.user, golden.db.database
-    now = datetime.now(UTC)
-    if previous is not None and secrets_in is not None:
-        db = cmp.DbCredentials(**secrets_in["db"])
-        port = int(previous["port"])
-        url = previous["url"]
-        created = previous["created_at"]
-        expires = previous.get("expires_at") or ""
-        kept = dict(secrets_in.get("env") or {})
-    else:
-        db = cmp.DbCredentials(user=user, password=cmp.fresh_secret(), root_password=cmp.fresh_secret(), database=database)
-        port = free_port(_claimed_ports(config))
-        url = cfg.url.replace("{name}", name).replace("{project}", config.project).replace("{port}", str(port))
-        created = _iso(now)
-        expires = _iso(now + timedelta(seconds=cfg.ttl_seconds)) if cfg.ttl_seconds else ""
-        kept = {}
-    secret_values = {n: kept.get(n) or cmp.fresh_secret() for n in cmp.secret_names(services)}
-    return cmp.PreviewPlan(
-        project=config.project, name=name, compose_project=compose_project_name(config, name),
-        snapshot_id=manifest.id, source=manifest.source, port=port, url=url, created_at=created, expires_at=expires,
-        http_service=http_service, http_container_port=http_port, db_service=db_service, db_image=db_image,
-        db=db, secret_values=secret_values, restore_path="golden" if golden is not None else "cold",
-    )
 
 
 # -- create -------------------------------------------------------------------------------------
@@ -233,19 +145,52 @@ def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_
     engine = DockerEngine(config.previews.docker_host)
     with preview_lock(config, name):
         _refuse_existing(config, engine, name)
-        services = _services_of(manifest)
+        services = services_of(manifest)
         golden = gr.find_golden(config.state_dir, engine, manifest.id)
-        plan = _new_plan(config, manifest, name, services, engine, golden=golden)
-        pc.check_requests(code, services, db_service=plan.db_service)
-        done = False
-        try:
+        plan = new_plan(config, manifest, name, services, engine, golden=golden)
+        pc.check_requests(code, services, db_service=plan.db_service, config=config)
+        undo = (lambda: None) if keep_on_failure else (lambda: _cleanup_after_failure(config, engine, name))
+        with _on_failure(undo):
             overrides = pc.prepare(config, engine, name, code, progress)
-            preview = _bring_up(config, repo, manifest, plan, services, engine, progress, golden, code=overrides)
-            done = True
-            return preview
-        finally:
-            if not done and not keep_on_failure:
-                _cleanup_after_failure(config, engine, name)
+            return _bring_up(config, repo, manifest, plan, services, engine, progress, golden, code=overrides)
+
+
+@contextlib.contextmanager
+def _on_failure(undo: Callable[[], None]) -> Iterator[None]:
+    """Run ``undo`` when the block does not finish (an error, an interrupt), then let that go on."""
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        if not finished:
+            undo()
+
+
+def start_build_preview(config: Config, repo: Any, manifest: Any, name: str, golden: gr.GoldenCopy, *,
+                        progress: ProgressFn | None = None) -> cmp.PreviewPlan:
+    """A preview of ``golden`` in which ``clonekit.golden`` runs the ``after_materialize`` hooks.
+
+    It runs production's images (no code override), and its database keeps the snapshot's URLs:
+    no ``previews.replace`` rewrite (every preview made from the golden copy rewrites its own
+    copy), no ``after_restore`` hooks. Its database container gets no secret in its environment
+    (it is committed, and an image keeps the configuration of the container it was committed
+    from). The caller holds the name's lock and removes it (``remove_preview``); one left by an
+    interrupted run is removed first.
+    """
+    engine = DockerEngine(config.previews.docker_host)
+    services = services_of(manifest)
+    if preview_dir(config, name).exists() or engine.ids("container", _labels_of(config, name)):
+        _remove_everything(config, engine, name)
+    plan = new_plan(config, manifest, name, services, engine, golden=golden)
+    _bring_up(config, repo, manifest, plan, services, engine, progress or no_progress, golden, hooks=False, rewrite=False,
+              db_secrets=False)
+    return plan
+
+
+def remove_preview(config: Config, name: str) -> None:
+    """Remove everything of preview ``name`` (the caller holds its lock); errors are logged, not raised."""
+    _cleanup_after_failure(config, DockerEngine(config.previews.docker_host), name)
 
 
 def _abandoned(state: Mapping[str, Any]) -> bool:
@@ -256,7 +201,7 @@ def _abandoned(state: Mapping[str, Any]) -> bool:
 
 def _refuse_existing(config: Config, engine: DockerEngine, name: str) -> None:
     folder = preview_dir(config, name)
-    state = _read_json(folder / STATE_FILE) or {}
+    state = read_json(folder / STATE_FILE) or {}
     if _abandoned(state):  # we hold the name's lock: nobody else is working on it
         log.warning("preview %s was left half-created by %s, which is gone: removing what it created",
                     name, Owner.from_json(state.get("owner")))
@@ -278,7 +223,8 @@ def _cleanup_after_failure(config: Config, engine: DockerEngine, name: str) -> N
 
 def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, services: Mapping[str, Any],
               engine: DockerEngine, progress: Any, golden: gr.GoldenCopy | None = None, *,
-              code: Sequence[pc.CodeOverride] = (), hooks: bool = True) -> Preview:
+              code: Sequence[pc.CodeOverride] = (), hooks: bool = True, rewrite: bool = True,
+              db_secrets: bool = True) -> Preview:
     timings: dict[str, float] = {}
     online.preflight(config, engine)  # egress and proxy settings usable, before anything is created
     folder = preview_dir(config, plan.name)
@@ -296,7 +242,10 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     if golden is not None:  # trees baked into golden images run copy-on-write: nothing to fill
         # (a service running a branch's image gets its trees as volumes: its image has none of them)
         volumes = gr.use_files_images(golden, pc.without_overridden(build.document, code), volumes)
-    pc.apply(build.document, code)
+    pc.apply(build.document, code, config)
+    if not db_secrets and plan.db_service:  # a database started from a golden image needs none of them
+        build.secret_env.pop(plan.db_service, None)
+        build.document["services"][plan.db_service].pop("env_file", None)
     compose_file = _write_project(folder, plan, build)
     _write_state(folder, plan, manifest, status="creating", timings=timings)
 
@@ -315,7 +264,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     timings["files"] = time.monotonic() - started
     online.before_start(config, engine, plan.compose_project, compose_file)  # egress closed before anything runs
 
-    _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings, golden)
+    _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings, golden, rewrite=rewrite)
 
     started = time.monotonic()
     progress("start", total=None)
@@ -325,7 +274,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
 
     started = time.monotonic()
     progress("wait for HTTP", total=None)
-    _wait_http(config, engine, plan)
+    wait_http(config, engine, plan)
     timings["http"] = time.monotonic() - started
     if hooks and config.previews.hooks.get("after_restore"):
         started = time.monotonic()
@@ -335,15 +284,22 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     online.after_start(config, engine, plan.compose_project, plan.url, plan.http_service, plan.http_container_port)
     _write_state(folder, plan, manifest, status="running", timings=timings)
     log.info("preview %s of %s is up at %s", plan.name, manifest.id, plan.url)
-    return _preview_from_state(config, plan.name, _read_json(folder / STATE_FILE) or {}, "running")
+    return preview_from_state(config, plan.name, read_json(folder / STATE_FILE) or {}, "running")
 
 
 def after_restore_hooks(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, folder: Path) -> None:
-    hooks = config.previews.hooks.get("after_restore") or ()
+    run_preview_hooks(config, engine, plan, "after_restore", folder / HOOKS_LOG)
+
+
+def run_preview_hooks(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, when: str, log_file: Path,
+                      **options: Any) -> list[HookResult]:
+    """The ``previews.hooks.WHEN`` hooks, in the services of the running preview ``plan``."""
+    hooks = config.previews.hooks.get(when) or ()
     containers = {service: ids[0] for service in {h.service for h in hooks}
                   if (ids := engine.ids("container", {"com.docker.compose.project": plan.compose_project,
                                                       "com.docker.compose.service": service}))}
-    run_hooks(engine, "after_restore", hooks, containers, hook_env(plan.name, plan.url, plan.snapshot_id), folder)
+    return run_hooks(engine, when, hooks, containers, hook_env(plan.name, plan.url, plan.snapshot_id), log_file,
+                     **options)
 
 
 def _write_project(folder: Path, plan: cmp.PreviewPlan, build: cmp.ComposeBuild) -> Path:
@@ -358,16 +314,9 @@ def _write_project(folder: Path, plan: cmp.PreviewPlan, build: cmp.ComposeBuild)
     compose_file = folder / COMPOSE_FILE
     header = (f"# clonekit preview {plan.name} of project {plan.project} (snapshot {plan.snapshot_id}).\n"
               f"# Written by clonekit; `clonekit refresh {plan.name}` rewrites it. Secrets are in *.env.\n")
-    text = yaml.dump(build.document, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
+    text = yaml.dump(build.document, Dumper=PlainDumper, sort_keys=False, default_flow_style=False)
     write_private(compose_file, header + text)
     return compose_file
-
-
-class _PlainDumper(yaml.SafeDumper):
-    """No YAML anchors: the file is for people to read."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
 
 
 def _write_state(folder: Path, plan: cmp.PreviewPlan, manifest: Any, *, status: str, timings: Mapping[str, float]) -> None:
@@ -390,7 +339,7 @@ def db_endpoint(plan: cmp.PreviewPlan, port: int) -> DbEndpoint:
 
 def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
                    compose_file: Path, progress: Any, timings: dict[str, float],
-                   golden: gr.GoldenCopy | None = None) -> None:
+                   golden: gr.GoldenCopy | None = None, *, rewrite: bool = True) -> None:
     started = time.monotonic()
     if not plan.db_service:
         return
@@ -399,7 +348,7 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
                        ["up", "-d", "--no-build", "--pull", "missing", plan.db_service, cmp.MAIL_SERVICE],
                        what=f"start the database of preview {plan.name}")
     timings["db_up"] = time.monotonic() - started
-    container = _service_container(engine, plan, plan.db_service)
+    container = compose_container(engine, plan, plan.db_service)
     port = published_port(container, cmp.DEFAULT_DB_PORT)
     if port is None:
         raise PreviewError(f"the database service {plan.db_service!r} of preview {plan.name} publishes no port")
@@ -410,11 +359,11 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
         # The golden copy's accounts are the same in every clone: re-key them to this preview's.
         golden_endpoint = replace(endpoint, password=golden.db.password)
         wait_for_database(golden_endpoint, timeout=DB_TIMEOUT_SECONDS,
-                          alive=lambda: _check_alive(engine, plan, plan.db_service))
+                          alive=lambda: check_alive(engine, plan, plan.db_service))
         run_as_root(in_container(engine, container["Id"], what=f"re-key preview {plan.name}"), golden.db.root_password,
                     rekey_sql(plan.db.user, plan.db.password, plan.db.database, plan.db.root_password))
     wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS,
-                      alive=lambda: _check_alive(engine, plan, plan.db_service),
+                      alive=lambda: check_alive(engine, plan, plan.db_service),
                       on_denied=lambda: _create_account(engine, plan, container["Id"]))
     timings["db_start"] = time.monotonic() - started
 
@@ -425,7 +374,7 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     values = plan.placeholders()
     replacements = [cmp_replacement for old, new in config.previews.replace.items()
                     if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
-    if replacements and manifest.database is not None:
+    if rewrite and replacements and manifest.database is not None:
         progress("rewrite URLs", total=None)
         rewrite_urls(endpoint, replacements, tables=_tables_to_rewrite(golden if from_golden else None, replacements),
                      skip=config.previews.replace_skip)
@@ -450,56 +399,6 @@ def _create_account(engine: DockerEngine, plan: cmp.PreviewPlan, container_id: s
                 account_sql(plan.db.user, plan.db.password, plan.db.database))
 
 
-def _service_container(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> dict[str, Any]:
-    found = engine.containers({"com.docker.compose.project": plan.compose_project,
-                               "com.docker.compose.service": service})
-    if not found:
-        raise PreviewError(f"the {service!r} container of preview {plan.name} was not created")
-    return found[0]
-
-
-def _check_alive(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> None:
-    """Fail fast when a service the wait depends on exited or keeps restarting."""
-    container = _service_container(engine, plan, service)
-    state = container.get("State") or {}
-    if state.get("Running") and not state.get("Restarting"):
-        return
-    # Its logs are not quoted here: an application may print secrets or row values.
-    raise PreviewError(
-        f"the {service!r} service of preview {plan.name} stopped (exit code {state.get('ExitCode')})",
-        hint="run again with --keep-on-failure, then read "
-        f"`docker compose -p {plan.compose_project} logs {service}`",
-    )
-
-
-def _wait_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, *, timeout: float | None = None) -> None:
-    """Until the HTTP service answers on its 127.0.0.1 port (any status below 500)."""
-    limit = HTTP_TIMEOUT_SECONDS if timeout is None else timeout
-    host_header = urlsplit(plan.url).netloc or f"127.0.0.1:{plan.port}"
-    last = ["no answer"]
-
-    def attempt() -> bool | None:
-        conn = http.client.HTTPConnection("127.0.0.1", plan.port, timeout=HTTP_PROBE_TIMEOUT_SECONDS)
-        try:
-            conn.request("GET", "/", headers={"Host": host_header, "User-Agent": "clonekit-preview-check"})
-            status = conn.getresponse().status
-            if status < 500:
-                return True
-            last[0] = f"HTTP {status}"
-        except (OSError, http.client.HTTPException) as exc:
-            last[0] = type(exc).__name__
-        finally:
-            conn.close()
-        return None
-
-    if poll(attempt, timeout=limit, interval=POLL_SECONDS, between=lambda: _check_alive(engine, plan, plan.http_service)):
-        return
-    raise PreviewError(
-        f"preview {plan.name} did not answer on {plan.url} within {limit:.0f}s (last: {last[0]})",
-        hint=f"docker compose -f {preview_dir(config, plan.name) / COMPOSE_FILE} logs {plan.http_service}",
-    )
-
-
 # -- list / expire ------------------------------------------------------------------------------
 
 
@@ -512,7 +411,7 @@ def _status(containers: list[dict[str, Any]]) -> str:
     return "degraded" if running else "stopped"
 
 
-def _preview_from_state(config: Config, name: str, state: Mapping[str, Any], status: str,
+def preview_from_state(config: Config, name: str, state: Mapping[str, Any], status: str,
                         labels: Mapping[str, str] | None = None) -> Preview:
     labels = labels or {}
 
@@ -541,7 +440,7 @@ def list_previews(config: Config) -> list[Preview]:
     names = set(by_name) | {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")} if root.is_dir() else set(by_name)
     previews = []
     for name in sorted(n for n in names if n):
-        state = _read_json(preview_dir(config, name) / STATE_FILE) or {}
+        state = read_json(preview_dir(config, name) / STATE_FILE) or {}
         containers = by_name.get(name, [])
         labels = (containers[0].get("Config") or {}).get("Labels") if containers else {}
         status = _status(containers)
@@ -549,7 +448,7 @@ def list_previews(config: Config) -> list[Preview]:
             status = str(state["status"])
         if status in BUSY_STATES and _abandoned(state):
             status = "failed (process gone)"
-        previews.append(_preview_from_state(config, name, state, status, labels))
+        previews.append(preview_from_state(config, name, state, status, labels))
     return previews
 
 
@@ -564,13 +463,13 @@ def extend_preview(config: Config, name: str, seconds: int, *, now: datetime | N
     now = now or datetime.now(UTC)
     folder = preview_dir(config, name)
     with preview_lock(config, name):
-        state = _read_json(folder / STATE_FILE)
+        state = read_json(folder / STATE_FILE)
         if state is None:
             raise NotFoundError(f"no preview named {name!r} in project {config.project} (no state in {folder})",
                                 hint="`clonekit list` shows the previews")
         current = _parse_iso(state.get("expires_at"))
         start = current if current is not None and current > now else now
-        state["expires_at"] = _iso(start + timedelta(seconds=seconds))
+        state["expires_at"] = iso(start + timedelta(seconds=seconds))
         write_private(folder / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
     for preview in list_previews(config):
         if preview.name == name:
@@ -588,24 +487,19 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
     engine = DockerEngine(config.previews.docker_host)
     folder = preview_dir(config, name)
     with preview_lock(config, name):
-        state = _read_json(folder / STATE_FILE)
-        secrets_in = _read_json(folder / SECRETS_FILE)
+        state = read_json(folder / STATE_FILE)
+        secrets_in = read_json(folder / SECRETS_FILE)
         if state is None or secrets_in is None:
             raise NotFoundError(f"no preview named {name!r} in project {config.project} (no state in {folder})",
                                 hint="`clonekit list` shows the previews")
-        services = _services_of(manifest)
+        services = services_of(manifest)
         golden = gr.find_golden(config.state_dir, engine, manifest.id)
-        plan = _new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets_in, golden=golden)
+        plan = new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets_in, golden=golden)
         _write_state(folder, plan, manifest, status="refreshing", timings={})
         _remove_resources(engine, config, name, plan.compose_project, folder)
-        done = False
-        try:
-            preview = _bring_up(config, repo, manifest, plan, services, engine, progress, golden, code=pc.load(folder))
-            done = True
-            return preview
-        finally:
-            if not done:  # keep the state (name, port, credentials): `refresh` again, or `destroy`
-                _write_state(folder, plan, manifest, status="failed", timings={})
+        # on failure the state stays (name, port, credentials): `refresh` again, or `destroy`
+        with _on_failure(lambda: _write_state(folder, plan, manifest, status="failed", timings={})):
+            return _bring_up(config, repo, manifest, plan, services, engine, progress, golden, code=pc.load(folder))
 
 
 # -- destroy ------------------------------------------------------------------------------------

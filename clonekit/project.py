@@ -233,15 +233,17 @@ class Project:
         progress: ProgressFn = no_progress,
         build: Sequence[str] = (),
         image: Sequence[str] = (),
+        mount: Sequence[str] = (),
     ) -> Preview:
         """Create preview ``name`` from a snapshot; returns once it answers.
 
         ``build``: ``SERVICE=PATH[:DOCKERFILE]`` (that service runs an image built from PATH);
-        ``image``: ``SERVICE=REF`` (it runs REF); both add to ``previews.services``."""
+        ``image``: ``SERVICE=REF`` (it runs REF); ``mount``: ``SERVICE=HOST:CONTAINER`` (a live
+        working tree, local engine only); all add to ``previews.services``."""
         check_name("preview", name)
         from .preview import create_preview
 
-        code = self._code_requests(build, image)
+        code = self._code_requests(build, image, mount=mount)
         manifest = self.resolve(snapshot)
         with self.oplog.operation("restore", preview=name, snapshot=manifest.id) as record:
             preview = create_preview(
@@ -262,18 +264,20 @@ class Project:
         progress: ProgressFn = no_progress,
         build: Sequence[str] = (),
         image: Sequence[str] = (),
+        mount: Sequence[str] = (),
     ) -> Preview:
         """Snapshot ``source`` (or reuse one younger than ``max_age``) and restore it as ``name``."""
         check_name("preview", name)
         self.config.source(source)
-        self._code_requests(build, image)  # bad flags and missing build folders before the snapshot
+        self._code_requests(build, image, mount=mount)  # bad flags and missing folders before the snapshot
         max_age_seconds = _max_age_seconds(max_age)  # a bad --max-age is refused before the store is touched
         self._repository_to_write()  # a first clone creates the store its snapshot goes to
         manifest = self._recent_snapshot(source, max_age_seconds)
         if manifest is None:
             self._refuse_existing_preview(name)  # before the expensive snapshot
             manifest = self.snapshot(source, progress=progress)
-        return self.restore(manifest, name=name, keep_on_failure=keep_on_failure, progress=progress, build=build, image=image)
+        return self.restore(manifest, name=name, keep_on_failure=keep_on_failure, progress=progress, build=build, image=image,
+                            mount=mount)
 
     def previews(self) -> list[Preview]:
         """This project's previews, from the Docker engine's labels."""
@@ -372,6 +376,15 @@ class Project:
         with self.oplog.operation("materialize", snapshot=manifest.id):
             return materialize(self.config, self.repository, manifest, progress=progress)
 
+    def golden_copies(self) -> list[dict[str, Any]]:
+        """The golden copies on the preview host (no credentials): snapshot, images, volumes, the
+        ``after_materialize`` hooks baked in, and whether everything they name still exists."""
+        from .runtime import golden_record as gr
+        from .runtime.docker import DockerEngine
+
+        engine = DockerEngine(self.config.previews.docker_host)
+        return [{**g.summary(), "complete": gr.is_complete(engine, g)} for g in gr.list_records(self.config.state_dir)]
+
     # -- the HTTPS proxy of the preview host (shared by every project on it) -----------------
 
     def _proxy(self) -> Proxy:
@@ -395,13 +408,16 @@ class Project:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _code_requests(self, build: Sequence[str], image: Sequence[str], *, with_config: bool = True) -> list[Any]:
-        """``--build``/``--image`` (and, ``with_config``, ``previews.services``) checked before any side effect."""
+    def _code_requests(self, build: Sequence[str], image: Sequence[str], *, with_config: bool = True,
+                       mount: Sequence[str] = ()) -> list[Any]:
+        """``--build``/``--image``/``--mount`` (and, ``with_config``, ``previews.services``) checked before any side effect."""
         from .previews import code as pc
 
-        flags = [pc.parse_build_flag(b) for b in build] + [pc.parse_image_flag(i) for i in image]
+        flags = ([pc.parse_build_flag(b) for b in build] + [pc.parse_image_flag(i) for i in image]
+                 + [pc.parse_mount_flag(m) for m in mount])
         requests = pc.merge_requests(pc.from_config(self.config.previews.services) if with_config else [], flags)
         problems = [p for r in requests if r.build is not None for p in pc.rb.check_inputs(r.build, f"--build {r.service}")]
+        problems += [p for r in requests for p in pc.check_mounts(self.config, r)]
         if problems:
             raise UsageError("cannot build the preview's code", problems=problems)
         return requests

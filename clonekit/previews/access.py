@@ -17,6 +17,7 @@ from ..db.client import PASSWORD_ENV, client_argv
 from ..errors import NotFoundError, PreviewError, UsageError
 from ..runtime.attach import exec_args, run_attached, service_container
 from ..runtime.docker import DockerEngine
+from .plan import SECRETS_FILE, STATE_FILE, preview_dir, read_json
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,8 @@ class RunningPreview:
 
 
 def running_preview(config: Config, name: str) -> RunningPreview:
-    from ..preview import STATE_FILE, _read_json, preview_dir
-
     check_name("preview", name)
-    state = _read_json(preview_dir(config, name) / STATE_FILE)
+    state = read_json(preview_dir(config, name) / STATE_FILE)
     if state is None:
         raise NotFoundError(f"no preview named {name!r} in project {config.project}", hint="`clonekit list` shows the previews")
     return RunningPreview(name, str(state["compose_project"]), str(state.get("http_service") or ""),
@@ -67,12 +66,10 @@ def show_logs(config: Config, name: str, *, service: str | None = None, follow: 
 
 def db_client(config: Config, name: str, *, execute: str | None = None) -> int:
     """The database client of preview ``name``: interactive, or run ``execute`` and print the result."""
-    from ..preview import SECRETS_FILE, _read_json, preview_dir
-
     preview = running_preview(config, name)
     if not preview.db_service:
         raise PreviewError(f"preview {name} has no database")
-    secrets = (_read_json(preview_dir(config, name) / SECRETS_FILE) or {}).get("db") or {}
+    secrets = (read_json(preview_dir(config, name) / SECRETS_FILE) or {}).get("db") or {}
     if not secrets.get("user"):
         raise PreviewError(f"preview {name} has no database credentials in {preview_dir(config, name) / SECRETS_FILE}",
                            hint=f"`clonekit refresh {name}` writes them again")

@@ -21,6 +21,17 @@ from ..private_file import write_private
 from ..runtime import golden_record as gr
 from ..runtime.docker import DockerEngine
 from . import code as pc
+from .plan import (
+    COMPOSE_FILE,
+    SECRETS_FILE,
+    STATE_FILE,
+    PlainDumper,
+    new_plan,
+    preview_dir,
+    read_json,
+    services_of,
+    wait_http,
+)
 
 
 def refresh_code(config: Config, repo: Any, name: str, flags: Sequence[pc.CodeRequest] = (), *,
@@ -29,10 +40,10 @@ def refresh_code(config: Config, repo: Any, name: str, flags: Sequence[pc.CodeRe
 
     check_name("preview", name)
     engine = DockerEngine(config.previews.docker_host)
-    folder = pv.preview_dir(config, name)
+    folder = preview_dir(config, name)
     with pv.preview_lock(config, name):
-        state = pv._read_json(folder / pv.STATE_FILE)
-        secrets = pv._read_json(folder / pv.SECRETS_FILE)
+        state = read_json(folder / STATE_FILE)
+        secrets = read_json(folder / SECRETS_FILE)
         if state is None or secrets is None:
             raise NotFoundError(f"no preview named {name!r} in project {config.project} (no state in {folder})",
                                 hint="`clonekit list` shows the previews")
@@ -41,26 +52,26 @@ def refresh_code(config: Config, repo: Any, name: str, flags: Sequence[pc.CodeRe
             raise UsageError(f"preview {name} runs production's images: there is no code to refresh",
                              hint=f"`clonekit refresh {name} --code --build SERVICE=PATH` gives it a branch's code")
         manifest = repo.resolve(str(state["snapshot_id"]))
-        services = pv._services_of(manifest)
-        pc.check_requests(flags, services, db_service=str(state.get("db_service") or ""))
+        services = services_of(manifest)
+        pc.check_requests(flags, services, db_service=str(state.get("db_service") or ""), config=config)
         started = time.monotonic()
         code = pc.rebuild(config, engine, name, recorded, flags, progress)
-        compose_file = folder / pv.COMPOSE_FILE
+        compose_file = folder / COMPOSE_FILE
         header = "".join(line for line in compose_file.read_text(encoding="utf-8").splitlines(keepends=True)
                          if line.startswith("#"))
         document = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
-        pc.apply(document, code)
-        text = yaml.dump(document, Dumper=pv._PlainDumper, sort_keys=False, default_flow_style=False)
+        pc.apply(document, code, config)
+        text = yaml.dump(document, Dumper=PlainDumper, sort_keys=False, default_flow_style=False)
         write_private(compose_file, header + text)
         pc.save(folder, code)
         engine.compose_cli(compose_file, str(state["compose_project"]),
                            ["up", "-d", "--no-build", "--no-deps", "--force-recreate", *sorted(o.service for o in code)],
                            what=f"restart the code of preview {name}")
-        plan = pv._new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets,
+        plan = new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets,
                             golden=gr.find_golden(config.state_dir, engine, manifest.id))
-        pv._wait_http(config, engine, plan)
+        wait_http(config, engine, plan)
         if hooks:
             pv.after_restore_hooks(config, engine, plan, folder)
         state["timings"] = {**(state.get("timings") or {}), "code": round(time.monotonic() - started, 3)}
-        write_private(folder / pv.STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
-        return pv._preview_from_state(config, name, state, "running")
+        write_private(folder / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+        return pv.preview_from_state(config, name, state, "running")

@@ -28,7 +28,7 @@ STDERR_TAIL_CHARS = 2000
 STREAM_WRITE_BYTES = 1024 * 1024
 
 
-def _tail(text: str | bytes | None) -> str:
+def stderr_tail(text: str | bytes | None) -> str:
     if text is None:
         return ""
     if isinstance(text, bytes):
@@ -60,7 +60,7 @@ class DockerEngine:
             argv = [*self.base_argv, *args]
             return str(run_docker_cli(argv, input=input) if input is not None else run_docker_cli(argv))
         except DockerException as exc:
-            raise self.error(f"docker failed to {what} on {self.host or 'the local engine'}: {_tail(exc.stderr)}") from exc
+            raise self.error(f"docker failed to {what} on {self.host or 'the local engine'}: {stderr_tail(exc.stderr)}") from exc
         except OSError as exc:
             raise self.error(f"cannot run the docker client to {what}: {exc.strerror}") from exc
 
@@ -69,7 +69,7 @@ class DockerEngine:
         that stopped answering fails the run with a clear message instead of hanging it."""
         done = self._bounded(args, what=what)
         if done.returncode != 0:
-            raise self.error(f"docker failed to {what} on {self.host or 'the local engine'}: {_tail(done.stderr)}")
+            raise self.error(f"docker failed to {what} on {self.host or 'the local engine'}: {stderr_tail(done.stderr)}")
         return done.stdout.decode("utf-8", "replace")
 
     def _bounded(self, args: Sequence[str], *, what: str) -> subprocess.CompletedProcess[bytes]:
@@ -187,7 +187,7 @@ class DockerEngine:
             proc.stderr.close()
             code = proc.wait()
         if code != 0 or broken:
-            raise self.error(f"{what} failed (exit {code}): {_tail(stderr)}")
+            raise self.error(f"{what} failed (exit {code}): {stderr_tail(stderr)}")
         return sent
 
     def exec(self, container: str, argv: Sequence[str], *, input: bytes | None = None, what: str) -> str:

@@ -6,10 +6,13 @@ Kept beside ``docker.py`` (not in it, so that adapter stays as it is) and built 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import subprocess
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .docker import DockerEngine
+from .docker import DockerEngine, stderr_tail
+
+READ_CHUNK_BYTES = 1 << 20
 
 
 def label_filters(labels: Mapping[str, str]) -> list[str]:
@@ -61,3 +64,39 @@ def copy_volume(engine: DockerEngine, source: str, target: str, *, image: str, v
     for key, value in volume_labels.items():
         args += ["--label", f"{key}={value}"]
     engine.cli([*args, image, "sh", "-c", "cp -a /src/. /dst/"], what=f"copy golden volume {source}")
+
+
+def copy_out(engine: DockerEngine, container: str, folder: str) -> Iterator[bytes]:
+    """The tar stream of what ``folder`` holds in a container (running or stopped), entries ``./...``:
+    ``copy_into`` another container's folder writes the same tree there, owners and modes kept."""
+    argv = [*engine.base_argv, "cp", f"{container}:{folder.rstrip('/')}/.", "-"]
+    what = f"copy {folder} out of container {container[:12]}"
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise engine.error(f"cannot run the docker client to {what}: {exc.strerror}") from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    finished = False
+    try:
+        while chunk := proc.stdout.read(READ_CHUNK_BYTES):
+            yield chunk
+        finished = True
+    finally:
+        if not finished:  # the reader stopped early: nothing more is wanted
+            proc.kill()
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        proc.stderr.close()
+        code = proc.wait()
+    if code != 0:
+        raise engine.error(f"{what} failed (exit {code}): {stderr_tail(stderr)}")
+
+
+def replace_volume_content(engine: DockerEngine, source: str, target: str, *, image: str,
+                           labels: Mapping[str, str]) -> None:
+    """Make volume ``target`` hold exactly what volume ``source`` holds, inside the engine."""
+    args = ["run", "--rm", "--network", "none", "-v", f"{source}:/src:ro", "-v", f"{target}:/dst"]
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    script = "cd /dst && rm -rf -- * .[!.]* ..?* && cp -a /src/. /dst/"
+    engine.cli([*args, image, "sh", "-c", script], what=f"copy volume {source} into {target}")

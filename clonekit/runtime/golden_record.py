@@ -39,6 +39,9 @@ class GoldenCopy:
     files_images: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # previews.replace key -> the tables holding it; None: not known (a full rewrite is needed)
     replace_tables: Mapping[str, Sequence[str]] | None = None
+    # the previews.hooks.after_materialize hooks baked into it: {when, service, run, exit_code, seconds}
+    hooks: Sequence[Mapping[str, Any]] = ()
+    made_at: str = ""  # ISO 8601 UTC
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,7 +51,14 @@ class GoldenCopy:
             "volumes": dict(self.volumes),
             "files_images": {k: dict(v) for k, v in self.files_images.items()},
             "replace_tables": None if self.replace_tables is None else {k: list(v) for k, v in self.replace_tables.items()},
+            "hooks": [dict(h) for h in self.hooks], "made_at": self.made_at,
         }
+
+    def summary(self) -> dict[str, Any]:
+        """What ``clonekit golden`` shows: everything but the credentials."""
+        data = self.to_json()
+        data.pop("db")
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GoldenCopy:
@@ -57,7 +67,8 @@ class GoldenCopy:
         return cls(snapshot_id=data["snapshot_id"], db_image=data.get("db_image"), datadir=data.get("datadir") or DEFAULT_DATADIR,
                    db=DbCredentials(**db) if db else None, volumes=dict(data.get("volumes") or {}),
                    files_images=dict(data.get("files_images") or {}),
-                   replace_tables=dict(replace_tables) if isinstance(replace_tables, Mapping) else None)
+                   replace_tables=dict(replace_tables) if isinstance(replace_tables, Mapping) else None,
+                   hooks=tuple(dict(h) for h in data.get("hooks") or ()), made_at=str(data.get("made_at") or ""))
 
     def file_artifacts(self) -> tuple[str, ...]:
         """The files images, then the golden volumes."""
@@ -77,6 +88,13 @@ def read_record(state_dir: Path, snapshot_id: str) -> GoldenCopy | None:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PreviewError(f"cannot read the golden copy record {path}: {type(exc).__name__}") from exc
+
+
+def list_records(state_dir: Path) -> list[GoldenCopy]:
+    """Every golden copy record of the project, by snapshot id (what they name may be gone)."""
+    folder = state_dir / GOLDEN_FOLDER
+    ids = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    return [record for snapshot_id in ids if (record := read_record(state_dir, snapshot_id)) is not None]
 
 
 def write_record(state_dir: Path, golden: GoldenCopy) -> None:

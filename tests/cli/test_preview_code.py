@@ -160,3 +160,79 @@ def test_refresh_all_refuses_code_flags(capsys: pytest.CaptureFixture[str]) -> N
         main(["refresh", "--all", "--code"])
     assert exit_.value.code == 2
     assert "give its NAME" in capsys.readouterr().err
+
+
+def test_mount_config_flags_and_compose(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    path = tmp_path / "clonekit.yml"
+    path.write_text(BASE + """  services:
+    app: {mount: {".": /var/www/html/}}
+    web: {image: nginx:1, mount: {site: /srv}}
+""")
+    config = load_config(path)
+    assert config.previews.services["app"].mounts == {str(tmp_path): "/var/www/html"}
+    requests = pc.from_config(config.previews.services)
+    assert [(r.service, r.image, dict(r.mounts)) for r in requests] == [
+        ("app", None, {str(tmp_path): "/var/www/html"}), ("web", "nginx:1", {str(tmp_path / "site"): "/srv"})]
+    # a flag: relative to the working folder; --mount and --build of one service go together
+    flag = pc.parse_mount_flag("app=site:/var/www/html", cwd=tmp_path)
+    assert flag.mounts == {str(tmp_path / "site"): "/var/www/html"}
+    merged = pc.merge_requests(requests, [flag, pc.CodeRequest("app", image="app:branch")])
+    assert [(r.service, r.image, dict(r.mounts)) for r in merged][0] == (
+        "app", "app:branch", {str(tmp_path / "site"): "/var/www/html"})
+    for bad in ("app=/x", "app=.:relative", "=.:/x"):
+        with pytest.raises(UsageError, match="--mount"):
+            pc.parse_mount_flag(bad)
+    # the project folder holds the store and the state folder: they exist, are not mountable, and are covered
+    assert pc.check_mounts(config, requests[0]) == []
+    assert pc.check_mounts(config, pc.CodeRequest("app", mounts={str(tmp_path / "nope"): "/x"}))[0].endswith("no such folder")
+    (tmp_path / ".clonekit" / "store").mkdir(parents=True)
+    inside = pc.check_mounts(config, pc.CodeRequest("app", mounts={str(tmp_path / ".clonekit" / "store"): "/x"}))
+    assert any("inside clonekit's store" in p for p in inside)
+    override = pc.CodeOverride("app", "mount", "", mounts={str(tmp_path): "/var/www/html"})
+    document = {"services": {"app": {"image": "prod/app:1", "volumes": ["files-x:/var/www/html", "up:/srv/up"]}}}
+    pc.apply(document, [override], config)
+    app = document["services"]["app"]
+    assert app["image"] == "prod/app:1"  # production's image, the live tree over its code
+    assert app["volumes"] == ["up:/srv/up", f"{tmp_path}:/var/www/html:rw"]
+    assert app["tmpfs"] == ["/var/www/html/.clonekit:ro,size=4k"]  # (the store is inside .clonekit here)
+    pc.apply(document, [override], config)  # refresh --code applies it to the written document again
+    assert app["volumes"] == ["up:/srv/up", f"{tmp_path}:/var/www/html:rw"]
+    assert app["tmpfs"] == ["/var/www/html/.clonekit:ro,size=4k"]
+    assert override.describe() == f"app={tmp_path} mounted at /var/www/html"
+
+
+def test_mount_needs_the_local_engine(tmp_path: Path) -> None:
+    path = tmp_path / "clonekit.yml"
+    path.write_text(BASE + """  docker_host: ssh://deploy@previews.example.net
+  services:
+    app: {mount: {".": /var/www/html}}
+""")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "previews.services.app.mount" in str(err.value) and "local Docker engine" in str(err.value)
+    path.write_text(BASE + "  docker_host: ssh://deploy@previews.example.net\n")
+    config = load_config(path)
+    problems = pc.check_mounts(config, pc.CodeRequest("app", mounts={str(tmp_path): "/var/www/html"}))
+    assert len(problems) == 1 and "local Docker engine" in problems[0]
+
+
+def test_after_materialize_hooks_must_name_a_service_of_the_snapshot(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from clonekit.golden import check_hooks
+
+    path = tmp_path / "clonekit.yml"
+    path.write_text(BASE + """  hooks:
+    after_materialize:
+      - {service: web, run: "true"}
+      - {service: app, run: "drush cr"}
+""")
+    config = load_config(path)
+    assert [h.run for h in config.previews.hooks["after_materialize"]] == ["true", "drush cr"]
+    manifest = SimpleNamespace(id="prod-1", services={"services": {"web": {}, "db": {}}})
+    with pytest.raises(ConfigError) as err:
+        check_hooks(config, manifest)
+    assert err.value.problems == ["previews.hooks.after_materialize[1].service: snapshot prod-1 has no service "
+                                  "'app' (services: db, web)"]
+    check_hooks(config, SimpleNamespace(id="prod-2", services={"services": {"web": {}, "app": {}}}))
