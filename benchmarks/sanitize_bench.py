@@ -131,11 +131,11 @@ class _IdentityTransforms:
     def __init__(self, planner) -> None:  # noqa: ANN001
         self.planner = planner
 
-    def plan(self, tables):  # noqa: ANN001, ANN201
+    def plan(self, tables, sample=None):  # noqa: ANN001, ANN201
         from dataclasses import replace
 
         return {name: replace(p, transform=(lambda row: row) if p.transform else None)
-                for name, p in self.planner.plan(tables).items()}
+                for name, p in self.planner.plan(tables, sample).items()}
 
 
 def _dataset_rows(endpoint) -> dict[str, int]:  # noqa: ANN001
