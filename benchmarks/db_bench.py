@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-sanitized", action="store_true")
     parser.add_argument("--capture-only", action="store_true", help="stop after the capture figures (no restore)")
-    parser.add_argument("--zstd-levels", default="1", type=lambda v: [int(x) for x in v.split(",") if x.strip()],
+    parser.add_argument("--zstd-levels", default="3", type=lambda v: [int(x) for x in v.split(",") if x.strip()],
                         help="also capture into stores with these zstd levels (comma-separated; the default "
                              f"level {DEFAULT_ZSTD_LEVEL} is always measured)")
     parser.add_argument("--workdir", default="/var/tmp")
