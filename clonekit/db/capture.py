@@ -43,6 +43,7 @@ from .workers import ForkServer
 log = logging.getLogger("clonekit.db.capture")
 
 BATCH_BYTES = 4 << 20  # bytes the server renders per GROUP_CONCAT query
+TYPED_BATCH_BYTES = 1 << 20  # the same on the sanitizing path: each batch is split into lines in memory
 MAX_BATCH_BYTES = 32 << 20  # GROUP_CONCAT's limit: a range that renders more is read again in smaller ones
 FIRST_RANGE_KEYS = 64
 STREAM_FEED_BYTES = 1 << 20
@@ -410,7 +411,7 @@ def _read_ranges(conn: Connection, table: Table, policy: TablePolicy, key_range:
 
 
 def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_range: tuple[int, int], row_expr: str,
-                   read_one_key: Callable[[str], None]) -> Iterator[bytes]:
+                   read_one_key: Callable[[str], None], batch_bytes: int | None = None) -> Iterator[bytes]:
     """Whole rows (``row_expr`` renders one, ending in a newline), one GROUP_CONCAT per range of the
     leading key column. A single key whose rows render more than GROUP_CONCAT's limit is handed to
     ``read_one_key(condition)`` in its place in the order."""
@@ -419,10 +420,11 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
     # The bounds are integers written into the text: no parameters, so a `%` in a rows condition stays one.
     head = (f"SELECT CAST(GROUP_CONCAT({row_expr} SEPARATOR '') AS BINARY), COUNT(*) "
             f"FROM {quote_name(table.name)} FORCE INDEX (PRIMARY) WHERE {key} BETWEEN ")
+    batch_bytes = batch_bytes or BATCH_BYTES
     low, high = key_range
     bytes_per_key = max(1.0, table.data_bytes / max(1, high - low + 1))
     # Table statistics can be far off: start small, then size each range on what the last one gave.
-    step = max(1, min(FIRST_RANGE_KEYS, int(BATCH_BYTES / bytes_per_key)))
+    step = max(1, min(FIRST_RANGE_KEYS, int(batch_bytes / bytes_per_key)))
     at = low
     with conn.cursor() as cur:
         while at <= high:
@@ -444,7 +446,7 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
             if not data:
                 step = min(step * 4, 1 << 62)
             else:
-                step = max(1, min(step * 4, int(span * BATCH_BYTES / len(data))))
+                step = max(1, min(step * 4, int(span * batch_bytes / len(data))))
 
 
 def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
@@ -484,7 +486,7 @@ def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: Ro
     line = f"CONCAT({typed_line_sql(columns, linear_escape)}, '\\n')"
     for data in _range_batches(conn, table, policy, key_range, line,
                                lambda condition: _read_typed_stream(conn, table, policy, chunker, rows, condition,
-                                                                    linear_escape)):
+                                                                    linear_escape), TYPED_BATCH_BYTES):
         chunker.feed_lines(rows.lines(data.split(b"\n")[:-1]))
 
 

@@ -90,7 +90,7 @@ def test_a_key_whose_rows_exceed_one_batch_is_read_on_its_own(mysql_db, mysql_ta
                      "INSERT INTO big_rows SELECT seq DIV 3, seq, IF(seq % 2, 'odd', 'even'), CONCAT('m', seq), "
                      "REPEAT(CHAR(65 + seq % 26), IF(seq % 50 = 0, 9000, 300)) FROM seq_1_to_900")
     monkeypatch.setattr(capture_module, "MAX_BATCH_BYTES", 8192)  # this run's group_concat_max_len
-    monkeypatch.setattr(capture_module, "BATCH_BYTES", 4096)
+    monkeypatch.setattr(capture_module, "TYPED_BATCH_BYTES", 4096)
 
     def odd_mail(row):  # type: ignore[no-untyped-def]
         return row if row[2] != "odd" else (*row[:3], "changed", row[4])
