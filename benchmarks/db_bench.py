@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ import pymysql
 
 from benchmarks.common import Timing, report, time_command, time_function
 from benchmarks.drupal_dataset import TABLE_NAMES, create_dataset, endpoint_from_env, scale_factor
+from benchmarks.resources import Usage
 from clonekit.config import SanitizeConfig, StoreConfig
 from clonekit.db import DbEndpoint, capture_database, restore_database, table_checksums
-from clonekit.repository import Repository
+from clonekit.repository import DEFAULT_ZSTD_LEVEL, Repository
 from clonekit.schema import CopyEverything, PolicyPlanner
 
 
@@ -125,35 +127,66 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # -- capture -----------------------------------------------------------------------------
         store_dir = workdir / "store"
 
-        def ours_capture(planner: PolicyPlanner) -> Timing:
+        usages: dict[str, Usage] = {}
+
+        def ours_capture(planner: PolicyPlanner, label: str = "", level: int | None = None) -> Timing:
             shutil.rmtree(store_dir, ignore_errors=True)
             repo = Repository.open(StoreConfig(url=str(store_dir)))
+            if level is not None:  # what a store created with this level would do (the level is per store)
+                repo.config = replace(repo.config, zstd_level=level)
 
             def go() -> tuple[dict[str, Any], Any]:
-                with repo.writer() as writer:
+                with Usage(source) as usage, repo.writer() as writer:
                     section = capture_database(source, planner, writer, workers=args.workers)
+                if label and (label not in usages or usage.seconds < usages[label].seconds):
+                    usages[label] = usage
                 return section, writer.stats
 
             return time_function("clonekit capture", go)
 
         dump_zst = workdir / "dump.sql.zst"
         mydumper_dir = workdir / "mydumper"
+        def measured(label: str, run: Callable[[], Timing]) -> Callable[[], Timing]:
+            def go() -> Timing:
+                with Usage(source) as usage:
+                    timing = run()
+                if label not in usages or usage.seconds < usages[label].seconds:
+                    usages[label] = usage
+                return timing
+
+            return go
+
         capture_runs: dict[str, tuple[Callable[[], Timing], Callable[[], None] | None]] = {
-            "mysqldump": (lambda: time_command(
+            "mysqldump": (measured("mysqldump | zstd -1", lambda: time_command(
                 "mysqldump|zstd -1",
                 ["bash", "-c", f"set -o pipefail; mysqldump --defaults-file={cnf} --single-transaction --quick "
-                               f"{source.database} | zstd -1 -q -f -o {dump_zst}"]), None),
-            "mydumper": (lambda: time_command(
+                               f"{source.database} | zstd -1 -q -f -o {dump_zst}"])), None),
+            "mydumper": (measured("mydumper -t 2 -c", lambda: time_command(
                 "mydumper -t 2 -c",
                 ["mydumper", f"--defaults-file={cnf}", "-h", source.host, "-P", str(source.port), "-u", source.user,
-                 "-B", source.database, "-t", "2", "-c", "-o", str(mydumper_dir)]),
+                 "-B", source.database, "-t", "2", "-c", "-o", str(mydumper_dir)])),
                 lambda: shutil.rmtree(mydumper_dir, ignore_errors=True)),
-            "ours": (lambda: ours_capture(CopyEverything()), None),
+            "ours": (lambda: ours_capture(CopyEverything(), f"no rules, zstd level {DEFAULT_ZSTD_LEVEL} (default)"),
+                     None),
         }
+        for level in args.zstd_levels:
+            if level != DEFAULT_ZSTD_LEVEL:
+                capture_runs[f"level {level}"] = (
+                    lambda level=level: ours_capture(CopyEverything(), f"no rules, zstd level {level}", level), None)
         planner = _sanitizer()
         if planner is not None and not args.skip_sanitized:
-            capture_runs["sanitized"] = (lambda: ours_capture(planner), None)
+            capture_runs["sanitized"] = (lambda: ours_capture(planner, "drupal preset"), None)
+        load = os.getloadavg()[0]
         best = _rounds(args.repeat, capture_runs)
+        print(f"where the capture's time goes (best run of each; load average {load:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after):", flush=True)
+        for label, usage in usages.items():
+            print(f"  {label:34} {usage}", flush=True)
+        for level in args.zstd_levels:
+            if level != DEFAULT_ZSTD_LEVEL:
+                other, stats_other = best[f"level {level}"], best[f"level {level}"].result[1]
+                lines.append(report(f"capture at zstd level {level} vs mysqldump|zstd -1", other, best["mysqldump"]))
+                print(f"  stored at level {level}: {stats_other.new_stored_bytes / 2**20:.1f} MiB", flush=True)
         mysqldump, mydumper, ours = best["mysqldump"], best["mydumper"], best["ours"]
         section, stats = ours.result
         best_anchor = min(mysqldump, mydumper, key=lambda t: t.seconds)
@@ -176,6 +209,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lines.append(report("sanitized capture (drupal preset) vs mydumper -t 2 -c", sanitized, mydumper))
             lines.append(report("sanitized capture (drupal preset) vs mysqldump|zstd -1", sanitized, mysqldump))
 
+        if args.capture_only:
+            return results
         # The identity capture again for the restore and the nightly figure.
         ours_capture(CopyEverything())
         repo = Repository.open(StoreConfig(url=str(store_dir)))
@@ -234,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; the best is kept")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-sanitized", action="store_true")
+    parser.add_argument("--capture-only", action="store_true", help="stop after the capture figures (no restore)")
+    parser.add_argument("--zstd-levels", default="3", type=lambda v: [int(x) for x in v.split(",") if x.strip()],
+                        help="also capture into stores with these zstd levels (comma-separated; the default "
+                             f"level {DEFAULT_ZSTD_LEVEL} is always measured)")
     parser.add_argument("--workdir", default="/var/tmp")
     parser.add_argument("--keep", action="store_true", help="keep dumps and the store for inspection")
     parser.add_argument("--json", help="also write the figures to this file")

@@ -131,11 +131,11 @@ class _IdentityTransforms:
     def __init__(self, planner) -> None:  # noqa: ANN001
         self.planner = planner
 
-    def plan(self, tables):  # noqa: ANN001, ANN201
+    def plan(self, tables, sample=None):  # noqa: ANN001, ANN201
         from dataclasses import replace
 
         return {name: replace(p, transform=(lambda row: row) if p.transform else None)
-                for name, p in self.planner.plan(tables).items()}
+                for name, p in self.planner.plan(tables, sample).items()}
 
 
 def _dataset_rows(endpoint) -> dict[str, int]:  # noqa: ANN001
@@ -160,20 +160,23 @@ def _dataset_rows(endpoint) -> dict[str, int]:  # noqa: ANN001
         conn.close()
 
 
-def capture_overhead(scale: str, repeat: int, workers: int) -> dict:
+def capture_overhead(scale: str, repeat: int, workers: int, database: str | None = None) -> dict:
+    from benchmarks.resources import Usage
     from clonekit.db.capture import capture_database
     from clonekit.sanitize import build_planner
 
-    endpoint = dd.endpoint_from_env(f"ck_bench_sanitize_{str(scale).replace('.', '_')}")
+    endpoint = dd.endpoint_from_env(database or f"ck_bench_sanitize_{str(scale).replace('.', '_')}")
     factor = dd.scale_factor(scale)
     wanted = {name: max(1, round(rows * factor)) for name, rows in dd.ROWS_AT_SMALL.items()}
     counts = _dataset_rows(endpoint)
     if counts != wanted:  # generate once per scale, then reuse
+        if database:
+            raise SystemExit(f"{database} does not hold the {scale} dataset: leave --database out to generate it")
         print(f"generating the {scale} dataset in {endpoint.database}...", file=sys.stderr, flush=True)
         dd.create_dataset(endpoint, scale)
         counts = wanted
     made = {"rows": sum(counts.values())}
-    timings: dict[str, float] = {}
+    usages: dict[str, Usage] = {}
     planners: dict[str, Callable[[], object]] = {
         "no rules": CopyEverything,
         "drupal preset": lambda: build_planner(drupal_config()),
@@ -183,14 +186,45 @@ def capture_overhead(scale: str, repeat: int, workers: int) -> dict:
     }
     for _ in range(repeat):
         for label, make in planners.items():
-            sink = CountingSink()
-            started = time.perf_counter()
-            capture_database(endpoint, make(), sink, workers=workers)  # type: ignore[arg-type]
-            timings[label] = min(timings.get(label, float("inf")), time.perf_counter() - started)
+            with Usage(endpoint) as usage:
+                capture_database(endpoint, make(), CountingSink(), workers=workers)  # type: ignore[arg-type]
+            if label not in usages or usage.seconds < usages[label].seconds:
+                usages[label] = usage
         if shutil.which("mydumper"):
-            timings["mydumper"] = min(timings.get("mydumper", float("inf")), _mydumper_seconds(endpoint, workers))
-    return {"rows": made["rows"], **timings,
+            with Usage(endpoint) as usage:
+                _mydumper_seconds(endpoint, workers)
+            if "mydumper" not in usages or usage.seconds < usages["mydumper"].seconds:
+                usages["mydumper"] = usage
+    timings = {label: u.seconds for label, u in usages.items()}
+    return {"rows": made["rows"], **timings, "usage": usages, "strict": strict_check_seconds(endpoint),
             "ratio": timings["drupal preset"] / timings["no rules"]}
+
+
+def strict_check_seconds(endpoint) -> dict[str, float]:  # noqa: ANN001
+    """What strict mode adds before the first row: the drupal plan with and without it (best of 3)."""
+    from dataclasses import replace
+
+    from clonekit.db.connection import connect
+    from clonekit.db.introspect import describe
+    from clonekit.db.sample import sample_table
+    from clonekit.sanitize import build_planner
+
+    conn = connect(endpoint)
+    try:
+        tables = [info.table for info in describe(conn, endpoint.database)]
+        result = {}
+        for label, strict in (("strict", True), ("not strict", False)):
+            wall = cpu = float("inf")
+            for _ in range(3):
+                planner = build_planner(replace(drupal_config(), strict=strict))
+                started, cpu_started = time.perf_counter(), time.process_time()
+                planner.plan(tables, lambda table, limit: sample_table(conn, table, limit))
+                wall = min(wall, time.perf_counter() - started)
+                cpu = min(cpu, time.process_time() - cpu_started)
+            result[f"{label} wall"], result[f"{label} cpu"] = wall, cpu
+        return result
+    finally:
+        conn.close()
 
 
 def _mydumper_seconds(endpoint, workers: int) -> float:  # noqa: ANN001
@@ -216,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure capture overhead on the Drupal dataset at this scale: "
                              "tiny, small (~100 MB), medium, top or a multiplier of small")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database", default=None,
+                        help="read the dataset from this database (never written; default ck_bench_sanitize_<scale>, "
+                             "generated when absent)")
     args = parser.parse_args(argv)
 
     total_rows, total_seconds = 0, 0.0
@@ -226,16 +263,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:26} {rows / seconds:>10,.0f} rows/s  {megabytes / seconds:7.1f} MB/s of values")
     print(f"  {'all transformed tables':26} {total_rows / total_seconds:>10,.0f} rows/s")
     if args.capture is not None:
-        result = capture_overhead(args.capture, args.repeat, args.workers)
+        load = os.getloadavg()
+        result = capture_overhead(args.capture, args.repeat, args.workers, args.database)
         print(f"capture of the Drupal dataset (scale {args.capture}: {result['rows']:,} rows), "
-              f"{args.workers} workers, into a sink that stores nothing, best of {args.repeat}:")
-        print(f"  no rules      {result['no rules']:.2f} s")
-        print(f"  drupal preset {result['drupal preset']:.2f} s")
-        print(f"  typed path, no-op transforms {result['typed path only']:.2f} s (the db layer's share of the overhead)")
-        print(f"  overhead ratio {result['ratio']:.2f} (target <= 1.15)")
+              f"{args.workers} workers, into a sink that stores nothing, best of {args.repeat} "
+              f"(load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after):")
+        usage = result["usage"]
+        print(f"  no rules                      {usage['no rules']}")
+        print(f"  drupal preset                 {usage['drupal preset']}")
+        print(f"  typed path, no-op transforms  {usage['typed path only']} (the db layer's share)")
+        print(f"  overhead ratio {result['ratio']:.2f} (target <= 1.15); typed path alone "
+              f"{result['typed path only'] / result['no rules']:.2f}")
         if "mydumper" in result:
-            print(f"  mydumper -t {args.workers} -c, no masking {result['mydumper']:.2f} s: "
-                  f"drupal preset / mydumper = {result['drupal preset'] / result['mydumper']:.2f} (target <= 1.0)")
+            print(f"  mydumper -t {args.workers} -c, no masking  {usage['mydumper']}: drupal preset / mydumper = "
+                  f"{result['drupal preset'] / result['mydumper']:.2f} (target <= 1.0)")
+        strict = result["strict"]
+        print(f"  planning before the first row: {strict['strict wall']:.2f} s (CPU {strict['strict cpu']:.2f} s) in "
+              f"strict mode (200 sampled rows per table), {strict['not strict wall']:.2f} s "
+              f"(CPU {strict['not strict cpu']:.2f} s) without")
     return 0
 
 

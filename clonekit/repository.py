@@ -43,7 +43,10 @@ SNAPSHOTS_PREFIX = "snapshots/"
 _SNAPSHOT_ID_PARTS = re.compile(r"^(?P<source>[a-z0-9][a-z0-9-]*)-(?P<stamp>\d{8}-\d{6})-[0-9a-f]{4,}$")
 LOCKS_PREFIX = "locks/"
 BAD_PREFIX = "bad/"  # corrupt chunks set aside: bad/<id> holds the bytes that failed their check
-DEFAULT_ZSTD_LEVEL = 3
+DEFAULT_ZSTD_LEVEL = 1  # docs/benchmarks.md: half the CPU of level 3 for 14% more bytes; the capture is CPU-bound
+# Plain bytes handed to the writer and not yet stored: 8 uploads of ~2 MiB chunks in flight with room
+# to spare; more only raised the peak memory of a capture (docs/benchmarks.md, issue 18).
+MAX_PENDING_BYTES = 48 << 20
 MAX_CHUNK_PLAIN_BYTES = 1 << 30  # refuse to decompress beyond this: guards against bombs
 LOCK_STALE_SECONDS = env_number("CLONEKIT_LOCK_STALE_SECONDS", 1800)
 LOCK_WAIT_SECONDS = env_number("CLONEKIT_LOCK_WAIT_SECONDS", 300.0)
@@ -270,7 +273,7 @@ class Repository:
             return self._cipher.chunk_id(data)
         return hashlib.sha256(data).hexdigest()
 
-    def writer(self, *, workers: int | None = None, max_pending_bytes: int = 128 << 20) -> ChunkWriter:
+    def writer(self, *, workers: int | None = None, max_pending_bytes: int = MAX_PENDING_BYTES) -> ChunkWriter:
         return ChunkWriter(self, workers=workers or self.workers, max_pending_bytes=max_pending_bytes)
 
     def encode(self, key: str, plain: bytes) -> bytes:

@@ -58,6 +58,10 @@ class TablePolicy:
     where: str | None = None  # SQL condition: only these rows are copied
     transform: RowTransform | None = None  # None: rows are copied as they are (fast path)
     rule: str = ""  # human description for logs and the manifest (no values)
+    # The data columns (names, lower case) the transform reads or writes; None: any. The capture
+    # decodes only these: the others reach the transform as their raw stored bytes, which it must
+    # return untouched (same object).
+    reads: frozenset[str] | None = None
 
     @property
     def is_identity(self) -> bool:

@@ -22,7 +22,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,6 +43,7 @@ from .workers import ForkServer
 log = logging.getLogger("clonekit.db.capture")
 
 BATCH_BYTES = 4 << 20  # bytes the server renders per GROUP_CONCAT query
+TYPED_BATCH_BYTES = 1 << 20  # the same on the sanitizing path: each batch is split into lines in memory
 MAX_BATCH_BYTES = 32 << 20  # GROUP_CONCAT's limit: a range that renders more is read again in smaller ones
 FIRST_RANGE_KEYS = 64
 STREAM_FEED_BYTES = 1 << 20
@@ -376,7 +377,7 @@ def _read_part(endpoint: DbEndpoint, conn: Connection, part: _Part, writer: Chun
         if part.policy.transform is not None and processes is not None and processes.can_adopt(conn):
             processes.read_typed(conn, part, chunker, emit)
         elif part.policy.transform is not None:
-            _read_typed(conn, table, part.policy, chunker, part.linear_escape, _range_condition(table, part))
+            _read_typed(conn, table, part.policy, chunker, part.linear_escape, part.key_range)
         elif part.key_range is not None:
             _read_ranges(conn, table, part.policy, part.key_range, chunker, part.linear_escape)
         else:
@@ -404,36 +405,48 @@ def _order_by(table: Table) -> str:
 def _read_ranges(conn: Connection, table: Table, policy: TablePolicy, key_range: tuple[int, int],
                  chunker: RowChunker, linear_escape: bool) -> None:
     """Server-rendered batches over ranges of the leading key column, sized adaptively to BATCH_BYTES."""
+    for data in _range_batches(conn, table, policy, key_range, row_sql(table, linear_escape),
+                               lambda condition: _read_stream(conn, table, policy, chunker, condition, linear_escape)):
+        chunker.feed(data)
+
+
+def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_range: tuple[int, int], row_expr: str,
+                   read_one_key: Callable[[str], None], batch_bytes: int | None = None) -> Iterator[bytes]:
+    """Whole rows (``row_expr`` renders one, ending in a newline), one GROUP_CONCAT per range of the
+    leading key column. A single key whose rows render more than GROUP_CONCAT's limit is handed to
+    ``read_one_key(condition)`` in its place in the order."""
     key = quote_name(table.primary_key[0])
     extra = f" AND {_where(policy)}" if policy.where else ""
-    sql = (f"SELECT CAST(GROUP_CONCAT({row_sql(table, linear_escape)} SEPARATOR '') AS BINARY), COUNT(*) "
-           f"FROM {quote_name(table.name)} FORCE INDEX (PRIMARY) WHERE {key} BETWEEN %s AND %s{extra}")
+    # The bounds are integers written into the text: no parameters, so a `%` in a rows condition stays one.
+    head = (f"SELECT CAST(GROUP_CONCAT({row_expr} SEPARATOR '') AS BINARY), COUNT(*) "
+            f"FROM {quote_name(table.name)} FORCE INDEX (PRIMARY) WHERE {key} BETWEEN ")
+    batch_bytes = batch_bytes or BATCH_BYTES
     low, high = key_range
     bytes_per_key = max(1.0, table.data_bytes / max(1, high - low + 1))
     # Table statistics can be far off: start small, then size each range on what the last one gave.
-    step = max(1, min(FIRST_RANGE_KEYS, int(BATCH_BYTES / bytes_per_key)))
+    step = max(1, min(FIRST_RANGE_KEYS, int(batch_bytes / bytes_per_key)))
     at = low
     with conn.cursor() as cur:
         while at <= high:
             end = min(high, at + step - 1)
-            cur.execute(sql, (at, end))
+            cur.execute(f"{head}{int(at)} AND {int(end)}{extra}")
             data, count = cur.fetchone()
             cur.fetchall()
             data = data or b""
             if data.count(b"\n") != int(count or 0):  # GROUP_CONCAT hit its limit: smaller ranges
                 if end == at:
-                    _read_stream(conn, table, policy, chunker, f"{key} = {int(at)}", linear_escape)
+                    read_one_key(f"{key} = {int(at)}")
                     at += 1
                     continue
                 step = max(1, (end - at + 1) // 4)
                 continue
-            chunker.feed(data)
+            yield data
             span = end - at + 1
             at = end + 1
             if not data:
                 step = min(step * 4, 1 << 62)
             else:
-                step = max(1, min(step * 4, int(span * BATCH_BYTES / len(data))))
+                step = max(1, min(step * 4, int(span * batch_bytes / len(data))))
 
 
 def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
@@ -455,41 +468,70 @@ def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: R
         chunker.feed(b"".join(lines))
 
 
-def _range_condition(table: Table, part: _Part) -> str:
-    if part.key_range is None:
-        return ""
-    return f"{quote_name(table.primary_key[0])} BETWEEN {int(part.key_range[0])} AND {int(part.key_range[1])}"
-
-
 def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
-                linear_escape: bool = True, condition: str = "") -> None:
+                linear_escape: bool = True, key_range: tuple[int, int] | None = None) -> None:
     """Rows through the policy's transform (the sanitizing path).
 
-    The server renders each row as for identity tables; Python splits it, decodes typed values,
-    calls the transform and re-encodes only the values it changed (the others keep their bytes).
+    The server renders each row as for identity tables, in batches of rows per key range when the
+    table has an integer key (Python then splits one large string, as on the identity path);
+    Python splits each row, decodes only the columns the transform reads (``policy.reads``), calls
+    the transform and re-encodes only the values it changed (the others keep their bytes).
     """
     assert policy.transform is not None
-    transform = policy.transform
     columns = table.data_columns
-    decoders = [field_decoder(c) for c in columns]
+    rows = _RowTransformer(policy, columns)
+    if key_range is None:
+        _read_typed_stream(conn, table, policy, chunker, rows, "", linear_escape)
+        return
+    line = f"CONCAT({typed_line_sql(columns, linear_escape)}, '\\n')"
+    for data in _range_batches(conn, table, policy, key_range, line,
+                               lambda condition: _read_typed_stream(conn, table, policy, chunker, rows, condition,
+                                                                    linear_escape), TYPED_BATCH_BYTES):
+        chunker.feed_lines(rows.lines(data.split(b"\n")[:-1]))
+
+
+def _read_typed_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
+                       rows: _RowTransformer, condition: str, linear_escape: bool) -> None:
+    """Typed rows one by one (no integer key to range over, or one key with huge rows)."""
     conditions = [c for c in (condition, _where(policy)) if c]
     where = " WHERE " + " AND ".join(conditions) if conditions else ""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {typed_line_sql(columns, linear_escape)} FROM {quote_name(table.name)}{where}{_order_by(table)}")
-        chunker.feed_lines(_transformed(cur, transform, columns, decoders))
+        cur.execute(f"SELECT {typed_line_sql(table.data_columns, linear_escape)} FROM {quote_name(table.name)}"
+                    f"{where}{_order_by(table)}")
+        chunker.feed_lines(rows.lines(line for (line,) in cur))
 
 
-def _transformed(cursor: Any, transform: Callable[[Row], Row], columns: tuple[Column, ...],
-                 decoders: list[Callable[[bytes], object]]) -> Iterator[bytes]:
-    for (line,) in cursor:
-        fields = line.split(b"\t")
-        row = tuple([decode(f) for decode, f in zip(decoders, fields, strict=True)])
-        new = transform(row)
-        if new is row:
-            yield line + b"\n"
-            continue
-        yield b"\t".join([field if value is old else value_field(value, column)
-                           for field, value, old, column in zip(fields, new, row, columns, strict=True)]) + b"\n"
+class _RowTransformer:
+    """tsv-1 lines in, transformed tsv-1 lines out; decodes only the columns the transform reads."""
+
+    def __init__(self, policy: TablePolicy, columns: tuple[Column, ...]) -> None:
+        assert policy.transform is not None
+        self.transform = policy.transform
+        self.columns = columns
+        reads = policy.reads
+        self.decoders = [(i, field_decoder(c)) for i, c in enumerate(columns)
+                         if reads is None or c.name.lower() in reads]
+
+    def lines(self, lines: Iterable[bytes]) -> Iterator[bytes]:
+        transform, columns, decoders = self.transform, self.columns, self.decoders
+        width = len(columns)
+        for line in lines:
+            fields = line.split(b"\t")
+            if len(fields) != width:
+                raise ValueError(f"a row has {len(fields)} fields, not {width}")
+            values: list[object] = list(fields)
+            for i, decode in decoders:
+                values[i] = decode(fields[i])
+            row = tuple(values)
+            new = transform(row)
+            if new is row:
+                yield line + b"\n"
+                continue
+            for i in range(width):
+                value = new[i]
+                if value is not row[i]:
+                    fields[i] = value_field(value, columns[i])
+            yield b"\t".join(fields) + b"\n"
 
 
 # -- transformed parts in a worker process ----------------------------------------------------------
@@ -540,8 +582,7 @@ class _TransformProcesses:
         read_fd, write_fd = os.pipe()
         try:
             self.server.start(_transform_worker, [conn._sock.fileno(), write_fd],
-                              (state, self.planner, self.tables, table, part.linear_escape,
-                               _range_condition(table, part)))
+                              (state, self.planner, self.tables, table, part.linear_escape, part.key_range))
         finally:
             os.close(write_fd)
         finished: dict[str, Any] | None = None
@@ -568,7 +609,8 @@ class _TransformProcesses:
 
 
 def _transform_worker(sock_fd: int, out_fd: int, state: dict[str, Any], planner: PolicyPlanner,
-                      tables: list[Table], table: Table, linear_escape: bool, condition: str) -> None:
+                      tables: list[Table], table: Table, linear_escape: bool,
+                      key_range: tuple[int, int] | None) -> None:
     """In the worker process: read one transformed part through the handed-over connection."""
     logging.getLogger().addHandler(logging.NullHandler())  # failures go back to the parent, not to stderr
     with os.fdopen(out_fd, "wb", buffering=1 << 20) as out:
@@ -585,7 +627,7 @@ def _transform_worker(sock_fd: int, out_fd: int, state: dict[str, Any], planner:
                 out.write(chunk)
 
             chunker = RowChunker(send)
-            _read_typed(conn, table, policy, chunker, linear_escape, condition)
+            _read_typed(conn, table, policy, chunker, linear_escape, key_range)
             chunker.flush()
             done = json.dumps({"rows": chunker.rows, "bytes": chunker.bytes}).encode()
             out.write(_FRAME.pack(b"E", len(done)) + done)

@@ -156,13 +156,20 @@ def is_phone(text: str) -> bool:
     return True
 
 
+_EIGHT_DIGITS = re.compile(r"\d(?:\D*\d){7}")  # a phone has 8 digits or more: text with fewer has none
+
+
 def iter_phones(text: str):  # noqa: ANN201 - generator of re.Match
+    if len(text) > 24 and _EIGHT_DIGITS.search(text) is None:  # long text: one cheap scan first
+        return
     for match in PHONE_RE.finditer(text):
         if is_phone(match.group()):
             yield match
 
 
 def is_ip(text: str) -> bool:
+    if "." not in text and ":" not in text:  # neither dotted nor colon-separated: no address (no exception to raise)
+        return False
     try:
         ipaddress.ip_address(text.strip())
     except ValueError:
@@ -288,6 +295,7 @@ def value_kinds(text: str, keep: frozenset[str] = frozenset()) -> set[str]:
 
 _HEX_IPV4 = re.compile(r"[0-9A-F]{8}")  # MediaWiki's IPUtils::toHex of an IPv4 address
 _HEX_IPV6 = re.compile(r"v6-([0-9A-F]{32})")  # ... and of an IPv6 address
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # below 32 but TAB, LF, CR
 _BASE64 = re.compile(rb"[A-Za-z0-9+/_-]{64,}={0,2}")
 _MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\x04\x22\x4d\x18", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
 
@@ -341,7 +349,7 @@ def opaque_kind(value: object) -> str | None:
         text = raw[: len(raw) - 4].decode("utf-8", "replace")  # a value cut short may end mid-character
         if text.count("\ufffd") > len(text) // 50:
             return "binary"
-    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\r\n")
+    controls = len(_CONTROL_CHARS.findall(text))
     if controls > len(text) // 20:
         return "binary"
     if len(raw) >= 128 and _BASE64.fullmatch(raw.strip()):

@@ -248,7 +248,8 @@ class RulePlanner:
         transform = compile_transform(eff, self.env, self.cfg.keep_accounts)
         if transform is None and where is None:
             return TablePolicy(rule=eff.describe())
-        return TablePolicy(rows="all", where=where, transform=transform, rule=eff.describe())
+        reads = transform_reads(eff, self.cfg.keep_accounts) if transform is not None else None
+        return TablePolicy(rows="all", where=where, transform=transform, rule=eff.describe(), reads=reads)
 
     def coverage(self, tables: Sequence[Table]) -> dict[tuple[str, str], str]:
         """(table, column) → the rule covering it, for scan; rules that do not fit are ignored.
@@ -376,6 +377,19 @@ def _chooser(rules: tuple[ColumnRule, ...], index: Mapping[str, int], table: Tab
 
 def _constant_target(target: Target) -> Callable[[ColumnRule], Target]:
     return lambda _rule: target
+
+
+def transform_reads(eff: EffectiveRule, keep_accounts: Sequence[str]) -> frozenset[str]:
+    """The columns (lower case) ``compile_transform``'s function reads or writes: the ruled
+    columns, those their ``when`` conditions read, and the staff account columns."""
+    names = {name.lower() for name in eff.columns}
+    for rules in eff.columns.values():
+        for rule in rules:
+            if rule.when:
+                names.update(c.lower() for c in when_lang.columns_of(when_lang.parse(rule.when)))
+    if keep_accounts and eff.accounts is not None:
+        names.update(c.lower() for c in (eff.accounts.login, eff.accounts.email) if c is not None)
+    return frozenset(names)
 
 
 def compile_transform(eff: EffectiveRule, env_factory: Callable[[], ActionEnv], keep_accounts: Sequence[str]) -> RowTransform | None:
