@@ -113,3 +113,25 @@ def test_replace_skip_is_read_from_the_config(tmp_path):
            "previews": {"replace": {OLD: "{url}"}, "replace_skip": ["watchdog", "cache_*"]}}
     config = parse_config(raw, tmp_path / "clonekit.yml")
     assert config.previews.replace_skip == ("watchdog", "cache_*")
+
+
+def test_log_tables_are_left_out_by_default(tmp_path):
+    """No replace_skip in the file: Drupal's and WordPress's log tables (bare or prefixed) are left
+    alone; an explicit list replaces that default, and [] rewrites every table."""
+    from clonekit.config import DEFAULT_REPLACE_SKIP, parse_config
+    from clonekit.db.target import skipped
+
+    raw = {"project": "shop", "sources": {"prod": {"database": {"host": "db", "name": "shop", "user": "u",
+                                                               "password_env": "P"}}},
+           "previews": {"replace": {OLD: "{url}"}}}
+    config = parse_config(raw, tmp_path / "clonekit.yml")
+    assert config.previews.replace_skip == DEFAULT_REPLACE_SKIP
+    for table in ("watchdog", "d8_watchdog", "accesslog", "webform_submission_log", "wp_actionscheduler_logs",
+                  "wp_woocommerce_log", "wp_wc_download_log"):
+        assert skipped(table, DEFAULT_REPLACE_SKIP), table
+    for table in ("node__body", "wp_options", "wp_posts", "config", "watchdog_settings"):
+        assert not skipped(table, DEFAULT_REPLACE_SKIP), table
+    raw["previews"]["replace_skip"] = []
+    assert parse_config(raw, tmp_path / "clonekit.yml").previews.replace_skip == ()
+    raw["previews"]["replace_skip"] = ["cache_*"]
+    assert parse_config(raw, tmp_path / "clonekit.yml").previews.replace_skip == ("cache_*",)
