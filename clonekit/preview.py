@@ -396,15 +396,18 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
                     if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
     if rewrite and replacements and manifest.database is not None:
         progress("rewrite URLs", total=None)
-        rewrite_urls(endpoint, replacements, tables=_tables_to_rewrite(golden if from_golden else None, replacements),
-                     skip=config.previews.replace_skip)
+        known = golden if from_golden else None
+        tables = _tables_to_rewrite(known, replacements)
+        rewrite_urls(endpoint, replacements, tables=tables, skip=config.previews.replace_skip,
+                     rows=known.replace_rows if known is not None and tables is not None else None)
     timings["db_load"] = time.monotonic() - started
 
 
 def _tables_to_rewrite(golden: gr.GoldenCopy | None, replacements: list[Replacement]) -> list[str] | None:
     """A clone of a golden copy rewrites only the tables that materialize found holding a string to
-    replace (a full scan grows with the data); None (every table) on the cold path, or when a key
-    is not in the record (the config changed since)."""
+    replace (a full scan grows with the data), and in them only the rows it recorded
+    (``replace_rows``, searched for the same keys); None (every table) on the cold path, or when a
+    key is not in the record (the config changed since)."""
     known = golden.replace_tables if golden is not None else None
     if known is None or any(r.old not in known for r in replacements):
         return None
