@@ -47,6 +47,7 @@ from .db.target import (
     root_sql,
     run_as_root,
     server_flavor,
+    skipped,
     wait_for_database,
 )
 from .errors import ClonekitError, ConfigError, PreviewError
@@ -363,9 +364,13 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
         # so a preview that opts a log table back in still finds it in the record.
         replace_tables = find_replace_tables(endpoint, list(config.previews.replace))
         # ... and in them the rows holding one, by primary key: a clone rewrites those rows and reads
-        # nothing else, so its rewrite grows with the rows that hold the URL, never with the tables.
+        # nothing else, so its rewrite grows with the rows that hold the URL, never with the tables
+        # (Not searched in tables replace_skip leaves out, logs: recorded as None, a clone that opts
+        # one in scans it.)
+        holding = sorted({t for found in replace_tables.values() for t in found})
         replace_rows = find_replace_rows(endpoint, list(config.previews.replace),
-                                         sorted({t for found in replace_tables.values() for t in found}))
+                                         [t for t in holding if not skipped(t, config.previews.replace_skip)])
+        replace_rows |= {t: None for t in holding if t not in replace_rows}
         # Slow shutdown: purge and change-buffer merge now, so no preview start has work to redo.
         run_as_root(in_container(engine, name, what="prepare a clean shutdown of the golden database"),
                     creds.root_password, CLEAN_SHUTDOWN_SQL)
