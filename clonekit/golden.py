@@ -266,7 +266,7 @@ def _commit_build_database(config: Config, manifest: Any, golden: GoldenCopy, pl
     if port is None:
         raise PreviewError(f"the database of the build preview of {manifest.id} publishes no port")
     endpoint = DbEndpoint("127.0.0.1", port, plan.db.user, plan.db.password, plan.db.database)
-    replace_tables = find_replace_tables(endpoint, list(config.previews.replace))  # (skipped ones too: see above)
+    replace_tables = find_replace_tables(endpoint, list(config.previews.replace))  # (skipped ones too, as _materialize_database)
     run_as_root(in_container(engine, container_id, what="prepare a clean shutdown of the build preview's database"),
                 plan.db.root_password, CLEAN_SHUTDOWN_SQL)
     engine.cli(["stop", "-t", str(STOP_TIMEOUT_SECONDS), container_id], what="stop the build preview's database")
