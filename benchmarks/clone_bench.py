@@ -1,6 +1,17 @@
-"""Clone benchmark: `clonekit clone` of the WordPress production fixture, split into phases.
+"""Clone benchmark: `clonekit clone` end to end, beside the manual way, on the same machine.
 
-    python3 -m benchmarks.clone_bench --runs 3
+    python3 -m benchmarks.clone_bench --runs 3                       # the WordPress fixture (ckprod)
+    python3 -m benchmarks.clone_bench --reference --scale top        # the reference site (below)
+
+``--reference``: the issue's reference site, a Drupal-shaped database (``benchmarks.drupal_dataset``,
+top: 2.55 M rows, 1.8 GB of tables) on the benchmark MariaDB, the uploads tree
+(``benchmarks.uploads_tree``, large: 20,008 files, 1.33 GiB) and an app service (busybox httpd
+serving the tree: no PHP image here). ``clonekit clone prod --as NAME`` is timed whole as a
+command (snapshot with the ``--preset`` rules + cold restore, until the app answers), beside the
+manual way run by hand, step after step: ``mydumper -t 2 -c``, a MariaDB container,
+``myloader -t 2``, ``rsync -a`` of the uploads, the app container, until it answers.
+
+Without ``--reference``:
 
 1. snapshot of ckprod (capture + sanitize + store), once;
 2. create_preview from it (cold path), ``--runs`` times: phases files (volumes filled), db start (container up
@@ -20,6 +31,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,7 +40,7 @@ import time
 import uuid
 from pathlib import Path
 
-from benchmarks.common import ratio_line
+from benchmarks.common import Timing, ratio_line, time_command
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path("/var/tmp/clonekit-wordpress")
@@ -125,11 +137,182 @@ def anchor_clone(secrets: dict[str, str]) -> dict[str, float]:
     return times
 
 
+REFERENCE_COMPOSE = """
+services:
+  db:
+    image: clonekit/mariadb:10.11
+    environment: {{MARIADB_DATABASE: drupal, MARIADB_USER: drupal, MARIADB_PASSWORD: prod-secret,
+                  MARIADB_ROOT_PASSWORD: prod-root-secret}}
+    volumes: [dbdata:/var/lib/mysql]
+  app:
+    image: clonekit/busybox:latest
+    command: ["sh", "-c", "exec httpd -f -p 80 -h /var/www/html"]
+    environment: {{DB_HOST: db, DB_PASSWORD: prod-secret}}
+    ports: ["127.0.0.1::80"]
+    volumes: ["{uploads}:/var/www/html/sites/default/files"]
+    depends_on: [db]
+volumes: {{dbdata: {{}}}}
+"""
+REFERENCE_CONFIG = """
+project: {project}
+store: {store}
+sources:
+  prod:
+    database: {{engine: mariadb, host: {host}, port: {port}, name: {database}, user: {user},
+               password_env: CLONEKIT_BENCH_DB_PASSWORD}}
+    files: [{{path: {uploads}}}]
+    containers: {{compose_project: {compose_project}}}
+sanitize: {{preset: {preset}, secret_env: CLONEKIT_BENCH_SECRET, strict: false}}
+previews:
+  http_service: app
+  env: {{DB_PASSWORD: "{{db.password}}"}}
+  replace: {{"https://www.example.net": "{{url}}"}}
+"""
+APP_DOCROOT = "/var/www/html"
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def manual_reference_clone(endpoint, uploads: Path, workdir: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The manual way, by hand, one step after the other (seconds per step, peak RSS of the tools)."""
+    tag = f"ckbench-{uuid.uuid4().hex[:6]}"
+    password = uuid.uuid4().hex
+    cnf = workdir / "manual.cnf"
+    cnf.write_text("".join(f"[{g}]\nhost={endpoint.host}\nport={endpoint.port}\nuser={endpoint.user}\n"
+                           f"password={endpoint.password or ''}\nprotocol=tcp\n" for g in ("client", "mydumper")))
+    cnf.chmod(0o600)
+    dump_dir, files_dir = workdir / "manual-dump", workdir / "manual-files"
+    times: dict[str, float] = {}
+    peaks: list[int] = []
+
+    def step(name: str, timing: Timing) -> None:
+        times[name] = timing.seconds
+        peaks.append(timing.peak_rss_bytes)
+
+    try:
+        step("mydumper", time_command("mydumper -t 2 -c", [
+            "mydumper", f"--defaults-file={cnf}", "-B", endpoint.database, "-t", "2", "-c", "-o", str(dump_dir)]))
+        started = time.perf_counter()
+        _sh(["docker", "network", "create", tag])
+        _sh(["docker", "run", "-d", "--name", f"{tag}-db", "--network", tag, "--network-alias", "db",
+             "-e", "MARIADB_DATABASE=drupal", "-e", "MARIADB_USER=drupal", "-e", f"MARIADB_PASSWORD={password}",
+             "-e", f"MARIADB_ROOT_PASSWORD={password}", "-p", "127.0.0.1::3306", "clonekit/mariadb:10.11"])
+        port = _sh(["docker", "port", f"{tag}-db", "3306"], text=True).stdout.split()[0].rsplit(":", 1)[1]
+        env = {**os.environ, "MYSQL_PWD": password}
+        while subprocess.run(["mariadb", "--protocol=tcp", "-h127.0.0.1", f"-P{port}", "-uroot", "-e", "SELECT 1"],
+                             capture_output=True, env=env).returncode != 0:
+            time.sleep(0.25)
+        times["db_start"] = time.perf_counter() - started
+        target_cnf = workdir / "target.cnf"
+        target_cnf.write_text(f"[myloader]\nhost=127.0.0.1\nport={port}\nuser=root\npassword={password}\nprotocol=tcp\n")
+        target_cnf.chmod(0o600)
+        step("myloader", time_command("myloader -t 2", [
+            "myloader", f"--defaults-file={target_cnf}", "-d", str(dump_dir), "-B", "drupal", "-t", "2", "-o"]))
+        step("rsync", time_command("rsync -a", ["rsync", "-a", f"{uploads}/", f"{files_dir}/"]))
+        started = time.perf_counter()
+        _sh(["docker", "run", "-d", "--name", f"{tag}-app", "--network", tag, "-e", "DB_HOST=db",
+             "-e", f"DB_PASSWORD={password}", "-v", f"{files_dir}:{APP_DOCROOT}/sites/default/files",
+             "-p", "127.0.0.1::80", "clonekit/busybox:latest", "sh", "-c", f"exec httpd -f -p 80 -h {APP_DOCROOT}"])
+        app_port = int(_sh(["docker", "port", f"{tag}-app", "80"], text=True).stdout.split()[0].rsplit(":", 1)[1])
+        _wait_http(app_port)
+        times["app_up"] = time.perf_counter() - started
+    finally:
+        subprocess.run(["docker", "rm", "-f", "-v", f"{tag}-app", f"{tag}-db"], capture_output=True)
+        subprocess.run(["docker", "network", "rm", tag], capture_output=True)
+        shutil.rmtree(dump_dir, ignore_errors=True)
+        shutil.rmtree(files_dir, ignore_errors=True)
+    times["total"] = sum(times.values())
+    times["peak_rss"] = max(peaks)
+    return times
+
+
+def reference(args: argparse.Namespace) -> int:
+    from benchmarks.drupal_dataset import create_dataset, endpoint_from_env
+    from benchmarks.uploads_tree import generate
+
+    size = {"small": ("small", "small"), "top": ("top", "large")}[args.scale]
+    database = args.database or f"ck_bench_clone_{args.scale}"
+    endpoint = endpoint_from_env(database)
+    check = subprocess.run(["mariadb", "--protocol=tcp", f"-h{endpoint.host}", f"-P{endpoint.port}", f"-u{endpoint.user}",
+                            "-N", "-e", f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{database}'"],
+                           capture_output=True, text=True, env={**os.environ, "MYSQL_PWD": endpoint.password or ""})
+    if not (args.reuse and check.stdout.strip() not in ("", "0")):
+        print(f"building the Drupal-shaped dataset ({size[0]}) in {database}", flush=True)
+        create_dataset(endpoint, size[0])
+    uploads = Path(os.environ.get("CLONEKIT_BENCH_DIR", "/var/tmp/ck-clone-bench")) / f"uploads-{size[1]}"
+    tree = generate(uploads, size[1])
+    print(f"reference site: database {database}, uploads {tree} ({_tree_bytes(uploads) / 2**30:.2f} GiB)", flush=True)
+    os.environ["CLONEKIT_BENCH_DB_PASSWORD"] = endpoint.password or ""
+    os.environ.setdefault("CLONEKIT_BENCH_SECRET", uuid.uuid4().hex)
+    clonekit = str(Path(sys.executable).with_name("clonekit"))
+    ours: list[dict[str, float]] = []
+    manual: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="ck-clone-ref-", dir=os.environ.get("CLONEKIT_BENCH_DIR")) as tmp:
+        root = Path(tmp)
+        compose_project = f"ckbench-ref-{uuid.uuid4().hex[:6]}"
+        compose_file = root / "compose.yml"
+        compose_file.write_text(REFERENCE_COMPOSE.format(uploads=uploads))
+        _sh(["docker", "compose", "-f", str(compose_file), "-p", compose_project, "create"])
+        project = f"ckbench{uuid.uuid4().hex[:4]}"
+        config_path = root / "clonekit.yml"
+        config_path.write_text(REFERENCE_CONFIG.format(
+            project=project, store=root / "store", host=endpoint.host, port=endpoint.port, database=database,
+            user=endpoint.user, uploads=uploads, compose_project=compose_project, preset=args.preset))
+        try:
+            for run in range(args.runs):
+                name = f"ref-{run}"
+                # a fresh store each run: the first clone of a site (nothing to deduplicate against)
+                shutil.rmtree(root / "store", ignore_errors=True)
+                timing = time_command("clonekit clone", [clonekit, "-q", "-c", str(config_path), "clone", "prod",
+                                                         "--as", name])
+                state = json.loads((root / ".clonekit" / "previews" / name / "state.json").read_text())
+                phases = {k: float(v) for k, v in (state.get("timings") or {}).items()}
+                ours.append({"total": timing.seconds, "peak_rss": timing.peak_rss_bytes, **phases})
+                print(f"clonekit clone run {run + 1}: {timing.seconds:.1f} s, peak RSS "
+                      f"{timing.peak_rss_bytes / 2**20:.0f} MiB (restore phases: "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()) + ")", flush=True)
+                _sh([clonekit, "-q", "-c", str(config_path), "destroy", name, "--yes"])
+                times = manual_reference_clone(endpoint, uploads, root)
+                manual.append(times)
+                print(f"manual run {run + 1}: {times['total']:.1f} s ("
+                      + ", ".join(f"{k} {v:.1f}" for k, v in times.items() if k not in ("total", "peak_rss")) + ")",
+                      flush=True)
+        finally:
+            subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", compose_project, "down", "-v", "-t", "0"],
+                           capture_output=True)
+            label = f"label=clonekit.project={project}"
+            subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter {label}) 2>/dev/null;"
+                            f"docker volume rm -f $(docker volume ls -q --filter {label}) 2>/dev/null;"
+                            f"docker network rm $(docker network ls -q --filter {label}) 2>/dev/null"],
+                           capture_output=True)
+    best, anchor = min(r["total"] for r in ours), min(r["total"] for r in manual)
+    peak = max(r["peak_rss"] for r in ours)
+    print("\n" + ratio_line(f"clonekit clone of the reference site ({args.scale}, preset {args.preset}) vs the manual way",
+                            best, anchor))
+    print(f"RESULT cold clone of the reference site ({args.scale}, preset {args.preset}): {best:.1f} s vs anchor "
+          f"{anchor:.1f} s (mydumper + myloader + rsync + app by hand), ratio {best / anchor:.2f}; "
+          f"goal <= 60 s and <= 0.5x: {'met' if best <= 60 and best <= 0.5 * anchor else 'MISSED'}; "
+          f"peak RSS {peak / 2**20:.0f} MiB")
+    if args.json:
+        print(json.dumps({"clonekit": ours, "manual": manual}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="create_preview runs (and anchor runs)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON document too")
+    parser.add_argument("--reference", action="store_true",
+                        help="the reference site (Drupal-shaped DB + uploads tree + app) instead of ckprod")
+    parser.add_argument("--scale", choices=["small", "top"], default="small", help="reference site size")
+    parser.add_argument("--preset", choices=["drupal", "none"], default="drupal", help="reference site rules")
+    parser.add_argument("--database", help="reference site: the source database (default ck_bench_clone_SCALE)")
+    parser.add_argument("--reuse", action="store_true", help="reference site: keep a database built earlier")
     args = parser.parse_args(argv)
+    if args.reference:
+        return reference(args)
 
     subprocess.run([str(ROOT / "scripts" / "wordpress-prod.sh"), "up"], check=True, capture_output=True)
     secrets = _env_file(STATE / "prod.env")

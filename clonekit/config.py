@@ -33,6 +33,13 @@ DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 ENGINES = ("mariadb", "mysql")
 PRESETS = ("drupal", "wordpress", "none")
 DEFAULT_PREVIEW_URL = "http://127.0.0.1:{port}"
+# Log tables of Drupal and WordPress (and their plug-ins), bare or behind a table prefix:
+# previews.replace leaves them alone unless previews.replace_skip says otherwise. They hold the
+# production URL in every row (a record of what happened in production, read by nobody in a
+# preview) and are the largest tables of a site: rewriting them made a clone grow with the logs.
+DEFAULT_REPLACE_SKIP = tuple(pattern for table in ("watchdog", "accesslog", "webform_submission_log")
+                             for pattern in (table, f"*_{table}")) + (
+    "*_actionscheduler_logs", "*_woocommerce_log", "*_wc_download_log", "*_registration_log")
 
 
 MAX_DURATION_SECONDS = 100 * 366 * 86400  # a century: beyond, a date computation overflows
@@ -243,7 +250,8 @@ class PreviewsConfig:
     files: Mapping[str, PreviewFilesTarget] = field(default_factory=lambda: MappingProxyType({}))
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     replace: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    replace_skip: tuple[str, ...] = ()  # table names or globs previews.replace leaves alone (logs)
+    # table names or globs previews.replace leaves alone; absent from the file: the well-known log tables
+    replace_skip: tuple[str, ...] = DEFAULT_REPLACE_SKIP
     ttl_seconds: int | None = None
     http_service: str | None = None  # the service whose port 80 is the preview URL; guessed when None
     prewarm: bool = False
@@ -729,7 +737,8 @@ class _Checker:
             files=MappingProxyType(files),
             env=env,
             replace=self.string_map(body.get("replace"), "previews.replace"),
-            replace_skip=self.string_list(body.get("replace_skip"), "previews.replace_skip"),
+            replace_skip=(self.string_list(body.get("replace_skip"), "previews.replace_skip")
+                          if "replace_skip" in body else DEFAULT_REPLACE_SKIP),
             ttl_seconds=self.duration(body.get("ttl"), "previews.ttl"),
             http_service=self.string(body.get("http_service"), "previews.http_service"),
             prewarm=self.boolean(body.get("prewarm"), "previews.prewarm", False),

@@ -42,10 +42,12 @@ from .db.endpoint import DbEndpoint
 from .db.target import (
     CLEAN_SHUTDOWN_SQL,
     account_sql,
+    find_replace_rows,
     find_replace_tables,
     root_sql,
     run_as_root,
     server_flavor,
+    skipped,
     wait_for_database,
 )
 from .errors import ClonekitError, ConfigError, PreviewError
@@ -148,6 +150,7 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: ProgressF
         db_image, datadir = "", DEFAULT_DATADIR
         db: cmp.DbCredentials | None = None  # the golden credentials
         replace_tables: dict[str, list[str]] = {}
+        replace_rows: dict[str, Any] = {}
         volumes: dict[str, str] = {}
         files_images: dict[str, dict[str, Any]] = {}
         made_images: list[str] = []
@@ -155,12 +158,13 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: ProgressF
         try:
             if manifest.database is not None:
                 progress("golden database", total=None)
-                db_image, datadir, db, replace_tables = _materialize_database(config, repo, manifest, services, engine)
+                db_image, datadir, db, replace_tables, replace_rows = _materialize_database(config, repo, manifest, services, engine)
             files_images = _materialize_files_images(config, repo, manifest, services, engine, progress, made_images)
             baked = {path for item in files_images.values() for path in item["paths"]}
             volumes = _materialize_volumes(config, repo, manifest, services, engine, progress, skip=baked)
             golden = GoldenCopy(snapshot_id=manifest.id, db_image=db_image or None, datadir=datadir, db=db,
                                 volumes=volumes, files_images=files_images, replace_tables=replace_tables,
+                                replace_rows=replace_rows,
                                 made_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
             if hooks:
                 golden = _bake_hooks(config, repo, manifest, golden, engine, progress)
@@ -247,7 +251,9 @@ def _bake_hooks(config: Config, repo: Any, manifest: Any, golden: GoldenCopy, en
             remove_preview(config, name)
     for image_id in old_files_images:  # untagged by the new commits
         _quietly(lambda image_id=image_id: ge.remove_image(engine, image_id))
-    return replace(golden, db=db, replace_tables=replace_tables, files_images=files_images,
+    # (the hooks may have changed rows: the rows recorded before them are not known now, so clones
+    # scan the tables holding a string, replace_rows None)
+    return replace(golden, db=db, replace_tables=replace_tables, replace_rows=None, files_images=files_images,
                    hooks=tuple(r.to_json() for r in results))
 
 
@@ -260,7 +266,7 @@ def _commit_build_database(config: Config, manifest: Any, golden: GoldenCopy, pl
     if port is None:
         raise PreviewError(f"the database of the build preview of {manifest.id} publishes no port")
     endpoint = DbEndpoint("127.0.0.1", port, plan.db.user, plan.db.password, plan.db.database)
-    replace_tables = find_replace_tables(endpoint, list(config.previews.replace), skip=config.previews.replace_skip)
+    replace_tables = find_replace_tables(endpoint, list(config.previews.replace))  # (skipped ones too, as _materialize_database)
     run_as_root(in_container(engine, container_id, what="prepare a clean shutdown of the build preview's database"),
                 plan.db.root_password, CLEAN_SHUTDOWN_SQL)
     engine.cli(["stop", "-t", str(STOP_TIMEOUT_SECONDS), container_id], what="stop the build preview's database")
@@ -307,8 +313,8 @@ def _remove_build_containers(config: Config, engine: DockerEngine, manifest: Any
 
 
 def _materialize_database(config: Config, repo: Any, manifest: Any, services: Mapping[str, Any],
-                          engine: DockerEngine) -> tuple[str, str, cmp.DbCredentials, dict[str, list[str]]]:
-    """(image, datadir, golden credentials, replace_tables) of the committed database."""
+                          engine: DockerEngine) -> tuple[str, str, cmp.DbCredentials, dict[str, list[str]], dict[str, Any]]:
+    """(image, datadir, golden credentials, replace_tables, replace_rows) of the committed database."""
     db_service = config.previews.database_service
     service = services.get(db_service) or {}
     base_image = resolve_image(engine, service) if service else cmp.DEFAULT_DB_IMAGE
@@ -354,7 +360,17 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
         run_as_root(in_container(engine, name, what=f"set the root password of the golden database of {manifest.id}"),
                     "", root_sql(server_flavor(endpoint), creds.root_password))
         restore_database(repo, section, endpoint, workers=2)
-        replace_tables = find_replace_tables(endpoint, list(config.previews.replace), skip=config.previews.replace_skip)
+        # Every table holding a string, skipped ones included: replace_skip is applied at clone time,
+        # so a preview that opts a log table back in still finds it in the record.
+        replace_tables = find_replace_tables(endpoint, list(config.previews.replace))
+        # ... and in them the rows holding one, by primary key: a clone rewrites those rows and reads
+        # nothing else, so its rewrite grows with the rows that hold the URL, never with the tables
+        # (Not searched in tables replace_skip leaves out, logs: recorded as None, a clone that opts
+        # one in scans it.)
+        holding = sorted({t for found in replace_tables.values() for t in found})
+        replace_rows = find_replace_rows(endpoint, list(config.previews.replace),
+                                         [t for t in holding if not skipped(t, config.previews.replace_skip)])
+        replace_rows |= {t: None for t in holding if t not in replace_rows}
         # Slow shutdown: purge and change-buffer merge now, so no preview start has work to redo.
         run_as_root(in_container(engine, name, what="prepare a clean shutdown of the golden database"),
                     creds.root_password, CLEAN_SHUTDOWN_SQL)
@@ -365,7 +381,7 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
                                f"(exit code {state.get('ExitCode')})", hint=f"docker logs {name}")
         image = db_image_name(config, manifest.id)
         ge.commit(engine, name, image, [*_label_changes(_labels(config, manifest, "db"))])
-        return image, datadir, creds, replace_tables
+        return image, datadir, creds, replace_tables, replace_rows
     finally:
         _quietly(lambda: engine.remove("container", [name]))
 

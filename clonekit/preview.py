@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -249,22 +250,41 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     compose_file = _write_project(folder, plan, build)
     _write_state(folder, plan, manifest, status="creating", timings=timings)
 
+    # The file volumes fill while the database starts and loads (the cold path's two long steps
+    # overlap: file chunks are read and untarred by the engine while the server parses rows);
+    # the volumes exist before `compose up --no-start`, which needs them (external volumes).
+    to_fill = []
     started = time.monotonic()
     for volume in volumes:
-        progress(f"files {volume.source_path}", total=None)
         name = plan.volume_name(volume.key)
         golden_volume = golden.volumes.get(volume.source_path) if golden is not None else None
         if golden_volume:
             ge.copy_volume(engine, golden_volume, name, image=plan.helper_image, volume_labels=plan.labels())
             continue
         engine.create_volume(name, plan.labels())
-        sent = engine.fill_volume(name, iter_tar(repo, sections[volume.source_path]),
-                                  image=plan.helper_image, labels=plan.labels())
-        progress(f"files {volume.source_path}", advance=sent)
-    timings["files"] = time.monotonic() - started
+        to_fill.append((volume, name))
+    copy_seconds = time.monotonic() - started
     online.before_start(config, engine, plan.compose_project, compose_file)  # egress closed before anything runs
 
-    _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings, golden, rewrite=rewrite)
+    def fill_volumes() -> None:
+        started = time.monotonic()
+        for volume, name in to_fill:
+            progress(f"files {volume.source_path}", total=None)
+            sent = engine.fill_volume(name, iter_tar(repo, sections[volume.source_path]),
+                                      image=plan.helper_image, labels=plan.labels())
+            progress(f"files {volume.source_path}", advance=sent)
+        timings["files"] = copy_seconds + time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-files") as pool:
+        files_done = pool.submit(fill_volumes)
+        try:
+            _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings, golden,
+                           rewrite=rewrite)
+        except BaseException:
+            if files_done.exception() is not None:  # (waits) the database's error is the one to report
+                log.error("filling the file volumes of preview %s failed too: %s", plan.name, files_done.exception())
+            raise
+        files_done.result()
 
     started = time.monotonic()
     progress("start", total=None)
@@ -376,15 +396,18 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
                     if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
     if rewrite and replacements and manifest.database is not None:
         progress("rewrite URLs", total=None)
-        rewrite_urls(endpoint, replacements, tables=_tables_to_rewrite(golden if from_golden else None, replacements),
-                     skip=config.previews.replace_skip)
+        known = golden if from_golden else None
+        tables = _tables_to_rewrite(known, replacements)
+        rewrite_urls(endpoint, replacements, tables=tables, skip=config.previews.replace_skip,
+                     rows=known.replace_rows if known is not None and tables is not None else None)
     timings["db_load"] = time.monotonic() - started
 
 
 def _tables_to_rewrite(golden: gr.GoldenCopy | None, replacements: list[Replacement]) -> list[str] | None:
     """A clone of a golden copy rewrites only the tables that materialize found holding a string to
-    replace (a full scan grows with the data); None (every table) on the cold path, or when a key
-    is not in the record (the config changed since)."""
+    replace (a full scan grows with the data), and in them only the rows it recorded
+    (``replace_rows``, searched for the same keys); None (every table) on the cold path, or when a
+    key is not in the record (the config changed since)."""
     known = golden.replace_tables if golden is not None else None
     if known is None or any(r.old not in known for r in replacements):
         return None

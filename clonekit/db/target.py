@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pymysql
@@ -155,11 +155,56 @@ def find_replace_tables(endpoint: DbEndpoint, olds: Sequence[str], *, skip: Sequ
     return out
 
 
+# A table's rows holding a previews.replace string, by primary key, per text column: what a golden
+# copy records so that its clones rewrite those rows without reading the table.
+ReplaceRows = Mapping[str, Mapping[str, Sequence[Sequence[Any]]] | None]
+MAX_INDEXED_ROWS = 100_000  # per table and column; beyond, a clone scans that table (a log, say)
+KEY_BATCH_ROWS = 1000
+
+
+def find_replace_rows(endpoint: DbEndpoint, olds: Sequence[str], tables: Sequence[str]) -> dict[str, Any]:
+    """For each of ``tables``, the primary keys of its rows that hold one of ``olds`` (plain or JSON
+    escaped), per text column: ``{table: {column: [[key values], ...]}}``. A table gets None (its
+    clones scan it) when it has no primary key, a key value that is neither an integer nor a
+    string, or more than MAX_INDEXED_ROWS such rows in a column."""
+    out: dict[str, Any] = {}
+    if not olds or not tables:
+        return out
+    needles = sorted({n for old in olds for n in Replacement(old, "").needles()})
+    wanted = set(tables)
+    try:
+        with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
+            for table, columns, key in _text_tables(cur, endpoint.database):
+                if table not in wanted:
+                    continue
+                out[table] = _rows_holding(cur, table, columns, key, needles) if key else None
+    except pymysql.MySQLError as exc:
+        raise PreviewError(f"cannot search the database {endpoint} for previews.replace strings") from exc
+    return out
+
+
+def _rows_holding(cur: Any, table: str, columns: Sequence[str], key: Sequence[str],
+                  needles: Sequence[str]) -> dict[str, list[list[Any]]] | None:
+    q = quote_name
+    found: dict[str, list[list[Any]]] = {}
+    for column in columns:
+        cur.execute(f"SELECT {', '.join(q(k) for k in key)} FROM {q(table)} WHERE "
+                    + " OR ".join(f"{q(column)} LIKE %s" for _ in needles) + f" LIMIT {MAX_INDEXED_ROWS + 1}",
+                    [_like_pattern(n) for n in needles])
+        rows = [list(row) for row in cur.fetchall()]
+        if len(rows) > MAX_INDEXED_ROWS or any(not isinstance(v, int | str) for row in rows for v in row):
+            return None
+        if rows:
+            found[column] = rows
+    return found
+
+
 def rewrite_urls(endpoint: DbEndpoint, replacements: Sequence[Replacement], *,
-                 tables: Sequence[str] | None = None, skip: Sequence[str] = ()) -> int:
+                 tables: Sequence[str] | None = None, skip: Sequence[str] = (), rows: ReplaceRows | None = None) -> int:
     """Apply ``replacements`` to every text column of ``tables`` (all tables when None) but those
     ``skip`` names (``previews.replace_skip``: logs nobody reads in a preview), in one
-    transaction; returns the values changed.
+    transaction; returns the values changed. A table that ``rows`` (``find_replace_rows``) lists
+    with its keys is rewritten in those rows only, found by primary key: nothing else is read.
 
     Values that cannot be PHP-serialized get the plain replacement in one UPDATE per column (what
     ``rewrite_value`` does to them, without a round trip per row); the others are read and go
@@ -178,6 +223,10 @@ def rewrite_urls(endpoint: DbEndpoint, replacements: Sequence[Replacement], *,
             with conn.cursor() as cur:
                 for table, columns, key in _text_tables(cur, endpoint.database):
                     if wanted is not None and table not in wanted or skipped(table, skip):
+                        continue
+                    indexed = rows.get(table) if rows is not None and key else None
+                    if indexed is not None:
+                        changed += _rewrite_rows(cur, table, key, indexed, needles, replacements, in_sql)
                         continue
                     if in_sql:
                         changed += _replace_plain_values(cur, quote_name(table), [quote_name(c) for c in columns],
@@ -212,7 +261,30 @@ def _text_tables(cur: Any, schema: str) -> list[tuple[str, list[str], list[str]]
     return [(table, cols, keys.get(table, [])) for table, cols in columns.items()]
 
 
-def _replace_plain_values(cur: Any, table: str, columns: Sequence[str], replacements: Sequence[Replacement]) -> int:
+def _rewrite_rows(cur: Any, table: str, key: list[str], indexed: Mapping[str, Sequence[Sequence[Any]]],
+                  needles: list[str], replacements: Sequence[Replacement], in_sql: bool) -> int:
+    """The rewrite of ``table`` restricted to the rows ``indexed`` names, per column, by primary key
+    (batches of KEY_BATCH_ROWS): the same statements as a scan, each with ``AND key IN (...)``."""
+    q = quote_name
+    changed = 0
+    for column, keys in indexed.items():
+        for start in range(0, len(keys), KEY_BATCH_ROWS):
+            batch = keys[start:start + KEY_BATCH_ROWS]
+            if len(key) == 1:
+                where = f"{q(key[0])} IN ({', '.join(['%s'] * len(batch))})"
+                where_args = [row[0] for row in batch]
+            else:
+                one = "(" + ", ".join(["%s"] * len(key)) + ")"
+                where = f"({', '.join(q(k) for k in key)}) IN ({', '.join([one] * len(batch))})"
+                where_args = [value for row in batch for value in row]
+            if in_sql:
+                changed += _replace_plain_values(cur, q(table), [q(column)], replacements, where, where_args)
+            changed += _rewrite_table(cur, table, [column], key, needles, replacements, where, where_args)
+    return changed
+
+
+def _replace_plain_values(cur: Any, table: str, columns: Sequence[str], replacements: Sequence[Replacement],
+                          where: str = "", where_args: Sequence[Any] = ()) -> int:
     pairs = [(old.decode(), new.decode()) for r in replacements for old, new in r.pairs()]
     changed = 0
     for column in columns:
@@ -222,20 +294,21 @@ def _replace_plain_values(cur: Any, table: str, columns: Sequence[str], replacem
             args += [old, new]
         condition = " OR ".join(f"{column} LIKE %s" for _ in pairs)
         changed += cur.execute(f"UPDATE {table} SET {column} = {expression} WHERE ({condition}) "
-                               f"AND {column} NOT REGEXP %s",
-                               [*args, *(_like_pattern(old) for old, _ in pairs), SERIALIZED_START_SQL])
+                               f"AND {column} NOT REGEXP %s" + (f" AND {where}" if where else ""),
+                               [*args, *(_like_pattern(old) for old, _ in pairs), SERIALIZED_START_SQL, *where_args])
     return changed
 
 
 def _rewrite_table(cur: Any, table: str, columns: list[str], key: list[str],
-                   needles: list[str], replacements: Sequence[Replacement]) -> int:
+                   needles: list[str], replacements: Sequence[Replacement],
+                   where: str = "", where_args: Sequence[Any] = ()) -> int:
     q = quote_name
     condition = " OR ".join(f"{q(c)} LIKE %s" for c in columns for _ in needles)
     args = [_like_pattern(n) for _ in columns for n in needles]
     changed = 0
     if key:
         cur.execute(f"SELECT {', '.join(q(k) for k in key)}, {', '.join(q(c) for c in columns)} "
-                    f"FROM {q(table)} WHERE {condition}", args)
+                    f"FROM {q(table)} WHERE ({condition})" + (f" AND {where}" if where else ""), [*args, *where_args])
         for row in cur.fetchall():
             key_values, values = row[:len(key)], row[len(key):]
             updates = {}

@@ -42,6 +42,9 @@ class GoldenCopy:
     # the previews.hooks.after_materialize hooks baked into it: {when, service, run, exit_code, seconds}
     hooks: Sequence[Mapping[str, Any]] = ()
     made_at: str = ""  # ISO 8601 UTC
+    # table -> {column: [[primary key values], ...]} of the rows holding one of those keys; a
+    # table mapped to None is scanned by its clones (no primary key, or too many such rows)
+    replace_rows: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,23 +55,29 @@ class GoldenCopy:
             "files_images": {k: dict(v) for k, v in self.files_images.items()},
             "replace_tables": None if self.replace_tables is None else {k: list(v) for k, v in self.replace_tables.items()},
             "hooks": [dict(h) for h in self.hooks], "made_at": self.made_at,
+            "replace_rows": None if self.replace_rows is None else dict(self.replace_rows),
         }
 
     def summary(self) -> dict[str, Any]:
         """What ``clonekit golden`` shows: everything but the credentials."""
         data = self.to_json()
         data.pop("db")
+        if self.replace_rows is not None:  # (up to 100,000 keys a column: their number, not the keys)
+            data["replace_rows"] = {table: None if columns is None else {c: len(keys) for c, keys in columns.items()}
+                                    for table, columns in self.replace_rows.items()}
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GoldenCopy:
         db = data.get("db")
         replace_tables = data.get("replace_tables")
+        replace_rows = data.get("replace_rows")
         return cls(snapshot_id=data["snapshot_id"], db_image=data.get("db_image"), datadir=data.get("datadir") or DEFAULT_DATADIR,
                    db=DbCredentials(**db) if db else None, volumes=dict(data.get("volumes") or {}),
                    files_images=dict(data.get("files_images") or {}),
                    replace_tables=dict(replace_tables) if isinstance(replace_tables, Mapping) else None,
-                   hooks=tuple(dict(h) for h in data.get("hooks") or ()), made_at=str(data.get("made_at") or ""))
+                   hooks=tuple(dict(h) for h in data.get("hooks") or ()), made_at=str(data.get("made_at") or ""),
+                   replace_rows=dict(replace_rows) if isinstance(replace_rows, Mapping) else None)
 
     def file_artifacts(self) -> tuple[str, ...]:
         """The files images, then the golden volumes."""

@@ -32,6 +32,7 @@ OPTIONS = {
     "other": "nothing to replace",
     "broken": 's:99:"' + PROD_URL + '";',
 }
+WATCHDOG_LOCATION = PROD_URL + "/user/login"
 # Like the official images: VOLUME /var/lib/mysql; the server and its first-start initialisation
 # read the datadir from the configuration (a plain Debian mariadb-server underneath).
 VOLUME_IMAGE_DOCKERFILE = """
@@ -104,6 +105,13 @@ def _source(mysql_server, root: Path, db_block: str, web_block: str = BUSYBOX_WE
     compose_file.write_text(source_compose(prod_url=PROD_URL, site=site, db=db_block, web=web_block))
     subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "create"], check=True, capture_output=True)
     database = seed_shop_database(mysql_server, "cktest_golden", OPTIONS, posts=5)
+    conn = mysql_server.connect()
+    try:  # a log table: previews.replace leaves it alone unless previews.replace_skip opts it in
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE TABLE `{database}`.watchdog (wid INT PRIMARY KEY, location TEXT)")
+            cur.execute(f"INSERT INTO `{database}`.watchdog VALUES (1, %s)", (WATCHDOG_LOCATION,))
+    finally:
+        conn.close()
     try:
         yield {"root": root, "site": site, "project": project, "database": database, "server": mysql_server}
     finally:

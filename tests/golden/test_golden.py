@@ -4,6 +4,7 @@ prune keeps what a preview uses."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 import subprocess
@@ -19,7 +20,7 @@ from clonekit.golden import materialize, prune_golden_images, read_record, recor
 from clonekit.preview import create_preview, destroy_preview, refresh_preview
 from clonekit.repository import Repository
 
-from .conftest import OPTIONS, PROD_URL, compose_exec, preview_db, take_snapshot
+from .conftest import OPTIONS, PROD_URL, WATCHDOG_LOCATION, compose_exec, preview_db, take_snapshot
 
 
 def _count(conn, sql: str) -> int:
@@ -53,8 +54,13 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
     assert record is not None and record.db_image == result.image
     assert stat.S_IMODE(record_path(config, manifest.id).stat().st_mode) == 0o600
     golden_db = record.db
-    # previews.replace strings were looked for once: clones rewrite only these tables
-    assert record.replace_tables == {PROD_URL: ["options"]}
+    # previews.replace strings were looked for once: clones rewrite only these tables (a log table
+    # too: previews.replace_skip is applied per clone, so a clone may opt it back in)
+    assert record.replace_tables == {PROD_URL: ["options", "watchdog"]}
+    # ... and the rows holding one, by primary key (every option but "other"): clones read nothing
+    # else. The log table (replace_skip by default) is not searched: a clone opting it in scans it.
+    assert record.replace_rows is not None and record.replace_rows["watchdog"] is None
+    assert {c: sorted(keys) for c, keys in record.replace_rows["options"].items()} == {"value": [[1], [2], [3], [4], [6]]}
     image = _image_config(result.image)
     labels = image["Config"]["Labels"]
     assert labels["clonekit.project"] == config.project and labels["clonekit.snapshot"] == manifest.id
@@ -84,6 +90,9 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
             options = dict(cur.fetchall())
         assert options["siteurl"] == preview.url
         assert options == {k: rewrite_value(v, [Replacement(PROD_URL, preview.url)]) for k, v in OPTIONS.items()}
+        with conn.cursor() as cur:  # the log table is left alone by default (DEFAULT_REPLACE_SKIP)
+            cur.execute("SELECT location FROM watchdog")
+            assert cur.fetchall() == ((WATCHDOG_LOCATION,),)
         conn.close()
 
     # fresh credentials: each clone's own, none of them the golden copy's
@@ -126,6 +135,19 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
 
     destroy_preview(config, "golden-a")
     destroy_preview(config, "golden-b")
+
+    # a clone that opts the log table back in (previews.replace_skip: []) rewrites it, from the same record
+    everything = dataclasses.replace(config, previews=dataclasses.replace(config.previews, replace_skip=()))
+    c = create_preview(everything, repo, manifest, "golden-c")
+    assert c.restore_path == "golden"
+    conn = preview_db(c)
+    with conn.cursor() as cur:
+        cur.execute("SELECT location FROM watchdog")
+        assert cur.fetchall() == ((c.url + "/user/login",),)
+        cur.execute("SELECT value FROM options WHERE name = 'siteurl'")
+        assert cur.fetchall() == ((c.url,),)
+    conn.close()
+    destroy_preview(everything, "golden-c")
 
 
 def test_prune_keeps_the_golden_copy_in_use(config, source):

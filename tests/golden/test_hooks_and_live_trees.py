@@ -87,8 +87,11 @@ def _hooks_are_baked_into_the_golden_copy_and_run_once(config, manifest):
     assert [p.name for p in list_previews(config)] == []
     assert subprocess.run(["docker", "ps", "-aq", "--filter", f"label=clonekit.preview={build}"],
                           capture_output=True, text=True, check=True).stdout.strip() == ""
-    # the table now holding the production URL is known to the golden copy (hooks added a row)
-    assert record.replace_tables == {PROD_URL: ["options"]}
+    # the table now holding the production URL is known to the golden copy (hooks added a row; the
+    # log table, left out by previews.replace_skip, is listed too: a clone may opt it in); the rows
+    # are not known after hooks: clones scan those tables
+    assert record.replace_tables == {PROD_URL: ["options", "watchdog"]}
+    assert record.replace_rows is None
 
     # no secret anywhere in the images (ContainerConfig too: the committed container's own
     # configuration), and nothing of the build preview in their configuration

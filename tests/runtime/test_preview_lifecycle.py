@@ -236,6 +236,44 @@ def test_failure_removes_what_was_created_unless_kept(source, tmp_path):
                        capture_output=True)
 
 
+def test_a_damaged_file_chunk_fails_the_restore_while_the_database_loads(source, tmp_path, monkeypatch):
+    """Files fill while the database loads (cold path): both run, and a file failure still fails
+    the restore, names the chunk and removes everything, the database's load included."""
+    from clonekit.errors import IntegrityError
+    from clonekit.repository import chunk_key
+
+    project = f"cktest{uuid.uuid4().hex[:6]}"
+    config = _config(tmp_path, source, project)
+    repo = Repository.open(config.store)
+    manifest = _snapshot(config, source)
+    events: list[str] = []
+    import clonekit.preview as preview_module
+    original_restore = preview_module.restore_database
+
+    def restore_database(*args, **kwargs):
+        events.append(f"db load in {threading.current_thread().name}")
+        return original_restore(*args, **kwargs)
+
+    monkeypatch.setattr(preview_module, "restore_database", restore_database)
+    file_chunks = {ref["id"] for section in manifest.files for item in section.get("entries", ())
+                   for ref in item.get("chunks", ())}
+    assert file_chunks
+    for chunk_id in file_chunks:  # damaged on disk: the store's checksum catches it
+        (tmp_path / "store" / chunk_key(chunk_id)).write_bytes(b"\0damaged")
+    try:
+        with pytest.raises((IntegrityError, PreviewError)) as info:
+            create_preview(config, repo, manifest, "damaged")
+        assert any(chunk_id in str(info.value) for chunk_id in file_chunks) or "chunk" in str(info.value)
+        assert events == ["db load in MainThread"]  # the database load ran beside the failing file fill
+        _nothing_left(project)
+        assert not (config.state_dir / "previews" / "damaged").exists()
+    finally:
+        subprocess.run(["sh", "-c", f"docker rm -f $(docker ps -aq --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker volume rm -f $(docker volume ls -q --filter label=clonekit.project={project}) 2>/dev/null;"
+                        f"docker network rm $(docker network ls -q --filter label=clonekit.project={project}) 2>/dev/null"],
+                       capture_output=True)
+
+
 def test_same_name_runs_never_interleave(tmp_path, source):
     config = _config(tmp_path, source, "cktestlock")
     errors: list[BaseException] = []

@@ -113,3 +113,65 @@ def test_replace_skip_is_read_from_the_config(tmp_path):
            "previews": {"replace": {OLD: "{url}"}, "replace_skip": ["watchdog", "cache_*"]}}
     config = parse_config(raw, tmp_path / "clonekit.yml")
     assert config.previews.replace_skip == ("watchdog", "cache_*")
+
+
+def test_log_tables_are_left_out_by_default(tmp_path):
+    """No replace_skip in the file: Drupal's and WordPress's log tables (bare or prefixed) are left
+    alone; an explicit list replaces that default, and [] rewrites every table."""
+    from clonekit.config import DEFAULT_REPLACE_SKIP, parse_config
+    from clonekit.db.target import skipped
+
+    raw = {"project": "shop", "sources": {"prod": {"database": {"host": "db", "name": "shop", "user": "u",
+                                                               "password_env": "P"}}},
+           "previews": {"replace": {OLD: "{url}"}}}
+    config = parse_config(raw, tmp_path / "clonekit.yml")
+    assert config.previews.replace_skip == DEFAULT_REPLACE_SKIP
+    for table in ("watchdog", "d8_watchdog", "accesslog", "webform_submission_log", "wp_actionscheduler_logs",
+                  "wp_woocommerce_log", "wp_wc_download_log"):
+        assert skipped(table, DEFAULT_REPLACE_SKIP), table
+    for table in ("node__body", "wp_options", "wp_posts", "config", "watchdog_settings"):
+        assert not skipped(table, DEFAULT_REPLACE_SKIP), table
+    raw["previews"]["replace_skip"] = []
+    assert parse_config(raw, tmp_path / "clonekit.yml").previews.replace_skip == ()
+    raw["previews"]["replace_skip"] = ["cache_*"]
+    assert parse_config(raw, tmp_path / "clonekit.yml").previews.replace_skip == ("cache_*",)
+
+
+def test_recorded_rows_are_rewritten_by_primary_key_and_nothing_else_is_read(mysql_db, monkeypatch):
+    """find_replace_rows (materialize) lists the rows holding the URL per column; rewrite_urls given
+    them touches those rows only (a row added afterwards is not read: the clone never scans)."""
+    from clonekit.db import target
+    from clonekit.db.endpoint import DbEndpoint
+    from clonekit.db.target import find_replace_rows
+
+    mysql_db.execute(
+        "CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(64), body LONGTEXT)",
+        "CREATE TABLE meta (post INT, name VARCHAR(32), value LONGTEXT, PRIMARY KEY (post, name))",
+        "CREATE TABLE nokey (v TEXT)",
+    )
+    serialized = "a:1:{s:4:\"home\";" + php_s(OLD) + "}"
+    conn = mysql_db.connect()
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO posts VALUES (%s, %s, %s)",
+                        [(1, "a", f"see {OLD}/a"), (2, OLD, "plain"), (3, "c", "nothing")])
+        cur.executemany("INSERT INTO meta VALUES (%s, %s, %s)", [(1, "home", serialized), (1, "other", "x"), (2, "home", "y")])
+        cur.execute("INSERT INTO nokey VALUES (%s)", (OLD,))
+    conn.close()
+    server = mysql_db.server
+    endpoint = DbEndpoint(server.host, server.port, server.user, server.password, mysql_db.name)
+    rows = find_replace_rows(endpoint, [OLD], ["posts", "meta", "nokey"])
+    assert rows == {"posts": {"title": [[2]], "body": [[1]]}, "meta": {"value": [[1, "home"]]}, "nokey": None}
+
+    conn = mysql_db.connect()
+    with conn.cursor() as cur:  # written after the record: a clone that reads only recorded rows leaves it
+        cur.execute("INSERT INTO posts VALUES (4, 'd', %s)", (OLD,))
+    conn.close()
+    assert rewrite_urls(endpoint, R, tables=["posts", "meta", "nokey"], rows=rows) == 4
+    assert mysql_db.query("SELECT id, title, body FROM posts ORDER BY id") == [
+        (1, "a", f"see {NEW}/a"), (2, NEW, "plain"), (3, "c", "nothing"), (4, "d", OLD)]
+    assert mysql_db.query("SELECT value FROM meta WHERE name = 'home' AND post = 1") == [
+        ("a:1:{s:4:\"home\";" + php_s(NEW) + "}",)]
+    assert mysql_db.query("SELECT v FROM nokey") == [(NEW,)]  # None: scanned
+
+    monkeypatch.setattr(target, "MAX_INDEXED_ROWS", 0)  # too many rows to list: the table is scanned
+    assert find_replace_rows(endpoint, [NEW], ["posts"]) == {"posts": None}
