@@ -22,7 +22,7 @@ if "fastcdc_cy" not in getattr(fastcdc, "__module__", ""):
 MIN_CHUNK_BYTES = 512 * 1024
 AVG_CHUNK_BYTES = 1024 * 1024
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
-READ_BLOCK_BYTES = 32 * 1024 * 1024
+READ_BLOCK_BYTES = MAX_CHUNK_BYTES  # per reader thread: the buffer stays under 2 x this (flat memory)
 
 
 def iter_chunks(read: Callable[[int], bytes]) -> Iterator[bytes]:

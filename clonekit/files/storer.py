@@ -16,6 +16,7 @@ from .tree import Content, contents_by_hash
 READ_ATTEMPTS = 3
 PACK_FILE_BYTES = MIN_CHUNK_BYTES  # smaller files are packed; larger ones are chunked by content
 PACK_TARGET_BYTES = 4 * 1024 * 1024
+LARGE_FILE_READERS = 2  # large files chunked at once: each holds up to ~3 x MAX_CHUNK_BYTES (cdc.py)
 
 
 class ChunkSink(Protocol):
@@ -60,6 +61,7 @@ class Storer:
         self.pending_by_hash: dict[str, int] = {}
         self.packs = 0
         self.reused = 0
+        self._large_readers = threading.BoundedSemaphore(LARGE_FILE_READERS)
 
     def small(self, path: bytes, data: bytes) -> None:
         if len(data) >= PACK_FILE_BYTES:  # grew since it was listed
@@ -106,7 +108,8 @@ class Storer:
         self.pending_by_hash = {}
 
     def large(self, path: bytes, read: Callable[[int], bytes]) -> int:
-        content, size = store_content(read, self.writer)
+        with self._large_readers:  # memory stays flat whatever the number of reader threads
+            content, size = store_content(read, self.writer)
         with self.lock:
             self.results[path] = content
         return size
