@@ -223,6 +223,7 @@ class ProxyAuth:
 
 
 LOOPBACK_BINDS = ("127.0.0.1", "::1", "localhost")
+DOCKER_HOST_SCHEMES = ("unix", "ssh", "tcp")
 EGRESS_MODES = ("no-mail", "none", "open")
 TLS_MODES = ("acme", "internal", "off")
 
@@ -243,8 +244,18 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
+class DockerTls:
+    """TLS of a ``tcp://`` engine, as ``docker --tlsverify`` / DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem."""
+
+    cert_path: str
+    verify: bool = True
+
+
+@dataclass(frozen=True)
 class PreviewsConfig:
-    docker_host: str | None = None
+    docker_host: str | None = None  # None: the local engine; unix://, ssh://user@host[:port] or tcp://host:port
+    docker_ssh: SshTarget | None = None  # the SSH side of an ssh:// docker_host (key file, known_hosts)
+    docker_tls: DockerTls | None = None  # the TLS side of a tcp:// docker_host
     url: str = DEFAULT_PREVIEW_URL
     database_service: str = "db"
     files: Mapping[str, PreviewFilesTarget] = field(default_factory=lambda: MappingProxyType({}))
@@ -705,9 +716,11 @@ class _Checker:
         body = self.mapping(
             value,
             "previews",
-            ("docker_host", "url", "database_service", "files", "env", "replace", "replace_skip", "ttl", "http_service",
-             "prewarm", "services", "hooks", "proxy", "egress"),
+            ("docker_host", "docker_ssh", "docker_tls", "url", "database_service", "files", "env", "replace",
+             "replace_skip", "ttl", "http_service", "prewarm", "services", "hooks", "proxy", "egress"),
         )
+        docker_host = self.string(body.get("docker_host"), "previews.docker_host")
+        docker_ssh, docker_tls = self.docker_host(docker_host, body.get("docker_ssh"), body.get("docker_tls"))
         url = self.string(body.get("url"), "previews.url", DEFAULT_PREVIEW_URL) or DEFAULT_PREVIEW_URL
         if not re.match(r"^https?://", url):
             self.problem("previews.url", "an http:// or https:// URL template such as http://{name}.{project}.localhost:{port}", url)
@@ -731,7 +744,9 @@ class _Checker:
             if bad:
                 self.problem(key_path("previews.env", name), "placeholders among {" + "} {".join(sorted(allowed)) + "}", template)
         return PreviewsConfig(
-            docker_host=self.string(body.get("docker_host"), "previews.docker_host"),
+            docker_host=docker_host,
+            docker_ssh=docker_ssh,
+            docker_tls=docker_tls,
             url=url,
             database_service=self.string(body.get("database_service"), "previews.database_service", "db") or "db",
             files=MappingProxyType(files),
@@ -747,6 +762,42 @@ class _Checker:
             proxy=self.proxy(body.get("proxy"), url),
             egress=self.choice(body.get("egress"), "previews.egress", EGRESS_MODES, "no-mail"),
         )
+
+    def docker_host(self, host: str | None, ssh: Any, tls: Any) -> tuple[SshTarget | None, DockerTls | None]:
+        """The SSH target of an ``ssh://`` engine, the TLS files of a ``tcp://`` one; a bad URL is a problem."""
+        ssh_body = self.mapping(ssh, "previews.docker_ssh", ("key_file", "known_hosts"))
+        tls_body = self.mapping(tls, "previews.docker_tls", ("cert_path", "verify"))
+        scheme = host.split("://", 1)[0] if host and "://" in host else ""
+        if host is not None and scheme not in DOCKER_HOST_SCHEMES:
+            self.problem("previews.docker_host", "unix:///path/docker.sock, ssh://user@host[:port] or tcp://host:port", host)
+            return None, None
+        if ssh_body and scheme != "ssh":
+            self.problem("previews.docker_ssh", "only with an ssh:// previews.docker_host", host or "the local engine")
+        if tls_body and scheme != "tcp":
+            self.problem("previews.docker_tls", "only with a tcp:// previews.docker_host", host or "the local engine")
+        target: SshTarget | None = None
+        docker_tls: DockerTls | None = None
+        rest = host.split("://", 1)[1] if host else ""
+        if scheme == "ssh":
+            match = re.match(r"^(?:(?P<user>[^@\s/:]+)@)?(?P<host>[^:@\s/]+)(?::(?P<port>\d+))?/?$", rest)
+            if not match:
+                self.problem("previews.docker_host", "ssh://user@host[:port]", host)
+            else:
+                target = SshTarget(
+                    host=match.group("host"), user=match.group("user"),
+                    port=self.integer(int(match.group("port") or 22), "previews.docker_host (port)", 22, 1, 65535) or 22,
+                    known_hosts=self.string(ssh_body.get("known_hosts"), "previews.docker_ssh.known_hosts"),
+                    key_file=self.string(ssh_body.get("key_file"), "previews.docker_ssh.key_file"))
+        elif scheme == "tcp":
+            if not re.match(r"^[^:@\s/]+:\d{1,5}/?$", rest):
+                self.problem("previews.docker_host", "tcp://host:port (2376 for TLS)", host)
+            cert_path = self.string(tls_body.get("cert_path"), "previews.docker_tls.cert_path")
+            if cert_path:
+                docker_tls = DockerTls(cert_path=cert_path,
+                                       verify=self.boolean(tls_body.get("verify"), "previews.docker_tls.verify", True))
+        elif scheme == "unix" and not rest.startswith("/"):
+            self.problem("previews.docker_host", "unix:///absolute/path/docker.sock", host)
+        return target, docker_tls
 
     def preview_services(self, value: Any, docker_host: Any = None) -> Mapping[str, ServiceCode]:
         out: dict[str, ServiceCode] = {}

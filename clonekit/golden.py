@@ -67,7 +67,7 @@ from .runtime import compose as cmp
 from .runtime import golden_engine as ge
 from .runtime import golden_record as gr
 from .runtime import service as svc
-from .runtime.docker import DockerEngine, published_port
+from .runtime.docker import DockerEngine
 from .runtime.golden_record import DEFAULT_DATADIR, GoldenCopy
 from .runtime.service import in_container, resolve_image
 
@@ -132,7 +132,8 @@ def is_materialized(config: Config, engine: DockerEngine, snapshot_id: str) -> b
 def materialize(config: Config, repo: Any, manifest: Any, *, progress: ProgressFn | None = None) -> GoldenResult:
     """Load ``manifest`` once into a golden copy on the preview host; idempotent per snapshot."""
     progress = progress or no_progress
-    engine = DockerEngine(config.previews.docker_host)
+    engine = DockerEngine.for_previews(config.previews)
+    engine.check_reachable()
     started = time.monotonic()
     hooks = config.previews.hooks.get("after_materialize") or ()
     with preview_lock(config, f"golden-{manifest.id}"):
@@ -262,11 +263,9 @@ def _commit_build_database(config: Config, manifest: Any, golden: GoldenCopy, pl
     """Shut the build preview's database down cleanly and commit it as the golden database image;
     returns the tables holding a ``previews.replace`` string now (the hooks may have added some)."""
     container = engine.json(["container", "inspect", container_id], what="inspect the build preview's database")[0]
-    port = published_port(container, cmp.DEFAULT_DB_PORT)
-    if port is None:
-        raise PreviewError(f"the database of the build preview of {manifest.id} publishes no port")
-    endpoint = DbEndpoint("127.0.0.1", port, plan.db.user, plan.db.password, plan.db.database)
-    replace_tables = find_replace_tables(endpoint, list(config.previews.replace))  # (skipped ones too, as _materialize_database)
+    with engine.reach(container, cmp.DEFAULT_DB_PORT) as (host, port):
+        endpoint = DbEndpoint(host, port, plan.db.user, plan.db.password, plan.db.database)
+        replace_tables = find_replace_tables(endpoint, list(config.previews.replace))  # (skipped ones too, as _materialize_database)
     run_as_root(in_container(engine, container_id, what="prepare a clean shutdown of the build preview's database"),
                 plan.db.root_password, CLEAN_SHUTDOWN_SQL)
     engine.cli(["stop", "-t", str(STOP_TIMEOUT_SECONDS), container_id], what="stop the build preview's database")
@@ -333,7 +332,9 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
 
     name = f"ck-golden-{config.project}-{manifest.id}-build"
     _quietly(lambda: engine.remove("container", [name]) if engine.exists("container", name) else None)
-    argv = ["create", "--name", name, "-p", f"127.0.0.1::{cmp.DEFAULT_DB_PORT}"]
+    argv = ["create", "--name", name]
+    if engine.is_local:  # a remote engine's database is reached through an SSH tunnel: nothing published
+        argv += ["-p", f"127.0.0.1::{cmp.DEFAULT_DB_PORT}"]
     for key, value in env.items():
         argv += ["-e", f"{key}={value}"]
     for key, value in _labels(config, manifest, "build").items():
@@ -349,31 +350,29 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
             ge.copy_into(engine, name, "/", [_datadir_tar(datadir)])
         engine.cli(["start", name], what=f"start the golden database container of {manifest.id}")
         container = engine.json(["container", "inspect", name], what="inspect the golden database container")[0]
-        port = published_port(container, cmp.DEFAULT_DB_PORT)
-        if port is None:
-            raise PreviewError(f"the golden database container of {manifest.id} publishes no port")
-        endpoint = DbEndpoint("127.0.0.1", port, creds.user, creds.password, creds.database)
-        wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS, alive=lambda: _check_running(engine, name),
-                          on_denied=lambda: run_as_root(
-                              in_container(engine, name, what=f"create the account of the golden database of {manifest.id}"),
-                              "", account_sql(creds.user, creds.password, creds.database)))
-        run_as_root(in_container(engine, name, what=f"set the root password of the golden database of {manifest.id}"),
-                    "", root_sql(server_flavor(endpoint), creds.root_password))
-        restore_database(repo, section, endpoint, workers=2)
-        # Every table holding a string, skipped ones included: replace_skip is applied at clone time,
-        # so a preview that opts a log table back in still finds it in the record.
-        replace_tables = find_replace_tables(endpoint, list(config.previews.replace))
-        # ... and in them the rows holding one, by primary key: a clone rewrites those rows and reads
-        # nothing else, so its rewrite grows with the rows that hold the URL, never with the tables
-        # (Not searched in tables replace_skip leaves out, logs: recorded as None, a clone that opts
-        # one in scans it.)
-        holding = sorted({t for found in replace_tables.values() for t in found})
-        replace_rows = find_replace_rows(endpoint, list(config.previews.replace),
-                                         [t for t in holding if not skipped(t, config.previews.replace_skip)])
-        replace_rows |= {t: None for t in holding if t not in replace_rows}
-        # Slow shutdown: purge and change-buffer merge now, so no preview start has work to redo.
-        run_as_root(in_container(engine, name, what="prepare a clean shutdown of the golden database"),
-                    creds.root_password, CLEAN_SHUTDOWN_SQL)
+        with engine.reach(container, cmp.DEFAULT_DB_PORT) as (host, port):
+            endpoint = DbEndpoint(host, port, creds.user, creds.password, creds.database)
+            wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS, alive=lambda: _check_running(engine, name),
+                              on_denied=lambda: run_as_root(
+                                  in_container(engine, name, what=f"create the account of the golden database of {manifest.id}"),
+                                  "", account_sql(creds.user, creds.password, creds.database)))
+            run_as_root(in_container(engine, name, what=f"set the root password of the golden database of {manifest.id}"),
+                        "", root_sql(server_flavor(endpoint), creds.root_password))
+            restore_database(repo, section, endpoint, workers=2)
+            # Every table holding a string, skipped ones included: replace_skip is applied at clone time,
+            # so a preview that opts a log table back in still finds it in the record.
+            replace_tables = find_replace_tables(endpoint, list(config.previews.replace))
+            # ... and in them the rows holding one, by primary key: a clone rewrites those rows and reads
+            # nothing else, so its rewrite grows with the rows that hold the URL, never with the tables
+            # (Not searched in tables replace_skip leaves out, logs: recorded as None, a clone that opts
+            # one in scans it.)
+            holding = sorted({t for found in replace_tables.values() for t in found})
+            replace_rows = find_replace_rows(endpoint, list(config.previews.replace),
+                                             [t for t in holding if not skipped(t, config.previews.replace_skip)])
+            replace_rows |= {t: None for t in holding if t not in replace_rows}
+            # Slow shutdown: purge and change-buffer merge now, so no preview start has work to redo.
+            run_as_root(in_container(engine, name, what="prepare a clean shutdown of the golden database"),
+                        creds.root_password, CLEAN_SHUTDOWN_SQL)
         engine.cli(["stop", "-t", str(STOP_TIMEOUT_SECONDS), name], what="stop the golden database")
         state = engine.json(["container", "inspect", name], what="inspect the golden database container")[0]["State"]
         if state.get("ExitCode") != 0:
@@ -519,7 +518,7 @@ def _materialize_volumes(config: Config, repo: Any, manifest: Any, services: Map
 
 
 def golden_images(config: Config, engine: DockerEngine | None = None) -> list[dict[str, Any]]:
-    engine = engine or DockerEngine(config.previews.docker_host)
+    engine = engine or DockerEngine.for_previews(config.previews)
     return ge.images(engine, {cmp.LABEL_PROJECT: config.project, LABEL_GOLDEN: ""})
 
 
@@ -537,7 +536,7 @@ def prune_golden_images(config: Config, keep: Sequence[str]) -> list[str]:
     A golden image that a preview uses (one of its containers, running or not, or its compose.yml
     names it) is kept, and so is the record of its snapshot.
     """
-    engine = DockerEngine(config.previews.docker_host)
+    engine = DockerEngine.for_previews(config.previews)
     kept = set(keep)
     composed = _referenced_by_previews(config)
     removed: list[str] = []

@@ -28,10 +28,6 @@ from .runtime.proxy import Proxy, Route, check_bind, credentials
 log = logging.getLogger("clonekit.online")
 
 
-def _local(engine: DockerEngine) -> bool:
-    return not engine.host or engine.host.startswith("unix://")
-
-
 def _subnets(engine: DockerEngine, network: str) -> list[str]:
     found = engine.inspect("network", [network])
     configs = ((found[0].get("IPAM") or {}).get("Config") or []) if found else []
@@ -46,7 +42,7 @@ def _subnets(engine: DockerEngine, network: str) -> list[str]:
 
 
 def _check_egress(config: Config, engine: DockerEngine) -> None:
-    if config.previews.egress != "open" and not _local(engine):
+    if config.previews.egress != "open" and not engine.is_local:
         raise ConfigError(
             f"previews.egress: {config.previews.egress} is enforced with iptables on the Docker host, which clonekit "
             f"can only do for a local engine (previews.docker_host is {engine.host})",
@@ -91,7 +87,7 @@ def after_start(config: Config, engine: DockerEngine, compose_project: str, url:
 
 def before_remove(engine: DockerEngine, compose_project: str) -> None:
     """Take the preview's route off the proxy and detach the proxy from its network."""
-    if not _local(engine):
+    if not engine.is_local:
         return
     proxy = Proxy(engine)
     if proxy.container() is None:
@@ -101,6 +97,6 @@ def before_remove(engine: DockerEngine, compose_project: str) -> None:
 
 
 def after_remove(engine: DockerEngine, compose_project: str) -> None:
-    if _local(engine):
+    if engine.is_local:
         egress.remove(compose_project)
 

@@ -7,7 +7,8 @@ its own network and volumes; every container, volume and network carries the lab
 values live in 0600 files of that folder, never in labels, logs or ``compose.yml``.
 
 Creation order (each step a progress task, timed in state.json): file volumes filled from the
-snapshot → database service started and loaded through a 127.0.0.1 port → ``previews.replace``
+snapshot → database service started and loaded through a 127.0.0.1 port (an SSH tunnel to the
+container on an ``ssh://`` engine) → ``previews.replace``
 rewrite → every service started → wait until the HTTP service answers. A failure removes
 everything created (unless ``keep_on_failure``). One fcntl lock per preview name serialises runs.
 """
@@ -65,7 +66,7 @@ from .retry import poll
 from .runtime import compose as cmp
 from .runtime import golden_engine as ge
 from .runtime import golden_record as gr
-from .runtime.docker import DockerEngine, published_port
+from .runtime.docker import DockerEngine
 from .runtime.service import in_container, resolve_image
 
 log = logging.getLogger("clonekit.preview")
@@ -143,7 +144,9 @@ def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_
     """Create preview ``name`` from ``manifest``; returns once its HTTP service answers."""
     check_name("preview", name)
     progress = progress or no_progress
-    engine = DockerEngine(config.previews.docker_host)
+    engine = DockerEngine.for_previews(config.previews)
+    engine.check_reachable()
+    online.preflight(config, engine)  # before anything is built, removed or created
     with preview_lock(config, name):
         _refuse_existing(config, engine, name)
         services = services_of(manifest)
@@ -179,7 +182,7 @@ def start_build_preview(config: Config, repo: Any, manifest: Any, name: str, gol
     from). The caller holds the name's lock and removes it (``remove_preview``); one left by an
     interrupted run is removed first.
     """
-    engine = DockerEngine(config.previews.docker_host)
+    engine = DockerEngine.for_previews(config.previews)
     services = services_of(manifest)
     if preview_dir(config, name).exists() or engine.ids("container", _labels_of(config, name)):
         _remove_everything(config, engine, name)
@@ -191,7 +194,7 @@ def start_build_preview(config: Config, repo: Any, manifest: Any, name: str, gol
 
 def remove_preview(config: Config, name: str) -> None:
     """Remove everything of preview ``name`` (the caller holds its lock); errors are logged, not raised."""
-    _cleanup_after_failure(config, DockerEngine(config.previews.docker_host), name)
+    _cleanup_after_failure(config, DockerEngine.for_previews(config.previews), name)
 
 
 def _abandoned(state: Mapping[str, Any]) -> bool:
@@ -233,13 +236,9 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     pc.save(folder, code)
     sections = {str(s.get("path")): s for s in manifest.files}
     volumes = cmp.file_volumes(services, config.previews, list(sections))
-    local_engine = not config.previews.docker_host or config.previews.docker_host.startswith("unix://")
-    proxy = None
-    if "{port}" not in config.previews.url and engine.exists("network", cmp.PROXY_NETWORK):
-        proxy = cmp.PROXY_NETWORK
     in_image = (golden.datadir,) if golden is not None and golden.db_image else ()
     build = cmp.build_compose(services, config.previews, plan, volumes, resolve_image=lambda s: resolve_image(engine, s),
-                              keep_readonly_binds=local_engine, proxy_network=proxy, db_paths_in_image=in_image)
+                              keep_readonly_binds=engine.is_local, db_paths_in_image=in_image, publish_db=engine.is_local)
     if golden is not None:  # trees baked into golden images run copy-on-write: nothing to fill
         # (a service running a branch's image gets its trees as volumes: its image has none of them)
         volumes = gr.use_files_images(golden, pc.without_overridden(build.document, code), volumes)
@@ -352,9 +351,10 @@ def _write_state(folder: Path, plan: cmp.PreviewPlan, manifest: Any, *, status: 
     write_private(folder / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
 
 
-def db_endpoint(plan: cmp.PreviewPlan, port: int) -> DbEndpoint:
-    """How this process reaches the preview database: its ephemeral 127.0.0.1 port."""
-    return DbEndpoint("127.0.0.1", port, plan.db.user, plan.db.password, plan.db.database)
+def db_endpoint(plan: cmp.PreviewPlan, host: str, port: int) -> DbEndpoint:
+    """How this process reaches the preview database: its ephemeral 127.0.0.1 port, or the local
+    end of the SSH tunnel to it (``DockerEngine.reach``)."""
+    return DbEndpoint(host, port, plan.db.user, plan.db.password, plan.db.database)
 
 
 def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
@@ -369,10 +369,14 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
                        what=f"start the database of preview {plan.name}")
     timings["db_up"] = time.monotonic() - started
     container = compose_container(engine, plan, plan.db_service)
-    port = published_port(container, cmp.DEFAULT_DB_PORT)
-    if port is None:
-        raise PreviewError(f"the database service {plan.db_service!r} of preview {plan.name} publishes no port")
-    endpoint = db_endpoint(plan, port)
+    with engine.reach(container, cmp.DEFAULT_DB_PORT) as (host, port):
+        _fill_database(config, repo, manifest, plan, engine, container, db_endpoint(plan, host, port), progress,
+                       timings, golden, started, rewrite=rewrite)
+
+
+def _fill_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
+                   container: Mapping[str, Any], endpoint: DbEndpoint, progress: Any, timings: dict[str, float],
+                   golden: gr.GoldenCopy | None, started: float, *, rewrite: bool) -> None:
     from_golden = golden is not None and golden.db is not None and bool(golden.db_image)
     if from_golden:
         assert golden is not None and golden.db is not None
@@ -453,7 +457,7 @@ def preview_from_state(config: Config, name: str, state: Mapping[str, Any], stat
 
 def list_previews(config: Config) -> list[Preview]:
     """This project's previews, from the engine's labels and the state folders; sorted by name."""
-    engine = DockerEngine(config.previews.docker_host)
+    engine = DockerEngine.for_previews(config.previews)
     by_name: dict[str, list[dict[str, Any]]] = {}
     for container in engine.containers({cmp.LABEL_PROJECT: config.project}):
         labels = (container.get("Config") or {}).get("Labels") or {}
@@ -507,7 +511,9 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
     """Reload preview ``name`` from ``manifest``; keeps its name, URL (port) and credentials."""
     check_name("preview", name)
     progress = progress or no_progress
-    engine = DockerEngine(config.previews.docker_host)
+    engine = DockerEngine.for_previews(config.previews)
+    engine.check_reachable()
+    online.preflight(config, engine)  # before anything is built, removed or created
     folder = preview_dir(config, name)
     with preview_lock(config, name):
         state = read_json(folder / STATE_FILE)
@@ -531,7 +537,7 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
 def destroy_preview(config: Config, name: str) -> None:
     """Remove preview ``name``: containers, volumes, network (everything labelled) and its folder."""
     check_name("preview", name)
-    engine = DockerEngine(config.previews.docker_host)
+    engine = DockerEngine.for_previews(config.previews)
     with preview_lock(config, name):
         folder = preview_dir(config, name)
         labels = _labels_of(config, name)

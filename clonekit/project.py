@@ -382,7 +382,7 @@ class Project:
         from .runtime import golden_record as gr
         from .runtime.docker import DockerEngine
 
-        engine = DockerEngine(self.config.previews.docker_host)
+        engine = DockerEngine.for_previews(self.config.previews)
         return [{**g.summary(), "complete": gr.is_complete(engine, g)} for g in gr.list_records(self.config.state_dir)]
 
     # -- the HTTPS proxy of the preview host (shared by every project on it) -----------------
@@ -391,7 +391,7 @@ class Project:
         from .runtime.docker import DockerEngine
         from .runtime.proxy import Proxy
 
-        return Proxy(DockerEngine(self.config.previews.docker_host))
+        return Proxy(DockerEngine.for_previews(self.config.previews))
 
     def proxy_status(self) -> ProxyStatus:
         """Whether the proxy runs, its ports, its routes (preview host -> upstream) and certificates."""

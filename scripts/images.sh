@@ -4,7 +4,7 @@
 # apt sources, imported with `docker import`, then finished by a classic `docker build`.
 #
 #   scripts/images.sh            build what is missing (idempotent)
-#   scripts/images.sh NAME...    only these (busybox, mariadb, wordpress, caddy)
+#   scripts/images.sh NAME...    only these (busybox, mariadb, wordpress, caddy; remote-engine on request)
 #   IMAGES_REBUILD=1 scripts/images.sh   rebuild the finished images (bases are kept)
 #   IMAGES_NAMESPACE=x scripts/images.sh  tag x/... instead of clonekit/... (timing from nothing)
 #
@@ -124,6 +124,13 @@ build_caddy() {
   log "$tag ready in $((SECONDS - started))s"
 }
 
+# A second Docker engine behind sshd (Debian's docker.io and openssh-server), for the tests of
+# previews.docker_host: ssh://. Only built on request (`scripts/images.sh remote-engine`).
+build_remote_engine() {
+  base_image "$NS/base-remote-engine:20.10" docker.io,openssh-server,iptables,mount,ca-certificates,procps
+  finished_image "$NS/remote-engine:20.10" "$ROOT/fixtures/remote-engine" "$NS/base-remote-engine:20.10"
+}
+
 main() {
   local wanted=("$@")
   [ ${#wanted[@]} -gt 0 ] || wanted=(busybox mariadb wordpress caddy)
@@ -138,7 +145,8 @@ main() {
       mariadb) build_mariadb ;;
       wordpress) build_wordpress ;;
       caddy) build_caddy ;;
-      *) log "unknown image $name (expected busybox, mariadb, wordpress or caddy)"; exit 2 ;;
+      remote-engine) build_remote_engine ;;
+      *) log "unknown image $name (expected busybox, mariadb, wordpress, caddy or remote-engine)"; exit 2 ;;
     esac
   done
 }

@@ -89,7 +89,7 @@ def run_hooks(engine: DockerEngine, when: str, hooks: Sequence[Hook], containers
             logfile.write(f"== {what}\n")
             try:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, errors="replace")
+                                        stderr=subprocess.STDOUT, text=True, errors="replace", env=engine.env)
             except OSError as exc:
                 raise PreviewError(f"cannot run the docker client for {what}: {exc.strerror}") from exc
             assert proc.stdout is not None

@@ -114,7 +114,10 @@ def new_plan(config: Config, manifest: Any, name: str, services: Mapping[str, An
         kept = dict(secrets_in.get("env") or {})
     else:
         db = cmp.DbCredentials(user=user, password=cmp.fresh_secret(), root_password=cmp.fresh_secret(), database=database)
-        port = free_port(claimed_ports(config))
+        taken = claimed_ports(config)
+        if not engine.is_local:  # free here is not free there: skip what the preview host publishes
+            taken |= engine.published_host_ports()
+        port = free_port(taken)
         url = cfg.url.replace("{name}", name).replace("{project}", config.project).replace("{port}", str(port))
         created = iso(now)
         expires = iso(now + timedelta(seconds=cfg.ttl_seconds)) if cfg.ttl_seconds else ""
@@ -158,13 +161,23 @@ def check_alive(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> No
 
 
 def wait_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, *, timeout: float | None = None) -> None:
-    """Until the HTTP service answers on its 127.0.0.1 port (any status below 500)."""
+    """Until the HTTP service answers (any status below 500): on its 127.0.0.1 port for a local
+    engine, through an SSH tunnel to its container for a remote one."""
+    if engine.is_local:
+        _probe_http(config, engine, plan, ("127.0.0.1", plan.port), timeout)
+        return
+    with engine.reach(compose_container(engine, plan, plan.http_service), plan.http_container_port) as address:
+        _probe_http(config, engine, plan, address, timeout)
+
+
+def _probe_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, address: tuple[str, int],
+                timeout: float | None) -> None:
     limit = HTTP_TIMEOUT_SECONDS if timeout is None else timeout
     host_header = urlsplit(plan.url).netloc or f"127.0.0.1:{plan.port}"
     last = ["no answer"]
 
     def attempt() -> bool | None:
-        conn = http.client.HTTPConnection("127.0.0.1", plan.port, timeout=HTTP_PROBE_TIMEOUT_SECONDS)
+        conn = http.client.HTTPConnection(*address, timeout=HTTP_PROBE_TIMEOUT_SECONDS)
         try:
             conn.request("GET", "/", headers={"Host": host_header, "User-Agent": "clonekit-preview-check"})
             status = conn.getresponse().status

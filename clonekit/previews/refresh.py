@@ -39,7 +39,8 @@ def refresh_code(config: Config, repo: Any, name: str, flags: Sequence[pc.CodeRe
     from .. import preview as pv
 
     check_name("preview", name)
-    engine = DockerEngine(config.previews.docker_host)
+    engine = DockerEngine.for_previews(config.previews)
+    engine.check_reachable()  # the HTTP check after the restart
     folder = preview_dir(config, name)
     with pv.preview_lock(config, name):
         state = read_json(folder / STATE_FILE)

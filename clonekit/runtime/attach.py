@@ -7,7 +7,6 @@ client's environment (``docker exec -e NAME`` without a value), never through ar
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,7 @@ from .docker import DockerEngine
 def run_attached(engine: DockerEngine, args: Sequence[str], *, pass_env: Mapping[str, str] | None = None,
                  input: bytes | None = None) -> int:
     """``docker ARGS`` on the user's terminal; returns its exit code."""
-    env = {**os.environ, **(pass_env or {})}
+    env = {**engine.env, **(pass_env or {})}
     try:
         if input is not None:
             return subprocess.run([*engine.base_argv, *args], input=input, env=env).returncode

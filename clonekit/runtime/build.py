@@ -11,7 +11,6 @@ Knows nothing of SQL or the store.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ def preview_image_tag(project: str, preview: str, service: str) -> str:
 def buildkit_available(engine: DockerEngine) -> bool:
     """True when the docker client can build with BuildKit (the buildx plugin answers)."""
     try:
-        done = subprocess.run([*engine.base_argv, "buildx", "version"], capture_output=True, timeout=30)
+        done = subprocess.run([*engine.base_argv, "buildx", "version"], capture_output=True, timeout=30, env=engine.env)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
@@ -90,7 +89,7 @@ def build_image(engine: DockerEngine, inputs: BuildInputs, tag: str, labels: Map
     if inputs.target:
         argv += ["--target", inputs.target]
     argv.append(inputs.context)
-    env = dict(os.environ)
+    env = dict(engine.env)
     if not buildkit_available(engine):
         env["DOCKER_BUILDKIT"] = "0"  # the classic builder: no buildx plugin on this host
     log.info("building %s from %s", tag, inputs.context)

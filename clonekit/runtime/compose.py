@@ -5,7 +5,8 @@ port, fresh credentials...). Output: the compose document (a dict) plus, per ser
 environment values that go into a 0600 env file beside ``compose.yml`` instead of into it.
 
 Isolation rules applied here: no published port of the source is reused (only the HTTP port on
-127.0.0.1, and the database on an ephemeral 127.0.0.1 port); every volume and bind of the source
+127.0.0.1, and, on a local engine, the database on an ephemeral 127.0.0.1 port: a remote engine's
+database is reached through an SSH tunnel to its container, nothing published); every volume and bind of the source
 becomes a fresh preview volume (read-only binds are kept only when asked); routing labels and
 variables of the source (Traefik, nginx-proxy ``VIRTUAL_HOST``) are dropped; mail variables point
 at a sink service that accepts and discards every message.
@@ -33,9 +34,6 @@ LABEL_URL = "clonekit.url"
 LABEL_PATH = "clonekit.restore-path"
 
 MAIL_SERVICE = "mailsink"
-# Host-based routing: when previews.url names a domain (no {port}), the HTTP service joins this
-# network (when it exists on the preview host) with Traefik labels for the preview's host name.
-PROXY_NETWORK = "clonekit-proxy"
 MAIL_PORT = 25
 DEFAULT_DB_IMAGE = "clonekit/mariadb:10.11"
 DEFAULT_DB_PORT = 3306
@@ -255,10 +253,11 @@ def build_compose(
     *,
     resolve_image: Any = None,
     keep_readonly_binds: bool = False,
-    proxy_network: str | None = None,
     db_paths_in_image: Sequence[str] = (),
+    publish_db: bool = True,
 ) -> ComposeBuild:
-    """The compose document of a preview (pure)."""
+    """The compose document of a preview (pure). ``publish_db``: the database gets an ephemeral
+    127.0.0.1 port (a local engine; a remote one is reached through a tunnel instead)."""
     resolve = resolve_image or (lambda service: service.get("image") or "")
     values = plan.placeholders()
     labels = plan.labels()
@@ -305,12 +304,10 @@ def build_compose(
         if depends:
             spec["depends_on"] = depends
         if is_db:
-            spec["ports"] = [f"127.0.0.1::{DEFAULT_DB_PORT}"]
+            if publish_db:
+                spec["ports"] = [f"127.0.0.1::{DEFAULT_DB_PORT}"]
         elif name == plan.http_service:
             spec["ports"] = [f"127.0.0.1:{plan.port}:{plan.http_container_port}"]
-            if proxy_network:
-                spec["labels"].update(routing_labels(plan, proxy_network))
-                spec["networks"] = ["default", proxy_network]
         spec["restart"] = "unless-stopped"
         doc_services[name] = spec
 
@@ -321,8 +318,6 @@ def build_compose(
         "restart": "unless-stopped",
     }
     networks: dict[str, Any] = {"default": {"name": plan.compose_project, "labels": labels}}
-    if proxy_network:
-        networks[proxy_network] = {"name": proxy_network, "external": True}
     document = {
         "name": plan.compose_project,
         "services": doc_services,
@@ -330,20 +325,6 @@ def build_compose(
         "volumes": doc_volumes,
     }
     return ComposeBuild(document, secret_env, tuple(volumes_for_files))
-
-
-def routing_labels(plan: PreviewPlan, network: str) -> dict[str, str]:
-    """Traefik labels that route the preview's host name to its HTTP service."""
-    from urllib.parse import urlsplit
-
-    host = urlsplit(plan.url).hostname or ""
-    router = plan.compose_project
-    return {
-        "traefik.enable": "true",
-        "traefik.docker.network": network,
-        f"traefik.http.routers.{router}.rule": f"Host(`{host}`)",
-        f"traefik.http.services.{router}.loadbalancer.server.port": str(plan.http_container_port),
-    }
 
 
 def _environment(service: Mapping[str, Any], config: PreviewsConfig, plan: PreviewPlan,

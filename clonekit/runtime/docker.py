@@ -1,25 +1,43 @@
 """The Docker engine adapter: the only module of the preview side that talks to Docker.
 
-Everything goes through the docker CLI that python-on-whales drives (so ``ssh://`` hosts work the
-way ``docker -H`` does). Raw ``docker inspect`` JSON is returned as plain dicts: the transforms
-that read it are pure and testable. Every python-on-whales / subprocess failure is re-raised as a
-``PreviewError`` (or the error class the caller names) ``from exc``.
+Everything goes through the docker CLI (its argv built by python-on-whales), so ``ssh://`` and
+``tcp://`` hosts work the way ``docker -H`` does. Raw ``docker inspect`` JSON is returned as plain
+dicts: the transforms that read it are pure and testable. Every subprocess failure is re-raised
+as a ``PreviewError`` (or the error class the caller names) ``from exc``.
+
+Remote engines:
+
+- ``ssh://user@host[:port]``: the docker CLI runs ``ssh ... docker system dial-stdio`` on the
+  host. clonekit puts an ``ssh`` of its own first on the CLI's PATH that adds
+  ``StrictHostKeyChecking=yes`` and the known_hosts file (and key) of ``previews.docker_ssh``: the
+  host key is checked against the same file paramiko uses, never accepted blindly. Data for the
+  engine goes on the CLI's stdin (through that SSH connection); ports of containers are reached
+  with ``reach``: a paramiko ``direct-tcpip`` tunnel (clonekit.transport.ssh) to the container's
+  address on the host, so nothing is published or copied on the remote host.
+- ``tcp://host:port``: TLS flags from ``previews.docker_tls`` (ca.pem, cert.pem, key.pem in
+  ``cert_path``). Containers' ports cannot be reached through it: ``reach`` refuses.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
+import os
+import re
+import shlex
+import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from python_on_whales import DockerClient
-from python_on_whales.exceptions import DockerException
-from python_on_whales.utils import run as run_docker_cli
 
-from ..errors import ClonekitError, PreviewError
+from ..config import DockerTls, PreviewsConfig, SshTarget
+from ..errors import ClonekitError, ConfigError, PreviewError
 from ..retry import stall_timeout
 
 log = logging.getLogger("clonekit.runtime.docker")
@@ -37,45 +55,141 @@ def stderr_tail(text: str | bytes | None) -> str:
     return text[-STDERR_TAIL_CHARS:]
 
 
+SSH_HOST_KEY_FAILED = "Host key verification failed"
+# One SSH connection shared by the docker commands of a run (OpenSSH multiplexing): a clone runs
+# dozens of them. The master ends when clonekit exits, or this long after its last use.
+SSH_CONTROL_PERSIST_SECONDS = 30
+_ssh_wrappers: dict[tuple[str, ...], str] = {}
+
+
+def _cleanup_wrappers() -> None:
+    for folder in _ssh_wrappers.values():
+        script = Path(folder) / "ssh"
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([str(script), "-O", "exit", "clonekit-preview-host"], capture_output=True, timeout=10,
+                           check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+    _ssh_wrappers.clear()
+
+
+atexit.register(_cleanup_wrappers)
+
+
+def _ssh_wrapper(target: SshTarget, known_hosts: str, key_file: str | None) -> str:
+    """A folder holding an ``ssh`` for the docker CLI: the real one, with the host key checked
+    against ``known_hosts`` (StrictHostKeyChecking=yes), no prompt, and one multiplexed connection;
+    removed when clonekit exits."""
+    real = shutil.which("ssh")
+    if real is None:
+        raise ConfigError("previews.docker_host is ssh:// but the OpenSSH client (ssh) is not installed: the docker CLI needs it",
+                          hint="install it (Debian: apt-get install openssh-client)")
+    cache_key = (real, str(target), known_hosts, key_file or "")
+    folder = _ssh_wrappers.get(cache_key)
+    if folder is None or not os.path.isdir(folder):
+        folder = tempfile.mkdtemp(prefix="clonekit-ssh-")
+        options = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+                   "-o", "BatchMode=yes", "-o", "ConnectTimeout=15",
+                   "-o", "ControlMaster=auto", "-o", f"ControlPath={folder}/master",
+                   "-o", f"ControlPersist={SSH_CONTROL_PERSIST_SECONDS}"]
+        if key_file:
+            options += ["-i", key_file, "-o", "IdentitiesOnly=yes"]
+        script = Path(folder) / "ssh"
+        script.write_text(f'#!/bin/sh\nexec {shlex.join([real, *options])} "$@"\n', encoding="utf-8")
+        script.chmod(0o700)
+        _ssh_wrappers[cache_key] = folder
+    return folder
+
+
 class DockerEngine:
     """One Docker engine (the local socket, ``ssh://user@host`` or ``tcp://``)."""
 
-    def __init__(self, host: str | None = None, *, error: type[ClonekitError] = PreviewError) -> None:
+    def __init__(self, host: str | None = None, *, error: type[ClonekitError] = PreviewError,
+                 ssh: SshTarget | None = None, tls: DockerTls | None = None) -> None:
         self.host = host
         self.error = error
-        self.client = DockerClient(host=host) if host else DockerClient()
+        self.ssh = ssh
+        self.tls = tls
+        options: dict[str, Any] = {"host": host} if host else {}
+        if tls is not None:
+            folder = Path(os.path.expanduser(tls.cert_path))
+            files = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key")}
+            missing = [str(path) for path in files.values() if not path.is_file()]
+            if missing:
+                raise ConfigError(f"previews.docker_tls.cert_path: {', '.join(missing)} not found",
+                                  hint="the folder holds ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH does")
+            options |= {"tls": True, "tlsverify": tls.verify, "tlscacert": files["ca"], "tlscert": files["cert"],
+                        "tlskey": files["key"]}
+        self.client = DockerClient(**options)
+        self._env: dict[str, str] | None = None
+
+    @classmethod
+    def for_previews(cls, previews: PreviewsConfig) -> DockerEngine:
+        """The preview engine of ``previews.docker_host`` with its SSH or TLS settings."""
+        return cls(previews.docker_host, ssh=previews.docker_ssh, tls=previews.docker_tls)
 
     def __repr__(self) -> str:
         return f"DockerEngine({self.host or 'local'})"
 
     @property
+    def is_local(self) -> bool:
+        """The engine runs on this machine: its published 127.0.0.1 ports are ours."""
+        return not self.host or self.host.startswith("unix://")
+
+    @property
     def base_argv(self) -> list[str]:
         return [str(part) for part in self.client.client_config.docker_cmd]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The docker CLI's environment: ours, plus (ssh://) the host-key-checking ``ssh`` first on PATH."""
+        if self._env is None:
+            env = dict(os.environ)
+            if self.ssh is not None:
+                from ..transport.ssh import check_key_file, known_hosts_path
+
+                folder = _ssh_wrapper(self.ssh, known_hosts_path(self.ssh), check_key_file(self.ssh))
+                env["PATH"] = folder + os.pathsep + env.get("PATH", os.defpath)
+            self._env = env
+        return self._env
+
+    def _failed(self, what: str, stderr: str | bytes | None) -> ClonekitError:
+        tail = stderr_tail(stderr)
+        hint = None
+        if self.ssh is not None and SSH_HOST_KEY_FAILED in tail:
+            from ..transport.ssh import known_hosts_entry, known_hosts_path
+
+            path = known_hosts_path(self.ssh)
+            hint = (f"the SSH host key of {self.ssh} is not in {path} (or changed): check its fingerprint with the "
+                    f"host's administrator, then add the line `{known_hosts_entry(self.ssh.host, self.ssh.port)} <type> <key>` "
+                    f"(ssh-keyscan -p {self.ssh.port} {self.ssh.host}, compared with `ssh-keygen -lf`)")
+        return self.error(f"docker failed to {what} on {self.host or 'the local engine'}: {tail}", hint=hint)
 
     # -- raw CLI ----------------------------------------------------------------------------------
 
     def cli(self, args: Sequence[str], *, what: str, input: bytes | None = None) -> str:
         """Run one docker CLI command; ``what`` names the operation in the error message."""
         try:
-            argv = [*self.base_argv, *args]
-            return str(run_docker_cli(argv, input=input) if input is not None else run_docker_cli(argv))
-        except DockerException as exc:
-            raise self.error(f"docker failed to {what} on {self.host or 'the local engine'}: {stderr_tail(exc.stderr)}") from exc
+            done = subprocess.run([*self.base_argv, *args], input=input, capture_output=True, env=self.env, check=False)
         except OSError as exc:
             raise self.error(f"cannot run the docker client to {what}: {exc.strerror}") from exc
+        if done.returncode != 0:
+            raise self._failed(what, done.stderr)
+        out = done.stdout.decode("utf-8", "replace")
+        return out[:-1] if out.endswith("\n") else out
 
     def query(self, args: Sequence[str], *, what: str) -> str:
         """A read-only docker CLI command (ps, ls, inspect), bounded by the stall timeout: an engine
         that stopped answering fails the run with a clear message instead of hanging it."""
         done = self._bounded(args, what=what)
         if done.returncode != 0:
-            raise self.error(f"docker failed to {what} on {self.host or 'the local engine'}: {stderr_tail(done.stderr)}")
+            raise self._failed(what, done.stderr)
         return done.stdout.decode("utf-8", "replace")
 
     def _bounded(self, args: Sequence[str], *, what: str) -> subprocess.CompletedProcess[bytes]:
         limit = stall_timeout()
         try:
-            return subprocess.run([*self.base_argv, *args], capture_output=True, timeout=limit, check=False)
+            return subprocess.run([*self.base_argv, *args], capture_output=True, timeout=limit, check=False,
+                                  env=self.env)
         except subprocess.TimeoutExpired as exc:
             raise self.error(f"the Docker engine {self.host or '(local)'} did not answer within {limit:g} s to {what}",
                              hint="check `docker info`; the limit is CLONEKIT_STALL_TIMEOUT, in seconds") from exc
@@ -117,6 +231,11 @@ class DockerEngine:
         else:
             raise ValueError(kind)
         return [line for line in self.query(args, what=f"list {kind}s").split() if line]
+
+    def published_host_ports(self) -> set[int]:
+        """The host ports the engine's running containers publish (any project, any address)."""
+        text = self.query(["ps", "--format", "{{.Ports}}"], what="list published ports")
+        return host_ports(text)
 
     def containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         ids = self.ids("container", labels)
@@ -162,7 +281,8 @@ class DockerEngine:
     def stream_into(self, argv: Sequence[str], chunks: Iterable[bytes], *, what: str) -> int:
         """Run a docker CLI command with ``chunks`` on its stdin; returns the bytes sent."""
         try:
-            proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    env=self.env)
         except OSError as exc:
             raise self.error(f"cannot run the docker client to {what}: {exc.strerror}") from exc
         assert proc.stdin is not None and proc.stderr is not None
@@ -190,19 +310,77 @@ class DockerEngine:
             raise self.error(f"{what} failed (exit {code}): {stderr_tail(stderr)}")
         return sent
 
+    # -- reaching a container's port --------------------------------------------------------------
+
+    def check_reachable(self) -> None:
+        """Refuse (before anything is created) an engine whose containers' ports ``reach`` cannot reach."""
+        if not self.is_local and self.ssh is None:
+            raise ConfigError(
+                f"previews.docker_host {self.host}: clonekit reaches preview containers (database load, HTTP check) "
+                "only on a local or ssh:// engine",
+                hint="use previews.docker_host: ssh://user@host (the engine's own SSH server)")
+
+    @contextlib.contextmanager
+    def reach(self, container: Mapping[str, Any], port: int) -> Iterator[tuple[str, int]]:
+        """A (host, port) of this machine that reaches ``port``/tcp of ``container`` (its inspect JSON).
+
+        Local engine: the port it publishes on 127.0.0.1. ``ssh://`` engine: a tunnel through one
+        SSH connection (host key checked) to the container's address on the remote host, open until
+        the block ends; nothing is published there.
+        """
+        name = str(container.get("Name") or container.get("Id") or "?").lstrip("/")
+        self.check_reachable()
+        if self.is_local:
+            published = published_port(container, port)
+            if published is None:
+                raise self.error(f"container {name} publishes no port for {port}/tcp")
+            yield "127.0.0.1", published
+            return
+        assert self.ssh is not None
+        address = container_address(container)
+        if address is None:
+            raise self.error(f"container {name} has no address on a network of {self.host} (is it running?)")
+        from ..transport.ssh import SshSession
+
+        try:
+            session = SshSession.connect(self.ssh)
+        except ConfigError:
+            raise
+        except ClonekitError as exc:
+            raise self.error(f"cannot open the SSH connection to the preview host {self.ssh}: {exc.message}",
+                             hint=exc.hint) from exc
+        try:
+            with session.forward(address, port) as local:
+                yield local
+        finally:
+            session.close()
+
     def exec(self, container: str, argv: Sequence[str], *, input: bytes | None = None, what: str) -> str:
         return self.cli(["exec", "-i", container, *argv], input=input, what=what)
 
     # -- compose ----------------------------------------------------------------------------------
 
-    def compose(self, compose_file: Path, project: str) -> DockerClient:
-        if self.host:
-            return DockerClient(host=self.host, compose_files=[compose_file], compose_project_name=project)
-        return DockerClient(compose_files=[compose_file], compose_project_name=project)
-
     def compose_cli(self, compose_file: Path, project: str, args: Sequence[str], *, what: str) -> str:
         """``docker compose -f FILE -p PROJECT ...`` (what a user would type)."""
         return self.cli(["compose", "-f", str(compose_file), "-p", project, *args], what=what)
+
+
+def host_ports(ps_ports: str) -> set[int]:
+    """Host ports in ``docker ps --format {{.Ports}}`` text ("127.0.0.1:49153->80/tcp, 3306/tcp")."""
+    ports: set[int] = set()
+    for first, last in re.findall(r":(\d+)(?:-(\d+))?->", ps_ports):
+        ports.update(range(int(first), int(last or first) + 1))
+    return ports
+
+
+def container_address(container: Mapping[str, Any]) -> str | None:
+    """The container's IPv4 address on its first network (by name), from its inspect JSON."""
+    networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+    for name in sorted(networks):
+        address = (networks[name] or {}).get("IPAddress")
+        if address:
+            return str(address)
+    return None
 
 
 def published_port(container: Mapping[str, Any], port: int) -> int | None:

@@ -72,7 +72,7 @@ def copy_out(engine: DockerEngine, container: str, folder: str) -> Iterator[byte
     argv = [*engine.base_argv, "cp", f"{container}:{folder.rstrip('/')}/.", "-"]
     what = f"copy {folder} out of container {container[:12]}"
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine.env)
     except OSError as exc:
         raise engine.error(f"cannot run the docker client to {what}: {exc.strerror}") from exc
     assert proc.stdout is not None and proc.stderr is not None

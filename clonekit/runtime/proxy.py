@@ -229,11 +229,10 @@ class Proxy:
     """The proxy of one Docker engine (local engines only: the admin socket is read on this machine)."""
 
     def __init__(self, engine: DockerEngine) -> None:
-        host = engine.host or ""
-        if host and not host.startswith("unix://"):
+        if not engine.is_local:
             raise ConfigError(
                 f"previews.docker_host: the HTTPS proxy is managed through its admin socket on the Docker host, "
-                f"so it needs a local engine (got {host})",
+                f"so it needs a local engine (got {engine.host})",
                 hint="run clonekit on the preview host itself, or use a previews.url with {port}",
             )
         self.engine = engine

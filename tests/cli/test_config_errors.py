@@ -80,6 +80,23 @@ BAD_CONFIGS = {
         GOOD.replace("strict: true}", "strict: true, tables: {users: email}}"),
         "sanitize.tables.users",
     ),
+    "docker host with an unknown scheme": (
+        GOOD.replace("previews:\n", "previews:\n  docker_host: http://previews.example:2375\n"),
+        "previews.docker_host: expected unix:///path/docker.sock, ssh://user@host[:port] or tcp://host:port",
+    ),
+    "docker host ssh with a path": (
+        GOOD.replace("previews:\n", "previews:\n  docker_host: ssh://deploy@previews.example/var/run\n"),
+        "previews.docker_host: expected ssh://user@host[:port]",
+    ),
+    "docker tls without tcp": (
+        GOOD.replace("previews:\n", "previews:\n  docker_host: ssh://deploy@previews.example\n"
+                                    "  docker_tls: {cert_path: /etc/ck}\n"),
+        "previews.docker_tls: expected only with a tcp:// previews.docker_host",
+    ),
+    "docker ssh options on the local engine": (
+        GOOD.replace("previews:\n", "previews:\n  docker_ssh: {known_hosts: /etc/ck/known_hosts}\n"),
+        "previews.docker_ssh: expected only with an ssh:// previews.docker_host",
+    ),
     "source without anything to capture": (
         "project: news\nsources:\n  prod: {ssh: deploy@host}\n",
         "sources.prod: expected at least one of database, files or containers",
@@ -104,6 +121,49 @@ def test_every_problem_is_reported_at_once(tmp_path: Path, capsys) -> None:
     assert "3 problems" in err
     for key in ("sources.prod.database.engine", "previews.ttl", "sanitize.preset"):
         assert key in err
+
+
+def test_remote_docker_hosts_parse(tmp_path: Path) -> None:
+    path = tmp_path / "clonekit.yml"
+    path.write_text(GOOD.replace("previews:\n", "previews:\n  docker_host: ssh://deploy@previews.example:2222\n"
+                                              "  docker_ssh: {key_file: ~/.ssh/previews, known_hosts: /etc/ck/known_hosts}\n"))
+    ssh = load_config(path).previews.docker_ssh
+    assert ssh is not None and (ssh.user, ssh.host, ssh.port) == ("deploy", "previews.example", 2222)
+    assert (ssh.key_file, ssh.known_hosts) == ("~/.ssh/previews", "/etc/ck/known_hosts")
+    path.write_text(GOOD.replace("previews:\n", "previews:\n  docker_host: tcp://previews.example:2376\n"
+                                              f"  docker_tls: {{cert_path: {tmp_path}}}\n"))
+    previews = load_config(path).previews
+    assert previews.docker_tls is not None and previews.docker_tls.verify and previews.docker_ssh is None
+
+
+def test_tcp_tls_engine_needs_its_certificates(tmp_path: Path, capsys) -> None:
+    """The TLS files are checked before anything is done; with them, the CLI gets the TLS flags."""
+    from clonekit.config import DockerTls
+    from clonekit.errors import ConfigError
+    from clonekit.runtime.docker import DockerEngine
+
+    with pytest.raises(ConfigError, match="ca.pem"):
+        DockerEngine("tcp://previews.example:2376", tls=DockerTls(str(tmp_path)))
+    for name in ("ca", "cert", "key"):
+        (tmp_path / f"{name}.pem").write_text("test\n")
+    argv = DockerEngine("tcp://previews.example:2376", tls=DockerTls(str(tmp_path))).base_argv
+    assert "--tlsverify" in argv and str(tmp_path / "key.pem") in argv and "tcp://previews.example:2376" in argv
+    # Creating a preview needs the containers' ports (database load, HTTP check): refused before anything.
+    path = tmp_path / "tcp.yml"
+    path.write_text(GOOD.replace("previews:\n", "previews:\n  docker_host: tcp://previews.example:2376\n"
+                                              f"  docker_tls: {{cert_path: {tmp_path}}}\n"))
+    from clonekit.golden import materialize
+    from clonekit.preview import create_preview
+
+    for attempt in (lambda: create_preview(load_config(path), None, None, "feature-x"),
+                    lambda: materialize(load_config(path), None, None)):
+        with pytest.raises(ConfigError, match="only on a local or ssh:// engine"):
+            attempt()
+    assert not (tmp_path / ".clonekit" / "previews" / "feature-x").exists()
+    text = GOOD.replace("previews:\n", "previews:\n  docker_host: tcp://previews.example:2376\n"
+                                       f"  docker_tls: {{cert_path: {tmp_path / 'missing'}}}\n")
+    code, err = run_cli(tmp_path, text, "list", capsys=capsys)
+    assert code == 2 and "previews.docker_tls.cert_path" in err and "Traceback" not in err
 
 
 def test_missing_config_file_exit_2(tmp_path: Path, capsys) -> None:

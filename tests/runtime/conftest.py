@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,83 @@ def compose_project(docker, tmp_path) -> Iterator[tuple[str, Path]]:
         if compose_file.exists():
             subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", name, "down", "-v", "--remove-orphans",
                             "-t", "0"], capture_output=True)
+
+
+REMOTE_ENGINE_IMAGE = "clonekit/remote-engine:20.10"
+# What dockerd in a container needs. Not --privileged: this machine's own bounding set lacks
+# CAP_SYS_RESOURCE, which --privileged asks for (runc then fails "unable to apply caps").
+REMOTE_ENGINE_CAPS = ("--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
+                      "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined")
+
+
+@dataclass(frozen=True)
+class RemoteEngine:
+    """A second Docker engine reachable only through sshd (a privileged container on the local one)."""
+
+    container: str  # its name on the local engine
+    url: str  # ssh://root@127.0.0.1:PORT
+    key_file: Path
+    known_hosts: Path
+
+    def docker(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        """``docker ARGS`` run on the remote engine's own host (through ``docker exec``, not SSH)."""
+        return subprocess.run(["docker", "exec", "-i", self.container, "docker", *args], input=input,
+                              capture_output=True, timeout=300, check=False)
+
+    def labelled(self, kind: str, label: str) -> list[str]:
+        args = {"container": ["ps", "-aq"], "volume": ["volume", "ls", "-q"], "network": ["network", "ls", "-q"],
+                "image": ["image", "ls", "-q"]}[kind]
+        done = self.docker(*args, "--filter", f"label={label}")
+        assert done.returncode == 0, done.stderr
+        return done.stdout.decode().split()
+
+
+def _wait_for(what: str, check, seconds: float = 90.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.3)
+    pytest.fail(f"the remote engine's {what} did not come up within {seconds:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def remote_engine(docker, busybox_image, tmp_path_factory) -> Iterator[RemoteEngine]:
+    """Started once per session: Debian's dockerd and sshd in a container (ckremote-...) with every capability,
+    its sshd on a free 127.0.0.1 port, its /var/lib/docker on a volume; the test images are
+    streamed into it with `docker save | docker -H ssh://... load` (the client side of the
+    engine adapter, host key checked). Removed with its volume at the end."""
+    if not docker.image.exists(REMOTE_ENGINE_IMAGE):
+        subprocess.run([str(ROOT / "scripts" / "images.sh"), "remote-engine"], check=True)
+    folder = tmp_path_factory.mktemp("remote-engine")
+    key = folder / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    name = f"ckremote-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "run", "-d", *REMOTE_ENGINE_CAPS, "--name", name, "-p", "127.0.0.1::22",
+                    "-e", f"AUTHORIZED_KEY={(folder / 'id_ed25519.pub').read_text().strip()}",
+                    "-v", f"{name}-data:/var/lib/docker", REMOTE_ENGINE_IMAGE], check=True, capture_output=True)
+    try:
+        port = _wait_for("ssh port", lambda: subprocess.run(["docker", "port", name, "22/tcp"], capture_output=True,
+                                                            text=True).stdout.strip().rsplit(":", 1)[-1])
+        # The host key, read out of band (as an administrator would give it), is the only one trusted.
+        host_key = _wait_for("sshd host key", lambda: subprocess.run(
+            ["docker", "exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"], capture_output=True, text=True).stdout)
+        known_hosts = folder / "known_hosts"
+        known_hosts.write_text(f"[127.0.0.1]:{port} {' '.join(host_key.split()[:2])}\n")
+        engine = RemoteEngine(name, f"ssh://root@127.0.0.1:{port}", key, known_hosts)
+        _wait_for("dockerd", lambda: engine.docker("info").returncode == 0)
+        from clonekit.config import SshTarget
+        from clonekit.runtime.docker import DockerEngine
+
+        client = DockerEngine(engine.url, ssh=SshTarget("127.0.0.1", "root", int(port), str(known_hosts), str(key)))
+        images = [busybox_image, MARIADB_IMAGE]
+        save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
+        assert save.stdout is not None
+        client.stream_into([*client.base_argv, "load"], iter(lambda: save.stdout.read(1 << 20), b""),  # type: ignore[union-attr]
+                           what="load the test images into the remote engine")
+        assert save.wait() == 0
+        yield engine
+    finally:
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
+        subprocess.run(["docker", "volume", "rm", "-f", f"{name}-data"], capture_output=True)

@@ -10,6 +10,7 @@ import pytest
 from clonekit.config import PreviewFilesTarget, PreviewsConfig
 from clonekit.errors import PreviewError
 from clonekit.runtime import compose as cmp
+from clonekit.runtime.docker import host_ports
 
 SERVICES = {
     "db": {
@@ -112,11 +113,13 @@ def test_labels_isolation_and_volumes():
     assert "/srv/conf/php.ini:/etc/php.ini:ro" in kept and not any(v.startswith("/srv/cache") for v in kept)
 
 
-def test_host_routing_labels():
-    plan = _plan(url="http://feat.shop.example.dev")
-    app = _build(plan=plan, proxy_network=cmp.PROXY_NETWORK).document["services"]["app"]
-    assert app["labels"]["traefik.http.routers.ck-shop-feat.rule"] == "Host(`feat.shop.example.dev`)"
-    assert app["networks"] == ["default", cmp.PROXY_NETWORK]
+def test_remote_engine_database_publishes_nothing():
+    local = _build().document
+    assert local["services"]["db"]["ports"] == ["127.0.0.1::3306"]
+    remote = _build(publish_db=False).document
+    assert "ports" not in remote["services"]["db"]  # reached through an SSH tunnel to the container
+    assert remote["services"]["app"]["ports"] == local["services"]["app"]["ports"]
+    assert not any(key.startswith("traefik.") for key in remote["services"]["app"]["labels"])
 
 
 def test_http_service_guess_and_errors():
@@ -129,3 +132,8 @@ def test_http_service_guess_and_errors():
 
 def test_render_only_known_placeholders():
     assert cmp.render("{url}/x {other} {db.port}", {"url": "http://a", "db.port": "3306"}) == "http://a/x {other} 3306"
+
+
+def test_host_ports_of_a_remote_engine():
+    text = "127.0.0.1:49153->80/tcp, 3306/tcp\n0.0.0.0:8080->8080/tcp, :::8080->8080/tcp\n\n[::1]:5000-5001->5000-5001/tcp\n"
+    assert host_ports(text) == {49153, 8080, 5000, 5001}

@@ -1,0 +1,166 @@
+"""Previews on a remote Docker engine: ``previews.docker_host: ssh://root@127.0.0.1:PORT`` where the
+engine is a second dockerd reachable only through sshd (tests/runtime/conftest.py, remote_engine).
+
+Every preview command runs from the CLI against it: clone (cold), materialize and restore (golden),
+refresh, list, exec, logs, db, destroy, and the golden prune. The database is loaded and the HTTP
+check done through SSH tunnels to the containers (nothing is published for the database on the
+remote host), and nothing is created on the local engine.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from support import source_project_config
+
+from clonekit.config import load_config
+from clonekit.errors import ConfigError
+from clonekit.golden import prune_golden_images
+from clonekit.preview import create_preview
+from clonekit.runtime.docker import DockerEngine
+
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("ckremote")]  # one worker starts the remote engine
+
+# The runtime tests' "production" (a small database, a folder, a compose project): reused as is.
+_path = Path(__file__).with_name("test_preview_lifecycle.py")
+_spec = importlib.util.spec_from_file_location("ck_preview_lifecycle_remote", _path)
+assert _spec is not None and _spec.loader is not None
+_lifecycle = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _lifecycle
+_spec.loader.exec_module(_lifecycle)
+source = _lifecycle.source
+PROD_URL = _lifecycle.PROD_URL
+
+
+def _write_config(path: Path, source, project: str, remote, *, known_hosts: Path | None = None) -> None:
+    config = source_project_config(source, project)
+    config["previews"] |= {
+        "docker_host": remote.url,
+        "docker_ssh": {"key_file": str(remote.key_file), "known_hosts": str(known_hosts or remote.known_hosts)},
+        "egress": "open",  # iptables rules are only managed on a local engine
+        "replace": {PROD_URL: "{url}"},
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+def _local_labelled(project: str) -> list[str]:
+    found = []
+    for args in (["ps", "-aq"], ["volume", "ls", "-q"], ["network", "ls", "-q"], ["image", "ls", "-q"]):
+        found += subprocess.run(["docker", *args, "--filter", f"label=clonekit.project={project}"],
+                                check=True, capture_output=True, text=True).stdout.split()
+    return found
+
+
+def test_every_preview_command_on_a_remote_engine(source, remote_engine, tmp_path: Path) -> None:
+    project = f"ckremote{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "clonekit.yml"
+    _write_config(path, source, project, remote_engine)
+    env = {**os.environ, "CK_TEST_DB_PASSWORD": source["server"].password}
+    label = f"clonekit.project={project}"
+
+    def clonekit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "clonekit", "-c", str(path), *args],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    try:
+        done = clonekit("clone", "prod", "--as", "r1")
+        assert done.returncode == 0, done.stderr
+        assert remote_engine.labelled("container", label) and remote_engine.labelled("volume", label)
+        assert _local_labelled(project) == []  # nothing on the local engine
+
+        # The database publishes nothing on the remote host; the HTTP answer comes through a tunnel.
+        config = load_config(path)
+        engine = DockerEngine.for_previews(config.previews)
+        containers = engine.containers({"clonekit.project": project, "clonekit.preview": "r1"})
+        by_service = {c["Config"]["Labels"]["clonekit.service"]: c for c in containers}
+        assert not (by_service["db"]["NetworkSettings"].get("Ports") or {}).get("3306/tcp")
+        with engine.reach(by_service["web"], 80) as (host, port):
+            conn = http.client.HTTPConnection(host, port, timeout=10)
+            conn.request("GET", "/index.html")
+            answer = conn.getresponse()
+            assert answer.status == 200 and answer.read() == b"hello from the snapshot\n"
+            conn.close()
+
+        done = clonekit("exec", "r1", "--", "cat", "/www/sub/data.txt")
+        assert done.returncode == 0 and done.stdout == "a file in the volume\n", done.stderr
+        done = clonekit("logs", "r1", "--tail", "5")
+        assert done.returncode == 0, done.stderr
+        done = clonekit("db", "r1", "-e", "SELECT value FROM options WHERE name = 'siteurl'")
+        assert done.returncode == 0, done.stderr
+        listed = json.loads(clonekit("--json", "list").stdout)
+        preview_url = next(p["url"] for p in listed if p["name"] == "r1")
+        assert preview_url in done.stdout and PROD_URL not in done.stdout  # loaded and rewritten through the tunnel
+
+        # Golden: materialized on the remote engine, a clone from it, then a refresh of the cold one.
+        done = clonekit("materialize", "prod@latest")
+        assert done.returncode == 0, done.stderr
+        assert remote_engine.labelled("image", label)
+        done = clonekit("restore", "prod@latest", "--as", "r2")
+        assert done.returncode == 0, done.stderr
+        previews = {p["name"]: p for p in json.loads(clonekit("--json", "list").stdout)}
+        assert previews["r2"]["restore_path"] == "golden" and previews["r2"]["status"] == "running"
+        done = clonekit("refresh", "r1")
+        assert done.returncode == 0, done.stderr
+        done = clonekit("exec", "r2", "--", "cat", "/www/index.html")
+        assert done.returncode == 0 and done.stdout == "hello from the snapshot\n", done.stderr
+
+        # The proxy is refused on a remote engine: a usage error, before anything is done.
+        done = clonekit("proxy", "status")
+        assert done.returncode == 2 and "needs a local engine" in done.stderr and "Traceback" not in done.stderr
+
+        done = clonekit("destroy", "--all", "--yes")
+        assert done.returncode == 0, done.stderr
+        for kind in ("container", "volume", "network"):
+            assert remote_engine.labelled(kind, label) == [], kind
+        assert prune_golden_images(config, keep=[])
+        assert remote_engine.labelled("image", label) == []
+        assert _local_labelled(project) == []
+    finally:
+        clonekit("destroy", "--all", "--yes")
+        for kind in ("container", "volume"):
+            ids = remote_engine.labelled(kind, label)
+            if ids:
+                remote_engine.docker(*(["rm", "-f", "-v"] if kind == "container" else ["volume", "rm", "-f"]), *ids)
+
+
+def test_unknown_host_key_is_refused(source, remote_engine, tmp_path: Path) -> None:
+    """A host key that is not in the configured known_hosts is never accepted: exit 1, with the next step."""
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    path = tmp_path / "clonekit.yml"
+    _write_config(path, source, f"ckremote{uuid.uuid4().hex[:6]}", remote_engine, known_hosts=empty)
+    done = subprocess.run([sys.executable, "-m", "clonekit", "-c", str(path), "list"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "Host key verification failed" in done.stderr and str(empty) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_what_needs_a_local_engine_is_refused_before_anything(source, remote_engine, tmp_path: Path) -> None:
+    """Egress rules (iptables on the Docker host) and the HTTPS proxy need a local engine: exit 2 before
+    anything is built, removed or created on the remote one."""
+    project = f"ckremote{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "clonekit.yml"
+    _write_config(path, source, project, remote_engine)
+    raw = yaml.safe_load(path.read_text())
+    raw["previews"]["egress"] = "no-mail"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="egress") as refused:
+        create_preview(load_config(path), None, None, "r9")
+    assert refused.value.exit_code == 2
+    raw["previews"] |= {"egress": "open", "url": "https://{name}.preview.test"}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="needs a local engine"):
+        create_preview(load_config(path), None, None, "r9")
+    assert not (tmp_path / ".clonekit" / "previews" / "r9").exists()
+    for kind in ("container", "volume", "network"):
+        assert remote_engine.labelled(kind, f"clonekit.project={project}") == [], kind
