@@ -154,6 +154,7 @@ class StoreConfig:
     encryption_key_env: str | None = None
     upload_workers: int = 8
     stall_timeout: int | None = None  # seconds a store operation may go without progress; None: CLONEKIT_STALL_TIMEOUT
+    compression_level: int | None = None  # zstd level for new chunks; None: the store's own (1 for new stores)
 
     @property
     def is_s3(self) -> bool:
@@ -224,6 +225,7 @@ class ProxyAuth:
 
 LOOPBACK_BINDS = ("127.0.0.1", "::1", "localhost")
 DOCKER_HOST_SCHEMES = ("unix", "ssh", "tcp")
+SSH_ENGINE_URL = re.compile(r"^(?:(?P<user>[^@\s/:]+)@)?(?P<host>[^:@\s/]+)(?::(?P<port>\d+))?/?$")  # after ssh://
 EGRESS_MODES = ("no-mail", "none", "open")
 TLS_MODES = ("acme", "internal", "off")
 
@@ -561,7 +563,7 @@ class _Checker:
             url = str(folder if folder.is_absolute() else (self.path.parent / folder).resolve())
         opts = self.mapping(
             options, "store_options", ("endpoint_url", "region", "path_style", "encryption_key_env", "upload_workers",
-                                               "stall_timeout")
+                                               "stall_timeout", "compression_level")
         )
         endpoint = self.string(opts.get("endpoint_url"), "store_options.endpoint_url")
         if endpoint is not None and not re.match(r"^https?://", endpoint):
@@ -577,6 +579,7 @@ class _Checker:
             encryption_key_env=self.env_name(opts.get("encryption_key_env"), "store_options.encryption_key_env"),
             upload_workers=self.integer(opts.get("upload_workers"), "store_options.upload_workers", 8, 1, 64) or 8,
             stall_timeout=stall or None,
+            compression_level=self.integer(opts.get("compression_level"), "store_options.compression_level", None, 1, 19),
         )
 
     def sources(self, value: Any) -> Mapping[str, Source]:
@@ -779,7 +782,7 @@ class _Checker:
         docker_tls: DockerTls | None = None
         rest = host.split("://", 1)[1] if host else ""
         if scheme == "ssh":
-            match = re.match(r"^(?:(?P<user>[^@\s/:]+)@)?(?P<host>[^:@\s/]+)(?::(?P<port>\d+))?/?$", rest)
+            match = SSH_ENGINE_URL.match(rest)
             if not match:
                 self.problem("previews.docker_host", "ssh://user@host[:port]", host)
             else:
@@ -944,3 +947,19 @@ class _Checker:
 
 
 HOOK_TIMES = ("after_restore", "after_materialize")
+
+
+def source_engine_ssh(docker_host: str | None, source_ssh: SshTarget | None) -> SshTarget | None:
+    """The SSH side of a source's ``containers.docker_host: ssh://...`` (None for other schemes), so
+    the docker CLI checks its host key like every other SSH connection: the source's own
+    ``ssh.known_hosts``/``key_file`` when it names the same host, else the user's defaults."""
+    if not docker_host or not docker_host.startswith("ssh://"):
+        return None
+    match = SSH_ENGINE_URL.match(docker_host[len("ssh://"):])
+    if not match:
+        raise ConfigError(f"containers.docker_host: expected ssh://user@host[:port], got {docker_host!r}")
+    host, port = match.group("host"), int(match.group("port") or 22)
+    same = source_ssh is not None and source_ssh.host == host
+    return SshTarget(host=host, user=match.group("user"), port=port,
+                     known_hosts=source_ssh.known_hosts if same and source_ssh else None,
+                     key_file=source_ssh.key_file if same and source_ssh else None)

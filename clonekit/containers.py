@@ -62,9 +62,11 @@ def is_secret_value(value: str) -> bool:
 def capture_services(spec: ContainersSource, *, ssh: SshTarget | None = None) -> dict:
     """The manifest ``services`` section of ``spec.compose_project`` (secrets redacted)."""
     if spec.docker_host:
+        from .config import source_engine_ssh
         from .runtime.docker import DockerEngine
 
-        return _capture(_EngineReader(DockerEngine(spec.docker_host, error=SourceError)), spec)
+        engine = DockerEngine(spec.docker_host, error=SourceError, ssh=source_engine_ssh(spec.docker_host, ssh))
+        return _capture(_EngineReader(engine), spec)
     if ssh is not None:
         from .transport.ssh import SshSession
 

@@ -222,9 +222,11 @@ class Repository:
         cipher: Cipher | None = None
         key_env: str | None = None
         workers = 8
+        level: int | None = None
         url = store.url
         if isinstance(store, StoreConfig):
             key_env = store.encryption_key_env
+            level = store.compression_level
             workers = max(1, store.upload_workers)
             if key_env:
                 cipher = Cipher(load_key(key_env))  # a bad key variable fails before any I/O
@@ -244,6 +246,7 @@ class Repository:
                 format_version=FORMAT_VERSION,
                 repository_id=uuid.uuid4().hex,
                 created_at=datetime.now(UTC).isoformat(),
+                zstd_level=level or DEFAULT_ZSTD_LEVEL,
             )
             if cipher is not None:
                 fresh = replace(
@@ -260,6 +263,8 @@ class Repository:
             data = backend.get(CONFIG_KEY)  # another run may have created it first: theirs wins
         config = RepoConfig.from_json(data, url)
         _check_encryption(config, cipher, key_env, url)
+        if level is not None:  # this run's new chunks; any level reads back the same (zstd frames)
+            config = replace(config, zstd_level=level)
         return cls(backend, config, cipher, workers=workers)
 
     # -- chunks ----------------------------------------------------------------------------------

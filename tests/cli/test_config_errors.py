@@ -97,6 +97,10 @@ BAD_CONFIGS = {
         GOOD.replace("previews:\n", "previews:\n  docker_ssh: {known_hosts: /etc/ck/known_hosts}\n"),
         "previews.docker_ssh: expected only with an ssh:// previews.docker_host",
     ),
+    "compression level out of range": (
+        "store_options: {compression_level: 22}\n" + GOOD,
+        "store_options.compression_level: expected an integer from 1 to 19, got 22",
+    ),
     "source without anything to capture": (
         "project: news\nsources:\n  prod: {ssh: deploy@host}\n",
         "sources.prod: expected at least one of database, files or containers",

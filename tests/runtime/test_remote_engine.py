@@ -164,3 +164,23 @@ def test_what_needs_a_local_engine_is_refused_before_anything(source, remote_eng
     assert not (tmp_path / ".clonekit" / "previews" / "r9").exists()
     for kind in ("container", "volume", "network"):
         assert remote_engine.labelled(kind, f"clonekit.project={project}") == [], kind
+
+
+def test_a_source_engine_over_ssh_checks_the_host_key_too(remote_engine, tmp_path: Path) -> None:
+    """``containers.docker_host: ssh://`` on the source side goes through the same host-key-checking
+    ssh as previews: the source's ssh.known_hosts decides; an unknown key fails, never prompts."""
+    from clonekit.config import ContainersSource, SshTarget, source_engine_ssh
+    from clonekit.containers import capture_services
+    from clonekit.errors import SourceError
+
+    port = int(remote_engine.url.rsplit(":", 1)[1])
+    spec = ContainersSource(compose_project="ckremote-none", docker_host=remote_engine.url)
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    untrusted = SshTarget("127.0.0.1", "root", port, str(empty), str(remote_engine.key_file))
+    with pytest.raises(SourceError, match="Host key verification failed"):
+        capture_services(spec, ssh=untrusted)
+    trusted = SshTarget("127.0.0.1", "root", port, str(remote_engine.known_hosts), str(remote_engine.key_file))
+    assert source_engine_ssh(remote_engine.url, trusted) == trusted
+    with pytest.raises(SourceError, match="ckremote-none"):  # reached the engine: the project is not there
+        capture_services(spec, ssh=trusted)

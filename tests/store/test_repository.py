@@ -346,3 +346,22 @@ def test_iter_chunks_reads_ahead_a_bounded_window(tmp_path):
     next(stream)
     assert CountingStore.gets <= 2 * 3 + 2  # not the 40 of them
     stream.close()
+
+
+def test_compression_level_option_sets_new_stores_and_runs_not_existing_config(store_config):
+    """store_options.compression_level: recorded by a new store; on an existing one it only changes
+    this run's new chunks (config.json keeps its level), and every level reads back."""
+    data = b"clonekit " * 200_000  # compressible: levels differ in size
+    high = Repository.open(replace(store_config, compression_level=19))
+    assert json.loads(high.store.get("config.json"))["compression"]["level"] == 19
+    with high.writer() as writer:
+        dense = writer.put(data)
+    dense_bytes = writer.stats.new_stored_bytes
+    default = Repository.open(replace(store_config, compression_level=None))
+    assert default.config.zstd_level == 19  # the store's own level
+    fast = Repository.open(replace(store_config, compression_level=1))
+    assert json.loads(fast.store.get("config.json"))["compression"]["level"] == 19
+    with fast.writer() as writer:
+        loose = writer.put(data + b"!")
+    assert writer.stats.new_stored_bytes > dense_bytes
+    assert fast.get_chunk(dense.id) == data and high.get_chunk(loose.id) == data + b"!"
