@@ -81,7 +81,7 @@ def _ssh_wrapper(target: SshTarget, known_hosts: str, key_file: str | None) -> s
     removed when clonekit exits."""
     real = shutil.which("ssh")
     if real is None:
-        raise ConfigError("previews.docker_host is ssh:// but the OpenSSH client (ssh) is not installed: the docker CLI needs it",
+        raise ConfigError(f"docker host ssh://{target} needs the OpenSSH client (ssh), which is not installed: the docker CLI runs it",
                           hint="install it (Debian: apt-get install openssh-client)")
     cache_key = (real, str(target), known_hosts, key_file or "")
     folder = _ssh_wrappers.get(cache_key)
