@@ -542,7 +542,9 @@ def serve_cmd(c: Context, bind: str, port: int) -> None:
     Every page asks for dashboard.user and the password in the variable dashboard.password_env
     names (HTTP basic auth, or a login form in a browser). Without a password only a loopback
     bind starts (exit 2 otherwise). With --log-file, actions are logged and the snapshots page
-    shows each snapshot's last verify. See docs/dashboard.md.
+    shows each snapshot's last verify. When dashboard.url has the previews' proxy's scheme and
+    port (previews.url without {port}), the proxy routes its host name here until the server
+    stops (the password is then required). See docs/dashboard.md.
 
     \b
     Example:

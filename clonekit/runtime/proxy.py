@@ -353,10 +353,11 @@ class Proxy:
 
     # -- routes -------------------------------------------------------------------------------
 
-    def add_route(self, cfg: ProxyConfig, route: Route) -> None:
-        """Serve ``route.host`` from ``route.upstream``; replaces a route of the same id in place."""
+    def add_route(self, cfg: ProxyConfig, route: Route, *, auth: bool = True) -> None:
+        """Serve ``route.host`` from ``route.upstream``; replaces a route of the same id in place.
+        ``auth=False``: no previews.proxy.auth on this route (an upstream with its own login)."""
         admin = self.ensure(cfg)
-        user, password_hash = credentials(cfg)
+        user, password_hash = credentials(cfg) if auth else (None, None)
         doc = route_config(route, user=user, password_hash=password_hash)
         config = admin.call("GET", "/config/", what="read its configuration") or {}
         for other in (_route_of(r) for r in _routes_of(config) if r.get("@id")):
