@@ -29,9 +29,7 @@ log = logging.getLogger("clonekit.online")
 
 
 def _subnets(engine: DockerEngine, network: str) -> list[str]:
-    found = engine.inspect("network", [network])
-    configs = ((found[0].get("IPAM") or {}).get("Config") or []) if found else []
-    subnets = [c["Subnet"] for c in configs if c.get("Subnet")]
+    subnets = [c["Subnet"] for c in engine.network_ipam(network) if c.get("Subnet")]
     ipv6 = [subnet for subnet in subnets if ":" in subnet]
     if ipv6:  # fail closed: the rules are iptables (IPv4); IPv6 traffic would pass unfiltered
         raise PreviewError(

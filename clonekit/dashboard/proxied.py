@@ -70,9 +70,8 @@ class ProxiedDashboard:
                         "--label", f"{LABEL_DASHBOARD}={self.config.project}", self.network],
                        what=f"create network {self.network} (the proxy's way to the dashboard)")
         proxy.connect(self.network)
-        found = engine.inspect("network", [self.network])
-        configs = ((found[0].get("IPAM") or {}).get("Config") or []) if found else []
-        gateways = [str(c["Gateway"]) for c in configs if c.get("Gateway") and ":" not in str(c["Gateway"])]
+        gateways = [str(c["Gateway"]) for c in engine.network_ipam(self.network)
+                    if c.get("Gateway") and ":" not in str(c["Gateway"])]
         if not gateways:
             raise PreviewError(f"network {self.network} has no IPv4 gateway: the proxy cannot reach the dashboard",
                                hint=f"docker network rm {self.network}, and run clonekit serve again")

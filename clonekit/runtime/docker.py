@@ -214,6 +214,11 @@ class DockerEngine:
                     raise
         return out
 
+    def network_ipam(self, network: str) -> list[dict[str, Any]]:
+        """The address pools of ``network`` (``Subnet``, ``Gateway``; IPv4 and IPv6); [] when it is gone."""
+        found = self.inspect("network", [network])
+        return list((found[0].get("IPAM") or {}).get("Config") or []) if found else []
+
     def exists(self, kind: str, ref: str) -> bool:
         return self._bounded([kind, "inspect", ref], what=f"inspect {kind} {ref}").returncode == 0
 

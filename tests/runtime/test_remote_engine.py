@@ -10,7 +10,6 @@ remote host), and nothing is created on the local engine.
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import source_project_config
+from support import runtime_lifecycle, source_project_config
 
 from clonekit.config import load_config
 from clonekit.errors import ConfigError
@@ -31,12 +30,7 @@ from clonekit.runtime.docker import DockerEngine
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("ckremote")]  # one worker starts the remote engine
 
 # The runtime tests' "production" (a small database, a folder, a compose project): reused as is.
-_path = Path(__file__).with_name("test_preview_lifecycle.py")
-_spec = importlib.util.spec_from_file_location("ck_preview_lifecycle_remote", _path)
-assert _spec is not None and _spec.loader is not None
-_lifecycle = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _lifecycle
-_spec.loader.exec_module(_lifecycle)
+_lifecycle = runtime_lifecycle("ck_preview_lifecycle_remote")
 source = _lifecycle.source
 PROD_URL = _lifecycle.PROD_URL
 
