@@ -392,26 +392,31 @@ def _fill_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     timings["db_start"] = time.monotonic() - started
 
     started = time.monotonic()
-    if manifest.database is not None and not from_golden:
-        progress("database", total=None)
-        restore_database(repo, manifest.database, endpoint, workers=2)
     values = plan.placeholders()
     replacements = [cmp_replacement for old, new in config.previews.replace.items()
                     if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
-    if rewrite and replacements and manifest.database is not None:
+    if not rewrite:
+        replacements = []
+    if manifest.database is not None and not from_golden:
+        # The cold path rewrites the URLs in the rows as they stream in: no table is read again.
+        progress("database", total=None)
+        stats = restore_database(repo, manifest.database, endpoint, workers=2, replacements=replacements,
+                                 replace_skip=config.previews.replace_skip)
+        if replacements:
+            log.info("previews.replace: %d value(s) rewritten while loading", stats.rewritten)
+    elif replacements and manifest.database is not None:
         progress("rewrite URLs", total=None)
-        known = golden if from_golden else None
-        tables = _tables_to_rewrite(known, replacements)
+        tables = _tables_to_rewrite(golden, replacements)
         rewrite_urls(endpoint, replacements, tables=tables, skip=config.previews.replace_skip,
-                     rows=known.replace_rows if known is not None and tables is not None else None)
+                     rows=golden.replace_rows if golden is not None and tables is not None else None)
     timings["db_load"] = time.monotonic() - started
 
 
 def _tables_to_rewrite(golden: gr.GoldenCopy | None, replacements: list[Replacement]) -> list[str] | None:
     """A clone of a golden copy rewrites only the tables that materialize found holding a string to
     replace (a full scan grows with the data), and in them only the rows it recorded
-    (``replace_rows``, searched for the same keys); None (every table) on the cold path, or when a
-    key is not in the record (the config changed since)."""
+    (``replace_rows``, searched for the same keys); None (every table) when a key is not in the
+    record (the config changed since)."""
     known = golden.replace_tables if golden is not None else None
     if known is None or any(r.old not in known for r in replacements):
         return None

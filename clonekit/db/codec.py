@@ -116,7 +116,8 @@ def row_sql(table: Table, linear_escape: bool = True) -> str:
 # -- typed rows (tables with a transform) ------------------------------------------------------
 
 
-def _escape(raw: bytes) -> bytes:
+def escape(raw: bytes) -> bytes:
+    """A raw value as a tsv-1 field (its backslashes, TABs and newlines escaped)."""
     return raw.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
 
 
@@ -140,9 +141,9 @@ def value_field(value: object, column: Column) -> bytes:
             return str(int.from_bytes(value, "big")).encode()
         return str(int(value)).encode()  # type: ignore[call-overload]
     if isinstance(value, bytes | bytearray):
-        return _escape(bytes(value))
+        return escape(bytes(value))
     if isinstance(value, str):
-        return _escape(value.encode("utf-8", "surrogateescape"))
+        return escape(value.encode("utf-8", "surrogateescape"))
     if isinstance(value, bool):
         return b"1" if value else b"0"
     if isinstance(value, int):
@@ -156,8 +157,8 @@ def value_field(value: object, column: Column) -> bytes:
     if isinstance(value, dt.timedelta):
         return _timedelta_text(value).encode()
     if isinstance(value, set | frozenset):
-        return _escape(",".join(sorted(value)).encode())
-    return _escape(str(value).encode())
+        return escape(",".join(sorted(value)).encode())
+    return escape(str(value).encode())
 
 
 def encode_row(row: Row, columns: Sequence[Column]) -> bytes:

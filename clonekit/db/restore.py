@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -26,6 +26,8 @@ from .codec import FORMAT, load_data_sql
 from .connection import connect, quote_name, target_error
 from .endpoint import DbEndpoint
 from .introspect import FOREIGN_KEY
+from .rewrite import Replacement, StreamRewrite
+from .target import skipped, text_tables
 
 T = TypeVar("T")
 
@@ -61,6 +63,7 @@ class RestoreStats:
     load_seconds: float
     index_seconds: float
     objects: int  # views, triggers, routines and events created
+    rewritten: int = 0  # values ``replacements`` changed on the way in
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -71,11 +74,17 @@ class _Load:
     table: Mapping[str, Any]
     chunk_ids: tuple[str, ...]
     size: int
+    rewrite_fields: frozenset[int] = frozenset()  # the text columns ``previews.replace`` applies to
 
 
 def restore_database(repo: ChunkSource, section: Mapping[str, Any], target: DbEndpoint, *, workers: int = 2,
-                     progress: Progress | None = None) -> RestoreStats:
-    """Create every table of ``section`` in the empty ``target`` database and load it."""
+                     progress: Progress | None = None, replacements: Sequence[Replacement] = (),
+                     replace_skip: Sequence[str] = ()) -> RestoreStats:
+    """Create every table of ``section`` in the empty ``target`` database and load it.
+
+    With ``replacements`` (``previews.replace``), the text columns of every table but the
+    ``replace_skip`` ones are rewritten as the rows stream in (``StreamRewrite``): the result of
+    ``target.rewrite_urls`` after the load, without reading or updating any table again."""
     if section.get("format") != FORMAT:
         raise IntegrityError(f"database section format {section.get('format')!r} is not {FORMAT!r}: "
                              "this clonekit cannot restore it")
@@ -88,8 +97,10 @@ def restore_database(repo: ChunkSource, section: Mapping[str, Any], target: DbEn
         _require_local_infile(target, main)
         for table in tables:
             _run(target, main, f"creating table {table['name']}", table["create"])
+        rewrite = StreamRewrite(replacements) if replacements else None
+        fields = _rewrite_fields(target, main, tables, replace_skip) if rewrite else {}
         load_started = time.monotonic()
-        loaded = _load_all(repo, target, tables, workers, progress)
+        loaded = _load_all(repo, target, tables, workers, progress, rewrite, fields)
         load_seconds = time.monotonic() - load_started
         for table in tables:
             if loaded.get(table["name"], 0) != int(table["rows"]):
@@ -114,7 +125,21 @@ def restore_database(repo: ChunkSource, section: Mapping[str, Any], target: DbEn
         load_seconds=round(load_seconds, 3),
         index_seconds=round(index_seconds, 3),
         objects=objects,
+        rewritten=rewrite.changed if rewrite else 0,
     )
+
+
+def _rewrite_fields(target: DbEndpoint, conn: Connection, tables: list[Mapping[str, Any]],
+                    skip: Sequence[str]) -> dict[str, frozenset[int]]:
+    """Per table, the positions in its loaded ``columns`` of the text columns (the created
+    tables' own types: what ``rewrite_urls`` would rewrite), ``skip`` tables left out."""
+    try:
+        with conn.cursor() as cur:
+            text = {name: set(columns) for name, columns, _key in text_tables(cur, target.database)}
+    except pymysql.MySQLError as exc:
+        raise target_error(exc, target, "reading the created tables' columns") from exc
+    return {t["name"]: frozenset(i for i, c in enumerate(t["columns"]) if c in text.get(t["name"], ()))
+            for t in tables if not skipped(t["name"], skip)}
 
 
 def _open(target: DbEndpoint) -> Connection:
@@ -155,26 +180,28 @@ def _require_local_infile(target: DbEndpoint, conn: Connection) -> None:
 
 
 def _load_all(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, Any]], workers: int,
-              progress: Progress | None) -> dict[str, int]:
+              progress: Progress | None, rewrite: StreamRewrite | None = None,
+              fields: Mapping[str, frozenset[int]] | None = None) -> dict[str, int]:
     loads: list[_Load] = []
     for table in tables:
         group: list[str] = []
         size = 0
+        rewrite_fields = (fields or {}).get(table["name"], frozenset())
         for ref in table.get("chunks", []):
             group.append(ref["id"])
             size += int(ref["size"])
             if size >= LOAD_GROUP_BYTES:
-                loads.append(_Load(table, tuple(group), size))
+                loads.append(_Load(table, tuple(group), size, rewrite_fields))
                 group, size = [], 0
         if group:
-            loads.append(_Load(table, tuple(group), size))
+            loads.append(_Load(table, tuple(group), size, rewrite_fields))
     if progress:
         progress(PROGRESS_TASK, total=sum(load.size for load in loads))
     counts: dict[str, int] = {}
     lock = threading.Lock()
 
     def load_group(conn: Connection, load: _Load) -> None:
-        rows = _load_one(repo, target, conn, load)
+        rows = _load_one(repo, target, conn, load, rewrite)
         name = load.table["name"]
         with lock:
             counts[name] = counts.get(name, 0) + rows
@@ -222,7 +249,8 @@ def _drain_in_threads(target: DbEndpoint, jobs: list[T], handle: Callable[[Conne
         future.result()
 
 
-def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Load) -> int:
+def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Load,
+              rewrite: StreamRewrite | None = None) -> int:
     """One LOAD DATA statement fed through a pipe by a thread that reads chunks from the store."""
     table = load.table
     sql, _ = load_data_sql(table["name"], table["columns"], table.get("bit_columns", ()),
@@ -234,7 +262,7 @@ def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Lo
         try:
             with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
                 for data in repo.iter_chunks(load.chunk_ids, workers=2):
-                    out.write(data)
+                    out.write(rewrite.chunk(data, load.rewrite_fields) if rewrite else data)
         except BrokenPipeError:
             pass  # the reader stopped first; its error is the one to report
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread

@@ -8,10 +8,12 @@ escaped slashes too). ``db.target.rewrite_urls`` applies it to a database.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..sanitize.phpserialize import PhpSerializeError, rewrite_strings
+from .codec import escape, unescape
 
 # A value that may be PHP-serialized: it is walked; any other value gets a plain replacement.
 SERIALIZED_START = re.compile(rb'^(?:[aO]:\d+:[{"]|s:\d+:"|i:-?\d+;|b:[01];|d:[-0-9.EeINFAN]+;|N;)')
@@ -59,3 +61,46 @@ def _replace(data: bytes, pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
     for old, new in pairs:
         data = data.replace(old, new)
     return data
+
+
+class StreamRewrite:
+    """``previews.replace`` applied to tsv-1 chunks on their way into ``LOAD DATA``: the cold
+    restore writes each row once, already rewritten, instead of scanning and updating every text
+    column after the load. Same result as ``rewrite_value`` on each text value (byte for byte: it
+    works on the stored bytes); a chunk holding no needle (the usual case) passes untouched after
+    one substring search per needle.
+    """
+
+    def __init__(self, replacements: Sequence[Replacement]) -> None:
+        self.pairs = [p for r in replacements for p in r.pairs()]
+        # Escaping maps each byte to fixed bytes, so a value holding a needle holds its escaped form
+        # in the chunk; the converse may not hold (a false hit only costs a look at the row).
+        self._needles = sorted({escape(old) for old, _ in self.pairs})
+        self._lock = threading.Lock()
+        self.changed = 0  # values rewritten, by every loading thread (for the log)
+
+    def chunk(self, data: bytes, fields: frozenset[int]) -> bytes:
+        """``data`` (whole tsv-1 rows) with the text fields at ``fields`` (0-based) rewritten."""
+        if not fields or not any(n in data for n in self._needles):
+            return data
+        lines = data.split(b"\n")
+        for i, line in enumerate(lines):
+            if any(n in line for n in self._needles):
+                lines[i] = self._line(line, fields)
+        return b"\n".join(lines)
+
+    def _line(self, line: bytes, fields: frozenset[int]) -> bytes:
+        changed = 0
+        values = line.split(b"\t")  # a TAB inside a value is escaped: raw TABs only separate fields
+        for i in fields:
+            if i >= len(values) or values[i] == b"\\N" or not any(n in values[i] for n in self._needles):
+                continue
+            raw = unescape(values[i])
+            new = rewrite_bytes(raw, self.pairs)
+            if new != raw:
+                values[i] = escape(new)
+                changed += 1
+        if changed:
+            with self._lock:
+                self.changed += changed
+        return b"\t".join(values)

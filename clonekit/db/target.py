@@ -140,7 +140,7 @@ def find_replace_tables(endpoint: DbEndpoint, olds: Sequence[str], *, skip: Sequ
         return out
     try:
         with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
-            tables = [t for t in _text_tables(cur, endpoint.database) if not skipped(t[0], skip)]
+            tables = [t for t in text_tables(cur, endpoint.database) if not skipped(t[0], skip)]
             for old in olds:
                 needles = Replacement(old, "").needles()
                 out[old] = []
@@ -174,7 +174,7 @@ def find_replace_rows(endpoint: DbEndpoint, olds: Sequence[str], tables: Sequenc
     wanted = set(tables)
     try:
         with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
-            for table, columns, key in _text_tables(cur, endpoint.database):
+            for table, columns, key in text_tables(cur, endpoint.database):
                 if table not in wanted:
                     continue
                 out[table] = _rows_holding(cur, table, columns, key, needles) if key else None
@@ -221,7 +221,7 @@ def rewrite_urls(endpoint: DbEndpoint, replacements: Sequence[Replacement], *,
         # One transaction: one commit (one fsync) for all rows, and all or nothing.
         with connection(endpoint, as_target=True, autocommit=False) as conn:
             with conn.cursor() as cur:
-                for table, columns, key in _text_tables(cur, endpoint.database):
+                for table, columns, key in text_tables(cur, endpoint.database):
                     if wanted is not None and table not in wanted or skipped(table, skip):
                         continue
                     indexed = rows.get(table) if rows is not None and key else None
@@ -239,7 +239,8 @@ def rewrite_urls(endpoint: DbEndpoint, replacements: Sequence[Replacement], *,
     return changed
 
 
-def _text_tables(cur: Any, schema: str) -> list[tuple[str, list[str], list[str]]]:
+def text_tables(cur: Any, schema: str) -> list[tuple[str, list[str], list[str]]]:
+    """(table, its text columns, its primary key) for every base table with a text column."""
     cur.execute(
         "SELECT c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.COLUMNS c "
         "JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
