@@ -3,6 +3,8 @@
     python3 -m benchmarks.golden_bench                  # scale small (~100 MB of SQL) and 1/10 of it
     python3 -m benchmarks.golden_bench --scale top      # top (~1 GB), small and 1/10 of small
     python3 -m benchmarks.golden_bench --scale 0.2 --runs 3 --reuse
+    DOCKER_HOST=unix:///run/ckxfs.sock python3 -m benchmarks.golden_bench --scale top --largest-only --reuse
+                                                        # the same on an engine whose storage is on XFS
 
 For each size: a source database (``benchmarks.drupal_dataset``) on the benchmark MariaDB, a
 snapshot of it (copied as it is: the clone is what is measured), then
@@ -74,6 +76,15 @@ volumes: {{dbdata: {{}}}}
 
 def _log(message: str) -> None:
     print(f"[golden-bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def _backing_filesystem() -> str:
+    """The engine's storage driver and the filesystem under it: what a preview's first write to a
+    golden table file costs depends on it (overlayfs copies the whole file up, in O(1) on a
+    reflink filesystem such as XFS or btrfs)."""
+    done = subprocess.run(["docker", "info", "--format", "{{.Driver}} {{json .DriverStatus}}"],
+                          capture_output=True, text=True, check=False)
+    return done.stdout.strip() or done.stderr.strip()
 
 
 def _data_bytes(endpoint: DbEndpoint) -> int:
@@ -302,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also compare a golden volume copy with an image layer for file trees of these sizes")
     parser.add_argument("--skip-cold", action="store_true", help="no cold clone (issue 6's clone bench times it)")
     parser.add_argument("--files-only", action="store_true", help="only the file tree comparison")
+    parser.add_argument("--largest-only", action="store_true", help="only the largest size (with --scale top: 1.8 GB)")
     args = parser.parse_args(argv)
     for megabytes in args.files_mb:
         result = files_compare(megabytes)
@@ -312,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     big = scale_factor(args.scale)
     # sizes ten times apart: small -> 0.1, 1; top -> 0.1, 1, 10 (21 MB, 190 MB, 1.8 GB of tables)
     scales = sorted({round(big / 100, 4), round(big / 10, 4), big} if big >= 10 else {round(big / 10, 4), big})
+    if args.largest_only:
+        scales = [big]
+    _log(f"engine storage: {_backing_filesystem()} (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'default')})")
     workdir = Path(tempfile.mkdtemp(prefix="ck-golden-bench-"))
     results = []
     try:
