@@ -128,8 +128,24 @@ def _timed_preview(config: Any, repo: Repository, manifest: Manifest, name: str)
     timing = time_function(name, lambda: create_preview(config, repo, manifest, name))
     preview = timing.result
     timings = json.loads((preview.path / "state.json").read_text()).get("timings", {})
+    timings["db_layer_mb"], timings["db_files_copied"] = _db_layer(preview)
     destroy_preview(config, name)
     return timing.seconds, preview.restore_path, timings, timing.peak_rss_bytes
+
+
+def _db_layer(preview: Any) -> tuple[float, list[str]]:
+    """The preview database container's own layer: its size (MB) and the table files copied up into
+    it (overlayfs copies a golden file whole on its first write: what a clone pays besides its start)."""
+    compose = ["docker", "compose", "-f", str(preview.path / "compose.yml")]
+    container = subprocess.run([*compose, "ps", "-q", "db"], capture_output=True, text=True, check=False).stdout.strip()
+    if not container:
+        return 0.0, []
+    size = subprocess.run(["docker", "container", "inspect", "--size", "--format", "{{.SizeRw}}", container],
+                          capture_output=True, text=True, check=False).stdout.strip()
+    diff = subprocess.run(["docker", "container", "diff", container], capture_output=True, text=True, check=False).stdout
+    files = sorted(line.rsplit("/", 1)[-1] for line in diff.splitlines()
+                   if line.endswith((".ibd", "ibdata1", ".MAD", ".MAI", ".MYD")))
+    return round(int(size or 0) / 1e6, 1), files
 
 
 def _link_content(endpoint: DbEndpoint) -> int:

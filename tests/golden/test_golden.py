@@ -76,6 +76,9 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
     assert record.files_images["web"]["paths"] == [str(source["site"])] and record.volumes == {}
 
     a = create_preview(config, repo, manifest, "golden-a")
+    # Copy-on-write holds: of the golden table files, the clone's start and rewrite wrote at most the
+    # rewritten table's (a file written is copied up whole into the clone's layer: on ext4, gigabytes).
+    assert set(_changed_table_files(a, source["database"])) <= {"options.ibd"}
     b = create_preview(config, repo, manifest, "golden-b")
     assert a.restore_path == b.restore_path == "golden"
     for preview in (a, b):  # the web service runs the files image: no volume to fill or copy
@@ -148,6 +151,14 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
         assert cur.fetchall() == ((c.url,),)
     conn.close()
     destroy_preview(everything, "golden-c")
+
+
+def _changed_table_files(preview, database: str) -> list[str]:
+    """The files of ``database``'s tables in the preview database container's own layer."""
+    compose = ["docker", "compose", "-f", str(preview.path / "compose.yml")]
+    container = subprocess.run([*compose, "ps", "-q", "db"], check=True, capture_output=True, text=True).stdout.strip()
+    diff = subprocess.run(["docker", "container", "diff", container], check=True, capture_output=True, text=True).stdout
+    return sorted(line.split("/")[-1] for line in diff.splitlines() if f"/{database}/" in line)
 
 
 def test_prune_keeps_the_golden_copy_in_use(config, source):
