@@ -219,6 +219,18 @@ class DockerEngine:
         found = self.inspect("network", [network])
         return list((found[0].get("IPAM") or {}).get("Config") or []) if found else []
 
+    def storage(self) -> tuple[str, str]:
+        """(storage driver, the filesystem under it) of the engine, e.g. ("overlay2", "extfs");
+        empty strings when the engine does not tell."""
+        try:
+            info = self.json(["info", "--format", "{{json .}}"], what="read the engine's storage driver")
+        except self.error:
+            return "", ""
+        if not isinstance(info, dict):
+            return "", ""
+        status = {str(pair[0]): str(pair[1]) for pair in info.get("DriverStatus") or [] if len(pair) == 2}
+        return str(info.get("Driver") or ""), status.get("Backing Filesystem", "")
+
     def exists(self, kind: str, ref: str) -> bool:
         return self._bounded([kind, "inspect", ref], what=f"inspect {kind} {ref}").returncode == 0
 

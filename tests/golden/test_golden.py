@@ -98,6 +98,8 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
             assert cur.fetchall() == ((WATCHDOG_LOCATION,),)
         conn.close()
 
+    # ... nor did reading them (posts, options, watchdog above): reads copy nothing up.
+    assert set(_changed_table_files(a, source["database"])) <= {"options.ibd"}
     # fresh credentials: each clone's own, none of them the golden copy's
     secrets_a = json.loads((a.path / "secrets.json").read_text())["db"]
     secrets_b = json.loads((b.path / "secrets.json").read_text())["db"]
