@@ -463,11 +463,13 @@ def text_action(builder: StrBuilder, target: Target, env: ActionEnv, *, unique_s
     limit = target.max_chars
     keep = env.keep_values if keep_staff else frozenset()
 
-    @_memo  # values repeat (hostnames, a commenter's address)
-    def on_text(value: str) -> str:
+    def pseudonym(value: str) -> str:
         if not value or (keep and value.strip().casefold() in keep):
             return value
         return builder(value, limit)
+
+    # values repeat (hostnames, a commenter's address), except in a UNIQUE column: no cache there
+    on_text = pseudonym if target.unique else _memo(pseudonym)
 
     if target.kind == "binary":
 
