@@ -5,16 +5,8 @@ server rendered, without splitting it again or encoding a field."""
 from __future__ import annotations
 
 from clonekit.sanitize import build_planner
-from clonekit.schema import Column, Table
 
-from .conftest import sanitize_config
-
-USERMETA = Table("wp_usermeta", (
-    Column("umeta_id", "bigint", "bigint(20) unsigned", unique=True),
-    Column("user_id", "bigint", "bigint(20) unsigned"),
-    Column("meta_key", "varchar", "varchar(255)", max_chars=255),
-    Column("meta_value", "longtext", "longtext"),
-), primary_key=("umeta_id",))
+from .conftest import WP_USERMETA, sanitize_config
 
 
 def test_a_row_no_when_selects_is_returned_as_it_is() -> None:
@@ -22,7 +14,7 @@ def test_a_row_no_when_selects_is_returned_as_it_is() -> None:
         {"when": "meta_key = 'billing_phone'", "use": "phone"},
         {"when": "meta_key LIKE 'billing_%'", "use": "redact"},
     ]}}})
-    transform = build_planner(cfg).plan([USERMETA])["wp_usermeta"].transform
+    transform = build_planner(cfg).plan([WP_USERMETA])["wp_usermeta"].transform
     assert transform is not None
     untouched = (1, 2, "rich_editing", "true")
     assert transform(untouched) is untouched
