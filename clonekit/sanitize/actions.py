@@ -9,6 +9,7 @@ and nobody without the secret can map a pseudonym back. An action is built once 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import json
@@ -25,6 +26,7 @@ from .iptext import replace_ips
 from .wordlists import FIRST_NAMES, LAST_NAMES, LOREM_WORDS, STREET_SUFFIXES
 
 ValueFn = Callable[[Any], Any]
+BytesFn = Callable[[bytes], bytes]
 
 TAG_CHARS = 15  # hex, 60 bits: no collision in practice below billions of distinct values
 CACHE_ENTRIES = 8192  # per column; values repeat (hostnames, the same commenter's email)
@@ -435,19 +437,10 @@ def redact_builder(env: ActionEnv) -> StrBuilder:
 
 
 def _memo(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A per-column cache of results, cleared when full: cheaper than lru_cache on unique values."""
-    cache: dict[Any, Any] = {}
-
-    def cached(value: Any) -> Any:
-        out = cache.get(value)
-        if out is None:
-            out = fn(value)
-            if len(cache) >= CACHE_ENTRIES:
-                cache.clear()
-            cache[value] = out
-        return out
-
-    return cached
+    """A per-column cache of results: the last CACHE_ENTRIES distinct inputs (least recently used
+    dropped first; functools' C implementation costs no more than a dict on inputs that never
+    repeat, and keeps the values that do repeat, such as a commenter's address, as they recur)."""
+    return functools.lru_cache(maxsize=CACHE_ENTRIES)(fn)
 
 
 # --- wrapping a builder for one column --------------------------------------------------------
@@ -470,18 +463,13 @@ def text_action(builder: StrBuilder, target: Target, env: ActionEnv, *, unique_s
     limit = target.max_chars
     keep = env.keep_values if keep_staff else frozenset()
 
-    cache: dict[str, str] = {}  # values repeat (hostnames, a commenter's address); cleared when full
+    def pseudonym(value: str) -> str:
+        if not value or (keep and value.strip().casefold() in keep):
+            return value
+        return builder(value, limit)
 
-    def on_text(value: str) -> str:
-        out = cache.get(value)
-        if out is None:
-            if not value or (keep and value.strip().casefold() in keep):
-                return value
-            out = builder(value, limit)
-            if len(cache) >= CACHE_ENTRIES:
-                cache.clear()
-            cache[value] = out
-        return out
+    # values repeat (hostnames, a commenter's address), except in a UNIQUE column: no cache there
+    on_text = pseudonym if target.unique else _memo(pseudonym)
 
     if target.kind == "binary":
 
@@ -749,34 +737,45 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     guess = guess_builder(env)
     redact = redact_builder(env)
 
-    key_fns: dict[bytes | int | None, ValueFn | None] = {}  # array keys repeat: match each once
-    unset: Any = object()
+    def text_key_fn(fn: ValueFn) -> BytesFn:
+        def keyed_value(raw: bytes) -> bytes:
+            out = fn(raw.decode("utf-8", "surrogateescape"))
+            return raw if out is None else str(out).encode("utf-8", "surrogateescape")
 
-    def fn_for(key: bytes | int | None) -> ValueFn | None:
-        name = _php_key_name(key)
+        return keyed_value
+
+    def keep_value(raw: bytes) -> bytes:
+        return raw
+
+    def redact_value(raw: bytes) -> bytes:
+        return redact("", None).encode() if raw else raw
+
+    def guess_value(raw: bytes) -> bytes:
+        return guess(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape") if raw else raw
+
+    has_digit = _HAS_DIGIT_BYTES.search
+
+    def scrub_value(raw: bytes) -> bytes:
+        if b"@" not in raw and has_digit(raw) is None:
+            return raw  # no address, no number (nor an empty string): nothing for scrub to replace
+        return scrub(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
+
+    by_value: BytesFn = {"keep": keep_value, "redact": redact_value, "guess": guess_value}.get(values_mode, scrub_value)
+    key_fns: dict[bytes | int | None, BytesFn] = {}  # array keys repeat: each key's function is found once
+
+    def fn_for(key: bytes | int | None) -> BytesFn:
+        name = _php_key_name(key) if by_key else None
         found = None
         if name is not None:
             found = next((fn for pattern, fn in by_key if fnmatchcase(name, pattern)), None)
+        chosen = by_value if found is None else text_key_fn(found)
         if len(key_fns) < CACHE_ENTRIES:
-            key_fns[key] = found
-        return found
+            key_fns[key] = chosen
+        return chosen
 
     def rewrite(key: bytes | int | None, raw: bytes) -> bytes:
-        fn = key_fns.get(key, unset)
-        if fn is unset:
-            fn = fn_for(key) if by_key else None
-        if fn is not None:
-            out = fn(raw.decode("utf-8", "surrogateescape"))
-            return raw if out is None else str(out).encode("utf-8", "surrogateescape")
-        if values_mode == "keep" or not raw:
-            return raw
-        if values_mode == "redact":
-            return redact("", None).encode()
-        if values_mode == "guess":
-            return guess(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
-        if b"@" not in raw and _HAS_DIGIT_BYTES.search(raw) is None:
-            return raw  # no address, no number: nothing for scrub to replace
-        return scrub(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
+        fn = key_fns.get(key)
+        return (fn or fn_for(key))(raw)
 
     limit = target.max_chars
 

@@ -434,20 +434,26 @@ def compile_transform(eff: EffectiveRule, env_factory: Callable[[], ActionEnv], 
                 value = row[pos]
                 if value is not None and _text_key(value).strip() in keep:  # type: ignore[union-attr]
                     return row  # a staff account: kept as it is
-            out = list(row)
+            out: list[Any] | None = None  # a row no rule applies to is returned as it is
             for pos, fn in plain_t:
                 value = row[pos]
                 if value is not None:
+                    if out is None:
+                        out = list(row)
                     out[pos] = fn(value)
             for pos, fn in always_t:
+                if out is None:
+                    out = list(row)
                 out[pos] = fn(row[pos])
             for pos, choose in conditional_t:
                 picked = choose(row)
                 if picked is not None and picked[0] is not None:
                     value = row[pos]
                     if value is not None or picked[1]:
+                        if out is None:
+                            out = list(row)
                         out[pos] = picked[0](value)
-            return tuple(out)
+            return row if out is None else tuple(out)
         except (ValueError, TypeError, UnicodeError, OverflowError, LookupError, ArithmeticError) as exc:
             # the original exception may quote the value: never chain it
             raise ClonekitError(

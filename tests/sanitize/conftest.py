@@ -20,6 +20,12 @@ from tests.fixtures.drupal_fixture import DEV_SECRET, seed_drupal  # noqa: E402
 
 SECRET_ENV = "CLONEKIT_TEST_SANITIZE_SECRET"
 BINARY_TYPES = {"blob", "tinyblob", "mediumblob", "longblob", "binary", "varbinary", "bit"}
+WP_USERMETA = Table("wp_usermeta", (  # WordPress' key/value table, for tests without a server
+    Column("umeta_id", "bigint", "bigint(20) unsigned", unique=True),
+    Column("user_id", "bigint", "bigint(20) unsigned"),
+    Column("meta_key", "varchar", "varchar(255)", max_chars=255),
+    Column("meta_value", "longtext", "longtext"),
+), primary_key=("umeta_id",))
 
 
 def read_tables(db) -> list[Table]:  # noqa: ANN001 - tests.conftest.MysqlDatabase

@@ -33,12 +33,7 @@ def test_serialized_usermeta_of_unknown_keys_is_sanitized() -> None:
     from clonekit.sanitize import build_planner
     from clonekit.schema import Column, Table
 
-    table = Table("wp_usermeta", (
-        Column("umeta_id", "bigint", "bigint(20) unsigned", unique=True),
-        Column("user_id", "bigint", "bigint(20) unsigned"),
-        Column("meta_key", "varchar", "varchar(255)", max_chars=255),
-        Column("meta_value", "longtext", "longtext"),
-    ), primary_key=("umeta_id",))
+    from .conftest import WP_USERMETA as table
     users = Table("wp_users", (Column("ID", "bigint", "bigint(20)", unique=True), Column("user_login", "varchar", "varchar(60)"),
                                Column("user_email", "varchar", "varchar(100)"), Column("user_pass", "varchar", "varchar(255)"),
                                Column("display_name", "varchar", "varchar(250)"), Column("user_nicename", "varchar", "varchar(50)"),
