@@ -29,6 +29,7 @@ from .config import StoreConfig, env_number
 from .crypto import ALGORITHM, Cipher, load_key
 from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, StoreError
 from .manifest import CHUNK_ID, Manifest
+from .memory import share_malloc_arenas
 from .owner import Owner
 from .retry import poll
 from .store import MissingObjectError, Store, open_store
@@ -824,6 +825,7 @@ class ChunkWriter:
     """Stores chunks in parallel with bounded memory. ``put`` is thread-safe; use as a context manager."""
 
     def __init__(self, repo: Repository, *, workers: int, max_pending_bytes: int) -> None:
+        share_malloc_arenas()  # before this capture's threads pass chunks around (memory.py)
         self._repo = repo
         self._known = repo._known_chunks()
         self._set_aside = repo._set_aside_chunks()
