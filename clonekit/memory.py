@@ -12,7 +12,8 @@ fresh mmap, its pages faulted in and zeroed again).
 glibc fixes its arena limit when the process has about 8 arenas, so this must run before a
 capture starts its threads: the CLI calls it first thing and so does every ChunkWriter (the
 library path, ``Project.snapshot``). In a host process that already has many arenas it does
-nothing harmful, only less.
+nothing harmful, only less. Between the phases of a snapshot (database, then each file tree),
+``give_back_free_memory`` hands what the arenas hold free back to the system.
 """
 
 from __future__ import annotations
@@ -31,12 +32,8 @@ ARENAS = 2
 @functools.cache
 def share_malloc_arenas() -> bool:
     """Cap glibc's malloc arenas at ARENAS; False (and nothing done) on another C library."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
@@ -44,3 +41,24 @@ def share_malloc_arenas() -> bool:
     if not done:
         log.debug("mallopt(M_ARENA_MAX) refused; memory may grow with fragmentation")
     return done
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def give_back_free_memory() -> bool:
+    """glibc's ``malloc_trim(0)``: free pages of every arena go back to the system; False elsewhere."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    return bool(trim(0))

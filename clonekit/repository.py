@@ -284,10 +284,9 @@ class Repository:
 
     def encode(self, key: str, plain: bytes) -> bytes:
         """The stored form of ``plain`` under ``key``: envelope, zstd, optionally sealed."""
-        compressed = _compressor(self.config.zstd_level).compress(plain)
+        payload: bytes = _compressor(self.config.zstd_level).compress(plain)
         flags = FLAG_ZSTD
-        payload: bytes = compressed
-        if len(compressed) >= len(plain):  # incompressible: store as is
+        if len(payload) >= len(plain):  # incompressible: store as is (and hold one copy less meanwhile)
             flags, payload = 0, plain
         if self._cipher is not None:
             flags |= FLAG_SEALED
