@@ -1,10 +1,10 @@
 """A files capture of big files keeps its memory flat, from the CLI and from the library.
 
-What holds it: the chunker reads into one reused buffer per large file being read, and at most
-two large files are chunked at once (files/cdc.py, files/storer.py). Measured on this tree: the
-previous chunker (a fresh read block, joined buffer and leftover copy per 8 MiB) peaked at
-226-236 MiB; now 110-145 MiB. Capping glibc's arenas (clonekit/memory.py, run by the CLI and by
-every ChunkWriter) matters on larger, mixed trees (docs/benchmarks.md)."""
+What holds it: the chunker reads into one reused buffer and one large file is chunked at a time
+(files/cdc.py, files/storer.py). Measured on this tree (peak RSS): the previous chunker (a fresh
+read block, joined buffer and leftover copy per 8 MiB) without the memory settings: 236 MiB;
+now 93-145 MiB. Capping glibc's arenas and giving free memory back (clonekit/memory.py) matter
+on larger, mixed trees (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
