@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_USAGE, ClonekitError
-from .memory import return_big_buffers_to_the_system
+from .memory import share_malloc_arenas
 from .output import PREVIEW_COLUMNS, SNAPSHOT_COLUMNS, Output, human_bytes, preview_row, snapshot_row
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turn every error a user can cause into one message and a documented exit code."""
     verbose = any(a in ("-vv", "-vvv") for a in (argv or sys.argv[1:]))
     json_mode = "--json" in (argv or sys.argv[1:])
-    return_big_buffers_to_the_system()
+    share_malloc_arenas()
     try:
         cli.main(args=argv, prog_name="clonekit", standalone_mode=False)
     except ClonekitError as exc:

@@ -1,37 +1,64 @@
 """Keep the process's memory flat while many threads pass large buffers around.
 
-glibc serves big allocations with mmap, but after the first one is freed it raises that
-threshold (up to 32 MiB) and later buffers come from per-thread arenas, which keep the memory
-after a free: a files capture held 320-540 MiB of resident memory for ~190 MiB of live buffers.
-A fixed threshold returns every buffer of 1 MiB and more to the system when it is freed
-(measured: 160-180 MiB resident for the same capture).
+glibc gives each thread that allocates its own arena (up to 8 per core) and an arena keeps
+what was freed in it. A capture passes megabyte chunks between its reader threads and the
+store's compressor/upload threads: with ~13 such threads each arena held its own peak, and a
+files capture of a 1.4 GB tree peaked at 236 MiB resident for ~130 MiB of live buffers, even
+with the chunker reading into reused buffers (files/cdc.py). Two arenas shared by every thread
+bring it to 156-175 MiB for the same CPU (docs/benchmarks.md, issue 18). The earlier cure, a
+fixed 1 MiB mmap threshold, held memory as flat but doubled the system time (every big buffer a
+fresh mmap, its pages faulted in and zeroed again).
+
+glibc fixes its arena limit when the process has about 8 arenas, so this must run before a
+capture starts its threads: the CLI calls it first thing and so does every ChunkWriter (the
+library path, ``Project.snapshot``). In a host process that already has many arenas it does
+nothing harmful, only less. Between the phases of a snapshot (database, then each file tree),
+``give_back_free_memory`` hands what the arenas hold free back to the system.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 log = logging.getLogger("clonekit.memory")
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-BIG_BUFFER_BYTES = 1 << 20
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+ARENAS = 2
 
 
-def return_big_buffers_to_the_system() -> bool:
-    """Fix glibc's mmap threshold at 1 MiB; False (and nothing done) on another C library."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+@functools.cache
+def share_malloc_arenas() -> bool:
+    """Cap glibc's malloc arenas at ARENAS; False (and nothing done) on another C library."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    done = bool(mallopt(M_MMAP_THRESHOLD, BIG_BUFFER_BYTES))
+    done = bool(mallopt(M_ARENA_MAX, ARENAS))
     if not done:
-        log.debug("mallopt(M_MMAP_THRESHOLD) refused; memory may grow with fragmentation")
+        log.debug("mallopt(M_ARENA_MAX) refused; memory may grow with fragmentation")
     return done
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def give_back_free_memory() -> bool:
+    """glibc's ``malloc_trim(0)``: free pages of every arena go back to the system; False elsewhere."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    return bool(trim(0))

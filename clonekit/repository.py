@@ -29,6 +29,7 @@ from .config import StoreConfig, env_number
 from .crypto import ALGORITHM, Cipher, load_key
 from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, StoreError
 from .manifest import CHUNK_ID, Manifest
+from .memory import share_malloc_arenas
 from .owner import Owner
 from .retry import poll
 from .store import MissingObjectError, Store, open_store
@@ -283,10 +284,9 @@ class Repository:
 
     def encode(self, key: str, plain: bytes) -> bytes:
         """The stored form of ``plain`` under ``key``: envelope, zstd, optionally sealed."""
-        compressed = _compressor(self.config.zstd_level).compress(plain)
+        payload: bytes = _compressor(self.config.zstd_level).compress(plain)
         flags = FLAG_ZSTD
-        payload: bytes = compressed
-        if len(compressed) >= len(plain):  # incompressible: store as is
+        if len(payload) >= len(plain):  # incompressible: store as is (and hold one copy less meanwhile)
             flags, payload = 0, plain
         if self._cipher is not None:
             flags |= FLAG_SEALED
@@ -824,6 +824,7 @@ class ChunkWriter:
     """Stores chunks in parallel with bounded memory. ``put`` is thread-safe; use as a context manager."""
 
     def __init__(self, repo: Repository, *, workers: int, max_pending_bytes: int) -> None:
+        share_malloc_arenas()  # before this capture's threads pass chunks around (memory.py)
         self._repo = repo
         self._known = repo._known_chunks()
         self._set_aside = repo._set_aside_chunks()

@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .config import Config, Source
 from .manifest import Manifest, collect_chunk_refs, new_snapshot_id
+from .memory import give_back_free_memory
 from .progress import ProgressFn, no_progress
 from .repository import Repository
 
@@ -56,12 +57,14 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
 
             endpoint = open_source_database(source, stack, ssh)
             database = capture_database(endpoint, planner, writer, progress=progress)
+            give_back_free_memory()  # the batches' memory, before the files' buffers (memory.py)
 
         files = []
         for spec in source.files:
             from .files import capture_files
 
             files.append(capture_files(spec, writer, ssh=ssh, previous=previous.get(spec.path), progress=progress))
+            give_back_free_memory()
 
         writer.close()
         stats = writer.stats

@@ -405,16 +405,17 @@ def _order_by(table: Table) -> str:
 def _read_ranges(conn: Connection, table: Table, policy: TablePolicy, key_range: tuple[int, int],
                  chunker: RowChunker, linear_escape: bool) -> None:
     """Server-rendered batches over ranges of the leading key column, sized adaptively to BATCH_BYTES."""
-    for data in _range_batches(conn, table, policy, key_range, row_sql(table, linear_escape),
-                               lambda condition: _read_stream(conn, table, policy, chunker, condition, linear_escape)):
-        chunker.feed(data)
+    for data, rows in _range_batches(conn, table, policy, key_range, row_sql(table, linear_escape),
+                                     lambda condition: _read_stream(conn, table, policy, chunker, condition,
+                                                                    linear_escape)):
+        chunker.feed(data, rows)
 
 
 def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_range: tuple[int, int], row_expr: str,
-                   read_one_key: Callable[[str], None], batch_bytes: int | None = None) -> Iterator[bytes]:
-    """Whole rows (``row_expr`` renders one, ending in a newline), one GROUP_CONCAT per range of the
-    leading key column. A single key whose rows render more than GROUP_CONCAT's limit is handed to
-    ``read_one_key(condition)`` in its place in the order."""
+                   read_one_key: Callable[[str], None], batch_bytes: int | None = None) -> Iterator[tuple[bytes, int]]:
+    """Whole rows (``row_expr`` renders one, ending in a newline) and their count, one GROUP_CONCAT
+    per range of the leading key column. A single key whose rows render more than GROUP_CONCAT's
+    limit is handed to ``read_one_key(condition)`` in its place in the order."""
     key = quote_name(table.primary_key[0])
     extra = f" AND {_where(policy)}" if policy.where else ""
     # The bounds are integers written into the text: no parameters, so a `%` in a rows condition stays one.
@@ -426,6 +427,9 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
     # Table statistics can be far off: start small, then size each range on what the last one gave.
     step = max(1, min(FIRST_RANGE_KEYS, int(batch_bytes / bytes_per_key)))
     at = low
+    # GROUP_CONCAT cuts what exceeds its limit: a result shorter than the limit (less a character's
+    # bytes) is whole, and its rows are the COUNT(*) (no scan of the batch in Python).
+    limit = int(_fetch_one(conn, "SELECT @@SESSION.group_concat_max_len")[0]) - 4
     with conn.cursor() as cur:
         while at <= high:
             end = min(high, at + step - 1)
@@ -433,14 +437,15 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
             data, count = cur.fetchone()
             cur.fetchall()
             data = data or b""
-            if data.count(b"\n") != int(count or 0):  # GROUP_CONCAT hit its limit: smaller ranges
+            count = int(count or 0)
+            if len(data) >= limit and data.count(b"\n") != count:  # GROUP_CONCAT hit its limit: smaller ranges
                 if end == at:
                     read_one_key(f"{key} = {int(at)}")
                     at += 1
                     continue
                 step = max(1, (end - at + 1) // 4)
                 continue
-            yield data
+            yield data, count
             span = end - at + 1
             at = end + 1
             if not data:
@@ -484,9 +489,9 @@ def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: Ro
         _read_typed_stream(conn, table, policy, chunker, rows, "", linear_escape)
         return
     line = f"CONCAT({typed_line_sql(columns, linear_escape)}, '\\n')"
-    for data in _range_batches(conn, table, policy, key_range, line,
-                               lambda condition: _read_typed_stream(conn, table, policy, chunker, rows, condition,
-                                                                    linear_escape), TYPED_BATCH_BYTES):
+    for data, _ in _range_batches(conn, table, policy, key_range, line,
+                                  lambda condition: _read_typed_stream(conn, table, policy, chunker, rows, condition,
+                                                                       linear_escape), TYPED_BATCH_BYTES):
         chunker.feed_lines(rows.lines(data.split(b"\n")[:-1]))
 
 

@@ -252,51 +252,57 @@ class RowChunker:
 
     def __init__(self, emit: Callable[[bytes], None]) -> None:
         self._emit = emit
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | memoryview] = []  # views into the fed data: one copy per chunk, at flush
         self._size = 0
         self.rows = 0
         self.bytes = 0
 
-    def feed(self, data: bytes) -> None:
-        """``data``: whole rows, possibly with cut marks (identity path)."""
+    def feed(self, data: bytes, rows: int | None = None) -> None:
+        """``data``: whole rows (``rows`` of them, counted here when not given), possibly with cut
+        marks (identity path)."""
         if not data:
             return
-        self.rows += data.count(b"\n")
-        pieces = data.split(ROW_END_CUT)
-        last = len(pieces) - 1
-        for i, piece in enumerate(pieces):
-            if i < last:
-                self._append(piece + b"\n", cut_allowed=True)
-            elif piece:
-                self._append(piece, cut_allowed=False)
+        self.rows += data.count(b"\n") if rows is None else rows
+        start = 0
+        end = len(data)
+        while start < end:
+            mark = data.find(ROW_END_CUT, start)
+            if mark < 0:
+                self._append(data, start, end, cut_allowed=False)
+                return
+            self._append(data, start, mark + 1, cut_allowed=True)  # the row's newline, not the mark
+            start = mark + len(ROW_END_CUT)
 
     def feed_lines(self, lines: Iterable[bytes]) -> None:
         """Rows encoded in Python, one line each; cuts follow ``python_cut``."""
         for line in lines:
             self.rows += 1
-            self._append(line, cut_allowed=python_cut(line))
+            self._append(line, 0, len(line), cut_allowed=python_cut(line))
 
-    def _append(self, piece: bytes, *, cut_allowed: bool) -> None:
-        # ``piece`` is whole rows. Past MAX_CHUNK_BYTES without a marked row, cut at the last row that fits.
-        while self._size + len(piece) > MAX_CHUNK_BYTES:
+    def _append(self, data: bytes, start: int, end: int, *, cut_allowed: bool) -> None:
+        # ``data[start:end]`` is whole rows. Past MAX_CHUNK_BYTES without a marked row, cut at the
+        # last row that fits.
+        while self._size + end - start > MAX_CHUNK_BYTES:
             room = MAX_CHUNK_BYTES - self._size
-            at = piece.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+            at = data.rfind(b"\n", start, start + room) + 1 if room > 0 else 0
             if at == 0:
                 if self._size:
                     self.flush()
                     continue
-                at = piece.find(b"\n") + 1  # one row bigger than a chunk is a chunk of its own
-                if at == len(piece):
+                at = data.find(b"\n", start) + 1  # one row bigger than a chunk is a chunk of its own
+                if at == end:
                     break
-            self._parts.append(piece[:at])
-            self._size += at
-            piece = piece[at:]
+            self._add(data, start, at)
+            start = at
             self.flush()
-        if piece:
-            self._parts.append(piece)
-            self._size += len(piece)
+        if end > start:
+            self._add(data, start, end)
         if cut_allowed and self._size >= MIN_CHUNK_BYTES or self._size >= MAX_CHUNK_BYTES:
             self.flush()
+
+    def _add(self, data: bytes, start: int, end: int) -> None:
+        self._parts.append(data if start == 0 and end == len(data) else memoryview(data)[start:end])
+        self._size += end - start
 
     def flush(self) -> None:
         if not self._size:

@@ -177,11 +177,11 @@ class _LocalTree:
     def read(
         self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]
     ) -> tuple[dict[bytes, Entry], set[bytes]]:
-        from .local import FileChanged, read_local
+        from .local import CountingReader, FileChanged, read_local
 
-        def consume_small(read: Callable[[int], bytes]) -> bytes:
+        def consume_small(reader: CountingReader) -> bytes:
             parts = []
-            while piece := read(PACK_FILE_BYTES):
+            while piece := reader.read(PACK_FILE_BYTES):
                 parts.append(piece)
             return b"".join(parts)
 
@@ -192,7 +192,7 @@ class _LocalTree:
                     if small:
                         fresh, data = read_local(self.root, entry, consume_small)
                     else:
-                        fresh, _ = read_local(self.root, entry, lambda read: storer.large(entry.path, read))
+                        fresh, _ = read_local(self.root, entry, lambda reader: storer.large(entry.path, reader.readinto))
                         data = None
                 except FileNotFoundError:
                     log.warning("%s was removed while the snapshot ran: left out", _show(self.root, entry.path))

@@ -87,8 +87,9 @@ class FileChanged(Exception):
     """Internal: the file changed while it was read; the caller reads it again."""
 
 
-def read_local(root: str, entry: Entry, consume: Callable[[Callable[[int], bytes]], Any]) -> tuple[Entry, Any]:
-    """Open one file and hand its ``read`` to ``consume``; check it did not change meanwhile.
+def read_local(root: str, entry: Entry, consume: Callable[[CountingReader], Any]) -> tuple[Entry, Any]:
+    """Open one file and hand a reader of it (``read``, ``readinto``) to ``consume``; check it did
+    not change meanwhile.
 
     Returns the entry refreshed from the open file's fstat (it may differ from the listing if the
     file changed between listing and reading) and what ``consume`` returned.
@@ -102,8 +103,8 @@ def read_local(root: str, entry: Entry, consume: Callable[[Callable[[int], bytes
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise FileChanged(f"{os.fsdecode(path)} is no longer a regular file")
-        counted = _CountingReader(handle)
-        result = consume(counted.read)
+        counted = CountingReader(handle)
+        result = consume(counted)
         after = os.fstat(fd)
     if (
         counted.total != before.st_size
@@ -117,7 +118,9 @@ def read_local(root: str, entry: Entry, consume: Callable[[Callable[[int], bytes
     return fresh, result
 
 
-class _CountingReader:
+class CountingReader:
+    """An open file's reads, counted (the file must not grow or shrink while it is read)."""
+
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.total = 0
@@ -126,3 +129,8 @@ class _CountingReader:
         data = self.handle.read(size)
         self.total += len(data)
         return data
+
+    def readinto(self, view: memoryview) -> int:
+        got = self.handle.readinto(view) or 0
+        self.total += got
+        return got

@@ -234,7 +234,7 @@ class RemoteTree:
             if member.size < PACK_FILE_BYTES:
                 storer.small(path, archive.read())
             else:
-                storer.large(path, archive.read)
+                storer.large(path, archive.readinto)
             headers[path] = (member.size, member.mtime)
             progress(member.size)
         return headers
@@ -275,6 +275,14 @@ class _Prefixed:
             head, self.head = self.head[:size], self.head[size:]
             return head
         return self.stream.read(size)
+
+    def readinto(self, view: memoryview) -> int:
+        if self.head:
+            n = min(len(view), len(self.head))
+            view[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        return int(self.stream.readinto(view) or 0)
 
 
 def _read_until_sentinel(stream: Any) -> tuple[bytes, bytes] | None:

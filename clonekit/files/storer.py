@@ -6,17 +6,22 @@ Shared by the local and the SSH tree readers (``capture``, ``remote``); knows no
 from __future__ import annotations
 
 import hashlib
+import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .cdc import MIN_CHUNK_BYTES, iter_chunks
+from ..memory import give_back_free_memory
+from .cdc import BUFFER_BYTES, MIN_CHUNK_BYTES, ReadInto, iter_chunks
 from .tree import Content, contents_by_hash
 
 READ_ATTEMPTS = 3
 PACK_FILE_BYTES = MIN_CHUNK_BYTES  # smaller files are packed; larger ones are chunked by content
 PACK_TARGET_BYTES = 4 * 1024 * 1024
-LARGE_FILE_READERS = 2  # large files chunked at once: each holds up to ~3 x MAX_CHUNK_BYTES (cdc.py)
+# Large files chunked at once, each through one reused buffer of BUFFER_BYTES (cdc.py). One keeps
+# the store's compressor threads busy on 2 cores and holds 25-40 MiB less than two (docs/benchmarks.md).
+LARGE_FILE_READERS = 1
+TRIM_EVERY_BYTES = 64 << 20  # of large files chunked: then free memory is given back (memory.py)
 
 
 class ChunkSink(Protocol):
@@ -31,12 +36,12 @@ def stored(content: Content, writer: ChunkSink) -> bool:
     return all(isinstance(ref, Mapping) and writer.has(str(ref.get("id"))) for ref in content.chunks)
 
 
-def store_content(read: Callable[[int], bytes], writer: ChunkSink) -> tuple[Content, int]:
+def store_content(readinto: ReadInto, writer: ChunkSink, buffer: bytearray | None = None) -> tuple[Content, int]:
     """Chunk a stream by content into the writer; returns the content record and the byte count."""
     digest = hashlib.sha256()
     refs = []
     size = 0
-    for chunk in iter_chunks(read):
+    for chunk in iter_chunks(readinto, buffer):
         digest.update(chunk)
         size += len(chunk)
         refs.append(writer.put(chunk).to_json())
@@ -61,11 +66,16 @@ class Storer:
         self.pending_by_hash: dict[str, int] = {}
         self.packs = 0
         self.reused = 0
-        self._large_readers = threading.BoundedSemaphore(LARGE_FILE_READERS)
+        # One chunking buffer per large file read at once, made on first need and reused: memory
+        # stays flat whatever the number of reader threads and files.
+        self._buffers: queue.LifoQueue[bytearray | None] = queue.LifoQueue()
+        self._since_trim = 0
+        for _ in range(LARGE_FILE_READERS):
+            self._buffers.put(None)
 
     def small(self, path: bytes, data: bytes) -> None:
         if len(data) >= PACK_FILE_BYTES:  # grew since it was listed
-            self.large(path, _BytesReader(data).read)
+            self.large(path, _BytesReader(data).readinto)
             return
         sha = hashlib.sha256(data).hexdigest()
         known = self.known.get(sha)
@@ -107,11 +117,22 @@ class Storer:
         self.pending = []
         self.pending_by_hash = {}
 
-    def large(self, path: bytes, read: Callable[[int], bytes]) -> int:
-        with self._large_readers:  # memory stays flat whatever the number of reader threads
-            content, size = store_content(read, self.writer)
+    def large(self, path: bytes, readinto: ReadInto) -> int:
+        buffer = self._buffers.get()  # waits while LARGE_FILE_READERS files are being chunked
+        try:
+            if buffer is None:
+                buffer = bytearray(BUFFER_BYTES)
+            content, size = store_content(readinto, self.writer, buffer)
+        finally:
+            self._buffers.put(buffer)
         with self.lock:
             self.results[path] = content
+            self._since_trim += size
+            trim = self._since_trim >= TRIM_EVERY_BYTES
+            if trim:
+                self._since_trim = 0
+        if trim:  # what the store's threads freed meanwhile goes back to the system (memory.py)
+            give_back_free_memory()
         return size
 
     def finish(self) -> dict[bytes, Content]:
@@ -124,7 +145,8 @@ class _BytesReader:
         self.view = memoryview(data)
         self.at = 0
 
-    def read(self, size: int) -> bytes:
-        piece = bytes(self.view[self.at : self.at + size])
+    def readinto(self, view: memoryview) -> int:
+        piece = self.view[self.at : self.at + len(view)]
+        view[: len(piece)] = piece
         self.at += len(piece)
-        return piece
+        return len(piece)

@@ -48,6 +48,26 @@ class TarReader:
         self._left -= len(data)
         return data
 
+    def readinto(self, view: memoryview) -> int:
+        """Like ``read(len(view))`` into ``view``, without a bytes object when the stream has ``readinto``."""
+        size = min(len(view), self._left)
+        if size == 0:
+            return 0
+        into = getattr(self.stream, "readinto", None)
+        if into is None:
+            size = min(size, 1 << 19)  # no big bytes object per call
+            data = self._exact(size)
+            view[:size] = data
+        else:
+            got = 0
+            while got < size:
+                n = into(view[got:size])
+                if not n:
+                    raise SourceError("the tar stream ended in the middle of a member")
+                got += n
+        self._left -= size
+        return size
+
     def __iter__(self) -> Iterator[TarMember]:
         pending: dict[bytes, bytes] = {}
         while True:

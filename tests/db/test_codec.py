@@ -156,3 +156,77 @@ def test_field_decoders_invert_value_field():
         for value in values:
             assert decode(value_field(value, column)) == value, (column.name, value)
     assert codec.field_decoder(Column("z", "date", "date"))(b"0000-00-00") == "0000-00-00"  # as pymysql does
+
+
+class _PreviousRowChunker:
+    """RowChunker's identity path as it was before it cut through views of the fed data
+    (clonekit 2026-11-29), verbatim but for names: new chunks must equal old ones (same ids)."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        pieces = data.split(b"\n" + CUT_MARK)
+        last = len(pieces) - 1
+        for i, piece in enumerate(pieces):
+            if i < last:
+                self._append(piece + b"\n", cut_allowed=True)
+            elif piece:
+                self._append(piece, cut_allowed=False)
+
+    def _append(self, piece: bytes, *, cut_allowed: bool) -> None:
+        while self._size + len(piece) > MAX_CHUNK_BYTES:
+            room = MAX_CHUNK_BYTES - self._size
+            at = piece.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+            if at == 0:
+                if self._size:
+                    self.flush()
+                    continue
+                at = piece.find(b"\n") + 1
+                if at == len(piece):
+                    break
+            self._parts.append(piece[:at])
+            self._size += at
+            piece = piece[at:]
+            self.flush()
+        if piece:
+            self._parts.append(piece)
+            self._size += len(piece)
+        if cut_allowed and self._size >= MIN_CHUNK_BYTES or self._size >= MAX_CHUNK_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._size:
+            self.out.append(b"".join(self._parts))
+            self._parts, self._size = [], 0
+
+
+def test_chunks_are_those_of_the_previous_chunker():
+    """Rows of every size (empty, tiny, around MIN/MAX, bigger than a chunk), marks dense and sparse,
+    fed in batches of every size: the same chunks as before."""
+    rng = random.Random(18)
+    rows: list[bytes] = []
+    for _ in range(3000):
+        pick = rng.random()
+        size = (0 if pick < 0.02 else rng.randint(MAX_CHUNK_BYTES - 1000, MAX_CHUNK_BYTES + 5000) if pick < 0.006
+                else rng.randint(MIN_CHUNK_BYTES - 100, MIN_CHUNK_BYTES + 100) if pick < 0.05 else rng.randint(1, 20_000))
+        line = rng.randbytes(size // 2).hex().encode()[:size] + b"\n"
+        rows.append(line + (CUT_MARK if rng.random() < 0.05 else b""))
+    data = b"".join(rows)
+    for cuts in (1, 7, 300):
+        at = sorted(rng.sample(range(1, len(rows)), cuts - 1)) if cuts > 1 else []
+        batches = [b"".join(rows[a:b]) for a, b in zip([0, *at], [*at, len(rows)], strict=True)]
+        previous = _PreviousRowChunker()
+        out: list[bytes] = []
+        now = RowChunker(out.append)
+        for batch in batches:
+            previous.feed(batch)
+            now.feed(batch, batch.count(b"\n") if cuts == 7 else None)
+        previous.flush()
+        now.flush()
+        assert out == previous.out and len(out) > 10
+        assert now.rows == data.count(b"\n") and now.bytes == sum(map(len, out))

@@ -129,12 +129,12 @@ def _mutate_while_reading(monkeypatch, over_ssh: bool, target: Path, times: int)
         # (the file is far larger than what the SSH window lets through ahead of us).
         original_large = storer_module.Storer.large
 
-        def large(self, path, read):
-            def read_and_touch(size):
-                data = read(size)
+        def large(self, path, readinto):
+            def read_and_touch(view):
+                got = readinto(view)
                 if path == os.fsencode(target.name):
                     touch()
-                return data
+                return got
 
             return original_large(self, path, read_and_touch)
 
