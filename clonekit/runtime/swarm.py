@@ -50,6 +50,7 @@ GWBRIDGE = "docker_gwbridge"
 # (--build). They exist on one engine; on a swarm they go through the registry.
 OWN_REPOSITORIES = ("clonekit-golden/", "clonekit-preview/")
 REMOVE_WAIT_SECONDS = 120.0
+STOP_GRACE_PERIOD = "5s"  # as `compose down -t 5` on one engine: a preview's data is thrown away anyway
 POLL_SECONDS = 0.5
 _MEMORY_UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
                  "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "tb": 1000 ** 4}
@@ -95,6 +96,7 @@ def stack_document(document: Mapping[str, Any], *, node: str, registry: str,
         labels = dict(spec.get("labels") or {})
         adapted["labels"] = {**labels, "com.docker.compose.project": project, "com.docker.compose.service": name,
                              LABEL_NODE: node}
+        adapted["stop_grace_period"] = STOP_GRACE_PERIOD
         adapted["deploy"] = {
             "endpoint_mode": "dnsrr",
             "placement": {"constraints": [f"node.hostname == {node}"]},

@@ -6,6 +6,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,9 +200,9 @@ def swarm_cluster(docker, busybox_image, tmp_path_factory) -> Iterator[SwarmClus
             done = cluster.docker(name, "swarm", "join", "--token", token, f"{addresses[names[0]]}:2377")
             assert done.returncode == 0, done.stderr
         images = subprocess.run(["docker", "save", busybox_image, MARIADB_IMAGE], check=True, capture_output=True).stdout
-        for name in names:
-            done = cluster.docker(name, "load", "-q", input=images)
-            assert done.returncode == 0, done.stderr
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            for done in pool.map(lambda name: cluster.docker(name, "load", "-q", input=images), names):
+                assert done.returncode == 0, done.stderr
         yield cluster
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", *names], capture_output=True)
