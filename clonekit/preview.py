@@ -571,8 +571,9 @@ def _remove_for_refresh(config: Config, engine: DockerEngine, name: str, compose
         moved = engine.swarm.engine(engine.swarm.place())
         log.warning("preview %s: node %s is not ready and active; recreating it on node %s from the snapshot",
                     name, engine.node, moved.node)
-        try:  # a drained node still answers: its containers and volumes go
+        try:  # a drained node still answers: its containers, volumes and branch images go
             _remove_resources(engine, config, name, compose_project, folder)
+            pc.remove_images(config, engine, name)
         except ClonekitError as exc:  # a lost one does not: what it keeps is named
             engine.swarm.remove_stack(compose_project)
             log.warning("preview %s: could not clean node %s (%s); its volumes labelled clonekit.preview=%s stay there "

@@ -254,6 +254,10 @@ class SwarmNodeEngine(DockerEngine):
             services = _positional(args[1:])
             self.swarm.publish_own_images(self, document)
             self.swarm.deploy(compose_file, document, self.node, services)
+            if "--force-recreate" in args:  # the same specification: swarm would leave the tasks as they are
+                for service in services:
+                    self.swarm.manager.cli(["service", "update", "--force", "--quiet", f"{project}_{service}"],
+                                           what=f"restart service {service} of stack {project}")
             self.wait_running(project, services or list(document["services"]))
             return ""
         if verb == "down":

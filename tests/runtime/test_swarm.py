@@ -76,7 +76,11 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
     try:
         done = clonekit("clone", "prod", "--as", "s1")
         assert done.returncode == 0, done.stderr
-        done = clonekit("clone", "prod", "--as", "s2", "--max-age", "1h")
+        branch = tmp_path / "branch"  # a branch's web image: built on its node, pushed to the registry
+        branch.mkdir()
+        (branch / "Dockerfile").write_text("FROM clonekit/busybox:latest\nCOPY marker /marker\n")
+        (branch / "marker").write_text("the branch\n")
+        done = clonekit("clone", "prod", "--as", "s2", "--max-age", "1h", "--build", f"web={branch}")
         assert done.returncode == 0, done.stderr
         previews = listed()
         nodes = {previews["s1"]["node"], previews["s2"]["node"]}
@@ -105,6 +109,8 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
             conn.close()
         done = clonekit("db", "s1", "-e", "SELECT value FROM options WHERE name = 'siteurl'")
         assert done.returncode == 0 and previews["s1"]["url"] in done.stdout and PROD_URL not in done.stdout, done.stderr
+        done = clonekit("exec", "s2", "--", "cat", "/marker")
+        assert done.returncode == 0 and done.stdout == "the branch\n", done.stderr
         done = clonekit("exec", "s2", "--", "cat", "/www/index.html")
         assert done.returncode == 0 and done.stdout == "hello from the snapshot\n", done.stderr
 
@@ -139,6 +145,8 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
             cluster.docker(cluster.manager, "node", "update", "--availability", "active", drained)
         previews = listed()
         assert previews["s2"]["node"] != drained and previews["s2"]["status"] == "running"
+        done = clonekit("exec", "s2", "--", "cat", "/marker")  # the branch image came from the registry
+        assert done.returncode == 0 and done.stdout == "the branch\n", done.stderr
         for kind in ("container", "volume"):
             assert cluster.labelled(drained, kind, "clonekit.preview=s2") == [], kind
 
