@@ -207,7 +207,7 @@ def preview_engine(config: Config, name: str) -> DockerEngine:
         return DockerEngine.for_previews(config.previews)
     swarm = sw.Swarm(config.previews)
     node = str((read_json(preview_dir(config, name) / STATE_FILE) or {}).get("node") or "")
-    return swarm.engine(node) if node in config.previews.nodes else swarm.manager
+    return swarm.engine(node) if node else swarm.manager  # a node no longer in previews.nodes: ConfigError
 
 
 def find_golden(config: Config, engine: DockerEngine, snapshot_id: str) -> gr.GoldenCopy | None:

@@ -92,6 +92,10 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
             other = next(w for w in cluster.workers if w != node)
             assert cluster.labelled(other, "container", f"clonekit.preview={name}") == []
         assert cluster.labelled(cluster.manager, "container", label) == []  # the manager runs none of them
+        table = clonekit("list")
+        assert table.returncode == 0 and "NODE" in table.stdout.splitlines()[0], table.stderr
+        assert all(previews[n]["node"] in line for n in ("s1", "s2")
+                   for line in table.stdout.splitlines() if line.startswith(f"{n} "))
 
         # Each answers over its own overlay network, from the manager (where a proxy would sit)...
         for name in ("s1", "s2"):
