@@ -573,9 +573,9 @@ def prune_golden_images(config: Config, keep: Sequence[str]) -> list[str]:
     removed: list[str] = []
     still_used: set[str] = set()
     seen: set[str] = set()
-    # On a swarm, the nodes' pulled copies too (the registry keeps its own until its garbage collection).
-    engines = [engine] if not config.previews.uses_swarm else [
-        engine, *(sw.Swarm(config.previews).engine(node) for node in sorted(config.previews.nodes))]
+    # On a swarm, the pulled copies of the ready nodes too (a node that is down keeps its copies; the
+    # registry keeps its own until its garbage collection).
+    engines = [engine, *(sw.Swarm(config.previews).ready_engines() if config.previews.uses_swarm else [])]
     for holder, image in ((e, image) for e in engines for image in golden_images(config, e)):
         labels = (image.get("Config") or {}).get("Labels") or {}
         snapshot = labels.get(cmp.LABEL_SNAPSHOT, "")

@@ -504,9 +504,7 @@ def _project_containers(config: Config) -> list[dict[str, Any]]:
     labels = {cmp.LABEL_PROJECT: config.project}
     if not config.previews.uses_swarm:
         return DockerEngine.for_previews(config.previews).containers(labels)
-    swarm = sw.Swarm(config.previews)
-    ready = {n.hostname for n in swarm.nodes(memory=False) if n.ready}
-    return [c for hostname in sorted(set(config.previews.nodes) & ready) for c in swarm.engine(hostname).containers(labels)]
+    return [c for engine in sw.Swarm(config.previews).ready_engines() for c in engine.containers(labels)]
 
 
 def expired_previews(config: Config, now: datetime) -> list[Preview]:

@@ -175,6 +175,11 @@ class Swarm:
         """The node is in the swarm, ready and active (a preview recorded there can stay)."""
         return any(n.hostname == hostname and n.ready and n.active for n in self.nodes(memory=False))
 
+    def ready_engines(self) -> list[SwarmNodeEngine]:
+        """The engines of the nodes of previews.nodes that the swarm sees ready (a lost one is skipped)."""
+        ready = {n.hostname for n in self.nodes(memory=False) if n.ready}
+        return [self.engine(hostname) for hostname in sorted(set(self.previews.nodes) & ready)]
+
     def engine(self, hostname: str) -> SwarmNodeEngine:
         if hostname not in self.previews.nodes:
             raise ConfigError(f"swarm node {hostname!r} is not in previews.nodes ({', '.join(sorted(self.previews.nodes))})",
