@@ -550,12 +550,15 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
             raise NotFoundError(f"no preview named {name!r} in project {config.project} (no state in {folder})",
                                 hint="`clonekit list` shows the previews")
         services = services_of(manifest)
+        # busy from here (what `list` shows, and whose run it is), before anything is removed
+        write_private(folder / STATE_FILE, json.dumps({**state, "status": "refreshing", "owner": Owner.current().to_json()},
+                                                      indent=2, sort_keys=True))
         engine = _remove_for_refresh(config, engine, name, str(state.get("compose_project") or ""), folder)
         golden = find_golden(config, engine, manifest.id)
         plan = new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets_in, golden=golden)
         _write_state(folder, plan, manifest, status="refreshing", timings={}, node=engine.node)
-        # on failure the state stays (name, port, credentials): `refresh` again, or `destroy`
-        with _on_failure(lambda: _write_state(folder, plan, manifest, status="failed", timings={})):
+        # on failure the state stays (name, port, credentials, node): `refresh` again, or `destroy`
+        with _on_failure(lambda: _write_state(folder, plan, manifest, status="failed", timings={}, node=engine.node)):
             return _bring_up(config, repo, manifest, plan, services, engine, progress, golden, code=pc.load(folder))
 
 
