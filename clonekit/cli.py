@@ -324,18 +324,19 @@ def clone_cmd(c: Context, source: str, name: str, max_age: str | None, keep_on_f
 @command(cli, "list")
 @pass_ctx
 def list_cmd(c: Context) -> None:
-    """List previews: name, status, URL, snapshot, age, expiry.
+    """List previews: name, status, URL, snapshot, age, expiry (and the node, on a swarm).
 
     \b
     Example:
       clonekit list
       clonekit --json list | jq -r '.[].url'
+      clonekit --json list | jq -r '.[] | "\\(.name) \\(.node)"'   # previews.engine: swarm
     """
     previews = c.project.previews()
     now = datetime.now(UTC)
     c.out.table(
         previews,
-        PREVIEW_COLUMNS,
+        [*PREVIEW_COLUMNS, ("node", "node")] if any(p.node for p in previews) else PREVIEW_COLUMNS,
         [preview_row(p, now) for p in previews],
         empty="no previews: create one with `clonekit clone SOURCE --as NAME`",
     )

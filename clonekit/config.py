@@ -227,6 +227,10 @@ LOOPBACK_BINDS = ("127.0.0.1", "::1", "localhost")
 DOCKER_HOST_SCHEMES = ("unix", "ssh", "tcp")
 SSH_ENGINE_URL = re.compile(r"^(?:(?P<user>[^@\s/:]+)@)?(?P<host>[^:@\s/]+)(?::(?P<port>\d+))?/?$")  # after ssh://
 EGRESS_MODES = ("no-mail", "none", "open")
+PREVIEW_ENGINES = ("compose", "swarm")
+MOST_FREE_MEMORY = "most-free-memory"
+# A registry as Docker names it: host[:port][/path] (no scheme, no tag).
+REGISTRY_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9._-]+)*$")
 TLS_MODES = ("acme", "internal", "off")
 
 
@@ -272,6 +276,14 @@ class PreviewsConfig:
     hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=lambda: MappingProxyType({}))
     proxy: ProxyConfig = ProxyConfig()
     egress: str = "no-mail"  # no-mail | none | open
+    engine: str = "compose"  # compose: one engine (docker_host) | swarm: stacks on the swarm docker_host manages
+    registry: str | None = None  # swarm: host[:port][/path] every node pulls golden and branch images from
+    nodes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # swarm: hostname -> ssh:// engine
+    placement: str = MOST_FREE_MEMORY  # swarm: most-free-memory | a node's hostname
+
+    @property
+    def uses_swarm(self) -> bool:
+        return self.engine == "swarm"
 
     @property
     def uses_proxy(self) -> bool:
@@ -720,7 +732,8 @@ class _Checker:
             value,
             "previews",
             ("docker_host", "docker_ssh", "docker_tls", "url", "database_service", "files", "env", "replace",
-             "replace_skip", "ttl", "http_service", "prewarm", "services", "hooks", "proxy", "egress"),
+             "replace_skip", "ttl", "http_service", "prewarm", "services", "hooks", "proxy", "egress", "engine",
+             "registry", "nodes", "placement"),
         )
         docker_host = self.string(body.get("docker_host"), "previews.docker_host")
         docker_ssh, docker_tls = self.docker_host(docker_host, body.get("docker_ssh"), body.get("docker_tls"))
@@ -764,7 +777,40 @@ class _Checker:
             hooks=self.preview_hooks(body.get("hooks")),
             proxy=self.proxy(body.get("proxy"), url),
             egress=self.choice(body.get("egress"), "previews.egress", EGRESS_MODES, "no-mail"),
+            **self.swarm(body, docker_host),
         )
+
+    def swarm(self, body: Mapping[str, Any], docker_host: str | None) -> dict[str, Any]:
+        """``previews.engine`` and, for ``swarm``, the registry, the nodes' engines and the placement."""
+        engine = self.choice(body.get("engine"), "previews.engine", PREVIEW_ENGINES, "compose")
+        if engine != "swarm":
+            for key in ("registry", "nodes", "placement"):
+                if key in body:
+                    self.problem(f"previews.{key}", "only with previews.engine: swarm", f"engine {engine}")
+            return {"engine": engine}
+        if not (docker_host or "").startswith("ssh://"):
+            self.problem("previews.docker_host", "the swarm manager's engine as ssh://user@host[:port] with "
+                         "previews.engine: swarm (clonekit reaches its nodes over SSH)", docker_host or "the local engine")
+        registry = self.string(body.get("registry"), "previews.registry", required=True)
+        if registry is not None and not REGISTRY_NAME.match(registry):
+            self.problem("previews.registry", "a registry every node can pull from, as host[:port][/path] "
+                         "(for example registry.example.net:5000)", registry)
+        nodes: dict[str, str] = {}
+        for hostname, url in self.mapping(body.get("nodes"), "previews.nodes", None).items():
+            key = key_path("previews.nodes", hostname)
+            text = self.string(url, key, required=True)
+            if text is not None and not (text.startswith("ssh://") and SSH_ENGINE_URL.match(text[len("ssh://"):])):
+                self.problem(key, "the node's engine as ssh://user@host[:port]", text)
+            elif text is not None:
+                nodes[hostname] = text
+        if not nodes and not body.get("nodes"):
+            self.problem("previews.nodes", "the swarm nodes previews may run on, as {hostname: ssh://user@host[:port]} "
+                         "(hostnames as `docker node ls` shows them)")
+        placement = self.string(body.get("placement"), "previews.placement", MOST_FREE_MEMORY) or MOST_FREE_MEMORY
+        if placement != MOST_FREE_MEMORY and nodes and placement not in nodes:
+            self.problem("previews.placement", f"{MOST_FREE_MEMORY} or one of previews.nodes ({', '.join(sorted(nodes))})",
+                         placement)
+        return {"engine": engine, "registry": registry, "nodes": MappingProxyType(nodes), "placement": placement}
 
     def docker_host(self, host: str | None, ssh: Any, tls: Any) -> tuple[SshTarget | None, DockerTls | None]:
         """The SSH target of an ``ssh://`` engine, the TLS files of a ``tcp://`` one; a bad URL is a problem."""

@@ -67,6 +67,7 @@ from .runtime import compose as cmp
 from .runtime import golden_engine as ge
 from .runtime import golden_record as gr
 from .runtime import service as svc
+from .runtime import swarm as sw
 from .runtime.docker import DockerEngine
 from .runtime.golden_record import DEFAULT_DATADIR, GoldenCopy
 from .runtime.service import in_container, resolve_image
@@ -170,6 +171,12 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: ProgressF
             if hooks:
                 golden = _bake_hooks(config, repo, manifest, golden, engine, progress)
                 files_images = {key: dict(item) for key, item in golden.files_images.items()}
+            if config.previews.uses_swarm:  # every node pulls them from there
+                progress("push to the registry", total=None)
+                swarm = sw.Swarm(config.previews)
+                for image in [db_image, *(item["image"] for item in files_images.values())]:
+                    if image:
+                        swarm.push(engine, image)
             gr.write_record(config.state_dir, golden)
             done = True
         finally:
@@ -566,19 +573,22 @@ def prune_golden_images(config: Config, keep: Sequence[str]) -> list[str]:
     removed: list[str] = []
     still_used: set[str] = set()
     seen: set[str] = set()
-    for image in golden_images(config, engine):
+    # On a swarm, the pulled copies of the ready nodes too (a node that is down keeps its copies; the
+    # registry keeps its own until its garbage collection).
+    engines = [engine, *(sw.Swarm(config.previews).ready_engines() if config.previews.uses_swarm else [])]
+    for holder, image in ((e, image) for e in engines for image in golden_images(config, e)):
         labels = (image.get("Config") or {}).get("Labels") or {}
         snapshot = labels.get(cmp.LABEL_SNAPSHOT, "")
         if not snapshot or snapshot in kept:
             continue
         seen.add(snapshot)
         names = list(image.get("RepoTags") or []) or [image["Id"]]
-        if ge.containers_using(engine, image["Id"]) or any(n in composed for n in names):
+        if ge.containers_using(holder, image["Id"]) or any(n in composed for n in names):
             log.info("golden image %s is used by a preview: kept", names[0])
             still_used.add(snapshot)
             continue
         for name in names:
-            ge.remove_image(engine, name)
+            ge.remove_image(holder, name)
         removed.append(names[0])
     for name in engine.ids("volume", {cmp.LABEL_PROJECT: config.project, LABEL_GOLDEN: "files"}):
         snapshot = ""

@@ -120,6 +120,7 @@ def preview_row(preview: Any, now: datetime) -> dict[str, Any]:
         "age": human_age(preview.created_at, now),
         "expires": human_age(preview.expires_at, now) if preview.expires_at else "never",
         "code": ", ".join(o.describe() for o in preview.code) or "production",
+        "node": preview.node,
     }
 
 

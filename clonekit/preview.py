@@ -53,9 +53,11 @@ from .previews.plan import (
     check_alive,
     compose_container,
     compose_project_name,
+    find_golden,
     iso,
     new_plan,
     preview_dir,
+    preview_engine,
     read_json,
     services_of,
     wait_http,
@@ -66,6 +68,7 @@ from .retry import poll
 from .runtime import compose as cmp
 from .runtime import golden_engine as ge
 from .runtime import golden_record as gr
+from .runtime import swarm as sw
 from .runtime.docker import DockerEngine
 from .runtime.service import in_container, resolve_image
 
@@ -93,6 +96,7 @@ class Preview:
     restore_path: str  # "cold" | "golden"
     code: tuple[pc.CodeOverride, ...] = ()  # services running a branch's image (--build/--image)
     last_hook: str = ""  # "ok", "failed (exit N)", or "" when no after_restore hook ran
+    node: str = ""  # previews.engine swarm: the node it runs on
 
 
 # -- naming and state on disk ---------------------------------------------------------------------
@@ -100,6 +104,14 @@ class Preview:
 
 def _labels_of(config: Config, name: str) -> dict[str, str]:
     return {cmp.LABEL_PROJECT: config.project, cmp.LABEL_PREVIEW: name}
+
+
+def _new_preview_engine(config: Config) -> DockerEngine:
+    """Where a new preview goes: ``previews.docker_host``, or the swarm node ``placement`` picks."""
+    if not config.previews.uses_swarm:
+        return DockerEngine.for_previews(config.previews)
+    swarm = sw.Swarm(config.previews)
+    return swarm.engine(swarm.place())
 
 
 @contextlib.contextmanager
@@ -144,13 +156,13 @@ def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_
     """Create preview ``name`` from ``manifest``; returns once its HTTP service answers."""
     check_name("preview", name)
     progress = progress or no_progress
-    engine = DockerEngine.for_previews(config.previews)
+    engine = _new_preview_engine(config)
     engine.check_reachable()
     online.preflight(config, engine)  # before anything is built, removed or created
     with preview_lock(config, name):
         _refuse_existing(config, engine, name)
         services = services_of(manifest)
-        golden = gr.find_golden(config.state_dir, engine, manifest.id)
+        golden = find_golden(config, engine, manifest.id)
         plan = new_plan(config, manifest, name, services, engine, golden=golden)
         pc.check_requests(code, services, db_service=plan.db_service, config=config)
         undo = (lambda: None) if keep_on_failure else (lambda: _cleanup_after_failure(config, engine, name))
@@ -194,7 +206,7 @@ def start_build_preview(config: Config, repo: Any, manifest: Any, name: str, gol
 
 def remove_preview(config: Config, name: str) -> None:
     """Remove everything of preview ``name`` (the caller holds its lock); errors are logged, not raised."""
-    _cleanup_after_failure(config, DockerEngine.for_previews(config.previews), name)
+    _cleanup_after_failure(config, preview_engine(config, name), name)
 
 
 def _abandoned(state: Mapping[str, Any]) -> bool:
@@ -247,7 +259,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
         build.secret_env.pop(plan.db_service, None)
         build.document["services"][plan.db_service].pop("env_file", None)
     compose_file = _write_project(folder, plan, build)
-    _write_state(folder, plan, manifest, status="creating", timings=timings)
+    _write_state(folder, plan, manifest, status="creating", timings=timings, node=engine.node)
 
     # The file volumes fill while the database starts and loads (the cold path's two long steps
     # overlap: file chunks are read and untarred by the engine while the server parses rows);
@@ -301,7 +313,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
         after_restore_hooks(config, engine, plan, folder)
         timings["hooks"] = time.monotonic() - started
     online.after_start(config, engine, plan.compose_project, plan.url, plan.http_service, plan.http_container_port)
-    _write_state(folder, plan, manifest, status="running", timings=timings)
+    _write_state(folder, plan, manifest, status="running", timings=timings, node=engine.node)
     log.info("preview %s of %s is up at %s", plan.name, manifest.id, plan.url)
     return preview_from_state(config, plan.name, read_json(folder / STATE_FILE) or {}, "running")
 
@@ -338,7 +350,8 @@ def _write_project(folder: Path, plan: cmp.PreviewPlan, build: cmp.ComposeBuild)
     return compose_file
 
 
-def _write_state(folder: Path, plan: cmp.PreviewPlan, manifest: Any, *, status: str, timings: Mapping[str, float]) -> None:
+def _write_state(folder: Path, plan: cmp.PreviewPlan, manifest: Any, *, status: str, timings: Mapping[str, float],
+                 node: str = "") -> None:
     state = {
         "name": plan.name, "project": plan.project, "compose_project": plan.compose_project,
         "snapshot_id": plan.snapshot_id, "source": plan.source, "url": plan.url, "port": plan.port,
@@ -346,6 +359,8 @@ def _write_state(folder: Path, plan: cmp.PreviewPlan, manifest: Any, *, status: 
         "db_service": plan.db_service, "restore_path": plan.restore_path, "status": status,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+    if node:
+        state["node"] = node
     if status in BUSY_STATES:  # who is working on it: `list` tells when that process is gone
         state["owner"] = Owner.current().to_json()
     write_private(folder / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
@@ -457,14 +472,14 @@ def preview_from_state(config: Config, name: str, state: Mapping[str, Any], stat
         created_at=created, expires_at=_parse_iso(pick("expires_at", cmp.LABEL_EXPIRES)),
         path=preview_dir(config, name), restore_path=pick("restore_path", cmp.LABEL_PATH) or "cold",
         code=pc.load(preview_dir(config, name)), last_hook=last_result(preview_dir(config, name)),
+        node=pick("node", sw.LABEL_NODE),
     )
 
 
 def list_previews(config: Config) -> list[Preview]:
     """This project's previews, from the engine's labels and the state folders; sorted by name."""
-    engine = DockerEngine.for_previews(config.previews)
     by_name: dict[str, list[dict[str, Any]]] = {}
-    for container in engine.containers({cmp.LABEL_PROJECT: config.project}):
+    for container in _project_containers(config):
         labels = (container.get("Config") or {}).get("Labels") or {}
         if labels.get("clonekit.service"):  # skip throwaway helpers (volume fills)
             by_name.setdefault(labels.get(cmp.LABEL_PREVIEW, ""), []).append(container)
@@ -482,6 +497,14 @@ def list_previews(config: Config) -> list[Preview]:
             status = "failed (process gone)"
         previews.append(preview_from_state(config, name, state, status, labels))
     return previews
+
+
+def _project_containers(config: Config) -> list[dict[str, Any]]:
+    """Every container of this project: on the engine, or on a swarm on each ready node of previews.nodes."""
+    labels = {cmp.LABEL_PROJECT: config.project}
+    if not config.previews.uses_swarm:
+        return DockerEngine.for_previews(config.previews).containers(labels)
+    return [c for engine in sw.Swarm(config.previews).ready_engines() for c in engine.containers(labels)]
 
 
 def expired_previews(config: Config, now: datetime) -> list[Preview]:
@@ -516,7 +539,7 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
     """Reload preview ``name`` from ``manifest``; keeps its name, URL (port) and credentials."""
     check_name("preview", name)
     progress = progress or no_progress
-    engine = DockerEngine.for_previews(config.previews)
+    engine = preview_engine(config, name)
     engine.check_reachable()
     online.preflight(config, engine)  # before anything is built, removed or created
     folder = preview_dir(config, name)
@@ -527,13 +550,39 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
             raise NotFoundError(f"no preview named {name!r} in project {config.project} (no state in {folder})",
                                 hint="`clonekit list` shows the previews")
         services = services_of(manifest)
-        golden = gr.find_golden(config.state_dir, engine, manifest.id)
+        # busy from here (what `list` shows, and whose run it is), before anything is removed
+        write_private(folder / STATE_FILE, json.dumps({**state, "status": "refreshing", "owner": Owner.current().to_json()},
+                                                      indent=2, sort_keys=True))
+        engine = _remove_for_refresh(config, engine, name, str(state.get("compose_project") or ""), folder)
+        golden = find_golden(config, engine, manifest.id)
         plan = new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets_in, golden=golden)
-        _write_state(folder, plan, manifest, status="refreshing", timings={})
-        _remove_resources(engine, config, name, plan.compose_project, folder)
-        # on failure the state stays (name, port, credentials): `refresh` again, or `destroy`
-        with _on_failure(lambda: _write_state(folder, plan, manifest, status="failed", timings={})):
+        _write_state(folder, plan, manifest, status="refreshing", timings={}, node=engine.node)
+        # on failure the state stays (name, port, credentials, node): `refresh` again, or `destroy`
+        with _on_failure(lambda: _write_state(folder, plan, manifest, status="failed", timings={}, node=engine.node)):
             return _bring_up(config, repo, manifest, plan, services, engine, progress, golden, code=pc.load(folder))
+
+
+def _remove_for_refresh(config: Config, engine: DockerEngine, name: str, compose_project: str,
+                        folder: Path) -> DockerEngine:
+    """Remove what the preview runs; returns the engine it is brought up again on. On a swarm,
+    a preview whose node is gone or no longer active (drained, lost) moves to another node: its
+    stack is removed through the manager, and what that node kept (volumes) is named in the log."""
+    compose_project = compose_project or compose_project_name(config, name)
+    if isinstance(engine, sw.SwarmNodeEngine) and not engine.swarm.usable(engine.node):
+        moved = engine.swarm.engine(engine.swarm.place())
+        log.warning("preview %s: node %s is not ready and active; recreating it on node %s from the snapshot",
+                    name, engine.node, moved.node)
+        try:  # a drained node still answers: its containers, volumes and branch images go
+            _remove_resources(engine, config, name, compose_project, folder)
+            pc.remove_images(config, engine, name)
+        except ClonekitError as exc:  # a lost one does not: what it keeps is named
+            engine.swarm.remove_stack(compose_project)
+            log.warning("preview %s: could not clean node %s (%s); its volumes labelled clonekit.preview=%s stay there "
+                        "until it is back: remove them with `docker volume prune --filter label=clonekit.preview=%s` "
+                        "on it", name, engine.node, exc.message, name, name)
+        return moved
+    _remove_resources(engine, config, name, compose_project, folder)
+    return engine
 
 
 # -- destroy ------------------------------------------------------------------------------------
@@ -542,7 +591,7 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
 def destroy_preview(config: Config, name: str) -> None:
     """Remove preview ``name``: containers, volumes, network (everything labelled) and its folder."""
     check_name("preview", name)
-    engine = DockerEngine.for_previews(config.previews)
+    engine = preview_engine(config, name)
     with preview_lock(config, name):
         folder = preview_dir(config, name)
         labels = _labels_of(config, name)

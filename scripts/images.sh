@@ -4,7 +4,7 @@
 # apt sources, imported with `docker import`, then finished by a classic `docker build`.
 #
 #   scripts/images.sh            build what is missing (idempotent)
-#   scripts/images.sh NAME...    only these (busybox, mariadb, wordpress, caddy; remote-engine on request)
+#   scripts/images.sh NAME...    only these (busybox, mariadb, wordpress, caddy; remote-engine, swarm-node on request)
 #   IMAGES_REBUILD=1 scripts/images.sh   rebuild the finished images (bases are kept)
 #   IMAGES_NAMESPACE=x scripts/images.sh  tag x/... instead of clonekit/... (timing from nothing)
 #
@@ -131,6 +131,13 @@ build_remote_engine() {
   finished_image "$NS/remote-engine:20.10" "$ROOT/fixtures/remote-engine" "$NS/base-remote-engine:20.10"
 }
 
+# A node of the swarm tests: the same engine and sshd, plus Debian's docker-registry (the
+# manager runs the registry the nodes pull previews' images from). On request only.
+build_swarm_node() {
+  base_image "$NS/base-swarm-node:20.10" docker.io,openssh-server,iptables,mount,ca-certificates,procps,docker-registry
+  finished_image "$NS/swarm-node:20.10" "$ROOT/fixtures/remote-engine" "$NS/base-swarm-node:20.10"
+}
+
 main() {
   local wanted=("$@")
   [ ${#wanted[@]} -gt 0 ] || wanted=(busybox mariadb wordpress caddy)
@@ -146,7 +153,8 @@ main() {
       wordpress) build_wordpress ;;
       caddy) build_caddy ;;
       remote-engine) build_remote_engine ;;
-      *) log "unknown image $name (expected busybox, mariadb, wordpress, caddy or remote-engine)"; exit 2 ;;
+      swarm-node) build_swarm_node ;;
+      *) log "unknown image $name (expected busybox, mariadb, wordpress, caddy, remote-engine or swarm-node)"; exit 2 ;;
     esac
   done
 }

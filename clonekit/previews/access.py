@@ -17,7 +17,7 @@ from ..db.client import PASSWORD_ENV, client_argv
 from ..errors import NotFoundError, PreviewError, UsageError
 from ..runtime.attach import exec_args, run_attached, service_container
 from ..runtime.docker import DockerEngine
-from .plan import SECRETS_FILE, STATE_FILE, preview_dir, read_json
+from .plan import SECRETS_FILE, STATE_FILE, preview_dir, preview_engine, read_json
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,14 @@ def exec_in(config: Config, name: str, argv: Sequence[str], *, service: str | No
     if not argv:
         raise UsageError("give the command to run after --, e.g. `clonekit exec feature-x -- ls /`")
     preview = running_preview(config, name)
-    engine = DockerEngine.for_previews(config.previews)
+    engine = preview_engine(config, name)
     return run_attached(engine, exec_args(_container(config, engine, preview, service), argv))
 
 
 def show_logs(config: Config, name: str, *, service: str | None = None, follow: bool = False, tail: int | None = None) -> int:
     """The log of a service of preview ``name`` (default: the HTTP one), followed with ``follow``."""
     preview = running_preview(config, name)
-    engine = DockerEngine.for_previews(config.previews)
+    engine = preview_engine(config, name)
     args = ["logs"] + (["-f"] if follow else []) + (["--tail", str(tail)] if tail is not None else [])
     return run_attached(engine, [*args, _container(config, engine, preview, service)])
 
@@ -73,7 +73,7 @@ def db_client(config: Config, name: str, *, execute: str | None = None) -> int:
     if not secrets.get("user"):
         raise PreviewError(f"preview {name} has no database credentials in {preview_dir(config, name) / SECRETS_FILE}",
                            hint=f"`clonekit refresh {name}` writes them again")
-    engine = DockerEngine.for_previews(config.previews)
+    engine = preview_engine(config, name)
     container = service_container(engine, preview.compose_project, preview.db_service, name)
     argv = client_argv(secrets["user"], secrets["database"], table=execute is not None)
     env = {PASSWORD_ENV: str(secrets.get("password") or "")}

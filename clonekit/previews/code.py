@@ -21,6 +21,7 @@ from ..config import Config, ServiceCode
 from ..errors import PreviewError, UsageError
 from ..runtime import build as rb
 from ..runtime.docker import DockerEngine
+from ..runtime.swarm import registry_ref
 
 log = logging.getLogger("clonekit.previews.code")
 
@@ -291,4 +292,7 @@ def load(folder: Path) -> tuple[CodeOverride, ...]:
 def remove_images(config: Config, engine: DockerEngine, name: str) -> list[str]:
     """The images built for preview ``name`` (untagged; an image another preview uses stays)."""
     labels = {"clonekit.project": config.project, "clonekit.preview": name}
-    return rb.remove_preview_images(engine, labels, prefix=rb.preview_image_tag(config.project, name, "x")[:-len("x:latest")])
+    prefix = rb.preview_image_tag(config.project, name, "x")[:-len("x:latest")]
+    if config.previews.registry:  # on a swarm, also the copy pushed or pulled through the registry
+        return rb.remove_preview_images(engine, labels, prefix=(prefix, registry_ref(config.previews.registry, prefix)))
+    return rb.remove_preview_images(engine, labels, prefix=(prefix,))

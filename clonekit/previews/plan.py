@@ -12,6 +12,7 @@ import http.client
 import json
 import socket
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ..errors import PreviewError
 from ..retry import poll
 from ..runtime import compose as cmp
 from ..runtime import golden_record as gr
+from ..runtime import swarm as sw
 from ..runtime.docker import DockerEngine
 from ..runtime.service import resolve_image
 
@@ -196,3 +198,23 @@ def _probe_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, add
         f"preview {plan.name} did not answer on {plan.url} within {limit:.0f}s (last: {last[0]})",
         hint=f"docker compose -f {preview_dir(config, plan.name) / COMPOSE_FILE} logs {plan.http_service}",
     )
+
+
+def preview_engine(config: Config, name: str) -> DockerEngine:
+    """The engine preview ``name`` runs on: ``previews.docker_host``, or on a swarm the engine of
+    the node recorded in its state (the manager's when none is: nothing of it runs on a node)."""
+    if not config.previews.uses_swarm:
+        return DockerEngine.for_previews(config.previews)
+    swarm = sw.Swarm(config.previews)
+    node = str((read_json(preview_dir(config, name) / STATE_FILE) or {}).get("node") or "")
+    return swarm.engine(node) if node else swarm.manager  # a node no longer in previews.nodes: ConfigError
+
+
+def find_golden(config: Config, engine: DockerEngine, snapshot_id: str) -> gr.GoldenCopy | None:
+    """The golden copy a preview on ``engine`` starts from. On a swarm it is made on the manager
+    and its images reach the node through the registry; its golden volumes stay on the manager, so
+    a node fills those trees from the store."""
+    if isinstance(engine, sw.SwarmNodeEngine):
+        golden = gr.find_golden(config.state_dir, engine.swarm.manager, snapshot_id)
+        return replace(golden, volumes={}) if golden is not None else None
+    return gr.find_golden(config.state_dir, engine, snapshot_id)

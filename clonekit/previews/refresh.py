@@ -18,16 +18,16 @@ import yaml
 from ..config import Config, check_name
 from ..errors import NotFoundError, UsageError
 from ..private_file import write_private
-from ..runtime import golden_record as gr
-from ..runtime.docker import DockerEngine
 from . import code as pc
 from .plan import (
     COMPOSE_FILE,
     SECRETS_FILE,
     STATE_FILE,
     PlainDumper,
+    find_golden,
     new_plan,
     preview_dir,
+    preview_engine,
     read_json,
     services_of,
     wait_http,
@@ -39,7 +39,7 @@ def refresh_code(config: Config, repo: Any, name: str, flags: Sequence[pc.CodeRe
     from .. import preview as pv
 
     check_name("preview", name)
-    engine = DockerEngine.for_previews(config.previews)
+    engine = preview_engine(config, name)
     engine.check_reachable()  # the HTTP check after the restart
     folder = preview_dir(config, name)
     with pv.preview_lock(config, name):
@@ -69,7 +69,7 @@ def refresh_code(config: Config, repo: Any, name: str, flags: Sequence[pc.CodeRe
                            ["up", "-d", "--no-build", "--no-deps", "--force-recreate", *sorted(o.service for o in code)],
                            what=f"restart the code of preview {name}")
         plan = new_plan(config, manifest, name, services, engine, previous=state, secrets_in=secrets,
-                            golden=gr.find_golden(config.state_dir, engine, manifest.id))
+                            golden=find_golden(config, engine, manifest.id))
         wait_http(config, engine, plan)
         if hooks:
             pv.after_restore_hooks(config, engine, plan, folder)

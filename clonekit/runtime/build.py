@@ -122,7 +122,7 @@ def check_image(engine: DockerEngine, ref: str, what: str) -> None:
     engine.cli(["pull", ref], what=f"pull {ref} for {what}")
 
 
-def remove_preview_images(engine: DockerEngine, labels: Mapping[str, str], *, prefix: str) -> list[str]:
+def remove_preview_images(engine: DockerEngine, labels: Mapping[str, str], *, prefix: tuple[str, ...]) -> list[str]:
     """Untag the images built for one preview (``labels``): an image whose id another tag or preview
     still uses stays; returns the tags removed."""
     filters: list[str] = []

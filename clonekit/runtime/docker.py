@@ -103,6 +103,8 @@ def _ssh_wrapper(target: SshTarget, known_hosts: str, key_file: str | None) -> s
 class DockerEngine:
     """One Docker engine (the local socket, ``ssh://user@host`` or ``tcp://``)."""
 
+    node = ""  # the swarm node this engine is (runtime.swarm.SwarmNodeEngine); "" otherwise
+
     def __init__(self, host: str | None = None, *, error: type[ClonekitError] = PreviewError,
                  ssh: SshTarget | None = None, tls: DockerTls | None = None) -> None:
         self.host = host
@@ -354,7 +356,7 @@ class DockerEngine:
             yield "127.0.0.1", published
             return
         assert self.ssh is not None
-        address = container_address(container)
+        address = self.address_of(container)
         if address is None:
             raise self.error(f"container {name} has no address on a network of {self.host} (is it running?)")
         from ..transport.ssh import SshSession
@@ -371,6 +373,10 @@ class DockerEngine:
                 yield local
         finally:
             session.close()
+
+    def address_of(self, container: Mapping[str, Any]) -> str | None:
+        """The container's address as seen from its engine's host (where ``reach`` tunnels to)."""
+        return container_address(container)
 
     def exec(self, container: str, argv: Sequence[str], *, input: bytes | None = None, what: str) -> str:
         return self.cli(["exec", "-i", container, *argv], input=input, what=what)

@@ -97,6 +97,44 @@ BAD_CONFIGS = {
         GOOD.replace("previews:\n", "previews:\n  docker_ssh: {known_hosts: /etc/ck/known_hosts}\n"),
         "previews.docker_ssh: expected only with an ssh:// previews.docker_host",
     ),
+    "unknown preview engine": (
+        GOOD.replace("previews:\n", "previews:\n  engine: kubernetes\n"),
+        "previews.engine: expected one of compose, swarm, got 'kubernetes'",
+    ),
+    "swarm without a registry": (
+        GOOD.replace("previews:\n", "previews:\n  engine: swarm\n  docker_host: ssh://root@manager\n"
+                                    "  nodes: {n1: ssh://root@n1}\n"),
+        "previews.registry: expected a value (this key is required)",
+    ),
+    "swarm registry with a scheme": (
+        GOOD.replace("previews:\n", "previews:\n  engine: swarm\n  docker_host: ssh://root@manager\n"
+                                    "  registry: http://registry:5000\n  nodes: {n1: ssh://root@n1}\n"),
+        "previews.registry: expected a registry every node can pull from, as host[:port][/path]",
+    ),
+    "swarm on a local engine": (
+        GOOD.replace("previews:\n", "previews:\n  engine: swarm\n  registry: registry:5000\n"
+                                    "  nodes: {n1: ssh://root@n1}\n"),
+        "previews.docker_host: expected the swarm manager's engine as ssh://user@host[:port]",
+    ),
+    "swarm without nodes": (
+        GOOD.replace("previews:\n", "previews:\n  engine: swarm\n  docker_host: ssh://root@manager\n"
+                                    "  registry: registry:5000\n"),
+        "previews.nodes: expected the swarm nodes previews may run on",
+    ),
+    "swarm node over tcp": (
+        GOOD.replace("previews:\n", "previews:\n  engine: swarm\n  docker_host: ssh://root@manager\n"
+                                    "  registry: registry:5000\n  nodes: {n1: tcp://n1:2376}\n"),
+        "previews.nodes.n1: expected the node's engine as ssh://user@host[:port], got 'tcp://n1:2376'",
+    ),
+    "placement on an unknown node": (
+        GOOD.replace("previews:\n", "previews:\n  engine: swarm\n  docker_host: ssh://root@manager\n"
+                                    "  registry: registry:5000\n  nodes: {n1: ssh://root@n1}\n  placement: n9\n"),
+        "previews.placement: expected most-free-memory or one of previews.nodes (n1), got 'n9'",
+    ),
+    "swarm keys with the compose engine": (
+        GOOD.replace("previews:\n", "previews:\n  registry: registry:5000\n"),
+        "previews.registry: expected only with previews.engine: swarm",
+    ),
     "compression level out of range": (
         "store_options: {compression_level: 22}\n" + GOOD,
         "store_options.compression_level: expected an integer from 1 to 19, got 22",
@@ -138,6 +176,19 @@ def test_remote_docker_hosts_parse(tmp_path: Path) -> None:
                                               f"  docker_tls: {{cert_path: {tmp_path}}}\n"))
     previews = load_config(path).previews
     assert previews.docker_tls is not None and previews.docker_tls.verify and previews.docker_ssh is None
+
+
+def test_swarm_settings_parse(tmp_path: Path) -> None:
+    path = tmp_path / "clonekit.yml"
+    path.write_text(GOOD.replace("previews:\n", "previews:\n  engine: swarm\n  docker_host: ssh://root@manager:2222\n"
+                                              "  registry: registry.example:5000/agency\n"
+                                              "  nodes: {n1: ssh://deploy@10.0.0.11, n2: ssh://deploy@10.0.0.12:2200}\n"))
+    previews = load_config(path).previews
+    assert previews.uses_swarm and previews.registry == "registry.example:5000/agency"
+    assert dict(previews.nodes) == {"n1": "ssh://deploy@10.0.0.11", "n2": "ssh://deploy@10.0.0.12:2200"}
+    assert previews.placement == "most-free-memory"
+    path.write_text(GOOD)
+    assert load_config(path).previews.engine == "compose" and not load_config(path).previews.uses_swarm
 
 
 def test_tcp_tls_engine_needs_its_certificates(tmp_path: Path, capsys) -> None:

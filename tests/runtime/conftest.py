@@ -6,6 +6,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,17 +79,23 @@ def _wait_for(what: str, check, seconds: float = 90.0):  # type: ignore[no-untyp
     pytest.fail(f"the remote engine's {what} did not come up within {seconds:.0f} s")
 
 
+def _engine_image_and_key(docker, tmp_path_factory, image: str, kind: str) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """The engine image (scripts/images.sh KIND builds it when missing), a folder and a fresh SSH key in it."""
+    if not docker.image.exists(image):
+        subprocess.run([str(ROOT / "scripts" / "images.sh"), kind], check=True)
+    folder = tmp_path_factory.mktemp(kind)
+    key = folder / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return folder, key
+
+
 @pytest.fixture(scope="session")
 def remote_engine(docker, busybox_image, tmp_path_factory) -> Iterator[RemoteEngine]:
     """Started once per session: Debian's dockerd and sshd in a container (ckremote-...) with every capability,
     its sshd on a free 127.0.0.1 port, its /var/lib/docker on a volume; the test images are
     streamed into it with `docker save | docker -H ssh://... load` (the client side of the
     engine adapter, host key checked). Removed with its volume at the end."""
-    if not docker.image.exists(REMOTE_ENGINE_IMAGE):
-        subprocess.run([str(ROOT / "scripts" / "images.sh"), "remote-engine"], check=True)
-    folder = tmp_path_factory.mktemp("remote-engine")
-    key = folder / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    folder, key = _engine_image_and_key(docker, tmp_path_factory, REMOTE_ENGINE_IMAGE, "remote-engine")
     name = f"ckremote-{uuid.uuid4().hex[:8]}"
     subprocess.run(["docker", "run", "-d", *REMOTE_ENGINE_CAPS, "--name", name, "-p", "127.0.0.1::22",
                     "-e", f"AUTHORIZED_KEY={(folder / 'id_ed25519.pub').read_text().strip()}",
@@ -117,3 +124,87 @@ def remote_engine(docker, busybox_image, tmp_path_factory) -> Iterator[RemoteEng
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
         subprocess.run(["docker", "volume", "rm", "-f", f"{name}-data"], capture_output=True)
+
+
+SWARM_NODE_IMAGE = "clonekit/swarm-node:20.10"
+SWARM_REGISTRY_PORT = 5000
+# The registry on the manager speaks plain HTTP on the test network's address: every node's
+# engine is told to trust the private ranges such a network gets its address from.
+SWARM_INSECURE = " ".join(f"--insecure-registry {cidr}" for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+@dataclass(frozen=True)
+class SwarmCluster:
+    """A Docker Swarm of containers on this machine: a manager (with the image registry) and two
+    workers, each running Debian's dockerd and sshd on a bridge network of its own."""
+
+    manager: str  # hostname (= container name on the local engine)
+    workers: tuple[str, ...]
+    addresses: dict[str, str]  # hostname -> its address on the test network (sshd on port 22)
+    registry: str  # ADDRESS:5000 on the manager
+    key_file: Path
+    known_hosts: Path
+
+    def url(self, hostname: str) -> str:
+        return f"ssh://root@{self.addresses[hostname]}"
+
+    def docker(self, hostname: str, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        """``docker ARGS`` on one node (through ``docker exec``, not SSH)."""
+        return subprocess.run(["docker", "exec", "-i", hostname, "docker", *args], input=input, capture_output=True,
+                              timeout=300, check=False)
+
+    def labelled(self, hostname: str, kind: str, label: str) -> list[str]:
+        args = {"container": ["ps", "-aq"], "volume": ["volume", "ls", "-q"], "network": ["network", "ls", "-q"],
+                "image": ["image", "ls", "-q"]}[kind]
+        done = self.docker(hostname, *args, "--filter", f"label={label}")
+        assert done.returncode == 0, done.stderr
+        return done.stdout.decode().split()
+
+
+@pytest.fixture(scope="session")
+def swarm_cluster(docker, busybox_image, tmp_path_factory) -> Iterator[SwarmCluster]:
+    """Started once per session: three containers of clonekit/swarm-node (dockerd + sshd, every
+    capability the machine grants) on a network of their own, a swarm (the manager advertises its
+    address there, the workers join), Debian's docker-registry on the manager (port 5000), and the
+    test images loaded into every node (what a public registry would give them). Removed with its
+    volumes and network at the end."""
+    folder, key = _engine_image_and_key(docker, tmp_path_factory, SWARM_NODE_IMAGE, "swarm-node")
+    prefix = f"ckswarm-{uuid.uuid4().hex[:6]}"
+    names = [f"{prefix}-m", f"{prefix}-w1", f"{prefix}-w2"]
+    try:
+        subprocess.run(["docker", "network", "create", prefix], check=True, capture_output=True)
+        for name in names:
+            extra = ["-e", f"REGISTRY_PORT={SWARM_REGISTRY_PORT}"] if name == names[0] else []
+            subprocess.run(["docker", "run", "-d", *REMOTE_ENGINE_CAPS, "--name", name, "--hostname", name,
+                            "--network", prefix, "-e", f"AUTHORIZED_KEY={(folder / 'id_ed25519.pub').read_text().strip()}",
+                            "-e", f"DOCKERD_ARGS={SWARM_INSECURE}", *extra, "-v", f"{name}-data:/var/lib/docker",
+                            SWARM_NODE_IMAGE], check=True, capture_output=True)
+        addresses = {name: subprocess.run(["docker", "inspect", "-f", f"{{{{(index .NetworkSettings.Networks \"{prefix}\").IPAddress}}}}",
+                                           name], check=True, capture_output=True, text=True).stdout.strip()
+                     for name in names}
+        lines = []
+        for name in names:
+            host_key = _wait_for("sshd host key", lambda name=name: subprocess.run(
+                ["docker", "exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"], capture_output=True, text=True).stdout)
+            lines.append(f"{addresses[name]} {' '.join(host_key.split()[:2])}")
+        known_hosts = folder / "known_hosts"
+        known_hosts.write_text("\n".join(lines) + "\n")
+        cluster = SwarmCluster(names[0], tuple(names[1:]), addresses, f"{addresses[names[0]]}:{SWARM_REGISTRY_PORT}",
+                               key, known_hosts)
+        for name in names:
+            _wait_for("dockerd", lambda name=name: cluster.docker(name, "info").returncode == 0)
+        done = cluster.docker(names[0], "swarm", "init", "--advertise-addr", addresses[names[0]])
+        assert done.returncode == 0, done.stderr
+        token = cluster.docker(names[0], "swarm", "join-token", "-q", "worker").stdout.decode().strip()
+        for name in names[1:]:
+            done = cluster.docker(name, "swarm", "join", "--token", token, f"{addresses[names[0]]}:2377")
+            assert done.returncode == 0, done.stderr
+        images = subprocess.run(["docker", "save", busybox_image, MARIADB_IMAGE], check=True, capture_output=True).stdout
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            for done in pool.map(lambda name: cluster.docker(name, "load", "-q", input=images), names):
+                assert done.returncode == 0, done.stderr
+        yield cluster
+    finally:
+        subprocess.run(["docker", "rm", "-f", "-v", *names], capture_output=True)
+        subprocess.run(["docker", "volume", "rm", "-f", *(f"{name}-data" for name in names)], capture_output=True)
+        subprocess.run(["docker", "network", "rm", prefix], capture_output=True)

@@ -1,0 +1,168 @@
+"""Previews on a Docker Swarm (``previews.engine: swarm``): a manager and two workers, each a dockerd
+in a container of this machine (tests/runtime/conftest.py, swarm_cluster), the registry on the manager.
+
+From the CLI: clones land on the node with the most free memory (so two clones go to two nodes),
+each answers over its stack's overlay network from a container on the manager (where a proxy
+would run) and through an SSH tunnel to its node; a golden copy made on the manager reaches a
+node that never had it through the registry; a drained node's preview moves on ``refresh``;
+destroy leaves no container, volume or network on any node.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from support import runtime_lifecycle, source_project_config
+
+from clonekit.config import load_config
+from clonekit.golden import prune_golden_images
+from clonekit.runtime.swarm import Swarm
+
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("ckswarm")]  # one worker starts the swarm
+
+_lifecycle = runtime_lifecycle("ck_preview_lifecycle_swarm")
+source = _lifecycle.source
+PROD_URL = _lifecycle.PROD_URL
+
+
+def _write_config(path: Path, source, project: str, cluster) -> None:
+    config = source_project_config(source, project)
+    config["previews"] |= {
+        "engine": "swarm",
+        "docker_host": cluster.url(cluster.manager),
+        "docker_ssh": {"key_file": str(cluster.key_file), "known_hosts": str(cluster.known_hosts)},
+        "registry": cluster.registry,
+        "nodes": {hostname: cluster.url(hostname) for hostname in cluster.workers},
+        "egress": "open",  # iptables rules are only managed on a local engine
+        "replace": {PROD_URL: "{url}"},
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+def _over_overlay(cluster, network: str, host: str) -> str:
+    """GET /index.html of ``host`` from a throwaway container on the manager attached to ``network``."""
+    done = cluster.docker(cluster.manager, "run", "--rm", "--network", network, "clonekit/busybox:latest", "sh", "-c",
+                          f'printf "GET /index.html HTTP/1.0\\r\\n\\r\\n" | nc -w 10 {host} 80')
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode()
+
+
+def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
+    cluster = swarm_cluster
+    project = f"ckswarm{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "clonekit.yml"
+    _write_config(path, source, project, cluster)
+    env = {**os.environ, "CK_TEST_DB_PASSWORD": source["server"].password}
+    label = f"clonekit.project={project}"
+    every_node = (cluster.manager, *cluster.workers)
+
+    def clonekit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "clonekit", "-c", str(path), *args],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    def listed() -> dict[str, dict]:
+        done = clonekit("--json", "list")
+        assert done.returncode == 0, done.stderr
+        return {p["name"]: p for p in json.loads(done.stdout)}
+
+    try:
+        done = clonekit("clone", "prod", "--as", "s1")
+        assert done.returncode == 0, done.stderr
+        branch = tmp_path / "branch"  # a branch's web image: built on its node, pushed to the registry
+        branch.mkdir()
+        (branch / "Dockerfile").write_text("FROM clonekit/busybox:latest\nCOPY marker /marker\n")
+        (branch / "marker").write_text("the branch\n")
+        done = clonekit("clone", "prod", "--as", "s2", "--max-age", "1h", "--build", f"web={branch}")
+        assert done.returncode == 0, done.stderr
+        previews = listed()
+        nodes = {previews["s1"]["node"], previews["s2"]["node"]}
+        assert nodes == set(cluster.workers)  # the second went to the node with more free memory
+        assert all(previews[n]["status"] == "running" for n in ("s1", "s2"))
+        for name in ("s1", "s2"):
+            node = previews[name]["node"]
+            assert cluster.labelled(node, "volume", f"clonekit.preview={name}")
+            other = next(w for w in cluster.workers if w != node)
+            assert cluster.labelled(other, "container", f"clonekit.preview={name}") == []
+        assert cluster.labelled(cluster.manager, "container", label) == []  # the manager runs none of them
+        table = clonekit("list")
+        assert table.returncode == 0 and "NODE" in table.stdout.splitlines()[0], table.stderr
+        assert all(previews[n]["node"] in line for n in ("s1", "s2")
+                   for line in table.stdout.splitlines() if line.startswith(f"{n} "))
+
+        # Each answers over its own overlay network, from the manager (where a proxy would sit)...
+        for name in ("s1", "s2"):
+            answer = _over_overlay(cluster, f"ck-{project}-{name}", "web")
+            assert answer.startswith("HTTP/1.") and answer.endswith("hello from the snapshot\n"), answer
+        # ...and through an SSH tunnel to its node, as clonekit's own HTTP check does.
+        config = load_config(path)
+        swarm = Swarm(config.previews)
+        engine = swarm.engine(previews["s2"]["node"])
+        web = engine.containers({"clonekit.project": project, "clonekit.preview": "s2", "clonekit.service": "web"})[0]
+        with engine.reach(web, 80) as (host, port):
+            conn = http.client.HTTPConnection(host, port, timeout=10)
+            conn.request("GET", "/sub/data.txt")
+            assert conn.getresponse().read() == b"a file in the volume\n"  # the file tree reached the node
+            conn.close()
+        done = clonekit("db", "s1", "-e", "SELECT value FROM options WHERE name = 'siteurl'")
+        assert done.returncode == 0 and previews["s1"]["url"] in done.stdout and PROD_URL not in done.stdout, done.stderr
+        done = clonekit("exec", "s2", "--", "cat", "/marker")
+        assert done.returncode == 0 and done.stdout == "the branch\n", done.stderr
+        done = clonekit("exec", "s2", "--", "cat", "/www/index.html")
+        assert done.returncode == 0 and done.stdout == "hello from the snapshot\n", done.stderr
+
+        # A golden copy made on the manager, pushed to the registry, pulled by a node that never had it.
+        done = clonekit("materialize", "prod@latest")
+        assert done.returncode == 0, done.stderr
+        golden = f"{cluster.registry}/clonekit-golden/{project}-db"
+        target = previews["s1"]["node"]
+        assert not any(golden in line for line in cluster.docker(target, "images", "--format", "{{.Repository}}")
+                       .stdout.decode().split())
+        raw = yaml.safe_load(path.read_text())
+        raw["previews"]["placement"] = target
+        path.write_text(yaml.safe_dump(raw))
+        done = clonekit("restore", "prod@latest", "--as", "s3")
+        assert done.returncode == 0, done.stderr
+        previews = listed()
+        assert previews["s3"]["node"] == target and previews["s3"]["restore_path"] == "golden"
+        assert previews["s3"]["status"] == "running"
+        assert golden in cluster.docker(target, "images", "--format", "{{.Repository}}").stdout.decode().split()
+        answer = _over_overlay(cluster, f"ck-{project}-s3", "web")
+        assert answer.endswith("hello from the snapshot\n"), answer
+
+        # A drained node's preview is recreated elsewhere by refresh, and the node is cleaned.
+        raw["previews"].pop("placement")
+        path.write_text(yaml.safe_dump(raw))
+        drained = previews["s2"]["node"]
+        assert cluster.docker(cluster.manager, "node", "update", "--availability", "drain", drained).returncode == 0
+        try:
+            done = clonekit("refresh", "s2")
+            assert done.returncode == 0, done.stderr
+        finally:
+            cluster.docker(cluster.manager, "node", "update", "--availability", "active", drained)
+        previews = listed()
+        assert previews["s2"]["node"] != drained and previews["s2"]["status"] == "running"
+        done = clonekit("exec", "s2", "--", "cat", "/marker")  # the branch image came from the registry
+        assert done.returncode == 0 and done.stdout == "the branch\n", done.stderr
+        for kind in ("container", "volume"):
+            assert cluster.labelled(drained, kind, "clonekit.preview=s2") == [], kind
+
+        done = clonekit("destroy", "--all", "--yes")
+        assert done.returncode == 0, done.stderr
+        for node in every_node:
+            for kind in ("container", "volume", "network"):
+                assert cluster.labelled(node, kind, label) == [], (node, kind)
+        stacks = cluster.docker(cluster.manager, "stack", "ls", "--format", "{{.Name}}").stdout.decode().split()
+        assert not [s for s in stacks if project in s]
+        assert prune_golden_images(config, keep=[])
+        for node in every_node:
+            assert cluster.labelled(node, "image", label) == [], node
+    finally:
+        clonekit("destroy", "--all", "--yes")
