@@ -257,12 +257,16 @@ def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Lo
                            table.get("convert_columns", ()))
     read_fd, write_fd = os.pipe()
     feed_error: list[BaseException] = []
+    rewritten = [0]
 
     def feed() -> None:
         try:
             with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
                 for data in repo.iter_chunks(load.chunk_ids, workers=2):
-                    out.write(rewrite.chunk(data, load.rewrite_fields) if rewrite else data)
+                    if rewrite is not None:
+                        data, changed = rewrite.chunk(data, load.rewrite_fields)
+                        rewritten[0] += changed
+                    out.write(data)
         except BrokenPipeError:
             pass  # the reader stopped first; its error is the one to report
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
@@ -288,6 +292,11 @@ def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Lo
         if isinstance(error, ClonekitError):
             raise error
         raise PreviewError(f"reading the snapshot data of table {table['name']} failed: {error}") from error
+    if warning_codes and rewritten[0]:
+        # A rewritten value is longer than the stored one: name that, not a damaged snapshot.
+        raise PreviewError(f"table {table['name']}: a value previews.replace rewrote no longer fits its column "
+                           f"(warning codes {sorted(set(warning_codes))})",
+                           hint="use a shorter preview URL (previews.url), or add the table to previews.replace_skip")
     if warning_codes:
         raise IntegrityError(f"table {table['name']}: the server changed values while loading them "
                              f"(warning codes {sorted(set(warning_codes))}): the restored data would not be exact")

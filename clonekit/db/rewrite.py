@@ -79,17 +79,23 @@ class StreamRewrite:
         self._lock = threading.Lock()
         self.changed = 0  # values rewritten, by every loading thread (for the log)
 
-    def chunk(self, data: bytes, fields: frozenset[int]) -> bytes:
-        """``data`` (whole tsv-1 rows) with the text fields at ``fields`` (0-based) rewritten."""
+    def chunk(self, data: bytes, fields: frozenset[int]) -> tuple[bytes, int]:
+        """``data`` (whole tsv-1 rows) with the text fields at ``fields`` (0-based) rewritten, and
+        how many values changed."""
         if not fields or not any(n in data for n in self._needles):
-            return data
+            return data, 0
         lines = data.split(b"\n")
+        changed = 0
         for i, line in enumerate(lines):
             if any(n in line for n in self._needles):
-                lines[i] = self._line(line, fields)
-        return b"\n".join(lines)
+                lines[i], count = self._line(line, fields)
+                changed += count
+        if changed:
+            with self._lock:
+                self.changed += changed
+        return b"\n".join(lines), changed
 
-    def _line(self, line: bytes, fields: frozenset[int]) -> bytes:
+    def _line(self, line: bytes, fields: frozenset[int]) -> tuple[bytes, int]:
         changed = 0
         values = line.split(b"\t")  # a TAB inside a value is escaped: raw TABs only separate fields
         for i in fields:
@@ -100,7 +106,4 @@ class StreamRewrite:
             if new != raw:
                 values[i] = escape(new)
                 changed += 1
-        if changed:
-            with self._lock:
-                self.changed += changed
-        return b"\t".join(values)
+        return b"\t".join(values), changed

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from clonekit.db import capture_database, restore_database
 from clonekit.db.codec import escape
 from clonekit.db.rewrite import Replacement, StreamRewrite, rewrite_value
 from clonekit.db.target import rewrite_urls
+from clonekit.errors import PreviewError
 from clonekit.schema import CopyEverything
 
 OLD, NEW = "https://www.example.net", "https://feature-x.previews.example.dev"
@@ -35,22 +38,22 @@ TRICKY = [
 def test_a_chunk_without_the_url_passes_untouched() -> None:
     rewrite = StreamRewrite(R)
     chunk = b"1\tplain\t\\N\n2\tother\tx\n"
-    assert rewrite.chunk(chunk, frozenset({1, 2})) is chunk
-    assert rewrite.changed == 0
+    out, changed = rewrite.chunk(chunk, frozenset({1, 2}))
+    assert out is chunk and changed == 0 == rewrite.changed
 
 
 def test_each_text_field_gets_rewrite_value_and_other_fields_stay() -> None:
     rewrite = StreamRewrite(R)
     rows = [[str(i).encode(), escape(v.encode()), escape(v.encode()), b"\\N"] for i, v in enumerate(TRICKY)]
     chunk = b"".join(b"\t".join(row) + b"\n" for row in rows)
-    out = rewrite.chunk(chunk, frozenset({1, 3}))  # field 2 is not a text column (a blob, say)
+    out, changed = rewrite.chunk(chunk, frozenset({1, 3}))  # field 2 is not a text column (a blob, say)
     lines = out.split(b"\n")
     assert lines[-1] == b""
     for value, line in zip(TRICKY, lines[:-1], strict=True):
         _key, text, blob, null = line.split(b"\t")
         assert text == escape(rewrite_value(value, R).encode())
         assert blob == escape(value.encode()) and null == b"\\N"
-    assert rewrite.changed == sum(rewrite_value(v, R) != v for v in TRICKY)
+    assert changed == rewrite.changed == sum(rewrite_value(v, R) != v for v in TRICKY)
 
 
 def test_stream_rewrite_restores_what_rewrite_urls_makes(mysql_db, mysql_target_db, source, target, repo) -> None:
@@ -88,3 +91,13 @@ def test_stream_rewrite_restores_what_rewrite_urls_makes(mysql_db, mysql_target_
     assert NEW in expected["wp_posts"][1][2] and OLD.encode() in expected["wp_posts"][1][3]  # text yes, blob no
     # rewrite_urls counts changed rows of keyed tables and values of the others; the stream counts values.
     assert stats.rewritten >= expected_changes > 0
+
+
+def test_a_rewritten_value_too_long_for_its_column_is_named(mysql_db, mysql_target_db, source, target, repo) -> None:
+    mysql_db.execute("CREATE TABLE links (id int PRIMARY KEY, url varchar(30))",
+                     f"INSERT INTO links VALUES (1, '{OLD}/a'), (2, 'short')")
+    with repo.writer() as writer:
+        section = capture_database(source, CopyEverything(), writer)
+    with pytest.raises(PreviewError, match="links: a value previews.replace rewrote no longer fits") as caught:
+        restore_database(repo, section, target, replacements=R)
+    assert "previews.replace_skip" in (caught.value.hint or "")
