@@ -41,6 +41,7 @@ import uuid
 from pathlib import Path
 
 from benchmarks.common import Timing, ratio_line, time_command
+from benchmarks.drupal_dataset import SOURCE_DB_SERVICE
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path("/var/tmp/clonekit-wordpress")
@@ -139,12 +140,7 @@ def anchor_clone(secrets: dict[str, str]) -> dict[str, float]:
 
 REFERENCE_COMPOSE = """
 services:
-  db:
-    image: clonekit/mariadb:10.11
-    environment: {{MARIADB_DATABASE: drupal, MARIADB_USER: drupal, MARIADB_PASSWORD: prod-secret,
-                  MARIADB_ROOT_PASSWORD: prod-root-secret}}
-    volumes: [dbdata:/var/lib/mysql]
-  app:
+""" + SOURCE_DB_SERVICE + """  app:
     image: clonekit/busybox:latest
     command: ["sh", "-c", "exec httpd -f -p 80 -h /var/www/html"]
     environment: {{DB_HOST: db, DB_PASSWORD: prod-secret}}

@@ -27,6 +27,15 @@ import pymysql
 
 from clonekit.db.endpoint import DbEndpoint
 
+# The production database service of the benchmarks' source compose projects (a str.format
+# template: doubled braces are YAML's): the clone and golden benches run the dataset's site on it.
+SOURCE_DB_SERVICE = """  db:
+    image: clonekit/mariadb:10.11
+    environment: {{MARIADB_DATABASE: drupal, MARIADB_USER: drupal, MARIADB_PASSWORD: prod-secret,
+                  MARIADB_ROOT_PASSWORD: prod-root-secret}}
+    volumes: [dbdata:/var/lib/mysql]
+"""
+
 SCALES = {"tiny": 0.02, "small": 1.0, "medium": 3.0, "top": 10.0, "large": 10.0}
 SEED = 20260101
 BATCH_BYTES = 16 * 1024 * 1024

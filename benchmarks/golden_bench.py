@@ -44,7 +44,14 @@ from typing import Any
 import pymysql
 
 from benchmarks.common import time_function
-from benchmarks.drupal_dataset import TABLE_OPTIONS, create_dataset, endpoint_from_env, php_serialize, scale_factor
+from benchmarks.drupal_dataset import (
+    SOURCE_DB_SERVICE,
+    TABLE_OPTIONS,
+    create_dataset,
+    endpoint_from_env,
+    php_serialize,
+    scale_factor,
+)
 from clonekit.config import ContainersSource, FileSource, parse_config
 from clonekit.containers import capture_services
 from clonekit.db import DbEndpoint, capture_database
@@ -59,12 +66,7 @@ DB_IMAGE = "clonekit/mariadb:10.11"
 PROD_URL = "https://www.example.net"
 SOURCE_COMPOSE = """
 services:
-  db:
-    image: {db_image}
-    environment: {{MARIADB_DATABASE: drupal, MARIADB_USER: drupal, MARIADB_PASSWORD: prod-secret,
-                  MARIADB_ROOT_PASSWORD: prod-root-secret}}
-    volumes: [dbdata:/var/lib/mysql]
-  web:
+""" + SOURCE_DB_SERVICE.replace(f"image: {DB_IMAGE}", "image: {db_image}") + """  web:
     image: clonekit/busybox:latest
     command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]
     ports: ["127.0.0.1::80"]

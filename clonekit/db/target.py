@@ -225,10 +225,10 @@ def rewrite_urls(endpoint: DbEndpoint, replacements: Sequence[Replacement], *,
         with connection(endpoint, as_target=True, autocommit=False) as conn:
             with conn.cursor() as cur:
                 # Only the wanted tables are looked up: an information_schema query over the whole
-                # schema opens every table, and on a golden clone that copies them all up.
+                # schema opens every table, where a golden clone needs its few.
                 only = None if wanted is None else sorted(t for t in wanted if not skipped(t, skip))
                 for table, columns, key in text_tables(cur, endpoint.database, only):
-                    if wanted is not None and table not in wanted or skipped(table, skip):
+                    if skipped(table, skip):
                         continue
                     indexed = rows.get(table) if rows is not None and key else None
                     if indexed is not None:
