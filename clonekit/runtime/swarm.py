@@ -252,6 +252,34 @@ class SwarmNodeEngine(DockerEngine):
         address = str((endpoint or {}).get("IPv4Address") or "").split("/", 1)[0]
         return address or None
 
+    def remove(self, kind: str, refs: Sequence[str]) -> None:
+        """A stack's overlay network is the swarm's: a worker refuses to remove it, and its copy
+        on the node goes once the manager has removed it. So swarm-scoped networks are removed on
+        the manager (if still there), then awaited on the node; anything else is removed here."""
+        if kind != "network" or not refs:
+            super().remove(kind, refs)
+            return
+        found = self.inspect("network", refs)
+        swarm_scoped = [str(n["Id"]) for n in found if n.get("Scope") == "swarm"]
+        super().remove("network", [str(n["Id"]) for n in found if n.get("Scope") != "swarm"])
+        if not swarm_scoped:
+            return
+        manager = self.swarm.manager
+        for network in swarm_scoped:
+            try:
+                manager.remove("network", [network])
+            except manager.error:
+                if manager.exists("network", network):  # not merely removed already (by `stack rm`)
+                    raise
+
+        def attempt() -> bool | None:
+            return True if not any(self.exists("network", n) for n in swarm_scoped) else None
+
+        if not poll(attempt, timeout=REMOVE_WAIT_SECONDS, interval=POLL_SECONDS):
+            raise PreviewError(f"node {self.node} still has network(s) {', '.join(n[:12] for n in swarm_scoped)} "
+                               f"{REMOVE_WAIT_SECONDS:.0f} s after the manager removed them",
+                               hint="`docker network ls` on that node; then `clonekit destroy` again")
+
     def compose_cli(self, compose_file: Path, project: str, args: Sequence[str], *, what: str) -> str:
         verb = args[0] if args else ""
         if verb == "up":
