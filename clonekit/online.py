@@ -11,6 +11,10 @@ Called by the preview use cases at three points:
 
 The preview's own network stays private: the proxy joins each preview's network, previews never
 share one. The 127.0.0.1 port of every preview keeps working for the machine itself.
+
+The proxy runs on the engine of ``previews.docker_host``: this machine's, a remote host's, or a
+swarm's manager, where it joins the preview's attachable overlay network and reaches the preview's
+HTTP service by its swarm service name, whichever node runs it.
 """
 
 from __future__ import annotations
@@ -48,13 +52,18 @@ def _check_egress(config: Config, engine: DockerEngine) -> None:
         )
 
 
+def proxy_of(config: Config) -> Proxy:
+    """The proxy in front of the previews: on the engine of previews.docker_host (a swarm's manager)."""
+    return Proxy(DockerEngine.for_previews(config.previews))
+
+
 def preflight(config: Config, engine: DockerEngine) -> None:
     """What would stop a preview from going online, checked before anything is created."""
     _check_egress(config, engine)
     if config.previews.uses_proxy:
-        Proxy(engine)  # refuses a remote engine
         check_bind(config.previews.proxy)
         credentials(config.previews.proxy)  # the password variable is set
+        proxy_of(config).engine.check_reachable()  # its answer is checked from here
 
 
 def before_start(config: Config, engine: DockerEngine, compose_project: str, compose_file: Path) -> None:
@@ -73,25 +82,40 @@ def after_start(config: Config, engine: DockerEngine, compose_project: str, url:
     """Serve the preview at its URL through clonekit's proxy (only for a URL without {port})."""
     if not config.previews.uses_proxy:
         return
-    proxy = Proxy(engine)
-    proxy.ensure(config.previews.proxy)
-    containers = engine.containers({"com.docker.compose.project": compose_project,
-                                    "com.docker.compose.service": http_service})
-    name = str(containers[0].get("Name") or "").lstrip("/") if containers else f"{compose_project}-{http_service}-1"
-    proxy.connect(compose_project)
-    host = urlsplit(url).hostname or ""
-    proxy.add_route(config.previews.proxy, Route(id=compose_project, host=host, upstream=f"{name}:{http_port}"))
+    proxy = proxy_of(config)
+    try:
+        proxy.ensure(config.previews.proxy)
+        containers = engine.containers({"com.docker.compose.project": compose_project,
+                                        "com.docker.compose.service": http_service})
+        proxy.connect(compose_project)
+        host = urlsplit(url).hostname or ""
+        upstream = f"{upstream_name(containers[0] if containers else {}, compose_project, http_service)}:{http_port}"
+        proxy.add_route(config.previews.proxy, Route(id=compose_project, host=host, upstream=upstream))
+    finally:
+        proxy.close()
 
 
-def before_remove(engine: DockerEngine, compose_project: str) -> None:
+def upstream_name(container: dict, compose_project: str, service: str) -> str:
+    """The name the proxy dials: a swarm task by its service (it resolves on the overlay from any
+    node, and the proxy's other networks hold other previews' services of the same short name), a
+    compose container by its own name (unique on the engine)."""
+    labels = (container.get("Config") or {}).get("Labels") or {}
+    swarm_service = labels.get("com.docker.swarm.service.name")
+    if swarm_service:
+        return str(swarm_service)
+    return str(container.get("Name") or "").lstrip("/") or f"{compose_project}-{service}-1"
+
+
+def before_remove(config: Config, compose_project: str) -> None:
     """Take the preview's route off the proxy and detach the proxy from its network."""
-    if not engine.is_local:
-        return
-    proxy = Proxy(engine)
-    if proxy.container() is None:
-        return
-    proxy.remove_route(compose_project)
-    proxy.disconnect(compose_project)
+    proxy = proxy_of(config)
+    try:
+        if proxy.container() is None:
+            return
+        proxy.remove_route(compose_project)
+        proxy.disconnect(compose_project)
+    finally:
+        proxy.close()
 
 
 def after_remove(engine: DockerEngine, compose_project: str) -> None:

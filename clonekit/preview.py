@@ -78,7 +78,6 @@ LOCKS_FOLDER = ".locks"
 BUSY_STATES = ("creating", "refreshing")  # a run is working on the preview
 LOCK_WAIT_SECONDS = env_number("CLONEKIT_PREVIEW_LOCK_WAIT", 600.0)
 DB_TIMEOUT_SECONDS = env_number("CLONEKIT_PREVIEW_DB_TIMEOUT", 180.0)
-HELPER_IMAGE = "clonekit/busybox:latest"
 STOP_TIMEOUT_SECONDS = 5
 
 
@@ -610,7 +609,7 @@ def _remove_everything(config: Config, engine: DockerEngine, name: str) -> None:
 
 def _remove_resources(engine: DockerEngine, config: Config, name: str, compose_project: str, folder: Path) -> None:
     compose_file = folder / COMPOSE_FILE
-    online.before_remove(engine, compose_project)
+    online.before_remove(config, compose_project)
     if compose_file.exists():
         with contextlib.suppress(PreviewError):  # a broken compose file must not block the label sweep
             engine.compose_cli(compose_file, compose_project,

@@ -23,6 +23,7 @@ from typing import Any
 from ..config import PreviewsConfig
 from ..containers import is_secret_name
 from ..errors import PreviewError
+from .docker import HELPER_IMAGE
 
 LABEL_PROJECT = "clonekit.project"
 LABEL_PREVIEW = "clonekit.preview"
@@ -107,7 +108,7 @@ class PreviewPlan:
     db: DbCredentials
     secret_values: Mapping[str, str] = field(repr=False, default_factory=dict)  # env name -> fresh value
     restore_path: str = "cold"
-    helper_image: str = "clonekit/busybox:latest"
+    helper_image: str = HELPER_IMAGE
 
     def labels(self) -> dict[str, str]:
         return {

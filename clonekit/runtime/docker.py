@@ -43,6 +43,9 @@ from ..retry import stall_timeout
 log = logging.getLogger("clonekit.runtime.docker")
 
 STDERR_TAIL_CHARS = 2000
+# The small image of clonekit's throwaway containers (filling volumes, the proxy's admin relay):
+# busybox, for tar, sh and nc.
+HELPER_IMAGE = "clonekit/busybox:latest"
 STREAM_WRITE_BYTES = 1024 * 1024
 
 
@@ -377,6 +380,21 @@ class DockerEngine:
     def address_of(self, container: Mapping[str, Any]) -> str | None:
         """The container's address as seen from its engine's host (where ``reach`` tunnels to)."""
         return container_address(container)
+
+    def copy_from(self, container: str, path: str) -> bytes | None:
+        """``docker cp CONTAINER:PATH -``: a tar of ``path`` (works on a stopped container and on any
+        image); None when the path is not there."""
+        what = f"read {path} of container {container}"
+        done = self._bounded(["cp", f"{container}:{path}", "-"], what=what)
+        if done.returncode == 0:
+            return done.stdout
+        if b"Could not find the file" in done.stderr or b"No such" in done.stderr:
+            return None
+        raise self._failed(what, done.stderr)
+
+    def copy_into(self, container: str, folder: str, tar_bytes: bytes) -> None:
+        """``docker cp - CONTAINER:FOLDER``: unpack a tar there (into its volumes too)."""
+        self.cli(["cp", "-", f"{container}:{folder}"], input=tar_bytes, what=f"write into {folder} of container {container}")
 
     def exec(self, container: str, argv: Sequence[str], *, input: bytes | None = None, what: str) -> str:
         return self.cli(["exec", "-i", container, *argv], input=input, what=what)

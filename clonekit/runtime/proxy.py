@@ -3,10 +3,15 @@
 The proxy is the container ``clonekit-proxy`` (``restart: unless-stopped``, so it comes back with
 the engine) with the volume ``clonekit-proxy-data`` mounted at ``/data``: Caddy's certificates and
 internal CA (``/data/caddy``), its autosaved configuration (``/data/config``, loaded again with
-``--resume`` after a restart), the first configuration clonekit writes (``/data/clonekit``) and the
-admin API's Unix socket (``/data/admin.sock``). The admin API listens on that socket only, never
-on a TCP port, so no container (a preview included) can reconfigure the proxy; clonekit reaches
-the socket through the volume's mount point on the Docker host.
+``--resume`` after a restart) and the first configuration clonekit writes (``/data/clonekit``).
+
+The admin API listens on ``localhost:2019`` inside the proxy's own network namespace: the previews
+share networks with the proxy but reach only its network addresses, never its loopback, so no
+container (a preview included) can reconfigure it. clonekit reaches the admin API through a relay,
+``docker run -i --network container:clonekit-proxy HELPER nc localhost 2019``, whose standard input
+and output carry the HTTP requests. That is only the docker CLI, so the same code manages the proxy
+of a local engine, of an ``ssh://`` or ``tcp://`` engine, and of a swarm's manager; files go in and
+out of the volume with ``docker cp`` for the same reason.
 
 Routes are added and removed one at a time through the admin API (``PUT .../routes/0`` inserts,
 ``DELETE /id/ROUTE``), which Caddy applies without dropping the other routes' connections. Every
@@ -19,31 +24,37 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import io
 import json
 import logging
 import os
-import shutil
 import socket
 import ssl
+import subprocess
+import tarfile
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from pathlib import Path
 from typing import Any
 
 from ..config import LOOPBACK_BINDS, ProxyConfig
 from ..errors import ConfigError, NotFoundError, PreviewError
-from .docker import DockerEngine
+from .docker import HELPER_IMAGE, DockerEngine
 
 log = logging.getLogger("clonekit.runtime.proxy")
 
 CONTAINER = "clonekit-proxy"
 VOLUME = "clonekit-proxy-data"
+NETWORK = "clonekit-proxy"  # its own bridge network (the published ports are on it)
 LABEL_PROXY = "clonekit.proxy"
 LABEL_LISTEN = "clonekit.proxy-listen"
+LABEL_ADMIN = "clonekit.proxy-admin"
 DATA = "/data"
-ADMIN_SOCKET = "admin.sock"
+ADMIN_ADDRESS = "localhost:2019"  # Caddy's default; inside the proxy's network namespace only
+ADMIN_KIND = "relay-v1"  # LABEL_ADMIN of a container whose admin API the relay reaches
+AUTOSAVE = "config/caddy/autosave.json"  # under DATA (XDG_CONFIG_HOME=/data/config)
 SERVER = "previews"
 REDIRECT_SERVER = "redirect"
 ROBOTS = {"X-Robots-Tag": ["noindex, nofollow"]}
@@ -121,9 +132,13 @@ def base_config(cfg: ProxyConfig) -> dict[str, Any]:
             apps["tls"] = {"certificates": {"load_files": [
                 {"certificate": f"{DATA}/clonekit/tls/cert.pem", "key": f"{DATA}/clonekit/tls/key.pem"}]}}
     apps["http"] = {"http_port": cfg.http_port, "https_port": cfg.https_port, "servers": servers}
-    # Caddy checks the Host header of admin requests; over the socket clonekit sends "localhost".
-    return {"admin": {"listen": f"unix/{DATA}/{ADMIN_SOCKET}", "origins": ["localhost"], "config": {"persist": True}},
-            "apps": apps}
+    return {"admin": admin_config(), "apps": apps}
+
+
+def admin_config() -> dict[str, Any]:
+    """Loopback of the proxy's namespace only. Caddy checks the Host header of admin requests
+    against ``origins``; the relay's requests send "localhost"."""
+    return {"listen": ADMIN_ADDRESS, "origins": ["localhost"], "config": {"persist": True}}
 
 
 def route_config(route: Route, *, user: str | None = None, password_hash: str | None = None) -> dict[str, Any]:
@@ -168,40 +183,101 @@ def check_bind(cfg: ProxyConfig) -> None:
         )
 
 
-# -- the admin API over its Unix socket -----------------------------------------------------------
+# -- the admin API, through a relay container in the proxy's network namespace ----------------------
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
+class _Relay:
+    """One ``docker run -i ... nc localhost 2019`` whose stdin/stdout are one end of a socket pair:
+    the other end is a socket that ``http.client`` talks HTTP/1.1 (keep-alive) over."""
+
+    def __init__(self, engine: DockerEngine, image: str) -> None:
+        ours, theirs = socket.socketpair()
+        host, _, port = ADMIN_ADDRESS.partition(":")
+        argv = [*engine.base_argv, "run", "--rm", "-i", "--network", f"container:{CONTAINER}", "--log-driver", "none",
+                "--label", f"{LABEL_PROXY}=relay", image, "nc", host, port]
+        try:
+            self.process = subprocess.Popen(argv, stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=subprocess.DEVNULL,
+                                            env=engine.env)
+        except OSError as exc:
+            ours.close()
+            raise PreviewError(f"cannot run the docker client to reach the proxy's admin API: {exc.strerror}") from exc
+        finally:
+            theirs.close()
+        self.socket = ours
+        self._finalizer = weakref.finalize(self, _Relay._stop, ours, self.process)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        self._finalizer()
+
+    @staticmethod
+    def _stop(sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
+        sock.close()  # nc sees the end of its input, half-closes, and exits when Caddy closes
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class _RelayConnection(http.client.HTTPConnection):
+    def __init__(self, relay: _Relay, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
+        self.relay = relay
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(str(self.socket_path))
-        self.sock = sock
+        self.relay.socket.settimeout(self.timeout)
+        self.sock = self.relay.socket
 
 
 class CaddyAdmin:
-    """Caddy's admin API on a Unix socket (https://caddyserver.com/docs/api)."""
+    """Caddy's admin API (https://caddyserver.com/docs/api) through one relay, reused while it lives."""
 
-    def __init__(self, socket_path: Path) -> None:
-        self.socket_path = socket_path
+    def __init__(self, engine: DockerEngine, image: str = HELPER_IMAGE) -> None:
+        self.engine = engine
+        self.image = image
+        self._relay: _Relay | None = None
+        self._conn: _RelayConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.sock = None  # the relay owns the socket
+            self._conn = None
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+
+    def _connection(self) -> _RelayConnection:
+        if self._relay is None or not self._relay.alive or self._conn is None:
+            self.close()
+            self._relay = _Relay(self.engine, self.image)
+            self._conn = _RelayConnection(self._relay, ADMIN_TIMEOUT_SECONDS)
+        return self._conn
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        conn = _UnixConnection(self.socket_path, ADMIN_TIMEOUT_SECONDS)
-        try:
-            payload = None if body is None else json.dumps(body).encode()
-            headers = {"Content-Type": "application/json"} if payload is not None else {}
-            conn.request(method, path, body=payload, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise PreviewError(f"cannot reach the proxy's admin API at {self.socket_path}: {exc}",
-                               hint="`clonekit proxy status` says whether it runs") from exc
-        finally:
-            conn.close()
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        # A reading request may be sent again on a fresh relay (the last one may have been closed by
+        # Caddy while idle); a change is sent once.
+        for attempt in range(2 if method == "GET" else 1):
+            conn = self._connection()
+            try:
+                conn.request(method, path, body=payload, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if attempt == 0 and method == "GET":
+                    continue
+                raise PreviewError(f"cannot reach the proxy's admin API on {self.engine.host or 'the local engine'}: "
+                                   f"{exc or type(exc).__name__}",
+                                   hint="`clonekit proxy status` says whether it runs") from exc
+        if response.will_close:
+            self.close()
         try:
             parsed = json.loads(data) if data.strip() else None
         except ValueError:
@@ -222,36 +298,54 @@ class CaddyAdmin:
             return False
 
 
+# -- files in the proxy's volume (docker cp: the same on every engine) ------------------------------
+
+
+def tar_of(files: Mapping[str, bytes]) -> bytes:
+    """A tar of ``files`` (relative paths), owner-only, for ``docker cp -``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folders = sorted({"/".join(name.split("/")[:i]) for name in files for i in range(1, name.count("/") + 1)})
+        for folder in folders:
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, int(time.time())
+            tar.addfile(info)
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(content), 0o600, int(time.time())
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def files_of(tar_bytes: bytes) -> Iterator[tuple[str, bytes]]:
+    """(path, content) of the regular files in a tar from ``docker cp CONTAINER:PATH -``."""
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+        for member in tar:
+            if member.isfile():
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    yield member.name, handle.read()
+
+
 # -- the proxy container --------------------------------------------------------------------------
 
 
 class Proxy:
-    """The proxy of one Docker engine (local engines only: the admin socket is read on this machine)."""
+    """The proxy of one Docker engine: local, ``ssh://``, ``tcp://`` or a swarm's manager."""
 
     def __init__(self, engine: DockerEngine) -> None:
-        if not engine.is_local:
-            raise ConfigError(
-                f"previews.docker_host: the HTTPS proxy is managed through its admin socket on the Docker host, "
-                f"so it needs a local engine (got {engine.host})",
-                hint="run clonekit on the preview host itself, or use a previews.url with {port}",
-            )
         self.engine = engine
-
-    # where the volume lives on this machine
-    def data_dir(self, *, create: bool = False) -> Path | None:
-        found = self.engine.inspect("volume", [VOLUME])
-        if not found:
-            if not create:
-                return None
-            self.engine.cli(["volume", "create", "--label", f"{LABEL_PROXY}=1", VOLUME], what="create the proxy's volume")
-            found = self.engine.inspect("volume", [VOLUME])
-        return Path(found[0]["Mountpoint"])
+        self._admin: CaddyAdmin | None = None
 
     def admin(self) -> CaddyAdmin:
-        data = self.data_dir()
-        if data is None:
-            raise NotFoundError("the proxy has never run on this engine", hint="create a preview whose previews.url has no {port}")
-        return CaddyAdmin(data / ADMIN_SOCKET)
+        if self._admin is None:
+            self._admin = CaddyAdmin(self.engine)
+        return self._admin
+
+    def close(self) -> None:
+        """Stop the admin relay (also done when the object is collected)."""
+        if self._admin is not None:
+            self._admin.close()
 
     def container(self) -> dict[str, Any] | None:
         found = self.engine.inspect("container", [CONTAINER])
@@ -270,25 +364,41 @@ class Proxy:
                     f"than previews.proxy asks ({wanted})",
                     hint="`clonekit proxy stop` (previews keep their routes) and run again",
                 )
-            if not (container.get("State") or {}).get("Running"):
-                self.engine.cli(["start", CONTAINER], what="start the proxy")
-            admin = self._wait_ready()
-            self._apply_base(admin, cfg)
-            return admin
-        data = self.data_dir(create=True)
-        assert data is not None
-        self._write_initial(data, cfg)
+            if labels.get(LABEL_ADMIN) == ADMIN_KIND:
+                if not (container.get("State") or {}).get("Running"):
+                    self.engine.cli(["start", CONTAINER], what="start the proxy")
+                admin = self._wait_ready()
+                self._apply_base(admin, cfg)
+                return admin
+            # Made by an earlier clonekit (admin API on a socket in the volume): replaced by a
+            # container of this one; its routes and certificates stay in the volume.
+            log.info("replacing the preview proxy of an earlier clonekit (its routes are kept)")
+            self.stop()
+        if not self.engine.exists("volume", VOLUME):
+            self.engine.cli(["volume", "create", "--label", f"{LABEL_PROXY}=1", VOLUME], what="create the proxy's volume")
+        # A network of its own from the start, not the default bridge: a container started on the
+        # default bridge gets the host's resolver, and Caddy (Go) keeps it for seconds after the
+        # proxy joins a preview's network, failing to resolve the preview's containers meanwhile.
+        if not self.engine.exists("network", NETWORK):
+            self.engine.cli(["network", "create", "--label", f"{LABEL_PROXY}=1", NETWORK], what="create the proxy's network")
         ports = [f"{cfg.bind}:{cfg.http_port}:{cfg.http_port}"]
         if cfg.tls != "off":
             ports.append(f"{cfg.bind}:{cfg.https_port}:{cfg.https_port}")
-        argv = ["run", "-d", "--name", CONTAINER, "--restart", "unless-stopped",
-                "--label", f"{LABEL_PROXY}=1", "--label", f"{LABEL_LISTEN}={wanted}",
-                "-v", f"{VOLUME}:{DATA}", "-e", f"XDG_DATA_HOME={DATA}", "-e", f"XDG_CONFIG_HOME={DATA}/config"]
+        argv = ["create", "--name", CONTAINER, "--restart", "unless-stopped",
+                "--label", f"{LABEL_PROXY}=1", "--label", f"{LABEL_LISTEN}={wanted}", "--label", f"{LABEL_ADMIN}={ADMIN_KIND}",
+                "--network", NETWORK, "-v", f"{VOLUME}:{DATA}", "-e", f"XDG_DATA_HOME={DATA}", "-e", f"XDG_CONFIG_HOME={DATA}/config"]
         for port in ports:
             argv += ["-p", port]
         argv += [cfg.image, "caddy", "run", "--resume", "--config", f"{DATA}/clonekit/caddy.json"]
         log.info("starting the preview proxy (%s) on %s", cfg.image, ", ".join(ports))
-        self.engine.cli(argv, what=f"start the proxy from image {cfg.image}")
+        self.engine.cli(argv, what=f"create the proxy from image {cfg.image}")
+        try:
+            self._write_initial(cfg)
+            self.engine.cli(["start", CONTAINER], what="start the proxy")
+        except BaseException:
+            with contextlib.suppress(PreviewError):
+                self.engine.cli(["rm", "-f", CONTAINER], what="remove the proxy that did not start")
+            raise
         admin = self._wait_ready()
         self._apply_base(admin, cfg)
         self._reattach(admin)
@@ -304,30 +414,46 @@ class Proxy:
             else:
                 admin.call("DELETE", f"/id/{route.id}", what=f"remove the stale route {route.id}")
 
-    def _write_initial(self, data: Path, cfg: ProxyConfig) -> None:
-        folder = data / "clonekit"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        (folder / "caddy.json").write_text(json.dumps(base_config(cfg), indent=1))
-        with contextlib.suppress(FileNotFoundError):
-            (data / ADMIN_SOCKET).unlink()  # a stale socket of an earlier run
+    def _write_initial(self, cfg: ProxyConfig) -> None:
+        """Into the created (not started) container's volume: the first configuration, the TLS files,
+        and a resumed configuration whose admin API is not the relay's (an earlier clonekit's) fixed."""
+        files = {"clonekit/caddy.json": json.dumps(base_config(cfg), indent=1).encode()}
         if cfg.tls == "files":
-            self._copy_tls_files(data, cfg)
-
-    def _copy_tls_files(self, data: Path, cfg: ProxyConfig) -> None:
-        folder = data / "clonekit" / "tls"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for key, src, name in (("cert_file", cfg.cert_file, "cert.pem"), ("key_file", cfg.key_file, "key.pem")):
+            files |= _tls_files(cfg)
+        saved = self.read(AUTOSAVE)
+        if saved is not None:
             try:
-                shutil.copyfile(str(src), folder / name)
-            except OSError as exc:
-                raise ConfigError(f"previews.proxy.tls.{key}: cannot read {src}: {exc.strerror}") from exc
-            os.chmod(folder / name, 0o600)
+                resumed = json.loads(saved)
+            except ValueError:
+                resumed = None  # Caddy would refuse it: start from the first configuration
+            if not isinstance(resumed, dict):
+                files[AUTOSAVE] = json.dumps(base_config(cfg)).encode()
+            elif resumed.get("admin") != admin_config():
+                files[AUTOSAVE] = json.dumps({**resumed, "admin": admin_config()}).encode()
+        self.write(files)
+
+    def read(self, path: str) -> bytes | None:
+        """One file of the volume (``path`` under /data); None when it is not there."""
+        for _, content in self.read_tree(path):
+            return content
+        return None
+
+    def read_tree(self, path: str) -> list[tuple[str, bytes]]:
+        """The files under ``path`` (in the volume) as (tar path, content); [] when it is not there."""
+        if self.container() is None:
+            return []
+        found = self.engine.copy_from(CONTAINER, f"{DATA}/{path}")
+        return list(files_of(found)) if found is not None else []
+
+    def write(self, files: Mapping[str, bytes]) -> None:
+        """Put ``files`` (paths under /data) into the volume, owner-only."""
+        self.engine.copy_into(CONTAINER, DATA, tar_of(files))
 
     def _wait_ready(self) -> CaddyAdmin:
         admin = self.admin()
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            if admin.socket_path.exists() and admin.ready():
+            if admin.ready():
                 return admin
             container = self.container() or {}
             state = container.get("State") or {}
@@ -344,9 +470,8 @@ class Proxy:
         wanted = base_config(cfg)
         if _without_routes(current) == _without_routes(wanted):
             return
-        data = self.data_dir()
-        if data is not None and cfg.tls == "files":
-            self._copy_tls_files(data, cfg)
+        if cfg.tls == "files":
+            self.write(_tls_files(cfg))
         routes = [r for r in _routes_of(current) if r.get("@id")]
         wanted["apps"]["http"]["servers"][SERVER]["routes"] = routes + wanted["apps"]["http"]["servers"][SERVER]["routes"]
         admin.call("POST", "/load", wanted, what="load its new TLS settings")
@@ -373,13 +498,15 @@ class Proxy:
             admin.call("PUT", f"/config/apps/http/servers/{SERVER}/routes/0", doc, what=f"add the route of {route.host}")
         log.info("proxy: %s -> %s", route.host, route.upstream)
         if cfg.tls != "acme":  # a public certificate may take minutes (or need DNS): not waited for
-            wait_serving(cfg, route.host)
+            self.wait_serving(cfg, route.host)
 
     def remove_route(self, route_id: str) -> bool:
         """Remove one route; False when the proxy or the route is not there."""
         container = self.container()
         if container is None or not (container.get("State") or {}).get("Running"):
             return False
+        if ((container.get("Config") or {}).get("Labels") or {}).get(LABEL_ADMIN) != ADMIN_KIND:
+            return False  # an earlier clonekit's proxy: its stale routes go when it is replaced
         admin = self.admin()
         status, _ = admin.request("GET", f"/id/{route_id}")
         if status != 200:
@@ -401,6 +528,32 @@ class Proxy:
         self.engine.cli(["network", "disconnect", "--force", network, CONTAINER],
                         what=f"detach the proxy from network {network}")
 
+    # -- reaching it from this machine --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reach(self, cfg: ProxyConfig) -> Iterator[tuple[str, int]]:
+        """(address, port) of this machine where the proxy's TLS port (HTTP with tls: off) answers:
+        its published port on a local engine, an SSH tunnel to the container on a remote one."""
+        port = cfg.http_port if cfg.tls == "off" else cfg.https_port
+        if self.engine.is_local:
+            yield ("127.0.0.1" if cfg.bind in ("0.0.0.0", "", *LOOPBACK_BINDS) else cfg.bind), port
+            return
+        container = self.container()
+        if container is None:
+            raise PreviewError(f"the proxy does not run on {self.engine.host}", hint="`clonekit proxy status`")
+        # Its address on its own bridge network: the preview networks it joined may be overlays that
+        # the host cannot reach.
+        own = ((container.get("NetworkSettings") or {}).get("Networks") or {}).get(NETWORK) or {}
+        address = str(own.get("IPAddress") or "")
+        with self.engine.reach({**container, "NetworkSettings": {"Networks": {NETWORK: {"IPAddress": address}}}}
+                               if address else container, port) as local:
+            yield local
+
+    def wait_serving(self, cfg: ProxyConfig, host: str) -> None:
+        """Until the proxy answers for ``host`` (its certificate is made when the route is added)."""
+        with self.reach(cfg) as (address, port):
+            wait_serving(cfg, host, address=address, port=port)
+
     # -- status, CA, stop ---------------------------------------------------------------------
 
     def status(self) -> ProxyStatus:
@@ -416,45 +569,60 @@ class Proxy:
         image = str((container.get("Config") or {}).get("Image") or "")
         routes: list[Route] = []
         tls = ""
-        if running:
+        current = ((container.get("Config") or {}).get("Labels") or {}).get(LABEL_ADMIN) == ADMIN_KIND
+        if running and current:
             config = self.admin().call("GET", "/config/", what="read its configuration") or {}
             tls = _tls_mode(config)
             routes = [_route_of(r) for r in _routes_of(config) if r.get("@id")]
-        data = self.data_dir()
         hosts = {r.host for r in routes}  # certificates of removed routes stay on disk until they expire
-        certs = tuple(c for c in _certificates(data) if c.host in hosts) if data is not None else ()
+        certs = tuple(c for c in _certificates(self.read_tree("caddy/certificates")) if c.host in hosts)
         return ProxyStatus(running, "running" if running else "stopped", image, ports, tls, tuple(routes), certs)
 
     def ca_certificate(self) -> str:
-        data = self.data_dir()
-        path = data / CA_ROOT if data is not None else None
-        if path is None or not path.exists():
+        root = self.read(CA_ROOT) if self.container() is not None else None
+        if root is None:
             raise NotFoundError(
                 "the proxy has no internal CA yet (it is made when the proxy first serves a preview with tls: internal)",
                 hint="create a preview whose previews.url has no {port}, with previews.proxy.tls: internal",
             )
-        return path.read_text()
+        return root.decode()
 
     def stop(self) -> bool:
         """Stop and remove the proxy container; its volume (routes, certificates, CA) stays."""
         if self.container() is None:
             return False
+        self.close()
         self.engine.cli(["rm", "-f", CONTAINER], what="stop the proxy")
         return True
 
 
+def _tls_files(cfg: ProxyConfig) -> dict[str, bytes]:
+    """A certificate of the user's (e.g. a wildcard), read here, for the volume."""
+    out = {}
+    for key, src, name in (("cert_file", cfg.cert_file, "cert.pem"), ("key_file", cfg.key_file, "key.pem")):
+        try:
+            with open(str(src), "rb") as handle:
+                out[f"clonekit/tls/{name}"] = handle.read()
+        except OSError as exc:
+            raise ConfigError(f"previews.proxy.tls.{key}: cannot read {src}: {exc.strerror}") from exc
+    return out
+
+
 def request_through(cfg: ProxyConfig, host: str, path: str = "/", *, headers: Mapping[str, str] | None = None,
-                    timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    """One request to the proxy on this machine for ``host`` (TLS with that server name, not verified:
-    this checks routing, not trust). Raises OSError / HTTPException when nothing answers."""
-    address = "127.0.0.1" if cfg.bind in ("0.0.0.0", "", *LOOPBACK_BINDS) else cfg.bind
+                    timeout: float = 10.0, address: str | None = None, port: int | None = None,
+                    ) -> tuple[int, dict[str, str], bytes]:
+    """One request to the proxy for ``host`` (TLS with that server name, not verified: this checks
+    routing, not trust), at ``address``:``port`` (default: its published port on this machine).
+    Raises OSError / HTTPException when nothing answers."""
+    if address is None:
+        address = "127.0.0.1" if cfg.bind in ("0.0.0.0", "", *LOOPBACK_BINDS) else cfg.bind
     if cfg.tls == "off":
-        conn: http.client.HTTPConnection = http.client.HTTPConnection(address, cfg.http_port, timeout=timeout)
+        conn: http.client.HTTPConnection = http.client.HTTPConnection(address, port or cfg.http_port, timeout=timeout)
     else:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        conn = _SniConnection(address, cfg.https_port, host, context, timeout)
+        conn = _SniConnection(address, port or cfg.https_port, host, context, timeout)
     try:
         conn.request("GET", path, headers={"Host": host, **(headers or {})})
         response = conn.getresponse()
@@ -476,13 +644,13 @@ class _SniConnection(http.client.HTTPSConnection):
         self.sock = self.tls_context.wrap_socket(sock, server_hostname=self.server_name)
 
 
-def wait_serving(cfg: ProxyConfig, host: str) -> None:
+def wait_serving(cfg: ProxyConfig, host: str, *, address: str | None = None, port: int | None = None) -> None:
     """Until the proxy answers for ``host`` (its certificate is made when the route is added)."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            request_through(cfg, host)
+            request_through(cfg, host, address=address, port=port)
             return
         except (OSError, http.client.HTTPException) as exc:
             last = str(exc) or type(exc).__name__
@@ -523,18 +691,21 @@ def _tls_mode(config: Mapping[str, Any]) -> str:
     return str(issuers[0]) if issuers else "acme"
 
 
-def _certificates(data: Path) -> tuple[Certificate, ...]:
+def _certificates(files: list[tuple[str, bytes]]) -> tuple[Certificate, ...]:
+    """The certificates in a tar of Caddy's ``certificates`` folder (``ISSUER/HOST/HOST.crt``)."""
     from cryptography import x509
 
     out = []
-    root = data / "caddy" / "certificates"
-    for crt in sorted(root.glob("*/*/*.crt")) if root.is_dir() else []:
+    for name, content in sorted(files):
+        parts = name.split("/")
+        if len(parts) < 3 or not name.endswith(".crt"):
+            continue
         try:
-            cert = x509.load_pem_x509_certificate(crt.read_bytes())
-        except (OSError, ValueError):
+            cert = x509.load_pem_x509_certificate(content)
+        except ValueError:
             continue
         not_after = cert.not_valid_after_utc if hasattr(cert, "not_valid_after_utc") else cert.not_valid_after.replace(tzinfo=UTC)
-        out.append(Certificate(host=crt.parent.name, issuer=crt.parent.parent.name,
+        out.append(Certificate(host=parts[-2], issuer=parts[-3],
                                not_after=not_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")))
     return tuple(out)
 

@@ -25,6 +25,15 @@ def busybox_image(docker) -> str:
     return BUSYBOX_IMAGE
 
 
+def _proxy_image(docker) -> str:  # type: ignore[no-untyped-def]
+    """The proxy's image (built when missing), for engines that run clonekit's proxy."""
+    from support import PROXY_IMAGE
+
+    if not docker.image.exists(PROXY_IMAGE):
+        subprocess.run([str(ROOT / "scripts" / "images.sh"), "caddy"], check=True)
+    return PROXY_IMAGE
+
+
 @pytest.fixture
 def compose_project(docker, tmp_path) -> Iterator[tuple[str, Path]]:
     """A fresh compose project name (cktest-...) and a folder for its compose file; taken down afterwards."""
@@ -114,7 +123,7 @@ def remote_engine(docker, busybox_image, tmp_path_factory) -> Iterator[RemoteEng
         from clonekit.runtime.docker import DockerEngine
 
         client = DockerEngine(engine.url, ssh=SshTarget("127.0.0.1", "root", int(port), str(known_hosts), str(key)))
-        images = [busybox_image, MARIADB_IMAGE]
+        images = [busybox_image, MARIADB_IMAGE, _proxy_image(docker)]
         save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
         assert save.stdout is not None
         client.stream_into([*client.base_argv, "load"], iter(lambda: save.stdout.read(1 << 20), b""),  # type: ignore[union-attr]
@@ -203,6 +212,10 @@ def swarm_cluster(docker, busybox_image, tmp_path_factory) -> Iterator[SwarmClus
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             for done in pool.map(lambda name: cluster.docker(name, "load", "-q", input=images), names):
                 assert done.returncode == 0, done.stderr
+        # The proxy runs on the manager only.
+        proxy = subprocess.run(["docker", "save", _proxy_image(docker)], check=True, capture_output=True).stdout
+        done = cluster.docker(names[0], "load", "-q", input=proxy)
+        assert done.returncode == 0, done.stderr
         yield cluster
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", *names], capture_output=True)

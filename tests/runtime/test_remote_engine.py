@@ -2,13 +2,15 @@
 engine is a second dockerd reachable only through sshd (tests/runtime/conftest.py, remote_engine).
 
 Every preview command runs from the CLI against it: clone (cold), materialize and restore (golden),
-refresh, list, exec, logs, db, destroy, and the golden prune. The database is loaded and the HTTP
-check done through SSH tunnels to the containers (nothing is published for the database on the
-remote host), and nothing is created on the local engine.
+refresh, list, exec, logs, db, proxy, destroy, and the golden prune. The database is loaded and the
+HTTP check done through SSH tunnels to the containers (nothing is published for the database on the
+remote host), the previews are served by clonekit's HTTPS proxy on the remote engine, and nothing
+is created on the local engine.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -19,13 +21,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import runtime_lifecycle, source_project_config
+from support import PROXY_IMAGE, runtime_lifecycle, source_project_config
 
 from clonekit.config import load_config
 from clonekit.errors import ConfigError
 from clonekit.golden import prune_golden_images
 from clonekit.preview import create_preview
 from clonekit.runtime.docker import DockerEngine
+from clonekit.runtime.proxy import Proxy, request_through
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("ckremote")]  # one worker starts the remote engine
 
@@ -33,6 +36,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("ckremote")]  # one wo
 _lifecycle = runtime_lifecycle("ck_preview_lifecycle_remote")
 source = _lifecycle.source
 PROD_URL = _lifecycle.PROD_URL
+PASSWORD = "not-a-real-password"
+REVIEW = {"Authorization": "Basic " + base64.b64encode(f"review:{PASSWORD}".encode()).decode()}
 
 
 def _write_config(path: Path, source, project: str, remote, *, known_hosts: Path | None = None) -> None:
@@ -42,6 +47,9 @@ def _write_config(path: Path, source, project: str, remote, *, known_hosts: Path
         "docker_ssh": {"key_file": str(remote.key_file), "known_hosts": str(known_hosts or remote.known_hosts)},
         "egress": "open",  # iptables rules are only managed on a local engine
         "replace": {PROD_URL: "{url}"},
+        "url": "https://{name}.{project}.preview.test",  # no {port}: served by the proxy on the remote engine
+        # The remote host's own ports 80/443 (its engine is another machine's: no clash with this one's).
+        "proxy": {"bind": "127.0.0.1", "tls": "internal", "image": PROXY_IMAGE, "auth": {"user": "review", "password_env": "CK_TEST_REVIEW_PASSWORD"}},
     }
     path.write_text(yaml.safe_dump(config))
 
@@ -58,12 +66,17 @@ def test_every_preview_command_on_a_remote_engine(source, remote_engine, tmp_pat
     project = f"ckremote{uuid.uuid4().hex[:6]}"
     path = tmp_path / "clonekit.yml"
     _write_config(path, source, project, remote_engine)
-    env = {**os.environ, "CK_TEST_DB_PASSWORD": source["server"].password}
+    env = {**os.environ, "CK_TEST_DB_PASSWORD": source["server"].password, "CK_TEST_REVIEW_PASSWORD": PASSWORD}
     label = f"clonekit.project={project}"
 
     def clonekit(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "clonekit", "-c", str(path), *args],
                               capture_output=True, text=True, env=env, timeout=600)
+
+    def routes() -> dict[str, str]:
+        done = clonekit("--json", "proxy", "status")
+        assert done.returncode == 0, done.stderr
+        return {r["host"]: r["upstream"] for r in json.loads(done.stdout)["routes"]}
 
     try:
         done = clonekit("clone", "prod", "--as", "r1")
@@ -107,19 +120,31 @@ def test_every_preview_command_on_a_remote_engine(source, remote_engine, tmp_pat
         done = clonekit("exec", "r2", "--", "cat", "/www/index.html")
         assert done.returncode == 0 and done.stdout == "hello from the snapshot\n", done.stderr
 
-        # The proxy is refused on a remote engine: a usage error, before anything is done.
-        done = clonekit("proxy", "status")
-        assert done.returncode == 2 and "needs a local engine" in done.stderr and "Traceback" not in done.stderr
+        # Served by the proxy on the remote engine (reached here through an SSH tunnel): the
+        # password is asked for, the preview answers; `proxy status` and `proxy ca` work there.
+        r1_host = f"r1.{project}.preview.test"
+        assert set(routes()) >= {r1_host, f"r2.{project}.preview.test"}
+        cfg = config.previews.proxy
+        proxy = Proxy(engine)
+        with proxy.reach(cfg) as (address, port):
+            status, _, body = request_through(cfg, r1_host, "/index.html", headers=REVIEW, address=address, port=port)
+            assert (status, body) == (200, b"hello from the snapshot\n")
+            assert request_through(cfg, r1_host, "/index.html", address=address, port=port)[0] == 401
+        proxy.close()
+        done = clonekit("proxy", "ca")
+        assert done.returncode == 0 and done.stdout.startswith("-----BEGIN CERTIFICATE-----"), done.stderr
 
         done = clonekit("destroy", "--all", "--yes")
         assert done.returncode == 0, done.stderr
         for kind in ("container", "volume", "network"):
             assert remote_engine.labelled(kind, label) == [], kind
+        assert not any(host.endswith(f".{project}.preview.test") for host in routes())
         assert prune_golden_images(config, keep=[])
         assert remote_engine.labelled("image", label) == []
         assert _local_labelled(project) == []
     finally:
         clonekit("destroy", "--all", "--yes")
+        clonekit("proxy", "stop")
         for kind in ("container", "volume"):
             ids = remote_engine.labelled(kind, label)
             if ids:
@@ -139,9 +164,10 @@ def test_unknown_host_key_is_refused(source, remote_engine, tmp_path: Path) -> N
     assert "Traceback" not in done.stderr
 
 
-def test_what_needs_a_local_engine_is_refused_before_anything(source, remote_engine, tmp_path: Path) -> None:
-    """Egress rules (iptables on the Docker host) and the HTTPS proxy need a local engine: exit 2 before
-    anything is built, removed or created on the remote one."""
+def test_what_needs_a_local_engine_is_refused_before_anything(source, remote_engine, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """Egress rules (iptables on the Docker host) need a local engine, and the remote proxy a
+    password: exit 2 before anything is built, removed or created on the remote one."""
     project = f"ckremote{uuid.uuid4().hex[:6]}"
     path = tmp_path / "clonekit.yml"
     _write_config(path, source, project, remote_engine)
@@ -151,10 +177,12 @@ def test_what_needs_a_local_engine_is_refused_before_anything(source, remote_eng
     with pytest.raises(ConfigError, match="egress") as refused:
         create_preview(load_config(path), None, None, "r9")
     assert refused.value.exit_code == 2
-    raw["previews"] |= {"egress": "open", "url": "https://{name}.preview.test"}
+    raw["previews"]["egress"] = "open"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="needs a local engine"):
+    monkeypatch.delenv("CK_TEST_REVIEW_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match="CK_TEST_REVIEW_PASSWORD is not set") as refused:
         create_preview(load_config(path), None, None, "r9")
+    assert refused.value.exit_code == 2
     assert not (tmp_path / ".clonekit" / "previews" / "r9").exists()
     for kind in ("container", "volume", "network"):
         assert remote_engine.labelled(kind, f"clonekit.project={project}") == [], kind

@@ -2,14 +2,15 @@
 in a container of this machine (tests/runtime/conftest.py, swarm_cluster), the registry on the manager.
 
 From the CLI: clones land on the node with the most free memory (so two clones go to two nodes),
-each answers over its stack's overlay network from a container on the manager (where a proxy
-would run) and through an SSH tunnel to its node; a golden copy made on the manager reaches a
+each answers through clonekit's one HTTPS proxy on the manager (over its stack's overlay network),
+from a container on the manager, and through an SSH tunnel to its node; a golden copy made on the manager reaches a
 node that never had it through the registry; a drained node's preview moves on ``refresh``;
 destroy leaves no container, volume or network on any node.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -20,10 +21,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import runtime_lifecycle, source_project_config
+from support import PROXY_IMAGE, runtime_lifecycle, source_project_config
 
 from clonekit.config import load_config
 from clonekit.golden import prune_golden_images
+from clonekit.runtime.docker import DockerEngine
+from clonekit.runtime.proxy import Proxy, request_through
 from clonekit.runtime.swarm import Swarm
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("ckswarm")]  # one worker starts the swarm
@@ -31,6 +34,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("ckswarm")]  # one wor
 _lifecycle = runtime_lifecycle("ck_preview_lifecycle_swarm")
 source = _lifecycle.source
 PROD_URL = _lifecycle.PROD_URL
+PASSWORD = "not-a-real-password"
+REVIEW = {"Authorization": "Basic " + base64.b64encode(f"review:{PASSWORD}".encode()).decode()}
 
 
 def _write_config(path: Path, source, project: str, cluster) -> None:
@@ -43,8 +48,24 @@ def _write_config(path: Path, source, project: str, cluster) -> None:
         "nodes": {hostname: cluster.url(hostname) for hostname in cluster.workers},
         "egress": "open",  # iptables rules are only managed on a local engine
         "replace": {PROD_URL: "{url}"},
+        "url": "https://{name}.{project}.preview.test",  # served by the proxy on the manager (its ports 80/443)
+        "proxy": {"bind": "127.0.0.1", "tls": "internal", "image": PROXY_IMAGE,
+                  "auth": {"user": "review", "password_env": "CK_TEST_REVIEW_PASSWORD"}},
     }
     path.write_text(yaml.safe_dump(config))
+
+
+def _through_proxy(path: Path, project: str, name: str) -> tuple[int, bytes]:
+    """GET /index.html of preview ``name`` through the proxy on the manager (an SSH tunnel to it)."""
+    config = load_config(path)
+    proxy = Proxy(DockerEngine.for_previews(config.previews))
+    try:
+        with proxy.reach(config.previews.proxy) as (address, port):
+            status, _, body = request_through(config.previews.proxy, f"{name}.{project}.preview.test", "/index.html",
+                                              headers=REVIEW, address=address, port=port)
+            return status, body
+    finally:
+        proxy.close()
 
 
 def _over_overlay(cluster, network: str, host: str) -> str:
@@ -60,7 +81,7 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
     project = f"ckswarm{uuid.uuid4().hex[:6]}"
     path = tmp_path / "clonekit.yml"
     _write_config(path, source, project, cluster)
-    env = {**os.environ, "CK_TEST_DB_PASSWORD": source["server"].password}
+    env = {**os.environ, "CK_TEST_DB_PASSWORD": source["server"].password, "CK_TEST_REVIEW_PASSWORD": PASSWORD}
     label = f"clonekit.project={project}"
     every_node = (cluster.manager, *cluster.workers)
 
@@ -97,7 +118,11 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
         assert all(previews[n]["node"] in line for n in ("s1", "s2")
                    for line in table.stdout.splitlines() if line.startswith(f"{n} "))
 
-        # Each answers over its own overlay network, from the manager (where a proxy would sit)...
+        # Each answers through the one proxy on the manager, whichever node runs it...
+        for name in ("s1", "s2"):
+            assert _through_proxy(path, project, name) == (200, b"hello from the snapshot\n"), name
+        assert cluster.labelled(cluster.manager, "container", "clonekit.proxy=1")
+        # ...over its own overlay network, from the manager...
         for name in ("s1", "s2"):
             answer = _over_overlay(cluster, f"ck-{project}-{name}", "web")
             assert answer.startswith("HTTP/1.") and answer.endswith("hello from the snapshot\n"), answer
@@ -153,9 +178,13 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
         assert done.returncode == 0 and done.stdout == "the branch\n", done.stderr
         for kind in ("container", "volume"):
             assert cluster.labelled(drained, kind, "clonekit.preview=s2") == [], kind
+        assert _through_proxy(path, project, "s2") == (200, b"hello from the snapshot\n")  # its route followed
 
         done = clonekit("destroy", "--all", "--yes")
         assert done.returncode == 0, done.stderr
+        done = clonekit("--json", "proxy", "status")
+        assert done.returncode == 0, done.stderr
+        assert not [r for r in json.loads(done.stdout)["routes"] if project in r["host"]]
         for node in every_node:
             for kind in ("container", "volume", "network"):
                 assert cluster.labelled(node, kind, label) == [], (node, kind)
@@ -166,3 +195,4 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
             assert cluster.labelled(node, "image", label) == [], node
     finally:
         clonekit("destroy", "--all", "--yes")
+        clonekit("proxy", "stop")
