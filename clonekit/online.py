@@ -43,12 +43,14 @@ def _subnets(engine: DockerEngine, network: str) -> list[str]:
     return subnets
 
 
-def _check_egress(config: Config, engine: DockerEngine) -> None:
-    if config.previews.egress != "open" and not engine.is_local:
+def _check_egress(config: Config) -> None:
+    # A swarm task's outside traffic leaves through its node's docker_gwbridge, translated: rules on
+    # the overlay's subnet would not see it, and a preview would go out unfiltered.
+    if config.previews.egress != "open" and config.previews.engine == "swarm":
         raise ConfigError(
-            f"previews.egress: {config.previews.egress} is enforced with iptables on the Docker host, which clonekit "
-            f"can only do for a local engine (previews.docker_host is {engine.host})",
-            hint="run clonekit on the preview host, or set previews.egress: open",
+            f"previews.egress: {config.previews.egress} is enforced with iptables on the preview network's subnet, "
+            "which a swarm's overlay traffic does not carry when it leaves a node; not done on a swarm",
+            hint="set previews.egress: open (the mail sink still replaces the application's mail variables)",
         )
 
 
@@ -59,7 +61,7 @@ def proxy_of(config: Config) -> Proxy:
 
 def preflight(config: Config, engine: DockerEngine) -> None:
     """What would stop a preview from going online, checked before anything is created."""
-    _check_egress(config, engine)
+    _check_egress(config)
     if config.previews.uses_proxy:
         check_bind(config.previews.proxy)
         credentials(config.previews.proxy)  # the password variable is set
@@ -71,10 +73,10 @@ def before_start(config: Config, engine: DockerEngine, compose_project: str, com
     mode = config.previews.egress
     if mode == "open":
         return
-    _check_egress(config, engine)
+    _check_egress(config)
     engine.compose_cli(compose_file, compose_project, ["up", "--no-start", "--no-build", "--pull", "missing"],
                        what=f"create preview {compose_project}")
-    egress.apply(compose_project, mode, _subnets(engine, compose_project))
+    egress.apply(compose_project, mode, _subnets(engine, compose_project), host=egress.host_of(engine))
 
 
 def after_start(config: Config, engine: DockerEngine, compose_project: str, url: str, http_service: str,
@@ -119,6 +121,6 @@ def before_remove(config: Config, compose_project: str) -> None:
 
 
 def after_remove(engine: DockerEngine, compose_project: str) -> None:
-    if engine.is_local:
-        egress.remove(compose_project)
+    if not engine.node:  # (no rules on a swarm's nodes)
+        egress.remove(compose_project, host=egress.host_of(engine))
 

@@ -11,6 +11,13 @@ proxy attached to the network) except to the host's own address on it, then reje
 everything too, but it also drops the 127.0.0.1 port the database is loaded through and cannot be
 narrowed to mail only; rules on the subnet do both modes with one mechanism.
 
+Where the rules run: on a local engine, ``iptables`` here (clonekit runs as root on the preview
+host). On a remote engine (``ssh://``, ``tcp://``), the same shell script runs in the Docker host's
+own mount and network namespaces, from a throwaway container of the helper image
+(``nsenter -t 1 -m -n``, with the capabilities that needs), so the host's own ``iptables`` (the
+variant Docker itself uses, nft or legacy) writes the rules; nothing is installed there. Anyone who
+can start containers on an engine is root on its host already: this asks for nothing more.
+
 This module knows nothing of previews: it takes a network's name and subnets.
 """
 
@@ -18,11 +25,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
+import shlex
 import subprocess
 from collections.abc import Sequence
+from typing import Protocol
 
 from ..errors import PreviewError
+from ..retry import stall_timeout
+from .docker import HELPER_IMAGE, DockerEngine
 
 log = logging.getLogger("clonekit.runtime.egress")
 
@@ -51,71 +61,122 @@ def chain_rules(mode: str, subnets: Sequence[str]) -> list[list[str]]:
     return rules
 
 
-def _iptables(args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("iptables")
-    if binary is None:
+# The script prelude: the host's tools (a container's PATH may lack sbin), iptables required.
+PRELUDE = (
+    "set -e\n"
+    "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    "command -v iptables >/dev/null 2>&1 || { echo 'iptables is not installed on the Docker host' >&2; exit 3; }\n"
+)
+NO_IPTABLES = 3
+
+
+def remove_script(network: str) -> str:
+    """Shell that removes the chain of ``network`` and every jump to it (nothing when there is none)."""
+    chain = chain_name(network)
+    hooks = " ".join(HOOK_CHAINS)
+    # `iptables -S` prints a rule as the arguments that made it (a comment quoted): turned into -D and
+    # run through eval, it deletes exactly that rule.
+    return (f"if iptables -w -S {chain} >/dev/null 2>&1; then\n"
+            f"  for hook in {hooks}; do\n"
+            f"    iptables -w -S \"$hook\" | grep -e ' -j {chain}$' | sed 's/^-A /-D /' | while read -r rule; do\n"
+            f"      eval \"iptables -w $rule\"\n"
+            f"    done\n"
+            f"  done\n"
+            f"  iptables -w -F {chain}\n"
+            f"  iptables -w -X {chain}\n"
+            f"fi\n")
+
+
+def apply_script(network: str, mode: str, subnets: Sequence[str]) -> str:
+    """Shell that installs (or replaces) the rules of one preview network (pure)."""
+    lines = [remove_script(network)]
+    if mode != "open":
+        chain = chain_name(network)
+        lines.append(shlex.join(["iptables", "-w", "-N", chain]))
+        lines += [shlex.join(["iptables", "-w", "-A", chain, *rule]) for rule in chain_rules(mode, subnets)]
+        lines += [shlex.join(["iptables", "-w", "-I", hook, "-s", subnet, "-m", "comment", "--comment",
+                              f"clonekit {network}", "-j", chain])
+                  for hook in HOOK_CHAINS for subnet in subnets]
+    return "\n".join(lines) + "\n"
+
+
+class HostShell(Protocol):
+    """Runs a POSIX shell script as root on the Docker host of the previews."""
+
+    def run(self, script: str, *, what: str) -> str: ...
+
+
+def _result(code: int, stdout: str, stderr: str, what: str) -> str:
+    if code == NO_IPTABLES:
         raise PreviewError("previews.egress needs iptables on the Docker host, and it is not installed",
-                           hint="apt-get install iptables, or set previews.egress: open")
-    try:
-        done = subprocess.run([binary, "-w", *args], capture_output=True, text=True, timeout=IPTABLES_TIMEOUT_SECONDS)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PreviewError(f"iptables {' '.join(args)} failed: {exc}") from exc
-    if check and done.returncode != 0:
-        raise PreviewError(f"iptables {' '.join(args)} failed: {done.stderr.strip()}",
+                           hint="apt-get install iptables there, or set previews.egress: open")
+    if code != 0:
+        raise PreviewError(f"{what} failed: {stderr.strip()[-1500:]}",
                            hint="previews.egress rules need root on the Docker host; or set previews.egress: open")
-    return done
+    return stdout
 
 
-def apply(network: str, mode: str, subnets: Sequence[str]) -> None:
+class LocalHost:
+    """This machine (a local engine): ``sh`` here."""
+
+    def run(self, script: str, *, what: str) -> str:
+        try:
+            done = subprocess.run(["sh", "-s"], input=PRELUDE + script, capture_output=True, text=True,
+                                  timeout=IPTABLES_TIMEOUT_SECONDS)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PreviewError(f"{what} failed: {exc}") from exc
+        return _result(done.returncode, done.stdout, done.stderr, what)
+
+
+class EngineHost:
+    """The host of a remote engine, entered from a throwaway container (host PID namespace, then
+    ``nsenter`` into PID 1's mount and network namespaces)."""
+
+    CAPABILITIES = ("NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE")  # iptables; setns; opening /proc/1/ns
+
+    def __init__(self, engine: DockerEngine, image: str = HELPER_IMAGE) -> None:
+        self.engine = engine
+        self.image = image
+
+    def argv(self) -> list[str]:
+        caps = [arg for cap in self.CAPABILITIES for arg in ("--cap-add", cap)]
+        return ["run", "--rm", "-i", "--pid", "host", "--network", "host", *caps,
+                "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+                "--label", "clonekit.egress=1", "--log-driver", "none",
+                self.image, "nsenter", "-t", "1", "-m", "-n", "/bin/sh", "-s"]
+
+    def run(self, script: str, *, what: str) -> str:
+        argv = [*self.engine.base_argv, *self.argv()]
+        try:
+            done = subprocess.run(argv, input=PRELUDE + script, capture_output=True, text=True, env=self.engine.env,
+                                  timeout=IPTABLES_TIMEOUT_SECONDS + stall_timeout())
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PreviewError(f"{what} on {self.engine.host} failed: {exc}") from exc
+        return _result(done.returncode, done.stdout, done.stderr, f"{what} on {self.engine.host}")
+
+
+def host_of(engine: DockerEngine | None) -> HostShell:
+    return LocalHost() if engine is None or engine.is_local else EngineHost(engine)
+
+
+def apply(network: str, mode: str, subnets: Sequence[str], *, host: HostShell | None = None) -> None:
     """Install (or replace) the rules of one preview network."""
-    remove(network)
-    if mode == "open":
-        return
     if mode not in MODES:
         raise PreviewError(f"unknown egress mode {mode!r}")
-    if not subnets:
+    if mode != "open" and not subnets:
         raise PreviewError(f"network {network} has no IPv4 subnet to filter")
-    chain = chain_name(network)
-    _iptables(["-N", chain])
-    for rule in chain_rules(mode, subnets):
-        _iptables(["-A", chain, *rule])
-    for hook in HOOK_CHAINS:
-        for subnet in subnets:
-            _iptables(["-I", hook, "-s", subnet, "-m", "comment", "--comment", f"clonekit {network}", "-j", chain])
-    log.info("egress %s for network %s (%s)", mode, network, ", ".join(subnets))
+    (host or LocalHost()).run(apply_script(network, mode, subnets), what=f"previews.egress rules for {network}")
+    if mode != "open":
+        log.info("egress %s for network %s (%s)", mode, network, ", ".join(subnets))
 
 
-def remove(network: str) -> None:
+def remove(network: str, *, host: HostShell | None = None) -> None:
     """Remove the rules of one preview network (nothing to do when there are none)."""
+    (host or LocalHost()).run(remove_script(network), what=f"remove the previews.egress rules of {network}")
+
+
+def active(network: str, *, host: HostShell | None = None) -> bool:
     chain = chain_name(network)
-    if _iptables(["-S", chain], check=False).returncode != 0:
-        return
-    for hook in HOOK_CHAINS:
-        listing = _iptables(["-S", hook]).stdout.splitlines()
-        for line in listing:
-            words = line.split()
-            if words[:1] == ["-A"] and words[-2:] == ["-j", chain]:
-                _iptables(["-D", hook, *_unquote(words[2:])], check=False)
-    _iptables(["-F", chain], check=False)
-    _iptables(["-X", chain], check=False)
-
-
-def _unquote(words: list[str]) -> list[str]:
-    """``iptables -S`` quotes a comment with spaces; rejoin it into one argument."""
-    out: list[str] = []
-    buffer: list[str] | None = None
-    for word in words:
-        if buffer is not None:
-            buffer.append(word)
-            if word.endswith('"'):
-                out.append(" ".join(buffer)[1:-1])
-                buffer = None
-        elif word.startswith('"') and not (word.endswith('"') and len(word) > 1):
-            buffer = [word]
-        else:
-            out.append(word.strip('"'))
-    return out
-
-
-def active(network: str) -> bool:
-    return _iptables(["-S", chain_name(network)], check=False).returncode == 0
+    out = (host or LocalHost()).run(f"iptables -w -S {chain} >/dev/null 2>&1 && echo yes || echo no\n",
+                                    what=f"look for the previews.egress rules of {network}")
+    return out.strip() == "yes"

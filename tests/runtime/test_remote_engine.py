@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -45,8 +46,7 @@ def _write_config(path: Path, source, project: str, remote, *, known_hosts: Path
     config["previews"] |= {
         "docker_host": remote.url,
         "docker_ssh": {"key_file": str(remote.key_file), "known_hosts": str(known_hosts or remote.known_hosts)},
-        "egress": "open",  # iptables rules are only managed on a local engine
-        "replace": {PROD_URL: "{url}"},
+        "replace": {PROD_URL: "{url}"},  # (egress: the default, no-mail, set on the remote host)
         "url": "https://{name}.{project}.preview.test",  # no {port}: served by the proxy on the remote engine
         # The remote host's own ports 80/443 (its engine is another machine's: no clash with this one's).
         "proxy": {"bind": "127.0.0.1", "tls": "internal", "image": PROXY_IMAGE, "auth": {"user": "review", "password_env": "CK_TEST_REVIEW_PASSWORD"}},
@@ -120,6 +120,36 @@ def test_every_preview_command_on_a_remote_engine(source, remote_engine, tmp_pat
         done = clonekit("exec", "r2", "--", "cat", "/www/index.html")
         assert done.returncode == 0 and done.stdout == "hello from the snapshot\n", done.stderr
 
+        # previews.egress no-mail, on the remote host: r1 reaches a server on that host (listening on
+        # its network's gateway address), but not on an SMTP port.
+        mx = f"ckeg-{uuid.uuid4().hex[:6]}"
+        remote_engine.docker("run", "-d", "--name", mx, "--network", "host", "--label", label, "clonekit/busybox:latest",
+                             "sh", "-c", "(while true; do echo 220 | nc -l -p 25; done) & "
+                                         "while true; do echo 220 | nc -l -p 2525; done")
+        refreshed = engine.containers({"clonekit.project": project, "clonekit.preview": "r1", "clonekit.service": "web"})[0]
+        mx_address = next(iter(refreshed["NetworkSettings"]["Networks"].values()))["Gateway"]
+        web = refreshed["Id"]
+
+        seen: list[object] = []
+
+        def reaches(port: int) -> bool:
+            for _ in range(20):  # (the listener may not be up yet)
+                done = remote_engine.docker("exec", web, "sh", "-c", f"nc -w 5 {mx_address} {port} </dev/null")
+                seen.append((port, done.returncode, done.stdout, done.stderr))
+                if done.returncode == 0 and b"220" in done.stdout:
+                    return True
+                if port == 25:
+                    return False
+                time.sleep(0.5)
+            return False
+
+        assert reaches(2525), seen[-3:]
+        assert not reaches(25)
+        rules = subprocess.run(["docker", "exec", remote_engine.container, "iptables", "-S"], capture_output=True,
+                               text=True, check=True).stdout
+        assert f"clonekit ck-{project}-r1" in rules
+        remote_engine.docker("rm", "-f", mx)
+
         # Served by the proxy on the remote engine (reached here through an SSH tunnel): the
         # password is asked for, the preview answers; `proxy status` and `proxy ca` work there.
         r1_host = f"r1.{project}.preview.test"
@@ -139,6 +169,9 @@ def test_every_preview_command_on_a_remote_engine(source, remote_engine, tmp_pat
         for kind in ("container", "volume", "network"):
             assert remote_engine.labelled(kind, label) == [], kind
         assert not any(host.endswith(f".{project}.preview.test") for host in routes())
+        rules = subprocess.run(["docker", "exec", remote_engine.container, "iptables", "-S"], capture_output=True,
+                               text=True, check=True).stdout
+        assert f"clonekit ck-{project}-" not in rules  # the egress rules went too
         assert prune_golden_images(config, keep=[])
         assert remote_engine.labelled("image", label) == []
         assert _local_labelled(project) == []
@@ -164,21 +197,13 @@ def test_unknown_host_key_is_refused(source, remote_engine, tmp_path: Path) -> N
     assert "Traceback" not in done.stderr
 
 
-def test_what_needs_a_local_engine_is_refused_before_anything(source, remote_engine, tmp_path: Path,
-                                                              monkeypatch) -> None:
-    """Egress rules (iptables on the Docker host) need a local engine, and the remote proxy a
-    password: exit 2 before anything is built, removed or created on the remote one."""
+def test_a_missing_proxy_password_is_refused_before_anything(source, remote_engine, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """The remote proxy's password variable unset: exit 2 before anything is built, removed or
+    created on the remote engine."""
     project = f"ckremote{uuid.uuid4().hex[:6]}"
     path = tmp_path / "clonekit.yml"
     _write_config(path, source, project, remote_engine)
-    raw = yaml.safe_load(path.read_text())
-    raw["previews"]["egress"] = "no-mail"
-    path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="egress") as refused:
-        create_preview(load_config(path), None, None, "r9")
-    assert refused.value.exit_code == 2
-    raw["previews"]["egress"] = "open"
-    path.write_text(yaml.safe_dump(raw))
     monkeypatch.delenv("CK_TEST_REVIEW_PASSWORD", raising=False)
     with pytest.raises(ConfigError, match="CK_TEST_REVIEW_PASSWORD is not set") as refused:
         create_preview(load_config(path), None, None, "r9")

@@ -46,7 +46,7 @@ def _write_config(path: Path, source, project: str, cluster) -> None:
         "docker_ssh": {"key_file": str(cluster.key_file), "known_hosts": str(cluster.known_hosts)},
         "registry": cluster.registry,
         "nodes": {hostname: cluster.url(hostname) for hostname in cluster.workers},
-        "egress": "open",  # iptables rules are only managed on a local engine
+        "egress": "open",  # no egress rules on a swarm (refused otherwise)
         "replace": {PROD_URL: "{url}"},
         "url": "https://{name}.{project}.preview.test",  # served by the proxy on the manager (its ports 80/443)
         "proxy": {"bind": "127.0.0.1", "tls": "internal", "image": PROXY_IMAGE,
