@@ -568,17 +568,25 @@ def _remove_for_refresh(config: Config, engine: DockerEngine, name: str, compose
     stack is removed through the manager, and what that node kept (volumes) is named in the log."""
     compose_project = compose_project or compose_project_name(config, name)
     if isinstance(engine, sw.SwarmNodeEngine) and not engine.swarm.usable(engine.node):
-        moved = engine.swarm.engine(engine.swarm.place())
+        swarm = engine.swarm
+        moved = swarm.engine(swarm.place())
         log.warning("preview %s: node %s is not ready and active; recreating it on node %s from the snapshot",
                     name, engine.node, moved.node)
-        try:  # a drained node still answers: its containers, volumes and branch images go
-            _remove_resources(engine, config, name, compose_project, folder)
-            pc.remove_images(config, engine, name)
-        except ClonekitError as exc:  # a lost one does not: what it keeps is named
-            engine.swarm.remove_stack(compose_project)
-            log.warning("preview %s: could not clean node %s (%s); its volumes labelled clonekit.preview=%s stay there "
-                        "until it is back: remove them with `docker volume prune --filter label=clonekit.preview=%s` "
-                        "on it", name, engine.node, exc.message, name, name)
+        problem = "the swarm sees it down"
+        if swarm.ready(engine.node):  # drained: it still answers, so its containers, volumes and images go
+            try:
+                _remove_resources(engine, config, name, compose_project, folder)
+                pc.remove_images(config, engine, name)
+                return moved
+            except ClonekitError as exc:
+                problem = exc.message
+        # Lost: nothing is asked of it (each try would wait for SSH to time out). Its route and the
+        # stack go through the manager; the node stops the stack's tasks when it is back.
+        online.before_remove(config, compose_project)
+        swarm.remove_stack(compose_project)
+        log.warning("preview %s: could not clean node %s (%s); its volumes labelled clonekit.preview=%s stay there "
+                    "until it is back: remove them with `docker volume prune --filter label=clonekit.preview=%s` "
+                    "on it", name, engine.node, problem, name, name)
         return moved
     _remove_resources(engine, config, name, compose_project, folder)
     return engine

@@ -175,6 +175,10 @@ class Swarm:
         """The node is in the swarm, ready and active (a preview recorded there can stay)."""
         return any(n.hostname == hostname and n.ready and n.active for n in self.nodes(memory=False))
 
+    def ready(self, hostname: str) -> bool:
+        """The swarm sees the node ready (it answers; it may be drained)."""
+        return any(n.hostname == hostname and n.ready for n in self.nodes(memory=False))
+
     def ready_engines(self) -> list[SwarmNodeEngine]:
         """The engines of the nodes of previews.nodes that the swarm sees ready (a lost one is skipped)."""
         ready = {n.hostname for n in self.nodes(memory=False) if n.ready}

@@ -4,7 +4,8 @@ in a container of this machine (tests/runtime/conftest.py, swarm_cluster), the r
 From the CLI: clones land on the node with the most free memory (so two clones go to two nodes),
 each answers through clonekit's one HTTPS proxy on the manager (over its stack's overlay network),
 from a container on the manager, and through an SSH tunnel to its node; a golden copy made on the manager reaches a
-node that never had it through the registry; a drained node's preview moves on ``refresh``;
+node that never had it through the registry; a drained node's preview moves on ``refresh``, and
+so does a lost node's (its processes frozen);
 destroy leaves no container, volume or network on any node.
 """
 
@@ -16,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -74,6 +76,19 @@ def _over_overlay(cluster, network: str, host: str) -> str:
                           f'printf "GET /index.html HTTP/1.0\\r\\n\\r\\n" | nc -w 10 {host} 80')
     assert done.returncode == 0, done.stderr
     return done.stdout.decode()
+
+
+def _wait_until(condition, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(1)
+
+
+def _wait_node(cluster, hostname: str, state: str) -> None:  # type: ignore[no-untyped-def]
+    """Until the manager sees ``hostname`` in ``state`` (ready, down)."""
+    _wait_until(lambda: cluster.docker(cluster.manager, "node", "inspect", "-f", "{{.Status.State}}", hostname)
+                .stdout.decode().strip() == state)
 
 
 def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
@@ -179,6 +194,27 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
         for kind in ("container", "volume"):
             assert cluster.labelled(drained, kind, "clonekit.preview=s2") == [], kind
         assert _through_proxy(path, project, "s2") == (200, b"hello from the snapshot\n")  # its route followed
+
+        # A node that stops answering (its processes frozen): refresh recreates its preview on
+        # another node without waiting for it, and names what the lost node keeps.
+        lost = previews["s1"]["node"]
+        subprocess.run(["docker", "pause", lost], check=True, capture_output=True)
+        try:
+            _wait_node(cluster, lost, "down")
+            done = clonekit("refresh", "s1")
+            assert done.returncode == 0, done.stderr
+            assert f"could not clean node {lost}" in done.stderr and "clonekit.preview=s1" in done.stderr, done.stderr
+            previews = listed()
+            assert previews["s1"]["node"] != lost and previews["s1"]["status"] == "running"
+            assert _through_proxy(path, project, "s1") == (200, b"hello from the snapshot\n")
+        finally:
+            subprocess.run(["docker", "unpause", lost], check=True, capture_output=True)
+        _wait_node(cluster, lost, "ready")
+        # Back, the node stops the tasks of the removed stack; its volumes stay until removed by hand,
+        # with the command the log gave.
+        _wait_until(lambda: cluster.labelled(lost, "container", "clonekit.preview=s1") == [])
+        assert cluster.labelled(lost, "volume", "clonekit.preview=s1")
+        assert cluster.docker(lost, "volume", "prune", "-f", "--filter", "label=clonekit.preview=s1").returncode == 0
 
         done = clonekit("destroy", "--all", "--yes")
         assert done.returncode == 0, done.stderr
