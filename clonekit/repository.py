@@ -48,6 +48,10 @@ DEFAULT_ZSTD_LEVEL = 1  # docs/benchmarks.md: half the CPU of level 3 for 14% mo
 # Plain bytes handed to the writer and not yet stored: 8 uploads of ~2 MiB chunks in flight with room
 # to spare; more only raised the peak memory of a capture (docs/benchmarks.md, issue 18).
 MAX_PENDING_BYTES = 48 << 20
+# Chunks read ahead by iter_chunks, in bytes (about): a window of 2 x workers chunks of uploads
+# (images: chunks of several MiB each) held 60+ MiB at once in a clone's file restore.
+READ_AHEAD_BYTES = 24 << 20
+FIRST_GUESS_CHUNK_BYTES = 4 << 20  # before any chunk has arrived
 MAX_CHUNK_PLAIN_BYTES = 1 << 30  # refuse to decompress beyond this: guards against bombs
 LOCK_STALE_SECONDS = env_number("CLONEKIT_LOCK_STALE_SECONDS", 1800)
 LOCK_WAIT_SECONDS = env_number("CLONEKIT_LOCK_WAIT_SECONDS", 300.0)
@@ -396,21 +400,28 @@ class Repository:
     def delete_quarantined(self, chunk_id: str) -> None:
         self.store.delete(bad_key(chunk_id))
 
-    def iter_chunks(self, ids: Iterable[str], *, workers: int = 8) -> Iterator[bytes]:
-        """Chunks in the order of ``ids``, fetched ahead in parallel; at most 2 x workers in memory."""
+    def iter_chunks(self, ids: Iterable[str], *, workers: int = 8, read_ahead_bytes: int = READ_AHEAD_BYTES) -> Iterator[bytes]:
+        """Chunks in the order of ``ids``, fetched ahead in parallel: at most 2 x workers chunks, and
+        no more than about ``read_ahead_bytes`` (by the mean size of the chunks so far), in memory."""
         pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="ck-read")
         window: deque[Future[bytes]] = deque()
         source = iter(ids)
+        most = 2 * max(1, workers)
+        received = count = 0
         try:
-            for chunk_id in source:
-                window.append(pool.submit(self.get_chunk, chunk_id))
-                if len(window) >= 2 * workers:
-                    break
-            while window:
-                data = window.popleft().result()
-                following = next(source, None)
-                if following is not None:
+            while True:
+                mean = received / count if count else FIRST_GUESS_CHUNK_BYTES
+                wanted = max(1, min(most, int(read_ahead_bytes // max(mean, 1))))
+                while len(window) < wanted:
+                    following = next(source, None)
+                    if following is None:
+                        break
                     window.append(pool.submit(self.get_chunk, following))
+                if not window:
+                    return
+                data = window.popleft().result()
+                received += len(data)
+                count += 1
                 yield data
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
