@@ -65,7 +65,6 @@ def preflight(config: Config, engine: DockerEngine) -> None:
     if config.previews.uses_proxy:
         check_bind(config.previews.proxy)
         credentials(config.previews.proxy)  # the password variable is set
-        proxy_of(config).engine.check_reachable()  # its answer is checked from here
 
 
 def before_start(config: Config, engine: DockerEngine, compose_project: str, compose_file: Path) -> None:

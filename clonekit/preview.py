@@ -156,7 +156,6 @@ def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_
     check_name("preview", name)
     progress = progress or no_progress
     engine = _new_preview_engine(config)
-    engine.check_reachable()
     online.preflight(config, engine)  # before anything is built, removed or created
     with preview_lock(config, name):
         _refuse_existing(config, engine, name)
@@ -539,7 +538,6 @@ def refresh_preview(config: Config, repo: Any, name: str, manifest: Any, *, prog
     check_name("preview", name)
     progress = progress or no_progress
     engine = preview_engine(config, name)
-    engine.check_reachable()
     online.preflight(config, engine)  # before anything is built, removed or created
     folder = preview_dir(config, name)
     with preview_lock(config, name):

@@ -40,7 +40,6 @@ def refresh_code(config: Config, repo: Any, name: str, flags: Sequence[pc.CodeRe
 
     check_name("preview", name)
     engine = preview_engine(config, name)
-    engine.check_reachable()  # the HTTP check after the restart
     folder = preview_dir(config, name)
     with pv.preview_lock(config, name):
         state = read_json(folder / STATE_FILE)

@@ -424,11 +424,25 @@ def _escape(value: str) -> str:
     return value.replace("$", "$$")
 
 
-def env_file_text(values: Mapping[str, str]) -> str:
-    """A compose env file; single quotes keep values literal (no interpolation)."""
+def env_file_text(values: Mapping[str, str], *, quoted: bool = True) -> str:
+    """A compose env file; single quotes keep values literal (no interpolation). ``quoted=False``:
+    the format of ``docker stack deploy`` (and ``docker run --env-file``), which takes every
+    character after ``=`` as the value, quotes included, and interpolates nothing."""
     lines = []
     for name, value in sorted(values.items()):
         if "'" in value or "\n" in value:
             raise PreviewError(f"the value of {name} cannot be written to an env file (quote or newline)")
-        lines.append(f"{name}='{value}'")
+        lines.append(f"{name}='{value}'" if quoted else f"{name}={value}")
     return "\n".join(lines) + "\n"
+
+
+def env_file_values(text: str) -> dict[str, str]:
+    """The values of an env file ``env_file_text`` wrote (quoted)."""
+    values = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and len(value) >= 2 and value[0] == value[-1] == "'":
+            values[name] = value[1:-1]
+        elif sep:
+            values[name] = value
+    return values

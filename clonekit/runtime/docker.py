@@ -28,8 +28,10 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,8 @@ from ..retry import stall_timeout
 log = logging.getLogger("clonekit.runtime.docker")
 
 STDERR_TAIL_CHARS = 2000
+RELAY_ACCEPT_SECONDS = 0.5
+RELAY_CLOSE_SECONDS = 10.0
 # The small image of clonekit's throwaway containers (filling volumes, the proxy's admin relay):
 # busybox, for tar, sh and nc.
 HELPER_IMAGE = "clonekit/busybox:latest"
@@ -334,31 +338,27 @@ class DockerEngine:
 
     # -- reaching a container's port --------------------------------------------------------------
 
-    def check_reachable(self) -> None:
-        """Refuse (before anything is created) an engine whose containers' ports ``reach`` cannot reach."""
-        if not self.is_local and self.ssh is None:
-            raise ConfigError(
-                f"previews.docker_host {self.host}: clonekit reaches preview containers (database load, HTTP check) "
-                "only on a local or ssh:// engine",
-                hint="use previews.docker_host: ssh://user@host (the engine's own SSH server)")
-
     @contextlib.contextmanager
     def reach(self, container: Mapping[str, Any], port: int) -> Iterator[tuple[str, int]]:
         """A (host, port) of this machine that reaches ``port``/tcp of ``container`` (its inspect JSON).
 
         Local engine: the port it publishes on 127.0.0.1. ``ssh://`` engine: a tunnel through one
         SSH connection (host key checked) to the container's address on the remote host, open until
-        the block ends; nothing is published there.
+        the block ends; nothing is published there. Any other engine (``tcp://`` with TLS): a
+        127.0.0.1 port whose connections are carried by throwaway containers in ``container``'s
+        network namespace, over the docker CLI's own connection (``relayed``).
         """
         name = str(container.get("Name") or container.get("Id") or "?").lstrip("/")
-        self.check_reachable()
         if self.is_local:
             published = published_port(container, port)
             if published is None:
                 raise self.error(f"container {name} publishes no port for {port}/tcp")
             yield "127.0.0.1", published
             return
-        assert self.ssh is not None
+        if self.ssh is None:
+            with self.relayed(str(container.get("Id") or name), port) as local:
+                yield local
+            return
         address = self.address_of(container)
         if address is None:
             raise self.error(f"container {name} has no address on a network of {self.host} (is it running?)")
@@ -376,6 +376,50 @@ class DockerEngine:
                 yield local
         finally:
             session.close()
+
+    @contextlib.contextmanager
+    def relayed(self, container: str, port: int) -> Iterator[tuple[str, int]]:
+        """A 127.0.0.1 port of this machine; each connection to it is carried to ``port`` on the
+        loopback of ``container``'s network namespace by a throwaway container there
+        (``docker run -i --network container:ID HELPER nc 127.0.0.1 PORT``), so it needs nothing
+        but the docker CLI's connection to the engine: no port published, no SSH."""
+        server = socket.create_server(("127.0.0.1", 0))
+        server.settimeout(RELAY_ACCEPT_SECONDS)
+        stopping = threading.Event()
+        relays: list[subprocess.Popen[bytes]] = []
+        argv = [*self.base_argv, "run", "--rm", "-i", "--network", f"container:{container}", "--log-driver", "none",
+                "--label", "clonekit.relay=1", HELPER_IMAGE, "nc", "127.0.0.1", str(port)]
+
+        def serve() -> None:
+            while not stopping.is_set():
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                try:
+                    relays.append(subprocess.Popen(argv, stdin=conn.fileno(), stdout=conn.fileno(),
+                                                   stderr=subprocess.DEVNULL, env=self.env))
+                except OSError as exc:
+                    log.warning("cannot run the docker client to relay a connection: %s", exc.strerror)
+                finally:
+                    conn.close()  # the relay holds its own copy
+
+        thread = threading.Thread(target=serve, name="ck-relay", daemon=True)
+        thread.start()
+        try:
+            yield "127.0.0.1", int(server.getsockname()[1])
+        finally:
+            stopping.set()
+            server.close()
+            thread.join(timeout=RELAY_ACCEPT_SECONDS * 4)
+            for relay in relays:  # each ends when both sides have closed; a stuck one is stopped
+                try:
+                    relay.wait(timeout=RELAY_CLOSE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    relay.kill()
+                    relay.wait()
 
     def address_of(self, container: Mapping[str, Any]) -> str | None:
         """The container's address as seen from its engine's host (where ``reach`` tunnels to)."""

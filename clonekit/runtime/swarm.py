@@ -37,7 +37,9 @@ import yaml
 
 from ..config import MOST_FREE_MEMORY, SSH_ENGINE_URL, PreviewsConfig, SshTarget
 from ..errors import ConfigError, PreviewError
+from ..private_file import write_private
 from ..retry import poll
+from .compose import env_file_text, env_file_values
 from .docker import DockerEngine, container_address
 
 log = logging.getLogger("clonekit.runtime.swarm")
@@ -216,8 +218,19 @@ class Swarm:
         """``docker stack deploy`` (through the manager) of the stack file made from ``document``,
         written beside ``compose_file`` (its env files are found there)."""
         stack_file = compose_file.parent / STACK_FILE
-        text = yaml.safe_dump(stack_document(document, node=node, registry=self.registry, services=services),
-                              sort_keys=False, default_flow_style=False)
+        stack = stack_document(document, node=node, registry=self.registry, services=services)
+        # A stack reads env files as `docker run --env-file` does: quotes would be part of the
+        # values (a database password with quotes around it), so the stack gets unquoted copies.
+        for spec in stack["services"].values():
+            copies = []
+            for ref in spec.get("env_file") or []:
+                values = env_file_values((compose_file.parent / ref).read_text(encoding="utf-8"))
+                copy = f"{Path(ref).stem}.stack.env"
+                write_private(compose_file.parent / copy, env_file_text(values, quoted=False))
+                copies.append(copy)
+            if copies:
+                spec["env_file"] = copies
+        text = yaml.safe_dump(stack, sort_keys=False, default_flow_style=False)
         stack_file.write_text(text, encoding="utf-8")
         stack_file.chmod(0o600)
         self.manager.cli(["stack", "deploy", "--with-registry-auth", "--resolve-image", "never", "-c", str(stack_file), str(document["name"])],

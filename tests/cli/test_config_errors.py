@@ -203,18 +203,6 @@ def test_tcp_tls_engine_needs_its_certificates(tmp_path: Path, capsys) -> None:
         (tmp_path / f"{name}.pem").write_text("test\n")
     argv = DockerEngine("tcp://previews.example:2376", tls=DockerTls(str(tmp_path))).base_argv
     assert "--tlsverify" in argv and str(tmp_path / "key.pem") in argv and "tcp://previews.example:2376" in argv
-    # Creating a preview needs the containers' ports (database load, HTTP check): refused before anything.
-    path = tmp_path / "tcp.yml"
-    path.write_text(GOOD.replace("previews:\n", "previews:\n  docker_host: tcp://previews.example:2376\n"
-                                              f"  docker_tls: {{cert_path: {tmp_path}}}\n"))
-    from clonekit.golden import materialize
-    from clonekit.preview import create_preview
-
-    for attempt in (lambda: create_preview(load_config(path), None, None, "feature-x"),
-                    lambda: materialize(load_config(path), None, None)):
-        with pytest.raises(ConfigError, match="only on a local or ssh:// engine"):
-            attempt()
-    assert not (tmp_path / ".clonekit" / "previews" / "feature-x").exists()
     text = GOOD.replace("previews:\n", "previews:\n  docker_host: tcp://previews.example:2376\n"
                                        f"  docker_tls: {{cert_path: {tmp_path / 'missing'}}}\n")
     code, err = run_cli(tmp_path, text, "list", capsys=capsys)

@@ -64,6 +64,8 @@ class RemoteEngine:
     url: str  # ssh://root@127.0.0.1:PORT
     key_file: Path
     known_hosts: Path
+    tls_url: str  # tcp://127.0.0.1:PORT: the same engine over TCP with mutual TLS
+    tls_dir: Path  # the client's ca.pem, cert.pem, key.pem
 
     def docker(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         """``docker ARGS`` run on the remote engine's own host (through ``docker exec``, not SSH)."""
@@ -98,6 +100,49 @@ def _engine_image_and_key(docker, tmp_path_factory, image: str, kind: str) -> tu
     return folder, key
 
 
+def _tls_files(folder: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 (server-*.pem) and a client one (cert.pem, key.pem),
+    as `dockerd --tlsverify` and `docker --tlsverify` use them."""
+    from datetime import UTC, datetime, timedelta
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.now(UTC)
+
+    def issue(subject: str, key, issuer_name, issuer_key, *, ca: bool = False, server: bool = False):  # type: ignore[no-untyped-def]
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=2))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if server:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]),
+                                            critical=False)
+        if not ca:
+            usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def pem(obj) -> bytes:  # type: ignore[no-untyped-def]
+        if isinstance(obj, x509.Certificate):
+            return obj.public_bytes(serialization.Encoding.PEM)
+        return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clonekit test CA")])
+    ca = issue("clonekit test CA", ca_key, ca_name, ca_key, ca=True)
+    server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    files = {"ca.pem": pem(ca), "server-cert.pem": pem(issue("127.0.0.1", server_key, ca_name, ca_key, server=True)),
+             "server-key.pem": pem(server_key), "cert.pem": pem(issue("clonekit", client_key, ca_name, ca_key)),
+             "key.pem": pem(client_key)}
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+        (folder / name).chmod(0o644)
+
+
 @pytest.fixture(scope="session")
 def remote_engine(docker, busybox_image, tmp_path_factory) -> Iterator[RemoteEngine]:
     """Started once per session: Debian's dockerd and sshd in a container (ckremote-...) with every capability,
@@ -106,7 +151,13 @@ def remote_engine(docker, busybox_image, tmp_path_factory) -> Iterator[RemoteEng
     engine adapter, host key checked). Removed with its volume at the end."""
     folder, key = _engine_image_and_key(docker, tmp_path_factory, REMOTE_ENGINE_IMAGE, "remote-engine")
     name = f"ckremote-{uuid.uuid4().hex[:8]}"
+    tls_dir = folder / "tls"
+    tls_dir.mkdir(exist_ok=True)
+    _tls_files(tls_dir)
+    tls_args = ("--host tcp://0.0.0.0:2376 --tlsverify --tlscacert /tls/ca.pem --tlscert /tls/server-cert.pem "
+                "--tlskey /tls/server-key.pem")
     subprocess.run(["docker", "run", "-d", *REMOTE_ENGINE_CAPS, "--name", name, "-p", "127.0.0.1::22",
+                    "-p", "127.0.0.1::2376", "-v", f"{tls_dir}:/tls:ro", "-e", f"DOCKERD_ARGS={tls_args}",
                     "-e", f"AUTHORIZED_KEY={(folder / 'id_ed25519.pub').read_text().strip()}",
                     "-v", f"{name}-data:/var/lib/docker", REMOTE_ENGINE_IMAGE], check=True, capture_output=True)
     try:
@@ -117,7 +168,9 @@ def remote_engine(docker, busybox_image, tmp_path_factory) -> Iterator[RemoteEng
             ["docker", "exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"], capture_output=True, text=True).stdout)
         known_hosts = folder / "known_hosts"
         known_hosts.write_text(f"[127.0.0.1]:{port} {' '.join(host_key.split()[:2])}\n")
-        engine = RemoteEngine(name, f"ssh://root@127.0.0.1:{port}", key, known_hosts)
+        tls_port = subprocess.run(["docker", "port", name, "2376/tcp"], capture_output=True, text=True,
+                                  check=True).stdout.strip().rsplit(":", 1)[-1]
+        engine = RemoteEngine(name, f"ssh://root@127.0.0.1:{port}", key, known_hosts, f"tcp://127.0.0.1:{tls_port}", tls_dir)
         _wait_for("dockerd", lambda: engine.docker("info").returncode == 0)
         from clonekit.config import SshTarget
         from clonekit.runtime.docker import DockerEngine

@@ -231,3 +231,40 @@ def test_a_source_engine_over_ssh_checks_the_host_key_too(remote_engine, tmp_pat
     assert source_engine_ssh(remote_engine.url, trusted) == trusted
     with pytest.raises(SourceError, match="ckremote-none"):  # reached the engine: the project is not there
         capture_services(spec, ssh=trusted)
+
+
+def test_previews_on_a_tcp_engine_with_tls(source, remote_engine, tmp_path: Path) -> None:
+    """``previews.docker_host: tcp://`` with ``docker_tls`` (mutual TLS, no SSH): the database is
+    loaded and the HTTP check done through relay containers in the preview containers' network
+    namespaces, over the docker CLI's own connection; the egress rules are set on the remote host."""
+    project = f"cktls{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "clonekit.yml"
+    config = source_project_config(source, project)
+    config["previews"] |= {"docker_host": remote_engine.tls_url, "docker_tls": {"cert_path": str(remote_engine.tls_dir)},
+                           "replace": {PROD_URL: "{url}"}}
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "CK_TEST_DB_PASSWORD": source["server"].password}
+    label = f"clonekit.project={project}"
+
+    def clonekit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "clonekit", "-c", str(path), *args],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    try:
+        done = clonekit("clone", "prod", "--as", "t1")
+        assert done.returncode == 0, done.stderr
+        assert remote_engine.labelled("container", label) and _local_labelled(project) == []
+        done = clonekit("exec", "t1", "--", "cat", "/www/sub/data.txt")
+        assert done.returncode == 0 and done.stdout == "a file in the volume\n", done.stderr
+        done = clonekit("db", "t1", "-e", "SELECT value FROM options WHERE name = 'siteurl'")
+        assert done.returncode == 0 and PROD_URL not in done.stdout and "127.0.0.1" in done.stdout, done.stderr
+        rules = subprocess.run(["docker", "exec", remote_engine.container, "iptables", "-S"], capture_output=True,
+                               text=True, check=True).stdout
+        assert f"clonekit ck-{project}-t1" in rules  # egress: no-mail, the default
+        done = clonekit("destroy", "t1", "--yes")
+        assert done.returncode == 0, done.stderr
+        for kind in ("container", "volume", "network"):
+            assert remote_engine.labelled(kind, label) == [], kind
+        assert remote_engine.labelled("container", "clonekit.relay=1") == []  # the relays went with their connections
+    finally:
+        clonekit("destroy", "--all", "--yes")

@@ -27,6 +27,7 @@ from support import PROXY_IMAGE, runtime_lifecycle, source_project_config
 
 from clonekit.config import load_config
 from clonekit.golden import prune_golden_images
+from clonekit.runtime.compose import env_file_values
 from clonekit.runtime.docker import DockerEngine
 from clonekit.runtime.proxy import Proxy, request_through
 from clonekit.runtime.swarm import Swarm
@@ -155,6 +156,11 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
         assert done.returncode == 0 and previews["s1"]["url"] in done.stdout and PROD_URL not in done.stdout, done.stderr
         done = clonekit("exec", "s2", "--", "cat", "/marker")
         assert done.returncode == 0 and done.stdout == "the branch\n", done.stderr
+        # The secrets reach the application as they are (a stack's env file takes quotes literally).
+        done = clonekit("exec", "s1", "--", "sh", "-c", 'printf %s "$DB_PASSWORD"')
+        env_file = next((tmp_path / ".clonekit" / "previews" / "s1").glob("web.env"))
+        expected = env_file_values(env_file.read_text())["DB_PASSWORD"]
+        assert done.returncode == 0 and expected and done.stdout == expected, done.stderr
         done = clonekit("exec", "s2", "--", "cat", "/www/index.html")
         assert done.returncode == 0 and done.stdout == "hello from the snapshot\n", done.stderr
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from clonekit.errors import PreviewError
+from clonekit.runtime.compose import env_file_text, env_file_values
 from clonekit.runtime.swarm import SwarmNode, choose_node, parse_memory, stack_document
 
 DOCUMENT = {
@@ -64,3 +65,12 @@ def test_parse_memory() -> None:
     assert parse_memory("12.5MiB") == int(12.5 * (1 << 20))
     assert parse_memory(" 1GB ") == 10 ** 9
     assert parse_memory("0B") == 0 and parse_memory("--") == 0
+
+
+def test_env_files_for_a_stack_are_unquoted() -> None:
+    """compose strips an env file's quotes; a stack (as `docker run --env-file`) would keep them."""
+    values = {"DB_PASSWORD": "p w$rd", "EMPTY": "", "URL": "https://x.test/?a=b"}
+    quoted = env_file_text(values)
+    assert "DB_PASSWORD='p w$rd'" in quoted.splitlines()
+    assert env_file_values(quoted) == values
+    assert env_file_text(values, quoted=False).splitlines() == ["DB_PASSWORD=p w$rd", "EMPTY=", "URL=https://x.test/?a=b"]
