@@ -20,7 +20,9 @@ HTTP service by its swarm service name, whichever node runs it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from .config import Config
@@ -96,7 +98,7 @@ def after_start(config: Config, engine: DockerEngine, compose_project: str, url:
         proxy.close()
 
 
-def upstream_name(container: dict, compose_project: str, service: str) -> str:
+def upstream_name(container: Mapping[str, Any], compose_project: str, service: str) -> str:
     """The name the proxy dials: a swarm task by its service (it resolves on the overlay from any
     node, and the proxy's other networks hold other previews' services of the same short name), a
     compose container by its own name (unique on the engine)."""
