@@ -96,6 +96,10 @@ def test_two_clones_of_one_golden_copy_diverge(config, source):
         with conn.cursor() as cur:  # the log table is left alone by default (DEFAULT_REPLACE_SKIP)
             cur.execute("SELECT location FROM watchdog")
             assert cur.fetchall() == ((WATCHDOG_LOCATION,),)
+            # the golden image's server reads its table files through the page cache (the image's
+            # default, O_DIRECT, read every page from the disk in every clone)
+            cur.execute("SELECT @@innodb_flush_method")
+            assert cur.fetchone()[0] == "fsync"
         conn.close()
 
     # ... nor did reading them (posts, options, watchdog above): reads copy nothing up.
