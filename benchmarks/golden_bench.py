@@ -156,7 +156,8 @@ def _db_layer(preview: Any) -> tuple[float, list[str]]:
         diff = subprocess.run(["docker", "container", "diff", container], capture_output=True, text=True, check=False).stdout
         paths = [line.split(" ", 1)[-1] for line in diff.splitlines()]
     # the tables' files and the system tablespace, not the server's own tables (the re-key writes those)
-    files = sorted(path.rsplit("/", 1)[-1] for path in paths if path.endswith((".ibd", "ibdata1", ".MAD", ".MAI", ".MYD"))
+    files = sorted(path.rsplit("/", 1)[-1] for path in paths if path.endswith("/ibdata1")
+                   or path.endswith((".ibd", ".MAD", ".MAI", ".MYD"))
                    and path.rsplit("/", 2)[-2] not in ("mysql", "sys", "performance_schema"))
     return round(size / 1e6, 1), files
 

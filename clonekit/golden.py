@@ -201,15 +201,16 @@ def materialize(config: Config, repo: Any, manifest: Any, *, progress: ProgressF
                         hooks=tuple(golden.hooks))
 
 
-# A file overlayfs copies up whole on its first write costs nothing on these (reflink), and its
-# size in time and disk elsewhere (ext4): a table's file, for a preview writing one row of it.
+# A file overlayfs copies up whole when it is first opened for writing costs nothing on these
+# (reflink), and its size in time and disk elsewhere (ext4): a table's file, for a preview reading
+# or writing one row of it (InnoDB opens table files read-write).
 REFLINK_FILESYSTEMS = frozenset({"xfs", "btrfs"})
 COPY_UP_WARN_BYTES = 256 << 20
 
 
 def warn_whole_file_copies(engine: DockerEngine, manifest: Any) -> None:
-    """Tell, once per materialize, when a preview's first write to a large golden table will copy
-    its whole file: overlay2 on a filesystem without reflink (ext4)."""
+    """Tell, once per materialize, when a preview's first use of a large golden table will copy its
+    whole file: overlay2 on a filesystem without reflink (ext4)."""
     tables = list((manifest.database or {}).get("tables") or [])
     largest = max(tables, key=lambda t: int(t.get("bytes") or 0), default=None)
     if largest is None or int(largest.get("bytes") or 0) < COPY_UP_WARN_BYTES:
@@ -217,9 +218,9 @@ def warn_whole_file_copies(engine: DockerEngine, manifest: Any) -> None:
     driver, backing = engine.storage()
     if driver != "overlay2" or not backing or backing in REFLINK_FILESYSTEMS:
         return
-    log.warning("the preview engine keeps its data on %s (overlay2): a preview's first write to a golden table "
-                "copies that table's whole file (the largest, %s, holds %d MB): time and disk in every preview that "
-                "writes to it. "
+    log.warning("the preview engine keeps its data on %s (overlay2): a preview's first use of a golden table "
+                "(a read too: the server opens its file read-write) copies that table's whole file (the largest, %s, "
+                "holds %d MB): time and disk in every preview that uses it. "
                 "On XFS (reflink) or btrfs that copy is instant: see docs/golden.md, \"Preview host storage\"",
                 backing, largest.get("name"), int(largest.get("bytes") or 0) // 10**6)
 
