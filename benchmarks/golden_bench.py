@@ -60,6 +60,8 @@ from clonekit.golden import materialize
 from clonekit.manifest import Manifest, new_snapshot_id
 from clonekit.preview import create_preview, destroy_preview
 from clonekit.repository import Repository
+from clonekit.runtime.docker import DockerEngine
+from clonekit.runtime.golden_engine import layer_files
 from clonekit.schema import CopyEverything
 
 DB_IMAGE = "clonekit/mariadb:10.11"
@@ -137,17 +139,27 @@ def _timed_preview(config: Any, repo: Repository, manifest: Manifest, name: str)
 
 def _db_layer(preview: Any) -> tuple[float, list[str]]:
     """The preview database container's own layer: its size (MB) and the table files copied up into
-    it (overlayfs copies a golden file whole on its first write: what a clone pays besides its start)."""
+    it (overlayfs copies a golden file whole when it is opened for writing, which InnoDB does to
+    every table it reads or writes: what a clone pays besides its start). Read from the layer's
+    upper directory; ``docker container diff`` (the fallback) misses files copied up unchanged."""
     compose = ["docker", "compose", "-f", str(preview.path / "compose.yml")]
     container = subprocess.run([*compose, "ps", "-q", "db"], capture_output=True, text=True, check=False).stdout.strip()
     if not container:
         return 0.0, []
-    size = subprocess.run(["docker", "container", "inspect", "--size", "--format", "{{.SizeRw}}", container],
-                          capture_output=True, text=True, check=False).stdout.strip()
-    diff = subprocess.run(["docker", "container", "diff", container], capture_output=True, text=True, check=False).stdout
-    files = sorted(line.rsplit("/", 1)[-1] for line in diff.splitlines()
-                   if line.endswith((".ibd", "ibdata1", ".MAD", ".MAI", ".MYD")))
-    return round(int(size or 0) / 1e6, 1), files
+    layer = layer_files(DockerEngine(), container)
+    if layer is not None:
+        paths = list(layer)
+        size = sum(layer.values())
+    else:
+        size = int(subprocess.run(["docker", "container", "inspect", "--size", "--format", "{{.SizeRw}}", container],
+                                  capture_output=True, text=True, check=False).stdout.strip() or 0)
+        diff = subprocess.run(["docker", "container", "diff", container], capture_output=True, text=True, check=False).stdout
+        paths = [line.split(" ", 1)[-1] for line in diff.splitlines()]
+    # the tables' files and the system tablespace, not the server's own tables (the re-key writes those)
+    files = sorted(path.rsplit("/", 1)[-1] for path in paths if path.endswith("/ibdata1")
+                   or path.endswith((".ibd", ".MAD", ".MAI", ".MYD"))
+                   and path.rsplit("/", 2)[-2] not in ("mysql", "sys", "performance_schema"))
+    return round(size / 1e6, 1), files
 
 
 def _link_content(endpoint: DbEndpoint) -> int:

@@ -293,7 +293,12 @@ def _text_table(cur: Any, schema: str, table: str) -> list[tuple[str, list[str],
 def _rewrite_rows(cur: Any, table: str, key: list[str], indexed: Mapping[str, Sequence[Sequence[Any]]],
                   needles: list[str], replacements: Sequence[Replacement], in_sql: bool) -> int:
     """The rewrite of ``table`` restricted to the rows ``indexed`` names, per column, by primary key
-    (batches of KEY_BATCH_ROWS): the same statements as a scan, each with ``AND key IN (...)``."""
+    (batches of KEY_BATCH_ROWS). Those rows are known to hold a string to replace: no ``LIKE`` reads
+    their values again (a collation-aware search through every value, twice, was most of the
+    server's CPU). Values that cannot be PHP-serialized get the plain replacement in one UPDATE
+    (a value it leaves as it was is not written, nor counted); the others (SERIALIZED_START_SQL,
+    which may match more than ``rewrite_value`` does, never fewer) are read and go through
+    ``rewrite_value``: each value once, by one path or the other."""
     q = quote_name
     changed = 0
     for column, keys in indexed.items():
@@ -307,13 +312,19 @@ def _rewrite_rows(cur: Any, table: str, key: list[str], indexed: Mapping[str, Se
                 where = f"({', '.join(q(k) for k in key)}) IN ({', '.join([one] * len(batch))})"
                 where_args = [value for row in batch for value in row]
             if in_sql:
-                changed += _replace_plain_values(cur, q(table), [q(column)], replacements, where, where_args)
-            changed += _rewrite_table(cur, table, [column], key, needles, replacements, where, where_args)
+                changed += _replace_plain_values(cur, q(table), [q(column)], replacements, where, where_args,
+                                                 known=True)
+                match = (f"{q(column)} REGEXP %s", [SERIALIZED_START_SQL])
+            else:
+                match = (f"{q(column)} IS NOT NULL", [])
+            changed += _rewrite_table(cur, table, [column], key, needles, replacements, where, where_args, match=match)
     return changed
 
 
 def _replace_plain_values(cur: Any, table: str, columns: Sequence[str], replacements: Sequence[Replacement],
-                          where: str = "", where_args: Sequence[Any] = ()) -> int:
+                          where: str = "", where_args: Sequence[Any] = (), *, known: bool = False) -> int:
+    """One UPDATE per column: the plain replacement of the values that cannot be PHP-serialized;
+    ``known``: the rows ``where`` selects hold a string to replace (no ``LIKE`` looks again)."""
     pairs = [(old.decode(), new.decode()) for r in replacements for old, new in r.pairs()]
     changed = 0
     for column in columns:
@@ -321,19 +332,29 @@ def _replace_plain_values(cur: Any, table: str, columns: Sequence[str], replacem
         for old, new in pairs:
             expression = f"REPLACE({expression}, %s, %s)"
             args += [old, new]
-        condition = " OR ".join(f"{column} LIKE %s" for _ in pairs)
-        changed += cur.execute(f"UPDATE {table} SET {column} = {expression} WHERE ({condition}) "
-                               f"AND {column} NOT REGEXP %s" + (f" AND {where}" if where else ""),
-                               [*args, *(_like_pattern(old) for old, _ in pairs), SERIALIZED_START_SQL, *where_args])
+        conditions, condition_args = [f"{column} NOT REGEXP %s"], [SERIALIZED_START_SQL]
+        if not known:
+            conditions.insert(0, "(" + " OR ".join(f"{column} LIKE %s" for _ in pairs) + ")")
+            condition_args[:0] = [_like_pattern(old) for old, _ in pairs]
+        if where:
+            conditions.append(where)
+        changed += cur.execute(f"UPDATE {table} SET {column} = {expression} WHERE {' AND '.join(conditions)}",
+                               [*args, *condition_args, *where_args])
     return changed
 
 
 def _rewrite_table(cur: Any, table: str, columns: list[str], key: list[str],
                    needles: list[str], replacements: Sequence[Replacement],
-                   where: str = "", where_args: Sequence[Any] = ()) -> int:
+                   where: str = "", where_args: Sequence[Any] = (),
+                   match: tuple[str, Sequence[Any]] | None = None) -> int:
+    """Read the values holding a needle (or those ``match`` selects: SQL and its arguments) and
+    write back what ``rewrite_value`` makes of them, row by row."""
     q = quote_name
-    condition = " OR ".join(f"{q(c)} LIKE %s" for c in columns for _ in needles)
-    args = [_like_pattern(n) for _ in columns for n in needles]
+    if match is None:
+        condition = " OR ".join(f"{q(c)} LIKE %s" for c in columns for _ in needles)
+        args = [_like_pattern(n) for _ in columns for n in needles]
+    else:
+        condition, args = match[0], list(match[1])
     changed = 0
     if key:
         cur.execute(f"SELECT {', '.join(q(k) for k in key)}, {', '.join(q(c) for c in columns)} "

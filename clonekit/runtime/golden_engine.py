@@ -6,6 +6,7 @@ Kept beside ``docker.py`` (not in it, so that adapter stays as it is) and built 
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -100,3 +101,23 @@ def replace_volume_content(engine: DockerEngine, source: str, target: str, *, im
         args += ["--label", f"{key}={value}"]
     script = "cd /dst && rm -rf -- * .[!.]* ..?* && cp -a /src/. /dst/"
     engine.cli([*args, image, "sh", "-c", script], what=f"copy volume {source} into {target}")
+
+
+def layer_files(engine: DockerEngine, container: str) -> dict[str, int] | None:
+    """The files in a container's own overlay layer (path inside the container: size), read from
+    the engine's upper directory; None when that directory is not readable here (a remote engine,
+    another storage driver, no permission). ``docker container diff`` leaves out a file that
+    overlayfs copied up unchanged: an InnoDB table file opened read-write, i.e. any table read."""
+    info = engine.json(["container", "inspect", container], what=f"inspect container {container[:12]}")[0]
+    upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir") or ""
+    if not engine.is_local or not upper or not os.access(upper, os.R_OK | os.X_OK):
+        return None
+    out: dict[str, int] = {}
+    for folder, _dirs, files in os.walk(upper):
+        for name in files:
+            path = os.path.join(folder, name)
+            try:
+                out["/" + os.path.relpath(path, upper)] = os.lstat(path).st_size
+            except OSError:
+                continue  # removed meanwhile
+    return out

@@ -175,3 +175,42 @@ def test_recorded_rows_are_rewritten_by_primary_key_and_nothing_else_is_read(mys
 
     monkeypatch.setattr(target, "MAX_INDEXED_ROWS", 0)  # too many rows to list: the table is scanned
     assert find_replace_rows(endpoint, [NEW], ["posts"]) == {"posts": None}
+
+
+def test_recorded_rows_get_the_bytes_rewrite_value_makes(mysql_db):
+    """The rewrite of recorded rows (no LIKE at clone time: plain values in one UPDATE, values that
+    may be serialized through rewrite_value) writes, value by value, what rewrite_value makes of it,
+    and counts the values that changed; also when the new string contains the old one (every value
+    then goes through rewrite_value)."""
+    from clonekit.db.endpoint import DbEndpoint
+    from clonekit.db.target import find_replace_rows
+
+    serialized = "a:2:{s:4:\"home\";" + php_s(f"{OLD}/é") + "s:1:\"n\";" + php_s("keep") + "}"
+    values = {
+        1: f"<p><a href=\"{OLD}/node/2\">next</a> and {OLD}</p>",  # plain, twice
+        2: serialized,  # PHP-serialized: the length is recomputed
+        3: 's:99:"' + OLD + '";',  # looks serialized, is not: plain replacement (as rewrite_value does)
+        4: json.dumps({"u": OLD + "/x"}).replace("/", "\\/"),  # JSON, escaped slashes
+        5: OLD.upper(),  # found by the case-insensitive search, left alone by the case-sensitive rewrite
+        6: "A:1:{" + OLD + "}",  # SQL's REGEXP ignores case: read, and rewrite_value replaces plainly
+        7: "nothing here",
+    }
+    mysql_db.execute("CREATE TABLE node__body (entity_id INT, langcode VARCHAR(8), body_value LONGTEXT, "
+                     "PRIMARY KEY (entity_id, langcode)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci")
+    conn = mysql_db.connect()
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO node__body VALUES (%s, 'en', %s)", list(values.items()))
+    conn.close()
+    server = mysql_db.server
+    endpoint = DbEndpoint(server.host, server.port, server.user, server.password, mysql_db.name)
+    rows = find_replace_rows(endpoint, [OLD], ["node__body"])
+    assert rows == {"node__body": {"body_value": [[i, "en"] for i in range(1, 7)]}}
+    current = dict(values)
+    for new in (NEW, OLD + "/preview"):  # the second: the new string contains the old one
+        replacements = [Replacement(OLD, new)]
+        expected = {i: rewrite_value(v, replacements) for i, v in current.items()}
+        changed = rewrite_urls(endpoint, replacements, tables=["node__body"], rows=rows)
+        assert changed == sum(expected[i] != current[i] for i in current)
+        got = dict(mysql_db.query("SELECT entity_id, CAST(body_value AS BINARY) FROM node__body"))
+        assert got == {i: v.encode() for i, v in expected.items()}
+        current = expected
