@@ -582,9 +582,11 @@ def prune_golden_images(config: Config, keep: Sequence[str]) -> list[str]:
     removed: list[str] = []
     still_used: set[str] = set()
     seen: set[str] = set()
-    # On a swarm, the pulled copies of the ready nodes too (a node that is down keeps its copies; the
-    # registry keeps its own until its garbage collection).
-    engines = [engine, *(sw.Swarm(config.previews).ready_engines() if config.previews.uses_swarm else [])]
+    # On a swarm, the pulled copies of the ready nodes too (a node that is down keeps its copies),
+    # and the registry's copy once no node uses the snapshot.
+    swarm = sw.Swarm(config.previews) if config.previews.uses_swarm else None
+    engines = [engine, *(swarm.ready_engines() if swarm is not None else [])]
+    pushed: dict[str, str] = {}  # clonekit's name of a removed image -> its snapshot
     for holder, image in ((e, image) for e in engines for image in golden_images(config, e)):
         labels = (image.get("Config") or {}).get("Labels") or {}
         snapshot = labels.get(cmp.LABEL_SNAPSHOT, "")
@@ -598,6 +600,9 @@ def prune_golden_images(config: Config, keep: Sequence[str]) -> list[str]:
             continue
         for name in names:
             ge.remove_image(holder, name)
+            own = sw.own_image_of(config.previews.registry or "", name) if swarm is not None else None
+            if own is not None:
+                pushed[own] = snapshot
         removed.append(names[0])
     for name in engine.ids("volume", {cmp.LABEL_PROJECT: config.project, LABEL_GOLDEN: "files"}):
         snapshot = ""
@@ -613,6 +618,9 @@ def prune_golden_images(config: Config, keep: Sequence[str]) -> list[str]:
         removed.append(name)
     for snapshot in seen - still_used:
         record_path(config, snapshot).unlink(missing_ok=True)
+    if swarm is not None:
+        for own in sorted(i for i, snapshot in pushed.items() if snapshot not in still_used):
+            swarm.delete_from_registry(own)
     if removed:
         log.info("prune: removed %d golden image(s)/volume(s)", len(removed))
     return removed

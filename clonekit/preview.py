@@ -609,7 +609,7 @@ def destroy_preview(config: Config, name: str) -> None:
 def _remove_everything(config: Config, engine: DockerEngine, name: str) -> None:
     folder = preview_dir(config, name)
     _remove_resources(engine, config, name, compose_project_name(config, name), folder)
-    pc.remove_images(config, engine, name)
+    pc.remove_images(config, engine, name, from_registry=True)
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -73,6 +73,31 @@ if ! docker info >/dev/null 2>&1; then
   wait_for 60 dockerd docker info || { tail -20 /var/log/dockerd.log >&2; exit 1; }
 fi
 docker compose version >/dev/null
+# Bridges of networks this engine no longer knows (a dockerd stopped with its data removed, e.g.
+# by a package purge) keep their routes, and Docker never hands out an address range a route
+# covers: left alone, they use up the default pools (~30 networks) and previews fail with "could
+# not find an available, non-overlapping IPv4 address pool". Remove them (Docker names its
+# bridges br-<first 12 characters of the network id>).
+known=" $(docker network ls -q --no-trunc --filter driver=bridge | cut -c1-12 | tr '\n' ' ') "
+# Only those down (no container on them): a bridge in use is never touched.
+for link in $(ip -o link show type bridge 2>/dev/null | awk -F': ' '/state DOWN/ {print $2}' | grep -E '^br-[0-9a-f]{12}$' || true); do
+  case "$known" in *" ${link#br-} "*) ;; *) log "removing $link (a bridge of a network Docker no longer has)"; ip link delete "$link" ;; esac
+done
+# The same for previews.egress rules (iptables, "clonekit NETWORK" comments) of networks gone:
+# they would filter the next network given the same subnet.
+if command -v iptables >/dev/null; then
+  names=" $(docker network ls --format '{{.Name}}' | tr '\n' ' ') "
+  for hook in DOCKER-USER INPUT; do
+    iptables -w -S "$hook" 2>/dev/null | grep -F -e '--comment "clonekit ' | while read -r rule; do
+      name=$(printf '%s\n' "$rule" | sed -n 's/.*--comment "clonekit \([^"]*\)".*/\1/p')
+      case "$names" in *" $name "*) continue ;; esac
+      log "removing the egress rule of network $name (gone)"
+      eval "iptables -w $(printf '%s' "$rule" | sed 's/^-A /-D /')" || true
+      chain=${rule##* }
+      iptables -w -S | grep -q -e " -j $chain\$" || { iptables -w -F "$chain"; iptables -w -X "$chain"; } || true
+    done
+  done
+fi
 
 # --- MariaDB on 127.0.0.1:$MYSQL_PORT ------------------------------------------------------
 MYSQL_DIR=$STATE/mariadb

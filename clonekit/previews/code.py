@@ -21,7 +21,7 @@ from ..config import Config, ServiceCode
 from ..errors import PreviewError, UsageError
 from ..runtime import build as rb
 from ..runtime.docker import DockerEngine
-from ..runtime.swarm import registry_ref
+from ..runtime.swarm import Swarm, own_image_of, registry_ref
 
 log = logging.getLogger("clonekit.previews.code")
 
@@ -289,10 +289,18 @@ def load(folder: Path) -> tuple[CodeOverride, ...]:
         raise PreviewError(f"{folder / CODE_FILE} is not a clonekit code record: {exc}") from exc
 
 
-def remove_images(config: Config, engine: DockerEngine, name: str) -> list[str]:
-    """The images built for preview ``name`` (untagged; an image another preview uses stays)."""
+def remove_images(config: Config, engine: DockerEngine, name: str, *, from_registry: bool = False) -> list[str]:
+    """The images built for preview ``name`` (untagged; an image another preview uses stays);
+    ``from_registry`` (the preview is gone, not moving to another node): the registry's copy too."""
     labels = {"clonekit.project": config.project, "clonekit.preview": name}
     prefix = rb.preview_image_tag(config.project, name, "x")[:-len("x:latest")]
-    if config.previews.registry:  # on a swarm, also the copy pushed or pulled through the registry
-        return rb.remove_preview_images(engine, labels, prefix=(prefix, registry_ref(config.previews.registry, prefix)))
-    return rb.remove_preview_images(engine, labels, prefix=(prefix,))
+    if not config.previews.registry:
+        return rb.remove_preview_images(engine, labels, prefix=(prefix,))
+    # On a swarm, also the copy pulled through the registry (and, with from_registry, the registry's own).
+    removed = rb.remove_preview_images(engine, labels, prefix=(prefix, registry_ref(config.previews.registry, prefix)))
+    if not from_registry:
+        return removed
+    swarm = Swarm(config.previews)
+    for image in sorted({own for tag in removed if (own := own_image_of(config.previews.registry, tag))}):
+        swarm.delete_from_registry(image)
+    return removed

@@ -356,7 +356,7 @@ class DockerEngine:
             yield "127.0.0.1", published
             return
         if self.ssh is None:
-            with self.relayed(str(container.get("Id") or name), port) as local:
+            with self.relayed(port, container=str(container.get("Id") or name)) as local:
                 yield local
             return
         address = self.address_of(container)
@@ -378,17 +378,18 @@ class DockerEngine:
             session.close()
 
     @contextlib.contextmanager
-    def relayed(self, container: str, port: int) -> Iterator[tuple[str, int]]:
-        """A 127.0.0.1 port of this machine; each connection to it is carried to ``port`` on the
-        loopback of ``container``'s network namespace by a throwaway container there
-        (``docker run -i --network container:ID HELPER nc 127.0.0.1 PORT``), so it needs nothing
-        but the docker CLI's connection to the engine: no port published, no SSH."""
+    def relayed(self, port: int, *, container: str | None = None, host: str = "127.0.0.1") -> Iterator[tuple[str, int]]:
+        """A 127.0.0.1 port of this machine; each connection to it is carried to ``host``:``port``
+        as seen from ``container``'s network namespace (None: the engine's host's own) by a
+        throwaway container there (``docker run -i --network container:ID HELPER nc HOST PORT``),
+        so it needs nothing but the docker CLI's connection to the engine: no port published, no SSH."""
         server = socket.create_server(("127.0.0.1", 0))
         server.settimeout(RELAY_ACCEPT_SECONDS)
         stopping = threading.Event()
         relays: list[subprocess.Popen[bytes]] = []
-        argv = [*self.base_argv, "run", "--rm", "-i", "--network", f"container:{container}", "--log-driver", "none",
-                "--label", "clonekit.relay=1", HELPER_IMAGE, "nc", "127.0.0.1", str(port)]
+        network = f"container:{container}" if container else "host"
+        argv = [*self.base_argv, "run", "--rm", "-i", "--network", network, "--log-driver", "none",
+                "--label", "clonekit.relay=1", HELPER_IMAGE, "nc", host, str(port)]
 
         def serve() -> None:
             while not stopping.is_set():

@@ -87,9 +87,31 @@ def remove_script(network: str) -> str:
             f"fi\n")
 
 
+def stale_script(network: str, subnets: Sequence[str]) -> str:
+    """Shell that removes the rules another network left on ``subnets`` (its clonekit was killed,
+    or it was removed another way). Docker gives a subnet to one network at a time, so while
+    ``network`` exists, a rule on its subnet that names another network is stale; left, it would
+    filter this network whatever its own mode. A stale chain goes with its last jump."""
+    ours = shlex.quote(f'--comment "clonekit {network}"')
+    lines = []
+    for subnet in subnets:
+        on_subnet = shlex.quote(f" -s {subnet} ")
+        lines.append(
+            f"for hook in {' '.join(HOOK_CHAINS)}; do\n"
+            f"  iptables -w -S \"$hook\" | grep -F -e {on_subnet} | grep -F -e '--comment \"clonekit ' "
+            f"| grep -v -F -e {ours} | while read -r rule; do\n"
+            f"    eval \"iptables -w $(printf '%s' \"$rule\" | sed 's/^-A /-D /')\"\n"
+            f"    chain=${{rule##* }}\n"
+            f"    iptables -w -S | grep -q -e \" -j $chain\\$\" || {{ iptables -w -F \"$chain\"; iptables -w -X \"$chain\"; }}\n"
+            f"  done\n"
+            f"done\n")
+    return "".join(lines)
+
+
 def apply_script(network: str, mode: str, subnets: Sequence[str]) -> str:
-    """Shell that installs (or replaces) the rules of one preview network (pure)."""
-    lines = [remove_script(network)]
+    """Shell that installs (or replaces) the rules of one preview network (pure), first removing
+    its own and those other networks left on its subnets."""
+    lines = [remove_script(network), stale_script(network, subnets)]
     if mode != "open":
         chain = chain_name(network)
         lines.append(shlex.join(["iptables", "-w", "-N", chain]))

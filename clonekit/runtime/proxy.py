@@ -622,7 +622,7 @@ def request_through(cfg: ProxyConfig, host: str, path: str = "/", *, headers: Ma
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        conn = _SniConnection(address, port or cfg.https_port, host, context, timeout)
+        conn = SniConnection(address, port or cfg.https_port, host, context, timeout)
     try:
         conn.request("GET", path, headers={"Host": host, **(headers or {})})
         response = conn.getresponse()
@@ -631,8 +631,9 @@ def request_through(cfg: ProxyConfig, host: str, path: str = "/", *, headers: Ma
         conn.close()
 
 
-class _SniConnection(http.client.HTTPSConnection):
-    """HTTPS to an address, with another name in SNI (what curl --resolve does)."""
+class SniConnection(http.client.HTTPSConnection):
+    """HTTPS to an address, with another name in SNI and in the certificate check (what curl
+    --resolve does; the context decides whether the certificate is checked)."""
 
     def __init__(self, address: str, port: int, server_name: str, context: ssl.SSLContext, timeout: float) -> None:
         super().__init__(address, port, timeout=timeout, context=context)

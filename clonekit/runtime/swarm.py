@@ -25,8 +25,10 @@ both engines.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import re
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from ..private_file import write_private
 from ..retry import poll
 from .compose import env_file_text, env_file_values
 from .docker import DockerEngine, container_address
+from .proxy import SniConnection
 
 log = logging.getLogger("clonekit.runtime.swarm")
 
@@ -52,6 +55,11 @@ GWBRIDGE = "docker_gwbridge"
 # (--build). They exist on one engine; on a swarm they go through the registry.
 OWN_REPOSITORIES = ("clonekit-golden/", "clonekit-preview/")
 REMOVE_WAIT_SECONDS = 120.0
+REGISTRY_TIMEOUT_SECONDS = 30.0
+# What a registry may hold under a tag: Docker's and OCI's manifests and manifest lists.
+MANIFEST_TYPES = ", ".join(("application/vnd.docker.distribution.manifest.v2+json",
+                            "application/vnd.docker.distribution.manifest.list.v2+json",
+                            "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json"))
 STOP_GRACE_PERIOD = "5s"  # as `compose down -t 5` on one engine: a preview's data is thrown away anyway
 POLL_SECONDS = 0.5
 _MEMORY_UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
@@ -80,6 +88,21 @@ def registry_ref(registry: str, image: str) -> str:
 
 def is_own_image(image: str) -> bool:
     return image.startswith(OWN_REPOSITORIES)
+
+
+def own_image_of(registry: str, name: str) -> str | None:
+    """The clonekit-made image a tag names, with or without the registry in front; None for others."""
+    prefix = registry.rstrip("/") + "/"
+    base = name[len(prefix):] if registry and name.startswith(prefix) else name
+    return base if is_own_image(base) else None
+
+
+def split_reference(ref: str) -> tuple[str, int | None, str, str]:
+    """(host, port or None, repository, tag) of ``host[:port]/repository:tag`` (pure)."""
+    first, _, rest = ref.partition("/")
+    host, _, port = first.partition(":")
+    repository, _, tag = rest.rpartition(":")
+    return host, int(port) if port else None, repository, tag
 
 
 def stack_document(document: Mapping[str, Any], *, node: str, registry: str,
@@ -236,10 +259,62 @@ class Swarm:
         self.manager.cli(["stack", "deploy", "--with-registry-auth", "--resolve-image", "never", "-c", str(stack_file), str(document["name"])],
                          what=f"deploy stack {document['name']} on node {node}")
 
+    def delete_from_registry(self, image: str) -> bool:
+        """Delete the registry's copy of ``image`` (a clonekit-made image): its manifest, through
+        the Registry API, from the manager (which pushed it, so reaches it) over a relay container
+        there; HTTPS first, plain HTTP for a registry that does not speak TLS. The registry frees
+        the space at its next garbage collection. False (logged, with what to do) when the
+        registry refuses (no delete allowed, credentials asked, untrusted certificate)."""
+        host, port, repository, tag = split_reference(registry_ref(self.registry, image))
+        authority = f"{host}:{port}" if port else host
+        answer = ""
+        for tls in (True, False):
+            try:
+                with self.manager.relayed(port or (443 if tls else 80), host=host) as (address, local):
+                    conn = (SniConnection(address, local, host, ssl.create_default_context(), REGISTRY_TIMEOUT_SECONDS)
+                            if tls else http.client.HTTPConnection(address, local, timeout=REGISTRY_TIMEOUT_SECONDS))
+                    try:
+                        answer = _delete_manifest(conn, authority, repository, tag)
+                    finally:
+                        conn.close()
+            except (OSError, http.client.HTTPException) as exc:  # ssl.SSLError is an OSError
+                answer = f"{'HTTPS' if tls else 'HTTP'}: {exc or type(exc).__name__}"
+                continue
+            break
+        if answer in ("deleted", "gone"):
+            log.info("registry: %s %s", authority + "/" + repository + ":" + tag, answer)
+            return True
+        log.warning("registry: could not delete %s/%s:%s (%s); delete it there (its API or UI), then run its "
+                    "garbage collection", authority, repository, tag, answer)
+        return False
+
     def remove_stack(self, name: str) -> None:
         """``docker stack rm``; nothing to remove is not an error."""
         if self.manager.query(["stack", "ls", "--format", "{{.Name}}"], what="list stacks").split().count(name):
             self.manager.cli(["stack", "rm", name], what=f"remove stack {name}")
+
+
+def _delete_manifest(conn: http.client.HTTPConnection, authority: str, repository: str, tag: str) -> str:
+    """The registry's answer to deleting ``repository:tag``: deleted, gone, or why not."""
+    headers = {"Host": authority, "Accept": MANIFEST_TYPES}
+    conn.request("HEAD", f"/v2/{repository}/manifests/{tag}", headers=headers)
+    found = conn.getresponse()
+    found.read()
+    if found.status == 404:
+        return "gone"
+    digest = found.getheader("Docker-Content-Digest") or ""
+    if found.status != 200 or not digest:
+        return f"HTTP {found.status} to reading the manifest"
+    conn.request("DELETE", f"/v2/{repository}/manifests/{digest}", headers=headers)
+    done = conn.getresponse()
+    done.read()
+    if done.status in (200, 202):
+        return "deleted"
+    if done.status == 404:
+        return "gone"
+    if done.status == 405:
+        return "HTTP 405: the registry does not allow deletes (storage.delete.enabled)"
+    return f"HTTP {done.status} to the delete"
 
 
 class SwarmNodeEngine(DockerEngine):

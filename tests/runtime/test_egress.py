@@ -32,6 +32,7 @@ def network(docker) -> Iterator[tuple[str, str, str]]:
     ipam = json.loads(_docker("network", "inspect", name))[0]["IPAM"]["Config"][0]
     yield name, ipam["Subnet"], ipam["Gateway"]
     egress.remove(name)
+    egress.remove(f"{name}-gone")  # (the stale rules test_egress_modes makes, if it stopped early)
     subprocess.run(["docker", "rm", "-f", f"{name}-box", f"{name}-peer"], capture_output=True)
     subprocess.run(["docker", "network", "rm", name], capture_output=True)
 
@@ -56,8 +57,12 @@ def test_egress_modes(network, listeners) -> None:
     smtp, other_listener = listeners
     other = other_listener.port
 
-    egress.apply(name, "no-mail", [subnet])
-    assert egress.active(name)
+    # Rules a network gone left on this subnet (its clonekit killed): they would refuse everything.
+    gone = f"{name}-gone"
+    egress.apply(gone, "none", [subnet])
+    assert not _connects(name, gateway, other)
+    egress.apply(name, "no-mail", [subnet])  # this network's own rules replace them
+    assert egress.active(name) and not egress.active(gone) and f"clonekit {gone}" not in _iptables_rules()
     assert not _connects(name, gateway, 587) and smtp.connections == 0
     assert _connects(name, gateway, other)
     assert _connects(name, "peer", 25)  # the mail sink of a preview is inside its network

@@ -219,10 +219,12 @@ def test_preflight_refuses_before_anything_is_created(tmp_path: Path, monkeypatc
         path.write_text(textwrap.dedent(CONFIG.replace("  proxy: %s\n", "") ) + previews)
         return load_config(path)
 
-    remote = DockerEngine("ssh://deploy@previews.example")
-    with pytest.raises(ConfigError, match=r"previews\.egress: no-mail .* local engine") as info:
-        online.preflight(config(""), remote)
+    swarm = ("  engine: swarm\n  docker_host: ssh://root@manager\n  registry: registry:5000\n"
+             "  nodes: {n1: ssh://root@n1}\n")
+    with pytest.raises(ConfigError, match=r"previews\.egress: no-mail .* not done on a swarm") as info:
+        online.preflight(config(swarm), DockerEngine("ssh://root@manager"))
     assert info.value.exit_code == 2
+    online.preflight(config(swarm + "  egress: open\n"), DockerEngine("ssh://root@manager"))
     monkeypatch.delenv("CLONEKIT_TEST_REVIEW_PASSWORD", raising=False)
     with pytest.raises(ConfigError, match="CLONEKIT_TEST_REVIEW_PASSWORD is not set"):
         online.preflight(config("  proxy: {auth: {user: r, password_env: CLONEKIT_TEST_REVIEW_PASSWORD}}\n"),

@@ -79,6 +79,24 @@ def _over_overlay(cluster, network: str, host: str) -> str:
     return done.stdout.decode()
 
 
+def _registry_tags(cluster, project: str) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    """The tags the test registry holds in the repositories of ``project`` (its API, from here)."""
+    import urllib.error
+    import urllib.request
+
+    def get(path: str) -> dict:
+        try:
+            with urllib.request.urlopen(f"http://{cluster.registry}/v2/{path}", timeout=30) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return {}
+            raise
+
+    repositories = [r for r in get("_catalog").get("repositories") or [] if project in r]
+    return {r: list(get(f"{r}/tags/list").get("tags") or []) for r in repositories}
+
+
 def _wait_until(condition, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():
@@ -232,9 +250,14 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
                 assert cluster.labelled(node, kind, label) == [], (node, kind)
         stacks = cluster.docker(cluster.manager, "stack", "ls", "--format", "{{.Name}}").stdout.decode().split()
         assert not [s for s in stacks if project in s]
+        pushed = _registry_tags(cluster, project)  # destroyed: the branch image's copy went, the golden ones stay
+        assert [r for r in pushed if r.startswith("clonekit-preview/")] and not any(
+            tags for r, tags in pushed.items() if r.startswith("clonekit-preview/")), pushed
+        assert any(tags for r, tags in pushed.items() if r.startswith("clonekit-golden/")), pushed
         assert prune_golden_images(config, keep=[])
         for node in every_node:
             assert cluster.labelled(node, "image", label) == [], node
+        assert not any(_registry_tags(cluster, project).values()), _registry_tags(cluster, project)
     finally:
         clonekit("destroy", "--all", "--yes")
         clonekit("proxy", "stop")
