@@ -94,8 +94,9 @@ if command -v iptables >/dev/null; then
       log "removing the egress rule of network $name (gone)"
       eval "iptables -w $(printf '%s' "$rule" | sed 's/^-A /-D /')" || true
       chain=${rule##* }
-      iptables -w -S | grep -q -e " -j $chain\$" || { iptables -w -F "$chain"; iptables -w -X "$chain"; } || true
-    done
+      refs=$(iptables -w -S | grep -c -e " -j $chain\$" || true)
+      [ "$refs" != 0 ] || { iptables -w -F "$chain"; iptables -w -X "$chain"; } || true
+    done || true  # (pipefail: no rule at all is not a failure)
   done
 fi
 
