@@ -498,7 +498,7 @@ class Proxy:
             admin.call("PUT", f"/config/apps/http/servers/{SERVER}/routes/0", doc, what=f"add the route of {route.host}")
         log.info("proxy: %s -> %s", route.host, route.upstream)
         if cfg.tls != "acme":  # a public certificate may take minutes (or need DNS): not waited for
-            self.wait_serving(cfg, route.host)
+            self.wait_serving(cfg, route.host, through=auth)
 
     def remove_route(self, route_id: str) -> bool:
         """Remove one route; False when the proxy or the route is not there."""
@@ -549,10 +549,14 @@ class Proxy:
                                if address else container, port) as local:
             yield local
 
-    def wait_serving(self, cfg: ProxyConfig, host: str) -> None:
-        """Until the proxy answers for ``host`` (its certificate is made when the route is added)."""
+    def wait_serving(self, cfg: ProxyConfig, host: str, *, through: bool = False) -> None:
+        """Until the proxy answers for ``host`` (its certificate is made when the route is added);
+        ``through``: and, with previews.proxy.auth's password, reaches the preview behind it (on
+        a swarm, the overlay may need seconds before the proxy's node reaches a task on another)."""
         with self.reach(cfg) as (address, port):
             wait_serving(cfg, host, address=address, port=port)
+            if through:
+                wait_upstream(cfg, host, address=address, port=port)
 
     # -- status, CA, stop ---------------------------------------------------------------------
 
@@ -658,6 +662,31 @@ def wait_serving(cfg: ProxyConfig, host: str, *, address: str | None = None, por
         time.sleep(POLL_SECONDS)
     raise PreviewError(f"the proxy did not serve {host} within {START_TIMEOUT_SECONDS:.0f}s (last: {last})",
                        hint=f"docker logs {CONTAINER}")
+
+
+GATEWAY_ERRORS = (502, 504)  # the proxy could not reach the upstream
+
+
+def wait_upstream(cfg: ProxyConfig, host: str, *, address: str | None = None, port: int | None = None) -> None:
+    """Until a request through the proxy (with the route's password) gets another answer than a
+    gateway error; still one after START_TIMEOUT_SECONDS is logged, not raised: the preview itself
+    may answer 502 (an application behind a proxy of its own)."""
+    headers = {}
+    if cfg.auth is not None:
+        token = base64.b64encode(f"{cfg.auth.user}:{os.environ.get(cfg.auth.password_env, '')}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    status = 0
+    while time.monotonic() < deadline:
+        try:
+            status = request_through(cfg, host, headers=headers, address=address, port=port, timeout=30)[0]
+        except (OSError, http.client.HTTPException):
+            status = 0
+        if status and status not in GATEWAY_ERRORS:
+            return
+        time.sleep(1.0)
+    log.warning("proxy: %s still answers HTTP %s after %.0f s: the proxy does not reach the preview yet "
+                "(`docker logs %s` on the proxy's host says why)", host, status or "nothing", START_TIMEOUT_SECONDS, CONTAINER)
 
 
 def _without_routes(config: Mapping[str, Any]) -> Any:
