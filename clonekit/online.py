@@ -117,6 +117,8 @@ def before_remove(config: Config, compose_project: str) -> None:
             return
         proxy.remove_route(compose_project)
         proxy.disconnect(compose_project)
+    except PreviewError as exc:  # e.g. the proxy restarting: its next start drops a route whose network is gone
+        log.warning("could not take preview %s off the proxy: %s", compose_project, exc.message)
     finally:
         proxy.close()
 
