@@ -170,6 +170,7 @@ class Swarm:
         self.manager = DockerEngine.for_previews(previews)
         self._engines: dict[str, SwarmNodeEngine] = {}
         self._pushed: set[str] = set()
+        self._registry_schemes: tuple[bool, ...] = (True, False)  # TLS first; the one that answered, once known
 
     def nodes(self, *, memory: bool = True) -> list[SwarmNode]:
         """Every node of the swarm; with ``memory``, the memory the containers of the ready nodes
@@ -268,7 +269,7 @@ class Swarm:
         host, port, repository, tag = split_reference(registry_ref(self.registry, image))
         authority = f"{host}:{port}" if port else host
         answer = ""
-        for tls in (True, False):
+        for tls in self._registry_schemes:
             try:
                 with self.manager.relayed(port or (443 if tls else 80), host=host) as (address, local):
                     conn = (SniConnection(address, local, host, ssl.create_default_context(), REGISTRY_TIMEOUT_SECONDS)
@@ -280,6 +281,7 @@ class Swarm:
             except (OSError, http.client.HTTPException) as exc:  # ssl.SSLError is an OSError
                 answer = f"{'HTTPS' if tls else 'HTTP'}: {exc or type(exc).__name__}"
                 continue
+            self._registry_schemes = (tls,)  # the next image of this prune skips the failing attempt
             break
         if answer in ("deleted", "gone"):
             log.info("registry: %s %s", authority + "/" + repository + ":" + tag, answer)
