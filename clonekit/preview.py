@@ -570,7 +570,7 @@ def _remove_for_refresh(config: Config, engine: DockerEngine, name: str, compose
         moved = swarm.engine(swarm.place())
         log.warning("preview %s: node %s is not ready and active; recreating it on node %s from the snapshot",
                     name, engine.node, moved.node)
-        problem = "the swarm sees it down"
+        problem = LOST_NODE
         if swarm.ready(engine.node):  # drained: it still answers, so its containers, volumes and images go
             try:
                 _remove_resources(engine, config, name, compose_project, folder)
@@ -578,16 +578,27 @@ def _remove_for_refresh(config: Config, engine: DockerEngine, name: str, compose
                 return moved
             except ClonekitError as exc:
                 problem = exc.message
-        # Lost: nothing is asked of it (each try would wait for SSH to time out). Its route and the
-        # stack go through the manager; the node stops the stack's tasks when it is back.
-        online.before_remove(config, compose_project)
-        swarm.remove_stack(compose_project)
-        log.warning("preview %s: could not clean node %s (%s); its volumes labelled clonekit.preview=%s stay there "
-                    "until it is back: remove them with `docker volume prune --filter label=clonekit.preview=%s` "
-                    "on it", name, engine.node, problem, name, name)
+        _remove_from_lost_node(config, engine, name, compose_project, problem)
         return moved
     _remove_resources(engine, config, name, compose_project, folder)
     return engine
+
+
+LOST_NODE = "the swarm sees it down"
+
+
+def _remove_from_lost_node(config: Config, engine: sw.SwarmNodeEngine, name: str, compose_project: str,
+                           problem: str) -> None:
+    """A preview whose node does not answer: nothing is asked of the node (each try would wait for
+    SSH to time out). Its route and its stack go through the manager; the node stops the stack's
+    tasks when it is back, and the log names what it keeps (volumes, a branch's image) and the
+    commands to remove them."""
+    online.before_remove(config, compose_project)
+    engine.swarm.remove_stack(compose_project)
+    log.warning("preview %s: could not clean node %s (%s); its volumes and images labelled clonekit.preview=%s "
+                "stay there until it is back: remove them with `docker volume prune -f --filter label=clonekit.preview=%s` "
+                "and `docker image prune -a -f --filter label=clonekit.preview=%s` on it",
+                name, engine.node, problem, name, name, name)
 
 
 # -- destroy ------------------------------------------------------------------------------------
@@ -603,6 +614,11 @@ def destroy_preview(config: Config, name: str) -> None:
         if not folder.exists() and not any(engine.ids(kind, labels) for kind in ("container", "volume", "network")):
             raise NotFoundError(f"no preview named {name!r} in project {config.project}",
                                 hint="`clonekit list` shows the previews")
+        if isinstance(engine, sw.SwarmNodeEngine) and not engine.swarm.ready(engine.node):
+            _remove_from_lost_node(config, engine, name, compose_project_name(config, name), LOST_NODE)
+            pc.delete_registry_images(config, name, folder / sw.STACK_FILE)
+            shutil.rmtree(folder, ignore_errors=True)
+            return
         _remove_everything(config, engine, name)
 
 

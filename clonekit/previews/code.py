@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..config import Config, ServiceCode
 from ..errors import PreviewError, UsageError
 from ..runtime import build as rb
@@ -304,3 +306,17 @@ def remove_images(config: Config, engine: DockerEngine, name: str, *, from_regis
     for image in sorted({own for tag in removed if (own := own_image_of(config.previews.registry, tag))}):
         swarm.delete_from_registry(image)
     return removed
+
+
+def delete_registry_images(config: Config, name: str, stack_file: Path) -> list[str]:
+    """The registry's copies of the images built for preview ``name``, found in its stack file
+    (its node is lost, so the node's own list cannot be read); the golden copies stay (`prune`)."""
+    registry = config.previews.registry
+    if not registry or not stack_file.exists():
+        return []
+    prefix = rb.preview_image_tag(config.project, name, "x")[:-len("x:latest")]
+    stack = yaml.safe_load(stack_file.read_text(encoding="utf-8")) or {}
+    images = {own for spec in (stack.get("services") or {}).values()
+              if (own := own_image_of(registry, str((spec or {}).get("image") or ""))) and own.startswith(prefix)}
+    swarm = Swarm(config.previews)
+    return [image for image in sorted(images) if swarm.delete_from_registry(image)]

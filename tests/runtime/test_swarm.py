@@ -207,8 +207,10 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
         assert _routes(path).get(f"s2.{project}.preview.test") == f"ck-{project}-s2_web:80"  # its route followed
 
         # A node that stops answering (its processes frozen): refresh recreates its preview on
-        # another node without waiting for it, and names what the lost node keeps.
+        # another node without waiting for it, and names what the lost node keeps; destroy of a
+        # preview there goes through the manager alone (stack, route, the registry's branch image).
         lost = previews["s1"]["node"]
+        assert previews["s2"]["node"] == lost  # moved there from the drained node: the only other one
         subprocess.run(["docker", "pause", lost], check=True, capture_output=True)
         try:
             _wait_node(cluster, lost, "down")
@@ -218,14 +220,32 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
             previews = listed()
             assert previews["s1"]["node"] != lost and previews["s1"]["status"] == "running"
             assert _routes(path).get(f"s1.{project}.preview.test") == f"ck-{project}-s1_web:80"
+            done = clonekit("destroy", "s2", "--yes")
+            assert done.returncode == 0, done.stderr
+            assert f"could not clean node {lost}" in done.stderr and "clonekit.preview=s2" in done.stderr, done.stderr
+            destroy_log = done.stderr  # names the commands to run on the node once it is back
+            assert "s2" not in listed() and f"s2.{project}.preview.test" not in _routes(path)
+            pushed = _registry_tags(cluster, project)
+            assert [r for r in pushed if r.startswith("clonekit-preview/")] and not any(
+                tags for r, tags in pushed.items() if r.startswith("clonekit-preview/")), pushed
+            stacks = cluster.docker(cluster.manager, "stack", "ls", "--format", "{{.Name}}").stdout.decode().split()
+            assert f"ck-{project}-s2" not in stacks
         finally:
             subprocess.run(["docker", "unpause", lost], check=True, capture_output=True)
         _wait_node(cluster, lost, "ready")
-        # Back, the node stops the tasks of the removed stack; its volumes stay until removed by hand,
-        # with the command the log gave.
-        _wait_until(lambda: cluster.labelled(lost, "container", "clonekit.preview=s1") == [])
-        assert cluster.labelled(lost, "volume", "clonekit.preview=s1")
-        assert cluster.docker(lost, "volume", "prune", "-f", "--filter", "label=clonekit.preview=s1").returncode == 0
+        # Back, the node stops the tasks of the removed stacks; their volumes (and s2's branch image)
+        # stay until removed by hand, with the commands the log gave.
+        for name in ("s1", "s2"):
+            _wait_until(lambda name=name: cluster.labelled(lost, "container", f"clonekit.preview={name}") == [])
+            assert cluster.labelled(lost, "volume", f"clonekit.preview={name}")
+        assert cluster.labelled(lost, "image", "clonekit.preview=s2")
+        for name in ("s1", "s2"):
+            for kind in ("volume", "image"):
+                command = f"docker {kind} prune {'-a ' if kind == 'image' else ''}-f --filter label=clonekit.preview={name}"
+                assert name != "s2" or command in destroy_log, destroy_log
+                assert cluster.docker(lost, *command.split()[1:]).returncode == 0
+            assert cluster.labelled(lost, "volume", f"clonekit.preview={name}") == []
+        assert cluster.labelled(lost, "image", "clonekit.preview=s2") == []
 
         done = clonekit("destroy", "--all", "--yes")
         assert done.returncode == 0, done.stderr
