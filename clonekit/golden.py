@@ -42,6 +42,7 @@ from .db.endpoint import DbEndpoint
 from .db.target import (
     CLEAN_SHUTDOWN_SQL,
     account_sql,
+    bulk_load,
     find_replace_rows,
     find_replace_tables,
     root_sql,
@@ -397,7 +398,9 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
                                   "", account_sql(creds.user, creds.password, creds.database)))
             run_as_root(in_container(engine, name, what=f"set the root password of the golden database of {manifest.id}"),
                         "", root_sql(server_flavor(endpoint), creds.root_password))
-            restore_database(repo, section, endpoint, workers=2)
+            with bulk_load(endpoint, in_container(engine, name, what=f"tune the golden database of {manifest.id} for the load"),
+                           creds.root_password, int(section.get("bytes") or 0)):
+                restore_database(repo, section, endpoint, workers=2)
             # Every table holding a string, skipped ones included: replace_skip is applied at clone time,
             # so a preview that opts a log table back in still finds it in the record.
             replace_tables = find_replace_tables(endpoint, list(config.previews.replace))

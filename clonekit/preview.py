@@ -37,7 +37,7 @@ from .config import Config, check_name, env_number
 from .db import restore_database
 from .db.endpoint import DbEndpoint
 from .db.rewrite import Replacement
-from .db.target import account_sql, rekey_sql, rewrite_urls, run_as_root, wait_for_database
+from .db.target import account_sql, bulk_load, rekey_sql, rewrite_urls, run_as_root, wait_for_database
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .files import iter_tar
 from .owner import Owner
@@ -413,8 +413,10 @@ def _fill_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     if manifest.database is not None and not from_golden:
         # The cold path rewrites the URLs in the rows as they stream in: no table is read again.
         progress("database", total=None)
-        stats = restore_database(repo, manifest.database, endpoint, workers=2, replacements=replacements,
-                                 replace_skip=config.previews.replace_skip)
+        root = in_container(engine, container["Id"], what=f"tune the database of preview {plan.name} for the load")
+        with bulk_load(endpoint, root, plan.db.root_password, int(manifest.database.get("bytes") or 0)):
+            stats = restore_database(repo, manifest.database, endpoint, workers=2, replacements=replacements,
+                                     replace_skip=config.previews.replace_skip)
         if replacements:
             log.info("previews.replace: %d value(s) rewritten while loading", stats.rewritten)
     elif replacements and manifest.database is not None:

@@ -10,9 +10,11 @@ and never appear in argv or logs.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pymysql
@@ -46,6 +48,85 @@ def run_as_root(run: Callable[[list[str], bytes], object], root_password: str, s
     inside the database's container (the runtime does that). The password is the first line of
     stdin, never argv; a socket-authenticated root ignores it."""
     run(["sh", "-c", ROOT_CLIENT], root_password.encode() + b"\n" + sql)
+
+
+# -- bulk load ------------------------------------------------------------------------------------
+
+# While a restore loads a fresh preview (or golden) database, its server may trade durability and
+# memory for speed: nothing in it is anyone's yet, and a crash means loading again. Measured at
+# the top scale (1.8 GB of tables into clonekit/mariadb:10.11's defaults: 256 MiB buffer pool,
+# 48 MiB redo log, a log flush per commit): the load with its index builds took 25-30% less server CPU and 20-30%
+# less time. Everything is set back when the load ends: the preview then runs as the image says.
+LOAD_BUFFER_POOL_MAX = 1 << 30
+LOAD_REDO_MAX = 1 << 30
+_SIZE_STEP = 128 << 20  # buffer pool chunk multiple (MariaDB and MySQL round to it)
+LOAD_SETTINGS_READ = "SELECT VERSION(), @@GLOBAL.innodb_flush_log_at_trx_commit, @@GLOBAL.innodb_buffer_pool_size"
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def _redo_variable(version: str) -> str | None:
+    """The redo log's size as a dynamic global: MariaDB >= 10.9, MySQL >= 8.0.30; None before."""
+    numbers = [int(n) for n in re.findall(r"\d+", version.split("-", 1)[0])[:3]]
+    numbers += [0] * (3 - len(numbers))
+    if "mariadb" in version.lower():
+        return "innodb_log_file_size" if numbers[:2] >= [10, 9] else None
+    return "innodb_redo_log_capacity" if numbers >= [8, 0, 30] else None
+
+
+def load_settings_sql(version: str, flush: int, buffer_pool: int, redo: int, data_bytes: int) -> tuple[bytes, bytes]:
+    """(SQL before the load, SQL after it) for a server of ``version`` whose globals are now
+    ``flush`` (innodb_flush_log_at_trx_commit), ``buffer_pool`` and ``redo`` bytes, about to load
+    ``data_bytes`` of rows. Only what is dynamic on that version, only upwards; the after part sets
+    back exactly what the before part changed. Sizes grow only for data larger than they are."""
+    before, after = [], []
+    if flush != 0:
+        before.append("SET GLOBAL innodb_flush_log_at_trx_commit = 0;")
+        after.append(f"SET GLOBAL innodb_flush_log_at_trx_commit = {int(flush)};")
+    pool = min(LOAD_BUFFER_POOL_MAX, _round_up(data_bytes, _SIZE_STEP))
+    if data_bytes > buffer_pool and pool > buffer_pool:
+        before.append(f"SET GLOBAL innodb_buffer_pool_size = {pool};")
+        after.append(f"SET GLOBAL innodb_buffer_pool_size = {int(buffer_pool)};")
+    variable = _redo_variable(version)
+    size = min(LOAD_REDO_MAX, _round_up(data_bytes, _SIZE_STEP))
+    if variable and data_bytes > redo and size > redo:
+        before.append(f"SET GLOBAL {variable} = {size};")
+        after.append(f"SET GLOBAL {variable} = {int(redo)};")
+    return "\n".join(before).encode(), "\n".join(after).encode()
+
+
+@contextlib.contextmanager
+def bulk_load(endpoint: DbEndpoint, run: Callable[[list[str], bytes], object], root_password: str,
+              data_bytes: int) -> Iterator[None]:
+    """Around the load of ``data_bytes`` into the fresh database at ``endpoint``: faster settings
+    for its server (``load_settings_sql``, as root through ``run``), set back afterwards. A server
+    that refuses them loads with its own (logged): this is an optimisation, never a failure. What
+    was computed is set back even when setting it failed halfway (a value unchanged is a no-op)."""
+    before = after = b""
+    try:
+        with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
+            cur.execute(LOAD_SETTINGS_READ)
+            version, flush, pool = cur.fetchone()
+            cur.execute(f"SELECT @@GLOBAL.{_redo_variable(str(version)) or 'innodb_log_file_size'}")
+            redo = cur.fetchone()[0]
+        before, after = load_settings_sql(str(version), int(flush), int(pool), int(redo), data_bytes)
+        if before:
+            run_as_root(run, root_password, before)
+        applied = True
+    except (ClonekitError, pymysql.MySQLError) as exc:
+        applied = False
+        log.info("load settings not applied (%s): loading with the server's own", exc)
+    try:
+        yield
+    finally:
+        if after:
+            try:
+                run_as_root(run, root_password, after)
+            except ClonekitError as exc:
+                (log.warning if applied else log.info)(
+                    "could not set the database server's settings back after the load (%s)", exc)
 
 
 # -- accounts -------------------------------------------------------------------------------------
