@@ -98,6 +98,9 @@ if command -v iptables >/dev/null; then
       [ "$refs" != 0 ] || { iptables -w -F "$chain"; iptables -w -X "$chain"; } || true
     done || true  # (pipefail: no rule at all is not a failure)
   done
+  # Docker's own rules of those bridges stay behind too (a stale masquerade rule breaks the
+  # overlay of the swarm tests' nodes): scripts/gone-bridge-rules.sh says why and removes them.
+  "$(dirname "$0")/gone-bridge-rules.sh"
 fi
 
 # --- MariaDB on 127.0.0.1:$MYSQL_PORT ------------------------------------------------------

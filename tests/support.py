@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
+import re
+import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Mapping
@@ -199,3 +203,30 @@ def fetch_rows(connect: Callable[[], Any], sql: str, args: Any = None) -> list[t
             return list(cur.fetchall())
     finally:
         conn.close()
+
+
+def foreign_masquerades(network: str) -> list[str]:
+    """This host's masquerade rules that translate traffic between the containers of ``network``:
+    ``-s SUBNET ! -o br-OTHER -j MASQUERADE`` of another bridge whose subnet overlaps ``network``'s.
+
+    Docker adds one per bridge network and removes it with the network; a dockerd stopped with its
+    data removed leaves it behind, and once a new network gets the subnet (its old bridge deleted
+    by scripts/services.sh) every packet from it leaves with the gateway's address, even between
+    two containers of the bridge (br_netfilter shows bridged traffic to iptables). Plain TCP
+    hardly notices; a swarm of engines on that network loses its overlay: the receiving node's
+    VXLAN drops a frame whose outer source is not the address Docker recorded for the sender's
+    MAC ("VXLAN_ENTRY_EXISTS"), so a task on another node times out."""
+    if shutil.which("iptables") is None:
+        return []
+    found = subprocess.run(["docker", "network", "inspect", "-f", "{{.Id}} {{range .IPAM.Config}}{{.Subnet}} {{end}}",
+                            network], check=True, capture_output=True, text=True).stdout.split()
+    bridge = f"br-{found[0][:12]}"
+    subnets = [ipaddress.ip_network(cidr) for cidr in found[1:] if ":" not in cidr]
+    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True).stdout
+    foreign = []
+    for rule in rules.splitlines():
+        match = re.search(r"-s (\S+) ! -o (\S+) -j MASQUERADE", rule)
+        if match and match.group(2) != bridge and any(
+                ipaddress.ip_network(match.group(1), strict=False).overlaps(s) for s in subnets):
+            foreign.append(rule)
+    return foreign

@@ -686,7 +686,9 @@ def wait_upstream(cfg: ProxyConfig, host: str, *, address: str | None = None, po
             return
         time.sleep(1.0)
     log.warning("proxy: %s still answers HTTP %s after %.0f s: the proxy does not reach the preview yet "
-                "(`docker logs %s` on the proxy's host says why)", host, status or "nothing", START_TIMEOUT_SECONDS, CONTAINER)
+                "(`docker logs %s` on the proxy's host says why; an i/o timeout on a swarm: the nodes must reach "
+                "each other without address translation, docs/troubleshooting.md #15b)",
+                host, status or "nothing", START_TIMEOUT_SECONDS, CONTAINER)
 
 
 def _without_routes(config: Mapping[str, Any]) -> Any:

@@ -235,6 +235,13 @@ def swarm_cluster(docker, busybox_image, tmp_path_factory) -> Iterator[SwarmClus
     names = [f"{prefix}-m", f"{prefix}-w1", f"{prefix}-w2"]
     try:
         subprocess.run(["docker", "network", "create", prefix], check=True, capture_output=True)
+        from support import foreign_masquerades
+
+        stale = foreign_masquerades(prefix)
+        if stale:
+            pytest.fail(f"the swarm nodes' network {prefix} would be masqueraded by a rule of a network Docker no "
+                        f"longer has ({'; '.join(stale)}): the overlay between nodes would drop every frame. "
+                        "Run scripts/services.sh (it removes the rules of gone bridges)", pytrace=False)
         for name in names:
             extra = ["-e", f"REGISTRY_PORT={SWARM_REGISTRY_PORT}"] if name == names[0] else []
             subprocess.run(["docker", "run", "-d", *REMOTE_ENGINE_CAPS, "--name", name, "--hostname", name,

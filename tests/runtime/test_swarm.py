@@ -2,15 +2,16 @@
 in a container of this machine (tests/runtime/conftest.py, swarm_cluster), the registry on the manager.
 
 From the CLI: clones land on the node with the most free memory (so two clones go to two nodes),
-each gets its route on clonekit's one HTTPS proxy on the manager (to its swarm service) and
-answers through an SSH tunnel to its node; a golden copy made on the manager reaches a node that
-never had it through the registry; a drained node's preview moves on ``refresh``, and
+each answers through clonekit's one HTTPS proxy on the manager (over its stack's overlay network),
+from a container on the manager, and through an SSH tunnel to its node; a golden copy made on the manager reaches a
+node that never had it through the registry; a drained node's preview moves on ``refresh``, and
 so does a lost node's (its processes frozen);
 destroy leaves no container, volume or network on any node.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -28,15 +29,19 @@ from clonekit.config import load_config
 from clonekit.golden import prune_golden_images
 from clonekit.runtime.compose import env_file_values
 from clonekit.runtime.docker import DockerEngine
-from clonekit.runtime.proxy import Proxy
+from clonekit.runtime.proxy import Proxy, request_through
 from clonekit.runtime.swarm import Swarm
 
-pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("ckswarm")]  # one worker starts the swarm
+# In the ckprod group (tests/conftest.py) with the WordPress swarm test, which uses the production:
+# one worker starts the session's one swarm and runs both, one after the other (this one drains
+# and pauses nodes).
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("ckprod")]
 
 _lifecycle = runtime_lifecycle("ck_preview_lifecycle_swarm")
 source = _lifecycle.source
 PROD_URL = _lifecycle.PROD_URL
 PASSWORD = "not-a-real-password"
+REVIEW = {"Authorization": "Basic " + base64.b64encode(f"review:{PASSWORD}".encode()).decode()}
 
 
 def _write_config(path: Path, source, project: str, cluster) -> None:
@@ -56,16 +61,35 @@ def _write_config(path: Path, source, project: str, cluster) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
+def _through_proxy(path: Path, project: str, name: str) -> tuple[int, bytes]:
+    """GET /index.html of preview ``name`` through the proxy on the manager (an SSH tunnel to it)."""
+    config = load_config(path)
+    proxy = Proxy(DockerEngine.for_previews(config.previews))
+    try:
+        with proxy.reach(config.previews.proxy) as (address, port):
+            status, _, body = request_through(config.previews.proxy, f"{name}.{project}.preview.test", "/index.html",
+                                              headers=REVIEW, address=address, port=port)
+            return status, body
+    finally:
+        proxy.close()
+
+
 def _routes(path: Path) -> dict[str, str]:
-    """The proxy's routes on the manager (host -> upstream), as `clonekit proxy status` reads them.
-    Not a request through it: on these nested engines the manager's proxy intermittently timed out
-    dialing a task on a worker over the overlay (see docs/scaling.md, "Limits on a swarm")."""
+    """The proxy's routes on the manager (host -> upstream), as `clonekit proxy status` reads them."""
     config = load_config(path)
     proxy = Proxy(DockerEngine.for_previews(config.previews))
     try:
         return {route.host: route.upstream for route in proxy.status().routes}
     finally:
         proxy.close()
+
+
+def _over_overlay(cluster, network: str, host: str) -> str:
+    """GET /index.html of ``host`` from a throwaway container on the manager attached to ``network``."""
+    done = cluster.docker(cluster.manager, "run", "--rm", "--network", network, "clonekit/busybox:latest", "sh", "-c",
+                          f'printf "GET /index.html HTTP/1.0\\r\\n\\r\\n" | nc -w 10 {host} 80')
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode()
 
 
 def _registry_tags(cluster, project: str) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
@@ -141,13 +165,15 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
         assert all(previews[n]["node"] in line for n in ("s1", "s2")
                    for line in table.stdout.splitlines() if line.startswith(f"{n} "))
 
-        # Each has its route on the one proxy on the manager, to its swarm service (whichever node runs it)...
+        # Each answers through the one proxy on the manager, whichever node runs it...
         for name in ("s1", "s2"):
-            assert _routes(path).get(f"{name}.{project}.preview.test") == f"ck-{project}-{name}_web:80", name
+            assert _through_proxy(path, project, name) == (200, b"hello from the snapshot\n"), name
         assert cluster.labelled(cluster.manager, "container", "clonekit.proxy=1")
-        # Each answers through an SSH tunnel to its node, as clonekit's own HTTP check does. (Not
-        # asserted: a request from the manager over the overlay to a worker's task, what the proxy
-        # does. On these nested engines that path timed out intermittently (docs/scaling.md).)
+        # ...over its own overlay network, from the manager...
+        for name in ("s1", "s2"):
+            answer = _over_overlay(cluster, f"ck-{project}-{name}", "web")
+            assert answer.startswith("HTTP/1.") and answer.endswith("hello from the snapshot\n"), answer
+        # ...and through an SSH tunnel to its node, as clonekit's own HTTP check does.
         config = load_config(path)
         swarm = Swarm(config.previews)
         engine = swarm.engine(previews["s2"]["node"])
@@ -185,8 +211,8 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
         assert previews["s3"]["node"] == target and previews["s3"]["restore_path"] == "golden"
         assert previews["s3"]["status"] == "running"
         assert golden in cluster.docker(target, "images", "--format", "{{.Repository}}").stdout.decode().split()
-        done = clonekit("exec", "s3", "--", "cat", "/www/index.html")
-        assert done.returncode == 0 and done.stdout == "hello from the snapshot\n", done.stderr
+        answer = _over_overlay(cluster, f"ck-{project}-s3", "web")
+        assert answer.endswith("hello from the snapshot\n"), answer
 
         # A drained node's preview is recreated elsewhere by refresh, and the node is cleaned.
         raw["previews"].pop("placement")
@@ -204,7 +230,7 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
         assert done.returncode == 0 and done.stdout == "the branch\n", done.stderr
         for kind in ("container", "volume"):
             assert cluster.labelled(drained, kind, "clonekit.preview=s2") == [], kind
-        assert _routes(path).get(f"s2.{project}.preview.test") == f"ck-{project}-s2_web:80"  # its route followed
+        assert _through_proxy(path, project, "s2") == (200, b"hello from the snapshot\n")  # its route followed
 
         # A node that stops answering (its processes frozen): refresh recreates its preview on
         # another node without waiting for it, and names what the lost node keeps; destroy of a
@@ -219,7 +245,7 @@ def test_previews_across_a_swarm(source, swarm_cluster, tmp_path: Path) -> None:
             assert f"could not clean node {lost}" in done.stderr and "clonekit.preview=s1" in done.stderr, done.stderr
             previews = listed()
             assert previews["s1"]["node"] != lost and previews["s1"]["status"] == "running"
-            assert _routes(path).get(f"s1.{project}.preview.test") == f"ck-{project}-s1_web:80"
+            assert _through_proxy(path, project, "s1") == (200, b"hello from the snapshot\n")
             done = clonekit("destroy", "s2", "--yes")
             assert done.returncode == 0, done.stderr
             assert f"could not clean node {lost}" in done.stderr and "clonekit.preview=s2" in done.stderr, done.stderr
