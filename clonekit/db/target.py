@@ -114,6 +114,7 @@ def bulk_load(endpoint: DbEndpoint, run: Callable[[list[str], bytes], object], r
         before, after = load_settings_sql(str(version), int(flush), int(pool), int(redo), data_bytes)
         if before:
             run_as_root(run, root_password, before)
+            log.info("database server set for the load: %s", before.decode().replace("SET GLOBAL ", "").replace("\n", " "))
         applied = True
     except (ClonekitError, pymysql.MySQLError) as exc:
         applied = False
