@@ -194,8 +194,11 @@ class Swarm:
         return sum(parse_memory(line.split("/", 1)[0]) for line in text.splitlines() if line.strip())
 
     def place(self) -> str:
-        """The hostname of the node a new preview goes to."""
-        return choose_node(self.nodes(), self.previews.placement, sorted(self.previews.nodes)).hostname
+        """The hostname of the node a new preview goes to. The nodes' memory is read (one
+        ``docker stats`` per node, over SSH: seconds) only when placement is by free memory."""
+        placement = self.previews.placement
+        nodes = self.nodes(memory=placement == MOST_FREE_MEMORY)
+        return choose_node(nodes, placement, sorted(self.previews.nodes)).hostname
 
     def usable(self, hostname: str) -> bool:
         """The node is in the swarm, ready and active (a preview recorded there can stay)."""
