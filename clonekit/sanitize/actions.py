@@ -14,7 +14,7 @@ import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from types import MappingProxyType
@@ -761,7 +761,7 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
         return scrub(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
 
     by_value: BytesFn = {"keep": keep_value, "redact": redact_value, "guess": guess_value}.get(values_mode, scrub_value)
-    key_fns: dict[bytes | int | None, BytesFn] = {}  # array keys repeat: each key's function is found once
+    key_fns: dict[Hashable, BytesFn] = {}  # array keys repeat: each key's function is found once
 
     def fn_for(key: bytes | int | None) -> BytesFn:
         name = _php_key_name(key) if by_key else None
@@ -773,10 +773,8 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
             key_fns[key] = chosen
         return chosen
 
-    def rewrite(key: bytes | int | None, raw: bytes) -> bytes:
-        fn = key_fns.get(key)
-        return (fn or fn_for(key))(raw)
-
+    # one function per key; the compiled walk looks it up itself and skips scrub where it changes nothing
+    rewrite = phpserialize.RewriteByKey(key_fns, fn_for, scrub_value if by_value is scrub_value else None)
     limit = target.max_chars
 
     @_memo

@@ -1,0 +1,13 @@
+"""Types of the optional compiled module (clonekit/sanitize/_speedups.c)."""
+
+from collections.abc import Callable, Hashable
+
+def rewrite_strings(data: bytes, rewrite: Callable[[bytes | int | None, bytes], bytes], nested: bool, /) -> bytes | None: ...
+def rewrite_strings_by_key(
+    data: bytes,
+    fns: dict[Hashable, Callable[[bytes], bytes]],
+    fn_for: Callable[[bytes | int | None], Callable[[bytes], bytes]],
+    keeps_plain: Callable[[bytes], bytes] | None,
+    nested: bool,
+    /,
+) -> bytes | None: ...
