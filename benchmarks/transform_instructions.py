@@ -11,7 +11,7 @@ planned both times: the difference divided by the rows is the cost per row, star
 Wall times on a shared machine move with the load; these counts do not.
 
 ``CLONEKIT_PURE_PYTHON=1`` in the environment measures the pure-Python fallback
-(clonekit/sanitize/_speedups.c not used).
+(clonekit/_speedups.c not used).
 """
 
 from __future__ import annotations

@@ -10,22 +10,14 @@ so an untouched value comes out byte for byte. ``loads``/``dumps`` give the same
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from types import ModuleType
 
-# The compiled walk (clonekit/sanitize/_speedups.c, built by setup.py when a C compiler is there):
-# None without it, or with CLONEKIT_PURE_PYTHON=1 (to measure or test the pure-Python walks).
-compiled: ModuleType | None
-if os.environ.get("CLONEKIT_PURE_PYTHON", "") not in ("", "0"):
-    compiled = None
-else:
-    try:
-        from . import _speedups as compiled
-    except ImportError:
-        compiled = None
+from .._compiled import speedups
+
+# The compiled walk (clonekit/_speedups.c), or None: built without a C compiler, or turned off.
+compiled = speedups
 
 # Key of the array entry that holds a string (bytes for string keys, int for integer keys),
 # or None for a top-level string.

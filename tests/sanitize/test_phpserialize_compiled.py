@@ -1,4 +1,4 @@
-"""The compiled PHP walk (clonekit/sanitize/_speedups.c) gives the reference walk's bytes.
+"""The compiled PHP walk (clonekit/_speedups.c) gives the reference walk's bytes.
 
 It is optional (setup.py builds it when a C compiler is there), so two things are checked: that it
 was built on a machine that can build it (a silent fallback would leave CI testing only Python),
@@ -37,7 +37,7 @@ def _can_build() -> bool:
 
 def _speedups():  # noqa: ANN202
     try:
-        return importlib.import_module("clonekit.sanitize._speedups")
+        return importlib.import_module("clonekit._speedups")
     except ImportError:
         return None
 
@@ -51,7 +51,7 @@ def test_the_compiled_walk_is_built_where_a_compiler_is() -> None:
         assert speedups is None or phpserialize.compiled is not None
         return
     assert speedups is not None, (
-        "clonekit.sanitize._speedups did not build although a C compiler and Python's headers are here: "
+        "clonekit._speedups did not build although a C compiler and Python's headers are here: "
         "run `make install` (pip install -e .) and read the build output")
     assert phpserialize.compiled is speedups or os.environ.get("CLONEKIT_PURE_PYTHON")
 

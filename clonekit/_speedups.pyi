@@ -1,4 +1,4 @@
-"""Types of the optional compiled module (clonekit/sanitize/_speedups.c)."""
+"""Types of the optional compiled module (clonekit/_speedups.c)."""
 
 from collections.abc import Callable, Hashable
 
@@ -11,3 +11,11 @@ def rewrite_strings_by_key(
     nested: bool,
     /,
 ) -> bytes | None: ...
+def transform_lines(
+    lines: list[bytes],
+    transform: Callable[[tuple[object, ...]], tuple[object, ...]],
+    decoders: tuple[tuple[int, Callable[[bytes], object] | None, bool], ...],
+    value_field: Callable[[object, object], bytes],
+    columns: tuple[object, ...],
+    /,
+) -> list[bytes]: ...
