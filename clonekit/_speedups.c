@@ -1,5 +1,6 @@
 /* clonekit._speedups: the hottest loops of the sanitizing path, compiled: the PHP-serialized walk of
- * sanitize/phpserialize.rewrite_strings, and db/capture's split/decode/encode of typed lines.
+ * sanitize/phpserialize.rewrite_strings, db/capture's split/decode/encode of typed lines, and the
+ * HMAC-SHA256 of sanitize/actions.Keyed.
  *
  * Optional: setup.py builds it when a C compiler and Python's headers are there; without it the
  * pure-Python walks do the same work (clonekit/sanitize/phpserialize.py chooses at import).
@@ -15,6 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_DEPTH 64     /* phpserialize._MAX_DEPTH: arrays and objects inside one another */
@@ -710,6 +712,179 @@ done:
     return out;
 }
 
+/* ---- HMAC-SHA256 with the pads hashed once: actions.Keyed.digest in one call --------------------
+ *
+ * A plain SHA-256 (FIPS 180-4), so the module needs no library; the HMAC's inner and outer pads are
+ * compressed once per secret (sha256_pad_state) and each digest starts from those states. Checked
+ * against hmac.digest (tests/sanitize/test_keyed_compiled.py).
+ */
+
+static const uint32_t SHA256_K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+static const uint32_t SHA256_H0[8] = {
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+};
+
+#define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void
+sha256_block(uint32_t h[8], const unsigned char *block)
+{
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 | (uint32_t)block[4 * i + 2] << 8
+               | (uint32_t)block[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROTR(w[i - 15], 7) ^ ROTR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROTR(w[i - 2], 17) ^ ROTR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = k + (ROTR(e, 6) ^ ROTR(e, 11) ^ ROTR(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i];
+        uint32_t t2 = (ROTR(a, 2) ^ ROTR(a, 13) ^ ROTR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        k = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+}
+
+typedef struct {
+    uint32_t h[8];
+    unsigned char buf[64];
+    size_t used;
+    uint64_t total;  /* bytes hashed, the pad block included */
+} Sha256;
+
+static void
+sha256_update(Sha256 *s, const unsigned char *data, size_t n)
+{
+    s->total += n;
+    if (s->used) {
+        size_t take = 64 - s->used < n ? 64 - s->used : n;
+        memcpy(s->buf + s->used, data, take);
+        s->used += take;
+        data += take;
+        n -= take;
+        if (s->used < 64)
+            return;
+        sha256_block(s->h, s->buf);
+        s->used = 0;
+    }
+    while (n >= 64) {
+        sha256_block(s->h, data);
+        data += 64;
+        n -= 64;
+    }
+    memcpy(s->buf, data, n);
+    s->used = n;
+}
+
+static void
+sha256_final(Sha256 *s, unsigned char out[32])
+{
+    uint64_t bits = s->total * 8;
+    unsigned char pad = 0x80;
+    sha256_update(s, &pad, 1);
+    unsigned char zero = 0;
+    while (s->used != 56)
+        sha256_update(s, &zero, 1);
+    unsigned char length[8];
+    for (int i = 0; i < 8; i++)
+        length[i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha256_update(s, length, 8);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (unsigned char)(s->h[i] >> 24);
+        out[4 * i + 1] = (unsigned char)(s->h[i] >> 16);
+        out[4 * i + 2] = (unsigned char)(s->h[i] >> 8);
+        out[4 * i + 3] = (unsigned char)s->h[i];
+    }
+}
+
+/* sha256_pad_state(block) -> the 32-byte state after compressing one 64-byte block */
+static PyObject *
+sha256_pad_state(PyObject *module, PyObject *block)
+{
+    if (!PyBytes_CheckExact(block) || PyBytes_GET_SIZE(block) != 64) {
+        PyErr_SetString(PyExc_ValueError, "sha256_pad_state takes one 64-byte block");
+        return NULL;
+    }
+    uint32_t h[8];
+    memcpy(h, SHA256_H0, sizeof h);
+    sha256_block(h, (const unsigned char *)PyBytes_AS_STRING(block));
+    return PyBytes_FromStringAndSize((const char *)h, sizeof h);
+}
+
+static int
+load_state(PyObject *state, Sha256 *s)
+{
+    if (!PyBytes_CheckExact(state) || PyBytes_GET_SIZE(state) != 32) {
+        PyErr_SetString(PyExc_ValueError, "an HMAC pad state is 32 bytes from sha256_pad_state");
+        return -1;
+    }
+    memcpy(s->h, PyBytes_AS_STRING(state), 32);
+    s->used = 0;
+    s->total = 64;
+    return 0;
+}
+
+/* hmac_digest(inner_state, outer_state, domain, value) -> HMAC-SHA256(secret, domain + value);
+   a str value is hashed as its UTF-8 bytes with surrogates passed through (as Keyed.digest) */
+static PyObject *
+hmac_digest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "hmac_digest(inner_state, outer_state, domain, value)");
+        return NULL;
+    }
+    Sha256 inner, outer;
+    if (load_state(args[0], &inner) < 0 || load_state(args[1], &outer) < 0)
+        return NULL;
+    if (!PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "the domain is bytes");
+        return NULL;
+    }
+    PyObject *value = args[3], *encoded = NULL;
+    Py_buffer view = {NULL};
+    const char *data;
+    Py_ssize_t size;
+    if (PyBytes_CheckExact(value)) {
+        data = PyBytes_AS_STRING(value);
+        size = PyBytes_GET_SIZE(value);
+    } else if (PyUnicode_CheckExact(value) && PyUnicode_IS_ASCII(value)) {
+        data = (const char *)PyUnicode_1BYTE_DATA(value);
+        size = PyUnicode_GET_LENGTH(value);
+    } else if (PyUnicode_Check(value)) {
+        encoded = PyUnicode_AsEncodedString(value, "utf-8", "surrogatepass");
+        if (encoded == NULL)
+            return NULL;
+        data = PyBytes_AS_STRING(encoded);
+        size = PyBytes_GET_SIZE(encoded);
+    } else {  /* any other bytes-like object, as hashlib's update takes it */
+        if (PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0)
+            return NULL;
+        data = view.buf;
+        size = view.len;
+    }
+    unsigned char digest[32];
+    sha256_update(&inner, (const unsigned char *)PyBytes_AS_STRING(args[2]), (size_t)PyBytes_GET_SIZE(args[2]));
+    sha256_update(&inner, (const unsigned char *)data, (size_t)size);
+    Py_XDECREF(encoded);
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    sha256_final(&inner, digest);
+    sha256_update(&outer, digest, 32);
+    sha256_final(&outer, digest);
+    return PyBytes_FromStringAndSize((const char *)digest, 32);
+}
+
 static PyMethodDef methods[] = {
     {"rewrite_strings", (PyCFunction)(void (*)(void))rewrite_strings, METH_FASTCALL,
      "rewrite_strings(data, rewrite, nested) -> bytes | None\n\n"
@@ -724,6 +899,11 @@ static PyMethodDef methods[] = {
      "db.capture._RowTransformer.lines over a list of tsv-1 lines: each split, its fields decoded\n"
      "(decoders[i] = (mode, python decoder, plain encoding)), transformed, encoded again; each out\n"
      "line ends with a newline."},
+    {"sha256_pad_state", (PyCFunction)sha256_pad_state, METH_O,
+     "sha256_pad_state(block) -> bytes\n\nSHA-256's 32-byte state after one 64-byte block (an HMAC pad)."},
+    {"hmac_digest", (PyCFunction)(void (*)(void))hmac_digest, METH_FASTCALL,
+     "hmac_digest(inner_state, outer_state, domain, value) -> bytes\n\n"
+     "HMAC-SHA256 of domain + value from the pads' states (value: bytes, or str as UTF-8 with surrogatepass)."},
     {NULL, NULL, 0, NULL},
 };
 

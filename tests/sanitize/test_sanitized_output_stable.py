@@ -19,7 +19,7 @@ import pytest
 
 from benchmarks.drupal_dataset import DDL, TABLE_NAMES
 from benchmarks.sanitize_bench import table_from_ddl
-from clonekit.sanitize import build_planner, phpserialize
+from clonekit.sanitize import actions, build_planner, phpserialize
 from clonekit.sanitize.actions import column_kind
 from clonekit.sanitize.presets import PRESET_VERSION
 
@@ -79,10 +79,11 @@ def _output_digest() -> str:
     return digest.hexdigest()
 
 
-@pytest.mark.parametrize("walk", ["compiled", "python"])
-def test_drupal_preset_output_is_unchanged(walk: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same digest through the compiled PHP walk (when built) and the pure-Python walks."""
-    if walk == "python":
+@pytest.mark.parametrize("code", ["compiled", "python"])
+def test_drupal_preset_output_is_unchanged(code: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same digest through the compiled paths (PHP walk, HMAC; when built) and pure Python."""
+    if code == "python":
         monkeypatch.setattr(phpserialize, "compiled", None)
+        monkeypatch.setattr(actions, "compiled", None)
     assert PRESET_VERSION == 4, "the presets changed: record the new digest with the new PRESET_VERSION"
     assert _output_digest() == DIGEST_AT_PRESET_4
