@@ -38,7 +38,7 @@ IPV6_DOC_PREFIX = bytes.fromhex("20010db8")  # RFC 3849: 2001:db8::/32
 LOREM_TEXT = " ".join(LOREM_WORDS) + " "
 compiled = speedups  # clonekit/_speedups.c, or None: built without a C compiler, or turned off
 _DIGIT = re.compile(r"[0-9]")
-_HAS_DIGIT_BYTES = re.compile(rb"[0-9]")
+_SCRUB_TARGET_BYTES = re.compile(rb"[0-9@:]")  # what an address, an IP or a phone number holds
 
 
 @dataclass(frozen=True)
@@ -762,11 +762,13 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     def guess_value(raw: bytes) -> bytes:
         return guess(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape") if raw else raw
 
-    has_digit = _HAS_DIGIT_BYTES.search
+    may_hold_personal = _SCRUB_TARGET_BYTES.search
 
     def scrub_value(raw: bytes) -> bytes:
-        if b"@" not in raw and has_digit(raw) is None:
-            return raw  # no address, no number (nor an empty string): nothing for scrub to replace
+        if may_hold_personal(raw) is None:
+            # no address, no number, no colon (an IPv6 address may hold no decimal digit: dead:beef::1),
+            # nor an empty string: nothing for scrub to replace
+            return raw
         return scrub(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
 
     by_value: BytesFn = {"keep": keep_value, "redact": redact_value, "guess": guess_value}.get(values_mode, scrub_value)

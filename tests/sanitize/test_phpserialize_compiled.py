@@ -57,8 +57,8 @@ def test_the_compiled_walk_is_built_where_a_compiler_is() -> None:
 
 
 def _scrub_like(value: bytes) -> bytes:
-    """Keeps a value without '@' nor digit (as scrub does); changes the others."""
-    if b"@" not in value and not any(0x30 <= b <= 0x39 for b in value):
+    """Keeps a value without '@', ':' nor digit (as scrub does); changes the others."""
+    if b"@" not in value and b":" not in value and not any(0x30 <= b <= 0x39 for b in value):
         return value
     return value[::-1] + b"#"
 
@@ -227,3 +227,18 @@ def test_compiled_walk_keeps_reference_counts() -> None:
             speedups.rewrite_strings(data, lambda key, value: 1 // 0, True)
     del out
     assert (sys.getrefcount(constant), sys.getrefcount(fn), sys.getrefcount(data), sys.getrefcount(fn_for)) == before
+
+
+@pytest.mark.parametrize("code", ["compiled", "python"])
+def test_an_ipv6_address_without_digits_is_scrubbed_inside_php_values(code: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scrub`` is skipped only for values it cannot change: an IPv6 address may hold no decimal
+    digit (``dead:beef::cafe``), so a colon sends the value to scrub (the skip once let it through)."""
+    from clonekit.sanitize.actions import ActionEnv, ActionSpec, Keyed, Target, build_action
+
+    if code == "python":
+        monkeypatch.setattr(phpserialize, "compiled", None)
+    php = build_action(ActionSpec("php", {"values": "scrub"}), Target("binary"), ActionEnv(keyed=Keyed(b"s")))
+    for address in (b"dead:beef::cafe", b"fe80::abcd", b"::ffff:c000:280"):
+        value = b'a:2:{s:4:"host";s:%d:"from %s";s:4:"note";s:5:"plain";}' % (len(address) + 5, address)
+        out = php(value)
+        assert address not in out and b"2001:db8:" in out and b's:5:"plain"' in out
