@@ -39,6 +39,8 @@ typedef struct {
 static int
 out_add(Out *out, const char *bytes, Py_ssize_t n)
 {
+    if (n == 0)
+        return 0;  /* a change always adds its string's header: out->buf is set then */
     if (out->len + n > out->cap) {
         Py_ssize_t cap = out->cap ? out->cap : 256;
         while (cap < out->len + n) {
