@@ -26,7 +26,7 @@
 typedef struct {
     PyObject *rewrite;   /* rewrite(key, value) -> bytes; with fns: fn_for(key) -> fn */
     PyObject *fns;       /* dict: key -> fn(value) -> bytes, or NULL */
-    PyObject *keeps_plain; /* a fn that returns a value without '@', ':' nor ASCII digit unchanged, or NULL */
+    PyObject *keeps_plain; /* a fn that returns an ASCII value without '@', ':' nor digit unchanged, or NULL */
     int nested;
 } Walk;
 
@@ -98,7 +98,7 @@ plain_text(const char *s, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
         char c = s[i];
-        if (c == '@' || c == ':' || (c >= '0' && c <= '9'))
+        if (c == '@' || c == ':' || (c >= '0' && c <= '9') || (unsigned char)c >= 0x80)
             return 0;
     }
     return 1;
@@ -895,7 +895,7 @@ static PyMethodDef methods[] = {
     {"rewrite_strings_by_key", (PyCFunction)(void (*)(void))rewrite_strings_by_key, METH_FASTCALL,
      "rewrite_strings_by_key(data, fns, fn_for, keeps_plain, nested) -> bytes | None\n\n"
      "The same with the rewrite chosen per key: fns.get(key) or fn_for(key), called with the value;\n"
-     "keeps_plain (or None) is not called for a value without '@', ':' nor ASCII digit."},
+     "keeps_plain (or None) is not called for an ASCII value without '@', ':' nor digit."},
     {"transform_lines", (PyCFunction)(void (*)(void))transform_lines, METH_FASTCALL,
      "transform_lines(lines, transform, decoders, value_field, columns) -> list[bytes]\n\n"
      "db.capture._RowTransformer.lines over a list of tsv-1 lines: each split, its fields decoded\n"

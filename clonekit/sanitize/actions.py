@@ -38,7 +38,9 @@ IPV6_DOC_PREFIX = bytes.fromhex("20010db8")  # RFC 3849: 2001:db8::/32
 LOREM_TEXT = " ".join(LOREM_WORDS) + " "
 compiled = speedups  # clonekit/_speedups.c, or None: built without a C compiler, or turned off
 _DIGIT = re.compile(r"[0-9]")
-_SCRUB_TARGET_BYTES = re.compile(rb"[0-9@:]")  # what an address, an IP or a phone number holds
+# What an address, an IP or a phone number holds; any non-ASCII byte too (scrub's IP patterns
+# read \d, which is any Unicode digit): a value without any of these is one scrub cannot change.
+_SCRUB_TARGET_BYTES = re.compile(rb"[0-9@:\x80-\xff]")
 
 
 @dataclass(frozen=True)
@@ -766,8 +768,8 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
 
     def scrub_value(raw: bytes) -> bytes:
         if may_hold_personal(raw) is None:
-            # no address, no number, no colon (an IPv6 address may hold no decimal digit: dead:beef::1),
-            # nor an empty string: nothing for scrub to replace
+            # ASCII without an address, a number or a colon (an IPv6 address may hold no decimal
+            # digit: dead:beef::1), or an empty string: nothing for scrub to replace
             return raw
         return scrub(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
 

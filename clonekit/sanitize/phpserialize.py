@@ -30,7 +30,7 @@ BytesFn = Callable[[bytes], bytes]
 class RewriteByKey:
     """A ``StringRewrite`` that is one function per key: ``fns.get(key) or fn_for(key)``, called
     with the value (``fn_for`` may remember its answer in ``fns``). ``keeps_plain`` (or None) is a
-    function that returns a value holding no ``@``, no ``:`` and no ASCII digit unchanged (scrub):
+    function that returns an ASCII value holding no ``@``, ``:`` nor digit unchanged (scrub):
     the compiled walk does not call it for such values. Calling the object is the rewrite itself."""
 
     fns: dict[Hashable, BytesFn]

@@ -57,8 +57,8 @@ def test_the_compiled_walk_is_built_where_a_compiler_is() -> None:
 
 
 def _scrub_like(value: bytes) -> bytes:
-    """Keeps a value without '@', ':' nor digit (as scrub does); changes the others."""
-    if b"@" not in value and b":" not in value and not any(0x30 <= b <= 0x39 for b in value):
+    """Keeps an ASCII value without '@', ':' nor digit (as scrub does); changes the others."""
+    if b"@" not in value and b":" not in value and not any(0x30 <= b <= 0x39 or b >= 0x80 for b in value):
         return value
     return value[::-1] + b"#"
 
