@@ -572,29 +572,7 @@ def _build_text(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     mode = spec.options.get("mode", "scrub" if spec.name == "scrub" else "replace")
     builder = scrub_builder(env) if mode == "scrub" else lorem_builder(env)
     # scrubbed text keeps most of the original, so it is as unique as the original
-    fn = text_action(builder, target, env, unique_safe=mode == "scrub")
-    return fn if mode != "scrub" else _skipping_unchangeable(fn, target.max_chars)
-
-
-_SCRUB_TARGET_TEXT = re.compile(r"[0-9@:]")
-
-
-def _skipping_unchangeable(scrub_fn: ValueFn, limit: int | None) -> ValueFn:
-    """A column's ``scrub`` not called for a value it returns unchanged: ASCII text holding no
-    ``@``, ``:`` nor digit (no address, IP or phone number can be in it; see _SCRUB_TARGET_BYTES)
-    within the column's length (scrub cuts longer values). Most log messages and comment bodies."""
-    text_target, bytes_target = _SCRUB_TARGET_TEXT.search, _SCRUB_TARGET_BYTES.search
-
-    def scrub_column(value: Any) -> Any:
-        if value.__class__ is str:
-            if value.isascii() and text_target(value) is None and (limit is None or len(value) <= limit):
-                return value
-        elif value.__class__ is bytes:
-            if bytes_target(value) is None and (limit is None or len(value) <= limit):
-                return value
-        return scrub_fn(value)
-
-    return scrub_column
+    return text_action(builder, target, env, unique_safe=mode == "scrub")
 
 
 def _jitter_seconds(keyed: Keyed, value: Any, days: int) -> int:

@@ -46,4 +46,3 @@ def test_compiled_hmac_matches_the_standard_library(secret_size: int) -> None:
 def test_compiled_hmac_refuses_what_it_cannot_hash() -> None:
     with pytest.raises(TypeError):
         Keyed(b"s").digest(b"d", 42)  # type: ignore[arg-type]
-
