@@ -232,7 +232,8 @@ def test_compiled_walk_keeps_reference_counts() -> None:
 @pytest.mark.parametrize("code", ["compiled", "python"])
 def test_an_ipv6_address_without_digits_is_scrubbed_inside_php_values(code: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """``scrub`` is skipped only for values it cannot change: an IPv6 address may hold no decimal
-    digit (``dead:beef::cafe``), so a colon sends the value to scrub (the skip once let it through)."""
+    digit (``dead:beef::cafe``), so a colon sends the value to scrub (the skip once let it through);
+    scrub's IPv4 pattern reads any Unicode digit (``١.٢.٣.٤``), so a non-ASCII byte does too."""
     from clonekit.sanitize.actions import ActionEnv, ActionSpec, Keyed, Target, build_action
 
     if code == "python":
@@ -242,3 +243,7 @@ def test_an_ipv6_address_without_digits_is_scrubbed_inside_php_values(code: str,
         value = b'a:2:{s:4:"host";s:%d:"from %s";s:4:"note";s:5:"plain";}' % (len(address) + 5, address)
         out = php(value)
         assert address not in out and b"2001:db8:" in out and b's:5:"plain"' in out
+    address = "١.٢.٣.٤".encode()
+    out = php(b'a:1:{s:4:"host";s:%d:"from %s";}' % (len(address) + 5, address))
+    assert address not in out
+    assert any(b"from %s." % net.encode() in out for net in ("192.0.2", "198.51.100", "203.0.113"))  # RFC 5737
