@@ -685,6 +685,11 @@ transform_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (out == NULL)
         goto done;
     for (Py_ssize_t k = 0; k < n; k++) {
+        if (PyList_GET_SIZE(lines) != n) {  /* a transform that changes the batch: refused */
+            PyErr_SetString(PyExc_RuntimeError, "transform_lines: the list of lines changed");
+            Py_CLEAR(out);
+            goto done;
+        }
         PyObject *line = PyList_GET_ITEM(lines, k);
         if (!PyBytes_CheckExact(line)) {
             PyErr_SetString(PyExc_TypeError, "transform_lines: a line is not bytes");
@@ -696,12 +701,6 @@ transform_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                              bounds, bounds + width, fns + width);
         Py_DECREF(line);
         if (done_line == NULL) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        if (k >= PyList_GET_SIZE(out)) {
-            Py_DECREF(done_line);
-            PyErr_SetString(PyExc_RuntimeError, "transform_lines: the list changed");
             Py_CLEAR(out);
             goto done;
         }

@@ -145,3 +145,15 @@ def test_compiled_loop_keeps_reference_counts() -> None:
         out = rows.lines(lines)
     del out
     assert (sys.getrefcount(marker), sys.getrefcount(transform), [sys.getrefcount(line) for line in lines]) == before
+
+
+@needs_compiled
+def test_a_transform_that_changes_the_batch_is_refused() -> None:
+    lines = [_line([i] * len(COLUMNS)) for i in range(3)]
+
+    def shrinking(row: tuple) -> tuple:
+        lines.pop()
+        return row
+
+    with pytest.raises(RuntimeError, match="list of lines changed"):
+        _RowTransformer(TablePolicy(transform=shrinking), COLUMNS).lines(lines)
