@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: install services images test lint bench demo clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml setup.py clonekit/_speedups.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

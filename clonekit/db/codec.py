@@ -223,6 +223,24 @@ def field_decoder(column: Column) -> Callable[[bytes], object]:
     return _decode_text  # the common case, in one call
 
 
+# How the compiled row loop (clonekit/_speedups.c, transform_lines) decodes a field: not at all
+# (the transform does not read it), through the Python decoder, or itself for the plain kinds.
+DECODE_KEEP, DECODE_PYTHON, DECODE_TEXT, DECODE_BLOB, DECODE_INT = range(5)
+_DECODED_IN_PYTHON = frozenset({"decimal", "float", "double", "real", "datetime", "timestamp", "date", "time", "bit"})
+
+
+def decode_mode(column: Column) -> int:
+    """``field_decoder``'s branches, in its order: which of them the compiled loop does itself."""
+    kind = column.data_type
+    if kind in INTEGER_TYPES or kind == "year":
+        return DECODE_INT
+    if kind in _DECODED_IN_PYTHON:
+        return DECODE_PYTHON
+    if column.binary or kind in BINARY_TYPES:
+        return DECODE_BLOB
+    return DECODE_TEXT
+
+
 def _decode_text(field: bytes) -> str | None:
     if field == b"\\N":
         return None

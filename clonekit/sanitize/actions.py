@@ -14,12 +14,13 @@ import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any
 
+from .._compiled import speedups
 from . import passwords, phpserialize
 from .detect import EMAIL_RE, iter_phones
 from .iptext import replace_ips
@@ -35,8 +36,11 @@ DEFAULT_URL_HOST = "www.example.com"
 IPV4_DOC_NETS = ("192.0.2", "198.51.100", "203.0.113")  # RFC 5737
 IPV6_DOC_PREFIX = bytes.fromhex("20010db8")  # RFC 3849: 2001:db8::/32
 LOREM_TEXT = " ".join(LOREM_WORDS) + " "
+compiled = speedups  # clonekit/_speedups.c, or None: built without a C compiler, or turned off
 _DIGIT = re.compile(r"[0-9]")
-_HAS_DIGIT_BYTES = re.compile(rb"[0-9]")
+# What an address, an IP or a phone number holds; any non-ASCII byte too (scrub's IP patterns
+# read \d, which is any Unicode digit): a value without any of these is one scrub cannot change.
+_SCRUB_TARGET_BYTES = re.compile(rb"[0-9@:\x80-\xff]")
 
 
 @dataclass(frozen=True)
@@ -87,21 +91,28 @@ class Keyed:
 
     The HMAC pads are hashed once and their states copied per call: the same bytes as
     ``hmac.digest(secret, msg, "sha256")`` at a quarter of the cost (OpenSSL 3 sets up an HMAC
-    context per call), which matters at several digests per row."""
+    context per call), which matters at several digests per row. With the compiled module, one
+    call into it per digest (clonekit/_speedups.c: SHA-256 from the pads' states, no Python frame)."""
 
-    __slots__ = ("_inner", "_outer", "secret")
+    __slots__ = ("_inner", "_outer", "secret", "digest")
 
     def __init__(self, secret: bytes) -> None:
         self.secret = secret
         key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
         key = key.ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        inner_pad, outer_pad = bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+        self._inner = hashlib.sha256(inner_pad)
+        self._outer = hashlib.sha256(outer_pad)
+        # digest(domain, value) -> HMAC-SHA256(secret, domain + value)
+        self.digest: Callable[[bytes, str | bytes], bytes] = self.digest_python
+        if compiled is not None:
+            self.digest = functools.partial(compiled.hmac_digest, compiled.sha256_pad_state(inner_pad),
+                                            compiled.sha256_pad_state(outer_pad))
 
     def __repr__(self) -> str:
         return "Keyed(<secret>)"
 
-    def digest(self, domain: bytes, value: str | bytes) -> bytes:
+    def digest_python(self, domain: bytes, value: str | bytes) -> bytes:
         if value.__class__ is str:
             value = value.encode("utf-8", "surrogatepass")  # type: ignore[union-attr]
         inner = self._inner.copy()
@@ -753,15 +764,17 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     def guess_value(raw: bytes) -> bytes:
         return guess(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape") if raw else raw
 
-    has_digit = _HAS_DIGIT_BYTES.search
+    may_hold_personal = _SCRUB_TARGET_BYTES.search
 
     def scrub_value(raw: bytes) -> bytes:
-        if b"@" not in raw and has_digit(raw) is None:
-            return raw  # no address, no number (nor an empty string): nothing for scrub to replace
+        if may_hold_personal(raw) is None:
+            # ASCII without an address, a number or a colon (an IPv6 address may hold no decimal
+            # digit: dead:beef::1), or an empty string: nothing for scrub to replace
+            return raw
         return scrub(raw.decode("utf-8", "surrogateescape"), None).encode("utf-8", "surrogateescape")
 
     by_value: BytesFn = {"keep": keep_value, "redact": redact_value, "guess": guess_value}.get(values_mode, scrub_value)
-    key_fns: dict[bytes | int | None, BytesFn] = {}  # array keys repeat: each key's function is found once
+    key_fns: dict[Hashable, BytesFn] = {}  # array keys repeat: each key's function is found once
 
     def fn_for(key: bytes | int | None) -> BytesFn:
         name = _php_key_name(key) if by_key else None
@@ -773,10 +786,8 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
             key_fns[key] = chosen
         return chosen
 
-    def rewrite(key: bytes | int | None, raw: bytes) -> bytes:
-        fn = key_fns.get(key)
-        return (fn or fn_for(key))(raw)
-
+    # one function per key; the compiled walk looks it up itself and skips scrub where it changes nothing
+    rewrite = phpserialize.RewriteByKey(key_fns, fn_for, scrub_value if by_value is scrub_value else None)
     limit = target.max_chars
 
     @_memo

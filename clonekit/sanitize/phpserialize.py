@@ -11,13 +11,35 @@ so an untouched value comes out byte for byte. ``loads``/``dumps`` give the same
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+
+from .._compiled import speedups
+
+# The compiled walk (clonekit/_speedups.c), or None: built without a C compiler, or turned off.
+compiled = speedups
 
 # Key of the array entry that holds a string (bytes for string keys, int for integer keys),
 # or None for a top-level string.
 Key = bytes | int | None
 StringRewrite = Callable[[Key, bytes], bytes]
+BytesFn = Callable[[bytes], bytes]
+
+
+@dataclass(frozen=True)
+class RewriteByKey:
+    """A ``StringRewrite`` that is one function per key: ``fns.get(key) or fn_for(key)``, called
+    with the value (``fn_for`` may remember its answer in ``fns``). ``keeps_plain`` (or None) is a
+    function that returns an ASCII value holding no ``@``, ``:`` nor digit unchanged (scrub):
+    the compiled walk does not call it for such values. Calling the object is the rewrite itself."""
+
+    fns: dict[Hashable, BytesFn]
+    fn_for: Callable[[Key], BytesFn]
+    keeps_plain: BytesFn | None = None
+
+    def __call__(self, key: Key, value: bytes) -> bytes:
+        fn = self.fns.get(key)
+        return (fn or self.fn_for(key))(value)
 
 
 class PhpSerializeError(ValueError):
@@ -210,7 +232,22 @@ def rewrite_strings(data: bytes, rewrite: StringRewrite, *, nested: bool = True)
     and strings without a double quote (``_rewrite_pairs``: split by one regex), the common
     shapes (strings, numbers, booleans, NULL, references, nested arrays and objects) in one loop
     (``_rewrite_flat``), and the reference walk over every form, which alone decides what parses
-    and what fails. All give the same bytes (tests/sanitize/test_phpserialize_fast.py)."""
+    and what fails. All give the same bytes (tests/sanitize/test_phpserialize_fast.py). Before
+    them, the compiled walk when it was built (``compiled``): the first two walks' work in C, the
+    same hand-over rule (tests/sanitize/test_phpserialize_compiled.py)."""
+    if compiled is not None:
+        if rewrite.__class__ is RewriteByKey:
+            by_key: RewriteByKey = rewrite  # type: ignore[assignment]
+            done = compiled.rewrite_strings_by_key(data, by_key.fns, by_key.fn_for, by_key.keeps_plain, nested)
+        else:
+            done = compiled.rewrite_strings(data, rewrite, nested)
+        if done is not None:
+            return done
+    return rewrite_strings_python(data, rewrite, nested=nested)
+
+
+def rewrite_strings_python(data: bytes, rewrite: StringRewrite, *, nested: bool = True) -> bytes:
+    """``rewrite_strings`` without the compiled walk: the regex split, the flat loop, the reference."""
     out = _rewrite_pairs(data, rewrite, nested)
     if out is None:
         out = _rewrite_flat(data, rewrite, nested)

@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import random
 
+import pytest
+
 from benchmarks.drupal_dataset import DDL, TABLE_NAMES
 from benchmarks.sanitize_bench import table_from_ddl
-from clonekit.sanitize import build_planner
+from clonekit.sanitize import actions, build_planner, phpserialize
 from clonekit.sanitize.actions import column_kind
 from clonekit.sanitize.presets import PRESET_VERSION
 
@@ -77,6 +79,11 @@ def _output_digest() -> str:
     return digest.hexdigest()
 
 
-def test_drupal_preset_output_is_unchanged() -> None:
+@pytest.mark.parametrize("code", ["compiled", "python"])
+def test_drupal_preset_output_is_unchanged(code: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same digest through the compiled paths (PHP walk, HMAC; when built) and pure Python."""
+    if code == "python":
+        monkeypatch.setattr(phpserialize, "compiled", None)
+        monkeypatch.setattr(actions, "compiled", None)
     assert PRESET_VERSION == 4, "the presets changed: record the new digest with the new PRESET_VERSION"
     assert _output_digest() == DIGEST_AT_PRESET_4

@@ -1,0 +1,921 @@
+/* clonekit._speedups: the hottest loops of the sanitizing path, compiled: the PHP-serialized walk of
+ * sanitize/phpserialize.rewrite_strings, db/capture's split/decode/encode of typed lines, and the
+ * HMAC-SHA256 of sanitize/actions.Keyed.
+ *
+ * Optional: setup.py builds it when a C compiler and Python's headers are there; without it the
+ * pure-Python walks do the same work (clonekit/sanitize/phpserialize.py chooses at import).
+ *
+ * One rule above all: this walk never answers for a value it is not sure of. It handles the
+ * common forms (strings, integers, booleans, floats, NULL, references, arrays, objects, strings
+ * that are themselves serialized) exactly as the reference walk does, and returns None for
+ * anything else (custom C: objects, enums, negative or huge counts, nesting deeper than the
+ * reference allows, a value that does not parse, a rewrite that returns something other than
+ * bytes): the Python walks then decide, and the reference alone decides what fails. The same
+ * string rewrites are called, so the output is the same bytes
+ * (tests/sanitize/test_phpserialize_compiled.py compares both on generated and damaged values).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 64     /* phpserialize._MAX_DEPTH: arrays and objects inside one another */
+#define MAX_NESTED 16    /* serialized strings inside serialized strings: deeper is handed over */
+#define MAX_DIGITS 18    /* a length, count or integer key with more digits is handed over */
+
+typedef struct {
+    PyObject *rewrite;   /* rewrite(key, value) -> bytes; with fns: fn_for(key) -> fn */
+    PyObject *fns;       /* dict: key -> fn(value) -> bytes, or NULL */
+    PyObject *keeps_plain; /* a fn that returns an ASCII value without '@', ':' nor digit unchanged, or NULL */
+    int nested;
+} Walk;
+
+typedef struct {
+    char *buf;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} Out;
+
+static int
+out_add(Out *out, const char *bytes, Py_ssize_t n)
+{
+    if (n == 0)
+        return 0;  /* a change always adds its string's header: out->buf is set then */
+    if (out->len + n > out->cap) {
+        Py_ssize_t cap = out->cap ? out->cap : 256;
+        while (cap < out->len + n) {
+            if (cap > PY_SSIZE_T_MAX / 2) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            cap *= 2;
+        }
+        char *grown = PyMem_Realloc(out->buf, (size_t)cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        out->buf = grown;
+        out->cap = cap;
+    }
+    memcpy(out->buf + out->len, bytes, (size_t)n);
+    out->len += n;
+    return 0;
+}
+
+/* ASCII digits at *pos (1 to MAX_DIGITS of them) followed by `stop`; *pos moves past `stop`.
+   Returns 0 on success, -1 when the text is not that. */
+static int
+read_number(const char *d, Py_ssize_t size, Py_ssize_t *pos, char stop, long long *value)
+{
+    Py_ssize_t p = *pos;
+    long long v = 0;
+    int digits = 0;
+    while (p < size && d[p] >= '0' && d[p] <= '9') {
+        if (++digits > MAX_DIGITS)
+            return -1;
+        v = v * 10 + (d[p] - '0');
+        p++;
+    }
+    if (digits == 0 || p >= size || d[p] != stop)
+        return -1;
+    *value = v;
+    *pos = p + 1;
+    return 0;
+}
+
+/* phpserialize.looks_serialized for a string whose second byte is ':' and longer than 3 bytes */
+static int
+looks_serialized(const char *s, Py_ssize_t n)
+{
+    if (n <= 3 || s[1] != ':' || s[0] == '\0' || strchr("aOsibdCE", s[0]) == NULL)
+        return 0;
+    return s[n - 1] == ';' || s[n - 1] == '}';
+}
+
+static int
+plain_text(const char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '@' || c == ':' || (c >= '0' && c <= '9') || (unsigned char)c >= 0x80)
+            return 0;
+    }
+    return 1;
+}
+
+/* The new bytes for one string value, a new reference; NULL with an exception set. */
+static PyObject *
+call_rewrite(Walk *w, PyObject *key, PyObject *value)
+{
+    if (w->fns == NULL) {
+        PyObject *args[2] = {key, value};
+        return PyObject_Vectorcall(w->rewrite, args, 2, NULL);
+    }
+    PyObject *fn = PyDict_GetItemWithError(w->fns, key);  /* borrowed */
+    if (fn != NULL) {
+        Py_INCREF(fn);
+    } else {
+        if (PyErr_Occurred())
+            return NULL;
+        PyObject *args[1] = {key};
+        fn = PyObject_Vectorcall(w->rewrite, args, 1, NULL);
+        if (fn == NULL)
+            return NULL;
+    }
+    PyObject *result;
+    if (fn == w->keeps_plain && plain_text(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))) {
+        Py_INCREF(value);
+        result = value;
+    } else {
+        PyObject *args[1] = {value};
+        result = PyObject_Vectorcall(fn, args, 1, NULL);
+    }
+    Py_DECREF(fn);
+    return result;
+}
+
+static PyObject *walk(Walk *w, PyObject *data_obj, int level);
+
+#define HAND_OVER() do { result = Py_None; Py_INCREF(result); goto done; } while (0)
+#define FAIL() do { result = NULL; goto done; } while (0)
+
+/* rewrite_strings over one value: the new bytes (data_obj itself when nothing changed), None
+   when the Python walks must decide, NULL with an exception raised by a rewrite. */
+static PyObject *
+walk(Walk *w, PyObject *data_obj, int level)
+{
+    const char *d = PyBytes_AS_STRING(data_obj);
+    Py_ssize_t size = PyBytes_GET_SIZE(data_obj);
+    Py_ssize_t left[MAX_DEPTH];  /* entries still to read in each open array or object */
+    int depth = 0;
+    int want_key = 0;
+    Py_ssize_t pos = 0, flushed = 0;
+    Out out = {NULL, 0, 0};
+    PyObject *key = Py_None;
+    PyObject *result = NULL;
+    long long number;
+    Py_INCREF(key);
+
+    for (;;) {
+        char tag = pos < size ? d[pos] : 0;
+        if (want_key) {
+            if (left[depth - 1] == 0) {  /* every entry read: the array ends */
+                if (tag != '}')
+                    HAND_OVER();
+                pos++;
+                depth--;
+                if (depth == 0)
+                    break;
+                left[depth - 1]--;
+                continue;
+            }
+            if (tag == 'i') {  /* i:-?\d+; */
+                Py_ssize_t p = pos + 1;
+                int negative = 0;
+                if (p >= size || d[p] != ':')
+                    HAND_OVER();
+                p++;
+                if (p < size && d[p] == '-') {
+                    negative = 1;
+                    p++;
+                }
+                if (read_number(d, size, &p, ';', &number) < 0)
+                    HAND_OVER();
+                Py_DECREF(key);
+                key = PyLong_FromLongLong(negative ? -number : number);
+                if (key == NULL)
+                    FAIL();
+                pos = p;
+                want_key = 0;
+                continue;
+            }
+            if (tag != 's')
+                HAND_OVER();
+        }
+        if (tag == 's') {  /* s:<len>:"...";  */
+            Py_ssize_t p = pos + 1;
+            if (p >= size || d[p] != ':')
+                HAND_OVER();
+            p++;
+            if (read_number(d, size, &p, ':', &number) < 0 || p >= size || d[p] != '"')
+                HAND_OVER();
+            Py_ssize_t start = p + 1;
+            if ((long long)(size - start) < number + 2)
+                HAND_OVER();
+            Py_ssize_t end = start + (Py_ssize_t)number;
+            if (d[end] != '"' || d[end + 1] != ';')
+                HAND_OVER();
+            PyObject *value = PyBytes_FromStringAndSize(d + start, end - start);
+            if (value == NULL)
+                FAIL();
+            if (want_key) {
+                Py_DECREF(key);
+                key = value;
+                pos = end + 2;
+                want_key = 0;
+                continue;
+            }
+            PyObject *new = NULL;
+            if (w->nested && looks_serialized(d + start, end - start)) {
+                /* WordPress double-serializes: the string is walked as a value of its own */
+                if (level >= MAX_NESTED) {
+                    Py_DECREF(value);
+                    HAND_OVER();
+                }
+                new = walk(w, value, level + 1);
+                if (new == NULL) {
+                    Py_DECREF(value);
+                    FAIL();
+                }
+                if (new == Py_None) {  /* not sure it parses: the Python walks decide */
+                    Py_DECREF(new);
+                    Py_DECREF(value);
+                    HAND_OVER();
+                }
+            } else {
+                new = call_rewrite(w, key, value);
+                if (new == NULL) {
+                    Py_DECREF(value);
+                    FAIL();
+                }
+            }
+            if (!PyBytes_CheckExact(new)) {
+                Py_DECREF(new);
+                Py_DECREF(value);
+                HAND_OVER();
+            }
+            Py_ssize_t new_size = PyBytes_GET_SIZE(new);
+            if (new != value && (new_size != end - start || memcmp(PyBytes_AS_STRING(new), d + start, (size_t)new_size) != 0)) {
+                char head[32];
+                int head_size = snprintf(head, sizeof head, "s:%zd:\"", new_size);
+                if (out_add(&out, d + flushed, pos - flushed) < 0 || out_add(&out, head, head_size) < 0
+                        || out_add(&out, PyBytes_AS_STRING(new), new_size) < 0 || out_add(&out, "\";", 2) < 0) {
+                    Py_DECREF(new);
+                    Py_DECREF(value);
+                    FAIL();
+                }
+                flushed = end + 2;
+            }
+            Py_DECREF(new);
+            Py_DECREF(value);
+            pos = end + 2;
+        } else if (tag == 'a' || tag == 'O') {  /* a:<n>:{   O:<len>:"Class":<n>:{ */
+            Py_ssize_t p = pos + 1;
+            if (depth >= MAX_DEPTH || p >= size || d[p] != ':')
+                HAND_OVER();
+            p++;
+            if (tag == 'O') {
+                if (read_number(d, size, &p, ':', &number) < 0 || p >= size || d[p] != '"')
+                    HAND_OVER();
+                p++;
+                if ((long long)(size - p) < number + 2)
+                    HAND_OVER();
+                p += (Py_ssize_t)number;
+                if (d[p] != '"' || d[p + 1] != ':')
+                    HAND_OVER();
+                p += 2;
+            }
+            if (read_number(d, size, &p, ':', &number) < 0 || p >= size || d[p] != '{')
+                HAND_OVER();
+            left[depth++] = (Py_ssize_t)number;
+            pos = p + 1;
+            want_key = 1;
+            continue;
+        } else if (tag == 'N') {  /* N; */
+            if (pos + 1 >= size || d[pos + 1] != ';')
+                HAND_OVER();
+            pos += 2;
+        } else if (tag == 'i' || tag == 'b' || tag == 'r' || tag == 'R') {  /* i:-?\d+;  b:\d+;  [rR]:\d+; */
+            Py_ssize_t p = pos + 1;
+            if (p >= size || d[p] != ':')
+                HAND_OVER();
+            p++;
+            if (tag == 'i' && p < size && d[p] == '-')
+                p++;
+            Py_ssize_t digits = p;
+            while (p < size && d[p] >= '0' && d[p] <= '9')
+                p++;
+            if (p == digits || p >= size || d[p] != ';')
+                HAND_OVER();
+            pos = p + 1;
+        } else if (tag == 'd') {  /* d:[^;]*; */
+            if (pos + 1 >= size || d[pos + 1] != ':')
+                HAND_OVER();
+            const char *semi = memchr(d + pos + 2, ';', (size_t)(size - pos - 2));
+            if (semi == NULL)
+                HAND_OVER();
+            pos = semi - d + 1;
+        } else {  /* C: custom objects, E: enums, anything unknown: the Python walks decide */
+            HAND_OVER();
+        }
+        if (depth == 0)  /* the top-level value ended */
+            break;
+        left[depth - 1]--;
+        want_key = 1;
+    }
+    if (pos != size)
+        HAND_OVER();
+    if (out.buf == NULL) {
+        Py_INCREF(data_obj);
+        result = data_obj;
+    } else if (out_add(&out, d + flushed, size - flushed) < 0) {
+        FAIL();
+    } else {
+        result = PyBytes_FromStringAndSize(out.buf, out.len);
+    }
+done:
+    Py_XDECREF(key);
+    PyMem_Free(out.buf);
+    return result;
+}
+
+static PyObject *
+rewrite_strings(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "rewrite_strings(data, rewrite, nested)");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0]))
+        Py_RETURN_NONE;
+    int nested = PyObject_IsTrue(args[2]);
+    if (nested < 0)
+        return NULL;
+    Walk w = {args[1], NULL, NULL, nested};
+    return walk(&w, args[0], 0);
+}
+
+static PyObject *
+rewrite_strings_by_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "rewrite_strings_by_key(data, fns, fn_for, keeps_plain, nested)");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0]))
+        Py_RETURN_NONE;
+    if (!PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "fns must be a dict");
+        return NULL;
+    }
+    int nested = PyObject_IsTrue(args[4]);
+    if (nested < 0)
+        return NULL;
+    Walk w = {args[2], args[1], args[3] == Py_None ? NULL : args[3], nested};
+    return walk(&w, args[0], 0);
+}
+
+/* ---- the sanitizing path's rows: tsv-1 lines split, decoded, transformed, encoded ---------------
+ *
+ * db/capture.py's _RowTransformer.lines for a batch of lines, in one call: the same fields, the
+ * same values handed to the transform, the same bytes out (tests/db/test_typed_lines_compiled.py).
+ * Decoding and encoding are done here only for the plain cases (text, blobs, integers, NULL);
+ * anything else goes through the Python decoder or codec.value_field, as before.
+ */
+
+enum { DECODE_KEEP = 0, DECODE_PYTHON = 1, DECODE_TEXT = 2, DECODE_BLOB = 3, DECODE_INT = 4 };
+
+static int
+is_null_field(const char *s, Py_ssize_t n)
+{
+    return n == 2 && s[0] == '\\' && s[1] == 'N';
+}
+
+/* codec.unescape: \x -> the byte _UNESCAPES maps x to, or x itself; a last lone backslash stays */
+static PyObject *
+unescaped(const char *s, Py_ssize_t n)
+{
+    const char *first = memchr(s, '\\', (size_t)n);
+    if (first == NULL)
+        return PyBytes_FromStringAndSize(s, n);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out == NULL)
+        return NULL;
+    char *o = PyBytes_AS_STRING(out);
+    Py_ssize_t len = first - s;
+    memcpy(o, s, (size_t)len);
+    for (Py_ssize_t i = len; i < n; i++) {
+        char c = s[i];
+        if (c == '\\' && i + 1 < n) {
+            char e = s[++i];
+            switch (e) {
+            case 't': c = '\t'; break;
+            case 'n': c = '\n'; break;
+            case '0': c = '\0'; break;
+            case 'r': c = '\r'; break;
+            case 'Z': c = '\x1a'; break;
+            case 'b': c = '\b'; break;
+            default: c = e;
+            }
+        }
+        o[len++] = c;
+    }
+    if (_PyBytes_Resize(&out, len) < 0)
+        return NULL;
+    return out;
+}
+
+static PyObject *
+decode_field(const char *s, Py_ssize_t n, int mode, PyObject *decoder, PyObject *field)
+{
+    if (mode == DECODE_PYTHON) {
+        PyObject *args[1] = {field};
+        return PyObject_Vectorcall(decoder, args, 1, NULL);
+    }
+    if (is_null_field(s, n))
+        Py_RETURN_NONE;
+    if (mode == DECODE_BLOB) {
+        if (memchr(s, '\\', (size_t)n) == NULL) {
+            Py_INCREF(field);
+            return field;
+        }
+        return unescaped(s, n);
+    }
+    if (mode == DECODE_TEXT) {
+        if (memchr(s, '\\', (size_t)n) == NULL)
+            return PyUnicode_DecodeUTF8(s, n, "surrogateescape");
+        PyObject *raw = unescaped(s, n);
+        if (raw == NULL)
+            return NULL;
+        PyObject *text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), "surrogateescape");
+        Py_DECREF(raw);
+        return text;
+    }
+    /* DECODE_INT: -?digits (up to 18) here, anything else as int(field) does it */
+    Py_ssize_t i = (n > 0 && s[0] == '-') ? 1 : 0;
+    long long v = 0;
+    if (n - i >= 1 && n - i <= 18) {
+        Py_ssize_t j = i;
+        while (j < n && s[j] >= '0' && s[j] <= '9') {
+            v = v * 10 + (s[j] - '0');
+            j++;
+        }
+        if (j == n)
+            return PyLong_FromLongLong(i ? -v : v);
+    }
+    PyObject *args[1] = {field};
+    return PyObject_Vectorcall((PyObject *)&PyLong_Type, args, 1, NULL);
+}
+
+/* codec.escape of n bytes: backslash, TAB and newline escaped; `same` (or NULL) is returned
+   (a new reference) when nothing needs escaping */
+static PyObject *
+escaped(const char *s, Py_ssize_t n, PyObject *same)
+{
+    Py_ssize_t extra = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        extra += (s[i] == '\\' || s[i] == '\t' || s[i] == '\n');
+    if (extra == 0 && same != NULL) {
+        Py_INCREF(same);
+        return same;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n + extra);
+    if (out == NULL)
+        return NULL;
+    char *o = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '\\' || c == '\t' || c == '\n') {
+            *o++ = '\\';
+            *o++ = c == '\\' ? '\\' : c == '\t' ? 't' : 'n';
+        } else {
+            *o++ = c;
+        }
+    }
+    return out;
+}
+
+/* codec.value_field(value, column) for the plain types; the Python function for the others */
+static PyObject *
+encode_value(PyObject *value, int plain, PyObject *value_field, PyObject *column)
+{
+    if (value == Py_None)
+        return PyBytes_FromStringAndSize("\\N", 2);
+    if (plain) {
+        if (PyBytes_CheckExact(value))
+            return escaped(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), value);
+        if (PyUnicode_CheckExact(value)) {
+            if (PyUnicode_IS_ASCII(value))
+                return escaped((const char *)PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value), NULL);
+            PyObject *raw = PyUnicode_AsEncodedString(value, "utf-8", "surrogateescape");
+            if (raw == NULL)
+                return NULL;
+            PyObject *out = escaped(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), raw);
+            Py_DECREF(raw);
+            return out;
+        }
+        if (value == Py_True)
+            return PyBytes_FromStringAndSize("1", 1);
+        if (value == Py_False)
+            return PyBytes_FromStringAndSize("0", 1);
+        if (PyLong_CheckExact(value)) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (v == -1 && PyErr_Occurred())
+                return NULL;
+            if (!overflow) {
+                char text[32];
+                int n = snprintf(text, sizeof text, "%lld", v);
+                return PyBytes_FromStringAndSize(text, n);
+            }
+        }
+    }
+    PyObject *args[2] = {value, column};
+    return PyObject_Vectorcall(value_field, args, 2, NULL);
+}
+
+static PyObject *
+transform_line(PyObject *line, Py_ssize_t width, PyObject *transform, PyObject *const *decoders,
+               const int *modes, const int *plain, PyObject *value_field, PyObject *columns,
+               Py_ssize_t *starts, Py_ssize_t *ends, PyObject **encoded)
+{
+    const char *d = PyBytes_AS_STRING(line);
+    Py_ssize_t size = PyBytes_GET_SIZE(line);
+    Py_ssize_t count = 1;
+    for (const char *p = d; (p = memchr(p, '\t', (size_t)(d + size - p))) != NULL; p++)
+        count++;
+    if (count != width) {
+        PyErr_Format(PyExc_ValueError, "a row has %zd fields, not %zd", count, width);
+        return NULL;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < width; i++) {
+        const char *tab = memchr(d + at, '\t', (size_t)(size - at));
+        Py_ssize_t end = tab == NULL ? size : tab - d;
+        starts[i] = at;
+        ends[i] = end;
+        at = end + 1;
+    }
+    PyObject *row = PyTuple_New(width);
+    if (row == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < width; i++) {
+        PyObject *field = PyBytes_FromStringAndSize(d + starts[i], ends[i] - starts[i]);
+        if (field == NULL) {
+            Py_DECREF(row);
+            return NULL;
+        }
+        if (modes[i] == DECODE_KEEP) {
+            PyTuple_SET_ITEM(row, i, field);
+            continue;
+        }
+        PyObject *value = decode_field(d + starts[i], ends[i] - starts[i], modes[i], decoders[i], field);
+        Py_DECREF(field);
+        if (value == NULL) {
+            Py_DECREF(row);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(row, i, value);
+    }
+    PyObject *args[1] = {row};
+    PyObject *new = PyObject_Vectorcall(transform, args, 1, NULL);
+    if (new == NULL) {
+        Py_DECREF(row);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (new == row) {
+        result = PyBytes_FromStringAndSize(NULL, size + 1);
+        if (result != NULL) {
+            memcpy(PyBytes_AS_STRING(result), d, (size_t)size);
+            PyBytes_AS_STRING(result)[size] = '\n';
+        }
+        Py_DECREF(new);
+        Py_DECREF(row);
+        return result;
+    }
+    PyObject *seq = PySequence_Fast(new, "a transform returns a sequence");
+    Py_DECREF(new);
+    if (seq == NULL) {
+        Py_DECREF(row);
+        return NULL;
+    }
+    if (PySequence_Fast_GET_SIZE(seq) < width) {
+        PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+        goto out;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t total = width;  /* the TABs and the newline */
+    for (Py_ssize_t i = 0; i < width; i++) {
+        encoded[i] = NULL;
+    }
+    for (Py_ssize_t i = 0; i < width; i++) {
+        if (items[i] == PyTuple_GET_ITEM(row, i)) {
+            total += ends[i] - starts[i];
+            continue;
+        }
+        encoded[i] = encode_value(items[i], plain[i], value_field, PyTuple_GET_ITEM(columns, i));
+        if (encoded[i] == NULL)
+            goto out_encoded;
+        if (!PyBytes_Check(encoded[i])) {
+            PyErr_SetString(PyExc_TypeError, "value_field returned something other than bytes");
+            goto out_encoded;
+        }
+        total += PyBytes_GET_SIZE(encoded[i]);
+    }
+    result = PyBytes_FromStringAndSize(NULL, total);
+    if (result != NULL) {
+        char *o = PyBytes_AS_STRING(result);
+        for (Py_ssize_t i = 0; i < width; i++) {
+            if (encoded[i] == NULL) {
+                memcpy(o, d + starts[i], (size_t)(ends[i] - starts[i]));
+                o += ends[i] - starts[i];
+            } else {
+                memcpy(o, PyBytes_AS_STRING(encoded[i]), (size_t)PyBytes_GET_SIZE(encoded[i]));
+                o += PyBytes_GET_SIZE(encoded[i]);
+            }
+            *o++ = i + 1 < width ? '\t' : '\n';
+        }
+    }
+out_encoded:
+    for (Py_ssize_t i = 0; i < width; i++)
+        Py_XDECREF(encoded[i]);
+out:
+    Py_DECREF(seq);
+    Py_DECREF(row);
+    return result;
+}
+
+static PyObject *
+transform_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "transform_lines(lines, transform, decoders, value_field, columns)");
+        return NULL;
+    }
+    PyObject *lines = args[0], *transform = args[1], *decoders = args[2], *value_field = args[3], *columns = args[4];
+    if (!PyList_CheckExact(lines) || !PyTuple_CheckExact(decoders) || !PyTuple_CheckExact(columns)
+            || PyTuple_GET_SIZE(decoders) != PyTuple_GET_SIZE(columns) || PyTuple_GET_SIZE(columns) == 0) {
+        PyErr_SetString(PyExc_TypeError, "transform_lines: lines is a list, decoders and columns tuples of one width");
+        return NULL;
+    }
+    Py_ssize_t width = PyTuple_GET_SIZE(columns);
+    /* decoders[i]: (mode, python decoder or None, plain encoding) */
+    int *modes = PyMem_Calloc((size_t)width, 2 * sizeof(int));
+    Py_ssize_t *bounds = PyMem_Calloc((size_t)width, 2 * sizeof(Py_ssize_t));
+    PyObject **fns = PyMem_Calloc((size_t)width, 2 * sizeof(PyObject *));
+    PyObject *out = NULL;
+    if (modes == NULL || bounds == NULL || fns == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < width; i++) {
+        PyObject *spec = PyTuple_GET_ITEM(decoders, i);
+        if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 3) {
+            PyErr_SetString(PyExc_TypeError, "transform_lines: each decoder is (mode, decoder, plain)");
+            goto done;
+        }
+        long mode = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+        if (mode == -1 && PyErr_Occurred())
+            goto done;
+        if (mode < DECODE_KEEP || mode > DECODE_INT || (mode == DECODE_PYTHON && PyTuple_GET_ITEM(spec, 1) == Py_None)) {
+            PyErr_SetString(PyExc_ValueError, "transform_lines: unknown decoder mode");
+            goto done;
+        }
+        modes[i] = (int)mode;
+        fns[i] = PyTuple_GET_ITEM(spec, 1);
+        int plain = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 2));
+        if (plain < 0)
+            goto done;
+        modes[width + i] = plain;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(lines);
+    out = PyList_New(n);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (PyList_GET_SIZE(lines) != n) {  /* a transform that changes the batch: refused */
+            PyErr_SetString(PyExc_RuntimeError, "transform_lines: the list of lines changed");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *line = PyList_GET_ITEM(lines, k);
+        if (!PyBytes_CheckExact(line)) {
+            PyErr_SetString(PyExc_TypeError, "transform_lines: a line is not bytes");
+            Py_CLEAR(out);
+            goto done;
+        }
+        Py_INCREF(line);  /* the transform could change the list */
+        PyObject *done_line = transform_line(line, width, transform, fns, modes, modes + width, value_field, columns,
+                                             bounds, bounds + width, fns + width);
+        Py_DECREF(line);
+        if (done_line == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, k, done_line);
+    }
+done:
+    PyMem_Free(modes);
+    PyMem_Free(bounds);
+    PyMem_Free(fns);
+    return out;
+}
+
+/* ---- HMAC-SHA256 with the pads hashed once: actions.Keyed.digest in one call --------------------
+ *
+ * A plain SHA-256 (FIPS 180-4), so the module needs no library; the HMAC's inner and outer pads are
+ * compressed once per secret (sha256_pad_state) and each digest starts from those states. Checked
+ * against hmac.digest (tests/sanitize/test_keyed_compiled.py).
+ */
+
+static const uint32_t SHA256_K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+static const uint32_t SHA256_H0[8] = {
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+};
+
+#define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void
+sha256_block(uint32_t h[8], const unsigned char *block)
+{
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 | (uint32_t)block[4 * i + 2] << 8
+               | (uint32_t)block[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROTR(w[i - 15], 7) ^ ROTR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROTR(w[i - 2], 17) ^ ROTR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = k + (ROTR(e, 6) ^ ROTR(e, 11) ^ ROTR(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i];
+        uint32_t t2 = (ROTR(a, 2) ^ ROTR(a, 13) ^ ROTR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        k = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+}
+
+typedef struct {
+    uint32_t h[8];
+    unsigned char buf[64];
+    size_t used;
+    uint64_t total;  /* bytes hashed, the pad block included */
+} Sha256;
+
+static void
+sha256_update(Sha256 *s, const unsigned char *data, size_t n)
+{
+    s->total += n;
+    if (s->used) {
+        size_t take = 64 - s->used < n ? 64 - s->used : n;
+        memcpy(s->buf + s->used, data, take);
+        s->used += take;
+        data += take;
+        n -= take;
+        if (s->used < 64)
+            return;
+        sha256_block(s->h, s->buf);
+        s->used = 0;
+    }
+    while (n >= 64) {
+        sha256_block(s->h, data);
+        data += 64;
+        n -= 64;
+    }
+    memcpy(s->buf, data, n);
+    s->used = n;
+}
+
+static void
+sha256_final(Sha256 *s, unsigned char out[32])
+{
+    uint64_t bits = s->total * 8;
+    unsigned char pad = 0x80;
+    sha256_update(s, &pad, 1);
+    unsigned char zero = 0;
+    while (s->used != 56)
+        sha256_update(s, &zero, 1);
+    unsigned char length[8];
+    for (int i = 0; i < 8; i++)
+        length[i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha256_update(s, length, 8);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (unsigned char)(s->h[i] >> 24);
+        out[4 * i + 1] = (unsigned char)(s->h[i] >> 16);
+        out[4 * i + 2] = (unsigned char)(s->h[i] >> 8);
+        out[4 * i + 3] = (unsigned char)s->h[i];
+    }
+}
+
+/* sha256_pad_state(block) -> the 32-byte state after compressing one 64-byte block */
+static PyObject *
+sha256_pad_state(PyObject *module, PyObject *block)
+{
+    if (!PyBytes_CheckExact(block) || PyBytes_GET_SIZE(block) != 64) {
+        PyErr_SetString(PyExc_ValueError, "sha256_pad_state takes one 64-byte block");
+        return NULL;
+    }
+    uint32_t h[8];
+    memcpy(h, SHA256_H0, sizeof h);
+    sha256_block(h, (const unsigned char *)PyBytes_AS_STRING(block));
+    return PyBytes_FromStringAndSize((const char *)h, sizeof h);
+}
+
+static int
+load_state(PyObject *state, Sha256 *s)
+{
+    if (!PyBytes_CheckExact(state) || PyBytes_GET_SIZE(state) != 32) {
+        PyErr_SetString(PyExc_ValueError, "an HMAC pad state is 32 bytes from sha256_pad_state");
+        return -1;
+    }
+    memcpy(s->h, PyBytes_AS_STRING(state), 32);
+    s->used = 0;
+    s->total = 64;
+    return 0;
+}
+
+/* hmac_digest(inner_state, outer_state, domain, value) -> HMAC-SHA256(secret, domain + value);
+   a str value is hashed as its UTF-8 bytes with surrogates passed through (as Keyed.digest) */
+static PyObject *
+hmac_digest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "hmac_digest(inner_state, outer_state, domain, value)");
+        return NULL;
+    }
+    Sha256 inner, outer;
+    if (load_state(args[0], &inner) < 0 || load_state(args[1], &outer) < 0)
+        return NULL;
+    if (!PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "the domain is bytes");
+        return NULL;
+    }
+    PyObject *value = args[3], *encoded = NULL;
+    Py_buffer view = {NULL};
+    const char *data;
+    Py_ssize_t size;
+    if (PyBytes_CheckExact(value)) {
+        data = PyBytes_AS_STRING(value);
+        size = PyBytes_GET_SIZE(value);
+    } else if (PyUnicode_CheckExact(value) && PyUnicode_IS_ASCII(value)) {
+        data = (const char *)PyUnicode_1BYTE_DATA(value);
+        size = PyUnicode_GET_LENGTH(value);
+    } else if (PyUnicode_Check(value)) {
+        encoded = PyUnicode_AsEncodedString(value, "utf-8", "surrogatepass");
+        if (encoded == NULL)
+            return NULL;
+        data = PyBytes_AS_STRING(encoded);
+        size = PyBytes_GET_SIZE(encoded);
+    } else {  /* any other bytes-like object, as hashlib's update takes it */
+        if (PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0)
+            return NULL;
+        data = view.buf;
+        size = view.len;
+    }
+    unsigned char digest[32];
+    sha256_update(&inner, (const unsigned char *)PyBytes_AS_STRING(args[2]), (size_t)PyBytes_GET_SIZE(args[2]));
+    sha256_update(&inner, (const unsigned char *)data, (size_t)size);
+    Py_XDECREF(encoded);
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    sha256_final(&inner, digest);
+    sha256_update(&outer, digest, 32);
+    sha256_final(&outer, digest);
+    return PyBytes_FromStringAndSize((const char *)digest, 32);
+}
+
+static PyMethodDef methods[] = {
+    {"rewrite_strings", (PyCFunction)(void (*)(void))rewrite_strings, METH_FASTCALL,
+     "rewrite_strings(data, rewrite, nested) -> bytes | None\n\n"
+     "phpserialize.rewrite_strings's walk: every string value passed through rewrite(key, value);\n"
+     "data itself when nothing changed; None when the Python walks must decide."},
+    {"rewrite_strings_by_key", (PyCFunction)(void (*)(void))rewrite_strings_by_key, METH_FASTCALL,
+     "rewrite_strings_by_key(data, fns, fn_for, keeps_plain, nested) -> bytes | None\n\n"
+     "The same with the rewrite chosen per key: fns.get(key) or fn_for(key), called with the value;\n"
+     "keeps_plain (or None) is not called for an ASCII value without '@', ':' nor digit."},
+    {"transform_lines", (PyCFunction)(void (*)(void))transform_lines, METH_FASTCALL,
+     "transform_lines(lines, transform, decoders, value_field, columns) -> list[bytes]\n\n"
+     "db.capture._RowTransformer.lines over a list of tsv-1 lines: each split, its fields decoded\n"
+     "(decoders[i] = (mode, python decoder, plain encoding)), transformed, encoded again; each out\n"
+     "line ends with a newline."},
+    {"sha256_pad_state", (PyCFunction)sha256_pad_state, METH_O,
+     "sha256_pad_state(block) -> bytes\n\nSHA-256's 32-byte state after one 64-byte block (an HMAC pad)."},
+    {"hmac_digest", (PyCFunction)(void (*)(void))hmac_digest, METH_FASTCALL,
+     "hmac_digest(inner_state, outer_state, domain, value) -> bytes\n\n"
+     "HMAC-SHA256 of domain + value from the pads' states (value: bytes, or str as UTF-8 with surrogatepass)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "clonekit._speedups",
+    "Compiled fast paths of clonekit.sanitize (optional; the pure-Python code does the same).",
+    -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module_def);
+}
