@@ -291,11 +291,16 @@ def load(folder: Path) -> tuple[CodeOverride, ...]:
         raise PreviewError(f"{folder / CODE_FILE} is not a clonekit code record: {exc}") from exc
 
 
+def _image_prefix(config: Config, name: str) -> str:
+    """What the tags of every image built for preview ``name`` start with (any service)."""
+    return rb.preview_image_tag(config.project, name, "x")[:-len("x:latest")]
+
+
 def remove_images(config: Config, engine: DockerEngine, name: str, *, from_registry: bool = False) -> list[str]:
     """The images built for preview ``name`` (untagged; an image another preview uses stays);
     ``from_registry`` (the preview is gone, not moving to another node): the registry's copy too."""
     labels = {"clonekit.project": config.project, "clonekit.preview": name}
-    prefix = rb.preview_image_tag(config.project, name, "x")[:-len("x:latest")]
+    prefix = _image_prefix(config, name)
     if not config.previews.registry:
         return rb.remove_preview_images(engine, labels, prefix=(prefix,))
     # On a swarm, also the copy pulled through the registry (and, with from_registry, the registry's own).
@@ -314,7 +319,7 @@ def delete_registry_images(config: Config, name: str, stack_file: Path) -> list[
     registry = config.previews.registry
     if not registry or not stack_file.exists():
         return []
-    prefix = rb.preview_image_tag(config.project, name, "x")[:-len("x:latest")]
+    prefix = _image_prefix(config, name)
     stack = yaml.safe_load(stack_file.read_text(encoding="utf-8")) or {}
     images = {own for spec in (stack.get("services") or {}).values()
               if (own := own_image_of(registry, str((spec or {}).get("image") or ""))) and own.startswith(prefix)}
