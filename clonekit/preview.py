@@ -297,8 +297,7 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
         files_done.result()  # no service starts before its file volumes are filled
         started = time.monotonic()
         progress("start", total=None)
-        engine.compose_cli(compose_file, plan.compose_project, ["up", "-d", "--no-build", "--pull", "missing"],
-                           what=f"start preview {plan.name}")
+        _start_services(engine, plan, compose_file, build.document)
         timings["start"] = time.monotonic() - started
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-files") as pool:
@@ -327,6 +326,26 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     _write_state(folder, plan, manifest, status="running", timings=timings, node=engine.node)
     log.info("preview %s of %s is up at %s", plan.name, manifest.id, plan.url)
     return preview_from_state(config, plan.name, read_json(folder / STATE_FILE) or {}, "running")
+
+
+def _start_services(engine: DockerEngine, plan: cmp.PreviewPlan, compose_file: Path, document: Mapping[str, Any]) -> None:
+    """Start every service: the containers ``up --no-start`` created (previews.egress) with one
+    ``docker start``, each after those it depends on (``docker start`` of a running one does
+    nothing), when that is all ``compose up`` would do (``cmp.start_order``); else ``compose up``."""
+    order = cmp.start_order(document) if not engine.node else None  # (a swarm's node: its stack is deployed)
+    created: dict[str, list[str]] = {}
+    if order is not None:
+        listed = engine.cli(["ps", "-a", "--no-trunc", "--filter", f"label=com.docker.compose.project={plan.compose_project}",
+                             "--format", '{{.ID}} {{.Label "com.docker.compose.service"}}'],
+                            what=f"list the containers of preview {plan.name}")
+        for line in listed.splitlines():
+            container_id, _, service = line.partition(" ")
+            created.setdefault(service.strip(), []).append(container_id)
+    if order is not None and all(len(created.get(service, ())) == 1 for service in order):
+        engine.cli(["start", *(created[service][0] for service in order)], what=f"start preview {plan.name}")
+        return
+    engine.compose_cli(compose_file, plan.compose_project, ["up", "-d", "--no-build", "--pull", "missing"],
+                       what=f"start preview {plan.name}")
 
 
 def after_restore_hooks(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, folder: Path) -> None:
@@ -396,7 +415,7 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     created = [found for service in (plan.db_service, cmp.MAIL_SERVICE)
                for found in engine.ids("container", {"com.docker.compose.project": plan.compose_project,
                                                      "com.docker.compose.service": service})]
-    if len(created) == 2:  # `up --no-start` made them (previews.egress): start them, no compose run needed
+    if len(created) == 2 and not engine.node:  # `up --no-start` made them (previews.egress): no compose run needed
         engine.cli(["start", *created], what=f"start the database of preview {plan.name}")
     else:
         engine.compose_cli(compose_file, plan.compose_project,
@@ -475,10 +494,10 @@ def _fill_from_golden(config: Config, plan: cmp.PreviewPlan, engine: DockerEngin
                               alive=lambda: check_alive(engine, plan, plan.db_service))
             timings["db_start"] = time.monotonic() - started
             started = time.monotonic()
-            copied.result()
-            if replacements:
+            if replacements:  # (a file still being copied up: the server's first open of it waits for the copy)
                 progress("rewrite URLs", total=None)
                 rewrite_urls(golden_endpoint, replacements, tables=tables, skip=skip, rows=rows)
+            copied.result()
             # (committed) the accounts become this preview's
             root = replace(endpoint, user="root", password=golden.db.root_password)
             if not rekey_over_tcp(root, plan.db.user, plan.db.password, plan.db.database, plan.db.root_password):
