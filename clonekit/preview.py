@@ -9,7 +9,9 @@ values live in 0600 files of that folder, never in labels, logs or ``compose.yml
 Creation order (each step a progress task, timed in state.json): file volumes filled from the
 snapshot → database service started and loaded through a 127.0.0.1 port (an SSH tunnel to the
 container on an ``ssh://`` engine) → ``previews.replace``
-rewrite → every service started → wait until the HTTP service answers. A failure removes
+rewrite → every service started → wait until the HTTP service answers. A clone of a golden copy
+starts every service with its database, and rewrites, then re-keys: its services' credentials
+work only once the rewrite has committed (``_fill_from_golden``). A failure removes
 everything created (unless ``keep_on_failure``). One fcntl lock per preview name serialises runs.
 """
 
@@ -407,7 +409,7 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
                    golden: gr.GoldenCopy | None = None, *, rewrite: bool = True,
                    start_services: Callable[[], None] | None = None) -> bool:
     """Start and fill the preview's database; True when ``start_services`` ran meanwhile (a golden
-    clone starts its other services while its URLs are rewritten: ``_rewrite_then_rekey``)."""
+    clone starts its other services while its URLs are rewritten: ``_fill_from_golden``)."""
     started = time.monotonic()
     if not plan.db_service:
         return False
