@@ -9,7 +9,9 @@ values live in 0600 files of that folder, never in labels, logs or ``compose.yml
 Creation order (each step a progress task, timed in state.json): file volumes filled from the
 snapshot → database service started and loaded through a 127.0.0.1 port (an SSH tunnel to the
 container on an ``ssh://`` engine) → ``previews.replace``
-rewrite → every service started → wait until the HTTP service answers. A failure removes
+rewrite → every service started → wait until the HTTP service answers. A clone of a golden copy
+starts every service with its database, and rewrites, then re-keys: its services' credentials
+work only once the rewrite has committed (``_fill_from_golden``). A failure removes
 everything created (unless ``keep_on_failure``). One fcntl lock per preview name serialises runs.
 """
 
@@ -37,7 +39,16 @@ from .config import Config, check_name, env_number
 from .db import restore_database
 from .db.endpoint import DbEndpoint
 from .db.rewrite import Replacement
-from .db.target import account_sql, bulk_load, rekey_sql, rewrite_urls, run_as_root, wait_for_database
+from .db.target import (
+    account_sql,
+    bulk_load,
+    rekey_over_tcp,
+    rekey_sql,
+    rewrite_urls,
+    run_as_root,
+    skipped,
+    wait_for_database,
+)
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .files import iter_tar
 from .owner import Owner
@@ -284,26 +295,29 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
             progress(f"files {volume.source_path}", advance=sent)
         timings["files"] = copy_seconds + time.monotonic() - started
 
+    def start_services() -> None:
+        files_done.result()  # no service starts before its file volumes are filled
+        started = time.monotonic()
+        progress("start", total=None)
+        _start_services(engine, plan, compose_file, build.document)
+        timings["start"] = time.monotonic() - started
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-files") as pool:
         files_done = pool.submit(fill_volumes)
         try:
-            _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings, golden,
-                           rewrite=rewrite)
+            started_early = _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings,
+                                           golden, rewrite=rewrite, start_services=start_services)
         except BaseException:
             if files_done.exception() is not None:  # (waits) the database's error is the one to report
                 log.error("filling the file volumes of preview %s failed too: %s", plan.name, files_done.exception())
             raise
         files_done.result()
 
-    started = time.monotonic()
-    progress("start", total=None)
-    engine.compose_cli(compose_file, plan.compose_project, ["up", "-d", "--no-build", "--pull", "missing"],
-                       what=f"start preview {plan.name}")
-    timings["start"] = time.monotonic() - started
-
+    if not started_early:
+        start_services()
     started = time.monotonic()
     progress("wait for HTTP", total=None)
-    wait_http(config, engine, plan)
+    wait_http(config, engine, plan, alive=_alive_or_revived(engine, plan) if started_early else None)
     timings["http"] = time.monotonic() - started
     if hooks and config.previews.hooks.get("after_restore"):
         started = time.monotonic()
@@ -314,6 +328,26 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
     _write_state(folder, plan, manifest, status="running", timings=timings, node=engine.node)
     log.info("preview %s of %s is up at %s", plan.name, manifest.id, plan.url)
     return preview_from_state(config, plan.name, read_json(folder / STATE_FILE) or {}, "running")
+
+
+def _start_services(engine: DockerEngine, plan: cmp.PreviewPlan, compose_file: Path, document: Mapping[str, Any]) -> None:
+    """Start every service: the containers ``up --no-start`` created (previews.egress) with one
+    ``docker start``, each after those it depends on (``docker start`` of a running one does
+    nothing), when that is all ``compose up`` would do (``cmp.start_order``); else ``compose up``."""
+    order = cmp.start_order(document) if not engine.node else None  # (a swarm's node: its stack is deployed)
+    created: dict[str, list[str]] = {}
+    if order is not None:
+        listed = engine.cli(["ps", "-a", "--no-trunc", "--filter", f"label=com.docker.compose.project={plan.compose_project}",
+                             "--format", '{{.ID}} {{.Label "com.docker.compose.service"}}'],
+                            what=f"list the containers of preview {plan.name}")
+        for line in listed.splitlines():
+            container_id, _, service = line.partition(" ")
+            created.setdefault(service.strip(), []).append(container_id)
+    if order is not None and all(len(created.get(service, ())) == 1 for service in order):
+        engine.cli(["start", *(created[service][0] for service in order)], what=f"start preview {plan.name}")
+        return
+    engine.compose_cli(compose_file, plan.compose_project, ["up", "-d", "--no-build", "--pull", "missing"],
+                       what=f"start preview {plan.name}")
 
 
 def after_restore_hooks(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, folder: Path) -> None:
@@ -372,45 +406,51 @@ def db_endpoint(plan: cmp.PreviewPlan, host: str, port: int) -> DbEndpoint:
 
 def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
                    compose_file: Path, progress: Any, timings: dict[str, float],
-                   golden: gr.GoldenCopy | None = None, *, rewrite: bool = True) -> None:
+                   golden: gr.GoldenCopy | None = None, *, rewrite: bool = True,
+                   start_services: Callable[[], None] | None = None) -> bool:
+    """Start and fill the preview's database; True when ``start_services`` ran meanwhile (a golden
+    clone starts its other services while its URLs are rewritten: ``_fill_from_golden``)."""
     started = time.monotonic()
     if not plan.db_service:
-        return
+        return False
     progress("start database", total=None)
-    engine.compose_cli(compose_file, plan.compose_project,
-                       ["up", "-d", "--no-build", "--pull", "missing", plan.db_service, cmp.MAIL_SERVICE],
-                       what=f"start the database of preview {plan.name}")
+    created = [found for service in (plan.db_service, cmp.MAIL_SERVICE)
+               for found in engine.ids("container", {"com.docker.compose.project": plan.compose_project,
+                                                     "com.docker.compose.service": service})]
+    if len(created) == 2 and not engine.node:  # `up --no-start` made them (previews.egress): no compose run needed
+        engine.cli(["start", *created], what=f"start the database of preview {plan.name}")
+    else:
+        engine.compose_cli(compose_file, plan.compose_project,
+                           ["up", "-d", "--no-build", "--pull", "missing", plan.db_service, cmp.MAIL_SERVICE],
+                           what=f"start the database of preview {plan.name}")
     timings["db_up"] = time.monotonic() - started
     container = compose_container(engine, plan, plan.db_service)
     with engine.reach(container, cmp.DEFAULT_DB_PORT) as (host, port):
-        _fill_database(config, repo, manifest, plan, engine, container, db_endpoint(plan, host, port), progress,
-                       timings, golden, started, rewrite=rewrite)
+        return _fill_database(config, repo, manifest, plan, engine, container, db_endpoint(plan, host, port), progress,
+                              timings, golden, started, rewrite=rewrite, start_services=start_services)
 
 
 def _fill_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
                    container: Mapping[str, Any], endpoint: DbEndpoint, progress: Any, timings: dict[str, float],
-                   golden: gr.GoldenCopy | None, started: float, *, rewrite: bool) -> None:
+                   golden: gr.GoldenCopy | None, started: float, *, rewrite: bool,
+                   start_services: Callable[[], None] | None = None) -> bool:
+    values = plan.placeholders()
+    replacements = [cmp_replacement for old, new in config.previews.replace.items()
+                    if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
+    if not rewrite or manifest.database is None:
+        replacements = []
     from_golden = golden is not None and golden.db is not None and bool(golden.db_image)
     if from_golden:
-        assert golden is not None and golden.db is not None
-        # The golden copy's accounts are the same in every clone: re-key them to this preview's.
-        golden_endpoint = replace(endpoint, password=golden.db.password)
-        wait_for_database(golden_endpoint, timeout=DB_TIMEOUT_SECONDS,
-                          alive=lambda: check_alive(engine, plan, plan.db_service))
-        run_as_root(in_container(engine, container["Id"], what=f"re-key preview {plan.name}"), golden.db.root_password,
-                    rekey_sql(plan.db.user, plan.db.password, plan.db.database, plan.db.root_password))
+        assert golden is not None
+        return _fill_from_golden(config, plan, engine, container, endpoint, progress, timings, golden, started,
+                                 replacements, start_services)
     wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS,
                       alive=lambda: check_alive(engine, plan, plan.db_service),
                       on_denied=lambda: _create_account(engine, plan, container["Id"]))
     timings["db_start"] = time.monotonic() - started
 
     started = time.monotonic()
-    values = plan.placeholders()
-    replacements = [cmp_replacement for old, new in config.previews.replace.items()
-                    if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
-    if not rewrite:
-        replacements = []
-    if manifest.database is not None and not from_golden:
+    if manifest.database is not None:
         # The cold path rewrites the URLs in the rows as they stream in: no table is read again.
         progress("database", total=None)
         root = in_container(engine, container["Id"], what=f"tune the database of preview {plan.name} for the load")
@@ -419,12 +459,85 @@ def _fill_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
                                      replace_skip=config.previews.replace_skip)
         if replacements:
             log.info("previews.replace: %d value(s) rewritten while loading", stats.rewritten)
-    elif replacements and manifest.database is not None:
-        progress("rewrite URLs", total=None)
-        tables = _tables_to_rewrite(golden, replacements)
-        rewrite_urls(endpoint, replacements, tables=tables, skip=config.previews.replace_skip,
-                     rows=golden.replace_rows if golden is not None and tables is not None else None)
     timings["db_load"] = time.monotonic() - started
+    return False
+
+
+def _fill_from_golden(config: Config, plan: cmp.PreviewPlan, engine: DockerEngine, container: Mapping[str, Any],
+                      endpoint: DbEndpoint, progress: Any, timings: dict[str, float], golden: gr.GoldenCopy,
+                      started: float, replacements: list[Replacement],
+                      start_services: Callable[[], None] | None) -> bool:
+    """A clone of a golden copy. Its accounts are the golden copy's, the same in every clone, until
+    they are re-keyed to this preview's; its rows hold the production URL until ``replace``
+    rewrites them. Returns True when ``start_services`` ran meanwhile.
+
+    The rewrite runs with the golden copy's credentials and commits; only then are the accounts
+    re-keyed (as root@'%' over the database port; over the server's socket when root does not log
+    in so). The preview's own credentials, the only ones its services are given, therefore log in
+    only once the rows are right: so the services start at once, while the server starts and the
+    rows are rewritten, and no request to them can read a row that still holds the production URL
+    (their database refuses them meanwhile; ``restart: unless-stopped`` brings back a service that
+    exits on that, and the wait for HTTP restarts the HTTP service at once: ``_alive_or_revived``).
+    The proxy's route is added later still, once the HTTP service answers. And while the server
+    starts, the table files the rewrite writes are opened in the container (``ge.copy_up``):
+    overlayfs copies them into the preview's layer then, not during the rewrite.
+    """
+    assert golden.db is not None
+    tables = _tables_to_rewrite(golden, replacements) if replacements else []
+    rows = golden.replace_rows if tables is not None else None
+    skip = config.previews.replace_skip
+    golden_endpoint = replace(endpoint, password=golden.db.password)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="golden-clone") as pool:
+        services = pool.submit(start_services) if start_services is not None else None
+        try:
+            copied = pool.submit(ge.copy_up, engine, str(container["Id"]),
+                                 gr.table_files(golden, plan.db.database, [t for t in tables or () if not skipped(t, skip)]))
+            wait_for_database(golden_endpoint, timeout=DB_TIMEOUT_SECONDS,
+                              alive=lambda: check_alive(engine, plan, plan.db_service))
+            timings["db_start"] = time.monotonic() - started
+            started = time.monotonic()
+            if replacements:  # (a file still being copied up: the server's first open of it waits for the copy)
+                progress("rewrite URLs", total=None)
+                rewrite_urls(golden_endpoint, replacements, tables=tables, skip=skip, rows=rows)
+            copied.result()
+            # (committed) the accounts become this preview's
+            root = replace(endpoint, user="root", password=golden.db.root_password)
+            if not rekey_over_tcp(root, plan.db.user, plan.db.password, plan.db.database, plan.db.root_password):
+                log.info("preview %s: the golden copy's root does not log in over TCP; re-keying over the socket",
+                         plan.name)
+                run_as_root(in_container(engine, container["Id"], what=f"re-key preview {plan.name}"),
+                            golden.db.root_password,
+                            rekey_sql(plan.db.user, plan.db.password, plan.db.database, plan.db.root_password))
+            timings["db_load"] = time.monotonic() - started
+        finally:
+            if services is not None:
+                services.exception()  # (waits) the database's error is the one to report
+        if services is not None:
+            services.result()
+    wait_for_database(endpoint, timeout=DB_TIMEOUT_SECONDS, alive=lambda: check_alive(engine, plan, plan.db_service),
+                      on_denied=lambda: _create_account(engine, plan, container["Id"]))
+    return services is not None
+
+
+def _alive_or_revived(engine: DockerEngine, plan: cmp.PreviewPlan) -> Callable[[], None]:
+    """``check_alive`` of the HTTP service, which restarts it once, at once, when it exited (or
+    waits for Docker's growing restart delay) because its database refused it while the rows were
+    rewritten; a second stop fails as ``check_alive`` does."""
+    revived: list[bool] = []
+
+    def alive() -> None:
+        try:
+            check_alive(engine, plan, plan.http_service)
+        except PreviewError:
+            if revived:
+                raise
+            revived.append(True)
+            log.info("preview %s: restarting its %s service, stopped while its database was not its own yet",
+                     plan.name, plan.http_service)
+            engine.cli(["restart", str(compose_container(engine, plan, plan.http_service)["Id"])],
+                       what=f"restart the {plan.http_service} service of preview {plan.name}")
+
+    return alive
 
 
 def _tables_to_rewrite(golden: gr.GoldenCopy | None, replacements: list[Replacement]) -> list[str] | None:

@@ -22,7 +22,7 @@ import pymysql
 from ..errors import ClonekitError, PreviewError
 from ..retry import poll
 from .codec import sql_string
-from .connection import ACCESS_DENIED_CODES, connection, error_code, quote_name, target_error
+from .connection import ACCESS_DENIED_CODES, connect, connection, error_code, quote_name, target_error
 from .endpoint import DbEndpoint
 from .rewrite import SERIALIZED_START_SQL, Replacement, rewrite_value
 
@@ -163,22 +163,57 @@ def wait_for_database(endpoint: DbEndpoint, *, timeout: float = DB_READY_TIMEOUT
     raise PreviewError(f"the preview database {endpoint} did not accept connections within {timeout:.0f}s: {last_error}")
 
 
+def rekey_over_tcp(root: DbEndpoint, user: str, password: str, database: str, root_password: str) -> bool:
+    """``rekey_sql`` as ``root`` (a golden copy's root@'%' and its password) over the preview's
+    database port: no client process in the container. False, with nothing changed, when the
+    server refuses that login (an image or a hook changed root): re-key over the socket then."""
+    try:
+        conn = connect(root, as_target=True)
+    except PreviewError as exc:
+        if error_code(exc.__cause__) in (*ACCESS_DENIED_CODES, HOST_NOT_ALLOWED_CODE):
+            return False
+        raise
+    try:
+        with conn.cursor() as cur:
+            for statement in rekey_statements(user, password, database, root_password):
+                cur.execute(statement)
+    except pymysql.MySQLError as exc:
+        raise target_error(exc, root, "re-keying the accounts") from exc
+    finally:
+        with contextlib.suppress(pymysql.MySQLError, OSError):
+            conn.close()
+    return True
+
+
+def _account_statements(user: str, password: str, database: str) -> list[str]:
+    name, who, secret = quote_name(database), sql_string(user), sql_string(password)
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {name}",
+        f"CREATE USER IF NOT EXISTS {who}@'%' IDENTIFIED BY {secret}",
+        f"ALTER USER {who}@'%' IDENTIFIED BY {secret}",
+        f"GRANT ALL PRIVILEGES ON {name}.* TO {who}@'%'",
+        "FLUSH PRIVILEGES",
+    ]
+
+
+def _script(statements: Sequence[str]) -> bytes:
+    return "".join(f"{statement};\n" for statement in statements).encode()
+
+
 def account_sql(user: str, password: str, database: str) -> bytes:
     """SQL that creates the preview's database and account (fed on stdin: never in argv)."""
-    name, who, secret = quote_name(database), sql_string(user), sql_string(password)
-    return (
-        f"CREATE DATABASE IF NOT EXISTS {name};\n"
-        f"CREATE USER IF NOT EXISTS {who}@'%' IDENTIFIED BY {secret};\n"
-        f"ALTER USER {who}@'%' IDENTIFIED BY {secret};\n"
-        f"GRANT ALL PRIVILEGES ON {name}.* TO {who}@'%';\n"
-        "FLUSH PRIVILEGES;\n"
-    ).encode()
+    return _script(_account_statements(user, password, database))
+
+
+def rekey_statements(user: str, password: str, database: str, root_password: str) -> list[str]:
+    """A clone of a golden copy gets its own credentials: the account, and root@'%' where it exists."""
+    return [*_account_statements(user, password, database),
+            f"ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY {sql_string(root_password)}"]
 
 
 def rekey_sql(user: str, password: str, database: str, root_password: str) -> bytes:
-    """A clone of a golden copy gets its own credentials: the account, and root@'%' where it exists."""
-    return account_sql(user, password, database) + (
-        f"ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY {sql_string(root_password)};\n".encode())
+    """``rekey_statements`` as a script for the server's client (fed on stdin: never in argv)."""
+    return _script(rekey_statements(user, password, database, root_password))
 
 
 def root_sql(flavor: str, password: str) -> bytes:

@@ -11,7 +11,7 @@ import contextlib
 import http.client
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -162,18 +162,20 @@ def check_alive(engine: DockerEngine, plan: cmp.PreviewPlan, service: str) -> No
     )
 
 
-def wait_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, *, timeout: float | None = None) -> None:
+def wait_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, *, timeout: float | None = None,
+              alive: Callable[[], None] | None = None) -> None:
     """Until the HTTP service answers (any status below 500): on its 127.0.0.1 port for a local
-    engine, through an SSH tunnel to its container for a remote one."""
+    engine, through an SSH tunnel to its container for a remote one. ``alive`` (between tries;
+    default ``check_alive`` of the HTTP service) raises when waiting longer is pointless."""
     if engine.is_local:
-        _probe_http(config, engine, plan, ("127.0.0.1", plan.port), timeout)
+        _probe_http(config, engine, plan, ("127.0.0.1", plan.port), timeout, alive)
         return
     with engine.reach(compose_container(engine, plan, plan.http_service), plan.http_container_port) as address:
-        _probe_http(config, engine, plan, address, timeout)
+        _probe_http(config, engine, plan, address, timeout, alive)
 
 
 def _probe_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, address: tuple[str, int],
-                timeout: float | None) -> None:
+                timeout: float | None, alive: Callable[[], None] | None = None) -> None:
     limit = HTTP_TIMEOUT_SECONDS if timeout is None else timeout
     host_header = urlsplit(plan.url).netloc or f"127.0.0.1:{plan.port}"
     last = ["no answer"]
@@ -192,7 +194,8 @@ def _probe_http(config: Config, engine: DockerEngine, plan: cmp.PreviewPlan, add
             conn.close()
         return None
 
-    if poll(attempt, timeout=limit, interval=POLL_SECONDS, between=lambda: check_alive(engine, plan, plan.http_service)):
+    if poll(attempt, timeout=limit, interval=POLL_SECONDS,
+            between=alive or (lambda: check_alive(engine, plan, plan.http_service))):
         return
     raise PreviewError(
         f"preview {plan.name} did not answer on {plan.url} within {limit:.0f}s (last: {last[0]})",

@@ -156,6 +156,31 @@ class ComposeBuild:
     file_volumes: tuple[FileVolume, ...]
 
 
+def start_order(document: Mapping[str, Any]) -> list[str] | None:
+    """The services of a preview's compose ``document``, each after those it depends on; None when
+    starting them takes more than ``docker start`` in that order (a ``depends_on`` condition other
+    than ``service_started``, a replica count, a dependency cycle): ``compose up`` decides then."""
+    services = document.get("services") or {}
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> bool:
+        if name in order:
+            return True
+        spec = services.get(name)
+        if spec is None or name in path or spec.get("scale") or (spec.get("deploy") or {}).get("replicas"):
+            return False
+        depends = spec.get("depends_on") or {}
+        if isinstance(depends, Mapping):
+            if any((c or {}).get("condition", "service_started") != "service_started" for c in depends.values()):
+                return False
+        if not all(visit(dep, (*path, name)) for dep in depends):
+            return False
+        order.append(name)
+        return True
+
+    return order if all(visit(name, ()) for name in services) else None
+
+
 def render(template: str, values: Mapping[str, str]) -> str:
     """Fill ``{db.password}``-style placeholders; other braces (JSON, shell) stay as they are."""
     return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)

@@ -14,6 +14,7 @@ at start), and which tables hold a ``previews.replace`` string (``replace_tables
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from .compose import DbCredentials, FileVolume
 from .docker import DockerEngine
 
 GOLDEN_FOLDER = "golden"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 DEFAULT_DATADIR = "/var/lib/mysql"
 
 
@@ -131,6 +133,15 @@ def find_golden(state_dir: Path, engine: DockerEngine, snapshot_id: str) -> Gold
     if any(not engine.exists("volume", v) for v in golden.volumes.values()):
         return None
     return golden
+
+
+def table_files(golden: GoldenCopy, database: str, tables: Sequence[str]) -> list[str]:
+    """The InnoDB files (``DATADIR/DATABASE/TABLE.ibd``) of ``tables`` in the golden data directory,
+    for names the server stores as they are (letters, digits, ``_``: others are encoded); a table
+    in another engine, or partitioned, has no such file (``copy_up`` passes over it)."""
+    if not _PLAIN_NAME.fullmatch(database):
+        return []
+    return [f"{golden.datadir.rstrip('/')}/{database}/{table}.ibd" for table in tables if _PLAIN_NAME.fullmatch(table)]
 
 
 def use_files_images(golden: GoldenCopy, document: dict[str, Any], volumes: Sequence[FileVolume]) -> list[FileVolume]:

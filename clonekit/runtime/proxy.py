@@ -336,6 +336,9 @@ class Proxy:
     def __init__(self, engine: DockerEngine) -> None:
         self.engine = engine
         self._admin: CaddyAdmin | None = None
+        # What ensure() saw, for the calls that follow it on this object (connect, add_route): the
+        # container's inspect JSON and the listen key it was made ready for. One use case's life.
+        self._ensured: tuple[str, dict[str, Any]] | None = None
 
     def admin(self) -> CaddyAdmin:
         if self._admin is None:
@@ -344,6 +347,7 @@ class Proxy:
 
     def close(self) -> None:
         """Stop the admin relay (also done when the object is collected)."""
+        self._ensured = None
         if self._admin is not None:
             self._admin.close()
 
@@ -353,6 +357,14 @@ class Proxy:
 
     def ensure(self, cfg: ProxyConfig) -> CaddyAdmin:
         """Start the proxy when it does not run; reload its TLS settings when they changed."""
+        self._ensured = None
+        admin = self._ensure(cfg)
+        container = self.container() if self._ensured is None else self._ensured[1]
+        if container is not None:
+            self._ensured = (listen_key(cfg), container)
+        return admin
+
+    def _ensure(self, cfg: ProxyConfig) -> CaddyAdmin:
         check_bind(cfg)
         container = self.container()
         wanted = listen_key(cfg)
@@ -367,6 +379,8 @@ class Proxy:
             if labels.get(LABEL_ADMIN) == ADMIN_KIND:
                 if not (container.get("State") or {}).get("Running"):
                     self.engine.cli(["start", CONTAINER], what="start the proxy")
+                else:  # (what ensure() keeps: a container started here is inspected again)
+                    self._ensured = (listen_key(cfg), container)
                 admin = self._wait_ready()
                 self._apply_base(admin, cfg)
                 return admin
@@ -481,7 +495,8 @@ class Proxy:
     def add_route(self, cfg: ProxyConfig, route: Route, *, auth: bool = True) -> None:
         """Serve ``route.host`` from ``route.upstream``; replaces a route of the same id in place.
         ``auth=False``: no previews.proxy.auth on this route (an upstream with its own login)."""
-        admin = self.ensure(cfg)
+        # ensure() just before on this object (online.after_start: ensure, connect, add_route) is not redone
+        admin = self.admin() if self._ensured is not None and self._ensured[0] == listen_key(cfg) else self.ensure(cfg)
         user, password_hash = credentials(cfg) if auth else (None, None)
         doc = route_config(route, user=user, password_hash=password_hash)
         config = admin.call("GET", "/config/", what="read its configuration") or {}
@@ -516,10 +531,14 @@ class Proxy:
 
     def connect(self, network: str) -> None:
         """Attach the proxy to a preview's network (idempotent)."""
-        container = self.container() or {}
-        if network in ((container.get("NetworkSettings") or {}).get("Networks") or {}):
+        container = self._ensured[1] if self._ensured is not None else self.container() or {}
+        networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+        if network in networks:
             return
         self.engine.cli(["network", "connect", network, CONTAINER], what=f"attach the proxy to network {network}")
+        if self._ensured is not None:  # what ensure() saw stays true
+            settings = {**(container.get("NetworkSettings") or {}), "Networks": {**networks, network: {}}}
+            self._ensured = (self._ensured[0], {**container, "NetworkSettings": settings})
 
     def disconnect(self, network: str) -> None:
         container = self.container() or {}
@@ -552,11 +571,13 @@ class Proxy:
     def wait_serving(self, cfg: ProxyConfig, host: str, *, through: bool = False) -> None:
         """Until the proxy answers for ``host`` (its certificate is made when the route is added);
         ``through``: and, with previews.proxy.auth's password, reaches the preview behind it (on
-        a swarm, the overlay may need seconds before the proxy's node reaches a task on another)."""
+        a swarm, the overlay may need seconds before the proxy's node reaches a task on another):
+        one wait, whose first answer other than a gateway error ends both."""
         with self.reach(cfg) as (address, port):
-            wait_serving(cfg, host, address=address, port=port)
             if through:
                 wait_upstream(cfg, host, address=address, port=port)
+            else:
+                wait_serving(cfg, host, address=address, port=port)
 
     # -- status, CA, stop ---------------------------------------------------------------------
 
@@ -669,22 +690,28 @@ GATEWAY_ERRORS = (502, 504)  # the proxy could not reach the upstream
 
 def wait_upstream(cfg: ProxyConfig, host: str, *, address: str | None = None, port: int | None = None) -> None:
     """Until a request through the proxy (with the route's password) gets another answer than a
-    gateway error; still one after START_TIMEOUT_SECONDS is logged, not raised: the preview itself
-    may answer 502 (an application behind a proxy of its own)."""
+    gateway error. No answer at all after START_TIMEOUT_SECONDS raises, as ``wait_serving`` does;
+    still a gateway error then is logged, not raised: the preview itself may answer 502 (an
+    application behind a proxy of its own)."""
     headers = {}
     if cfg.auth is not None:
         token = base64.b64encode(f"{cfg.auth.user}:{os.environ.get(cfg.auth.password_env, '')}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    status = 0
+    status, answered, last = 0, False, "no answer"
     while time.monotonic() < deadline:
         try:
             status = request_through(cfg, host, headers=headers, address=address, port=port, timeout=30)[0]
-        except (OSError, http.client.HTTPException):
-            status = 0
+            answered = True
+        except (OSError, http.client.HTTPException) as exc:
+            status, last = 0, str(exc) or type(exc).__name__
         if status and status not in GATEWAY_ERRORS:
             return
-        time.sleep(1.0)
+        # the route's certificate and the proxy's way to the preview take a moment: ask often at first
+        time.sleep(POLL_SECONDS if not answered else 1.0)
+    if not answered:
+        raise PreviewError(f"the proxy did not serve {host} within {START_TIMEOUT_SECONDS:.0f}s (last: {last})",
+                           hint=f"docker logs {CONTAINER}")
     log.warning("proxy: %s still answers HTTP %s after %.0f s: the proxy does not reach the preview yet "
                 "(`docker logs %s` on the proxy's host says why; an i/o timeout on a swarm: the nodes must reach "
                 "each other without address translation, docs/troubleshooting.md #15b)",

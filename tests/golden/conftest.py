@@ -96,13 +96,14 @@ def volume_source(mysql_server, images, tmp_path_factory):
         subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
 
 
-def _source(mysql_server, root: Path, db_block: str, web_block: str = BUSYBOX_WEB):
+def _source(mysql_server, root: Path, db_block: str, web_block: str = BUSYBOX_WEB, more_services: str = ""):
     site = root / "site"
     site.mkdir()
     (site / "index.html").write_text("golden files\n")
     project = f"cktest-{uuid.uuid4().hex[:8]}"
     compose_file = root / "compose.yml"
-    compose_file.write_text(source_compose(prod_url=PROD_URL, site=site, db=db_block, web=web_block))
+    text = source_compose(prod_url=PROD_URL, site=site, db=db_block, web=web_block)
+    compose_file.write_text(text.replace("\nvolumes: {dbdata", more_services.rstrip("\n") + "\nvolumes: {dbdata", 1))
     subprocess.run(["docker", "compose", "-f", str(compose_file), "-p", project, "create"], check=True, capture_output=True)
     database = seed_shop_database(mysql_server, "cktest_golden", OPTIONS, posts=5)
     conn = mysql_server.connect()

@@ -137,3 +137,23 @@ def test_render_only_known_placeholders():
 def test_host_ports_of_a_remote_engine():
     text = "127.0.0.1:49153->80/tcp, 3306/tcp\n0.0.0.0:8080->8080/tcp, :::8080->8080/tcp\n\n[::1]:5000-5001->5000-5001/tcp\n"
     assert host_ports(text) == {49153, 8080, 5000, 5001}
+
+
+def test_start_order_puts_each_service_after_its_dependencies() -> None:
+    from clonekit.runtime.compose import start_order
+
+    started = {"condition": "service_started"}
+    doc = {"services": {"web": {"depends_on": {"db": started, "cache": started}}, "worker": {"depends_on": ["web"]},
+                        "db": {}, "cache": {}, "mailsink": {}}}
+    order = start_order(doc)
+    assert order is not None and sorted(order) == sorted(doc["services"])
+    assert order.index("db") < order.index("web") and order.index("cache") < order.index("web")
+    assert order.index("web") < order.index("worker")
+    # what only compose up does: wait for a condition, run replicas; a cycle or an unknown service
+    for services in ({"web": {"depends_on": {"migrate": {"condition": "service_completed_successfully"}}}, "migrate": {}},
+                     {"web": {"depends_on": {"db": {"condition": "service_healthy"}}}, "db": {}},
+                     {"web": {"deploy": {"replicas": 2}}},
+                     {"web": {"scale": 2}},
+                     {"a": {"depends_on": ["b"]}, "b": {"depends_on": ["a"]}},
+                     {"web": {"depends_on": ["gone"]}}):
+        assert start_order({"services": services}) is None, services

@@ -292,3 +292,37 @@ def test_tls_with_a_certificate_of_ones_own(site, proxy, tmp_path: Path) -> None
     assert proxy.status().tls == "internal"
     wait_serving(CFG, f"{e}.preview.test")
     assert _get(f"{e}.preview.test")[:2] == (200, "hello-e\n")
+
+
+def test_a_route_added_after_ensure_inspects_the_proxy_once(site, proxy, monkeypatch) -> None:
+    """online.after_start's sequence (ensure, connect, add_route) asks the engine about the proxy's
+    container once, and waits through the proxy once (an answer from the site ends it)."""
+    name = site("hello-once")
+    proxy.ensure(CFG)  # started if needed, outside the count
+    proxy.close()
+    inspected: list[tuple[str, tuple[str, ...]]] = []
+    real_inspect = proxy.engine.inspect
+
+    def counting(kind, refs):
+        inspected.append((kind, tuple(refs)))
+        return real_inspect(kind, refs)
+
+    monkeypatch.setattr(proxy.engine, "inspect", counting)
+    _serve(proxy, name)
+    assert inspected == [("container", ("clonekit-proxy",))]
+    assert _get(f"{name}.preview.test")[:2] == (200, "hello-once\n")
+    proxy.close()
+    _serve(proxy, name)  # a new use case (close() forgets): it asks again, and the route is replaced in place
+    assert len(inspected) == 2
+
+
+def test_waiting_through_a_proxy_that_never_answers_fails(monkeypatch) -> None:
+    from clonekit.errors import PreviewError
+    from clonekit.runtime import proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "START_TIMEOUT_SECONDS", 1.0)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with pytest.raises(PreviewError, match="did not serve nothing.preview.test"):
+        proxy_module.wait_upstream(CFG, "nothing.preview.test", address="127.0.0.1", port=port)
