@@ -26,7 +26,7 @@
 typedef struct {
     PyObject *rewrite;   /* rewrite(key, value) -> bytes; with fns: fn_for(key) -> fn */
     PyObject *fns;       /* dict: key -> fn(value) -> bytes, or NULL */
-    PyObject *keeps_plain; /* a fn that returns an ASCII value without '@', ':' nor digit unchanged, or NULL */
+    PyObject *keeps_plain; /* scrub_value: not called for a value scrub_keeps passes (it returns those unchanged), or NULL */
     int nested;
 } Walk;
 
@@ -93,15 +93,76 @@ looks_serialized(const char *s, Py_ssize_t n)
     return s[n - 1] == ';' || s[n - 1] == '}';
 }
 
+/* --- scrub's gates -------------------------------------------------------------------------
+ * actions.scrub_builder's scrub changes a text only through steps that each open on a gate of
+ * its own: an '@' (addresses, display names), "::" or six colons (IPv6: iptext.replace_ips),
+ * three dots and iptext._V4_HINT (IPv4), eight ASCII digits (phones). A text that opens none of
+ * them comes back as it is, so it need not reach Python at all. These functions test exactly
+ * those gates (never fewer: a text they pass on may still come back unchanged, a text they keep
+ * always does; tests/sanitize/test_scrub_gate.py compares them with scrub on adversarial text). */
+
+/* re's \d on str: any Unicode decimal digit (_sre uses Py_UNICODE_ISDECIMAL) */
 static int
-plain_text(const char *s, Py_ssize_t n)
+is_decimal(Py_UCS4 c)
 {
+    return c < 128 ? (c >= '0' && c <= '9') : Py_UNICODE_ISDECIMAL(c);
+}
+
+/* iptext._V4_HINT.search(text) is not None: \d\.\d{1,3}\.\d somewhere */
+static int
+v4_hint(int kind, const void *data, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i + 4 < n; i++) {
+        if (PyUnicode_READ(kind, data, i + 1) != '.' || !is_decimal(PyUnicode_READ(kind, data, i)))
+            continue;
+        for (Py_ssize_t k = 1; k <= 3 && i + 1 + k < n && is_decimal(PyUnicode_READ(kind, data, i + 1 + k)); k++) {
+            if (i + 3 + k < n && PyUnicode_READ(kind, data, i + 2 + k) == '.'
+                && is_decimal(PyUnicode_READ(kind, data, i + 3 + k)))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when scrub surely returns the text (n code points of the given kind) unchanged. With
+   `bytes_nonascii` (UTF-8 bytes, decoded later with surrogateescape) a byte >= 0x80 may be part
+   of a Unicode digit: three dots and any such byte are passed on. */
+static int
+scrub_keeps(int kind, const void *data, Py_ssize_t n, int bytes_nonascii)
+{
+    Py_ssize_t digits = 0, colons = 0, dots = 0;
+    int nonascii = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '@' || c == ':' || (c >= '0' && c <= '9') || (unsigned char)c >= 0x80)
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c == '@')
+            return 0;
+        if (c == ':') {
+            if (i + 1 < n && PyUnicode_READ(kind, data, i + 1) == ':')
+                return 0;
+            colons++;
+        } else if (c == '.') {
+            dots++;
+        } else if (c >= '0' && c <= '9') {
+            digits++;
+        } else if (c >= 0x80) {
+            nonascii = 1;
+        }
+    }
+    if (digits >= 8 || colons >= 6)
+        return 0;
+    if (dots >= 3) {
+        if (nonascii && bytes_nonascii)
+            return 0;
+        if (v4_hint(kind, data, n))
             return 0;
     }
     return 1;
+}
+
+static int
+plain_text(const char *s, Py_ssize_t n)
+{
+    return scrub_keeps(PyUnicode_1BYTE_KIND, s, n, 1);
 }
 
 /* The new bytes for one string value, a new reference; NULL with an exception set. */
@@ -886,6 +947,212 @@ hmac_digest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBytes_FromStringAndSize((const char *)digest, 32);
 }
 
+/* --- pseudonyms and scrub's gate, called per value -------------------------------------------
+ * actions.text_action's value function for the email, username and ip (IPv4) builders, for an
+ * ASCII str or bytes value (the bytes form for a PHP key's rewrite): the same strip, casefold
+ * (lower case on ASCII), staff check, HMAC and formatting as the Python builders, without the
+ * Python frames or the result cache (a cache hit and a digest cost about the same here). Any
+ * other value, and a result over the column's limit (fit_with_tag's shortening), go to the
+ * Python function given as `fallback`, which gives the same value
+ * (tests/sanitize/test_pseudonym_compiled.py). */
+
+enum { PSEUDO_EMAIL = 0, PSEUDO_USERNAME = 1, PSEUDO_IPV4 = 2 };
+#define NORM_MAX 512  /* longer values go to Python */
+
+static int
+ascii_space(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);  /* str.isspace on ASCII */
+}
+
+static int
+ascii_bytes(const char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return 0;
+    return 1;
+}
+
+/* an ASCII str from the tuple: its bytes, or NULL */
+static const char *
+ascii_item(PyObject *tuple, Py_ssize_t i, Py_ssize_t *len)
+{
+    PyObject *item = PyTuple_GET_ITEM(tuple, i);
+    if (!PyUnicode_CheckExact(item) || !PyUnicode_IS_ASCII(item))
+        return NULL;
+    *len = PyUnicode_GET_LENGTH(item);
+    return (const char *)PyUnicode_1BYTE_DATA(item);
+}
+
+static PyObject *
+call_fallback(PyObject *fallback, PyObject *value)
+{
+    PyObject *args[1] = {value};
+    return PyObject_Vectorcall(fallback, args, 1, NULL);
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* pseudonym(spec, fallback, value); spec = (kind, inner_state, outer_state, first_names,
+   last_names, suffix, limit, keep): kind 0 email, 1 username, 2 ip (IPv4 form); names lower
+   case; suffix "@domain" for email; limit -1 for none; keep a frozenset of casefolded staff
+   values or None */
+static PyObject *
+pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 8) {
+        PyErr_SetString(PyExc_TypeError, "pseudonym(spec, fallback, value)");
+        return NULL;
+    }
+    PyObject *spec = args[0], *fallback = args[1], *value = args[2];
+    const char *s;
+    Py_ssize_t n;
+    int as_bytes;
+    if (PyUnicode_CheckExact(value) && PyUnicode_IS_ASCII(value)) {
+        s = (const char *)PyUnicode_1BYTE_DATA(value);
+        n = PyUnicode_GET_LENGTH(value);
+        as_bytes = 0;
+    } else if (PyBytes_CheckExact(value) && ascii_bytes(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))) {
+        s = PyBytes_AS_STRING(value);
+        n = PyBytes_GET_SIZE(value);
+        as_bytes = 1;
+    } else {
+        return call_fallback(fallback, value);
+    }
+    if (n == 0) {  /* text_action: an empty value stays empty */
+        Py_INCREF(value);
+        return value;
+    }
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+    Py_ssize_t limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 6));
+    if (PyErr_Occurred())
+        return NULL;
+    if (kind == PSEUDO_IPV4 && memchr(s, ':', (size_t)n) != NULL)
+        return call_fallback(fallback, value);  /* IPv6: canonical form through ipaddress */
+    Py_ssize_t start = 0, end = n;
+    while (start < end && ascii_space((unsigned char)s[start]))
+        start++;
+    while (end > start && ascii_space((unsigned char)s[end - 1]))
+        end--;
+    if (end - start > NORM_MAX)
+        return call_fallback(fallback, value);
+    char norm[NORM_MAX];
+    Py_ssize_t nn = end - start;
+    for (Py_ssize_t i = 0; i < nn; i++) {
+        char c = s[start + i];
+        norm[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    PyObject *keep = PyTuple_GET_ITEM(spec, 7);
+    if (keep != Py_None && PySet_GET_SIZE(keep) > 0) {
+        PyObject *key = PyUnicode_DecodeASCII(norm, nn, NULL);
+        if (key == NULL)
+            return NULL;
+        int found = PySet_Contains(keep, key);
+        Py_DECREF(key);
+        if (found < 0)
+            return NULL;
+        if (found) {  /* a staff account's value: kept */
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    Sha256 inner, outer;
+    if (load_state(PyTuple_GET_ITEM(spec, 1), &inner) < 0 || load_state(PyTuple_GET_ITEM(spec, 2), &outer) < 0)
+        return NULL;
+    static const char *domains[] = {"email", "username", "ip"};
+    if (kind < 0 || kind > 2) {
+        PyErr_SetString(PyExc_ValueError, "unknown pseudonym kind");
+        return NULL;
+    }
+    unsigned char d[32];
+    sha256_update(&inner, (const unsigned char *)domains[kind], strlen(domains[kind]) + 1);  /* with its \0 */
+    sha256_update(&inner, (const unsigned char *)norm, (size_t)nn);
+    sha256_final(&inner, d);
+    sha256_update(&outer, d, 32);
+    sha256_final(&outer, d);
+
+    char out[256];
+    Py_ssize_t len = 0;
+    if (kind == PSEUDO_IPV4) {
+        static const char *nets[] = {"192.0.2", "198.51.100", "203.0.113"};
+        len = snprintf(out, sizeof out, "%s.%d", nets[d[0] % 3], 1 + d[1] % 254);
+    } else {
+        PyObject *firsts = PyTuple_GET_ITEM(spec, 3), *lasts = PyTuple_GET_ITEM(spec, 4);
+        if (!PyTuple_CheckExact(firsts) || !PyTuple_CheckExact(lasts) || PyTuple_GET_SIZE(firsts) == 0
+            || PyTuple_GET_SIZE(lasts) == 0) {
+            PyErr_SetString(PyExc_TypeError, "the name lists are non-empty tuples");
+            return NULL;
+        }
+        Py_ssize_t first_len, last_len, suffix_len = 0;
+        const char *first = ascii_item(firsts, (d[0] << 8 | d[1]) % PyTuple_GET_SIZE(firsts), &first_len);
+        const char *last = ascii_item(lasts, (d[2] << 8 | d[3]) % PyTuple_GET_SIZE(lasts), &last_len);
+        const char *suffix = "";
+        if (kind == PSEUDO_EMAIL) {
+            PyObject *suffix_obj = PyTuple_GET_ITEM(spec, 5);
+            if (PyUnicode_CheckExact(suffix_obj) && PyUnicode_IS_ASCII(suffix_obj)) {
+                suffix = (const char *)PyUnicode_1BYTE_DATA(suffix_obj);
+                suffix_len = PyUnicode_GET_LENGTH(suffix_obj);
+            } else {
+                first = NULL;
+            }
+        }
+        if (first == NULL || last == NULL || first_len + last_len + suffix_len + 17 > (Py_ssize_t)sizeof out)
+            return call_fallback(fallback, value);
+        memcpy(out, first, (size_t)first_len);
+        len = first_len;
+        if (kind == PSEUDO_EMAIL)
+            out[len++] = '.';
+        memcpy(out + len, last, (size_t)last_len);
+        len += last_len;
+        out[len++] = kind == PSEUDO_EMAIL ? '.' : '_';
+        for (int i = 0; i < 15; i++) {  /* tag(): the last 8 bytes in hex, 15 characters */
+            unsigned char b = d[24 + i / 2];
+            out[len++] = HEX[i % 2 ? b & 15 : b >> 4];
+        }
+        memcpy(out + len, suffix, (size_t)suffix_len);
+        len += suffix_len;
+    }
+    if (limit >= 0 && len > limit)
+        return call_fallback(fallback, value);  /* shortened by fit_with_tag, or cut, in Python */
+    return as_bytes ? PyBytes_FromStringAndSize(out, len) : PyUnicode_DecodeASCII(out, len, NULL);
+}
+
+/* scrub_gate(fallback, limit, value): value itself when it is a str of at most limit characters
+   (limit -1: any) that scrub returns unchanged (scrub_keeps); fallback(value) otherwise */
+static PyObject *
+scrub_gate(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "scrub_gate(fallback, limit, value)");
+        return NULL;
+    }
+    PyObject *value = args[2];
+    if (PyUnicode_CheckExact(value)) {
+        Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+        if (limit == -1 && PyErr_Occurred())
+            return NULL;
+        Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+        if ((limit < 0 || n <= limit) && scrub_keeps(PyUnicode_KIND(value), PyUnicode_DATA(value), n, 0)) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return call_fallback(args[0], value);
+}
+
+/* scrub_keeps_text(value) -> bool: the gate alone, for tests */
+static PyObject *
+scrub_keeps_text(PyObject *module, PyObject *value)
+{
+    if (PyUnicode_Check(value))
+        return PyBool_FromLong(scrub_keeps(PyUnicode_KIND(value), PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value), 0));
+    if (PyBytes_Check(value))
+        return PyBool_FromLong(plain_text(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)));
+    PyErr_SetString(PyExc_TypeError, "scrub_keeps_text takes str or bytes");
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"rewrite_strings", (PyCFunction)(void (*)(void))rewrite_strings, METH_FASTCALL,
      "rewrite_strings(data, rewrite, nested) -> bytes | None\n\n"
@@ -905,6 +1172,15 @@ static PyMethodDef methods[] = {
     {"hmac_digest", (PyCFunction)(void (*)(void))hmac_digest, METH_FASTCALL,
      "hmac_digest(inner_state, outer_state, domain, value) -> bytes\n\n"
      "HMAC-SHA256 of domain + value from the pads' states (value: bytes, or str as UTF-8 with surrogatepass)."},
+    {"pseudonym", (PyCFunction)(void (*)(void))pseudonym, METH_FASTCALL,
+     "pseudonym(spec, fallback, value) -> str | bytes\n\n"
+     "The email, username or IPv4 pseudonym of an ASCII value, as actions.text_action gives it;\n"
+     "fallback(value) for anything else."},
+    {"scrub_gate", (PyCFunction)(void (*)(void))scrub_gate, METH_FASTCALL,
+     "scrub_gate(fallback, limit, value) -> value | fallback(value)\n\n"
+     "value itself when scrub surely returns it unchanged, else fallback(value)."},
+    {"scrub_keeps_text", (PyCFunction)scrub_keeps_text, METH_O,
+     "scrub_keeps_text(value) -> bool\n\nTrue when scrub surely returns value (str, or UTF-8 bytes) unchanged."},
     {NULL, NULL, 0, NULL},
 };
 
