@@ -29,7 +29,6 @@ from clonekit.sanitize.actions import ActionEnv, ActionSpec, Keyed, Target, buil
 
 from .test_phpserialize_compiled import speedups
 
-
 pytestmark = pytest.mark.skipif(speedups is None, reason="the compiled module did not build "
                                 "(tests/sanitize/test_phpserialize_compiled.py fails where a compiler is)")
 
