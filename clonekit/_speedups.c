@@ -798,7 +798,7 @@ static const uint32_t SHA256_H0[8] = {
 #define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
 static void
-sha256_block(uint32_t h[8], const unsigned char *block)
+sha256_block_portable(uint32_t h[8], const unsigned char *block)
 {
     uint32_t w[64];
     for (int i = 0; i < 16; i++)
@@ -817,6 +817,60 @@ sha256_block(uint32_t h[8], const unsigned char *block)
     }
     h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* The same compression with the x86 SHA extensions (most x86-64 CPUs since 2017), chosen at
+   import when the CPU has them (CPUID leaf 7, EBX bit 29, with SSSE3 and SSE4.1): about a fifth
+   of the portable code's cycles. Same bytes: tests/sanitize/test_keyed_compiled.py compares the
+   digests with hmac.digest on whichever the machine runs. */
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_SHA_NI 1
+
+__attribute__((target("sha,sse4.1,ssse3")))
+static void
+sha256_block_ni(uint32_t h[8], const unsigned char *block)
+{
+    const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xB1);  /* CDAB */
+    __m128i state1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1B);  /* EFGH */
+    __m128i state0 = _mm_alignr_epi8(tmp, state1, 8);  /* ABEF */
+    state1 = _mm_blend_epi16(state1, tmp, 0xF0);  /* CDGH */
+    const __m128i abef = state0, cdgh = state1;
+    __m128i w[16];
+    for (int g = 0; g < 16; g++) {
+        if (g < 4) {
+            w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(block + 16 * g)), byte_swap);
+        } else {
+            __m128i m = _mm_sha256msg1_epu32(w[g - 4], w[g - 3]);
+            m = _mm_add_epi32(m, _mm_alignr_epi8(w[g - 1], w[g - 2], 4));
+            w[g] = _mm_sha256msg2_epu32(m, w[g - 1]);
+        }
+        __m128i msg = _mm_add_epi32(w[g], _mm_loadu_si128((const __m128i *)&SHA256_K[4 * g]));
+        state1 = _mm_sha256rnds2_epu32(state1, state0, msg);
+        state0 = _mm_sha256rnds2_epu32(state0, state1, _mm_shuffle_epi32(msg, 0x0E));
+    }
+    state0 = _mm_add_epi32(state0, abef);
+    state1 = _mm_add_epi32(state1, cdgh);
+    tmp = _mm_shuffle_epi32(state0, 0x1B);  /* FEBA */
+    state1 = _mm_shuffle_epi32(state1, 0xB1);  /* DCHG */
+    _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(tmp, state1, 0xF0));  /* DCBA */
+    _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(state1, tmp, 8));  /* HGFE */
+}
+
+static int
+cpu_has_sha_ni(void)
+{
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSSE3) || !(c & bit_SSE4_1))
+        return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    return (b >> 29) & 1;
+}
+#endif
+
+static void (*sha256_block)(uint32_t h[8], const unsigned char *block) = sha256_block_portable;
 
 typedef struct {
     uint32_t h[8];
@@ -1193,5 +1247,16 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&module_def);
+#ifdef HAVE_SHA_NI
+    const char *off = getenv("CLONEKIT_NO_SHA_NI");  /* to measure or test the portable code */
+    if (cpu_has_sha_ni() && (off == NULL || off[0] == '\0' || strcmp(off, "0") == 0))
+        sha256_block = sha256_block_ni;
+#endif
+    PyObject *module = PyModule_Create(&module_def);
+    if (module != NULL && PyModule_AddStringConstant(module, "sha256_impl",
+                                                     sha256_block == sha256_block_portable ? "portable" : "x86 SHA extensions") < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }
