@@ -1195,6 +1195,106 @@ scrub_gate(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return call_fallback(args[0], value);
 }
 
+/* php_value(spec, fallback, value): the php action on bytes, spec = (fns, fn_for, keeps_plain)
+   as rewrite_strings_by_key takes them; what the walk hands over (and anything not bytes) goes
+   to fallback, the Python value function (its cache, the Python walks, the not-serialized case) */
+static PyObject *
+php_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 3
+        || !PyDict_CheckExact(PyTuple_GET_ITEM(args[0], 0))) {
+        PyErr_SetString(PyExc_TypeError, "php_value((fns, fn_for, keeps_plain), fallback, value)");
+        return NULL;
+    }
+    PyObject *value = args[2];
+    if (PyBytes_CheckExact(value)) {
+        PyObject *keeps_plain = PyTuple_GET_ITEM(args[0], 2);
+        Walk w = {PyTuple_GET_ITEM(args[0], 1), PyTuple_GET_ITEM(args[0], 0), keeps_plain == Py_None ? NULL : keeps_plain, 1};
+        PyObject *done = walk(&w, value, 0);
+        if (done != Py_None)
+            return done;  /* the new bytes, or NULL with the rewrite's exception */
+        Py_DECREF(done);
+    }
+    return call_fallback(args[1], value);
+}
+
+/* transform_plain(spec, row): planner.compile_transform's row function for a table whose rules
+   are one action per column without `when` (nor staff accounts, nor actions applying to NULL):
+   spec = (((position, fn), ...), errors, on_error). Each non-NULL ruled value goes through its
+   fn; the row itself comes back when every fn returned its value itself, else a new tuple. An
+   exception of one of `errors` is replaced by on_error(its type's name), which raises the
+   planner's message (no value shown); fallback rows that are not tuples go to spec's Python fn */
+static PyObject *
+transform_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 4
+        || !PyTuple_CheckExact(PyTuple_GET_ITEM(args[0], 0))) {
+        PyErr_SetString(PyExc_TypeError, "transform_plain((pairs, errors, on_error, python), row)");
+        return NULL;
+    }
+    PyObject *pairs = PyTuple_GET_ITEM(args[0], 0), *row = args[1];
+    if (!PyTuple_CheckExact(row))
+        return call_fallback(PyTuple_GET_ITEM(args[0], 3), row);
+    Py_ssize_t width = PyTuple_GET_SIZE(row);
+    PyObject *out = NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(pairs); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(pairs, i);
+        Py_ssize_t pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        if (pos < 0 || pos >= width) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+            goto fail;
+        }
+        PyObject *value = PyTuple_GET_ITEM(row, pos);
+        if (value == Py_None)
+            continue;
+        PyObject *new = call_fallback(PyTuple_GET_ITEM(pair, 1), value);
+        if (new == NULL)
+            goto fail;
+        if (new == value) {
+            Py_DECREF(new);
+            continue;
+        }
+        if (out == NULL) {
+            out = PyTuple_New(width);
+            if (out == NULL) {
+                Py_DECREF(new);
+                goto fail;
+            }
+            for (Py_ssize_t j = 0; j < width; j++) {
+                Py_INCREF(PyTuple_GET_ITEM(row, j));
+                PyTuple_SET_ITEM(out, j, PyTuple_GET_ITEM(row, j));
+            }
+        }
+        Py_DECREF(PyTuple_GET_ITEM(out, pos));
+        PyTuple_SET_ITEM(out, pos, new);
+    }
+    if (out == NULL) {
+        Py_INCREF(row);
+        return row;
+    }
+    return out;
+fail:
+    Py_XDECREF(out);
+    if (PyErr_ExceptionMatches(PyTuple_GET_ITEM(args[0], 1))) {
+        PyObject *type, *val, *tb;
+        PyErr_Fetch(&type, &val, &tb);
+        PyObject *name = PyObject_GetAttrString(type, "__name__");
+        Py_XDECREF(type);
+        Py_XDECREF(val);
+        Py_XDECREF(tb);
+        if (name == NULL)
+            return NULL;
+        PyObject *raised = call_fallback(PyTuple_GET_ITEM(args[0], 2), name);  /* raises */
+        Py_DECREF(name);
+        if (raised != NULL) {
+            Py_DECREF(raised);
+            PyErr_SetString(PyExc_RuntimeError, "on_error returned instead of raising");
+        }
+    }
+    return NULL;
+}
+
 /* scrub_keeps_text(value) -> bool: the gate alone, for tests */
 static PyObject *
 scrub_keeps_text(PyObject *module, PyObject *value)
@@ -1233,6 +1333,12 @@ static PyMethodDef methods[] = {
     {"scrub_gate", (PyCFunction)(void (*)(void))scrub_gate, METH_FASTCALL,
      "scrub_gate(fallback, limit, value) -> value | fallback(value)\n\n"
      "value itself when scrub surely returns it unchanged, else fallback(value)."},
+    {"php_value", (PyCFunction)(void (*)(void))php_value, METH_FASTCALL,
+     "php_value((fns, fn_for, keeps_plain), fallback, value) -> bytes\n\n"
+     "The php action on bytes through the compiled walk; fallback(value) for what it hands over."},
+    {"transform_plain", (PyCFunction)(void (*)(void))transform_plain, METH_FASTCALL,
+     "transform_plain((pairs, errors, on_error, python), row) -> row\n\n"
+     "A table's row function when each rule is one action per column without conditions."},
     {"scrub_keeps_text", (PyCFunction)scrub_keeps_text, METH_O,
      "scrub_keeps_text(value) -> bool\n\nTrue when scrub surely returns value (str, or UTF-8 bytes) unchanged."},
     {NULL, NULL, 0, NULL},

@@ -846,6 +846,10 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
             return on_bytes(value.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
         return value
 
+    if compiled is not None:
+        # bytes straight into the compiled walk (serialized values rarely repeat: no cache); what
+        # it hands over, and anything else, through php_fn
+        return functools.partial(compiled.php_value, (rewrite.fns, rewrite.fn_for, rewrite.keeps_plain), php_fn)
     return php_fn
 
 
