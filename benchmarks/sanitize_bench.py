@@ -244,6 +244,7 @@ def _mydumper_seconds(endpoint, workers: int) -> float:  # noqa: ANN001
 
 
 ONE_CAPTURE = {"no-rules": "no rules", "preset": "drupal preset"}
+ONE_LABELS = {**ONE_CAPTURE, "typed": "typed path only"}
 
 
 def one_capture(label: str, database: str, workers: int) -> dict:
@@ -255,11 +256,12 @@ def one_capture(label: str, database: str, workers: int) -> dict:
     from clonekit.sanitize import build_planner
 
     endpoint = dd.endpoint_from_env(database)
-    planner = CopyEverything() if label == "no-rules" else build_planner(drupal_config())
+    planner = {"no-rules": CopyEverything, "preset": lambda: build_planner(drupal_config()),
+               "typed": lambda: _IdentityTransforms(build_planner(drupal_config()))}[label]()
     load = os.getloadavg()[0]
     with Usage(endpoint) as usage:
         capture_database(endpoint, planner, CountingSink(), workers=workers)  # type: ignore[arg-type]
-    result = {"label": ONE_CAPTURE[label], "wall": usage.seconds, "client_cpu": usage.client_cpu,
+    result = {"label": ONE_LABELS[label], "wall": usage.seconds, "client_cpu": usage.client_cpu,
               "server_cpu": usage.server_cpu, "pss_mib": usage.peak_pss / 2**20, "rss_mib": usage.peak_rss / 2**20,
               "processes": usage.processes, "load": [load, os.getloadavg()[0]]}
     print(json.dumps(result), flush=True)
@@ -301,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=0, metavar="N",
                         help="only N alternated pairs of captures of --database (no rules, then the drupal preset), "
                              "each in a fresh process: wall, CPU, memory and load average per capture")
-    parser.add_argument("--one", choices=sorted(ONE_CAPTURE), help=argparse.SUPPRESS)
+    parser.add_argument("--one", choices=sorted(ONE_LABELS),
+                        help="one capture of --database in this process (no-rules, preset, or typed: the sanitizing "
+                             "path with transforms that change nothing); prints a JSON line")
     args = parser.parse_args(argv)
     if args.one or args.pairs:
         if not args.database:

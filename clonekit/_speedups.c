@@ -907,15 +907,17 @@ static void
 sha256_final(Sha256 *s, unsigned char out[32])
 {
     uint64_t bits = s->total * 8;
-    unsigned char pad = 0x80;
-    sha256_update(s, &pad, 1);
-    unsigned char zero = 0;
-    while (s->used != 56)
-        sha256_update(s, &zero, 1);
-    unsigned char length[8];
+    s->buf[s->used++] = 0x80;  /* used < 64 between updates: there is room for it */
+    if (s->used > 56) {  /* no room for the length: one more block */
+        memset(s->buf + s->used, 0, 64 - s->used);
+        sha256_block(s->h, s->buf);
+        s->used = 0;
+    }
+    memset(s->buf + s->used, 0, 56 - s->used);
     for (int i = 0; i < 8; i++)
-        length[i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha256_update(s, length, 8);
+        s->buf[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha256_block(s->h, s->buf);
+    s->used = 0;
     for (int i = 0; i < 8; i++) {
         out[4 * i] = (unsigned char)(s->h[i] >> 24);
         out[4 * i + 1] = (unsigned char)(s->h[i] >> 16);
