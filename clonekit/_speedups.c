@@ -1062,9 +1062,23 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *spec = args[0], *fallback = args[1], *value = args[2];
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+    Py_ssize_t limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 6));
+    if (PyErr_Occurred())
+        return NULL;
+    if (kind < 0 || kind > 2) {
+        PyErr_SetString(PyExc_ValueError, "unknown pseudonym kind");
+        return NULL;
+    }
+    PyObject *keep = PyTuple_GET_ITEM(spec, 7);
+    int check_keep = keep != Py_None && PySet_GET_SIZE(keep) > 0;
     const char *s;
     Py_ssize_t n;
     int as_bytes;
+    char norm[NORM_MAX];
+    const char *normalized;  /* value.strip().casefold() as UTF-8 (surrogates passed), what is hashed */
+    Py_ssize_t nn;
+    PyObject *owned = NULL;  /* holds `normalized` for a non-ASCII value */
     if (PyUnicode_CheckExact(value) && PyUnicode_IS_ASCII(value)) {
         s = (const char *)PyUnicode_1BYTE_DATA(value);
         n = PyUnicode_GET_LENGTH(value);
@@ -1073,6 +1087,43 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         s = PyBytes_AS_STRING(value);
         n = PyBytes_GET_SIZE(value);
         as_bytes = 1;
+    } else if (PyUnicode_CheckExact(value) || PyBytes_CheckExact(value)) {
+        /* non-ASCII: str.strip and str.casefold themselves (full Unicode rules), the rest as below;
+           bytes are decoded as the php action's keyed_value does (UTF-8, surrogateescape) */
+        as_bytes = PyBytes_CheckExact(value);
+        PyObject *text = as_bytes ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), "surrogateescape")
+                                  : (Py_INCREF(value), value);
+        if (text == NULL)
+            return NULL;
+        if (kind == PSEUDO_IPV4 && PyUnicode_FindChar(text, ':', 0, PyUnicode_GET_LENGTH(text), 1) != -1) {
+            Py_DECREF(text);
+            return call_fallback(fallback, value);  /* IPv6: canonical form through ipaddress */
+        }
+        PyObject *stripped = PyObject_CallMethod(text, "strip", NULL);
+        Py_DECREF(text);
+        if (stripped == NULL)
+            return NULL;
+        PyObject *folded = PyObject_CallMethod(stripped, "casefold", NULL);
+        Py_DECREF(stripped);
+        if (folded == NULL)
+            return NULL;
+        if (check_keep) {
+            int found = PySet_Contains(keep, folded);
+            if (found != 0) {
+                Py_DECREF(folded);
+                if (found < 0)
+                    return NULL;
+                Py_INCREF(value);  /* a staff account's value: kept */
+                return value;
+            }
+        }
+        owned = PyUnicode_AsEncodedString(folded, "utf-8", "surrogatepass");
+        Py_DECREF(folded);
+        if (owned == NULL)
+            return NULL;
+        normalized = PyBytes_AS_STRING(owned);
+        nn = PyBytes_GET_SIZE(owned);
+        goto hash;
     } else {
         return call_fallback(fallback, value);
     }
@@ -1080,10 +1131,6 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_INCREF(value);
         return value;
     }
-    long kind = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
-    Py_ssize_t limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 6));
-    if (PyErr_Occurred())
-        return NULL;
     if (kind == PSEUDO_IPV4 && memchr(s, ':', (size_t)n) != NULL)
         return call_fallback(fallback, value);  /* IPv6: canonical form through ipaddress */
     Py_ssize_t start = 0, end = n;
@@ -1093,14 +1140,13 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         end--;
     if (end - start > NORM_MAX)
         return call_fallback(fallback, value);
-    char norm[NORM_MAX];
-    Py_ssize_t nn = end - start;
+    nn = end - start;
     for (Py_ssize_t i = 0; i < nn; i++) {
         char c = s[start + i];
         norm[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
     }
-    PyObject *keep = PyTuple_GET_ITEM(spec, 7);
-    if (keep != Py_None && PySet_GET_SIZE(keep) > 0) {
+    normalized = norm;
+    if (check_keep) {
         PyObject *key = PyUnicode_DecodeASCII(norm, nn, NULL);
         if (key == NULL)
             return NULL;
@@ -1113,17 +1159,17 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return value;
         }
     }
+hash:;
     Sha256 inner, outer;
-    if (load_state(PyTuple_GET_ITEM(spec, 1), &inner) < 0 || load_state(PyTuple_GET_ITEM(spec, 2), &outer) < 0)
-        return NULL;
-    static const char *domains[] = {"email", "username", "ip"};
-    if (kind < 0 || kind > 2) {
-        PyErr_SetString(PyExc_ValueError, "unknown pseudonym kind");
+    if (load_state(PyTuple_GET_ITEM(spec, 1), &inner) < 0 || load_state(PyTuple_GET_ITEM(spec, 2), &outer) < 0) {
+        Py_XDECREF(owned);
         return NULL;
     }
+    static const char *domains[] = {"email", "username", "ip"};
     unsigned char d[32];
     sha256_update(&inner, (const unsigned char *)domains[kind], strlen(domains[kind]) + 1);  /* with its \0 */
-    sha256_update(&inner, (const unsigned char *)norm, (size_t)nn);
+    sha256_update(&inner, (const unsigned char *)normalized, (size_t)nn);
+    Py_XDECREF(owned);
     sha256_final(&inner, d);
     sha256_update(&outer, d, 32);
     sha256_final(&outer, d);

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(speedups is None, reason="the compiled module di
                                 "(tests/sanitize/test_phpserialize_compiled.py fails where a compiler is)")
 
 SECRET = b"pseudonym-compiled-test-secret"
-STAFF = frozenset({"admin@example.org", "webmaster", "editor.one"})
+STAFF = frozenset({"admin@example.org", "webmaster", "editor.one", "strasse", "zoë@exämple.de"})
 # the edges: whitespace str.strip removes (\x1c-\x1f too), case, separators, digits of other
 # scripts (re's \d), '@', accents, a lone surrogate (invalid UTF-8 decoded with surrogateescape)
 ALPHABET = (" \t\n\x0b\x0c\r\x1c\x1f\xa0AZaz.-_+@:%[]<>\"'/0123456789"
@@ -73,7 +73,7 @@ TARGETS = [
 VALUES = [
     "", " ", "jane@example.org", "  Jane.Doe@Example.ORG\n", "ADMIN@example.org", " webmaster\x1c", "Editor.One",
     "10.0.0.1", " 192.168.1.20 ", "2001:db8::1", "dead:beef::cafe", "fe80::abcd%eth0", "\u0661.\u0662.\u0663.\u0664",
-    "user name", "x" * 600, "Zoë@exämple.de", "\udc80abc", "a" * 300 + "@example.org",
+    "user name", "x" * 600, "Zoë@exämple.de", "Straße", " STRASSE ", "\u00a0İstanbul\u2003", "ǅemal", "\udc80", "\udc80abc", "a" * 300 + "@example.org",
     "call +33 6 12 34 56 78 now", "from 1.2.3.4.", "v1.2.3.4.5", "ids 1234 5678", "12:30:45",
     "1:2:3:4:5:6:7:8", "a:b:c:d:e:f", "Jane Doe <jane@example.org>", "https://www.example.net/node/4405",
 ]
