@@ -1343,6 +1343,68 @@ fail:
     return NULL;
 }
 
+/* join_lines(lines, crc32, scale) -> (joined, cuts): codec.RowChunker.feed_lines's per-line work
+   for a batch of lines (each ending with a newline): the lines joined, and the end offsets (in
+   joined) of the lines where a chunk may end, crc32(line) < len(line) * scale (codec.python_cut,
+   zlib's crc32 called for each line) */
+static PyObject *
+join_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "join_lines(lines, crc32, scale)");
+        return NULL;
+    }
+    PyObject *lines = args[0], *crc32 = args[1];
+    unsigned long long scale = PyLong_AsUnsignedLongLong(args[2]);
+    if (scale == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(lines), total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_CheckExact(line)) {
+            PyErr_SetString(PyExc_TypeError, "join_lines takes a list of bytes");
+            return NULL;
+        }
+        total += PyBytes_GET_SIZE(line);
+    }
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
+    PyObject *cuts = PyList_New(0);
+    if (joined == NULL || cuts == NULL)
+        goto fail;
+    char *o = PyBytes_AS_STRING(joined);
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        Py_ssize_t n = PyBytes_GET_SIZE(line);
+        memcpy(o + at, PyBytes_AS_STRING(line), (size_t)n);
+        at += n;
+        PyObject *crc_args[1] = {line};
+        PyObject *crc = PyObject_Vectorcall(crc32, crc_args, 1, NULL);
+        if (crc == NULL)
+            goto fail;
+        unsigned long long value = PyLong_AsUnsignedLongLong(crc);
+        Py_DECREF(crc);
+        if (value == (unsigned long long)-1 && PyErr_Occurred())
+            goto fail;
+        if (value < (unsigned long long)n * scale) {
+            PyObject *end = PyLong_FromSsize_t(at);
+            if (end == NULL || PyList_Append(cuts, end) < 0) {
+                Py_XDECREF(end);
+                goto fail;
+            }
+            Py_DECREF(end);
+        }
+    }
+    PyObject *result = PyTuple_Pack(2, joined, cuts);
+    Py_DECREF(joined);
+    Py_DECREF(cuts);
+    return result;
+fail:
+    Py_XDECREF(joined);
+    Py_XDECREF(cuts);
+    return NULL;
+}
+
 /* scrub_keeps_text(value) -> bool: the gate alone, for tests */
 static PyObject *
 scrub_keeps_text(PyObject *module, PyObject *value)
@@ -1387,6 +1449,9 @@ static PyMethodDef methods[] = {
     {"transform_plain", (PyCFunction)(void (*)(void))transform_plain, METH_FASTCALL,
      "transform_plain((pairs, errors, on_error, python), row) -> row\n\n"
      "A table's row function when each rule is one action per column without conditions."},
+    {"join_lines", (PyCFunction)(void (*)(void))join_lines, METH_FASTCALL,
+     "join_lines(lines, crc32, scale) -> (joined, cuts)\n\n"
+     "A batch of lines joined, with the end offsets of the lines where crc32(line) < len(line) * scale."},
     {"scrub_keeps_text", (PyCFunction)scrub_keeps_text, METH_O,
      "scrub_keeps_text(value) -> bool\n\nTrue when scrub surely returns value (str, or UTF-8 bytes) unchanged."},
     {NULL, NULL, 0, NULL},
