@@ -474,8 +474,9 @@ def text_action(builder: StrBuilder, target: Target, env: ActionEnv, *, unique_s
     """A builder made into a value function for one column: decoding, limits, cache, staff.
 
     ``compiled_as`` (the compiled module's pseudonym kind and e-mail suffix) names a builder the
-    compiled module has too (email, username, IPv4): its ASCII values then never enter Python,
-    the function built here takes the rest."""
+    compiled module has too (email, username, IPv4): str and bytes values are then done in one C
+    call, and the function built here takes the rest (IPv6, results over the column's length,
+    other types)."""
     if target.unique and not unique_safe:
         builder = _uniquified(builder, env)
     limit = target.max_chars
@@ -791,7 +792,7 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
             out = fn(raw.decode("utf-8", "surrogateescape"))
             return raw if out is None else str(out).encode("utf-8", "surrogateescape")
 
-        if fast is not None:  # an ASCII value's pseudonym as bytes, in C; the rest as above
+        if fast is not None:  # the pseudonym as bytes, in C; what it hands over as above
             return functools.partial(fast[0], fast[1], keyed_value)
         return keyed_value
 
