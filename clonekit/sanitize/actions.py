@@ -94,7 +94,7 @@ class Keyed:
     context per call), which matters at several digests per row. With the compiled module, one
     call into it per digest (clonekit/_speedups.c: SHA-256 from the pads' states, no Python frame)."""
 
-    __slots__ = ("_inner", "_outer", "secret", "digest")
+    __slots__ = ("_inner", "_outer", "secret", "digest", "states")
 
     def __init__(self, secret: bytes) -> None:
         self.secret = secret
@@ -105,9 +105,11 @@ class Keyed:
         self._outer = hashlib.sha256(outer_pad)
         # digest(domain, value) -> HMAC-SHA256(secret, domain + value)
         self.digest: Callable[[bytes, str | bytes], bytes] = self.digest_python
+        # the pads' SHA-256 states for the compiled digest and pseudonyms, or None
+        self.states: tuple[bytes, bytes] | None = None
         if compiled is not None:
-            self.digest = functools.partial(compiled.hmac_digest, compiled.sha256_pad_state(inner_pad),
-                                            compiled.sha256_pad_state(outer_pad))
+            self.states = (compiled.sha256_pad_state(inner_pad), compiled.sha256_pad_state(outer_pad))
+            self.digest = functools.partial(compiled.hmac_digest, *self.states)
 
     def __repr__(self) -> str:
         return "Keyed(<secret>)"
@@ -467,8 +469,14 @@ def _uniquified(builder: StrBuilder, env: ActionEnv) -> StrBuilder:
     return unique
 
 
-def text_action(builder: StrBuilder, target: Target, env: ActionEnv, *, unique_safe: bool, keep_staff: bool = False) -> ValueFn:
-    """A builder made into a value function for one column: decoding, limits, cache, staff."""
+def text_action(builder: StrBuilder, target: Target, env: ActionEnv, *, unique_safe: bool, keep_staff: bool = False,
+                compiled_as: tuple[int, str] | None = None) -> ValueFn:
+    """A builder made into a value function for one column: decoding, limits, cache, staff.
+
+    ``compiled_as`` (the compiled module's pseudonym kind and e-mail suffix) names a builder the
+    compiled module has too (email, username, IPv4): str and bytes values are then done in one C
+    call, and the function built here takes the rest (IPv6, results over the column's length,
+    other types)."""
     if target.unique and not unique_safe:
         builder = _uniquified(builder, env)
     limit = target.max_chars
@@ -499,7 +507,29 @@ def text_action(builder: StrBuilder, target: Target, env: ActionEnv, *, unique_s
             return on_text(bytes(value).decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
         return on_text(str(value))
 
+    if compiled_as is not None and compiled is not None and env.keyed.states is not None and builder_is_plain(target, unique_safe):
+        kind, suffix = compiled_as
+        spec = (kind, *env.keyed.states, _FIRST_LOWER, _LAST_LOWER, suffix, -1 if limit is None else limit,
+                keep or None)
+        return functools.partial(compiled.pseudonym, spec, on_value)
     return on_value
+
+
+def builder_is_plain(target: Target, unique_safe: bool) -> bool:
+    """The builder runs as it is on a text column (no uniqueness tag added, no bytes cut)."""
+    return target.kind != "binary" and (unique_safe or not target.unique)
+
+
+# the compiled module's pseudonym kinds (clonekit/_speedups.c)
+PSEUDO_EMAIL, PSEUDO_USERNAME, PSEUDO_IPV4 = 0, 1, 2
+
+
+def _compiled_parts(fn: ValueFn) -> tuple[Callable[..., Any], tuple[Any, ...], ValueFn] | None:
+    """(the compiled function, its spec, the Python function) of a compiled pseudonym's value
+    function, or None for any other function."""
+    if compiled is not None and isinstance(fn, functools.partial) and fn.func is compiled.pseudonym:
+        return fn.func, fn.args[0], fn.args[1]
+    return None
 
 
 # --- actions with their own value handling ------------------------------------------------------
@@ -520,7 +550,7 @@ def _build_phone(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
 
 
 def _build_ip(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
-    text = text_action(ip_builder(env), target, env, unique_safe=False)
+    text = text_action(ip_builder(env), target, env, unique_safe=False, compiled_as=(PSEUDO_IPV4, ""))
     keyed = env.keyed
     if target.kind == "int":
         return lambda value: int(ipaddress.IPv4Address(_ipv4(keyed, str(value)))) if isinstance(value, int) else value
@@ -572,7 +602,12 @@ def _build_text(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     mode = spec.options.get("mode", "scrub" if spec.name == "scrub" else "replace")
     builder = scrub_builder(env) if mode == "scrub" else lorem_builder(env)
     # scrubbed text keeps most of the original, so it is as unique as the original
-    return text_action(builder, target, env, unique_safe=mode == "scrub")
+    fn = text_action(builder, target, env, unique_safe=mode == "scrub")
+    if mode == "scrub" and compiled is not None and target.kind != "binary":
+        # text that opens none of scrub's gates (no '@', no IP shape, fewer than 8 digits) is
+        # returned as it is without entering Python
+        return functools.partial(compiled.scrub_gate, fn, -1 if target.max_chars is None else target.max_chars)
+    return fn
 
 
 def _jitter_seconds(keyed: Keyed, value: Any, days: int) -> int:
@@ -749,10 +784,16 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     redact = redact_builder(env)
 
     def text_key_fn(fn: ValueFn) -> BytesFn:
+        fast = _compiled_parts(fn)
+        if fast is not None:
+            fn = fast[2]
+
         def keyed_value(raw: bytes) -> bytes:
             out = fn(raw.decode("utf-8", "surrogateescape"))
             return raw if out is None else str(out).encode("utf-8", "surrogateescape")
 
+        if fast is not None:  # the pseudonym as bytes, in C; what it hands over as above
+            return functools.partial(fast[0], fast[1], keyed_value)
         return keyed_value
 
     def keep_value(raw: bytes) -> bytes:
@@ -806,6 +847,10 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
             return on_bytes(value.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
         return value
 
+    if compiled is not None:
+        # bytes straight into the compiled walk (serialized values rarely repeat: no cache); what
+        # it hands over, and anything else, through php_fn
+        return functools.partial(compiled.php_value, (rewrite.fns, rewrite.fn_for, rewrite.keeps_plain), php_fn)
     return php_fn
 
 
@@ -857,15 +902,22 @@ class ActionDef:
     keeps_staff: bool = False  # values listed in keep_accounts pass unchanged
 
 
-def _simple(builder_factory: Callable[[ActionEnv], StrBuilder], *, unique_safe: bool, keeps_staff: bool = False):  # noqa: ANN202
+def _simple(builder_factory: Callable[[ActionEnv], StrBuilder], *, unique_safe: bool):  # noqa: ANN202
     def build(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
-        return text_action(builder_factory(env), target, env, unique_safe=unique_safe, keep_staff=keeps_staff)
+        return text_action(builder_factory(env), target, env, unique_safe=unique_safe)
 
     return build
 
 
 def _build_email(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
-    return text_action(email_builder(env, spec.options.get("domain")), target, env, unique_safe=True, keep_staff=True)
+    domain = spec.options.get("domain")
+    fast = None if domain == "keep" else (PSEUDO_EMAIL, "@" + (domain or DEFAULT_EMAIL_DOMAIN))
+    return text_action(email_builder(env, domain), target, env, unique_safe=True, keep_staff=True, compiled_as=fast)
+
+
+def _build_username(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
+    return text_action(username_builder(env), target, env, unique_safe=True, keep_staff=True,
+                       compiled_as=(PSEUDO_USERNAME, ""))
 
 
 def _build_url(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
@@ -888,7 +940,7 @@ ACTIONS: dict[str, ActionDef] = {
         ActionDef("null", _build_null, ANY_KIND, True),
         ActionDef("set", _build_set, ANY_KIND, False, {"value": _scalar}, applies_to_null=True, short_option="value"),
         ActionDef("email", _build_email, STRINGISH, True, {"domain": _is_domain}, short_option="domain", keeps_staff=True),
-        ActionDef("username", _simple(username_builder, unique_safe=True, keeps_staff=True), STRINGISH, True, keeps_staff=True),
+        ActionDef("username", _build_username, STRINGISH, True, keeps_staff=True),
         ActionDef("first_name", _simple(first_name_builder, unique_safe=False), STRINGISH, False),
         ActionDef("last_name", _simple(last_name_builder, unique_safe=False), STRINGISH, False),
         ActionDef("name", _simple(name_builder, unique_safe=False), STRINGISH, False),

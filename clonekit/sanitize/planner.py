@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copyreg
 import difflib
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 from ..config import SanitizeConfig
 from ..errors import ClonekitError, ConfigError, PolicyError
 from ..schema import Column, Row, RowTransform, Sampler, Table, TablePolicy
+from . import actions
 from . import when as when_lang
 from .actions import ACTIONS, ActionEnv, Keyed, Target, ValueFn, build_action, column_kind
 from .presets import preset_rules
@@ -454,14 +456,29 @@ def compile_transform(eff: EffectiveRule, env_factory: Callable[[], ActionEnv], 
                             out = list(row)
                         out[pos] = picked[0](value)
             return row if out is None else tuple(out)
-        except (ValueError, TypeError, UnicodeError, OverflowError, LookupError, ArithmeticError) as exc:
+        except _ROW_ERRORS as exc:
             # the original exception may quote the value: never chain it
-            raise ClonekitError(
-                f"sanitizing a row of {table_name} failed ({type(exc).__name__}); no value is shown",
-                hint="report this with the table's column types",
-            ) from None
+            raise _row_error(table_name, type(exc).__name__) from None
 
+    compiled = actions.compiled
+    if compiled is not None and plain_t and not (staff_t or always_t or conditional_t):
+        # one action per column, no condition: the loop above in C (clonekit/_speedups.c), which
+        # also returns the row itself when every action returned its value unchanged
+        return functools.partial(compiled.transform_plain,
+                                 (plain_t, _ROW_ERRORS, functools.partial(_raise_row_error, table_name), transform))
     return transform
+
+
+_ROW_ERRORS = (ValueError, TypeError, UnicodeError, OverflowError, LookupError, ArithmeticError)
+
+
+def _row_error(table_name: str, error_name: str) -> ClonekitError:
+    return ClonekitError(f"sanitizing a row of {table_name} failed ({error_name}); no value is shown",
+                         hint="report this with the table's column types")
+
+
+def _raise_row_error(table_name: str, error_name: str) -> None:
+    raise _row_error(table_name, error_name)
 
 
 def build_rule_planner(cfg: SanitizeConfig) -> RulePlanner:

@@ -46,3 +46,40 @@ def test_compiled_hmac_matches_the_standard_library(secret_size: int) -> None:
 def test_compiled_hmac_refuses_what_it_cannot_hash() -> None:
     with pytest.raises(TypeError):
         Keyed(b"s").digest(b"d", 42)  # type: ignore[arg-type]
+
+
+_BOTH_IMPLEMENTATIONS = """
+import hmac, random, sys
+from clonekit import _speedups
+from clonekit.sanitize.actions import Keyed
+rng = random.Random(7)
+for secret_size in (0, 32, 64, 65):
+    secret = rng.randbytes(secret_size)
+    keyed = Keyed(secret)
+    for size in (*range(0, 140), 1000):
+        raw = rng.randbytes(size)
+        assert keyed.digest(b"email\\0", raw) == hmac.digest(secret, b"email\\0" + raw, "sha256"), (secret_size, size)
+print(_speedups.sha256_impl)
+"""
+
+
+@pytest.mark.parametrize("no_sha_ni", ["", "1"])
+def test_both_sha256_compressions_give_hmac_digest(no_sha_ni: str) -> None:
+    """The x86 SHA-extension compression (chosen at import when the CPU has it) and the portable
+    one: each checked against the standard library in a fresh interpreter (the choice is made
+    once, at import), whichever this CPU offers."""
+    import os
+    import subprocess
+    import sys
+
+    from .test_phpserialize_compiled import speedups
+
+    if speedups is None:
+        pytest.skip("the compiled module did not build (tests/sanitize/test_phpserialize_compiled.py fails where a compiler is)")
+    env = {**os.environ, "CLONEKIT_NO_SHA_NI": no_sha_ni}
+    env.pop("CLONEKIT_PURE_PYTHON", None)
+    done = subprocess.run([sys.executable, "-c", _BOTH_IMPLEMENTATIONS], env=env, capture_output=True, text=True, check=True)
+    if no_sha_ni:
+        assert done.stdout.strip() == "portable"
+    else:
+        assert done.stdout.strip() in ("portable", "x86 SHA extensions")
