@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import __version__
 from .config import Config, Source
@@ -22,10 +22,24 @@ from .memory import give_back_free_memory
 from .progress import ProgressFn, no_progress
 from .repository import Repository
 
+if TYPE_CHECKING:
+    from .repository import ChunkWriter
+
 log = logging.getLogger("clonekit.snapshot")
 
 
-def take_snapshot(config: Config, repo: Repository, source_name: str, *, progress: ProgressFn = no_progress) -> Manifest:
+class CaptureObserver(Protocol):
+    """Told of each step of a capture as it happens: a pipelined clone (clonekit.pipeline) builds
+    its preview from what is captured while the rest of the snapshot is still being taken."""
+
+    def started(self, snapshot_id: str, services: Mapping[str, Any] | None, writer: ChunkWriter) -> None: ...
+    def schema_read(self, tables: list[dict[str, Any]], estimated_bytes: int) -> None: ...
+    def table_captured(self, table: dict[str, Any]) -> None: ...
+    def database_captured(self, section: Mapping[str, Any] | None) -> None: ...
+
+
+def take_snapshot(config: Config, repo: Repository, source_name: str, *, progress: ProgressFn = no_progress,
+                  observer: CaptureObserver | None = None) -> Manifest:
     from .sanitize import build_planner, rules_digest
 
     source = config.source(source_name)
@@ -34,6 +48,7 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
     check_source(source)
     previous = _previous_files(repo, source.name)
     started = datetime.now(UTC)
+    snapshot_id = new_snapshot_id(source.name, started)
 
     with ExitStack() as stack:
         ssh = None
@@ -50,14 +65,20 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
 
             progress("containers", total=None)
             services = capture_services(source.containers, ssh=source.ssh)
+        if observer is not None:
+            observer.started(snapshot_id, services, writer)
 
         database = None
         if source.database is not None:
             from .db import capture_database
 
             endpoint = open_source_database(source, stack, ssh)
-            database = capture_database(endpoint, planner, writer, progress=progress)
+            database = capture_database(endpoint, planner, writer, progress=progress,
+                                        on_schema=observer.schema_read if observer is not None else None,
+                                        on_table=observer.table_captured if observer is not None else None)
             give_back_free_memory()  # the batches' memory, before the files' buffers (memory.py)
+        if observer is not None:
+            observer.database_captured(database)
 
         files = []
         for spec in source.files:
@@ -69,7 +90,7 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
         writer.close()
         stats = writer.stats
         manifest = Manifest(
-            id=new_snapshot_id(source.name, started),
+            id=snapshot_id,
             source=source.name,
             project=config.project,
             created_at=started,
