@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +52,7 @@ from .db.target import (
 )
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .files import iter_tar
+from .memory import give_back_free_memory
 from .owner import Owner
 from .pipeline import SnapshotFeed, file_sections
 from .previews import code as pc
@@ -304,23 +305,36 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
             progress(f"files {volume.source_path}", advance=sent)
         timings["files"] = copy_seconds + time.monotonic() - started
 
+    filling: list[Future[None]] = []  # the fill of the file volumes, once started
+
     def start_services() -> None:
-        files_done.result()  # no service starts before its file volumes are filled
+        filling[0].result()  # no service starts before its file volumes are filled
         started = time.monotonic()
         progress("start", total=None)
         _start_services(engine, plan, compose_file, build.document)
         timings["start"] = time.monotonic() - started
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-files") as pool:
-        files_done = pool.submit(fill_volumes)
+        def start_filling() -> None:
+            if not filling:
+                if feed is not None:
+                    give_back_free_memory()  # the capture's and the load's buffers (memory.py)
+                filling.append(pool.submit(fill_volumes))
+
+        if feed is None:
+            start_filling()
+        # A pipelined clone fills them once the rows are loaded, beside the index build: not while
+        # the capture and the load hold their buffers (memory), and its files come with the commit.
         try:
             started_early = _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings,
-                                           golden, rewrite=rewrite, start_services=start_services, feed=feed)
+                                           golden, rewrite=rewrite, start_services=start_services, feed=feed,
+                                           rows_loaded=start_filling)
+            start_filling()
         except BaseException:
-            if files_done.exception() is not None:  # (waits) the database's error is the one to report
-                log.error("filling the file volumes of preview %s failed too: %s", plan.name, files_done.exception())
+            if filling and filling[0].exception() is not None:  # (waits) the database's error is the one to report
+                log.error("filling the file volumes of preview %s failed too: %s", plan.name, filling[0].exception())
             raise
-        files_done.result()
+        filling[0].result()
     if feed is not None:
         feed.manifest()  # no service of a pipelined clone starts before its snapshot is committed
 
@@ -418,10 +432,12 @@ def db_endpoint(plan: cmp.PreviewPlan, host: str, port: int) -> DbEndpoint:
 def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
                    compose_file: Path, progress: Any, timings: dict[str, float],
                    golden: gr.GoldenCopy | None = None, *, rewrite: bool = True,
-                   start_services: Callable[[], None] | None = None, feed: SnapshotFeed | None = None) -> bool:
+                   start_services: Callable[[], None] | None = None, feed: SnapshotFeed | None = None,
+                   rows_loaded: Callable[[], None] | None = None) -> bool:
     """Start and fill the preview's database; True when ``start_services`` ran meanwhile (a golden
     clone starts its other services while its URLs are rewritten: ``_fill_from_golden``). With
-    ``feed`` (a pipelined clone) the rows come from the capture as it goes."""
+    ``feed`` (a pipelined clone) the rows come from the capture as it goes, and ``rows_loaded()``
+    is called once they are all loaded (before the indexes)."""
     started = time.monotonic()
     if not plan.db_service:
         return False
@@ -439,13 +455,15 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     container = compose_container(engine, plan, plan.db_service)
     with engine.reach(container, cmp.DEFAULT_DB_PORT) as (host, port):
         return _fill_database(config, repo, manifest, plan, engine, container, db_endpoint(plan, host, port), progress,
-                              timings, golden, started, rewrite=rewrite, start_services=start_services, feed=feed)
+                              timings, golden, started, rewrite=rewrite, start_services=start_services, feed=feed,
+                              rows_loaded=rows_loaded)
 
 
 def _fill_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
                    container: Mapping[str, Any], endpoint: DbEndpoint, progress: Any, timings: dict[str, float],
                    golden: gr.GoldenCopy | None, started: float, *, rewrite: bool,
-                   start_services: Callable[[], None] | None = None, feed: SnapshotFeed | None = None) -> bool:
+                   start_services: Callable[[], None] | None = None, feed: SnapshotFeed | None = None,
+                   rows_loaded: Callable[[], None] | None = None) -> bool:
     values = plan.placeholders()
     replacements = [cmp_replacement for old, new in config.previews.replace.items()
                     if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
@@ -470,7 +488,8 @@ def _fill_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
         with bulk_load(endpoint, root, plan.db.root_password, expected):
             if feed is not None:  # each table as soon as it is captured (clonekit.pipeline)
                 stats = restore_database_feed(repo, feed, endpoint, workers=2, replacements=replacements,
-                                              replace_skip=config.previews.replace_skip, progress=progress)
+                                              replace_skip=config.previews.replace_skip, progress=progress,
+                                              rows_loaded=rows_loaded)
             else:
                 stats = restore_database(repo, manifest.database, endpoint, workers=2, replacements=replacements,
                                          replace_skip=config.previews.replace_skip)

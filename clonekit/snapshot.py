@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clonekit.snapshot")
 
+PIPELINED_PENDING_BYTES = 24 << 20  # the writer's bound (MAX_PENDING_BYTES: 48 MiB) in a pipelined clone
+
 
 class CaptureObserver(Protocol):
     """Told of each step of a capture as it happens: a pipelined clone (clonekit.pipeline) builds
@@ -57,7 +59,8 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
 
             ssh = stack.enter_context(SshSession.connect(source.ssh))
         stack.enter_context(repo.lock(exclusive=False))
-        writer = stack.enter_context(repo.writer())
+        # A pipelined clone loads beside the capture: fewer bytes wait for their upload meanwhile.
+        writer = stack.enter_context(repo.writer(**({} if observer is None else {"max_pending_bytes": PIPELINED_PENDING_BYTES})))
 
         services = None
         if source.containers is not None:
@@ -68,6 +71,18 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
         if observer is not None:
             observer.started(snapshot_id, services, writer)
 
+        def capture_trees() -> list[Mapping[str, Any]]:
+            from .files import capture_files
+
+            trees: list[Mapping[str, Any]] = []
+            for spec in source.files:
+                trees.append(capture_files(spec, writer, ssh=ssh, previous=previous.get(spec.path), progress=progress))
+                give_back_free_memory()
+            return trees
+
+        # A pipelined clone captures the files first: the preview's database loads each table as
+        # the capture finishes it, and the files capture's buffers are not held beside the load.
+        files = capture_trees() if observer is not None else []
         database = None
         if source.database is not None:
             from .db import capture_database
@@ -79,13 +94,8 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
             give_back_free_memory()  # the batches' memory, before the files' buffers (memory.py)
         if observer is not None:
             observer.database_captured(database)
-
-        files = []
-        for spec in source.files:
-            from .files import capture_files
-
-            files.append(capture_files(spec, writer, ssh=ssh, previous=previous.get(spec.path), progress=progress))
-            give_back_free_memory()
+        else:
+            files = capture_trees()
 
         writer.close()
         stats = writer.stats

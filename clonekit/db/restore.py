@@ -42,6 +42,9 @@ SESSION_SQL = (
     "SET SESSION net_read_timeout = 3600",
 )
 PROGRESS_TASK = "database"
+# Chunks each load reads ahead in a pipelined clone (the capture's buffers are in memory
+# meanwhile); else the store's default.
+PIPELINED_READ_AHEAD_BYTES = 6 << 20
 POLL_SECONDS = 0.2  # a load thread waiting for the next captured table checks this often for a failure
 
 
@@ -52,7 +55,7 @@ class Progress(Protocol):
 
 
 class ChunkSource(Protocol):
-    def iter_chunks(self, ids: Iterable[str], *, workers: int = ...) -> Iterator[bytes]: ...
+    def iter_chunks(self, ids: Iterable[str], *, workers: int = ..., read_ahead_bytes: int = ...) -> Iterator[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -104,20 +107,22 @@ def restore_database(repo: ChunkSource, section: Mapping[str, Any], target: DbEn
 
 def restore_database_feed(repo: ChunkSource, feed: TableFeed, target: DbEndpoint, *, workers: int = 2,
                           progress: Progress | None = None, replacements: Sequence[Replacement] = (),
-                          replace_skip: Sequence[str] = ()) -> RestoreStats:
+                          replace_skip: Sequence[str] = (), rows_loaded: Callable[[], None] | None = None) -> RestoreStats:
     """``restore_database`` of a section still being captured: the tables are created as soon as
     their definitions are read, each table is loaded as soon as it is captured, the secondary
-    indexes, foreign keys and schema objects once every table is loaded (the capture is done)."""
+    indexes, foreign keys and schema objects once every table is loaded (the capture is done);
+    ``rows_loaded()`` is called then, before the indexes (the preview fills its files meanwhile)."""
     tables, expected = feed.schema()
     if progress:
         progress(PROGRESS_TASK, total=expected)
     return _restore(repo, target, list(tables), feed.tables(), feed.section, workers, progress, replacements,
-                    replace_skip)
+                    replace_skip, rows_loaded, PIPELINED_READ_AHEAD_BYTES)
 
 
 def _restore(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, Any]],
              finished: Iterable[Mapping[str, Any]], whole_section: Callable[[], Mapping[str, Any]], workers: int,
-             progress: Progress | None, replacements: Sequence[Replacement], replace_skip: Sequence[str]) -> RestoreStats:
+             progress: Progress | None, replacements: Sequence[Replacement], replace_skip: Sequence[str],
+             rows_loaded: Callable[[], None] | None = None, read_ahead: int | None = None) -> RestoreStats:
     started = time.monotonic()
     workers = max(1, workers)
     main = _open(target)
@@ -129,7 +134,7 @@ def _restore(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, An
         rewrite = StreamRewrite(replacements) if replacements else None
         fields = _rewrite_fields(target, main, tables, replace_skip) if rewrite else {}
         load_started = time.monotonic()
-        loaded, final = _load_all(repo, target, finished, workers, progress, rewrite, fields)
+        loaded, final = _load_all(repo, target, finished, workers, progress, rewrite, fields, read_ahead)
         load_seconds = time.monotonic() - load_started
         for table in tables:
             entry = final.get(table["name"])
@@ -139,6 +144,8 @@ def _restore(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, An
                 raise IntegrityError(
                     f"table {table['name']}: {loaded.get(table['name'], 0)} rows loaded, the snapshot has {entry['rows']}")
         tables = [final[t["name"]] for t in tables]
+        if rows_loaded is not None:
+            rows_loaded()
         index_started = time.monotonic()
         _add_indexes(target, tables, workers)
         for table in tables:
@@ -229,7 +236,8 @@ def _loads_of(table: Mapping[str, Any], fields: Mapping[str, frozenset[int]]) ->
 
 def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[str, Any]], workers: int,
               progress: Progress | None, rewrite: StreamRewrite | None = None,
-              fields: Mapping[str, frozenset[int]] | None = None) -> tuple[dict[str, int], dict[str, Mapping[str, Any]]]:
+              fields: Mapping[str, frozenset[int]] | None = None,
+              read_ahead: int | None = None) -> tuple[dict[str, int], dict[str, Mapping[str, Any]]]:
     """Load every table's rows; returns the rows loaded per table and the tables as loaded (by name).
 
     ``tables`` is a list (a stored snapshot: every load known, the biggest first) or an iterator
@@ -253,7 +261,7 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[st
     lock = threading.Lock()
 
     def load_group(conn: Connection, load: _Load) -> None:
-        rows = _load_one(repo, target, conn, load, rewrite)
+        rows = _load_one(repo, target, conn, load, rewrite, read_ahead)
         name = load.table["name"]
         with lock:
             counts[name] = counts.get(name, 0) + rows
@@ -324,7 +332,7 @@ def _drain_in_threads(target: DbEndpoint, jobs: Iterable[T], handle: Callable[[C
 
 
 def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Load,
-              rewrite: StreamRewrite | None = None) -> int:
+              rewrite: StreamRewrite | None = None, read_ahead: int | None = None) -> int:
     """One LOAD DATA statement fed through a pipe by a thread that reads chunks from the store."""
     table = load.table
     sql, _ = load_data_sql(table["name"], table["columns"], table.get("bit_columns", ()),
@@ -336,7 +344,8 @@ def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Lo
     def feed() -> None:
         try:
             with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
-                for data in repo.iter_chunks(load.chunk_ids, workers=2):
+                ahead = {} if read_ahead is None else {"read_ahead_bytes": read_ahead}
+                for data in repo.iter_chunks(load.chunk_ids, workers=2, **ahead):
                     if rewrite is not None:
                         data, changed = rewrite.chunk(data, load.rewrite_fields)
                         rewritten[0] += changed
