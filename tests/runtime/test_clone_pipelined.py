@@ -19,7 +19,6 @@ import yaml
 from support import run_cli, source_compose
 
 from clonekit import Project
-from clonekit.repository import Repository
 
 PROD_URL = "https://shop.example.net"
 ACCOUNTS = 3000
@@ -214,7 +213,7 @@ def test_a_capture_that_fails_midway_leaves_no_snapshot_and_no_preview(shop, env
         assert _containers_created_since(since, project), "the preview's database had been started beside the capture"
         assert _labelled(project) == []
         assert not (tmp_path / ".clonekit" / "previews" / "broken").exists()
-        assert Repository.open(tmp_path / "store").manifests() == []
+        assert Project.load(config_path).repository.manifests() == []
     finally:
         _remove_all(project)
 
@@ -228,7 +227,7 @@ def test_a_load_that_fails_leaves_the_snapshot_committed_and_no_preview(shop, en
         assert "articles" in err and "no longer fits" in err and "Traceback" not in err
         assert _labelled(project) == []
         assert not (tmp_path / ".clonekit" / "previews" / "too-long").exists()
-        manifests = Repository.open(tmp_path / "store").manifests()
+        manifests = Project.load(config_path).repository.manifests()
         assert len(manifests) == 1 and {t["name"] for t in manifests[0].database["tables"]} >= {"accounts", "articles"}
         code, out, err = run_cli(["-c", str(config_path), "verify", manifests[0].id], capsys)
         assert code == 0, err
@@ -244,6 +243,6 @@ def test_strict_mode_refusal_leaves_nothing_and_exits_3(shop, env, tmp_path, cap
         assert "accounts" in err and "Traceback" not in err
         assert _labelled(project) == []
         assert not (tmp_path / ".clonekit" / "previews" / "refused").exists()
-        assert Repository.open(tmp_path / "store").manifests() == []
+        assert Project.load(config_path).repository.manifests() == []
     finally:
         _remove_all(project)
