@@ -143,10 +143,12 @@ class SnapshotFeed:
 
 
 def loading_progress(progress: ProgressFn) -> ProgressFn:
-    """The preview's progress tasks renamed: its ``database`` load runs beside the capture's."""
+    """The preview's progress tasks renamed where the capture has its own of the same name (the
+    ``database`` load beside the capture's, the ``files PATH`` fills)."""
 
     def update(task: str, advance: int = 0, total: int | None = None) -> None:
-        progress(LOAD_TASK_PREFIX + task if task == "database" else task, advance=advance, total=total)
+        shared = task == "database" or task.startswith("files ")
+        progress(LOAD_TASK_PREFIX + task if shared else task, advance=advance, total=total)
 
     return update
 

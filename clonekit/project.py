@@ -267,7 +267,9 @@ class Project:
         image: Sequence[str] = (),
         mount: Sequence[str] = (),
     ) -> Preview:
-        """Snapshot ``source`` (or reuse one younger than ``max_age``) and restore it as ``name``."""
+        """Snapshot ``source`` (or reuse one younger than ``max_age``) and restore it as ``name``.
+
+        A new snapshot and the preview are made together (``_clone_pipelined``, docs/previews.md)."""
         check_name("preview", name)
         self.config.source(source)
         self._code_requests(build, image, mount=mount)  # bad flags and missing folders before the snapshot
@@ -438,7 +440,7 @@ class Project:
         """Capture on a thread, build the preview from what is captured (clonekit.pipeline). A
         failed capture leaves no snapshot and no preview, and its error is raised; a failed preview
         leaves the snapshot committed (the capture goes on to its end) and no preview."""
-        from .pipeline import SnapshotAborted, SnapshotFeed, capture_thread, loading_progress
+        from .pipeline import SnapshotFeed, capture_thread, loading_progress
         from .preview import create_preview
         from .snapshot import check_source, take_snapshot
 
@@ -461,7 +463,7 @@ class Project:
                 preview = create_preview(self.config, repo, pending, name, keep_on_failure=keep_on_failure,
                                          progress=loading_progress(progress), code=code, feed=feed)
                 record.update(url=preview.url, path_taken=preview.restore_path, pipelined=True)
-        except (Exception, SnapshotAborted):
+        except Exception:  # a ClonekitError of the preview, or SnapshotAborted
             thread.join()  # a failed preview: the capture finishes and commits its (valid) snapshot
             if isinstance(outcome[0], BaseException):
                 raise outcome[0] from None  # the capture's failure is the clone's (its message, its exit code)
