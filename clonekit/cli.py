@@ -305,6 +305,9 @@ def clone_cmd(c: Context, source: str, name: str, max_age: str | None, keep_on_f
               builds: tuple[str, ...], images: tuple[str, ...], mounts: tuple[str, ...]) -> None:
     """Snapshot SOURCE and restore it as preview NAME, in one step.
 
+    A new snapshot and the preview are made together: each table loads into the preview as soon
+    as it is captured; the services start once the snapshot is committed (docs/previews.md).
+
     With --build, the service runs your branch's code on production's (sanitized) data.
 
     \b

@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +38,7 @@ from . import online
 from .config import Config, check_name, env_number
 from .db import restore_database
 from .db.endpoint import DbEndpoint
+from .db.restore import restore_database_feed
 from .db.rewrite import Replacement
 from .db.target import (
     account_sql,
@@ -51,7 +52,9 @@ from .db.target import (
 )
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
 from .files import iter_tar
+from .memory import give_back_free_memory
 from .owner import Owner
+from .pipeline import SnapshotFeed, file_sections
 from .previews import code as pc
 from .previews.hooks import HOOKS_LOG, HookResult, hook_env, last_result, run_hooks
 from .previews.plan import (
@@ -162,8 +165,13 @@ def _parse_iso(text: str | None) -> datetime | None:
 
 
 def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_on_failure: bool = False,
-                   progress: ProgressFn | None = None, code: Sequence[pc.CodeRequest] = ()) -> Preview:
-    """Create preview ``name`` from ``manifest``; returns once its HTTP service answers."""
+                   progress: ProgressFn | None = None, code: Sequence[pc.CodeRequest] = (),
+                   feed: SnapshotFeed | None = None) -> Preview:
+    """Create preview ``name`` from ``manifest``; returns once its HTTP service answers.
+
+    With ``feed`` (a pipelined clone, clonekit.pipeline), ``manifest`` is the snapshot being
+    captured: the database loads from the feed as tables are captured, the files and services
+    wait for the snapshot's commit."""
     check_name("preview", name)
     progress = progress or no_progress
     engine = _new_preview_engine(config)
@@ -171,13 +179,14 @@ def create_preview(config: Config, repo: Any, manifest: Any, name: str, *, keep_
     with preview_lock(config, name):
         _refuse_existing(config, engine, name)
         services = services_of(manifest)
-        golden = find_golden(config, engine, manifest.id)
+        golden = find_golden(config, engine, manifest.id) if feed is None else None
         plan = new_plan(config, manifest, name, services, engine, golden=golden)
         pc.check_requests(code, services, db_service=plan.db_service, config=config)
         undo = (lambda: None) if keep_on_failure else (lambda: _cleanup_after_failure(config, engine, name))
         with _on_failure(undo):
             overrides = pc.prepare(config, engine, name, code, progress)
-            return _bring_up(config, repo, manifest, plan, services, engine, progress, golden, code=overrides)
+            return _bring_up(config, repo, manifest, plan, services, engine, progress, golden, code=overrides,
+                             feed=feed)
 
 
 @contextlib.contextmanager
@@ -249,14 +258,14 @@ def _cleanup_after_failure(config: Config, engine: DockerEngine, name: str) -> N
 def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, services: Mapping[str, Any],
               engine: DockerEngine, progress: Any, golden: gr.GoldenCopy | None = None, *,
               code: Sequence[pc.CodeOverride] = (), hooks: bool = True, rewrite: bool = True,
-              db_secrets: bool = True) -> Preview:
+              db_secrets: bool = True, feed: SnapshotFeed | None = None) -> Preview:
     timings: dict[str, float] = {}
     online.preflight(config, engine)  # egress and proxy settings usable, before anything is created
     folder = preview_dir(config, plan.name)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     pc.save(folder, code)
-    sections = {str(s.get("path")): s for s in manifest.files}
-    volumes = cmp.file_volumes(services, config.previews, list(sections))
+    sections = file_sections(feed, manifest)  # a pipelined clone's files: once its snapshot is committed
+    volumes = cmp.file_volumes(services, config.previews, list(feed.file_paths) if feed else list(sections()))
     in_image = (golden.datadir,) if golden is not None and golden.db_image else ()
     build = cmp.build_compose(services, config.previews, plan, volumes, resolve_image=lambda s: resolve_image(engine, s),
                               keep_readonly_binds=engine.is_local, db_paths_in_image=in_image, publish_db=engine.is_local)
@@ -288,30 +297,46 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
 
     def fill_volumes() -> None:
         started = time.monotonic()
+        by_path = sections() if to_fill else {}
         for volume, name in to_fill:
             progress(f"files {volume.source_path}", total=None)
-            sent = engine.fill_volume(name, iter_tar(repo, sections[volume.source_path]),
+            sent = engine.fill_volume(name, iter_tar(repo, by_path[volume.source_path]),
                                       image=plan.helper_image, labels=plan.labels())
             progress(f"files {volume.source_path}", advance=sent)
         timings["files"] = copy_seconds + time.monotonic() - started
 
+    filling: list[Future[None]] = []  # the fill of the file volumes, once started
+
     def start_services() -> None:
-        files_done.result()  # no service starts before its file volumes are filled
+        filling[0].result()  # no service starts before its file volumes are filled
         started = time.monotonic()
         progress("start", total=None)
         _start_services(engine, plan, compose_file, build.document)
         timings["start"] = time.monotonic() - started
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-files") as pool:
-        files_done = pool.submit(fill_volumes)
+        def start_filling() -> None:
+            if not filling:
+                if feed is not None:
+                    give_back_free_memory()  # the capture's and the load's buffers (memory.py)
+                filling.append(pool.submit(fill_volumes))
+
+        if feed is None:
+            start_filling()
+        # A pipelined clone fills them once the rows are loaded, beside the index build: not while
+        # the capture and the load hold their buffers (memory), and its files come with the commit.
         try:
             started_early = _load_database(config, repo, manifest, plan, engine, compose_file, progress, timings,
-                                           golden, rewrite=rewrite, start_services=start_services)
+                                           golden, rewrite=rewrite, start_services=start_services, feed=feed,
+                                           rows_loaded=start_filling)
+            start_filling()
         except BaseException:
-            if files_done.exception() is not None:  # (waits) the database's error is the one to report
-                log.error("filling the file volumes of preview %s failed too: %s", plan.name, files_done.exception())
+            if filling and filling[0].exception() is not None:  # (waits) the database's error is the one to report
+                log.error("filling the file volumes of preview %s failed too: %s", plan.name, filling[0].exception())
             raise
-        files_done.result()
+        filling[0].result()
+    if feed is not None:
+        feed.manifest()  # no service of a pipelined clone starts before its snapshot is committed
 
     if not started_early:
         start_services()
@@ -407,9 +432,12 @@ def db_endpoint(plan: cmp.PreviewPlan, host: str, port: int) -> DbEndpoint:
 def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
                    compose_file: Path, progress: Any, timings: dict[str, float],
                    golden: gr.GoldenCopy | None = None, *, rewrite: bool = True,
-                   start_services: Callable[[], None] | None = None) -> bool:
+                   start_services: Callable[[], None] | None = None, feed: SnapshotFeed | None = None,
+                   rows_loaded: Callable[[], None] | None = None) -> bool:
     """Start and fill the preview's database; True when ``start_services`` ran meanwhile (a golden
-    clone starts its other services while its URLs are rewritten: ``_fill_from_golden``)."""
+    clone starts its other services while its URLs are rewritten: ``_fill_from_golden``). With
+    ``feed`` (a pipelined clone) the rows come from the capture as it goes, and ``rows_loaded()``
+    is called once they are all loaded (before the indexes)."""
     started = time.monotonic()
     if not plan.db_service:
         return False
@@ -427,13 +455,15 @@ def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
     container = compose_container(engine, plan, plan.db_service)
     with engine.reach(container, cmp.DEFAULT_DB_PORT) as (host, port):
         return _fill_database(config, repo, manifest, plan, engine, container, db_endpoint(plan, host, port), progress,
-                              timings, golden, started, rewrite=rewrite, start_services=start_services)
+                              timings, golden, started, rewrite=rewrite, start_services=start_services, feed=feed,
+                              rows_loaded=rows_loaded)
 
 
 def _fill_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,
                    container: Mapping[str, Any], endpoint: DbEndpoint, progress: Any, timings: dict[str, float],
                    golden: gr.GoldenCopy | None, started: float, *, rewrite: bool,
-                   start_services: Callable[[], None] | None = None) -> bool:
+                   start_services: Callable[[], None] | None = None, feed: SnapshotFeed | None = None,
+                   rows_loaded: Callable[[], None] | None = None) -> bool:
     values = plan.placeholders()
     replacements = [cmp_replacement for old, new in config.previews.replace.items()
                     if (cmp_replacement := Replacement(old, cmp.render(new, values))).old != cmp_replacement.new]
@@ -454,9 +484,15 @@ def _fill_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
         # The cold path rewrites the URLs in the rows as they stream in: no table is read again.
         progress("database", total=None)
         root = in_container(engine, container["Id"], what=f"tune the database of preview {plan.name} for the load")
-        with bulk_load(endpoint, root, plan.db.root_password, int(manifest.database.get("bytes") or 0)):
-            stats = restore_database(repo, manifest.database, endpoint, workers=2, replacements=replacements,
-                                     replace_skip=config.previews.replace_skip)
+        expected = feed.schema()[1] if feed is not None else int(manifest.database.get("bytes") or 0)
+        with bulk_load(endpoint, root, plan.db.root_password, expected):
+            if feed is not None:  # each table as soon as it is captured (clonekit.pipeline)
+                stats = restore_database_feed(repo, feed, endpoint, workers=2, replacements=replacements,
+                                              replace_skip=config.previews.replace_skip, progress=progress,
+                                              rows_loaded=rows_loaded)
+            else:
+                stats = restore_database(repo, manifest.database, endpoint, workers=2, replacements=replacements,
+                                         replace_skip=config.previews.replace_skip)
         if replacements:
             log.info("previews.replace: %d value(s) rewritten while loading", stats.rewritten)
     timings["db_load"] = time.monotonic() - started

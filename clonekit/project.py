@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -266,7 +267,9 @@ class Project:
         image: Sequence[str] = (),
         mount: Sequence[str] = (),
     ) -> Preview:
-        """Snapshot ``source`` (or reuse one younger than ``max_age``) and restore it as ``name``."""
+        """Snapshot ``source`` (or reuse one younger than ``max_age``) and restore it as ``name``.
+
+        A new snapshot and the preview are made together (``_clone_pipelined``, docs/previews.md)."""
         check_name("preview", name)
         self.config.source(source)
         self._code_requests(build, image, mount=mount)  # bad flags and missing folders before the snapshot
@@ -275,6 +278,9 @@ class Project:
         manifest = self._recent_snapshot(source, max_age_seconds)
         if manifest is None:
             self._refuse_existing_preview(name)  # before the expensive snapshot
+            if self._pipelined(source):
+                return self._clone_pipelined(source, name, keep_on_failure=keep_on_failure, progress=progress,
+                                             build=build, image=image, mount=mount)
             manifest = self.snapshot(source, progress=progress)
         return self.restore(manifest, name=name, keep_on_failure=keep_on_failure, progress=progress, build=build, image=image,
                             mount=mount)
@@ -421,6 +427,50 @@ class Project:
         if problems:
             raise UsageError("cannot build the preview's code", problems=problems)
         return requests
+
+    def _pipelined(self, source: str) -> bool:
+        """A cold clone builds its preview while its snapshot is captured (clonekit.pipeline):
+        when the source has a database, no golden copy is to be made of the new snapshot
+        (``previews.prewarm``: the clone then starts from it), and CLONEKIT_CLONE_PIPELINE is not 0."""
+        return (self.config.source(source).database is not None and not self.config.previews.prewarm
+                and os.environ.get("CLONEKIT_CLONE_PIPELINE", "1") != "0")
+
+    def _clone_pipelined(self, source: str, name: str, *, keep_on_failure: bool, progress: ProgressFn,
+                         build: Sequence[str], image: Sequence[str], mount: Sequence[str]) -> Preview:
+        """Capture on a thread, build the preview from what is captured (clonekit.pipeline). A
+        failed capture leaves no snapshot and no preview, and its error is raised; a failed preview
+        leaves the snapshot committed (the capture goes on to its end) and no preview."""
+        from .pipeline import SnapshotFeed, capture_thread, loading_progress
+        from .preview import create_preview
+        from .snapshot import check_source, take_snapshot
+
+        code = self._code_requests(build, image, mount=mount)
+        repo = self._repository_to_write()
+        feed = SnapshotFeed(self.config.source(source))
+
+        def capture() -> Manifest:
+            with self.oplog.operation("snapshot", source=source) as record:
+                check_source(self.config.source(source))
+                manifest = take_snapshot(self.config, repo, source, progress=progress, observer=feed)
+                record.update(snapshot=manifest.id, pipelined=True,
+                              **{k: v for k, v in manifest.stats.items() if isinstance(v, int)})
+            return manifest
+
+        thread, outcome = capture_thread(capture, feed)
+        try:
+            pending = feed.pending_manifest()
+            with self.oplog.operation("restore", preview=name, snapshot=pending.id) as record:
+                preview = create_preview(self.config, repo, pending, name, keep_on_failure=keep_on_failure,
+                                         progress=loading_progress(progress), code=code, feed=feed)
+                record.update(url=preview.url, path_taken=preview.restore_path, pipelined=True)
+        except Exception:  # a ClonekitError of the preview, or SnapshotAborted
+            thread.join()  # a failed preview: the capture finishes and commits its (valid) snapshot
+            if isinstance(outcome[0], BaseException):
+                raise outcome[0] from None  # the capture's failure is the clone's (its message, its exit code)
+            raise
+        thread.join()
+        self._notify(f"Preview {name} of {source} is ready: {preview.url} (snapshot {pending.id})")
+        return preview
 
     def _recent_snapshot(self, source: str, seconds: int | None) -> Manifest | None:
         if seconds is None:

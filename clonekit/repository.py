@@ -844,8 +844,10 @@ class ChunkWriter:
         self._cond = threading.Condition()
         self._pending_bytes = 0
         self._seen: set[str] = set()
+        self._in_flight: set[str] = set()  # queued or being uploaded: not yet readable from the store
         self._error: BaseException | None = None
         self._closed = False
+        self._aborted = False
         self._stats = _MutableStats()
 
     def __enter__(self) -> ChunkWriter:
@@ -890,8 +892,23 @@ class ChunkWriter:
                 self._cond.wait()
                 self._raise_failure()
             self._pending_bytes += size
+            self._in_flight.add(chunk_id)
         self._pool.submit(self._upload, chunk_id, data)
         return ref
+
+    def wait_stored(self, chunk_ids: Iterable[str]) -> None:
+        """Block until every chunk of ``chunk_ids`` this writer was given is in the store (readable
+        by ``Repository.get_chunk``); raise the first upload error instead. A pipelined clone
+        loads a table from the store while the rest of its snapshot is still being captured."""
+        wanted = set(chunk_ids)
+        with self._cond:
+            while True:
+                self._raise_failure()
+                if self._in_flight.isdisjoint(wanted):
+                    return
+                if self._aborted:
+                    raise StoreError("the snapshot's upload stopped before these chunks were stored")
+                self._cond.wait()
 
     def _upload(self, chunk_id: str, data: bytes) -> None:
         size = len(data)
@@ -918,6 +935,7 @@ class ChunkWriter:
             return
         self._repo._remember_chunk(chunk_id, len(blob), written_here=wrote)
         with self._cond:
+            self._in_flight.discard(chunk_id)
             self._pending_bytes -= size
             self._stats.stored_bytes += len(blob)
             if wrote:
@@ -943,6 +961,9 @@ class ChunkWriter:
         self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._repo._drop_chunk_index()
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import __version__
 from .config import Config, Source
@@ -22,10 +22,26 @@ from .memory import give_back_free_memory
 from .progress import ProgressFn, no_progress
 from .repository import Repository
 
+if TYPE_CHECKING:
+    from .repository import ChunkWriter
+
 log = logging.getLogger("clonekit.snapshot")
 
+PIPELINED_PENDING_BYTES = 24 << 20  # the writer's bound (MAX_PENDING_BYTES: 48 MiB) in a pipelined clone
 
-def take_snapshot(config: Config, repo: Repository, source_name: str, *, progress: ProgressFn = no_progress) -> Manifest:
+
+class CaptureObserver(Protocol):
+    """Told of each step of a capture as it happens: a pipelined clone (clonekit.pipeline) builds
+    its preview from what is captured while the rest of the snapshot is still being taken."""
+
+    def started(self, snapshot_id: str, services: Mapping[str, Any] | None, writer: ChunkWriter) -> None: ...
+    def schema_read(self, tables: list[dict[str, Any]], estimated_bytes: int) -> None: ...
+    def table_captured(self, table: dict[str, Any]) -> None: ...
+    def database_captured(self, section: Mapping[str, Any] | None) -> None: ...
+
+
+def take_snapshot(config: Config, repo: Repository, source_name: str, *, progress: ProgressFn = no_progress,
+                  observer: CaptureObserver | None = None) -> Manifest:
     from .sanitize import build_planner, rules_digest
 
     source = config.source(source_name)
@@ -34,6 +50,7 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
     check_source(source)
     previous = _previous_files(repo, source.name)
     started = datetime.now(UTC)
+    snapshot_id = new_snapshot_id(source.name, started)
 
     with ExitStack() as stack:
         ssh = None
@@ -42,7 +59,8 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
 
             ssh = stack.enter_context(SshSession.connect(source.ssh))
         stack.enter_context(repo.lock(exclusive=False))
-        writer = stack.enter_context(repo.writer())
+        # A pipelined clone loads beside the capture: fewer bytes wait for their upload meanwhile.
+        writer = stack.enter_context(repo.writer(**({} if observer is None else {"max_pending_bytes": PIPELINED_PENDING_BYTES})))
 
         services = None
         if source.containers is not None:
@@ -50,26 +68,39 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
 
             progress("containers", total=None)
             services = capture_services(source.containers, ssh=source.ssh)
+        if observer is not None:
+            observer.started(snapshot_id, services, writer)
 
+        def capture_trees() -> list[Mapping[str, Any]]:
+            from .files import capture_files
+
+            trees: list[Mapping[str, Any]] = []
+            for spec in source.files:
+                trees.append(capture_files(spec, writer, ssh=ssh, previous=previous.get(spec.path), progress=progress))
+                give_back_free_memory()
+            return trees
+
+        # A pipelined clone captures the files first: the preview's database loads each table as
+        # the capture finishes it, and the files capture's buffers are not held beside the load.
+        files = capture_trees() if observer is not None else []
         database = None
         if source.database is not None:
             from .db import capture_database
 
             endpoint = open_source_database(source, stack, ssh)
-            database = capture_database(endpoint, planner, writer, progress=progress)
+            database = capture_database(endpoint, planner, writer, progress=progress,
+                                        on_schema=observer.schema_read if observer is not None else None,
+                                        on_table=observer.table_captured if observer is not None else None)
             give_back_free_memory()  # the batches' memory, before the files' buffers (memory.py)
-
-        files = []
-        for spec in source.files:
-            from .files import capture_files
-
-            files.append(capture_files(spec, writer, ssh=ssh, previous=previous.get(spec.path), progress=progress))
-            give_back_free_memory()
+        if observer is not None:
+            observer.database_captured(database)
+        else:
+            files = capture_trees()
 
         writer.close()
         stats = writer.stats
         manifest = Manifest(
-            id=new_snapshot_id(source.name, started),
+            id=snapshot_id,
             source=source.name,
             project=config.project,
             created_at=started,

@@ -97,8 +97,14 @@ class _Part:
 
 
 def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: ChunkSink, *, workers: int = 2,
-                     progress: Progress | None = None) -> dict[str, Any]:
-    """Capture schema and data; returns the manifest's database section (JSON-able, no row values)."""
+                     progress: Progress | None = None, on_schema: SchemaHook | None = None,
+                     on_table: TableHook | None = None) -> dict[str, Any]:
+    """Capture schema and data; returns the manifest's database section (JSON-able, no row values).
+
+    ``on_schema(tables, estimated_bytes)`` is called once every table's definition is read, before
+    the first row; ``on_table(table)`` once per table when all its rows are captured and its chunks
+    handed to ``writer`` (the table's manifest entry, final). Both are called from capture threads
+    and must return quickly (a pipelined clone queues them for the preview's load)."""
     started = time.monotonic()
     workers = max(1, workers)
     main = connect(endpoint)
@@ -120,13 +126,15 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
             if unsafe and locked:
                 # Tables without MVCC (MyISAM, Aria...) are read while writes are still frozen, first.
                 tables_json, parts = _prepare(endpoint, conns[0], infos, policies, len(conns), version[1])
+                tracker = _TableTracker(infos, tables_json, parts, on_schema, on_table)
                 _run_parts(endpoint, conns, [p for p in parts if p.info.table.name in unsafe], writer, progress,
-                           processes)
+                           processes, tracker.part_done)
         finally:
             if locked:
                 _execute(endpoint, main, "UNLOCK TABLES")
         if not (unsafe and locked):
             tables_json, parts = _prepare(endpoint, conns[0], infos, policies, len(conns), version[1])
+            tracker = _TableTracker(infos, tables_json, parts, on_schema, on_table)
             if unsafe:
                 consistency += ", non-transactional tables read without a lock"
         if progress:
@@ -134,7 +142,7 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
         objects = _guarded(endpoint, "reading views, triggers, routines and events",
                            lambda: schema_objects(conns[0], endpoint.database))
         _run_parts(endpoint, conns, [p for p in parts if not (locked and p.info.table.name in unsafe)], writer,
-                   progress, processes)
+                   progress, processes, tracker.part_done)
     finally:
         for conn in [*conns, main]:
             try:
@@ -162,6 +170,42 @@ def capture_database(endpoint: DbEndpoint, planner: PolicyPlanner, writer: Chunk
         "seconds": round(time.monotonic() - started, 3),
     }
     return section
+
+
+SchemaHook = Callable[[list[dict[str, Any]], int], None]
+TableHook = Callable[[dict[str, Any]], None]
+
+
+class _TableTracker:
+    """Tells ``on_table`` when every part of a table is captured (a pipelined clone loads it then)."""
+
+    def __init__(self, infos: list[TableInfo], tables_json: Mapping[str, dict[str, Any]], parts: list[_Part],
+                 on_schema: SchemaHook | None, on_table: TableHook | None) -> None:
+        self.tables_json = tables_json
+        self.on_table = on_table
+        self.parts_of: dict[str, list[_Part]] = {}
+        for part in parts:
+            self.parts_of.setdefault(part.info.table.name, []).append(part)
+        self.remaining = {name: len(table_parts) for name, table_parts in self.parts_of.items()}
+        self.lock = threading.Lock()
+        if on_schema is not None:
+            on_schema([{**tables_json[i.table.name], "chunks": []} for i in infos], sum(p.estimate for p in parts))
+        if on_table is not None:  # no rows to read (rows: none, an empty table): final already
+            for info in infos:
+                if info.table.name not in self.parts_of:
+                    on_table(dict(tables_json[info.table.name]))
+
+    def part_done(self, part: _Part) -> None:
+        if self.on_table is None:
+            return
+        name = part.info.table.name
+        with self.lock:
+            self.remaining[name] -= 1
+            if self.remaining[name]:
+                return
+        table_parts = self.parts_of[name]  # in key order, as the manifest lists the chunks
+        self.on_table({**self.tables_json[name], "chunks": [c for p in table_parts for c in p.chunks],
+                       "rows": sum(p.rows for p in table_parts), "bytes": sum(p.bytes for p in table_parts)})
 
 
 def _guarded(endpoint: DbEndpoint, doing: str, fn: Callable[[], Any]) -> Any:
@@ -328,7 +372,8 @@ def _fetch_one(conn: Connection, sql: str, args: Any = None) -> tuple[Any, ...]:
 
 
 def _run_parts(endpoint: DbEndpoint, conns: list[Connection], parts: list[_Part], writer: ChunkSink,
-               progress: Progress | None, processes: _TransformProcesses | None = None) -> None:
+               progress: Progress | None, processes: _TransformProcesses | None = None,
+               part_done: Callable[[_Part], None] | None = None) -> None:
     """Each connection drains the queue; the first failure stops everyone.
 
     Transformed tables first (their Python work is the critical path; the server renders the others
@@ -348,6 +393,8 @@ def _run_parts(endpoint: DbEndpoint, conns: list[Connection], parts: list[_Part]
                 except queue.Empty:
                     break
                 _read_part(endpoint, conn, part, writer, progress, stop=failed, processes=processes)
+                if part_done is not None:
+                    part_done(part)
             done.set_result(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             failed.set()

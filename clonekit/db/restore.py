@@ -42,6 +42,10 @@ SESSION_SQL = (
     "SET SESSION net_read_timeout = 3600",
 )
 PROGRESS_TASK = "database"
+# Chunks each load reads ahead in a pipelined clone (the capture's buffers are in memory
+# meanwhile); else the store's default.
+PIPELINED_READ_AHEAD_BYTES = 6 << 20
+POLL_SECONDS = 0.2  # a load thread waiting for the next captured table checks this often for a failure
 
 
 class Progress(Protocol):
@@ -51,7 +55,7 @@ class Progress(Protocol):
 
 
 class ChunkSource(Protocol):
-    def iter_chunks(self, ids: Iterable[str], *, workers: int = ...) -> Iterator[bytes]: ...
+    def iter_chunks(self, ids: Iterable[str], *, workers: int = ..., read_ahead_bytes: int = ...) -> Iterator[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,15 @@ class _Load:
     rewrite_fields: frozenset[int] = frozenset()  # the text columns ``previews.replace`` applies to
 
 
+class TableFeed(Protocol):
+    """A database section as it is being captured (a pipelined clone, ``clonekit.pipeline``): the
+    tables' definitions first, then each table once its rows are captured and its chunks stored."""
+
+    def schema(self) -> tuple[list[Mapping[str, Any]], int]: ...  # every table (no rows yet), bytes expected
+    def tables(self) -> Iterator[Mapping[str, Any]]: ...  # finished tables, in the order they finish
+    def section(self) -> Mapping[str, Any]: ...  # the whole section, once captured (views, triggers...)
+
+
 def restore_database(repo: ChunkSource, section: Mapping[str, Any], target: DbEndpoint, *, workers: int = 2,
                      progress: Progress | None = None, replacements: Sequence[Replacement] = (),
                      replace_skip: Sequence[str] = ()) -> RestoreStats:
@@ -88,9 +101,30 @@ def restore_database(repo: ChunkSource, section: Mapping[str, Any], target: DbEn
     if section.get("format") != FORMAT:
         raise IntegrityError(f"database section format {section.get('format')!r} is not {FORMAT!r}: "
                              "this clonekit cannot restore it")
+    tables = list(section.get("tables", []))
+    return _restore(repo, target, tables, tables, lambda: section, workers, progress, replacements, replace_skip)
+
+
+def restore_database_feed(repo: ChunkSource, feed: TableFeed, target: DbEndpoint, *, workers: int = 2,
+                          progress: Progress | None = None, replacements: Sequence[Replacement] = (),
+                          replace_skip: Sequence[str] = (), rows_loaded: Callable[[], None] | None = None) -> RestoreStats:
+    """``restore_database`` of a section still being captured: the tables are created as soon as
+    their definitions are read, each table is loaded as soon as it is captured, the secondary
+    indexes, foreign keys and schema objects once every table is loaded (the capture is done);
+    ``rows_loaded()`` is called then, before the indexes (the preview fills its files meanwhile)."""
+    tables, expected = feed.schema()
+    if progress:
+        progress(PROGRESS_TASK, total=expected)
+    return _restore(repo, target, list(tables), feed.tables(), feed.section, workers, progress, replacements,
+                    replace_skip, rows_loaded, PIPELINED_READ_AHEAD_BYTES)
+
+
+def _restore(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, Any]],
+             finished: Iterable[Mapping[str, Any]], whole_section: Callable[[], Mapping[str, Any]], workers: int,
+             progress: Progress | None, replacements: Sequence[Replacement], replace_skip: Sequence[str],
+             rows_loaded: Callable[[], None] | None = None, read_ahead: int | None = None) -> RestoreStats:
     started = time.monotonic()
     workers = max(1, workers)
-    tables: list[Mapping[str, Any]] = list(section.get("tables", []))
     main = _open(target)
     try:
         _require_empty(target, main)
@@ -100,12 +134,18 @@ def restore_database(repo: ChunkSource, section: Mapping[str, Any], target: DbEn
         rewrite = StreamRewrite(replacements) if replacements else None
         fields = _rewrite_fields(target, main, tables, replace_skip) if rewrite else {}
         load_started = time.monotonic()
-        loaded = _load_all(repo, target, tables, workers, progress, rewrite, fields)
+        loaded, final = _load_all(repo, target, finished, workers, progress, rewrite, fields, read_ahead)
         load_seconds = time.monotonic() - load_started
         for table in tables:
-            if loaded.get(table["name"], 0) != int(table["rows"]):
+            entry = final.get(table["name"])
+            if entry is None:
+                raise IntegrityError(f"table {table['name']}: its rows never arrived from the capture")
+            if loaded.get(table["name"], 0) != int(entry["rows"]):
                 raise IntegrityError(
-                    f"table {table['name']}: {loaded.get(table['name'], 0)} rows loaded, the snapshot has {table['rows']}")
+                    f"table {table['name']}: {loaded.get(table['name'], 0)} rows loaded, the snapshot has {entry['rows']}")
+        tables = [final[t["name"]] for t in tables]
+        if rows_loaded is not None:
+            rows_loaded()
         index_started = time.monotonic()
         _add_indexes(target, tables, workers)
         for table in tables:
@@ -114,7 +154,7 @@ def restore_database(repo: ChunkSource, section: Mapping[str, Any], target: DbEn
                 _run(target, main, f"adding foreign keys to {table['name']}",
                      f"ALTER TABLE {quote_name(table['name'])} " + ", ".join(foreign))
         index_seconds = time.monotonic() - index_started
-        objects = _create_objects(target, main, section)
+        objects = _create_objects(target, main, whole_section())
     finally:
         main.close()
     return RestoreStats(
@@ -179,48 +219,82 @@ def _require_local_infile(target: DbEndpoint, conn: Connection) -> None:
                                 "allowed to SET GLOBAL") from exc
 
 
-def _load_all(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, Any]], workers: int,
+def _loads_of(table: Mapping[str, Any], fields: Mapping[str, frozenset[int]]) -> Iterator[_Load]:
+    """A table's chunks in groups of about LOAD_GROUP_BYTES, one LOAD DATA statement each."""
+    group: list[str] = []
+    size = 0
+    rewrite_fields = fields.get(table["name"], frozenset())
+    for ref in table.get("chunks", []):
+        group.append(ref["id"])
+        size += int(ref["size"])
+        if size >= LOAD_GROUP_BYTES:
+            yield _Load(table, tuple(group), size, rewrite_fields)
+            group, size = [], 0
+    if group:
+        yield _Load(table, tuple(group), size, rewrite_fields)
+
+
+def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[str, Any]], workers: int,
               progress: Progress | None, rewrite: StreamRewrite | None = None,
-              fields: Mapping[str, frozenset[int]] | None = None) -> dict[str, int]:
-    loads: list[_Load] = []
-    for table in tables:
-        group: list[str] = []
-        size = 0
-        rewrite_fields = (fields or {}).get(table["name"], frozenset())
-        for ref in table.get("chunks", []):
-            group.append(ref["id"])
-            size += int(ref["size"])
-            if size >= LOAD_GROUP_BYTES:
-                loads.append(_Load(table, tuple(group), size, rewrite_fields))
-                group, size = [], 0
-        if group:
-            loads.append(_Load(table, tuple(group), size, rewrite_fields))
-    if progress:
-        progress(PROGRESS_TASK, total=sum(load.size for load in loads))
+              fields: Mapping[str, frozenset[int]] | None = None,
+              read_ahead: int | None = None) -> tuple[dict[str, int], dict[str, Mapping[str, Any]]]:
+    """Load every table's rows; returns the rows loaded per table and the tables as loaded (by name).
+
+    ``tables`` is a list (a stored snapshot: every load known, the biggest first) or an iterator
+    of tables as a capture finishes them (a pipelined clone: each loaded in the order it comes)."""
+    final: dict[str, Mapping[str, Any]] = {}
+    jobs: Iterable[_Load]
+    if isinstance(tables, list):
+        loads = [load for table in tables for load in _loads_of(table, fields or {})]
+        final = {t["name"]: t for t in tables}
+        if progress:
+            progress(PROGRESS_TASK, total=sum(load.size for load in loads))
+        jobs = sorted(loads, key=lambda x: -x.size)
+    else:
+        def arriving() -> Iterator[_Load]:
+            for table in tables:
+                final[table["name"]] = table
+                yield from _loads_of(table, fields or {})
+
+        jobs = arriving()
     counts: dict[str, int] = {}
     lock = threading.Lock()
 
     def load_group(conn: Connection, load: _Load) -> None:
-        rows = _load_one(repo, target, conn, load, rewrite)
+        rows = _load_one(repo, target, conn, load, rewrite, read_ahead)
         name = load.table["name"]
         with lock:
             counts[name] = counts.get(name, 0) + rows
         if progress:
             progress(PROGRESS_TASK, advance=load.size)
 
-    _drain_in_threads(target, sorted(loads, key=lambda x: -x.size), load_group, workers)
-    return counts
+    _drain_in_threads(target, jobs, load_group, workers)
+    return counts, final
 
 
-def _drain_in_threads(target: DbEndpoint, jobs: list[T], handle: Callable[[Connection, T], None], workers: int) -> None:
+def _drain_in_threads(target: DbEndpoint, jobs: Iterable[T], handle: Callable[[Connection, T], None], workers: int) -> None:
     """Run ``handle(conn, job)`` for every job on up to ``workers`` threads, one connection each,
-    biggest jobs first (the caller's order); the first failure stops the others and is raised."""
-    if not jobs:
+    in the caller's order (a list: biggest first); the first failure stops the others and is raised.
+    Jobs that are not a list arrive while the others run: a thread takes them as they come."""
+    if isinstance(jobs, list) and not jobs:
         return
-    todo: queue.Queue[T] = queue.Queue()
-    for job in jobs:
-        todo.put(job)
+    todo: queue.Queue[T | None] = queue.Queue()
     failed = threading.Event()
+    producer_error: list[BaseException] = []
+    count = min(workers, len(jobs)) if isinstance(jobs, list) else workers
+
+    def produce() -> None:
+        try:
+            for job in jobs:
+                if failed.is_set():
+                    break
+                todo.put(job)
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+            producer_error.append(exc)
+            failed.set()
+        finally:
+            for _ in range(count):
+                todo.put(None)
 
     def work(done: Future[None]) -> None:
         try:
@@ -228,8 +302,10 @@ def _drain_in_threads(target: DbEndpoint, jobs: list[T], handle: Callable[[Conne
             try:
                 while not failed.is_set():
                     try:
-                        job = todo.get_nowait()
+                        job = todo.get(timeout=POLL_SECONDS)
                     except queue.Empty:
+                        continue
+                    if job is None:
                         break
                     handle(conn, job)
             finally:
@@ -239,18 +315,24 @@ def _drain_in_threads(target: DbEndpoint, jobs: list[T], handle: Callable[[Conne
             failed.set()
             done.set_exception(exc)
 
-    futures: list[Future[None]] = [Future() for _ in range(min(workers, len(jobs)))]
+    if isinstance(jobs, list):
+        produce()
+    else:
+        threading.Thread(target=produce, name="ck-restore-feed", daemon=True).start()
+    futures: list[Future[None]] = [Future() for _ in range(count)]
     threads = [threading.Thread(target=work, args=(f,), name="ck-restore", daemon=True) for f in futures]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if producer_error:
+        raise producer_error[0]
     for future in futures:
         future.result()
 
 
 def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Load,
-              rewrite: StreamRewrite | None = None) -> int:
+              rewrite: StreamRewrite | None = None, read_ahead: int | None = None) -> int:
     """One LOAD DATA statement fed through a pipe by a thread that reads chunks from the store."""
     table = load.table
     sql, _ = load_data_sql(table["name"], table["columns"], table.get("bit_columns", ()),
@@ -262,7 +344,8 @@ def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Lo
     def feed() -> None:
         try:
             with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
-                for data in repo.iter_chunks(load.chunk_ids, workers=2):
+                ahead = {} if read_ahead is None else {"read_ahead_bytes": read_ahead}
+                for data in repo.iter_chunks(load.chunk_ids, workers=2, **ahead):
                     if rewrite is not None:
                         data, changed = rewrite.chunk(data, load.rewrite_fields)
                         rewritten[0] += changed
