@@ -96,7 +96,7 @@ looks_serialized(const char *s, Py_ssize_t n)
 /* --- scrub's gates -------------------------------------------------------------------------
  * actions.scrub_builder's scrub changes a text only through steps that each open on a gate of
  * its own: an '@' (addresses, display names), "::" or six colons (IPv6: iptext.replace_ips),
- * three dots and iptext._V4_HINT (IPv4), eight ASCII digits (phones). A text that opens none of
+ * three dots and iptext._V4_HINT (IPv4), eight decimal digits of any script (phones). A text that opens none of
  * them comes back as it is, so it need not reach Python at all. These functions test exactly
  * those gates (never fewer: a text they pass on may still come back unchanged, a text they keep
  * always does; tests/sanitize/test_scrub_gate.py compares them with scrub on adversarial text). */
@@ -124,9 +124,31 @@ v4_hint(int kind, const void *data, Py_ssize_t n)
     return 0;
 }
 
+/* The code point of the well-formed UTF-8 sequence of 2 to 4 bytes whose lead byte is at
+   data[i] (one byte per code unit of kind 1), or 0 when it is not one (surrogateescape then
+   decodes those bytes to lone surrogates, which are no digits). */
+static Py_UCS4
+utf8_at(const void *data, Py_ssize_t n, Py_ssize_t i)
+{
+    const unsigned char *s = (const unsigned char *)data;
+    unsigned char c = s[i];
+    int more = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC2 ? 1 : 0;
+    if (more == 0 || c > 0xF4 || i + more >= n)
+        return 0;
+    Py_UCS4 cp = c & (0x3F >> more);
+    for (int k = 1; k <= more; k++) {
+        if ((s[i + k] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    return cp;
+}
+
 /* 1 when scrub surely returns the text (n code points of the given kind) unchanged. With
    `bytes_nonascii` (UTF-8 bytes, decoded later with surrogateescape) a byte >= 0x80 may be part
-   of a Unicode digit: three dots and any such byte are passed on. */
+   of a Unicode digit: three dots and any such byte are passed on, and a digit of another script
+   is found by decoding its sequence. Digits of any script count towards a phone's eight, as re's
+   \d finds them (scrub replaces them: actions._digits_rewritten). */
 static int
 scrub_keeps(int kind, const void *data, Py_ssize_t n, int bytes_nonascii)
 {
@@ -146,6 +168,8 @@ scrub_keeps(int kind, const void *data, Py_ssize_t n, int bytes_nonascii)
             digits++;
         } else if (c >= 0x80) {
             nonascii = 1;
+            if (bytes_nonascii ? is_decimal(utf8_at(data, n, i)) : is_decimal(c))
+                digits++;
         }
     }
     if (digits >= 8 || colons >= 6)

@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -37,7 +38,7 @@ IPV4_DOC_NETS = ("192.0.2", "198.51.100", "203.0.113")  # RFC 5737
 IPV6_DOC_PREFIX = bytes.fromhex("20010db8")  # RFC 3849: 2001:db8::/32
 LOREM_TEXT = " ".join(LOREM_WORDS) + " "
 compiled = speedups  # clonekit/_speedups.c, or None: built without a C compiler, or turned off
-_DIGIT = re.compile(r"[0-9]")
+_DIGIT = re.compile(r"\d")  # any script's decimal digits, as PHONE_RE finds them
 # What an address, an IP or a phone number holds; any non-ASCII byte too (scrub's IP patterns
 # read \d, which is any Unicode digit): a value without any of these is one scrub cannot change.
 _SCRUB_TARGET_BYTES = re.compile(rb"[0-9@:\x80-\xff]")
@@ -240,15 +241,31 @@ def _phone_digits(keyed: Keyed, digits: str) -> str:
     return digits[:1] + "".join(str(b % 10) for b in d[: len(digits) - 1])
 
 
+def _digits_rewritten(keyed: Keyed, value: str) -> str:
+    r"""Every decimal digit of ``value`` replaced (keyed on the digits' values), everything else
+    kept. Digits of any script count, as re's ``\d`` finds them: a number typed in full-width
+    (０３０ １２３４) or Arabic-Indic digits is replaced like its ASCII twin, each new digit written
+    in the script of the one it replaces."""
+    if value.isascii():
+        digits = "".join(ch for ch in value if "0" <= ch <= "9")
+        if not digits:
+            return value
+        new = iter(_phone_digits(keyed, digits))
+        return "".join(next(new) if "0" <= ch <= "9" else ch for ch in value)
+    found = [(i, unicodedata.decimal(ch)) for i, ch in enumerate(value) if ch.isdecimal()]
+    if not found:
+        return value
+    out = list(value)
+    for (i, old), new_digit in zip(found, _phone_digits(keyed, "".join(str(d) for _, d in found)), strict=True):
+        out[i] = chr(ord(value[i]) - old + int(new_digit))  # (each script's digits run 0-9 in a row)
+    return "".join(out)
+
+
 def phone_builder(env: ActionEnv) -> StrBuilder:
     keyed = env.keyed
 
     def phone(value: str, limit: int | None) -> str:
-        digits = "".join(ch for ch in value if "0" <= ch <= "9")
-        if not digits:
-            return value[:limit]
-        new = iter(_phone_digits(keyed, digits))
-        return "".join(next(new) if "0" <= ch <= "9" else ch for ch in value)[:limit]
+        return _digits_rewritten(keyed, value)[:limit]
 
     return phone
 
@@ -358,10 +375,8 @@ def scrub_builder(env: ActionEnv) -> StrBuilder:
             parts: list[str] = []
             last = 0
             for match in iter_phones(value):
-                found = match.group()
-                new = iter(_phone_digits(keyed, "".join(ch for ch in found if "0" <= ch <= "9")))
                 parts.append(value[last : match.start()])
-                parts.append("".join(next(new) if "0" <= ch <= "9" else ch for ch in found))
+                parts.append(_digits_rewritten(keyed, value[match.start() : match.end()]))  # (as written)
                 last = match.end()
             if parts:
                 parts.append(value[last:])
@@ -378,13 +393,6 @@ _URL_VALUE = re.compile(r"(?i)(?:https?://|www\.)\S+")
 GUESS_HINTS = ("name", "first_name", "last_name", "address", "text")
 GUESS_TEXT_MODES = ("replace", "scrub", "redact")
 GUESS_DATE_JITTER_DAYS = 365
-
-
-def _digits_replaced(keyed: Keyed, value: str) -> str:
-    """Every digit replaced (keyed), everything else kept: a number stays a number of that shape."""
-    digits = "".join(ch for ch in value if "0" <= ch <= "9")
-    new = iter(_phone_digits(keyed, digits))
-    return "".join(next(new) if "0" <= ch <= "9" else ch for ch in value)
 
 
 def guess_builder(env: ActionEnv, hint: str = "text", text_mode: str = "replace") -> StrBuilder:
@@ -419,9 +427,9 @@ def guess_builder(env: ActionEnv, hint: str = "text", text_mode: str = "replace"
             return url(text, limit)
         if _ISO_DATE.fullmatch(text):
             moved = _shift_text(keyed, text, GUESS_DATE_JITTER_DAYS)
-            return (moved if moved is not None else _digits_replaced(keyed, text))[:limit]
-        if _NUMBER.fullmatch(text) or (text[0] in "+(0123456789" and any(m.group() == text for m in iter_phones(text))):
-            return (phone(text, limit) if len(_DIGIT.findall(text)) >= 8 else _digits_replaced(keyed, text)[:limit])
+            return (moved if moved is not None else _digits_rewritten(keyed, text))[:limit]
+        if _NUMBER.fullmatch(text) or (text[0] in "+(0123456789" and any(m.start() == 0 and m.end() == len(text) for m in iter_phones(text))):
+            return (phone(text, limit) if len(_DIGIT.findall(text)) >= 8 else _digits_rewritten(keyed, text)[:limit])
         return rest(value, limit)
 
     return guess

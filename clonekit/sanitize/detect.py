@@ -159,10 +159,31 @@ def is_phone(text: str) -> bool:
 _EIGHT_DIGITS = re.compile(r"\d(?:\D*\d){7}")  # a phone has 8 digits or more: text with fewer has none
 
 
+class _AsciiDigits(dict):  # type: ignore[type-arg]
+    """str.translate table: every decimal digit of any script to its ASCII digit, anything else
+    kept (filled as met). One code point for one: positions stay those of the text."""
+
+    def __missing__(self, code: int) -> int:
+        char = chr(code)
+        self[code] = ord("0") + unicodedata.decimal(char) if char.isdecimal() else code
+        return self[code]  # type: ignore[no-any-return]
+
+
+_ASCII_DIGITS = _AsciiDigits()
+
+
+def ascii_digits(text: str) -> str:
+    """``text`` with digits of other scripts (full-width ０-９, Arabic-Indic ٠-٩...) as ASCII ones,
+    the same length: a phone number typed in them is found as its ASCII twin is."""
+    return text if text.isascii() else text.translate(_ASCII_DIGITS)
+
+
 def iter_phones(text: str):  # noqa: ANN201 - generator of re.Match
+    """The phone numbers in ``text``, as matches over ``ascii_digits(text)``: use their spans
+    (``text[m.start():m.end()]``), not ``m.group()``, to get the number as written."""
     if len(text) > 24 and _EIGHT_DIGITS.search(text) is None:  # long text: one cheap scan first
         return
-    for match in PHONE_RE.finditer(text):
+    for match in PHONE_RE.finditer(ascii_digits(text)):
         if is_phone(match.group()):
             yield match
 
@@ -276,7 +297,7 @@ def value_kinds(text: str, keep: frozenset[str] = frozenset()) -> set[str]:
         kinds.add("email")
     if len(stripped) <= 45 and is_ip(stripped):
         kinds.add("ip")
-    elif len(stripped) <= 24 and PHONE_RE.fullmatch(stripped) and is_phone(stripped):
+    elif len(stripped) <= 24 and PHONE_RE.fullmatch(ascii_digits(stripped)) and is_phone(ascii_digits(stripped)):
         kinds.add("phone")
     elif len(stripped) > 24 and any(True for _ in iter_phones(text)):
         kinds.add("phone in text")
