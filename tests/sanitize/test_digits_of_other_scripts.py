@@ -28,7 +28,10 @@ ALONE = ["030 1234 5678", "0590529992", "+33 6 12 34 56 78"]
 MODES = ["compiled", "python"] if speedups is not None else ["python"]
 
 
-def _action(monkeypatch: pytest.MonkeyPatch, mode: str, name: str, target: Target = Target("text")):  # noqa: ANN202
+TEXT = Target("text")
+
+
+def _action(monkeypatch: pytest.MonkeyPatch, mode: str, name: str, target: Target = TEXT):  # noqa: ANN202
     module = speedups if mode == "compiled" else None
     monkeypatch.setattr(actions, "compiled", module)
     monkeypatch.setattr(phpserialize, "compiled", module)
