@@ -132,7 +132,9 @@ IPV4_RE = re.compile(r"(?<![\d.])(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0
 # parentheses. A separator or a leading + is required, so bare integers (ids, timestamps) are not phones.
 PHONE_RE = re.compile(
     # (area code) then groups: German area codes have up to 5 digits, "(04549) 24780"
-    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?\d{1,6}(?:[ .-]\d{1,6}){0,6}|\d{1,6}(?:[ .-]\d{1,6}){1,6})(?![\w-]|\.\d)"
+    # Subscriber parts run to 8 digits and a slash may separate the area code (German: "030 12345678",
+    # "0171/1234567"); dates are told apart by is_phone.
+    r"(?<![\w+./-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?\d{1,8}(?:[ ./-]\d{1,8}){0,6}|\d{1,6}(?:[ ./-]\d{1,8}){1,6})(?![\w/-]|\.\d)"
     r"|(?<![\w+])\+\d{8,15}(?!\w)"
     # national numbers written without separators: "0590529992"
     r"|(?<![\w+.-])0\d{8,11}(?![\w-]|\.\d)"

@@ -88,3 +88,23 @@ def test_the_scanner_reports_phones_in_any_script() -> None:
     for script in SCRIPTS.values():
         assert "phone" in value_kinds("030 1234 5678".translate(script))
         assert "phone in text" in value_kinds("Bitte rufen Sie mich unter 030 1234 5678 an".translate(script))
+
+
+# German numbers with a long subscriber part, or a slash after the area code, were not phones
+# for PHONE_RE (groups of at most 6 digits, no slash): scrub left them in the text.
+LONG_GROUPS = ["Tel. 030 12345678", "tel +49 30 12345678", "Handy: 0171 1234567", "(030) 12345678 ab 9 Uhr",
+               "0171/1234567"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("text", LONG_GROUPS)
+def test_scrub_replaces_numbers_with_long_subscriber_parts(monkeypatch: pytest.MonkeyPatch, mode: str, text: str) -> None:
+    scrub = _action(monkeypatch, mode, "scrub")
+    out = scrub(text)
+    assert [ch.isdigit() for ch in out] == [ch.isdigit() for ch in text]  # the shape kept
+    assert "".join(filter(str.isdigit, out))[1:] != "".join(filter(str.isdigit, text))[1:]  # the digits not
+
+
+def test_dates_and_paths_with_slashes_are_not_phones() -> None:
+    for text in ["am 12/05/2024 um 10:30", "https://example.org/node/12345678/edit", "v 1.2.3 build 20241130"]:
+        assert "phone in text" not in value_kinds(text + " " * 20) and "phone" not in value_kinds(text)
