@@ -299,7 +299,7 @@ def value_kinds(text: str, keep: frozenset[str] = frozenset()) -> set[str]:
         kinds.add("email")
     if len(stripped) <= 45 and is_ip(stripped):
         kinds.add("ip")
-    elif len(stripped) <= 24 and PHONE_RE.fullmatch(ascii_digits(stripped)) and is_phone(ascii_digits(stripped)):
+    elif len(stripped) <= 24 and PHONE_RE.fullmatch(digits_ascii := ascii_digits(stripped)) and is_phone(digits_ascii):
         kinds.add("phone")
     elif len(stripped) > 24 and any(True for _ in iter_phones(text)):
         kinds.add("phone in text")
