@@ -47,7 +47,13 @@ log = logging.getLogger("clonekit.runtime.proxy")
 
 CONTAINER = "clonekit-proxy"
 VOLUME = "clonekit-proxy-data"
-NETWORK = "clonekit-proxy"  # its own bridge network (the published ports are on it)
+# Its own bridge network, which carries the published ports. Docker keeps a container's published
+# ports on the network that gives it its default gateway, and picks that network by name among equal
+# ones: joining a network whose name sorts first moves the ports there, and each move refuses every
+# connection for a moment. A preview's network is ck-PROJECT-NAME, PROJECT starting with a letter or
+# digit; "ck--proxy" sorts before all of them, so previews that come and go never move the ports.
+NETWORK = "ck--proxy"
+LEGACY_NETWORK = "clonekit-proxy"  # an earlier clonekit's, which every preview network sorted before
 LABEL_PROXY = "clonekit.proxy"
 LABEL_LISTEN = "clonekit.proxy-listen"
 LABEL_ADMIN = "clonekit.proxy-admin"
@@ -59,6 +65,8 @@ SERVER = "previews"
 REDIRECT_SERVER = "redirect"
 ROBOTS = {"X-Robots-Tag": ["noindex, nofollow"]}
 ADMIN_TIMEOUT_SECONDS = 30.0
+# The first answer on a new relay waits for `docker run` itself (over SSH, on a busy engine) too.
+RELAY_START_TIMEOUT_SECONDS = 120.0
 START_TIMEOUT_SECONDS = 60.0
 POLL_SECONDS = 0.2
 BCRYPT_COST = 10
@@ -254,24 +262,28 @@ class CaddyAdmin:
         if self._relay is None or not self._relay.alive or self._conn is None:
             self.close()
             self._relay = _Relay(self.engine, self.image)
-            self._conn = _RelayConnection(self._relay, ADMIN_TIMEOUT_SECONDS)
+            self._conn = _RelayConnection(self._relay, RELAY_START_TIMEOUT_SECONDS)
         return self._conn
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
-        # A reading request may be sent again on a fresh relay (the last one may have been closed by
-        # Caddy while idle); a change is sent once.
+        # A reading request may be sent again on a fresh relay when a relay that answered before
+        # failed (Caddy may have closed it while idle); a change is sent once.
         for attempt in range(2 if method == "GET" else 1):
             conn = self._connection()
+            started = conn.timeout == ADMIN_TIMEOUT_SECONDS
             try:
                 conn.request(method, path, body=payload, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
+                if not started:  # the relay runs now: Caddy's own answers are quick
+                    conn.timeout = ADMIN_TIMEOUT_SECONDS
+                    conn.relay.socket.settimeout(ADMIN_TIMEOUT_SECONDS)
                 break
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
-                if attempt == 0 and method == "GET":
+                if attempt == 0 and method == "GET" and started:
                     continue
                 raise PreviewError(f"cannot reach the proxy's admin API on {self.engine.host or 'the local engine'}: "
                                    f"{exc or type(exc).__name__}",
@@ -376,7 +388,8 @@ class Proxy:
                     f"than previews.proxy asks ({wanted})",
                     hint="`clonekit proxy stop` (previews keep their routes) and run again",
                 )
-            if labels.get(LABEL_ADMIN) == ADMIN_KIND:
+            networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+            if labels.get(LABEL_ADMIN) == ADMIN_KIND and NETWORK in networks:
                 if not (container.get("State") or {}).get("Running"):
                     self.engine.cli(["start", CONTAINER], what="start the proxy")
                 else:  # (what ensure() keeps: a container started here is inspected again)
@@ -384,10 +397,15 @@ class Proxy:
                 admin = self._wait_ready()
                 self._apply_base(admin, cfg)
                 return admin
-            # Made by an earlier clonekit (admin API on a socket in the volume): replaced by a
-            # container of this one; its routes and certificates stay in the volume.
+            # Made by an earlier clonekit (admin API on a socket in the volume, or ports on a network
+            # that previews took them from): replaced by a container of this one; its routes and
+            # certificates stay in the volume, its networks are joined again.
             log.info("replacing the preview proxy of an earlier clonekit (its routes are kept)")
             self.stop()
+            legacy = self.engine.inspect("network", [LEGACY_NETWORK])
+            if legacy and ((legacy[0].get("Labels") or {}).get(LABEL_PROXY)):
+                with contextlib.suppress(PreviewError):  # still used by something else: left
+                    self.engine.cli(["network", "rm", LEGACY_NETWORK], what="remove the proxy's old network")
         if not self.engine.exists("volume", VOLUME):
             self.engine.cli(["volume", "create", "--label", f"{LABEL_PROXY}=1", VOLUME], what="create the proxy's volume")
         # A network of its own from the start, not the default bridge: a container started on the

@@ -178,11 +178,15 @@ def test_routes_come_and_go_without_interrupting_the_others(site, proxy) -> None
     stop = threading.Event()
 
     def get_b() -> tuple[int, str, dict[str, str]]:
-        # Each route change makes Caddy load its whole configuration: a connection accepted in
-        # that instant can be closed without an answer (docs/previews-online.md). A browser sends
-        # such a request again; so does this poller, once. A second failure is a failure.
+        # Each route change makes Caddy load its whole configuration: a connection accepted in that
+        # instant can be closed without an answer, rarely (docs/previews-online.md). A browser sends
+        # such a request again; so does this poller, once. A refused connection is not retried: the
+        # proxy's port must never close (Docker moved it to the network of a preview whose name
+        # sorted before the proxy's own, refusing connections meanwhile; proxy.NETWORK sorts first).
         try:
             return _get(f"{b}.preview.test")
+        except ConnectionRefusedError:
+            raise
         except (OSError, http.client.HTTPException):
             return _get(f"{b}.preview.test")
 
@@ -194,7 +198,7 @@ def test_routes_come_and_go_without_interrupting_the_others(site, proxy) -> None
             try:
                 status, body, headers = get_b()
             except (OSError, http.client.HTTPException) as exc:
-                failures.append(f"{type(exc).__name__}: {exc} (after one retry)")
+                failures.append(f"{type(exc).__name__}: {exc}")
                 continue
             if (status, body) != (200, "hello-b\n") or headers.get("X-Robots-Tag") != "noindex, nofollow":
                 failures.append(f"{status} {body!r}")
@@ -243,6 +247,45 @@ def test_preflight_refuses_before_anything_is_created(tmp_path: Path, monkeypatc
     with pytest.raises(ConfigError, match="CLONEKIT_TEST_REVIEW_PASSWORD is not set"):
         online.preflight(config("  proxy: {auth: {user: r, password_env: CLONEKIT_TEST_REVIEW_PASSWORD}}\n"),
                          DockerEngine())
+
+
+def test_the_proxys_network_sorts_before_every_preview_network(tmp_path: Path) -> None:
+    """Docker gives a container's published ports to the network whose name sorts first: a preview's
+    network (ck-PROJECT-NAME, PROJECT a DNS label) must never sort before the proxy's own."""
+    import string
+
+    from clonekit.config import load_config
+    from clonekit.previews.plan import compose_project_name
+    from clonekit.runtime.proxy import NETWORK
+
+    for first in string.ascii_lowercase + string.digits:
+        assert NETWORK < f"ck-{first}"
+    assert NETWORK < "ck-0-0" and NETWORK < "ckpx-0" and NETWORK < "clonekit-proxy"
+    path = tmp_path / "clonekit.yml"
+    path.write_text(textwrap.dedent(CONFIG % "{}").replace("project: px", "project: '0'"))
+    assert compose_project_name(load_config(path), "0") == "ck-0-0"
+
+
+def test_a_proxy_whose_ports_sit_on_its_old_network_is_replaced_routes_kept(site, proxy, monkeypatch) -> None:
+    """A proxy made by an earlier clonekit, on the network every preview network sorted before, is
+    replaced by one on proxy.NETWORK; its routes and networks come back, its old network goes."""
+    from clonekit.runtime import proxy as proxy_module
+
+    g = site("hello-g")
+    proxy.stop()
+    monkeypatch.setattr(proxy_module, "NETWORK", proxy_module.LEGACY_NETWORK)
+    _serve(proxy, g)
+    networks = (proxy.container() or {})["NetworkSettings"]["Networks"]
+    assert set(networks) == {proxy_module.LEGACY_NETWORK, g}
+    proxy.close()
+    monkeypatch.undo()
+    monkeypatch.setenv("CLONEKIT_TEST_REVIEW_PASSWORD", PASSWORD)
+    proxy.ensure(CFG)
+    networks = (proxy.container() or {})["NetworkSettings"]["Networks"]
+    assert set(networks) == {proxy_module.NETWORK, g}
+    assert not proxy.engine.exists("network", proxy_module.LEGACY_NETWORK)
+    wait_serving(CFG, f"{g}.preview.test")
+    assert _get(f"{g}.preview.test")[:2] == (200, "hello-g\n")
 
 
 def test_routes_survive_a_restart_of_the_proxy(site, proxy) -> None:
@@ -340,3 +383,65 @@ def test_waiting_through_a_proxy_that_never_answers_fails(monkeypatch) -> None:
         port = unused.getsockname()[1]
     with pytest.raises(PreviewError, match="did not serve nothing.preview.test"):
         proxy_module.wait_upstream(CFG, "nothing.preview.test", address="127.0.0.1", port=port)
+
+
+class _SlowRelay:
+    """A relay whose other end is a thread answering each request after the next delay of its list
+    (None: never), as Caddy behind `docker run` over a slow SSH engine would."""
+
+    made: list[_SlowRelay] = []
+    delays: list[list[float | None]] = []
+
+    def __init__(self, engine, image) -> None:
+        self.socket, theirs = socket.socketpair()
+        self.alive = True
+        self.answered = 0
+        delays = _SlowRelay.delays.pop(0)
+        _SlowRelay.made.append(self)
+
+        def serve() -> None:
+            import time
+            with theirs:
+                for delay in delays:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = theirs.recv(65536)
+                        if not chunk:
+                            return
+                        data += chunk
+                    if delay is None:
+                        theirs.recv(1)  # until the client gives up and closes
+                        return
+                    time.sleep(delay)
+                    body = b'{"ok": true}'
+                    theirs.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                                   + str(len(body)).encode() + b"\r\n\r\n" + body)
+                    self.answered += 1
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.alive = False
+        self.socket.close()
+
+
+def test_the_admin_relay_waits_longer_for_its_first_answer(monkeypatch) -> None:
+    """The first answer on a new relay includes `docker run` (over SSH, on a busy engine): it gets
+    RELAY_START_TIMEOUT_SECONDS; later answers are Caddy's alone and get ADMIN_TIMEOUT_SECONDS. A
+    read that then times out is sent again on a new relay; a change is not."""
+    from clonekit.errors import PreviewError
+    from clonekit.runtime import proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "_Relay", _SlowRelay)
+    monkeypatch.setattr(proxy_module, "ADMIN_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(proxy_module, "RELAY_START_TIMEOUT_SECONDS", 30.0)
+    _SlowRelay.made.clear()
+    _SlowRelay.delays[:] = [[1.0, None], [1.0, None]]
+    admin = proxy_module.CaddyAdmin(DockerEngine())
+    assert admin.request("GET", "/config/") == (200, {"ok": True})  # 1 s > ADMIN_TIMEOUT: a new relay waits longer
+    assert admin.request("GET", "/config/") == (200, {"ok": True})  # no answer: sent again on a new relay
+    assert len(_SlowRelay.made) == 2 and [r.answered for r in _SlowRelay.made] == [1, 1]
+    with pytest.raises(PreviewError, match="cannot reach the proxy's admin API"):
+        admin.request("POST", "/load", {})  # a change is sent once
+    assert len(_SlowRelay.made) == 2
+    admin.close()
