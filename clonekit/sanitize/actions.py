@@ -932,9 +932,21 @@ def _build_url(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
     return text_action(url_builder(env, spec.options.get("host")), target, env, unique_safe=False)
 
 
+_GUESS_HINT_KINDS = {"text": 0, "name": 1, "first_name": 2, "last_name": 3, "address": 4}  # clonekit/_speedups.c
+
+
 def _build_guess(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
-    builder = guess_builder(env, spec.options.get("hint", "text"), spec.options.get("text", "replace"))
-    return text_action(builder, target, env, unique_safe=False)
+    hint, text_mode = spec.options.get("hint", "text"), spec.options.get("text", "replace")
+    fn = text_action(guess_builder(env, hint, text_mode), target, env, unique_safe=False)
+    if compiled is not None and env.keyed.states is not None and builder_is_plain(target, False) and (
+            hint != "text" or text_mode == "replace"):
+        # blank values, small numbers, e-mail addresses and digit-free text (the hint's pseudonym
+        # or lorem) of ASCII str values in C; the rest through fn and its cache
+        spec_c = (_GUESS_HINT_KINDS[hint], *env.keyed.states, _FIRST_LOWER, _LAST_LOWER, FIRST_NAMES, LAST_NAMES,
+                  STREET_SUFFIXES, LOREM_TEXT, -1 if target.max_chars is None else target.max_chars,
+                  env.keep_values or None)
+        return functools.partial(compiled.guess_value, spec_c, fn)
+    return fn
 
 
 def _build_keep(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
