@@ -1036,7 +1036,7 @@ hmac_digest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * Python function given as `fallback`, which gives the same value
  * (tests/sanitize/test_pseudonym_compiled.py). */
 
-enum { PSEUDO_EMAIL = 0, PSEUDO_USERNAME = 1, PSEUDO_IPV4 = 2 };
+enum { PSEUDO_EMAIL = 0, PSEUDO_USERNAME = 1, PSEUDO_IPV4 = 2, PSEUDO_URL = 3 };
 #define NORM_MAX 512  /* longer values go to Python */
 
 static int
@@ -1149,10 +1149,26 @@ append_tag(char *out, Py_ssize_t *len, const unsigned char *d)
     }
 }
 
+/* actions.pick: words[(d[at] << 8 | d[at + 1]) % len(words)] appended; 0 when it does not fit
+   or is not an ASCII str (cap: out's size, 32 bytes kept free after the word) */
+static int
+append_pick(char *out, Py_ssize_t *len, Py_ssize_t cap, PyObject *words, const unsigned char *d, int at)
+{
+    if (!PyTuple_CheckExact(words) || PyTuple_GET_SIZE(words) == 0)
+        return 0;
+    Py_ssize_t n;
+    const char *word = ascii_item(words, (d[at] << 8 | d[at + 1]) % PyTuple_GET_SIZE(words), &n);
+    if (word == NULL || *len + n + 32 > cap)
+        return 0;
+    memcpy(out + *len, word, (size_t)n);
+    *len += n;
+    return 1;
+}
+
 /* pseudonym(spec, fallback, value); spec = (kind, inner_state, outer_state, first_names,
-   last_names, suffix, limit, keep): kind 0 email, 1 username, 2 ip (IPv4 form); names lower
-   case; suffix "@domain" for email; limit -1 for none; keep a frozenset of casefolded staff
-   values or None */
+   last_names, suffix, limit, keep): kind 0 email, 1 username, 2 ip (IPv4 form), 3 url (ASCII
+   values: the scheme is read with str.lower); names lower case; suffix "@domain" for email, the
+   host for url; limit -1 for none; keep a frozenset of casefolded staff values or None */
 static PyObject *
 pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1161,14 +1177,14 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (!value_args(args, nargs, 8, "pseudonym(spec, fallback, value)", 0, 6, &kind, &limit))
         return NULL;
     PyObject *spec = args[0], *fallback = args[1], *value = args[2];
-    if (kind < 0 || kind > 2) {
+    if (kind < 0 || kind > 3) {
         PyErr_SetString(PyExc_ValueError, "unknown pseudonym kind");
         return NULL;
     }
     PyObject *keep = PyTuple_GET_ITEM(spec, 7);
     int check_keep = keep != Py_None && PySet_GET_SIZE(keep) > 0;
-    const char *s;
-    Py_ssize_t n;
+    const char *s = NULL;  /* (the value's ASCII bytes: not set for a non-ASCII value) */
+    Py_ssize_t n = 0;
     int as_bytes;
     char norm[NORM_MAX];
     const char *normalized;  /* value.strip().casefold() as UTF-8 (surrogates passed), what is hashed */
@@ -1190,9 +1206,10 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                   : (Py_INCREF(value), value);
         if (text == NULL)
             return NULL;
-        if (kind == PSEUDO_IPV4 && PyUnicode_FindChar(text, ':', 0, PyUnicode_GET_LENGTH(text), 1) != -1) {
-            Py_DECREF(text);
-            return call_fallback(fallback, value);  /* IPv6: canonical form through ipaddress */
+        if ((kind == PSEUDO_IPV4 && PyUnicode_FindChar(text, ':', 0, PyUnicode_GET_LENGTH(text), 1) != -1)
+            || kind == PSEUDO_URL) {
+            Py_DECREF(text);  /* IPv6: canonical form through ipaddress; a URL's scheme by str.lower */
+            return call_fallback(fallback, value);
         }
         PyObject *stripped = PyObject_CallMethod(text, "strip", NULL);
         Py_DECREF(text);
@@ -1243,7 +1260,7 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return value;
     }
 hash:;
-    static const char *domains[] = {"email", "username", "ip"};
+    static const char *domains[] = {"email", "username", "ip", "url"};
     unsigned char d[32];
     int failed = keyed_hash(spec, domains[kind], normalized, nn, d);
     Py_XDECREF(owned);
@@ -1255,6 +1272,22 @@ hash:;
     if (kind == PSEUDO_IPV4) {
         static const char *nets[] = {"192.0.2", "198.51.100", "203.0.113"};
         len = snprintf(out, sizeof out, "%s.%d", nets[d[0] % 3], 1 + d[1] % 254);
+    } else if (kind == PSEUDO_URL) {  /* url_builder: scheme://host/first-last-tag(d, 8) */
+        PyObject *host = PyTuple_GET_ITEM(spec, 5);
+        char scheme[7];
+        lower_ascii(s, n < 7 ? n : 7, scheme);
+        int http = n >= 7 && memcmp(scheme, "http://", 7) == 0;
+        if (!PyUnicode_CheckExact(host) || !PyUnicode_IS_ASCII(host) || PyUnicode_GET_LENGTH(host) > 128)
+            return call_fallback(fallback, value);
+        len = snprintf(out, sizeof out, "%s://%s/", http ? "http" : "https", (const char *)PyUnicode_1BYTE_DATA(host));
+        int ok = append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 3), d, 0);
+        out[len++] = '-';
+        ok = ok && append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 4), d, 2);
+        out[len++] = '-';
+        append_tag(out, &len, d);
+        len -= 7;  /* tag(d, 8): the first 8 of its 15 characters */
+        if (!ok)
+            return call_fallback(fallback, value);
     } else {
         PyObject *firsts = PyTuple_GET_ITEM(spec, 3), *lasts = PyTuple_GET_ITEM(spec, 4);
         if (!PyTuple_CheckExact(firsts) || !PyTuple_CheckExact(lasts) || PyTuple_GET_SIZE(firsts) == 0
@@ -1262,7 +1295,7 @@ hash:;
             PyErr_SetString(PyExc_TypeError, "the name lists are non-empty tuples");
             return NULL;
         }
-        Py_ssize_t first_len, last_len, suffix_len = 0;
+        Py_ssize_t first_len = 0, last_len = 0, suffix_len = 0;
         const char *first = ascii_item(firsts, (d[0] << 8 | d[1]) % PyTuple_GET_SIZE(firsts), &first_len);
         const char *last = ascii_item(lasts, (d[2] << 8 | d[3]) % PyTuple_GET_SIZE(lasts), &last_len);
         const char *suffix = "";
@@ -1386,22 +1419,6 @@ email_fullmatch(const char *t, Py_ssize_t n)
     for (Py_ssize_t i = last_dot + 1; i < dn; i++)
         if (!is_alpha_ascii(d[i]))
             return 0;
-    return 1;
-}
-
-/* actions.pick: words[(d[at] << 8 | d[at + 1]) % len(words)] appended; 0 when it does not fit
-   or is not an ASCII str */
-static int
-append_pick(char *out, Py_ssize_t *len, PyObject *words, const unsigned char *d, int at)
-{
-    if (!PyTuple_CheckExact(words) || PyTuple_GET_SIZE(words) == 0)
-        return 0;
-    Py_ssize_t n;
-    const char *word = ascii_item(words, (d[at] << 8 | d[at + 1]) % PyTuple_GET_SIZE(words), &n);
-    if (word == NULL || *len + n > GUESS_OUT_MAX - 32)
-        return 0;
-    memcpy(out + *len, word, (size_t)n);
-    *len += n;
     return 1;
 }
 
@@ -1581,9 +1598,9 @@ guess_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *firsts = PyTuple_GET_ITEM(spec, 5), *lasts = PyTuple_GET_ITEM(spec, 6);
     int ok;
     if (found == GUESS_EMAIL) {  /* email_builder, without a domain option */
-        ok = append_pick(out, &len, PyTuple_GET_ITEM(spec, 3), d, 0);
+        ok = append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 3), d, 0);
         out[len++] = '.';
-        ok = ok && append_pick(out, &len, PyTuple_GET_ITEM(spec, 4), d, 2);
+        ok = ok && append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 4), d, 2);
         out[len++] = '.';
         append_tag(out, &len, d);
         memcpy(out + len, "@example.com", 12);  /* DEFAULT_EMAIL_DOMAIN */
@@ -1593,18 +1610,18 @@ guess_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return PyUnicode_DecodeASCII(out, len, NULL);
     }
     if (hint == GUESS_FIRST_NAME) {
-        ok = append_pick(out, &len, firsts, d, 0);
+        ok = append_pick(out, &len, sizeof out, firsts, d, 0);
     } else if (hint == GUESS_LAST_NAME) {
-        ok = append_pick(out, &len, lasts, d, 0);
+        ok = append_pick(out, &len, sizeof out, lasts, d, 0);
     } else if (hint == GUESS_NAME) {
-        ok = append_pick(out, &len, firsts, d, 0);
+        ok = append_pick(out, &len, sizeof out, firsts, d, 0);
         out[len++] = ' ';
-        ok = ok && append_pick(out, &len, lasts, d, 2);
+        ok = ok && append_pick(out, &len, sizeof out, lasts, d, 2);
     } else {
         len = snprintf(out, sizeof out, "%d ", 1 + (d[4] << 8 | d[5]) % 9999);
-        ok = append_pick(out, &len, lasts, d, 0);
+        ok = append_pick(out, &len, sizeof out, lasts, d, 0);
         out[len++] = ' ';
-        ok = ok && append_pick(out, &len, PyTuple_GET_ITEM(spec, 7), d, 2);
+        ok = ok && append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 7), d, 2);
     }
     if (!ok)
         return call_fallback(fallback, value);

@@ -481,10 +481,10 @@ def text_action(builder: StrBuilder, target: Target, env: ActionEnv, *, unique_s
                 compiled_as: tuple[int, str] | None = None) -> ValueFn:
     """A builder made into a value function for one column: decoding, limits, cache, staff.
 
-    ``compiled_as`` (the compiled module's pseudonym kind and e-mail suffix) names a builder the
-    compiled module has too (email, username, IPv4): str and bytes values are then done in one C
-    call, and the function built here takes the rest (IPv6, results over the column's length,
-    other types)."""
+    ``compiled_as`` (the compiled module's pseudonym kind and e-mail suffix or URL host) names a
+    builder the compiled module has too (email, username, IPv4, url): str and bytes values are
+    then done in one C call, and the function built here takes the rest (IPv6, non-ASCII URLs,
+    results over the column's length, other types)."""
     if target.unique and not unique_safe:
         builder = _uniquified(builder, env)
     limit = target.max_chars
@@ -529,7 +529,7 @@ def builder_is_plain(target: Target, unique_safe: bool) -> bool:
 
 
 # the compiled module's pseudonym kinds (clonekit/_speedups.c)
-PSEUDO_EMAIL, PSEUDO_USERNAME, PSEUDO_IPV4 = 0, 1, 2
+PSEUDO_EMAIL, PSEUDO_USERNAME, PSEUDO_IPV4, PSEUDO_URL = 0, 1, 2, 3
 
 
 def _compiled_parts(fn: ValueFn) -> tuple[Callable[..., Any], tuple[Any, ...], ValueFn] | None:
@@ -929,7 +929,9 @@ def _build_username(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn
 
 
 def _build_url(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
-    return text_action(url_builder(env, spec.options.get("host")), target, env, unique_safe=False)
+    host = spec.options.get("host")
+    return text_action(url_builder(env, host), target, env, unique_safe=False,
+                       compiled_as=(PSEUDO_URL, host or DEFAULT_URL_HOST))
 
 
 _GUESS_HINT_KINDS = {"text": 0, "name": 1, "first_name": 2, "last_name": 3, "address": 4}  # clonekit/_speedups.c
