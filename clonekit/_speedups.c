@@ -1495,13 +1495,18 @@ guess_case(int kind, const void *data, Py_ssize_t tn, int ascii)
 }
 
 /* guess_value(spec, fallback, value); spec = (hint, inner_state, outer_state, first_lower,
-   last_lower, first_names, last_names, street_suffixes, lorem_corpus, limit, keep) */
+   last_lower, first_names, last_names, street_suffixes, lorem_corpus, limit, keep, guess): with
+   guess false, the hint's builder itself on every str value (the name, first_name, last_name,
+   address and text actions: text_action's value function, no tests of what the value looks like) */
 static PyObject *
 guess_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     long hint;
     Py_ssize_t limit;
-    if (!value_args(args, nargs, 11, "guess_value(spec, fallback, value)", 0, 9, &hint, &limit))
+    if (!value_args(args, nargs, 12, "guess_value(spec, fallback, value)", 0, 9, &hint, &limit))
+        return NULL;
+    int guess = PyObject_IsTrue(PyTuple_GET_ITEM(args[0], 11));
+    if (guess < 0)
         return NULL;
     PyObject *spec = args[0], *fallback = args[1], *value = args[2];
     if (!PyUnicode_CheckExact(value))
@@ -1536,7 +1541,7 @@ guess_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         data = PyUnicode_DATA(stripped);
         tn = PyUnicode_GET_LENGTH(stripped);
     }
-    int found = guess_case(kind, data, tn, ascii);
+    int found = guess ? guess_case(kind, data, tn, ascii) : GUESS_REST;
     if (found == GUESS_KEEP && fits) {
         Py_XDECREF(stripped);
         Py_INCREF(value);

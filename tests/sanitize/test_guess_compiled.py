@@ -1,6 +1,8 @@
 """The compiled ``guess`` action and `when` choice (clonekit/_speedups.c) give the Python path's values.
 
-``guess`` on a str value is decided in C where it can be sure: blank values and small numbers
+``guess`` on a str value is decided in C where it can be sure (and the word builders it ends in,
+``name``, ``first_name``, ``last_name``, ``address`` and ``text``, are also actions of their own,
+compiled with the same code): blank values and small numbers
 (kept), e-mail addresses (EMAIL_RE's full match, the staff check, the email pseudonym), and text
 with no decimal digit, no ':', not exactly three dots and no "www." start (the hint's pseudonym or
 lorem); anything else goes to the Python function. The row loop of a table whose columns a
@@ -59,16 +61,39 @@ VALUES = [
 
 
 def _fn(monkeypatch: pytest.MonkeyPatch, module: Any, options: dict, target: Target,
-        keep: frozenset[str] = STAFF) -> Callable[[Any], Any]:
+        keep: frozenset[str] = STAFF, action: str = "guess") -> Callable[[Any], Any]:
     monkeypatch.setattr(actions, "compiled", module)
     monkeypatch.setattr(phpserialize, "compiled", module)
     env = ActionEnv(keyed=Keyed(SECRET), keep_values=keep)
-    return build_action(ActionSpec("guess", options), target, env)
+    return build_action(ActionSpec(action, options), target, env)
 
 
-def _pair(monkeypatch: pytest.MonkeyPatch, options: dict, target: Target,
-          keep: frozenset[str] = STAFF) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
-    return _fn(monkeypatch, speedups, options, target, keep), _fn(monkeypatch, None, options, target, keep)
+def _pair(monkeypatch: pytest.MonkeyPatch, options: dict, target: Target, keep: frozenset[str] = STAFF,
+          action: str = "guess") -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    return _fn(monkeypatch, speedups, options, target, keep, action), _fn(monkeypatch, None, options, target, keep, action)
+
+
+# the word builders guess ends in, as actions of their own: the same C code without guess's tests
+WORD_ACTIONS = [("name", {}), ("first_name", {}), ("last_name", {}), ("address", {}), ("text", {}), ("text", {"mode": "scrub"})]
+
+
+@pytest.mark.parametrize("action,options", WORD_ACTIONS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_compiled_word_actions_match_python_on_listed_values(monkeypatch: pytest.MonkeyPatch, action: str, options: dict,
+                                                             target: Target) -> None:
+    fast, python = _pair(monkeypatch, options, target, action=action)
+    for value in [*VALUES, *(v.encode("utf-8", "surrogateescape") for v in VALUES), 42, 3.5]:
+        assert fast(value) == python(value), value
+        assert type(fast(value)) is type(python(value))
+
+
+@pytest.mark.parametrize("action,options", WORD_ACTIONS[:5])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.text(alphabet=ALPHABET, max_size=40), limit=st.sampled_from([None, 0, 1, 8, 20, 255]))
+def test_compiled_word_actions_match_python_on_generated_text(monkeypatch: pytest.MonkeyPatch, action: str, options: dict,
+                                                              value: str, limit: int | None) -> None:
+    fast, python = _pair(monkeypatch, options, Target(kind="text", max_chars=limit), action=action)
+    assert fast(value) == python(value)
 
 
 @pytest.mark.parametrize("options", [g[0] for g in GUESSES], ids=[g[1] for g in GUESSES])
@@ -122,6 +147,11 @@ def test_the_compiled_guess_is_taken_where_it_applies(monkeypatch: pytest.Monkey
                             ({}, Target(kind="text", unique=True))]:
         fn = _fn(monkeypatch, speedups, options, target)
         assert getattr(fn, "func", None) is not speedups.guess_value, (options, target)
+    for action, options in WORD_ACTIONS[:5]:
+        fn = _fn(monkeypatch, speedups, options, Target(kind="text", max_chars=255), action=action)
+        assert getattr(fn, "func", None) is speedups.guess_value, action
+        fn = _fn(monkeypatch, speedups, options, Target(kind="text", max_chars=255, unique=True), action=action)
+        assert getattr(fn, "func", None) is not speedups.guess_value, action
 
 
 def test_kept_values_come_back_as_the_same_object(monkeypatch: pytest.MonkeyPatch) -> None:
