@@ -57,6 +57,7 @@ VALUES = [
     "Jane Doe", "  Jane   Doe  ", "JANE", "İstanbul", "Straße", "ǅemal", "\u017fam", "\u212aelvin", "\udc80abc",
     "Fröhlich tranquille cesser long", "Autrement production school mentir fait", "x" * 600, "Zoë " * 200,
     "A sentence, with commas; and (brackets) - dashes / slashes", "a" * 511, "a" * 512, "a" * 513,
+    "lorem " * 2200,  # longer than twice the lorem corpus (6,350 characters): it wraps round more than once
 ]
 
 
