@@ -795,6 +795,8 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
         fast = _compiled_parts(fn)
         if fast is not None:
             fn = fast[2]
+        elif isinstance(fn, functools.partial) and compiled is not None and fn.func is compiled.guess_value:
+            fn = fn.args[1]  # a word builder: the Python function, whose cache serves the keys' repeated values
 
         def keyed_value(raw: bytes) -> bytes:
             out = fn(raw.decode("utf-8", "surrogateescape"))
