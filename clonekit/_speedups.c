@@ -1036,7 +1036,7 @@ hmac_digest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * Python function given as `fallback`, which gives the same value
  * (tests/sanitize/test_pseudonym_compiled.py). */
 
-enum { PSEUDO_EMAIL = 0, PSEUDO_USERNAME = 1, PSEUDO_IPV4 = 2 };
+enum { PSEUDO_EMAIL = 0, PSEUDO_USERNAME = 1, PSEUDO_IPV4 = 2, PSEUDO_URL = 3 };
 #define NORM_MAX 512  /* longer values go to Python */
 
 static int
@@ -1074,30 +1074,117 @@ call_fallback(PyObject *fallback, PyObject *value)
 
 static const char HEX[] = "0123456789abcdef";
 
+/* the checks shared by the per-value functions: (spec, fallback, value) with a spec tuple of
+   `size` items whose items kind_at and limit_at are integers; 0 with an exception set if not */
+static int
+value_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t size, const char *usage, Py_ssize_t kind_at,
+           Py_ssize_t limit_at, long *kind, Py_ssize_t *limit)
+{
+    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != size) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return 0;
+    }
+    *kind = PyLong_AsLong(PyTuple_GET_ITEM(args[0], kind_at));
+    *limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[0], limit_at));
+    return !PyErr_Occurred();
+}
+
+/* str.strip on ASCII: the span [*start, *end) of s without the whitespace around it */
+static void
+strip_span(const char *s, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *end)
+{
+    *start = 0;
+    *end = n;
+    while (*start < *end && ascii_space((unsigned char)s[*start]))
+        (*start)++;
+    while (*end > *start && ascii_space((unsigned char)s[*end - 1]))
+        (*end)--;
+}
+
+/* str.casefold on ASCII */
+static void
+lower_ascii(const char *s, Py_ssize_t n, char *out)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
+}
+
+/* 1 when the casefolded ASCII text is one of the staff values (a frozenset or None), 0 when
+   not, -1 with an exception set */
+static int
+is_staff(PyObject *keep, const char *norm, Py_ssize_t n)
+{
+    if (keep == Py_None || PySet_GET_SIZE(keep) == 0)
+        return 0;
+    PyObject *key = PyUnicode_DecodeASCII(norm, n, NULL);
+    if (key == NULL)
+        return -1;
+    int found = PySet_Contains(keep, key);
+    Py_DECREF(key);
+    return found;
+}
+
+/* HMAC-SHA256 from spec's pad states (items 1 and 2) of domain (with its \0) + data */
+static int
+keyed_hash(PyObject *spec, const char *domain, const char *data, Py_ssize_t n, unsigned char d[32])
+{
+    Sha256 inner, outer;
+    if (load_state(PyTuple_GET_ITEM(spec, 1), &inner) < 0 || load_state(PyTuple_GET_ITEM(spec, 2), &outer) < 0)
+        return -1;
+    sha256_update(&inner, (const unsigned char *)domain, strlen(domain) + 1);
+    sha256_update(&inner, (const unsigned char *)data, (size_t)n);
+    sha256_final(&inner, d);
+    sha256_update(&outer, d, 32);
+    sha256_final(&outer, d);
+    return 0;
+}
+
+/* actions.tag: the last 8 bytes of the digest in hex, 15 characters */
+static void
+append_tag(char *out, Py_ssize_t *len, const unsigned char *d)
+{
+    for (int i = 0; i < 15; i++) {
+        unsigned char b = d[24 + i / 2];
+        out[(*len)++] = HEX[i % 2 ? b & 15 : b >> 4];
+    }
+}
+
+/* actions.pick: words[(d[at] << 8 | d[at + 1]) % len(words)] appended; 0 when it does not fit
+   or is not an ASCII str (cap: out's size, 32 bytes kept free after the word) */
+static int
+append_pick(char *out, Py_ssize_t *len, Py_ssize_t cap, PyObject *words, const unsigned char *d, int at)
+{
+    if (!PyTuple_CheckExact(words) || PyTuple_GET_SIZE(words) == 0)
+        return 0;
+    Py_ssize_t n;
+    const char *word = ascii_item(words, (d[at] << 8 | d[at + 1]) % PyTuple_GET_SIZE(words), &n);
+    if (word == NULL || *len + n + 32 > cap)
+        return 0;
+    memcpy(out + *len, word, (size_t)n);
+    *len += n;
+    return 1;
+}
+
 /* pseudonym(spec, fallback, value); spec = (kind, inner_state, outer_state, first_names,
-   last_names, suffix, limit, keep): kind 0 email, 1 username, 2 ip (IPv4 form); names lower
-   case; suffix "@domain" for email; limit -1 for none; keep a frozenset of casefolded staff
-   values or None */
+   last_names, suffix, limit, keep): kind 0 email, 1 username, 2 ip (IPv4 form), 3 url (ASCII
+   values: the scheme is read with str.lower); names lower case; suffix "@domain" for email, the
+   host for url; limit -1 for none; keep a frozenset of casefolded staff values or None */
 static PyObject *
 pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 8) {
-        PyErr_SetString(PyExc_TypeError, "pseudonym(spec, fallback, value)");
+    long kind;
+    Py_ssize_t limit;
+    if (!value_args(args, nargs, 8, "pseudonym(spec, fallback, value)", 0, 6, &kind, &limit))
         return NULL;
-    }
     PyObject *spec = args[0], *fallback = args[1], *value = args[2];
-    long kind = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
-    Py_ssize_t limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 6));
-    if (PyErr_Occurred())
-        return NULL;
-    if (kind < 0 || kind > 2) {
+    if (kind < 0 || kind > 3) {
         PyErr_SetString(PyExc_ValueError, "unknown pseudonym kind");
         return NULL;
     }
     PyObject *keep = PyTuple_GET_ITEM(spec, 7);
     int check_keep = keep != Py_None && PySet_GET_SIZE(keep) > 0;
-    const char *s;
-    Py_ssize_t n;
+    const char *s = NULL;  /* (the value's ASCII bytes: not set for a non-ASCII value) */
+    Py_ssize_t n = 0;
     int as_bytes;
     char norm[NORM_MAX];
     const char *normalized;  /* value.strip().casefold() as UTF-8 (surrogates passed), what is hashed */
@@ -1119,9 +1206,10 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                   : (Py_INCREF(value), value);
         if (text == NULL)
             return NULL;
-        if (kind == PSEUDO_IPV4 && PyUnicode_FindChar(text, ':', 0, PyUnicode_GET_LENGTH(text), 1) != -1) {
-            Py_DECREF(text);
-            return call_fallback(fallback, value);  /* IPv6: canonical form through ipaddress */
+        if ((kind == PSEUDO_IPV4 && PyUnicode_FindChar(text, ':', 0, PyUnicode_GET_LENGTH(text), 1) != -1)
+            || kind == PSEUDO_URL) {
+            Py_DECREF(text);  /* IPv6: canonical form through ipaddress; a URL's scheme by str.lower */
+            return call_fallback(fallback, value);
         }
         PyObject *stripped = PyObject_CallMethod(text, "strip", NULL);
         Py_DECREF(text);
@@ -1157,52 +1245,49 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (kind == PSEUDO_IPV4 && memchr(s, ':', (size_t)n) != NULL)
         return call_fallback(fallback, value);  /* IPv6: canonical form through ipaddress */
-    Py_ssize_t start = 0, end = n;
-    while (start < end && ascii_space((unsigned char)s[start]))
-        start++;
-    while (end > start && ascii_space((unsigned char)s[end - 1]))
-        end--;
+    Py_ssize_t start, end;
+    strip_span(s, n, &start, &end);
     if (end - start > NORM_MAX)
         return call_fallback(fallback, value);
     nn = end - start;
-    for (Py_ssize_t i = 0; i < nn; i++) {
-        char c = s[start + i];
-        norm[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-    }
+    lower_ascii(s + start, nn, norm);
     normalized = norm;
-    if (check_keep) {
-        PyObject *key = PyUnicode_DecodeASCII(norm, nn, NULL);
-        if (key == NULL)
+    int staff = is_staff(keep, norm, nn);
+    if (staff != 0) {  /* a staff account's value: kept */
+        if (staff < 0)
             return NULL;
-        int found = PySet_Contains(keep, key);
-        Py_DECREF(key);
-        if (found < 0)
-            return NULL;
-        if (found) {  /* a staff account's value: kept */
-            Py_INCREF(value);
-            return value;
-        }
+        Py_INCREF(value);
+        return value;
     }
 hash:;
-    Sha256 inner, outer;
-    if (load_state(PyTuple_GET_ITEM(spec, 1), &inner) < 0 || load_state(PyTuple_GET_ITEM(spec, 2), &outer) < 0) {
-        Py_XDECREF(owned);
-        return NULL;
-    }
-    static const char *domains[] = {"email", "username", "ip"};
+    static const char *domains[] = {"email", "username", "ip", "url"};
     unsigned char d[32];
-    sha256_update(&inner, (const unsigned char *)domains[kind], strlen(domains[kind]) + 1);  /* with its \0 */
-    sha256_update(&inner, (const unsigned char *)normalized, (size_t)nn);
+    int failed = keyed_hash(spec, domains[kind], normalized, nn, d);
     Py_XDECREF(owned);
-    sha256_final(&inner, d);
-    sha256_update(&outer, d, 32);
-    sha256_final(&outer, d);
+    if (failed < 0)
+        return NULL;
 
     char out[256];
     Py_ssize_t len = 0;
     if (kind == PSEUDO_IPV4) {
         static const char *nets[] = {"192.0.2", "198.51.100", "203.0.113"};
         len = snprintf(out, sizeof out, "%s.%d", nets[d[0] % 3], 1 + d[1] % 254);
+    } else if (kind == PSEUDO_URL) {  /* url_builder: scheme://host/first-last-tag(d, 8) */
+        PyObject *host = PyTuple_GET_ITEM(spec, 5);
+        char scheme[7];
+        lower_ascii(s, n < 7 ? n : 7, scheme);
+        int http = n >= 7 && memcmp(scheme, "http://", 7) == 0;
+        if (!PyUnicode_CheckExact(host) || !PyUnicode_IS_ASCII(host) || PyUnicode_GET_LENGTH(host) > 128)
+            return call_fallback(fallback, value);
+        len = snprintf(out, sizeof out, "%s://%s/", http ? "http" : "https", (const char *)PyUnicode_1BYTE_DATA(host));
+        int ok = append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 3), d, 0);
+        out[len++] = '-';
+        ok = ok && append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 4), d, 2);
+        out[len++] = '-';
+        append_tag(out, &len, d);
+        len -= 7;  /* tag(d, 8): the first 8 of its 15 characters */
+        if (!ok)
+            return call_fallback(fallback, value);
     } else {
         PyObject *firsts = PyTuple_GET_ITEM(spec, 3), *lasts = PyTuple_GET_ITEM(spec, 4);
         if (!PyTuple_CheckExact(firsts) || !PyTuple_CheckExact(lasts) || PyTuple_GET_SIZE(firsts) == 0
@@ -1210,7 +1295,7 @@ hash:;
             PyErr_SetString(PyExc_TypeError, "the name lists are non-empty tuples");
             return NULL;
         }
-        Py_ssize_t first_len, last_len, suffix_len = 0;
+        Py_ssize_t first_len = 0, last_len = 0, suffix_len = 0;
         const char *first = ascii_item(firsts, (d[0] << 8 | d[1]) % PyTuple_GET_SIZE(firsts), &first_len);
         const char *last = ascii_item(lasts, (d[2] << 8 | d[3]) % PyTuple_GET_SIZE(lasts), &last_len);
         const char *suffix = "";
@@ -1232,10 +1317,7 @@ hash:;
         memcpy(out + len, last, (size_t)last_len);
         len += last_len;
         out[len++] = kind == PSEUDO_EMAIL ? '.' : '_';
-        for (int i = 0; i < 15; i++) {  /* tag(): the last 8 bytes in hex, 15 characters */
-            unsigned char b = d[24 + i / 2];
-            out[len++] = HEX[i % 2 ? b & 15 : b >> 4];
-        }
+        append_tag(out, &len, d);
         memcpy(out + len, suffix, (size_t)suffix_len);
         len += suffix_len;
     }
@@ -1267,6 +1349,292 @@ scrub_gate(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return call_fallback(args[0], value);
 }
 
+/* --- guess, for an ASCII str value ------------------------------------------------------------
+ * actions.guess_builder's value function (wrapped by text_action: an empty value stays empty) on
+ * a text column without a uniqueness tag, for the cases it can be sure of, in the order guess
+ * tests them: blank or a small number (kept), an e-mail address (EMAIL_RE's full match, checked
+ * here character class by character class; the staff check; the email pseudonym), and text with
+ * no decimal digit, no ':', not exactly three dots and not starting "www." (none of the IP, URL,
+ * ISO date, number or phone tests can match it: each needs a digit, a ':' or such a start): the
+ * hint's pseudonym (name, first_name, last_name, address) or lorem of the same length. Anything
+ * else (non-ASCII text, bytes, an address guess does not take as one, anything with a digit, a
+ * result over the column's limit that Python would cut or shorten) goes to `fallback`, the Python
+ * value function with its cache (tests/sanitize/test_guess_compiled.py compares both). */
+
+enum { GUESS_TEXT = 0, GUESS_NAME = 1, GUESS_FIRST_NAME = 2, GUESS_LAST_NAME = 3, GUESS_ADDRESS = 4 };
+#define GUESS_OUT_MAX 512
+
+static int
+is_alnum_ascii(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static int
+is_alpha_ascii(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* detect.EMAIL_RE.fullmatch(t) for ASCII t: the lookbehind holds at the start; the local part
+   [A-Za-z0-9][A-Za-z0-9._%+-]{0,63} up to the only '@'; the domain [A-Za-z0-9] then one or more
+   "[A-Za-z0-9-]{0,62}." (a dot is in no class, so the groups are the dot-separated parts) then
+   [A-Za-z]{2,24} to the end (\b holds after a letter at the end) */
+static int
+email_fullmatch(const char *t, Py_ssize_t n)
+{
+    const char *at = memchr(t, '@', (size_t)n);
+    if (at == NULL)
+        return 0;
+    Py_ssize_t local = at - t;
+    if (local < 1 || local > 64 || !is_alnum_ascii(t[0]))
+        return 0;
+    for (Py_ssize_t i = 1; i < local; i++) {
+        char c = t[i];
+        if (!is_alnum_ascii(c) && c != '.' && c != '_' && c != '%' && c != '+' && c != '-')
+            return 0;
+    }
+    const char *d = at + 1;
+    Py_ssize_t dn = n - local - 1;
+    if (dn < 1 || !is_alnum_ascii(d[0]))
+        return 0;
+    Py_ssize_t last_dot = -1, part = 0;  /* part: characters of the current group (before its dot) */
+    for (Py_ssize_t i = 1; i < dn; i++) {
+        char c = d[i];
+        if (c == '.') {
+            last_dot = i;
+            part = 0;
+        } else if (is_alnum_ascii(c) || c == '-') {
+            if (++part > 62 && memchr(d + i, '.', (size_t)(dn - i)) != NULL)
+                return 0;  /* a group longer than 62 (the last part is checked below) */
+        } else {
+            return 0;
+        }
+    }
+    if (last_dot < 0)
+        return 0;
+    Py_ssize_t tail = dn - last_dot - 1;
+    if (tail < 2 || tail > 24)
+        return 0;
+    for (Py_ssize_t i = last_dot + 1; i < dn; i++)
+        if (!is_alpha_ascii(d[i]))
+            return 0;
+    return 1;
+}
+
+/* lorem_builder: the corpus read round from a keyed start, size characters, the first upper case */
+static PyObject *
+guess_lorem(PyObject *spec, const char *s, Py_ssize_t n, Py_ssize_t size)
+{
+    PyObject *corpus = PyTuple_GET_ITEM(spec, 8);
+    if (!PyUnicode_CheckExact(corpus) || !PyUnicode_IS_ASCII(corpus) || PyUnicode_GET_LENGTH(corpus) == 0) {
+        PyErr_SetString(PyExc_TypeError, "the lorem corpus is a non-empty ASCII str");
+        return NULL;
+    }
+    const char *text = (const char *)PyUnicode_1BYTE_DATA(corpus);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(corpus);
+    unsigned char d[32];
+    if (keyed_hash(spec, "text", s, n, d) < 0)
+        return NULL;
+    Py_ssize_t start = (Py_ssize_t)(((uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3]) % (uint32_t)length);
+    PyObject *out = PyUnicode_New(size, 127);
+    if (out == NULL)
+        return NULL;
+    char *o = (char *)PyUnicode_1BYTE_DATA(out);
+    for (Py_ssize_t i = 0, at = start; i < size; i++) {
+        o[i] = text[at];
+        if (++at == length)
+            at = 0;
+    }
+    if (size > 0 && o[0] >= 'a' && o[0] <= 'z')
+        o[0] = (char)(o[0] - 32);
+    return out;
+}
+
+/* what guess_value decides before any pseudonym */
+enum { GUESS_KEEP, GUESS_EMAIL, GUESS_REST, GUESS_PYTHON };
+
+/* guess's tests, in its order, on the stripped text (kind, data, tn): blank or _SMALL_NUMBER
+   ([+-]?\d{1,3}, \d any Unicode decimal digit as re reads it) keep the value; '@' is an address
+   when EMAIL_RE fully matches (ASCII text only), else Python; a ':', any decimal digit, exactly
+   three dots, or a start that may be "www." (any non-ASCII character among the first three)
+   may open the IP, URL, ISO date, number or phone tests: Python; anything else is the rest */
+static int
+guess_case(int kind, const void *data, Py_ssize_t tn, int ascii)
+{
+    Py_ssize_t sign = tn > 0 && (PyUnicode_READ(kind, data, 0) == '+' || PyUnicode_READ(kind, data, 0) == '-');
+    int small = tn - sign >= 1 && tn - sign <= 3;
+    for (Py_ssize_t i = sign; small && i < tn; i++)
+        small = is_decimal(PyUnicode_READ(kind, data, i));
+    if (tn == 0 || small)
+        return GUESS_KEEP;
+    Py_ssize_t dots = 0;
+    int has_at = 0, opens = 0;  /* opens: a ':' or a decimal digit */
+    for (Py_ssize_t i = 0; i < tn; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        has_at |= c == '@';
+        opens |= c == ':' || is_decimal(c);
+        dots += c == '.';
+    }
+    if (has_at)
+        return ascii && email_fullmatch((const char *)data, tn) ? GUESS_EMAIL : GUESS_PYTHON;
+    if (opens || dots == 3)
+        return GUESS_PYTHON;
+    if (tn >= 4 && PyUnicode_READ(kind, data, 3) == '.') {
+        int www = 1;
+        for (int i = 0; i < 3; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c >= 0x80)
+                return GUESS_PYTHON;  /* (re's case-insensitive match is not ASCII's) */
+            www &= (c | 32) == 'w';
+        }
+        if (www)
+            return GUESS_PYTHON;
+    }
+    return GUESS_REST;
+}
+
+/* guess_value(spec, fallback, value); spec = (hint, inner_state, outer_state, first_lower,
+   last_lower, first_names, last_names, street_suffixes, lorem_corpus, limit, keep, guess): with
+   guess false, the hint's builder itself on every str value (the name, first_name, last_name,
+   address and text actions: text_action's value function, no tests of what the value looks like) */
+static PyObject *
+guess_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    long hint;
+    Py_ssize_t limit;
+    if (!value_args(args, nargs, 12, "guess_value(spec, fallback, value)", 0, 9, &hint, &limit))
+        return NULL;
+    int guess = PyObject_IsTrue(PyTuple_GET_ITEM(args[0], 11));
+    if (guess < 0)
+        return NULL;
+    PyObject *spec = args[0], *fallback = args[1], *value = args[2];
+    if (!PyUnicode_CheckExact(value))
+        return call_fallback(fallback, value);
+    if (hint < GUESS_TEXT || hint > GUESS_ADDRESS) {
+        PyErr_SetString(PyExc_ValueError, "unknown guess hint");
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    if (n == 0) {  /* text_action: an empty value stays empty */
+        Py_INCREF(value);
+        return value;
+    }
+    int fits = limit < 0 || n <= limit;  /* value[:limit] is the value itself */
+    int ascii = PyUnicode_IS_ASCII(value);
+    PyObject *stripped = NULL;  /* value.strip() of a non-ASCII value (full Unicode rules) */
+    int kind;
+    const void *data;
+    Py_ssize_t tn;
+    if (ascii) {
+        const char *s = (const char *)PyUnicode_1BYTE_DATA(value);
+        Py_ssize_t start, end;
+        strip_span(s, n, &start, &end);
+        kind = PyUnicode_1BYTE_KIND;
+        data = s + start;
+        tn = end - start;
+    } else {
+        stripped = PyObject_CallMethod(value, "strip", NULL);
+        if (stripped == NULL)
+            return NULL;
+        kind = PyUnicode_KIND(stripped);
+        data = PyUnicode_DATA(stripped);
+        tn = PyUnicode_GET_LENGTH(stripped);
+    }
+    int found = guess ? guess_case(kind, data, tn, ascii) : GUESS_REST;
+    if (found == GUESS_KEEP && fits) {
+        Py_XDECREF(stripped);
+        Py_INCREF(value);
+        return value;
+    }
+    int lorem = found == GUESS_REST && hint == GUESS_TEXT;
+    if (found == GUESS_KEEP || found == GUESS_PYTHON || (ascii && !lorem && tn > NORM_MAX)) {
+        Py_XDECREF(stripped);  /* (value[:limit] of a kept value over the limit: in Python) */
+        return call_fallback(fallback, value);
+    }
+    if (lorem) {  /* lorem of the value as it is */
+        Py_XDECREF(stripped);
+        Py_ssize_t size = limit >= 0 && limit < n ? limit : n;
+        if (ascii)
+            return guess_lorem(spec, (const char *)PyUnicode_1BYTE_DATA(value), n, size);
+        PyObject *encoded = PyUnicode_AsEncodedString(value, "utf-8", "surrogatepass");
+        if (encoded == NULL)
+            return NULL;
+        PyObject *out = guess_lorem(spec, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded), size);
+        Py_DECREF(encoded);
+        return out;
+    }
+    /* the text stripped and casefolded, as UTF-8 with surrogates passed: what is hashed */
+    char norm[NORM_MAX];
+    const char *normalized = norm;
+    Py_ssize_t nn = tn;
+    PyObject *owned = NULL;
+    if (ascii) {
+        lower_ascii(data, tn, norm);
+    } else {
+        PyObject *folded = PyObject_CallMethod(stripped, "casefold", NULL);
+        Py_DECREF(stripped);
+        if (folded == NULL)
+            return NULL;
+        owned = PyUnicode_AsEncodedString(folded, "utf-8", "surrogatepass");
+        Py_DECREF(folded);
+        if (owned == NULL)
+            return NULL;
+        normalized = PyBytes_AS_STRING(owned);
+        nn = PyBytes_GET_SIZE(owned);
+    }
+    int staff = found == GUESS_EMAIL ? is_staff(PyTuple_GET_ITEM(spec, 10), norm, tn) : 0;  /* (ASCII) */
+    if (staff != 0) {  /* a staff address: value[:limit] */
+        if (staff < 0)
+            return NULL;
+        if (!fits)
+            return call_fallback(fallback, value);
+        Py_INCREF(value);
+        return value;
+    }
+    static const char *domains[] = {"text", "name", "first_name", "last_name", "address"};
+    unsigned char d[32];
+    int failed = keyed_hash(spec, found == GUESS_EMAIL ? "email" : domains[hint], normalized, nn, d);
+    Py_XDECREF(owned);
+    if (failed < 0)
+        return NULL;
+    char out[GUESS_OUT_MAX];
+    Py_ssize_t len = 0;
+    PyObject *firsts = PyTuple_GET_ITEM(spec, 5), *lasts = PyTuple_GET_ITEM(spec, 6);
+    int ok;
+    if (found == GUESS_EMAIL) {  /* email_builder, without a domain option */
+        ok = append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 3), d, 0);
+        out[len++] = '.';
+        ok = ok && append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 4), d, 2);
+        out[len++] = '.';
+        append_tag(out, &len, d);
+        memcpy(out + len, "@example.com", 12);  /* DEFAULT_EMAIL_DOMAIN */
+        len += 12;
+        if (!ok || (limit >= 0 && len > limit))
+            return call_fallback(fallback, value);  /* fit_with_tag shortens it, in Python */
+        return PyUnicode_DecodeASCII(out, len, NULL);
+    }
+    if (hint == GUESS_FIRST_NAME) {
+        ok = append_pick(out, &len, sizeof out, firsts, d, 0);
+    } else if (hint == GUESS_LAST_NAME) {
+        ok = append_pick(out, &len, sizeof out, lasts, d, 0);
+    } else if (hint == GUESS_NAME) {
+        ok = append_pick(out, &len, sizeof out, firsts, d, 0);
+        out[len++] = ' ';
+        ok = ok && append_pick(out, &len, sizeof out, lasts, d, 2);
+    } else {
+        len = snprintf(out, sizeof out, "%d ", 1 + (d[4] << 8 | d[5]) % 9999);
+        ok = append_pick(out, &len, sizeof out, lasts, d, 0);
+        out[len++] = ' ';
+        ok = ok && append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 7), d, 2);
+    }
+    if (!ok)
+        return call_fallback(fallback, value);
+    if (limit >= 0 && len > limit)
+        len = limit;  /* [:limit] */
+    return PyUnicode_DecodeASCII(out, len, NULL);
+}
+
 /* php_value(spec, fallback, value): the php action on bytes, spec = (fns, fn_for, keeps_plain)
    as rewrite_strings_by_key takes them; what the walk hands over (and anything not bytes) goes
    to fallback, the Python value function (its cache, the Python walks, the not-serialized case) */
@@ -1290,18 +1658,41 @@ php_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return call_fallback(args[1], value);
 }
 
-/* transform_plain(spec, row): planner.compile_transform's row function for a table whose rules
-   are one action per column without `when` (nor staff accounts, nor actions applying to NULL):
-   spec = (((position, fn), ...), errors, on_error). Each non-NULL ruled value goes through its
-   fn; the row itself comes back when every fn returned its value itself, else a new tuple. An
+/* new (a reference taken) into position pos of *out, a copy of row made at the first change */
+static int
+set_field(PyObject **out, PyObject *row, Py_ssize_t pos, PyObject *new)
+{
+    if (*out == NULL) {
+        Py_ssize_t width = PyTuple_GET_SIZE(row);
+        *out = PyTuple_New(width);
+        if (*out == NULL) {
+            Py_DECREF(new);
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < width; j++) {
+            Py_INCREF(PyTuple_GET_ITEM(row, j));
+            PyTuple_SET_ITEM(*out, j, PyTuple_GET_ITEM(row, j));
+        }
+    }
+    Py_DECREF(PyTuple_GET_ITEM(*out, pos));
+    PyTuple_SET_ITEM(*out, pos, new);
+    return 0;
+}
+
+/* transform_plain(spec, row): planner.compile_transform's row function for a table without
+   staff accounts nor actions applying to NULL outside a `when`: spec = (((position, fn), ...),
+   errors, on_error, python[, choosers]). Each non-NULL value of a column with one action goes
+   through its fn; each chooser (a column whose action a `when` picks) gives the row's branch,
+   applied as the Python loop does; the row itself comes back when every fn returned its value itself, else a new tuple. An
    exception of one of `errors` is replaced by on_error(its type's name), which raises the
    planner's message (no value shown); fallback rows that are not tuples go to spec's Python fn */
 static PyObject *
 transform_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 4
-        || !PyTuple_CheckExact(PyTuple_GET_ITEM(args[0], 0))) {
-        PyErr_SetString(PyExc_TypeError, "transform_plain((pairs, errors, on_error, python), row)");
+    if (nargs != 2 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) < 4 || PyTuple_GET_SIZE(args[0]) > 5
+        || !PyTuple_CheckExact(PyTuple_GET_ITEM(args[0], 0))
+        || (PyTuple_GET_SIZE(args[0]) == 5 && !PyTuple_CheckExact(PyTuple_GET_ITEM(args[0], 4)))) {
+        PyErr_SetString(PyExc_TypeError, "transform_plain((pairs, errors, on_error, python[, choosers]), row)");
         return NULL;
     }
     PyObject *pairs = PyTuple_GET_ITEM(args[0], 0), *row = args[1];
@@ -1327,19 +1718,80 @@ transform_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(new);
             continue;
         }
-        if (out == NULL) {
-            out = PyTuple_New(width);
-            if (out == NULL) {
-                Py_DECREF(new);
-                goto fail;
-            }
-            for (Py_ssize_t j = 0; j < width; j++) {
-                Py_INCREF(PyTuple_GET_ITEM(row, j));
-                PyTuple_SET_ITEM(out, j, PyTuple_GET_ITEM(row, j));
-            }
+        if (set_field(&out, row, pos, new) < 0)
+            goto fail;
+    }
+    PyObject *choosers = PyTuple_GET_SIZE(args[0]) == 5 ? PyTuple_GET_ITEM(args[0], 4) : NULL;
+    for (Py_ssize_t i = 0; choosers != NULL && i < PyTuple_GET_SIZE(choosers); i++) {
+        /* (position, key positions or None, memo or None, choose): the branch remembered for
+           the row's key columns, or choose(row) (which remembers it), as planner._chooser */
+        PyObject *entry = PyTuple_GET_ITEM(choosers, i);
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4) {
+            PyErr_SetString(PyExc_TypeError, "a chooser is (position, key positions, memo, choose)");
+            goto fail;
         }
-        Py_DECREF(PyTuple_GET_ITEM(out, pos));
-        PyTuple_SET_ITEM(out, pos, new);
+        Py_ssize_t pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0));
+        if (pos < 0 || pos >= width) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+            goto fail;
+        }
+        PyObject *positions = PyTuple_GET_ITEM(entry, 1), *memo = PyTuple_GET_ITEM(entry, 2), *picked = NULL;
+        if (memo != Py_None && PyDict_CheckExact(memo) && PyTuple_CheckExact(positions)) {
+            PyObject *key = PyTuple_New(PyTuple_GET_SIZE(positions));
+            if (key == NULL)
+                goto fail;
+            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(positions); k++) {
+                Py_ssize_t at = PyLong_AsSsize_t(PyTuple_GET_ITEM(positions, k));
+                if (at < 0 || at >= width) {
+                    Py_DECREF(key);
+                    if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+                    goto fail;
+                }
+                Py_INCREF(PyTuple_GET_ITEM(row, at));
+                PyTuple_SET_ITEM(key, k, PyTuple_GET_ITEM(row, at));
+            }
+            picked = PyDict_GetItemWithError(memo, key);
+            Py_DECREF(key);
+            if (picked == NULL && PyErr_Occurred())
+                goto fail;
+            Py_XINCREF(picked);
+        }
+        if (picked == NULL) {
+            picked = call_fallback(PyTuple_GET_ITEM(entry, 3), row);
+            if (picked == NULL)
+                goto fail;
+        }
+        if (picked == Py_None) {  /* no branch: the value as it is */
+            Py_DECREF(picked);
+            continue;
+        }
+        if (!PyTuple_CheckExact(picked) || PyTuple_GET_SIZE(picked) != 2) {
+            Py_DECREF(picked);
+            PyErr_SetString(PyExc_TypeError, "a branch is (fn or None, applies to NULL)");
+            goto fail;
+        }
+        PyObject *fn = PyTuple_GET_ITEM(picked, 0), *value = PyTuple_GET_ITEM(row, pos);
+        int to_null = PyObject_IsTrue(PyTuple_GET_ITEM(picked, 1));
+        if (to_null < 0) {
+            Py_DECREF(picked);
+            goto fail;
+        }
+        if (fn == Py_None || (value == Py_None && !to_null)) {  /* keep, or a NULL the action leaves */
+            Py_DECREF(picked);
+            continue;
+        }
+        PyObject *new = call_fallback(fn, value);
+        Py_DECREF(picked);
+        if (new == NULL)
+            goto fail;
+        if (new == value) {
+            Py_DECREF(new);
+            continue;
+        }
+        if (set_field(&out, row, pos, new) < 0)
+            goto fail;
     }
     if (out == NULL) {
         Py_INCREF(row);
@@ -1470,6 +1922,8 @@ static PyMethodDef methods[] = {
     {"php_value", (PyCFunction)(void (*)(void))php_value, METH_FASTCALL,
      "php_value((fns, fn_for, keeps_plain), fallback, value) -> bytes\n\n"
      "The php action on bytes through the compiled walk; fallback(value) for what it hands over."},
+    {"guess_value", (PyCFunction)(void (*)(void))guess_value, METH_FASTCALL,
+     "guess_value(spec, fallback, value): the guess action on an ASCII str where it is sure, else fallback(value)"},
     {"transform_plain", (PyCFunction)(void (*)(void))transform_plain, METH_FASTCALL,
      "transform_plain((pairs, errors, on_error, python), row) -> row\n\n"
      "A table's row function when each rule is one action per column without conditions."},

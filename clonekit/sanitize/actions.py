@@ -481,10 +481,10 @@ def text_action(builder: StrBuilder, target: Target, env: ActionEnv, *, unique_s
                 compiled_as: tuple[int, str] | None = None) -> ValueFn:
     """A builder made into a value function for one column: decoding, limits, cache, staff.
 
-    ``compiled_as`` (the compiled module's pseudonym kind and e-mail suffix) names a builder the
-    compiled module has too (email, username, IPv4): str and bytes values are then done in one C
-    call, and the function built here takes the rest (IPv6, results over the column's length,
-    other types)."""
+    ``compiled_as`` (the compiled module's pseudonym kind and e-mail suffix or URL host) names a
+    builder the compiled module has too (email, username, IPv4, url): str and bytes values are
+    then done in one C call, and the function built here takes the rest (IPv6, non-ASCII URLs,
+    results over the column's length, other types)."""
     if target.unique and not unique_safe:
         builder = _uniquified(builder, env)
     limit = target.max_chars
@@ -529,7 +529,7 @@ def builder_is_plain(target: Target, unique_safe: bool) -> bool:
 
 
 # the compiled module's pseudonym kinds (clonekit/_speedups.c)
-PSEUDO_EMAIL, PSEUDO_USERNAME, PSEUDO_IPV4 = 0, 1, 2
+PSEUDO_EMAIL, PSEUDO_USERNAME, PSEUDO_IPV4, PSEUDO_URL = 0, 1, 2, 3
 
 
 def _compiled_parts(fn: ValueFn) -> tuple[Callable[..., Any], tuple[Any, ...], ValueFn] | None:
@@ -615,7 +615,7 @@ def _build_text(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
         # text that opens none of scrub's gates (no '@', no IP shape, fewer than 8 digits) is
         # returned as it is without entering Python
         return functools.partial(compiled.scrub_gate, fn, -1 if target.max_chars is None else target.max_chars)
-    return fn
+    return fn if mode == "scrub" else _compiled_words(fn, "text", target, env, guess=False)
 
 
 def _jitter_seconds(keyed: Keyed, value: Any, days: int) -> int:
@@ -795,6 +795,8 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
         fast = _compiled_parts(fn)
         if fast is not None:
             fn = fast[2]
+        elif isinstance(fn, functools.partial) and compiled is not None and fn.func is compiled.guess_value:
+            fn = fn.args[1]  # a word builder: the Python function, whose cache serves the keys' repeated values
 
         def keyed_value(raw: bytes) -> bytes:
             out = fn(raw.decode("utf-8", "surrogateescape"))
@@ -910,9 +912,11 @@ class ActionDef:
     keeps_staff: bool = False  # values listed in keep_accounts pass unchanged
 
 
-def _simple(builder_factory: Callable[[ActionEnv], StrBuilder], *, unique_safe: bool):  # noqa: ANN202
+def _simple(builder_factory: Callable[[ActionEnv], StrBuilder], *, unique_safe: bool,  # noqa: ANN202
+            compiled_kind: str | None = None):
     def build(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
-        return text_action(builder_factory(env), target, env, unique_safe=unique_safe)
+        fn = text_action(builder_factory(env), target, env, unique_safe=unique_safe)
+        return fn if compiled_kind is None else _compiled_words(fn, compiled_kind, target, env, guess=False)
 
     return build
 
@@ -929,12 +933,36 @@ def _build_username(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn
 
 
 def _build_url(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
-    return text_action(url_builder(env, spec.options.get("host")), target, env, unique_safe=False)
+    host = spec.options.get("host")
+    return text_action(url_builder(env, host), target, env, unique_safe=False,
+                       compiled_as=(PSEUDO_URL, host or DEFAULT_URL_HOST))
+
+
+_GUESS_HINT_KINDS = {"text": 0, "name": 1, "first_name": 2, "last_name": 3, "address": 4}  # clonekit/_speedups.c
+
+
+def _compiled_words(fn: ValueFn, kind: str, target: Target, env: ActionEnv, *, guess: bool) -> ValueFn:
+    """``fn`` (text_action's value function of a word builder: name, first_name, last_name,
+    address, or lorem for text) with the compiled module in front: str values in C, where it is
+    sure (with ``guess``, guess's tests first: clonekit/_speedups.c's guess_value); anything else
+    through fn and its cache. ``fn`` itself without the compiled module, or on a column where the
+    builder does not run as it is (UNIQUE, binary)."""
+    if compiled is None or env.keyed.states is None or not builder_is_plain(target, False):
+        return fn
+    spec = (_GUESS_HINT_KINDS[kind], *env.keyed.states, _FIRST_LOWER, _LAST_LOWER, FIRST_NAMES, LAST_NAMES,
+            STREET_SUFFIXES, LOREM_TEXT, -1 if target.max_chars is None else target.max_chars, env.keep_values or None,
+            guess)
+    return functools.partial(compiled.guess_value, spec, fn)
 
 
 def _build_guess(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
-    builder = guess_builder(env, spec.options.get("hint", "text"), spec.options.get("text", "replace"))
-    return text_action(builder, target, env, unique_safe=False)
+    hint, text_mode = spec.options.get("hint", "text"), spec.options.get("text", "replace")
+    fn = text_action(guess_builder(env, hint, text_mode), target, env, unique_safe=False)
+    if hint == "text" and text_mode != "replace":
+        return fn  # scrubbed or redacted text: Python
+    # blank values, small numbers, e-mail addresses and digit-free text (the hint's pseudonym or
+    # lorem) in C; the rest through fn and its cache
+    return _compiled_words(fn, hint, target, env, guess=True)
 
 
 def _build_keep(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
@@ -949,11 +977,11 @@ ACTIONS: dict[str, ActionDef] = {
         ActionDef("set", _build_set, ANY_KIND, False, {"value": _scalar}, applies_to_null=True, short_option="value"),
         ActionDef("email", _build_email, STRINGISH, True, {"domain": _is_domain}, short_option="domain", keeps_staff=True),
         ActionDef("username", _build_username, STRINGISH, True, keeps_staff=True),
-        ActionDef("first_name", _simple(first_name_builder, unique_safe=False), STRINGISH, False),
-        ActionDef("last_name", _simple(last_name_builder, unique_safe=False), STRINGISH, False),
-        ActionDef("name", _simple(name_builder, unique_safe=False), STRINGISH, False),
+        ActionDef("first_name", _simple(first_name_builder, unique_safe=False, compiled_kind="first_name"), STRINGISH, False),
+        ActionDef("last_name", _simple(last_name_builder, unique_safe=False, compiled_kind="last_name"), STRINGISH, False),
+        ActionDef("name", _simple(name_builder, unique_safe=False, compiled_kind="name"), STRINGISH, False),
         ActionDef("phone", _build_phone, STRINGISH | {"int"}, False),
-        ActionDef("address", _simple(address_builder, unique_safe=False), STRINGISH, False),
+        ActionDef("address", _simple(address_builder, unique_safe=False, compiled_kind="address"), STRINGISH, False),
         ActionDef("ip", _build_ip, STRINGISH | {"int"}, False),
         ActionDef("url", _build_url, STRINGISH, False, {"host": _is_host}, short_option="host"),
         ActionDef("text", _build_text, STRINGISH, False, {"mode": _one_of("replace", "scrub")}, short_option="mode"),

@@ -314,12 +314,20 @@ KEY_COLUMN_MAX_CHARS = 255  # conditions only on columns this short (keys, types
 CHOICE_CACHE_ENTRIES = 4096
 
 
-def _chooser(rules: tuple[ColumnRule, ...], index: Mapping[str, int], table: Table, target_of: Callable[[ColumnRule], Target],
-             env: ActionEnv, target_column: str | None = None) -> Callable[[Row], Branch | None]:
+Chooser = Callable[[Row], "Branch | None"]
+# a chooser's memo, for the compiled row loop: (key column positions, {key values: branch})
+ChoiceMemo = tuple[tuple[int, ...], dict[tuple[Any, ...], "Branch | None"]]
+
+
+def _chooser(rules: tuple[ColumnRule, ...], index: Mapping[str, int], table: Table,
+             target_of: Callable[[ColumnRule], Target], env: ActionEnv,
+             target_column: str | None = None) -> tuple[Chooser, ChoiceMemo | None]:
     """First matching branch for a row. A leading run of ``col = 'x'`` / ``col IN (...)`` on
     one text column becomes one dict lookup (WordPress usermeta has a dozen such branches).
     When the other conditions read only short key columns, not the transformed column
-    (Webform's element ``name`` and ``property``), the branch is remembered per key."""
+    (Webform's element ``name`` and ``property``), the branch is remembered per key: that memo
+    is returned beside the chooser when it is the whole choice (no dict lookup before it), so the
+    compiled row loop reads it itself and calls the chooser only for a key not seen yet."""
     nodes = [when_lang.parse(r.when) if r.when else None for r in rules]
     lookup: dict[str, Branch] = {}
     dispatch_col: str | None = None
@@ -349,12 +357,14 @@ def _chooser(rules: tuple[ColumnRule, ...], index: Mapping[str, int], table: Tab
 
     read = sorted({c.lower() for node in nodes[split:] if node is not None for c in when_lang.columns_of(node)})
     short = [table.column(c) for c in read]
+    memo: ChoiceMemo | None = None
     if read and target_column is not None and target_column.lower() not in read and all(
         c is not None and c.max_chars is not None and c.max_chars <= KEY_COLUMN_MAX_CHARS for c in short
     ):
         positions = tuple(index[c] for c in read)
         unscanned = scan_rest
         chosen: dict[tuple[Any, ...], Branch | None] = {}
+        memo = (positions, chosen)
 
         def scan_rest(row: Row) -> Branch | None:
             key = tuple(row[p] for p in positions)
@@ -366,7 +376,7 @@ def _chooser(rules: tuple[ColumnRule, ...], index: Mapping[str, int], table: Tab
             return picked
 
     if dispatch_col is None:
-        return scan_rest
+        return scan_rest, memo
     pos = index[dispatch_col]
 
     def choose(row: Row) -> Branch | None:
@@ -374,7 +384,7 @@ def _chooser(rules: tuple[ColumnRule, ...], index: Mapping[str, int], table: Tab
         hit = lookup.get(key.casefold() if key.__class__ is str else _text_key(key))  # type: ignore[arg-type]
         return hit if hit is not None else scan_rest(row)
 
-    return choose
+    return choose, None
 
 
 def _constant_target(target: Target) -> Callable[[ColumnRule], Target]:
@@ -404,7 +414,8 @@ def compile_transform(eff: EffectiveRule, env_factory: Callable[[], ActionEnv], 
     env = env_factory()
     plain: list[tuple[int, ValueFn]] = []
     always: list[tuple[int, ValueFn]] = []
-    conditional: list[tuple[int, Callable[[Row], Branch | None]]] = []
+    conditional: list[tuple[int, Chooser]] = []
+    memos: list[ChoiceMemo | None] = []
     for name, rules in eff.columns.items():
         pos = index[name.lower()]
         column = cols[pos]
@@ -419,7 +430,9 @@ def compile_transform(eff: EffectiveRule, env_factory: Callable[[], ActionEnv], 
             if fn is not None:
                 (always if to_null else plain).append((pos, fn))
         else:
-            conditional.append((pos, _chooser(rules, index, table, _constant_target(target), env, column.name)))
+            choose, memo = _chooser(rules, index, table, _constant_target(target), env, column.name)
+            conditional.append((pos, choose))
+            memos.append(memo)
 
     keep = frozenset(v.strip().casefold() for v in keep_accounts)
     staff_positions = []
@@ -461,11 +474,15 @@ def compile_transform(eff: EffectiveRule, env_factory: Callable[[], ActionEnv], 
             raise _row_error(table_name, type(exc).__name__) from None
 
     compiled = actions.compiled
-    if compiled is not None and plain_t and not (staff_t or always_t or conditional_t):
-        # one action per column, no condition: the loop above in C (clonekit/_speedups.c), which
-        # also returns the row itself when every action returned its value unchanged
-        return functools.partial(compiled.transform_plain,
-                                 (plain_t, _ROW_ERRORS, functools.partial(_raise_row_error, table_name), transform))
+    if compiled is not None and (plain_t or conditional_t) and not (staff_t or always_t):
+        # the loop above in C (clonekit/_speedups.c), which also returns the row itself when every
+        # action returned its value unchanged; a `when` column's branch from its memo when the key
+        # was seen, else from the Python chooser
+        spec: tuple[Any, ...] = (plain_t, _ROW_ERRORS, functools.partial(_raise_row_error, table_name), transform)
+        if conditional_t:
+            spec += (tuple((pos, *(memo or (None, None)), choose) for (pos, choose), memo in zip(conditional_t, memos,
+                                                                                                 strict=True)),)
+        return functools.partial(compiled.transform_plain, spec)
     return transform
 
 

@@ -1,6 +1,6 @@
 """The compiled pseudonyms and scrub's gate (clonekit/_speedups.c) give the Python path's values.
 
-``email``, ``username`` and ``ip`` (IPv4 form) of an ASCII value are built in C; ``scrub`` on a
+``email``, ``username``, ``ip`` (IPv4 form) and ``url`` of an ASCII value are built in C; ``scrub`` on a
 text that opens none of its gates (an '@', an IPv6 or IPv4 shape, eight digits) returns without
 entering Python. Each value function is built twice, with the compiled module and without it,
 and both must give the same value for every input: hypothesis text over an alphabet chosen to hit
@@ -61,6 +61,8 @@ ACTIONS = [
     ("email", {"domain": "keep"}),
     ("username", {}),
     ("ip", {}),
+    ("url", {}),
+    ("url", {"host": "preview.example.net:8080"}),
     ("scrub", {}),
 ]
 TARGETS = [
@@ -76,6 +78,8 @@ VALUES = [
     "user name", "x" * 600, "Zoë@exämple.de", "Straße", " STRASSE ", "\u00a0İstanbul\u2003", "ǅemal", "\udc80", "\udc80abc", "a" * 300 + "@example.org",
     "call +33 6 12 34 56 78 now", "from 1.2.3.4.", "v1.2.3.4.5", "ids 1234 5678", "12:30:45",
     "1:2:3:4:5:6:7:8", "a:b:c:d:e:f", "Jane Doe <jane@example.org>", "https://www.example.net/node/4405",
+    "HTTP://Example.ORG/x", " http://example.org", "http:/x", "http://", "https://a", "ftp://x", "http\u0130://x",
+    "https://www.exämple.de/", "x" * 300 + ".example.org",
 ]
 
 
@@ -94,7 +98,7 @@ def test_compiled_value_functions_match_python_on_listed_values(monkeypatch: pyt
 def test_the_compiled_path_is_taken_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
     """Not a silent fallback everywhere: the plain text columns get the C functions."""
     text = Target(kind="text", max_chars=255)
-    for action, options in [("email", {}), ("username", {}), ("ip", {}), ("scrub", {})]:
+    for action, options in [("email", {}), ("username", {}), ("ip", {}), ("url", {}), ("scrub", {})]:
         fn = _fn(monkeypatch, speedups, action, options, text)
         assert getattr(fn, "func", None) in (speedups.pseudonym, speedups.scrub_gate), action
     for action, options, target in [("email", {"domain": "keep"}, text), ("ip", {}, Target(kind="text", unique=True)),
@@ -235,8 +239,10 @@ def test_a_failing_action_raises_the_planners_message_without_the_value(monkeypa
         assert raised.value.__cause__ is None and raised.value.__suppress_context__ | (raised.value.__context__ is None)
 
 
-def test_the_compiled_row_function_only_serves_plain_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_compiled_row_function_serves_tables_without_staff_or_null_writing_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`when` columns are compiled too (tests/sanitize/test_guess_compiled.py); an action that
+    writes over NULL outside a `when` (set) keeps the Python loop."""
     conditional = {"t": {"columns": {"mail": [{"when": "id = 1", "use": "email"}], "note": "scrub"}}}
-    assert getattr(_plan(monkeypatch, speedups, conditional), "func", None) is not speedups.transform_plain
+    assert getattr(_plan(monkeypatch, speedups, conditional), "func", None) is speedups.transform_plain
     assert getattr(_plan(monkeypatch, speedups, {"t": {"columns": {"mail": {"set": "x"}}}}), "func", None) \
         is not speedups.transform_plain
