@@ -19,8 +19,9 @@ Within a phase, the buffers passed between threads (chunks of 0.5-8 MiB, their c
 decompressed forms) come from the arenas too: glibc raises its mmap threshold to the largest
 buffer freed, and the holes such buffers leave are kept resident. A pipelined clone held 45-80
 MiB free that way beside 50-80 MiB in use (mallinfo2 sampled through a whole top-scale clone,
-docs/benchmarks.md). ``FreeMemoryEvery`` gives that back every few tens of MiB of chunks that
-passed through: a fixed mmap threshold would do it for every buffer, at twice the system time.
+docs/benchmarks.md). ``FreeMemoryEvery`` gives that back every 16 MiB of chunks that passed
+through (``GIVE_BACK``, counted by the store's writer and reader): a fixed mmap threshold would
+do it for every buffer, at twice the system time.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ log = logging.getLogger("clonekit.memory")
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter
 ARENAS = 2
-# Bytes of chunks passed through (stored, or read back) between two give-backs: 32 MiB held the
-# pipelined clone of the top-scale reference site at 180-190 MiB, as often as a trim every half
-# second and ~1 s of system time in a 25 s CPU clone (docs/benchmarks.md, issue 18).
+# Bytes of chunks passed through (stored, or read back) between two give-backs. Each give-back
+# costs page faults when the freed pages are used again. The top-scale pipelined clone peaked at
+# 186-201 MiB with 16 MiB (main: 206-220), 193-211 with 32 MiB, for 2-4 s more system time of
+# its ~25 s of CPU (docs/benchmarks.md, issue 18).
 GIVE_BACK_EVERY_BYTES = 16 << 20
 
 
