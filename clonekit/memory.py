@@ -38,7 +38,7 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter
 ARENAS = 2
 # Bytes of chunks passed through (stored, or read back) between two give-backs. Each give-back
 # costs page faults when the freed pages are used again. The top-scale pipelined clone peaked at
-# 186-201 MiB with 16 MiB (main: 206-220), 193-211 with 32 MiB, for 2-4 s more system time of
+# 186-201 MiB with 16 MiB (main: 206-225), 193-211 with 32 MiB, for 2-4 s more system time of
 # its ~25 s of CPU (docs/benchmarks.md, issue 18).
 GIVE_BACK_EVERY_BYTES = 16 << 20
 
