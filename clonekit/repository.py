@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import queue
 import re
 import threading
 import uuid
@@ -29,7 +31,7 @@ from .config import StoreConfig, env_number
 from .crypto import ALGORITHM, Cipher, load_key
 from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, StoreError
 from .manifest import CHUNK_ID, Manifest
-from .memory import share_malloc_arenas
+from .memory import GIVE_BACK, share_malloc_arenas
 from .owner import Owner
 from .retry import poll
 from .store import MissingObjectError, Store, open_store
@@ -78,14 +80,41 @@ def bad_key(chunk_id: str) -> str:
     return f"{BAD_PREFIX}{chunk_id}"
 
 
-def _compressor(level: int) -> zstandard.ZstdCompressor:
-    # zstd (de)compressors are not safe to share between threads: one per thread.
-    cache = getattr(_tls, "compressors", None)
-    if cache is None:
-        cache = _tls.compressors = {}
-    if level not in cache:
-        cache[level] = zstandard.ZstdCompressor(level=level)
-    return cache[level]
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class _CompressorPool:
+    """zstd compressors lent to the threads that compress, at most one per core at once.
+
+    A compressor is not safe to share between threads, and each keeps its working memory (~1.3
+    MiB at level 1) for as long as it lives: one per upload thread held 8 of them, and 8 chunks
+    compressed at once on 2 cores (docs/benchmarks.md). Compressing is CPU-bound: more at once
+    than cores only adds memory."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._free: queue.LifoQueue[tuple[int, zstandard.ZstdCompressor] | None] = queue.LifoQueue()
+        for _ in range(self.size):
+            self._free.put(None)
+        self.made = 0  # compressors made so far (tests)
+
+    @contextmanager
+    def borrow(self, level: int) -> Iterator[zstandard.ZstdCompressor]:
+        held = self._free.get()  # waits while every compressor is in use
+        try:
+            if held is None or held[0] != level:
+                held = (level, zstandard.ZstdCompressor(level=level))
+                self.made += 1
+            yield held[1]
+        finally:
+            self._free.put(held)
+
+
+_COMPRESSORS = _CompressorPool(_usable_cores())
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
@@ -288,7 +317,8 @@ class Repository:
 
     def encode(self, key: str, plain: bytes) -> bytes:
         """The stored form of ``plain`` under ``key``: envelope, zstd, optionally sealed."""
-        payload: bytes = _compressor(self.config.zstd_level).compress(plain)
+        with _COMPRESSORS.borrow(self.config.zstd_level) as compressor:
+            payload: bytes = compressor.compress(plain)
         flags = FLAG_ZSTD
         if len(payload) >= len(plain):  # incompressible: store as is (and hold one copy less meanwhile)
             flags, payload = 0, plain
@@ -303,11 +333,11 @@ class Repository:
         version, flags = blob[2], blob[3]
         if version != ENVELOPE_VERSION:
             raise IntegrityError(f"{key}: unknown object version {version}")
-        payload = blob[HEADER_BYTES:]
+        payload: bytes | memoryview = memoryview(blob)[HEADER_BYTES:]  # no copy of the stored bytes
         if flags & FLAG_SEALED:
             if self._cipher is None:
                 raise IntegrityError(f"{key}: object is encrypted but the store is opened without a key")
-            payload = self._cipher.open(payload, key.encode(), key)
+            payload = self._cipher.open(blob[HEADER_BYTES:], key.encode(), key)
         elif self._cipher is not None:
             raise IntegrityError(f"{key}: object is not encrypted in an encrypted store")
         if flags & FLAG_ZSTD:
@@ -315,7 +345,7 @@ class Repository:
                 return _decompressor().decompress(payload, max_output_size=MAX_CHUNK_PLAIN_BYTES)
             except zstandard.ZstdError as exc:
                 raise IntegrityError(f"{key}: cannot decompress ({exc})") from exc
-        return payload
+        return bytes(payload)
 
     def get_chunk(self, chunk_id: str) -> bytes:
         """The plain bytes of a chunk, verified against its id.
@@ -423,6 +453,7 @@ class Repository:
                 received += len(data)
                 count += 1
                 yield data
+                GIVE_BACK.freed(len(data))  # the consumer is done with it (memory.py)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -943,6 +974,7 @@ class ChunkWriter:
                 self._stats.new_plain_bytes += size
                 self._stats.new_stored_bytes += len(blob)
             self._cond.notify_all()
+        GIVE_BACK.freed(size)  # the chunk and its stored form are done with (memory.py)
 
     def _raise_failure(self) -> None:
         if self._error is not None:

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ..memory import give_back_free_memory
 from .cdc import BUFFER_BYTES, MIN_CHUNK_BYTES, ReadInto, iter_chunks
 from .tree import Content, contents_by_hash
 
@@ -21,7 +20,6 @@ PACK_TARGET_BYTES = 4 * 1024 * 1024
 # Large files chunked at once, each through one reused buffer of BUFFER_BYTES (cdc.py). One keeps
 # the store's compressor threads busy on 2 cores and holds 25-40 MiB less than two (docs/benchmarks.md).
 LARGE_FILE_READERS = 1
-TRIM_EVERY_BYTES = 64 << 20  # of large files chunked: then free memory is given back (memory.py)
 
 
 class ChunkSink(Protocol):
@@ -69,7 +67,6 @@ class Storer:
         # One chunking buffer per large file read at once, made on first need and reused: memory
         # stays flat whatever the number of reader threads and files.
         self._buffers: queue.LifoQueue[bytearray | None] = queue.LifoQueue()
-        self._since_trim = 0
         for _ in range(LARGE_FILE_READERS):
             self._buffers.put(None)
 
@@ -125,14 +122,8 @@ class Storer:
             content, size = store_content(readinto, self.writer, buffer)
         finally:
             self._buffers.put(buffer)
-        with self.lock:
+        with self.lock:  # the store's writer gives the chunks' memory back (memory.GIVE_BACK)
             self.results[path] = content
-            self._since_trim += size
-            trim = self._since_trim >= TRIM_EVERY_BYTES
-            if trim:
-                self._since_trim = 0
-        if trim:  # what the store's threads freed meanwhile goes back to the system (memory.py)
-            give_back_free_memory()
         return size
 
     def finish(self) -> dict[bytes, Content]:
