@@ -273,10 +273,13 @@ class CaddyAdmin:
         for attempt in range(2 if method == "GET" else 1):
             conn = self._connection()
             started = conn.timeout == ADMIN_TIMEOUT_SECONDS
+            sent = time.monotonic()
             try:
                 conn.request(method, path, body=payload, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
+                log.debug("proxy admin: %s %s -> %s in %.2f s%s", method, path, response.status,
+                          time.monotonic() - sent, "" if started else " (with the relay's start)")
                 if not started:  # the relay runs now: Caddy's own answers are quick
                     conn.timeout = ADMIN_TIMEOUT_SECONDS
                     conn.relay.socket.settimeout(ADMIN_TIMEOUT_SECONDS)
@@ -285,8 +288,9 @@ class CaddyAdmin:
                 self.close()
                 if attempt == 0 and method == "GET" and started:
                     continue
+                waited = f"after {time.monotonic() - sent:.0f} s" + ("" if started else ", the relay's start included")
                 raise PreviewError(f"cannot reach the proxy's admin API on {self.engine.host or 'the local engine'}: "
-                                   f"{exc or type(exc).__name__}",
+                                   f"{exc or type(exc).__name__} ({method} {path}, {waited})",
                                    hint="`clonekit proxy status` says whether it runs") from exc
         if response.will_close:
             self.close()

@@ -115,7 +115,7 @@ def test_every_preview_command_on_a_remote_engine(source, remote_engine, tmp_pat
         assert done.returncode == 0, done.stderr
         previews = {p["name"]: p for p in json.loads(clonekit("--json", "list").stdout)}
         assert previews["r2"]["restore_path"] == "golden" and previews["r2"]["status"] == "running"
-        done = clonekit("refresh", "r1")
+        done = clonekit("-vv", "refresh", "r1")  # -vv: each proxy admin request and its time, if it fails
         assert done.returncode == 0, done.stderr
         done = clonekit("exec", "r2", "--", "cat", "/www/index.html")
         assert done.returncode == 0 and done.stdout == "hello from the snapshot\n", done.stderr
