@@ -1679,6 +1679,33 @@ set_field(PyObject **out, PyObject *row, Py_ssize_t pos, PyObject *new)
     return 0;
 }
 
+/* a position in a row of width fields, from a Python int: -1 with an exception when outside */
+static Py_ssize_t
+row_position(PyObject *number, Py_ssize_t width)
+{
+    Py_ssize_t at = PyLong_AsSsize_t(number);
+    if (at < 0 || at >= width) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+        return -1;
+    }
+    return at;
+}
+
+/* fn(value) into position pos of *out (set_field) unless fn returned value itself: 0, or -1 */
+static int
+apply_field(PyObject **out, PyObject *row, Py_ssize_t pos, PyObject *fn, PyObject *value)
+{
+    PyObject *new = call_fallback(fn, value);
+    if (new == NULL)
+        return -1;
+    if (new == value) {
+        Py_DECREF(new);
+        return 0;
+    }
+    return set_field(out, row, pos, new);
+}
+
 /* transform_plain(spec, row): planner.compile_transform's row function for a table without
    staff accounts nor actions applying to NULL outside a `when`: spec = (((position, fn), ...),
    errors, on_error, python[, choosers]). Each non-NULL value of a column with one action goes
@@ -1702,23 +1729,11 @@ transform_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *out = NULL;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(pairs); i++) {
         PyObject *pair = PyTuple_GET_ITEM(pairs, i);
-        Py_ssize_t pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
-        if (pos < 0 || pos >= width) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+        Py_ssize_t pos = row_position(PyTuple_GET_ITEM(pair, 0), width);
+        if (pos < 0)
             goto fail;
-        }
         PyObject *value = PyTuple_GET_ITEM(row, pos);
-        if (value == Py_None)
-            continue;
-        PyObject *new = call_fallback(PyTuple_GET_ITEM(pair, 1), value);
-        if (new == NULL)
-            goto fail;
-        if (new == value) {
-            Py_DECREF(new);
-            continue;
-        }
-        if (set_field(&out, row, pos, new) < 0)
+        if (value != Py_None && apply_field(&out, row, pos, PyTuple_GET_ITEM(pair, 1), value) < 0)
             goto fail;
     }
     PyObject *choosers = PyTuple_GET_SIZE(args[0]) == 5 ? PyTuple_GET_ITEM(args[0], 4) : NULL;
@@ -1730,23 +1745,18 @@ transform_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyErr_SetString(PyExc_TypeError, "a chooser is (position, key positions, memo, choose)");
             goto fail;
         }
-        Py_ssize_t pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0));
-        if (pos < 0 || pos >= width) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+        Py_ssize_t pos = row_position(PyTuple_GET_ITEM(entry, 0), width);
+        if (pos < 0)
             goto fail;
-        }
         PyObject *positions = PyTuple_GET_ITEM(entry, 1), *memo = PyTuple_GET_ITEM(entry, 2), *picked = NULL;
         if (memo != Py_None && PyDict_CheckExact(memo) && PyTuple_CheckExact(positions)) {
             PyObject *key = PyTuple_New(PyTuple_GET_SIZE(positions));
             if (key == NULL)
                 goto fail;
             for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(positions); k++) {
-                Py_ssize_t at = PyLong_AsSsize_t(PyTuple_GET_ITEM(positions, k));
-                if (at < 0 || at >= width) {
+                Py_ssize_t at = row_position(PyTuple_GET_ITEM(positions, k), width);
+                if (at < 0) {
                     Py_DECREF(key);
-                    if (!PyErr_Occurred())
-                        PyErr_SetString(PyExc_IndexError, "tuple index out of range");
                     goto fail;
                 }
                 Py_INCREF(PyTuple_GET_ITEM(row, at));
@@ -1782,15 +1792,9 @@ transform_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(picked);
             continue;
         }
-        PyObject *new = call_fallback(fn, value);
+        int applied = apply_field(&out, row, pos, fn, value);
         Py_DECREF(picked);
-        if (new == NULL)
-            goto fail;
-        if (new == value) {
-            Py_DECREF(new);
-            continue;
-        }
-        if (set_field(&out, row, pos, new) < 0)
+        if (applied < 0)
             goto fail;
     }
     if (out == NULL) {
