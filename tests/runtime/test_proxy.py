@@ -414,9 +414,11 @@ class _SlowRelay:
                         return
                     time.sleep(delay)
                     body = b'{"ok": true}'
+                    # Counted before sending: the client may read the answer and check the count
+                    # before this thread runs again.
+                    self.answered += 1
                     theirs.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                                    + str(len(body)).encode() + b"\r\n\r\n" + body)
-                    self.answered += 1
 
         threading.Thread(target=serve, daemon=True).start()
 
