@@ -793,10 +793,7 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
 
     def text_key_fn(fn: ValueFn) -> BytesFn:
         fast = _compiled_parts(fn)
-        if fast is not None:
-            fn = fast[2]
-        elif isinstance(fn, functools.partial) and compiled is not None and fn.func is compiled.guess_value:
-            fn = fn.args[1]  # a word builder: the Python function, whose cache serves the keys' repeated values
+        fn = _python_behind(fn)  # a word builder's Python function: its cache serves the keys' repeated values
 
         def keyed_value(raw: bytes) -> bytes:
             out = fn(raw.decode("utf-8", "surrogateescape"))
@@ -953,6 +950,17 @@ def _compiled_words(fn: ValueFn, kind: str, target: Target, env: ActionEnv, *, g
             STREET_SUFFIXES, LOREM_TEXT, -1 if target.max_chars is None else target.max_chars, env.keep_values or None,
             guess)
     return functools.partial(compiled.guess_value, spec, fn)
+
+
+def _python_behind(fn: ValueFn) -> ValueFn:
+    """The Python value function behind a compiled one (a pseudonym from text_action or a word
+    builder from _compiled_words), or ``fn`` itself."""
+    fast = _compiled_parts(fn)
+    if fast is not None:
+        return fast[2]
+    if compiled is not None and isinstance(fn, functools.partial) and fn.func is compiled.guess_value:
+        return fn.args[1]  # (spec, fn): _compiled_words's layout
+    return fn
 
 
 def _build_guess(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
