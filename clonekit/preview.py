@@ -362,12 +362,9 @@ def _start_services(engine: DockerEngine, plan: cmp.PreviewPlan, compose_file: P
     order = cmp.start_order(document) if not engine.node else None  # (a swarm's node: its stack is deployed)
     created: dict[str, list[str]] = {}
     if order is not None:
-        listed = engine.cli(["ps", "-a", "--no-trunc", "--filter", f"label=com.docker.compose.project={plan.compose_project}",
-                             "--format", '{{.ID}} {{.Label "com.docker.compose.service"}}'],
-                            what=f"list the containers of preview {plan.name}")
-        for line in listed.splitlines():
-            container_id, _, service = line.partition(" ")
-            created.setdefault(service.strip(), []).append(container_id)
+        created = engine.container_ids_by_label({"com.docker.compose.project": plan.compose_project},
+                                                "com.docker.compose.service",
+                                                what=f"list the containers of preview {plan.name}")
     if order is not None and all(len(created.get(service, ())) == 1 for service in order):
         engine.cli(["start", *(created[service][0] for service in order)], what=f"start preview {plan.name}")
         return

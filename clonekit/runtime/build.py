@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PreviewError
-from .docker import DockerEngine
+from .docker import DockerEngine, label_filters
 
 log = logging.getLogger("clonekit.runtime.build")
 
@@ -125,10 +125,7 @@ def check_image(engine: DockerEngine, ref: str, what: str) -> None:
 def remove_preview_images(engine: DockerEngine, labels: Mapping[str, str], *, prefix: tuple[str, ...]) -> list[str]:
     """Untag the images built for one preview (``labels``): an image whose id another tag or preview
     still uses stays; returns the tags removed."""
-    filters: list[str] = []
-    for key, value in labels.items():
-        filters += ["--filter", f"label={key}={value}"]
-    ids = [i for i in engine.cli(["images", "-q", "--no-trunc", *filters], what="list preview images").split() if i]
+    ids = [i for i in engine.cli(["images", "-q", "--no-trunc", *label_filters(labels)], what="list preview images").split() if i]
     removed: list[str] = []
     for image in engine.inspect("image", sorted(set(ids))):
         for tag in image.get("RepoTags") or []:

@@ -245,9 +245,7 @@ class DockerEngine:
 
     def ids(self, kind: str, labels: Mapping[str, str], *, all_containers: bool = True) -> list[str]:
         """Ids (names for volumes) of objects carrying every label of ``labels``."""
-        filters: list[str] = []
-        for key, value in labels.items():
-            filters += ["--filter", f"label={key}={value}" if value else f"label={key}"]
+        filters = label_filters(labels)
         if kind == "container":
             args = ["ps", "-q", "--no-trunc", *filters] + (["-a"] if all_containers else [])
         elif kind == "volume":
@@ -257,6 +255,19 @@ class DockerEngine:
         else:
             raise ValueError(kind)
         return [line for line in self.query(args, what=f"list {kind}s").split() if line]
+
+    def container_ids_by_label(self, labels: Mapping[str, str], key: str, *, what: str = "list containers"
+                               ) -> dict[str, list[str]]:
+        """Ids of the containers (running or not) carrying every label of ``labels``, by their value
+        of label ``key`` (e.g. each Compose service's containers)."""
+        listed = self.query(["ps", "-a", "--no-trunc", *label_filters(labels), "--format", f'{{{{.ID}}}} {{{{.Label "{key}"}}}}'],
+                            what=what)
+        found: dict[str, list[str]] = {}
+        for line in listed.splitlines():
+            container_id, _, value = line.partition(" ")
+            if container_id:
+                found.setdefault(value.strip(), []).append(container_id)
+        return found
 
     def published_host_ports(self) -> set[int]:
         """The host ports the engine's running containers publish (any project, any address)."""
@@ -449,6 +460,15 @@ class DockerEngine:
     def compose_cli(self, compose_file: Path, project: str, args: Sequence[str], *, what: str) -> str:
         """``docker compose -f FILE -p PROJECT ...`` (what a user would type)."""
         return self.cli(["compose", "-f", str(compose_file), "-p", project, *args], what=what)
+
+
+def label_filters(labels: Mapping[str, str]) -> list[str]:
+    """docker's ``--filter`` arguments selecting objects that carry every label of ``labels`` (an
+    empty value: the label with any value)."""
+    filters: list[str] = []
+    for key, value in labels.items():
+        filters += ["--filter", f"label={key}={value}" if value else f"label={key}"]
+    return filters
 
 
 def host_ports(ps_ports: str) -> set[int]:

@@ -12,17 +12,10 @@ import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .docker import DockerEngine, stderr_tail
+from .docker import DockerEngine, label_filters, stderr_tail
 
 READ_CHUNK_BYTES = 1 << 20
 log = logging.getLogger("clonekit.runtime.golden_engine")
-
-
-def label_filters(labels: Mapping[str, str]) -> list[str]:
-    out: list[str] = []
-    for key, value in labels.items():
-        out += ["--filter", f"label={key}={value}" if value else f"label={key}"]
-    return out
 
 
 def images(engine: DockerEngine, labels: Mapping[str, str]) -> list[dict[str, Any]]:
