@@ -58,12 +58,14 @@ def _capture(repo: Repository, root: Path, *, ssh: Any = None, previous: Any = N
 
 
 CPU: dict[str, float] = {}  # name -> CPU seconds of the last measurement (ours: all our threads; tools: children)
+PEAK: dict[str, int] = {}  # name -> peak RSS of this process during each clonekit phase (the run's peak is their max)
 
 
 def _ours(name: str, fn: Any) -> Timing:
     started = time.process_time()
     timing = time_function(name, fn)
     CPU[name] = time.process_time() - started
+    PEAK[name] = max(PEAK.get(name, 0), timing.peak_rss_bytes)
     return timing
 
 
@@ -205,6 +207,10 @@ def main() -> None:
                  f"{restic1 / 2**20:.0f} MiB; bytes changed {first['changed']['bytes'] / 2**20:.1f} MiB; "
                  f"files re-read {first['reread']}")
     lines.append(f"restored trees identical to the source: {all(p['exact'] for p in passes)}")
+    # one process runs every phase in turn, so a phase's peak includes what the ones before left
+    # resident (Python and glibc keep freed memory for reuse)
+    lines.append("peak RSS of this process during each clonekit phase: "
+                 + ", ".join(f"{name} {peak / 2**20:.0f} MiB" for name, peak in PEAK.items()))
     for line in lines:
         print(line, flush=True)
     if args.json:
