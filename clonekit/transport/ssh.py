@@ -34,7 +34,7 @@ KEEPALIVE_SECONDS = 30
 # Bigger windows keep the pipe full on links with latency; paramiko's default is 2 MiB. A window
 # caps throughput at window / round trip: 8 MiB is 160 MiB/s at 50 ms, above a gigabit link. It is
 # also memory: the channel's buffer holds up to a window and a read hands over a copy of it. A
-# files capture of 1.3 GiB over SSH peaked at 200-203 MiB with 16 MiB, 160-164 MiB with 8 MiB, in
+# files capture of 1.3 GiB over SSH peaked at 200-207 MiB with 16 MiB, 160-172 MiB with 8 MiB, in
 # the same time (docs/benchmarks.md, issue 18).
 CHANNEL_WINDOW_BYTES = 8 * 1024 * 1024
 STDERR_TAIL_BYTES = 4000
