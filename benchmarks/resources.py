@@ -96,6 +96,7 @@ class Usage:
         self.peak_rss = 0
         self.peak_pss = 0
         self.processes = 0
+        self.sampler_cpu = 0.0  # CPU of the sampling thread itself: not the measured work's
 
     def _tree(self) -> list[int]:
         parents: dict[int, int] = {}
@@ -135,8 +136,10 @@ class Usage:
                     self._threads[tid] = (first, cpu[1])
 
     def _run(self) -> None:
+        started = time.thread_time()
         while not self._stop.wait(SAMPLE_SECONDS):
             self._sample()
+        self.sampler_cpu = time.thread_time() - started
 
     def __enter__(self) -> Usage:
         self._base = {pid: stat[1] for pid in self._tree() if (stat := _stat(pid)) is not None}
@@ -154,7 +157,10 @@ class Usage:
         self._sample()
         self.seconds = time.perf_counter() - self._started
         root = _stat(self.root)
-        self.client_cpu = (root[1] - self._base[self.root] if root else 0.0) + sum(self._cpu.values())
+        # this process's CPU without the sampler's own: it runs in this process, and reading every
+        # process's smaps 10 times a second costs more the more worker processes the capture has
+        self.client_cpu = ((root[1] - self._base[self.root] if root else 0.0) - self.sampler_cpu
+                           + sum(self._cpu.values()))
         if self.server and self._server_before is not None:
             after = _stat(self.server)
             self.server_total_cpu = after[1] - self._server_before if after else None
@@ -170,7 +176,7 @@ class Usage:
                   if self.server_cpu is not None and self.server_total_cpu is not None else "")
         return (f"wall {self.seconds:.2f} s, {server}client CPU {self.client_cpu:.1f} s, "
                 f"peak RSS {self.peak_rss / 2**20:.0f} MiB, PSS {self.peak_pss / 2**20:.0f} MiB "
-                f"({self.processes} processes)")
+                f"({self.processes} processes; the sampler's own CPU {self.sampler_cpu:.1f} s, not counted)")
 
 
 def _memory(pid: int) -> tuple[int, int]:

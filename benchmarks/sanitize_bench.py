@@ -272,6 +272,7 @@ def one_capture(label: str, database: str, workers: int) -> dict:
     with Usage(endpoint) as usage:
         capture_database(endpoint, planner, CountingSink(), workers=workers)  # type: ignore[arg-type]
     result = {"label": ONE_LABELS[label], "wall": usage.seconds, "client_cpu": usage.client_cpu,
+              "sampler_cpu": usage.sampler_cpu,
               "server_cpu": usage.server_cpu, "pss_mib": usage.peak_pss / 2**20, "rss_mib": usage.peak_rss / 2**20,
               "processes": usage.processes, "load": [load, os.getloadavg()[0]]}
     print(json.dumps(result), flush=True)
