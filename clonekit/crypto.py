@@ -75,7 +75,8 @@ class Cipher:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, data, aad)
 
-    def open(self, blob: bytes, aad: bytes, what: str) -> bytes:
+    def open(self, blob: bytes | memoryview, aad: bytes, what: str) -> bytes:
+        # a memoryview (the stored object past its header) is decrypted without a copy of it
         try:
             return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
         except (InvalidTag, ValueError) as exc:

@@ -337,7 +337,7 @@ class Repository:
         if flags & FLAG_SEALED:
             if self._cipher is None:
                 raise IntegrityError(f"{key}: object is encrypted but the store is opened without a key")
-            payload = self._cipher.open(blob[HEADER_BYTES:], key.encode(), key)
+            payload = self._cipher.open(payload, key.encode(), key)
         elif self._cipher is not None:
             raise IntegrityError(f"{key}: object is not encrypted in an encrypted store")
         if flags & FLAG_ZSTD:
