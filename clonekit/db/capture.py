@@ -30,6 +30,7 @@ from typing import Any, Protocol, cast
 
 import pymysql
 from pymysql.connections import Connection
+from pymysql.constants import COMMAND
 
 from .._compiled import speedups
 from ..errors import ClonekitError, ConfigError, SourceError
@@ -473,7 +474,10 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
                    read_one_key: Callable[[str], None], batch_bytes: int | None = None) -> Iterator[tuple[bytes, int]]:
     """Whole rows (``row_expr`` renders one, ending in a newline) and their count, one GROUP_CONCAT
     per range of the leading key column. A single key whose rows render more than GROUP_CONCAT's
-    limit is handed to ``read_one_key(condition)`` in its place in the order."""
+    limit is handed to ``read_one_key(condition)`` in its place in the order.
+
+    The next range's query is sent before a batch is yielded: the server renders it while the
+    caller transforms, hashes and stores this one (``_QueryAhead``)."""
     key = quote_name(table.primary_key[0])
     extra = f" AND {_where(policy)}" if policy.where else ""
     # The bounds are integers written into the text: no parameters, so a `%` in a rows condition stays one.
@@ -488,12 +492,13 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
     # GROUP_CONCAT cuts what exceeds its limit: a result shorter than the limit (less a character's
     # bytes) is whole, and its rows are the COUNT(*) (no scan of the batch in Python).
     limit = int(_fetch_one(conn, "SELECT @@SESSION.group_concat_max_len")[0]) - 4
-    with conn.cursor() as cur:
+    ahead = _QueryAhead(conn)
+    try:
         while at <= high:
             end = min(high, at + step - 1)
-            cur.execute(f"{head}{int(at)} AND {int(end)}{extra}")
-            data, count = cur.fetchone()
-            cur.fetchall()
+            if not ahead.in_flight:
+                ahead.send(f"{head}{int(at)} AND {int(end)}{extra}")
+            data, count = ahead.receive()
             data = data or b""
             count = int(count or 0)
             if len(data) >= limit and data.count(b"\n") != count:  # GROUP_CONCAT hit its limit: smaller ranges
@@ -503,13 +508,51 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
                     continue
                 step = max(1, (end - at + 1) // 4)
                 continue
-            yield data, count
             span = end - at + 1
             at = end + 1
             if not data:
                 step = min(step * 4, 1 << 62)
             else:
                 step = max(1, min(step * 4, int(span * batch_bytes / len(data))))
+            if at <= high:
+                ahead.send(f"{head}{int(at)} AND {int(min(high, at + step - 1))}{extra}")
+            yield data, count
+    finally:
+        ahead.settle()
+
+
+class _QueryAhead:
+    """One query in flight on a connection while the caller works on the last result.
+
+    pymysql's ``query`` sends a query and waits for its result; here the two halves are apart
+    (its own ``_execute_command`` and ``_read_query_result``), so the server renders the next
+    batch while this side is busy with the last one. The connection takes no other query while
+    one is in flight: ``settle`` reads what is left (a caller that stopped early)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.in_flight = False
+
+    def send(self, sql: str) -> None:
+        assert not self.in_flight, "one query in flight at a time"
+        self._conn._execute_command(COMMAND.COM_QUERY, sql)
+        self.in_flight = True
+
+    def receive(self) -> tuple[Any, ...]:
+        """The first row of the query in flight."""
+        self.in_flight = False
+        self._conn._read_query_result()
+        rows = self._conn._result.rows if self._conn._result is not None else None
+        if not rows:
+            raise pymysql.err.InternalError(0, "a range query returned no row")
+        return cast(tuple[Any, ...], rows[0])
+
+    def settle(self) -> None:
+        if self.in_flight:
+            try:
+                self.receive()
+            except (pymysql.MySQLError, OSError):
+                pass  # the caller's own error is the one to report; a dead connection fails its next use
 
 
 def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
