@@ -36,12 +36,14 @@ from .._compiled import speedups
 from ..errors import ClonekitError, ConfigError, SourceError
 from ..schema import Column, PolicyPlanner, Row, Table, TablePolicy
 from .codec import (
+    CUT_SCALE,
     DECODE_KEEP,
     FORMAT,
     INTEGER_TYPES,
     RowChunker,
     decode_mode,
     field_decoder,
+    python_cut,
     row_sql,
     typed_line_sql,
     value_field,
@@ -593,7 +595,7 @@ def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: Ro
     for data, _ in _range_batches(conn, table, policy, key_range, line,
                                   lambda condition: _read_typed_stream(conn, table, policy, chunker, rows, condition,
                                                                        linear_escape), TYPED_BATCH_BYTES):
-        chunker.feed_lines(rows.lines(data.split(b"\n")[:-1]))
+        chunker.feed_runs(*rows.batch(data))
 
 
 def _read_typed_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
@@ -604,7 +606,16 @@ def _read_typed_stream(conn: Connection, table: Table, policy: TablePolicy, chun
     with conn.cursor() as cur:
         cur.execute(f"SELECT {typed_line_sql(table.data_columns, linear_escape)} FROM {quote_name(table.name)}"
                     f"{where}{_order_by(table)}")
-        chunker.feed_lines(rows.lines(line for (line,) in cur))
+        lines: list[bytes] = []
+        size = 0
+        for (line,) in cur:
+            lines.append(line)
+            size += len(line) + 1
+            if size >= TYPED_BATCH_BYTES:
+                chunker.feed_runs(*rows.batch(b"\n".join(lines) + b"\n"))
+                lines, size = [], 0
+        if lines:
+            chunker.feed_runs(*rows.batch(b"\n".join(lines) + b"\n"))
 
 
 # The compiled row loop (clonekit/_speedups.c), or None: built without a C compiler, or turned off.
@@ -612,10 +623,12 @@ compiled = speedups
 
 
 class _RowTransformer:
-    """tsv-1 lines in, transformed tsv-1 lines out; decodes only the columns the transform reads.
+    """A batch of tsv-1 lines in, the transformed lines out; decodes only the columns the transform
+    reads and re-encodes only the values it changed (the others keep their bytes).
 
-    A list of lines (a batch) goes through the compiled loop when it was built: the same split,
-    the same values handed to the transform, the same bytes out (tests/db/test_typed_lines_compiled.py)."""
+    ``batch`` runs the compiled loop when it was built, ``lines_python`` otherwise: the same split,
+    the same values handed to the transform, the same bytes and cuts out
+    (tests/db/test_typed_lines_compiled.py)."""
 
     def __init__(self, policy: TablePolicy, columns: tuple[Column, ...]) -> None:
         assert policy.transform is not None
@@ -630,12 +643,24 @@ class _RowTransformer:
             (DECODE_KEEP if i not in decoder_of else decode_mode(c), decoder_of.get(i), c.data_type != "bit")
             for i, c in enumerate(columns))
 
-    def lines(self, lines: Iterable[bytes]) -> Iterable[bytes]:
-        if compiled is not None and lines.__class__ is list and self.columns:
-            return compiled.transform_lines(lines, self.transform, self.compiled_decoders, value_field, self.columns)
-        return self.lines_python(lines)
+    def batch(self, data: bytes) -> tuple[bytes, list[int], int]:
+        """``data``: whole lines, each ending with a newline. Returns the transformed lines joined,
+        the end offsets of the rows after which a chunk may end (``python_cut``), and the row count."""
+        if compiled is not None and self.columns:
+            return cast(tuple[bytes, list[int], int], compiled.transform_batch(
+                data, self.transform, self.compiled_decoders, value_field, self.columns, CUT_SCALE))
+        if data and not data.endswith(b"\n"):
+            raise ValueError("a batch ends inside a row")
+        out, cuts, at = [], [], 0
+        for line in self.lines_python(data.split(b"\n")[:-1]):
+            out.append(line)
+            at += len(line)
+            if python_cut(line):
+                cuts.append(at)
+        return b"".join(out), cuts, len(out)
 
     def lines_python(self, lines: Iterable[bytes]) -> Iterator[bytes]:
+        """Each line (without its newline) transformed, with its newline."""
         transform, columns, decoders = self.transform, self.columns, self.decoders
         width = len(columns)
         for line in lines:
