@@ -41,10 +41,8 @@ def run_rows(table_name: str, rows: int, transformed: int) -> None:
     lines = [b"\t".join(dd.tsv_field(v) for v in row) for row in dd.FACTORIES[table_name](vocabulary, rows)]
     policy = build_planner(drupal_config()).plan(tables)[table_name]
     assert policy.transform is not None
-    out = 0
-    for line in _RowTransformer(policy, table.data_columns).lines(lines[:transformed]):
-        out += len(line)
-    print(out)
+    out, _, _ = _RowTransformer(policy, table.data_columns).batch(b"".join(line + b"\n" for line in lines[:transformed]))
+    print(len(out))
 
 
 def instructions(table_name: str, rows: int, transformed: int) -> int:

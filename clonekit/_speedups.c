@@ -610,19 +610,86 @@ encode_value(PyObject *value, int plain, PyObject *value_field, PyObject *column
     return PyObject_Vectorcall(value_field, args, 2, NULL);
 }
 
-static PyObject *
-transform_line(PyObject *line, Py_ssize_t width, PyObject *transform, PyObject *const *decoders,
-               const int *modes, const int *plain, PyObject *value_field, PyObject *columns,
-               Py_ssize_t *starts, Py_ssize_t *ends, PyObject **encoded)
+/* ---- CRC-32 (zlib's: reflected, polynomial 0xEDB88320), eight bytes a step -----------------------
+ *
+ * codec.python_cut's hash of each transformed line, computed where the line is written instead of
+ * through a Python call per line. Checked against zlib.crc32 (tests/db/test_typed_lines_compiled.py). */
+
+static uint32_t CRC_TABLE[8][256];
+
+static void
+crc32_init(void)
 {
-    const char *d = PyBytes_AS_STRING(line);
-    Py_ssize_t size = PyBytes_GET_SIZE(line);
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        CRC_TABLE[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            CRC_TABLE[t][i] = (CRC_TABLE[t - 1][i] >> 8) ^ CRC_TABLE[0][CRC_TABLE[t - 1][i] & 0xff];
+}
+
+static uint32_t
+crc32_of(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+#if PY_LITTLE_ENDIAN
+    while (n >= 8) {
+        uint32_t one, two;
+        memcpy(&one, p, 4);
+        memcpy(&two, p + 4, 4);
+        one ^= c;
+        c = CRC_TABLE[7][one & 0xff] ^ CRC_TABLE[6][(one >> 8) & 0xff] ^ CRC_TABLE[5][(one >> 16) & 0xff]
+            ^ CRC_TABLE[4][one >> 24] ^ CRC_TABLE[3][two & 0xff] ^ CRC_TABLE[2][(two >> 8) & 0xff]
+            ^ CRC_TABLE[1][(two >> 16) & 0xff] ^ CRC_TABLE[0][two >> 24];
+        p += 8;
+        n -= 8;
+    }
+#endif
+    while (n--)
+        c = CRC_TABLE[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* a bytes object written at its end and grown in place (_PyBytes_Resize): a batch's output
+   without a copy of it at the end */
+typedef struct {
+    PyObject *bytes;
+    Py_ssize_t len;
+} Grown;
+
+/* room for n more bytes at the end: where to write them, or NULL (g->bytes is then NULL) */
+static char *
+grown_room(Grown *g, Py_ssize_t n)
+{
+    Py_ssize_t cap = PyBytes_GET_SIZE(g->bytes);
+    if (n > cap - g->len) {
+        if (n > PY_SSIZE_T_MAX / 2 - cap) {
+            Py_CLEAR(g->bytes);
+            PyErr_NoMemory();
+            return NULL;
+        }
+        if (_PyBytes_Resize(&g->bytes, cap + cap / 2 + n) < 0)
+            return NULL;
+    }
+    return PyBytes_AS_STRING(g->bytes) + g->len;
+}
+
+/* One row (the line d[0:size], no newline) split, decoded, transformed and written at the end of
+   out with its newline: the same values and bytes as _RowTransformer.lines_python. 0, or -1 */
+static int
+transform_row(const char *d, Py_ssize_t size, Py_ssize_t width, PyObject *transform, PyObject *const *decoders,
+              const int *modes, const int *plain, PyObject *value_field, PyObject *columns,
+              Py_ssize_t *starts, Py_ssize_t *ends, PyObject **encoded, Grown *out)
+{
     Py_ssize_t count = 1;
     for (const char *p = d; (p = memchr(p, '\t', (size_t)(d + size - p))) != NULL; p++)
         count++;
     if (count != width) {
         PyErr_Format(PyExc_ValueError, "a row has %zd fields, not %zd", count, width);
-        return NULL;
+        return -1;
     }
     Py_ssize_t at = 0;
     for (Py_ssize_t i = 0; i < width; i++) {
@@ -634,12 +701,12 @@ transform_line(PyObject *line, Py_ssize_t width, PyObject *transform, PyObject *
     }
     PyObject *row = PyTuple_New(width);
     if (row == NULL)
-        return NULL;
+        return -1;
     for (Py_ssize_t i = 0; i < width; i++) {
         PyObject *field = PyBytes_FromStringAndSize(d + starts[i], ends[i] - starts[i]);
         if (field == NULL) {
             Py_DECREF(row);
-            return NULL;
+            return -1;
         }
         if (modes[i] == DECODE_KEEP) {
             PyTuple_SET_ITEM(row, i, field);
@@ -649,7 +716,7 @@ transform_line(PyObject *line, Py_ssize_t width, PyObject *transform, PyObject *
         Py_DECREF(field);
         if (value == NULL) {
             Py_DECREF(row);
-            return NULL;
+            return -1;
         }
         PyTuple_SET_ITEM(row, i, value);
     }
@@ -657,24 +724,26 @@ transform_line(PyObject *line, Py_ssize_t width, PyObject *transform, PyObject *
     PyObject *new = PyObject_Vectorcall(transform, args, 1, NULL);
     if (new == NULL) {
         Py_DECREF(row);
-        return NULL;
+        return -1;
     }
-    PyObject *result = NULL;
-    if (new == row) {
-        result = PyBytes_FromStringAndSize(NULL, size + 1);
-        if (result != NULL) {
-            memcpy(PyBytes_AS_STRING(result), d, (size_t)size);
-            PyBytes_AS_STRING(result)[size] = '\n';
-        }
+    int status = -1;
+    if (new == row) {  /* unchanged: the line's own bytes */
         Py_DECREF(new);
+        char *o = grown_room(out, size + 1);
+        if (o != NULL) {
+            memcpy(o, d, (size_t)size);
+            o[size] = '\n';
+            out->len += size + 1;
+            status = 0;
+        }
         Py_DECREF(row);
-        return result;
+        return status;
     }
     PyObject *seq = PySequence_Fast(new, "a transform returns a sequence");
     Py_DECREF(new);
     if (seq == NULL) {
         Py_DECREF(row);
-        return NULL;
+        return -1;
     }
     if (PySequence_Fast_GET_SIZE(seq) < width) {
         PyErr_SetString(PyExc_IndexError, "tuple index out of range");
@@ -682,9 +751,8 @@ transform_line(PyObject *line, Py_ssize_t width, PyObject *transform, PyObject *
     }
     PyObject **items = PySequence_Fast_ITEMS(seq);
     Py_ssize_t total = width;  /* the TABs and the newline */
-    for (Py_ssize_t i = 0; i < width; i++) {
+    for (Py_ssize_t i = 0; i < width; i++)
         encoded[i] = NULL;
-    }
     for (Py_ssize_t i = 0; i < width; i++) {
         if (items[i] == PyTuple_GET_ITEM(row, i)) {
             total += ends[i] - starts[i];
@@ -699,40 +767,54 @@ transform_line(PyObject *line, Py_ssize_t width, PyObject *transform, PyObject *
         }
         total += PyBytes_GET_SIZE(encoded[i]);
     }
-    result = PyBytes_FromStringAndSize(NULL, total);
-    if (result != NULL) {
-        char *o = PyBytes_AS_STRING(result);
-        for (Py_ssize_t i = 0; i < width; i++) {
-            if (encoded[i] == NULL) {
-                memcpy(o, d + starts[i], (size_t)(ends[i] - starts[i]));
-                o += ends[i] - starts[i];
-            } else {
-                memcpy(o, PyBytes_AS_STRING(encoded[i]), (size_t)PyBytes_GET_SIZE(encoded[i]));
-                o += PyBytes_GET_SIZE(encoded[i]);
-            }
-            *o++ = i + 1 < width ? '\t' : '\n';
+    char *o = grown_room(out, total);
+    if (o == NULL)
+        goto out_encoded;
+    for (Py_ssize_t i = 0; i < width; i++) {
+        if (encoded[i] == NULL) {
+            memcpy(o, d + starts[i], (size_t)(ends[i] - starts[i]));
+            o += ends[i] - starts[i];
+        } else {
+            memcpy(o, PyBytes_AS_STRING(encoded[i]), (size_t)PyBytes_GET_SIZE(encoded[i]));
+            o += PyBytes_GET_SIZE(encoded[i]);
         }
+        *o++ = i + 1 < width ? '\t' : '\n';
     }
+    out->len += total;
+    status = 0;
 out_encoded:
     for (Py_ssize_t i = 0; i < width; i++)
         Py_XDECREF(encoded[i]);
 out:
     Py_DECREF(seq);
     Py_DECREF(row);
-    return result;
+    return status;
 }
 
+/* transform_batch(data, transform, decoders, value_field, columns, scale) -> (out, cuts, rows):
+   _RowTransformer.batch: every line of data (tsv-1 rows, each ending with a newline) through
+   transform_row, joined, with the end offsets (in out) of the rows where a chunk may end,
+   crc32(line) < len(line) * scale (codec.python_cut), and the number of rows */
 static PyObject *
-transform_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+transform_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "transform_lines(lines, transform, decoders, value_field, columns)");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "transform_batch(data, transform, decoders, value_field, columns, scale)");
         return NULL;
     }
-    PyObject *lines = args[0], *transform = args[1], *decoders = args[2], *value_field = args[3], *columns = args[4];
-    if (!PyList_CheckExact(lines) || !PyTuple_CheckExact(decoders) || !PyTuple_CheckExact(columns)
+    PyObject *data = args[0], *transform = args[1], *decoders = args[2], *value_field = args[3], *columns = args[4];
+    if (!PyBytes_CheckExact(data) || !PyTuple_CheckExact(decoders) || !PyTuple_CheckExact(columns)
             || PyTuple_GET_SIZE(decoders) != PyTuple_GET_SIZE(columns) || PyTuple_GET_SIZE(columns) == 0) {
-        PyErr_SetString(PyExc_TypeError, "transform_lines: lines is a list, decoders and columns tuples of one width");
+        PyErr_SetString(PyExc_TypeError, "transform_batch: data is bytes, decoders and columns tuples of one width");
+        return NULL;
+    }
+    unsigned long long scale = PyLong_AsUnsignedLongLong(args[5]);
+    if (scale == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    const char *d = PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    if (size > 0 && d[size - 1] != '\n') {
+        PyErr_SetString(PyExc_ValueError, "a batch ends inside a row");
         return NULL;
     }
     Py_ssize_t width = PyTuple_GET_SIZE(columns);
@@ -740,7 +822,8 @@ transform_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int *modes = PyMem_Calloc((size_t)width, 2 * sizeof(int));
     Py_ssize_t *bounds = PyMem_Calloc((size_t)width, 2 * sizeof(Py_ssize_t));
     PyObject **fns = PyMem_Calloc((size_t)width, 2 * sizeof(PyObject *));
-    PyObject *out = NULL;
+    Grown out = {NULL, 0};
+    PyObject *cuts = NULL, *result = NULL;
     if (modes == NULL || bounds == NULL || fns == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -748,14 +831,14 @@ transform_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < width; i++) {
         PyObject *spec = PyTuple_GET_ITEM(decoders, i);
         if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 3) {
-            PyErr_SetString(PyExc_TypeError, "transform_lines: each decoder is (mode, decoder, plain)");
+            PyErr_SetString(PyExc_TypeError, "transform_batch: each decoder is (mode, decoder, plain)");
             goto done;
         }
         long mode = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
         if (mode == -1 && PyErr_Occurred())
             goto done;
         if (mode < DECODE_KEEP || mode > DECODE_INT || (mode == DECODE_PYTHON && PyTuple_GET_ITEM(spec, 1) == Py_None)) {
-            PyErr_SetString(PyExc_ValueError, "transform_lines: unknown decoder mode");
+            PyErr_SetString(PyExc_ValueError, "transform_batch: unknown decoder mode");
             goto done;
         }
         modes[i] = (int)mode;
@@ -765,37 +848,40 @@ transform_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         modes[width + i] = plain;
     }
-    Py_ssize_t n = PyList_GET_SIZE(lines);
-    out = PyList_New(n);
-    if (out == NULL)
+    out.bytes = PyBytes_FromStringAndSize(NULL, size + size / 8 + 64);  /* sanitized values may grow */
+    cuts = PyList_New(0);
+    if (out.bytes == NULL || cuts == NULL)
         goto done;
-    for (Py_ssize_t k = 0; k < n; k++) {
-        if (PyList_GET_SIZE(lines) != n) {  /* a transform that changes the batch: refused */
-            PyErr_SetString(PyExc_RuntimeError, "transform_lines: the list of lines changed");
-            Py_CLEAR(out);
+    Py_ssize_t rows = 0;
+    for (Py_ssize_t at = 0; at < size; rows++) {
+        const char *newline = memchr(d + at, '\n', (size_t)(size - at));
+        Py_ssize_t end = newline - d;  /* data ends with a newline: never NULL */
+        Py_ssize_t start = out.len;
+        if (transform_row(d + at, end - at, width, transform, fns, modes, modes + width, value_field, columns,
+                          bounds, bounds + width, fns + width, &out) < 0)
             goto done;
+        Py_ssize_t n = out.len - start;
+        if ((unsigned long long)crc32_of((const unsigned char *)PyBytes_AS_STRING(out.bytes) + start, (size_t)n)
+                < (unsigned long long)n * scale) {
+            PyObject *cut = PyLong_FromSsize_t(out.len);
+            if (cut == NULL || PyList_Append(cuts, cut) < 0) {
+                Py_XDECREF(cut);
+                goto done;
+            }
+            Py_DECREF(cut);
         }
-        PyObject *line = PyList_GET_ITEM(lines, k);
-        if (!PyBytes_CheckExact(line)) {
-            PyErr_SetString(PyExc_TypeError, "transform_lines: a line is not bytes");
-            Py_CLEAR(out);
-            goto done;
-        }
-        Py_INCREF(line);  /* the transform could change the list */
-        PyObject *done_line = transform_line(line, width, transform, fns, modes, modes + width, value_field, columns,
-                                             bounds, bounds + width, fns + width);
-        Py_DECREF(line);
-        if (done_line == NULL) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        PyList_SET_ITEM(out, k, done_line);
+        at = end + 1;
     }
+    if (_PyBytes_Resize(&out.bytes, out.len) < 0)
+        goto done;
+    result = Py_BuildValue("(OOn)", out.bytes, cuts, rows);
 done:
+    Py_XDECREF(out.bytes);
+    Py_XDECREF(cuts);
     PyMem_Free(modes);
     PyMem_Free(bounds);
     PyMem_Free(fns);
-    return out;
+    return result;
 }
 
 /* ---- HMAC-SHA256 with the pads hashed once: actions.Keyed.digest in one call --------------------
@@ -1823,68 +1909,6 @@ fail:
     return NULL;
 }
 
-/* join_lines(lines, crc32, scale) -> (joined, cuts): codec.RowChunker.feed_lines's per-line work
-   for a batch of lines (each ending with a newline): the lines joined, and the end offsets (in
-   joined) of the lines where a chunk may end, crc32(line) < len(line) * scale (codec.python_cut,
-   zlib's crc32 called for each line) */
-static PyObject *
-join_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3 || !PyList_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "join_lines(lines, crc32, scale)");
-        return NULL;
-    }
-    PyObject *lines = args[0], *crc32 = args[1];
-    unsigned long long scale = PyLong_AsUnsignedLongLong(args[2]);
-    if (scale == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(lines), total = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *line = PyList_GET_ITEM(lines, i);
-        if (!PyBytes_CheckExact(line)) {
-            PyErr_SetString(PyExc_TypeError, "join_lines takes a list of bytes");
-            return NULL;
-        }
-        total += PyBytes_GET_SIZE(line);
-    }
-    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
-    PyObject *cuts = PyList_New(0);
-    if (joined == NULL || cuts == NULL)
-        goto fail;
-    char *o = PyBytes_AS_STRING(joined);
-    Py_ssize_t at = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *line = PyList_GET_ITEM(lines, i);
-        Py_ssize_t n = PyBytes_GET_SIZE(line);
-        memcpy(o + at, PyBytes_AS_STRING(line), (size_t)n);
-        at += n;
-        PyObject *crc_args[1] = {line};
-        PyObject *crc = PyObject_Vectorcall(crc32, crc_args, 1, NULL);
-        if (crc == NULL)
-            goto fail;
-        unsigned long long value = PyLong_AsUnsignedLongLong(crc);
-        Py_DECREF(crc);
-        if (value == (unsigned long long)-1 && PyErr_Occurred())
-            goto fail;
-        if (value < (unsigned long long)n * scale) {
-            PyObject *end = PyLong_FromSsize_t(at);
-            if (end == NULL || PyList_Append(cuts, end) < 0) {
-                Py_XDECREF(end);
-                goto fail;
-            }
-            Py_DECREF(end);
-        }
-    }
-    PyObject *result = PyTuple_Pack(2, joined, cuts);
-    Py_DECREF(joined);
-    Py_DECREF(cuts);
-    return result;
-fail:
-    Py_XDECREF(joined);
-    Py_XDECREF(cuts);
-    return NULL;
-}
-
 /* scrub_keeps_text(value) -> bool: the gate alone, for tests */
 static PyObject *
 scrub_keeps_text(PyObject *module, PyObject *value)
@@ -1897,6 +1921,18 @@ scrub_keeps_text(PyObject *module, PyObject *value)
     return NULL;
 }
 
+/* crc32(data) -> int: transform_batch's CRC-32 alone, for tests */
+static PyObject *
+crc32_bytes(PyObject *module, PyObject *data)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    uint32_t crc = crc32_of((const unsigned char *)view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(crc);
+}
+
 static PyMethodDef methods[] = {
     {"rewrite_strings", (PyCFunction)(void (*)(void))rewrite_strings, METH_FASTCALL,
      "rewrite_strings(data, rewrite, nested) -> bytes | None\n\n"
@@ -1906,11 +1942,12 @@ static PyMethodDef methods[] = {
      "rewrite_strings_by_key(data, fns, fn_for, keeps_plain, nested) -> bytes | None\n\n"
      "The same with the rewrite chosen per key: fns.get(key) or fn_for(key), called with the value;\n"
      "keeps_plain (or None) is not called for an ASCII value without '@', ':' nor digit."},
-    {"transform_lines", (PyCFunction)(void (*)(void))transform_lines, METH_FASTCALL,
-     "transform_lines(lines, transform, decoders, value_field, columns) -> list[bytes]\n\n"
-     "db.capture._RowTransformer.lines over a list of tsv-1 lines: each split, its fields decoded\n"
-     "(decoders[i] = (mode, python decoder, plain encoding)), transformed, encoded again; each out\n"
-     "line ends with a newline."},
+    {"transform_batch", (PyCFunction)(void (*)(void))transform_batch, METH_FASTCALL,
+     "transform_batch(data, transform, decoders, value_field, columns, scale) -> (out, cuts, rows)\n\n"
+     "db.capture._RowTransformer.batch: every tsv-1 line of data split, its fields decoded\n"
+     "(decoders[i] = (mode, python decoder, plain encoding)), transformed, encoded again, joined;\n"
+     "cuts: the end offsets of the out lines where crc32(line) < len(line) * scale."},
+    {"crc32", (PyCFunction)crc32_bytes, METH_O, "crc32(data) -> int\n\nzlib.crc32(data), as transform_batch computes it."},
     {"sha256_pad_state", (PyCFunction)sha256_pad_state, METH_O,
      "sha256_pad_state(block) -> bytes\n\nSHA-256's 32-byte state after one 64-byte block (an HMAC pad)."},
     {"hmac_digest", (PyCFunction)(void (*)(void))hmac_digest, METH_FASTCALL,
@@ -1931,9 +1968,6 @@ static PyMethodDef methods[] = {
     {"transform_plain", (PyCFunction)(void (*)(void))transform_plain, METH_FASTCALL,
      "transform_plain((pairs, errors, on_error, python), row) -> row\n\n"
      "A table's row function when each rule is one action per column without conditions."},
-    {"join_lines", (PyCFunction)(void (*)(void))join_lines, METH_FASTCALL,
-     "join_lines(lines, crc32, scale) -> (joined, cuts)\n\n"
-     "A batch of lines joined, with the end offsets of the lines where crc32(line) < len(line) * scale."},
     {"scrub_keeps_text", (PyCFunction)scrub_keeps_text, METH_O,
      "scrub_keeps_text(value) -> bool\n\nTrue when scrub surely returns value (str, or UTF-8 bytes) unchanged."},
     {NULL, NULL, 0, NULL},
@@ -1953,6 +1987,7 @@ PyInit__speedups(void)
     if (cpu_has_sha_ni() && (off == NULL || off[0] == '\0' || strcmp(off, "0") == 0))
         sha256_block = sha256_block_ni;
 #endif
+    crc32_init();
     PyObject *module = PyModule_Create(&module_def);
     if (module != NULL && PyModule_AddStringConstant(module, "sha256_impl",
                                                      sha256_block == sha256_block_portable ? "portable" : "x86 SHA extensions") < 0) {

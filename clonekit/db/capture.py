@@ -30,17 +30,20 @@ from typing import Any, Protocol, cast
 
 import pymysql
 from pymysql.connections import Connection
+from pymysql.constants import COMMAND
 
 from .._compiled import speedups
 from ..errors import ClonekitError, ConfigError, SourceError
 from ..schema import Column, PolicyPlanner, Row, Table, TablePolicy
 from .codec import (
+    CUT_SCALE,
     DECODE_KEEP,
     FORMAT,
     INTEGER_TYPES,
     RowChunker,
     decode_mode,
     field_decoder,
+    python_cut,
     row_sql,
     typed_line_sql,
     value_field,
@@ -473,7 +476,10 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
                    read_one_key: Callable[[str], None], batch_bytes: int | None = None) -> Iterator[tuple[bytes, int]]:
     """Whole rows (``row_expr`` renders one, ending in a newline) and their count, one GROUP_CONCAT
     per range of the leading key column. A single key whose rows render more than GROUP_CONCAT's
-    limit is handed to ``read_one_key(condition)`` in its place in the order."""
+    limit is handed to ``read_one_key(condition)`` in its place in the order.
+
+    The next range's query is sent before a batch is yielded: the server renders it while the
+    caller transforms, hashes and stores this one (``_QueryAhead``)."""
     key = quote_name(table.primary_key[0])
     extra = f" AND {_where(policy)}" if policy.where else ""
     # The bounds are integers written into the text: no parameters, so a `%` in a rows condition stays one.
@@ -488,12 +494,13 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
     # GROUP_CONCAT cuts what exceeds its limit: a result shorter than the limit (less a character's
     # bytes) is whole, and its rows are the COUNT(*) (no scan of the batch in Python).
     limit = int(_fetch_one(conn, "SELECT @@SESSION.group_concat_max_len")[0]) - 4
-    with conn.cursor() as cur:
+    ahead = _QueryAhead(conn)
+    try:
         while at <= high:
             end = min(high, at + step - 1)
-            cur.execute(f"{head}{int(at)} AND {int(end)}{extra}")
-            data, count = cur.fetchone()
-            cur.fetchall()
+            if not ahead.in_flight:
+                ahead.send(f"{head}{int(at)} AND {int(end)}{extra}")
+            data, count = ahead.receive()
             data = data or b""
             count = int(count or 0)
             if len(data) >= limit and data.count(b"\n") != count:  # GROUP_CONCAT hit its limit: smaller ranges
@@ -503,13 +510,51 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
                     continue
                 step = max(1, (end - at + 1) // 4)
                 continue
-            yield data, count
             span = end - at + 1
             at = end + 1
             if not data:
                 step = min(step * 4, 1 << 62)
             else:
                 step = max(1, min(step * 4, int(span * batch_bytes / len(data))))
+            if at <= high:
+                ahead.send(f"{head}{int(at)} AND {int(min(high, at + step - 1))}{extra}")
+            yield data, count
+    finally:
+        ahead.settle()
+
+
+class _QueryAhead:
+    """One query in flight on a connection while the caller works on the last result.
+
+    pymysql's ``query`` sends a query and waits for its result; here the two halves are apart
+    (its own ``_execute_command`` and ``_read_query_result``), so the server renders the next
+    batch while this side is busy with the last one. The connection takes no other query while
+    one is in flight: ``settle`` reads what is left (a caller that stopped early)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.in_flight = False
+
+    def send(self, sql: str) -> None:
+        assert not self.in_flight, "one query in flight at a time"
+        self._conn._execute_command(COMMAND.COM_QUERY, sql)
+        self.in_flight = True
+
+    def receive(self) -> tuple[Any, ...]:
+        """The first row of the query in flight."""
+        self.in_flight = False
+        self._conn._read_query_result()
+        rows = self._conn._result.rows if self._conn._result is not None else None
+        if not rows:
+            raise pymysql.err.InternalError(0, "a range query returned no row")
+        return cast(tuple[Any, ...], rows[0])
+
+    def settle(self) -> None:
+        if self.in_flight:
+            try:
+                self.receive()
+            except (pymysql.MySQLError, OSError):
+                pass  # the caller's own error is the one to report; a dead connection fails its next use
 
 
 def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
@@ -550,7 +595,7 @@ def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: Ro
     for data, _ in _range_batches(conn, table, policy, key_range, line,
                                   lambda condition: _read_typed_stream(conn, table, policy, chunker, rows, condition,
                                                                        linear_escape), TYPED_BATCH_BYTES):
-        chunker.feed_lines(rows.lines(data.split(b"\n")[:-1]))
+        chunker.feed_runs(*rows.batch(data))
 
 
 def _read_typed_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
@@ -561,7 +606,16 @@ def _read_typed_stream(conn: Connection, table: Table, policy: TablePolicy, chun
     with conn.cursor() as cur:
         cur.execute(f"SELECT {typed_line_sql(table.data_columns, linear_escape)} FROM {quote_name(table.name)}"
                     f"{where}{_order_by(table)}")
-        chunker.feed_lines(rows.lines(line for (line,) in cur))
+        lines: list[bytes] = []
+        size = 0
+        for (line,) in cur:
+            lines.append(line)
+            size += len(line) + 1
+            if size >= TYPED_BATCH_BYTES:
+                chunker.feed_runs(*rows.batch(b"\n".join(lines) + b"\n"))
+                lines, size = [], 0
+        if lines:
+            chunker.feed_runs(*rows.batch(b"\n".join(lines) + b"\n"))
 
 
 # The compiled row loop (clonekit/_speedups.c), or None: built without a C compiler, or turned off.
@@ -569,10 +623,12 @@ compiled = speedups
 
 
 class _RowTransformer:
-    """tsv-1 lines in, transformed tsv-1 lines out; decodes only the columns the transform reads.
+    """A batch of tsv-1 lines in, the transformed lines out; decodes only the columns the transform
+    reads and re-encodes only the values it changed (the others keep their bytes).
 
-    A list of lines (a batch) goes through the compiled loop when it was built: the same split,
-    the same values handed to the transform, the same bytes out (tests/db/test_typed_lines_compiled.py)."""
+    ``batch`` runs the compiled loop when it was built, ``lines_python`` otherwise: the same split,
+    the same values handed to the transform, the same bytes and cuts out
+    (tests/db/test_typed_lines_compiled.py)."""
 
     def __init__(self, policy: TablePolicy, columns: tuple[Column, ...]) -> None:
         assert policy.transform is not None
@@ -587,12 +643,24 @@ class _RowTransformer:
             (DECODE_KEEP if i not in decoder_of else decode_mode(c), decoder_of.get(i), c.data_type != "bit")
             for i, c in enumerate(columns))
 
-    def lines(self, lines: Iterable[bytes]) -> Iterable[bytes]:
-        if compiled is not None and lines.__class__ is list and self.columns:
-            return compiled.transform_lines(lines, self.transform, self.compiled_decoders, value_field, self.columns)
-        return self.lines_python(lines)
+    def batch(self, data: bytes) -> tuple[bytes, list[int], int]:
+        """``data``: whole lines, each ending with a newline. Returns the transformed lines joined,
+        the end offsets of the rows after which a chunk may end (``python_cut``), and the row count."""
+        if compiled is not None and self.columns:
+            return cast(tuple[bytes, list[int], int], compiled.transform_batch(
+                data, self.transform, self.compiled_decoders, value_field, self.columns, CUT_SCALE))
+        if data and not data.endswith(b"\n"):
+            raise ValueError("a batch ends inside a row")
+        out, cuts, at = [], [], 0
+        for line in self.lines_python(data.split(b"\n")[:-1]):
+            out.append(line)
+            at += len(line)
+            if python_cut(line):
+                cuts.append(at)
+        return b"".join(out), cuts, len(out)
 
     def lines_python(self, lines: Iterable[bytes]) -> Iterator[bytes]:
+        """Each line (without its newline) transformed, with its newline."""
         transform, columns, decoders = self.transform, self.columns, self.decoders
         width = len(columns)
         for line in lines:

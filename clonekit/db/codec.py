@@ -19,11 +19,10 @@ import datetime as dt
 import decimal
 import re
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from pymysql import converters
 
-from .._compiled import speedups as compiled
 from ..schema import Column, Row, Table
 from .connection import quote_name
 
@@ -167,7 +166,8 @@ def encode_row(row: Row, columns: Sequence[Column]) -> bytes:
 
 
 def python_cut(line: bytes) -> bool:
-    """The cut rule for rows encoded in Python: the same weighting, hashed over the whole line."""
+    """The cut rule for rows encoded on this side (``line`` with its newline): the same weighting,
+    hashed over the whole line (clonekit/_speedups.c computes the same CRC-32 in its row loop)."""
     return zlib.crc32(line) < len(line) * CUT_SCALE
 
 
@@ -224,7 +224,7 @@ def field_decoder(column: Column) -> Callable[[bytes], object]:
     return _decode_text  # the common case, in one call
 
 
-# How the compiled row loop (clonekit/_speedups.c, transform_lines) decodes a field: not at all
+# How the compiled row loop (clonekit/_speedups.c, transform_batch) decodes a field: not at all
 # (the transform does not read it), through the Python decoder, or itself for the plain kinds.
 DECODE_KEEP, DECODE_PYTHON, DECODE_TEXT, DECODE_BLOB, DECODE_INT = range(5)
 _DECODED_IN_PYTHON = frozenset({"decimal", "float", "double", "real", "datetime", "timestamp", "date", "time", "bit"})
@@ -292,27 +292,19 @@ class RowChunker:
             self._append(data, start, mark + 1, cut_allowed=True)  # the row's newline, not the mark
             start = mark + len(ROW_END_CUT)
 
-    def feed_lines(self, lines: Iterable[bytes]) -> None:
-        """Rows encoded in Python, one line each; cuts follow ``python_cut``.
+    def feed_runs(self, data: bytes, cuts: Sequence[int], rows: int) -> None:
+        """Rows encoded on this side (``rows`` whole lines in ``data``), where a chunk may end
+        after the rows ending at the offsets ``cuts`` (``python_cut``, ``_RowTransformer.batch``).
 
-        A list (a batch from the compiled row loop) is joined in C with its cut rows found there,
-        then fed as runs of rows ending at a cut row: ``_append`` cuts a run past the size limit
-        at the same row as line by line, so the chunks are the same bytes."""
-        if compiled is not None and lines.__class__ is list:
-            if not lines:
-                return
-            data, cuts = compiled.join_lines(lines, zlib.crc32, CUT_SCALE)
-            self.rows += len(lines)  # type: ignore[arg-type]
-            start = 0
-            for end in cuts:
-                self._append(data, start, end, cut_allowed=True)
-                start = end
-            if start < len(data):
-                self._append(data, start, len(data), cut_allowed=False)
-            return
-        for line in lines:
-            self.rows += 1
-            self._append(line, 0, len(line), cut_allowed=python_cut(line))
+        Fed as runs of rows each ending at a cut row: ``_append`` cuts a run past the size limit at
+        the same row as line by line, so the chunks are the same bytes as fed one row at a time."""
+        self.rows += rows
+        start = 0
+        for end in cuts:
+            self._append(data, start, end, cut_allowed=True)
+            start = end
+        if start < len(data):
+            self._append(data, start, len(data), cut_allowed=False)
 
     def _append(self, data: bytes, start: int, end: int, *, cut_allowed: bool) -> None:
         # ``data[start:end]`` is whole rows. Past MAX_CHUNK_BYTES without a marked row, cut at the

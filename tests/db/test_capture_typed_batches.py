@@ -109,3 +109,47 @@ def test_a_key_whose_rows_exceed_one_batch_is_read_on_its_own(mysql_db, mysql_ta
     assert mysql_target_db.query("SELECT COUNT(*) FROM big_rows WHERE mail = 'changed'") == [(450,)]
     kept = "SELECT id, seq, kind, body FROM big_rows ORDER BY id, seq"
     assert mysql_target_db.query(kept) == mysql_db.query(kept)
+
+
+def _ranges(source, batch_bytes):  # type: ignore[no-untyped-def]
+    """A connection and the range reader over `steps` (ids 1..3000), one line per row."""
+    from clonekit.db.connection import connect
+    from clonekit.db.introspect import describe
+
+    conn = connect(source)
+    table = describe(conn, source.database)[0].table
+    batches = capture_module._range_batches(conn, table, TablePolicy(), (1, 3000), "CONCAT(id, '\\n')",
+                                            lambda condition: None, batch_bytes)
+    return conn, batches
+
+
+def test_the_next_range_is_rendered_while_the_caller_holds_a_batch(mysql_db, source):
+    import select
+
+    mysql_db.execute("CREATE TABLE steps (id int PRIMARY KEY)", "INSERT INTO steps SELECT seq FROM seq_1_to_3000")
+    conn, batches = _ranges(source, 2048)
+    first, count = next(batches)
+    assert count == first.count(b"\n") > 0
+    # The caller has not asked for more, yet the server's answer to the next range is arriving.
+    readable, _, _ = select.select([conn._sock], [], [], 30)
+    assert readable == [conn._sock]
+    rest = b"".join(data for data, _ in batches)
+    assert (first + rest).split() == [str(i).encode() for i in range(1, 3001)]
+    assert conn.cursor().execute("SELECT 1") == 1  # nothing left over on the connection
+    conn.close()
+
+
+@pytest.mark.parametrize("stop", ["close", "error"])
+def test_a_caller_that_stops_early_leaves_the_connection_usable(mysql_db, source, stop):
+    mysql_db.execute("CREATE TABLE steps (id int PRIMARY KEY)", "INSERT INTO steps SELECT seq FROM seq_1_to_3000")
+    conn, batches = _ranges(source, 2048)
+    next(batches)
+    if stop == "close":
+        batches.close()
+    else:
+        with pytest.raises(RuntimeError):
+            batches.throw(RuntimeError("the chunk store failed"))
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM steps")
+        assert cur.fetchone() == (3000,)
+    conn.close()

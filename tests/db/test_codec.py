@@ -7,7 +7,15 @@ import decimal
 import random
 
 from clonekit.db import codec
-from clonekit.db.codec import CUT_MARK, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, RowChunker, encode_row, value_field
+from clonekit.db.codec import (
+    CUT_MARK,
+    MAX_CHUNK_BYTES,
+    MIN_CHUNK_BYTES,
+    RowChunker,
+    encode_row,
+    python_cut,
+    value_field,
+)
 from clonekit.db.introspect import split_create_table, strip_definer
 from clonekit.schema import Column
 
@@ -79,16 +87,21 @@ def test_chunker_split_across_feeds_is_the_same():
     assert chunker.rows == 3000
 
 
+def _feed_one_by_one(chunker: RowChunker, lines: list[bytes]) -> None:
+    for line in lines:
+        chunker.feed_runs(line, [len(line)] if python_cut(line) else [], 1)
+
+
 def test_python_cut_rule_resyncs_after_an_insert():
     rows = _rows(40_000, 400, seed=7)
     before: list[bytes] = []
     c1 = RowChunker(before.append)
-    c1.feed_lines(rows)
+    _feed_one_by_one(c1, rows)
     c1.flush()
     changed = rows[:20_000] + [b"new row\tinserted\n"] + rows[20_000:]
     after: list[bytes] = []
     c2 = RowChunker(after.append)
-    c2.feed_lines(changed)
+    _feed_one_by_one(c2, changed)
     c2.flush()
     assert len(before) >= 3
     assert len(set(after) - set(before)) <= 2  # only the chunk holding the new row (and maybe its neighbour)

@@ -1,9 +1,9 @@
 """The compiled row loop of the sanitizing path gives the Python loop's values and bytes.
 
-``_RowTransformer.lines`` on a batch (a list of tsv-1 lines) runs ``transform_lines`` of
-clonekit/_speedups.c when it was built: split, decode of the columns the rules read, the
-transform, re-encoding of the values it changed. Checked against the pure-Python loop
-(``lines_python``) on every column kind, with escapes, NULLs, invalid UTF-8, surrogates, integers
+``_RowTransformer.batch`` on a batch (tsv-1 lines, each ending with a newline) runs
+``transform_batch`` of clonekit/_speedups.c when it was built: split, decode of the columns the
+rules read, the transform, re-encoding of the values it changed, the join and the rows after which
+a chunk may end. Checked against the pure-Python loop (``lines_python``) on every column kind, with escapes, NULLs, invalid UTF-8, surrogates, integers
 the C code does not parse itself, values of every type a transform may return, unread columns,
 rows with the wrong field count; the values each transform receives are compared too.
 """
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from clonekit.db import capture
 from clonekit.db.capture import _RowTransformer
+from clonekit.db.codec import python_cut
 from clonekit.schema import Column, TablePolicy
 
 compiled = capture.speedups
@@ -86,8 +87,14 @@ def _both(lines: list[bytes], reads: frozenset[str] | None, changes: dict[int, o
     for run in ("compiled", "python"):
         recorder = _Recorder(changes, same, as_list)
         rows = _RowTransformer(TablePolicy(transform=recorder, reads=reads), COLUMNS)
+        data = b"".join(line + b"\n" for line in lines)
         try:
-            out = rows.lines(list(lines)) if run == "compiled" else list(rows.lines_python(list(lines)))
+            if run == "compiled":
+                out = rows.batch(data)
+            else:
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(capture, "compiled", None)
+                    out = rows.batch(data)
             outcome: tuple = ("ok", out, recorder.seen)
         except (ValueError, TypeError, OverflowError) as exc:
             outcome = ("error", type(exc).__name__, str(exc) if "fields" in str(exc) else "", recorder.seen[-1:])
@@ -96,9 +103,29 @@ def _both(lines: list[bytes], reads: frozenset[str] | None, changes: dict[int, o
 
 
 @needs_compiled
-def test_the_batched_path_uses_the_compiled_loop() -> None:
+def test_the_batched_path_uses_the_compiled_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def counted(*args: object) -> object:
+        calls.append(len(args))
+        return compiled.transform_batch(*args)
+
+    monkeypatch.setattr(capture, "compiled", type("Compiled", (), {"transform_batch": staticmethod(counted)}))
     rows = _RowTransformer(TablePolicy(transform=lambda row: row), COLUMNS)
-    assert isinstance(rows.lines([_line([1] * len(COLUMNS))]), list)
+    line = _line([1] * len(COLUMNS)) + b"\n"
+    assert rows.batch(line) == (line, [len(line)] if python_cut(line) else [], 1)
+    assert calls == [6]
+
+
+@pytest.mark.parametrize("run", ["compiled", "python"])
+def test_a_batch_that_ends_inside_a_row_is_refused(monkeypatch: pytest.MonkeyPatch, run: str) -> None:
+    if run == "python":
+        monkeypatch.setattr(capture, "compiled", None)
+    rows = _RowTransformer(TablePolicy(transform=lambda row: row), COLUMNS)
+    line = _line([1] * len(COLUMNS))
+    with pytest.raises(ValueError, match="ends inside a row"):
+        rows.batch(line + b"\n" + line)
+    assert rows.batch(b"") == (b"", [], 0)
 
 
 @needs_compiled
@@ -127,7 +154,7 @@ def test_wrong_field_counts_fail_alike() -> None:
     for bad in (good + b"\textra", good.rsplit(b"\t", 1)[0], b""):
         _both([good, bad], None, {}, False, False)
         with pytest.raises(ValueError, match=r"a row has \d+ fields, not 16"):
-            _RowTransformer(TablePolicy(transform=lambda row: row), COLUMNS).lines([bad])
+            _RowTransformer(TablePolicy(transform=lambda row: row), COLUMNS).batch(bad + b"\n")
 
 
 @needs_compiled
@@ -139,21 +166,10 @@ def test_compiled_loop_keeps_reference_counts() -> None:
         return (*row[:10], marker, *row[11:])
 
     rows = _RowTransformer(TablePolicy(transform=transform, reads=frozenset({"name", "id", "data"})), COLUMNS)
-    rows.lines(lines)
-    before = (sys.getrefcount(marker), sys.getrefcount(transform), [sys.getrefcount(line) for line in lines])
+    data = b"".join(line + b"\n" for line in lines)
+    rows.batch(data)
+    before = (sys.getrefcount(marker), sys.getrefcount(transform), sys.getrefcount(data))
     for _ in range(300):
-        out = rows.lines(lines)
+        out = rows.batch(data)
     del out
-    assert (sys.getrefcount(marker), sys.getrefcount(transform), [sys.getrefcount(line) for line in lines]) == before
-
-
-@needs_compiled
-def test_a_transform_that_changes_the_batch_is_refused() -> None:
-    lines = [_line([i] * len(COLUMNS)) for i in range(3)]
-
-    def shrinking(row: tuple) -> tuple:
-        lines.pop()
-        return row
-
-    with pytest.raises(RuntimeError, match="list of lines changed"):
-        _RowTransformer(TablePolicy(transform=shrinking), COLUMNS).lines(lines)
+    assert (sys.getrefcount(marker), sys.getrefcount(transform), sys.getrefcount(data)) == before
