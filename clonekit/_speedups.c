@@ -63,6 +63,22 @@ out_add(Out *out, const char *bytes, Py_ssize_t n)
     return 0;
 }
 
+/* the decimal digits of v at out (room for 20), their count: snprintf's "%llu" without the cost
+   of parsing a format in the loops that write every value's header */
+static int
+decimal_text(char *out, unsigned long long v)
+{
+    char reversed[20];
+    int n = 0;
+    do {
+        reversed[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (int i = 0; i < n; i++)
+        out[i] = reversed[n - 1 - i];
+    return n;
+}
+
 /* ASCII digits at *pos (1 to MAX_DIGITS of them) followed by `stop`; *pos moves past `stop`.
    Returns 0 on success, -1 when the text is not that. */
 static int
@@ -149,8 +165,14 @@ utf8_at(const void *data, Py_ssize_t n, Py_ssize_t i)
    of a Unicode digit: three dots and any such byte are passed on, and a digit of another script
    is found by decoding its sequence. Digits of any script count towards a phone's eight, as re's
    \d finds them (scrub replaces them: actions._digits_rewritten). */
-static int
-scrub_keeps(int kind, const void *data, Py_ssize_t n, int bytes_nonascii)
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+static ALWAYS_INLINE int
+scrub_keeps_of(int kind, const void *data, Py_ssize_t n, int bytes_nonascii)
 {
     Py_ssize_t digits = 0, colons = 0, dots = 0;
     int nonascii = 0;
@@ -181,6 +203,17 @@ scrub_keeps(int kind, const void *data, Py_ssize_t n, int bytes_nonascii)
             return 0;
     }
     return 1;
+}
+
+/* scrub_keeps_of with its one-byte forms (every byte string, and most str) compiled apart: the
+   loop then reads bytes, not a code unit of a kind chosen per character */
+static int
+scrub_keeps(int kind, const void *data, Py_ssize_t n, int bytes_nonascii)
+{
+    if (kind == PyUnicode_1BYTE_KIND)
+        return bytes_nonascii ? scrub_keeps_of(PyUnicode_1BYTE_KIND, data, n, 1)
+                              : scrub_keeps_of(PyUnicode_1BYTE_KIND, data, n, 0);
+    return scrub_keeps_of(kind, data, n, bytes_nonascii);
 }
 
 static int
@@ -332,8 +365,10 @@ walk(Walk *w, PyObject *data_obj, int level)
             }
             Py_ssize_t new_size = PyBytes_GET_SIZE(new);
             if (new != value && (new_size != end - start || memcmp(PyBytes_AS_STRING(new), d + start, (size_t)new_size) != 0)) {
-                char head[32];
-                int head_size = snprintf(head, sizeof head, "s:%zd:\"", new_size);
+                char head[32] = "s:";
+                int head_size = 2 + decimal_text(head + 2, (unsigned long long)new_size);
+                head[head_size++] = ':';
+                head[head_size++] = '"';
                 if (out_add(&out, d + flushed, pos - flushed) < 0 || out_add(&out, head, head_size) < 0
                         || out_add(&out, PyBytes_AS_STRING(new), new_size) < 0 || out_add(&out, "\";", 2) < 0) {
                     Py_DECREF(new);
@@ -601,7 +636,9 @@ encode_value(PyObject *value, int plain, PyObject *value_field, PyObject *column
                 return NULL;
             if (!overflow) {
                 char text[32];
-                int n = snprintf(text, sizeof text, "%lld", v);
+                int n = v < 0;
+                text[0] = '-';
+                n += decimal_text(text + n, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
                 return PyBytes_FromStringAndSize(text, n);
             }
         }
@@ -1357,7 +1394,11 @@ hash:;
     Py_ssize_t len = 0;
     if (kind == PSEUDO_IPV4) {
         static const char *nets[] = {"192.0.2", "198.51.100", "203.0.113"};
-        len = snprintf(out, sizeof out, "%s.%d", nets[d[0] % 3], 1 + d[1] % 254);
+        const char *net = nets[d[0] % 3];
+        len = (Py_ssize_t)strlen(net);
+        memcpy(out, net, (size_t)len);
+        out[len++] = '.';
+        len += decimal_text(out + len, 1 + d[1] % 254);
     } else if (kind == PSEUDO_URL) {  /* url_builder: scheme://host/first-last-tag(d, 8) */
         PyObject *host = PyTuple_GET_ITEM(spec, 5);
         char scheme[7];
@@ -1709,7 +1750,8 @@ guess_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         out[len++] = ' ';
         ok = ok && append_pick(out, &len, sizeof out, lasts, d, 2);
     } else {
-        len = snprintf(out, sizeof out, "%d ", 1 + (d[4] << 8 | d[5]) % 9999);
+        len = decimal_text(out, 1 + (d[4] << 8 | d[5]) % 9999);
+        out[len++] = ' ';
         ok = append_pick(out, &len, sizeof out, lasts, d, 0);
         out[len++] = ' ';
         ok = ok && append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 7), d, 2);

@@ -8,8 +8,9 @@ the preview reads from the feed (``restore.TableFeed``):
   container (they wait for nothing else);
 - once every table's definition is read: the tables are created in the preview's database;
 - once a table's rows are captured and its chunks stored: that table is loaded, from the store
-  (the same sanitized bytes the snapshot holds: nothing else reaches the preview);
-- once the database is captured: the secondary indexes, foreign keys, views, triggers...;
+  (the same sanitized bytes the snapshot holds: nothing else reaches the preview), then its
+  secondary indexes are built;
+- once the database is captured: the foreign keys, views, triggers...;
 - once the snapshot is committed: the file volumes are filled and the services started.
 
 So a preview never runs before its snapshot exists. A capture that fails at any point fails the

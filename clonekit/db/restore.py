@@ -1,8 +1,9 @@
 """Restore a captured database section into an EMPTY target database, as fast as the server loads.
 
 Order: tables without secondary indexes or foreign keys → parallel ``LOAD DATA LOCAL INFILE``
-(chunks streamed from the store through a pipe, never a temp file) → secondary indexes (one
-ALTER per table, in parallel) → foreign keys → views → triggers → routines → events.
+(chunks streamed from the store through a pipe, never a temp file), each table's secondary
+indexes (one ALTER) as soon as its rows are in, while the other threads load on → foreign keys →
+views → triggers → routines → events.
 Every table's loaded row count is checked against the manifest, and a load with warnings fails.
 """
 
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import pymysql
@@ -64,8 +66,8 @@ class RestoreStats:
     rows: int
     bytes: int
     seconds: float
-    load_seconds: float
-    index_seconds: float
+    load_seconds: float  # the rows, with the secondary indexes built as each table's rows are in
+    index_seconds: float  # after the last row: the indexes left (empty tables) and the foreign keys
     objects: int  # views, triggers, routines and events created
     rewritten: int = 0  # values ``replacements`` changed on the way in
 
@@ -109,9 +111,10 @@ def restore_database_feed(repo: ChunkSource, feed: TableFeed, target: DbEndpoint
                           progress: Progress | None = None, replacements: Sequence[Replacement] = (),
                           replace_skip: Sequence[str] = (), rows_loaded: Callable[[], None] | None = None) -> RestoreStats:
     """``restore_database`` of a section still being captured: the tables are created as soon as
-    their definitions are read, each table is loaded as soon as it is captured, the secondary
-    indexes, foreign keys and schema objects once every table is loaded (the capture is done);
-    ``rows_loaded()`` is called then, before the indexes (the preview fills its files meanwhile)."""
+    their definitions are read, each table is loaded as soon as it is captured and its secondary
+    indexes built once its rows are in, the foreign keys and schema objects once every table is
+    loaded (the capture is done); ``rows_loaded()`` is called then (the preview fills its files
+    meanwhile)."""
     tables, expected = feed.schema()
     if progress:
         progress(PROGRESS_TASK, total=expected)
@@ -134,7 +137,7 @@ def _restore(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, An
         rewrite = StreamRewrite(replacements) if replacements else None
         fields = _rewrite_fields(target, main, tables, replace_skip) if rewrite else {}
         load_started = time.monotonic()
-        loaded, final = _load_all(repo, target, finished, workers, progress, rewrite, fields, read_ahead)
+        loaded, final, indexed = _load_all(repo, target, finished, workers, progress, rewrite, fields, read_ahead)
         load_seconds = time.monotonic() - load_started
         for table in tables:
             entry = final.get(table["name"])
@@ -147,7 +150,7 @@ def _restore(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, An
         if rows_loaded is not None:
             rows_loaded()
         index_started = time.monotonic()
-        _add_indexes(target, tables, workers)
+        _add_indexes(target, [t for t in tables if t["name"] not in indexed], workers)  # empty tables
         for table in tables:
             foreign = [c for c in table.get("deferred", []) if FOREIGN_KEY.search(c)]
             if foreign:
@@ -237,39 +240,56 @@ def _loads_of(table: Mapping[str, Any], fields: Mapping[str, frozenset[int]]) ->
 def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[str, Any]], workers: int,
               progress: Progress | None, rewrite: StreamRewrite | None = None,
               fields: Mapping[str, frozenset[int]] | None = None,
-              read_ahead: int | None = None) -> tuple[dict[str, int], dict[str, Mapping[str, Any]]]:
-    """Load every table's rows; returns the rows loaded per table and the tables as loaded (by name).
+              read_ahead: int | None = None) -> tuple[dict[str, int], dict[str, Mapping[str, Any]], set[str]]:
+    """Load every table's rows; returns the rows loaded per table, the tables as loaded (by name)
+    and the tables whose secondary indexes are built.
 
     ``tables`` is a list (a stored snapshot: every load known, the biggest first) or an iterator
-    of tables as a capture finishes them (a pipelined clone: each loaded in the order it comes)."""
+    of tables as a capture finishes them (a pipelined clone: each loaded in the order it comes).
+    The thread that loads a table's last rows builds its secondary indexes at once, while the
+    others go on loading (as myloader does): the builds of the early tables overlap the loads and
+    the capture of the later ones instead of all waiting for the last row."""
     final: dict[str, Mapping[str, Any]] = {}
+    remaining: dict[str, int] = {}  # a table's loads not done yet
+    lock = threading.Lock()
     jobs: Iterable[_Load]
     if isinstance(tables, list):
         loads = [load for table in tables for load in _loads_of(table, fields or {})]
         final = {t["name"]: t for t in tables}
+        for load in loads:
+            remaining[load.table["name"]] = remaining.get(load.table["name"], 0) + 1
         if progress:
             progress(PROGRESS_TASK, total=sum(load.size for load in loads))
         jobs = sorted(loads, key=lambda x: -x.size)
     else:
         def arriving() -> Iterator[_Load]:
             for table in tables:
-                final[table["name"]] = table
-                yield from _loads_of(table, fields or {})
+                table_loads = list(_loads_of(table, fields or {}))
+                with lock:
+                    final[table["name"]] = table
+                    remaining[table["name"]] = len(table_loads)
+                yield from table_loads
 
         jobs = arriving()
     counts: dict[str, int] = {}
-    lock = threading.Lock()
+    indexed: set[str] = set()
 
     def load_group(conn: Connection, load: _Load) -> None:
         rows = _load_one(repo, target, conn, load, rewrite, read_ahead)
         name = load.table["name"]
         with lock:
             counts[name] = counts.get(name, 0) + rows
+            remaining[name] -= 1
+            last = remaining[name] == 0
         if progress:
             progress(PROGRESS_TASK, advance=load.size)
+        if last:
+            _add_table_indexes(target, conn, load.table)
+            with lock:
+                indexed.add(name)
 
     _drain_in_threads(target, jobs, load_group, workers)
-    return counts, final
+    return counts, final, indexed
 
 
 def _drain_in_threads(target: DbEndpoint, jobs: Iterable[T], handle: Callable[[Connection, T], None], workers: int) -> None:
@@ -390,12 +410,13 @@ def _add_indexes(target: DbEndpoint, tables: list[Mapping[str, Any]], workers: i
     jobs = [t for t in sorted(tables, key=lambda t: -int(t["bytes"]))
             if any(not FOREIGN_KEY.search(c) for c in t.get("deferred", []))]
 
-    def add(conn: Connection, table: Mapping[str, Any]) -> None:
-        for clauses in _index_statements(table["deferred"]):
-            _run(target, conn, f"adding indexes to {table['name']}",
-                 f"ALTER TABLE {quote_name(table['name'])} " + ", ".join(clauses))
+    _drain_in_threads(target, jobs, partial(_add_table_indexes, target), workers)
 
-    _drain_in_threads(target, jobs, add, workers)
+
+def _add_table_indexes(target: DbEndpoint, conn: Connection, table: Mapping[str, Any]) -> None:
+    for clauses in _index_statements(table.get("deferred", [])):
+        _run(target, conn, f"adding indexes to {table['name']}",
+             f"ALTER TABLE {quote_name(table['name'])} " + ", ".join(clauses))
 
 
 def _index_statements(deferred: list[str]) -> list[list[str]]:

@@ -399,8 +399,6 @@ class DockerEngine:
         stopping = threading.Event()
         relays: list[subprocess.Popen[bytes]] = []
         network = f"container:{container}" if container else "host"
-        argv = [*self.base_argv, "run", "--rm", "-i", "--network", network, "--log-driver", "none",
-                "--label", "clonekit.relay=1", HELPER_IMAGE, "nc", host, str(port)]
 
         def serve() -> None:
             while not stopping.is_set():
@@ -411,8 +409,7 @@ class DockerEngine:
                 except OSError:
                     return
                 try:
-                    relays.append(subprocess.Popen(argv, stdin=conn.fileno(), stdout=conn.fileno(),
-                                                   stderr=subprocess.DEVNULL, env=self.env))
+                    relays.append(self.nc_process(conn, network=network, host=host, port=port, label="clonekit.relay=1"))
                 except OSError as exc:
                     log.warning("cannot run the docker client to relay a connection: %s", exc.strerror)
                 finally:
@@ -432,6 +429,17 @@ class DockerEngine:
                 except subprocess.TimeoutExpired:
                     relay.kill()
                     relay.wait()
+
+    def nc_process(self, connection: socket.socket, *, network: str, host: str, port: int, label: str,
+                   image: str = HELPER_IMAGE) -> subprocess.Popen[bytes]:
+        """``nc host port`` in a throwaway container on ``network`` (``host``, or ``container:ID``),
+        its stdin and stdout the caller's ``connection``: a TCP connection carried by the docker
+        CLI alone. The caller owns the process, which ends when both sides have closed; OSError
+        when the docker client cannot run."""
+        argv = [*self.base_argv, "run", "--rm", "-i", "--network", network, "--log-driver", "none",
+                "--label", label, image, "nc", host, str(port)]
+        return subprocess.Popen(argv, stdin=connection.fileno(), stdout=connection.fileno(), stderr=subprocess.DEVNULL,
+                                env=self.env)
 
     def address_of(self, container: Mapping[str, Any]) -> str | None:
         """The container's address as seen from its engine's host (where ``reach`` tunnels to)."""

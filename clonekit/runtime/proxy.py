@@ -201,11 +201,9 @@ class _Relay:
     def __init__(self, engine: DockerEngine, image: str) -> None:
         ours, theirs = socket.socketpair()
         host, _, port = ADMIN_ADDRESS.partition(":")
-        argv = [*engine.base_argv, "run", "--rm", "-i", "--network", f"container:{CONTAINER}", "--log-driver", "none",
-                "--label", f"{LABEL_PROXY}=relay", image, "nc", host, port]
         try:
-            self.process = subprocess.Popen(argv, stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=subprocess.DEVNULL,
-                                            env=engine.env)
+            self.process = engine.nc_process(theirs, network=f"container:{CONTAINER}", host=host, port=int(port),
+                                             label=f"{LABEL_PROXY}=relay", image=image)
         except OSError as exc:
             ours.close()
             raise PreviewError(f"cannot run the docker client to reach the proxy's admin API: {exc.strerror}") from exc

@@ -279,3 +279,41 @@ def test_a_table_loads_in_parallel_groups(mysql_db, mysql_target_db, source, tar
     result = restore_database(repo, section, target, workers=3)
     assert result.rows == 11000
     assert table_checksums(target) == table_checksums(source)
+
+
+def test_each_tables_indexes_are_built_once_its_rows_are_in(mysql_db, mysql_target_db, source, target, repo,
+                                                            monkeypatch):
+    """One loading thread: the biggest table's indexes come before the next table's rows (not all
+    indexes after the last row), an empty table's too, and the result is the source's schema."""
+    from clonekit.db import restore as restore_module
+
+    mysql_db.execute("CREATE TABLE big (id int PRIMARY KEY, v text, KEY (v(10)))",
+                     "INSERT INTO big SELECT seq, REPEAT(SHA1(seq), 30) FROM seq_1_to_8000",
+                     "CREATE TABLE small (id int PRIMARY KEY, w varchar(50), UNIQUE KEY (w))",
+                     "INSERT INTO small SELECT seq, MD5(seq) FROM seq_1_to_300",
+                     "CREATE TABLE nothing (id int PRIMARY KEY, x int, KEY (x))")
+    section, _ = _capture(source, repo)
+    monkeypatch.setattr(restore_module, "LOAD_GROUP_BYTES", 1)  # several loads of `big`: the last one indexes
+    events: list[str] = []
+    real_load, real_run = restore_module._load_one, restore_module._run
+
+    def load_one(repo, target, conn, load, *args):  # type: ignore[no-untyped-def]
+        events.append(f"load {load.table['name']}")
+        return real_load(repo, target, conn, load, *args)
+
+    def run(target, conn, doing, sql, args=None):  # type: ignore[no-untyped-def]
+        if doing.startswith("adding indexes"):
+            events.append(doing)
+        return real_run(target, conn, doing, sql, args)
+
+    monkeypatch.setattr(restore_module, "_load_one", load_one)
+    monkeypatch.setattr(restore_module, "_run", run)
+    restore_database(repo, section, target, workers=1)
+    loads_of_big = events.count("load big")
+    assert loads_of_big >= 2
+    assert events == ["load big"] * loads_of_big + ["adding indexes to big", "load small", "adding indexes to small",
+                                                   "adding indexes to nothing"]
+    for table in ("big", "small", "nothing"):
+        assert (mysql_target_db.query(f"SHOW CREATE TABLE {table}")[0][1]
+                == mysql_db.query(f"SHOW CREATE TABLE {table}")[0][1])
+    assert table_checksums(target) == table_checksums(source)
