@@ -57,7 +57,7 @@ from .workers import ForkServer
 log = logging.getLogger("clonekit.db.capture")
 
 BATCH_BYTES = 2 << 20  # bytes the server renders per GROUP_CONCAT query (the next one in flight: small costs no speed)
-TYPED_BATCH_BYTES = 1 << 20  # the same on the sanitizing path: each batch is split into lines in memory
+TYPED_BATCH_BYTES = 1 << 20  # the same on the sanitizing path, whose batches are transformed here
 MAX_BATCH_BYTES = 32 << 20  # GROUP_CONCAT's limit: a range that renders more is read again in smaller ones
 FIRST_RANGE_KEYS = 64
 STREAM_FEED_BYTES = 1 << 20
