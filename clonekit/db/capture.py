@@ -495,11 +495,17 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
     # bytes) is whole, and its rows are the COUNT(*) (no scan of the batch in Python).
     limit = int(_fetch_one(conn, "SELECT @@SESSION.group_concat_max_len")[0]) - 4
     ahead = _QueryAhead(conn)
+
+    def ask() -> int:
+        """Send the query of the range from ``at``, ``step`` keys long; its last key."""
+        last = min(high, at + step - 1)
+        ahead.send(f"{head}{int(at)} AND {int(last)}{extra}")
+        return last
+
     try:
         while at <= high:
-            end = min(high, at + step - 1)
             if not ahead.in_flight:
-                ahead.send(f"{head}{int(at)} AND {int(end)}{extra}")
+                end = ask()
             data, count = ahead.receive()
             data = data or b""
             count = int(count or 0)
@@ -517,7 +523,7 @@ def _range_batches(conn: Connection, table: Table, policy: TablePolicy, key_rang
             else:
                 step = max(1, min(step * 4, int(span * batch_bytes / len(data))))
             if at <= high:
-                ahead.send(f"{head}{int(at)} AND {int(min(high, at + step - 1))}{extra}")
+                end = ask()
             yield data, count
     finally:
         ahead.settle()
@@ -560,20 +566,29 @@ class _QueryAhead:
 def _read_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
                  condition: str = "", linear_escape: bool = True) -> None:
     """Server-rendered rows one by one (no integer key to range over), in key order when there is one."""
+    for data in _streamed(conn, table, policy, f"CAST({row_sql(table, linear_escape)} AS BINARY)", condition,
+                          STREAM_FEED_BYTES):
+        chunker.feed(data)
+
+
+def _streamed(conn: Connection, table: Table, policy: TablePolicy, row_expr: str, condition: str,
+              batch_bytes: int) -> Iterator[bytes]:
+    """The rows ``row_expr`` renders (each ending in a newline), one query streamed row by row,
+    joined into batches of about ``batch_bytes``."""
     conditions = [c for c in (condition, _where(policy)) if c]
     where = " WHERE " + " AND ".join(conditions) if conditions else ""
-    sql = f"SELECT CAST({row_sql(table, linear_escape)} AS BINARY) FROM {quote_name(table.name)}{where}{_order_by(table)}"
     with conn.cursor() as cur:
-        cur.execute(sql)
+        cur.execute(f"SELECT {row_expr} FROM {quote_name(table.name)}{where}{_order_by(table)}")
         lines: list[bytes] = []
         size = 0
         for (line,) in cur:
             lines.append(line)
             size += len(line)
-            if size >= STREAM_FEED_BYTES:
-                chunker.feed(b"".join(lines))
+            if size >= batch_bytes:
+                yield b"".join(lines)
                 lines, size = [], 0
-        chunker.feed(b"".join(lines))
+        if lines:
+            yield b"".join(lines)
 
 
 def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
@@ -581,9 +596,9 @@ def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: Ro
     """Rows through the policy's transform (the sanitizing path).
 
     The server renders each row as for identity tables, in batches of rows per key range when the
-    table has an integer key (Python then splits one large string, as on the identity path);
-    Python splits each row, decodes only the columns the transform reads (``policy.reads``), calls
-    the transform and re-encodes only the values it changed (the others keep their bytes).
+    table has an integer key, as on the identity path; ``_RowTransformer.batch`` splits each row,
+    decodes only the columns the transform reads (``policy.reads``), calls the transform and
+    re-encodes only the values it changed (the others keep their bytes).
     """
     assert policy.transform is not None
     columns = table.data_columns
@@ -591,31 +606,22 @@ def _read_typed(conn: Connection, table: Table, policy: TablePolicy, chunker: Ro
     if key_range is None:
         _read_typed_stream(conn, table, policy, chunker, rows, "", linear_escape)
         return
-    line = f"CONCAT({typed_line_sql(columns, linear_escape)}, '\\n')"
-    for data, _ in _range_batches(conn, table, policy, key_range, line,
+    for data, _ in _range_batches(conn, table, policy, key_range, _typed_line(table, linear_escape),
                                   lambda condition: _read_typed_stream(conn, table, policy, chunker, rows, condition,
                                                                        linear_escape), TYPED_BATCH_BYTES):
         chunker.feed_runs(*rows.batch(data))
 
 
+def _typed_line(table: Table, linear_escape: bool) -> str:
+    """The sanitizing path's row with its newline."""
+    return f"CONCAT({typed_line_sql(table.data_columns, linear_escape)}, '\\n')"
+
+
 def _read_typed_stream(conn: Connection, table: Table, policy: TablePolicy, chunker: RowChunker,
                        rows: _RowTransformer, condition: str, linear_escape: bool) -> None:
     """Typed rows one by one (no integer key to range over, or one key with huge rows)."""
-    conditions = [c for c in (condition, _where(policy)) if c]
-    where = " WHERE " + " AND ".join(conditions) if conditions else ""
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT {typed_line_sql(table.data_columns, linear_escape)} FROM {quote_name(table.name)}"
-                    f"{where}{_order_by(table)}")
-        lines: list[bytes] = []
-        size = 0
-        for (line,) in cur:
-            lines.append(line)
-            size += len(line) + 1
-            if size >= TYPED_BATCH_BYTES:
-                chunker.feed_runs(*rows.batch(b"\n".join(lines) + b"\n"))
-                lines, size = [], 0
-        if lines:
-            chunker.feed_runs(*rows.batch(b"\n".join(lines) + b"\n"))
+    for data in _streamed(conn, table, policy, _typed_line(table, linear_escape), condition, TYPED_BATCH_BYTES):
+        chunker.feed_runs(*rows.batch(data))
 
 
 # The compiled row loop (clonekit/_speedups.c), or None: built without a C compiler, or turned off.

@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -137,7 +138,7 @@ def _restore(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, An
         rewrite = StreamRewrite(replacements) if replacements else None
         fields = _rewrite_fields(target, main, tables, replace_skip) if rewrite else {}
         load_started = time.monotonic()
-        loaded, final, indexed = _load_all(repo, target, finished, workers, progress, rewrite, fields, read_ahead)
+        loaded, final = _load_all(repo, target, finished, workers, progress, rewrite, fields, read_ahead)
         load_seconds = time.monotonic() - load_started
         for table in tables:
             entry = final.get(table["name"])
@@ -150,7 +151,7 @@ def _restore(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, An
         if rows_loaded is not None:
             rows_loaded()
         index_started = time.monotonic()
-        _add_indexes(target, [t for t in tables if t["name"] not in indexed], workers)  # empty tables
+        _add_indexes(target, [t for t in tables if not t.get("chunks")], workers)  # no rows: no load built them
         for table in tables:
             foreign = [c for c in table.get("deferred", []) if FOREIGN_KEY.search(c)]
             if foreign:
@@ -240,15 +241,15 @@ def _loads_of(table: Mapping[str, Any], fields: Mapping[str, frozenset[int]]) ->
 def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[str, Any]], workers: int,
               progress: Progress | None, rewrite: StreamRewrite | None = None,
               fields: Mapping[str, frozenset[int]] | None = None,
-              read_ahead: int | None = None) -> tuple[dict[str, int], dict[str, Mapping[str, Any]], set[str]]:
-    """Load every table's rows; returns the rows loaded per table, the tables as loaded (by name)
-    and the tables whose secondary indexes are built.
+              read_ahead: int | None = None) -> tuple[dict[str, int], dict[str, Mapping[str, Any]]]:
+    """Load every table's rows; returns the rows loaded per table and the tables as loaded (by name).
 
     ``tables`` is a list (a stored snapshot: every load known, the biggest first) or an iterator
     of tables as a capture finishes them (a pipelined clone: each loaded in the order it comes).
     The thread that loads a table's last rows builds its secondary indexes at once, while the
     others go on loading (as myloader does): the builds of the early tables overlap the loads and
-    the capture of the later ones instead of all waiting for the last row."""
+    the capture of the later ones instead of all waiting for the last row. (A table without rows
+    has no load: the caller builds its indexes.)"""
     final: dict[str, Mapping[str, Any]] = {}
     remaining: dict[str, int] = {}  # a table's loads not done yet
     lock = threading.Lock()
@@ -256,8 +257,7 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[st
     if isinstance(tables, list):
         loads = [load for table in tables for load in _loads_of(table, fields or {})]
         final = {t["name"]: t for t in tables}
-        for load in loads:
-            remaining[load.table["name"]] = remaining.get(load.table["name"], 0) + 1
+        remaining.update(Counter(load.table["name"] for load in loads))
         if progress:
             progress(PROGRESS_TASK, total=sum(load.size for load in loads))
         jobs = sorted(loads, key=lambda x: -x.size)
@@ -272,7 +272,6 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[st
 
         jobs = arriving()
     counts: dict[str, int] = {}
-    indexed: set[str] = set()
 
     def load_group(conn: Connection, load: _Load) -> None:
         rows = _load_one(repo, target, conn, load, rewrite, read_ahead)
@@ -285,11 +284,9 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[st
             progress(PROGRESS_TASK, advance=load.size)
         if last:
             _add_table_indexes(target, conn, load.table)
-            with lock:
-                indexed.add(name)
 
     _drain_in_threads(target, jobs, load_group, workers)
-    return counts, final, indexed
+    return counts, final
 
 
 def _drain_in_threads(target: DbEndpoint, jobs: Iterable[T], handle: Callable[[Connection, T], None], workers: int) -> None:
