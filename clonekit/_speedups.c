@@ -502,20 +502,13 @@ is_null_field(const char *s, Py_ssize_t n)
     return n == 2 && s[0] == '\\' && s[1] == 'N';
 }
 
-/* codec.unescape: \x -> the byte _UNESCAPES maps x to, or x itself; a last lone backslash stays */
-static PyObject *
-unescaped(const char *s, Py_ssize_t n)
+/* codec.unescape of s[0:n] written at o (room for n bytes: unescaping only shrinks): \x -> the
+   byte _UNESCAPES maps x to, or x itself; a last lone backslash stays. Returns the length written */
+static Py_ssize_t
+unescape_to(char *o, const char *s, Py_ssize_t n)
 {
-    const char *first = memchr(s, '\\', (size_t)n);
-    if (first == NULL)
-        return PyBytes_FromStringAndSize(s, n);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
-    if (out == NULL)
-        return NULL;
-    char *o = PyBytes_AS_STRING(out);
-    Py_ssize_t len = first - s;
-    memcpy(o, s, (size_t)len);
-    for (Py_ssize_t i = len; i < n; i++) {
+    Py_ssize_t len = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '\\' && i + 1 < n) {
             char e = s[++i];
@@ -531,7 +524,19 @@ unescaped(const char *s, Py_ssize_t n)
         }
         o[len++] = c;
     }
-    if (_PyBytes_Resize(&out, len) < 0)
+    return len;
+}
+
+/* codec.unescape as a new bytes object */
+static PyObject *
+unescaped(const char *s, Py_ssize_t n)
+{
+    if (memchr(s, '\\', (size_t)n) == NULL)
+        return PyBytes_FromStringAndSize(s, n);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out == NULL)
+        return NULL;
+    if (_PyBytes_Resize(&out, unescape_to(PyBytes_AS_STRING(out), s, n)) < 0)
         return NULL;
     return out;
 }
@@ -714,6 +719,29 @@ grown_room(Grown *g, Py_ssize_t n)
     return PyBytes_AS_STRING(g->bytes) + g->len;
 }
 
+/* the row's fields at the end of out, TAB-separated, with its newline: encoded[i] where set, else
+   the line's own bytes d[starts[i]:ends[i]]; total is their length with the separators. 0, or -1 */
+static int
+write_fields(Grown *out, Py_ssize_t total, const char *d, Py_ssize_t width, const Py_ssize_t *starts,
+             const Py_ssize_t *ends, PyObject *const *encoded)
+{
+    char *o = grown_room(out, total);
+    if (o == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < width; i++) {
+        if (encoded[i] == NULL) {
+            memcpy(o, d + starts[i], (size_t)(ends[i] - starts[i]));
+            o += ends[i] - starts[i];
+        } else {
+            memcpy(o, PyBytes_AS_STRING(encoded[i]), (size_t)PyBytes_GET_SIZE(encoded[i]));
+            o += PyBytes_GET_SIZE(encoded[i]);
+        }
+        *o++ = i + 1 < width ? '\t' : '\n';
+    }
+    out->len += total;
+    return 0;
+}
+
 /* One row (the line d[0:size], no newline) split, decoded, transformed and written at the end of
    out with its newline: the same values and bytes as _RowTransformer.lines_python. 0, or -1 */
 static int
@@ -804,20 +832,8 @@ transform_row(const char *d, Py_ssize_t size, Py_ssize_t width, PyObject *transf
         }
         total += PyBytes_GET_SIZE(encoded[i]);
     }
-    char *o = grown_room(out, total);
-    if (o == NULL)
+    if (write_fields(out, total, d, width, starts, ends, encoded) < 0)
         goto out_encoded;
-    for (Py_ssize_t i = 0; i < width; i++) {
-        if (encoded[i] == NULL) {
-            memcpy(o, d + starts[i], (size_t)(ends[i] - starts[i]));
-            o += ends[i] - starts[i];
-        } else {
-            memcpy(o, PyBytes_AS_STRING(encoded[i]), (size_t)PyBytes_GET_SIZE(encoded[i]));
-            o += PyBytes_GET_SIZE(encoded[i]);
-        }
-        *o++ = i + 1 < width ? '\t' : '\n';
-    }
-    out->len += total;
     status = 0;
 out_encoded:
     for (Py_ssize_t i = 0; i < width; i++)
@@ -828,15 +844,112 @@ out:
     return status;
 }
 
-/* transform_batch(data, transform, decoders, value_field, columns, scale) -> (out, cuts, rows):
+/* ---- span rows: planner.compile_transform's transform_plain without choosers (one action per
+ * column, no `when`: most tables) done without a tuple or an object per field. Each column's action
+ * is none (not read: its bytes stay), SPAN_SCRUB (scrub_gate: a text whose UTF-8 bytes scrub surely
+ * keeps, within the limit, stays as it is with no Python object made) or SPAN_CALL (its value
+ * function on the value decoded as transform_row decodes it, as transform_plain calls it). A row
+ * with an error, or with a field count other than the width, goes to transform_row instead, which
+ * gives the same bytes or raises as it always did (tests/db/test_typed_lines_compiled.py). */
+
+enum { SPAN_NONE = 0, SPAN_CALL = 1, SPAN_SCRUB = 2 };
+
+typedef struct {
+    int code;
+    PyObject *fn;  /* borrowed from the spans tuple */
+    Py_ssize_t limit;  /* SPAN_SCRUB: the column's characters, -1 for none */
+} SpanAction;
+
+static PyObject *call_fallback(PyObject *fallback, PyObject *value);
+
+/* codec.unescape of s[0:n] into scratch (emptied first): 0, or -1 with an exception */
+static int
+unescape_into(Out *scratch, const char *s, Py_ssize_t n)
+{
+    scratch->len = 0;
+    if (scratch->cap < n && out_add(scratch, s, n) < 0)  /* room for n bytes */
+        return -1;
+    scratch->len = unescape_to(scratch->buf, s, n);
+    return 0;
+}
+
+/* One row as transform_row writes it, through the span actions: 1 written, 0 handed over (nothing
+   written, no exception), -1 with an exception (the output could not grow) */
+static int
+span_row(const char *d, Py_ssize_t size, Py_ssize_t width, const SpanAction *actions, const int *modes,
+         const int *plain, PyObject *value_field, PyObject *columns, Py_ssize_t *starts, Py_ssize_t *ends,
+         PyObject **encoded, Out *scratch, Grown *out)
+{
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < width; i++) {
+        const char *tab = memchr(d + at, '\t', (size_t)(size - at));
+        if ((tab == NULL) != (i + 1 == width))
+            return 0;  /* a field count other than the width: transform_row says so */
+        Py_ssize_t end = tab == NULL ? size : tab - d;
+        starts[i] = at;
+        ends[i] = end;
+        at = end + 1;
+    }
+    int handed = 0;
+    Py_ssize_t total = width;  /* the TABs and the newline */
+    for (Py_ssize_t i = 0; i < width; i++)
+        encoded[i] = NULL;
+    for (Py_ssize_t i = 0; i < width && !handed; i++) {
+        const SpanAction *a = &actions[i];
+        const char *s = d + starts[i];
+        Py_ssize_t n = ends[i] - starts[i];
+        if (a->code == SPAN_NONE || is_null_field(s, n))  /* transform_plain leaves NULL alone */
+            continue;
+        if (memchr(s, '\\', (size_t)n) != NULL) {
+            if (unescape_into(scratch, s, n) < 0) {
+                handed = 1;
+                break;
+            }
+            s = scratch->buf;
+            n = scratch->len;
+        }
+        if (a->code == SPAN_SCRUB && (a->limit < 0 || n <= a->limit) && scrub_keeps(PyUnicode_1BYTE_KIND, s, n, 1))
+            continue;  /* at most n characters, none opening a gate: scrub_gate returns it */
+        PyObject *value = modes[i] == DECODE_TEXT ? PyUnicode_DecodeUTF8(s, n, "surrogateescape")
+                                                  : PyBytes_FromStringAndSize(s, n);
+        PyObject *new = value == NULL ? NULL : call_fallback(a->fn, value);
+        if (new == NULL) {
+            Py_XDECREF(value);
+            handed = 1;
+            break;
+        }
+        if (new != value) {
+            encoded[i] = encode_value(new, plain[i], value_field, PyTuple_GET_ITEM(columns, i));
+            if (encoded[i] == NULL || !PyBytes_Check(encoded[i]))
+                handed = 1;
+        }
+        Py_DECREF(new);
+        Py_DECREF(value);
+    }
+    int status = 0;
+    if (handed) {
+        PyErr_Clear();  /* transform_row runs the row again and raises what it raises */
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < width; i++)
+        total += encoded[i] == NULL ? ends[i] - starts[i] : PyBytes_GET_SIZE(encoded[i]);
+    status = write_fields(out, total, d, width, starts, ends, encoded) < 0 ? -1 : 1;
+done:
+    for (Py_ssize_t i = 0; i < width; i++)
+        Py_XDECREF(encoded[i]);
+    return status;
+}
+
+/* transform_batch(data, transform, decoders, value_field, columns, scale[, spans]) -> (out, cuts, rows):
    _RowTransformer.batch: every line of data (tsv-1 rows, each ending with a newline) through
-   transform_row, joined, with the end offsets (in out) of the rows where a chunk may end,
-   crc32(line) < len(line) * scale (codec.python_cut), and the number of rows */
+   transform_row (or span_row, given spans: per column None or (code, fn, limit)), joined, with the
+   end offsets (in out) of the rows where a chunk may end, crc32(line) < len(line) * scale
+   (codec.python_cut), and the number of rows */
 static PyObject *
 transform_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "transform_batch(data, transform, decoders, value_field, columns, scale)");
+    if (nargs != 6 && nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "transform_batch(data, transform, decoders, value_field, columns, scale[, spans])");
         return NULL;
     }
     PyObject *data = args[0], *transform = args[1], *decoders = args[2], *value_field = args[3], *columns = args[4];
@@ -859,6 +972,9 @@ transform_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int *modes = PyMem_Calloc((size_t)width, 2 * sizeof(int));
     Py_ssize_t *bounds = PyMem_Calloc((size_t)width, 2 * sizeof(Py_ssize_t));
     PyObject **fns = PyMem_Calloc((size_t)width, 2 * sizeof(PyObject *));
+    PyObject *spans = nargs == 7 && args[6] != Py_None ? args[6] : NULL;
+    SpanAction *actions = NULL;
+    Out scratch = {NULL, 0, 0};
     Grown out = {NULL, 0};
     PyObject *cuts = NULL, *result = NULL;
     if (modes == NULL || bounds == NULL || fns == NULL) {
@@ -885,6 +1001,38 @@ transform_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         modes[width + i] = plain;
     }
+    if (spans != NULL) {
+        if (!PyTuple_CheckExact(spans) || PyTuple_GET_SIZE(spans) != width) {
+            PyErr_SetString(PyExc_TypeError, "transform_batch: spans is a tuple of the width");
+            goto done;
+        }
+        actions = PyMem_Calloc((size_t)width, sizeof(SpanAction));
+        if (actions == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < width; i++) {
+            PyObject *spec = PyTuple_GET_ITEM(spans, i);
+            if (spec == Py_None) {  /* a column no function reads: decoding text or a blob cannot fail */
+                if (modes[i] != DECODE_KEEP && modes[i] != DECODE_TEXT && modes[i] != DECODE_BLOB)
+                    goto bad_span;
+                continue;
+            }
+            if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 3)
+                goto bad_span;
+            long code = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+            Py_ssize_t limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 2));
+            if (PyErr_Occurred())
+                goto done;
+            /* a value function gets what transform_row decodes: str or bytes here */
+            if ((code != SPAN_CALL && code != SPAN_SCRUB) || (modes[i] != DECODE_TEXT && modes[i] != DECODE_BLOB)
+                    || (code == SPAN_SCRUB && modes[i] != DECODE_TEXT))
+                goto bad_span;
+            actions[i].code = (int)code;
+            actions[i].fn = PyTuple_GET_ITEM(spec, 1);
+            actions[i].limit = limit;
+        }
+    }
     out.bytes = PyBytes_FromStringAndSize(NULL, size + size / 8 + 64);  /* sanitized values may grow */
     cuts = PyList_New(0);
     if (out.bytes == NULL || cuts == NULL)
@@ -894,8 +1042,12 @@ transform_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         const char *newline = memchr(d + at, '\n', (size_t)(size - at));
         Py_ssize_t end = newline - d;  /* data ends with a newline: never NULL */
         Py_ssize_t start = out.len;
-        if (transform_row(d + at, end - at, width, transform, fns, modes, modes + width, value_field, columns,
-                          bounds, bounds + width, fns + width, &out) < 0)
+        int spanned = actions == NULL ? 0 : span_row(d + at, end - at, width, actions, modes, modes + width, value_field,
+                                                      columns, bounds, bounds + width, fns + width, &scratch, &out);
+        if (spanned < 0)
+            goto done;
+        if (!spanned && transform_row(d + at, end - at, width, transform, fns, modes, modes + width, value_field,
+                                      columns, bounds, bounds + width, fns + width, &out) < 0)
             goto done;
         Py_ssize_t n = out.len - start;
         if ((unsigned long long)crc32_of((const unsigned char *)PyBytes_AS_STRING(out.bytes) + start, (size_t)n)
@@ -912,7 +1064,13 @@ transform_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (_PyBytes_Resize(&out.bytes, out.len) < 0)
         goto done;
     result = Py_BuildValue("(OOn)", out.bytes, cuts, rows);
+    goto done;
+bad_span:
+    PyErr_SetString(PyExc_ValueError, "transform_batch: a span is None (a column no function reads, not an "
+                    "integer) or (code, fn, limit) on a text or blob column");
 done:
+    PyMem_Free(actions);
+    PyMem_Free(scratch.buf);
     Py_XDECREF(out.bytes);
     Py_XDECREF(cuts);
     PyMem_Free(modes);
@@ -1985,9 +2143,10 @@ static PyMethodDef methods[] = {
      "The same with the rewrite chosen per key: fns.get(key) or fn_for(key), called with the value;\n"
      "keeps_plain (or None) is not called for an ASCII value without '@', ':' nor digit."},
     {"transform_batch", (PyCFunction)(void (*)(void))transform_batch, METH_FASTCALL,
-     "transform_batch(data, transform, decoders, value_field, columns, scale) -> (out, cuts, rows)\n\n"
+     "transform_batch(data, transform, decoders, value_field, columns, scale[, spans]) -> (out, cuts, rows)\n\n"
      "db.capture._RowTransformer.batch: every tsv-1 line of data split, its fields decoded\n"
      "(decoders[i] = (mode, python decoder, plain encoding)), transformed, encoded again, joined;\n"
+     "with spans (per column None or (code, fn, limit)), the actions applied field by field instead;\n"
      "cuts: the end offsets of the out lines where crc32(line) < len(line) * scale."},
     {"crc32", (PyCFunction)crc32_bytes, METH_O, "crc32(data) -> int\n\nzlib.crc32(data), as transform_batch computes it."},
     {"sha256_pad_state", (PyCFunction)sha256_pad_state, METH_O,

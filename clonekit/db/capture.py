@@ -37,7 +37,9 @@ from ..errors import ClonekitError, ConfigError, SourceError
 from ..schema import Column, PolicyPlanner, Row, Table, TablePolicy
 from .codec import (
     CUT_SCALE,
+    DECODE_BLOB,
     DECODE_KEEP,
+    DECODE_TEXT,
     FORMAT,
     INTEGER_TYPES,
     RowChunker,
@@ -628,6 +630,35 @@ def _read_typed_stream(conn: Connection, table: Table, policy: TablePolicy, chun
 compiled = speedups
 
 
+# How the compiled loop applies a column's value function field by field (clonekit/_speedups.c,
+# span_row): called on the decoded value, or scrub's gate first on the field's bytes.
+SPAN_CALL, SPAN_SCRUB = 1, 2
+
+
+def _span_actions(policy: TablePolicy, decoders: tuple[tuple[int, Any, bool], ...]) -> tuple[Any, ...] | None:
+    """Per column None (not read) or (SPAN_CALL or SPAN_SCRUB, value function, limit), when the
+    policy's transform is its value functions applied one by one (``value_fns``) on text and blob
+    columns only; None otherwise (every row then goes through the whole-row transform)."""
+    if compiled is None or policy.value_fns is None:
+        return None
+    fns = dict(policy.value_fns)
+    spans: list[Any] = []
+    for i, (mode, _, _) in enumerate(decoders):
+        fn = fns.pop(i, None)
+        if fn is None:
+            if mode not in (DECODE_KEEP, DECODE_TEXT, DECODE_BLOB):
+                return None  # decoding it may fail (an integer, a Python decoder): the whole-row loop says how
+            spans.append(None)  # read by no function (`keep`): its bytes stay
+        elif mode not in (DECODE_TEXT, DECODE_BLOB):
+            return None
+        elif (mode == DECODE_TEXT and isinstance(fn, partial) and fn.func is compiled.scrub_gate and len(fn.args) == 2
+                and isinstance(fn.args[1], int)):
+            spans.append((SPAN_SCRUB, fn, fn.args[1]))
+        else:
+            spans.append((SPAN_CALL, fn, -1))
+    return None if fns else tuple(spans)
+
+
 class _RowTransformer:
     """A batch of tsv-1 lines in, the transformed lines out; decodes only the columns the transform
     reads and re-encodes only the values it changed (the others keep their bytes).
@@ -648,13 +679,14 @@ class _RowTransformer:
         self.compiled_decoders = tuple(
             (DECODE_KEEP if i not in decoder_of else decode_mode(c), decoder_of.get(i), c.data_type != "bit")
             for i, c in enumerate(columns))
+        self.spans = _span_actions(policy, self.compiled_decoders)
 
     def batch(self, data: bytes) -> tuple[bytes, list[int], int]:
         """``data``: whole lines, each ending with a newline. Returns the transformed lines joined,
         the end offsets of the rows after which a chunk may end (``python_cut``), and the row count."""
         if compiled is not None and self.columns:
             return cast(tuple[bytes, list[int], int], compiled.transform_batch(
-                data, self.transform, self.compiled_decoders, value_field, self.columns, CUT_SCALE))
+                data, self.transform, self.compiled_decoders, value_field, self.columns, CUT_SCALE, self.spans))
         if data and not data.endswith(b"\n"):
             raise ValueError("a batch ends inside a row")
         out, cuts, at = [], [], 0
