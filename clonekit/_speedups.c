@@ -23,12 +23,38 @@
 #define MAX_NESTED 16    /* serialized strings inside serialized strings: deeper is handed over */
 #define MAX_DIGITS 18    /* a length, count or integer key with more digits is handed over */
 
+/* A php action's string keys resolved once (php_value's key cache): the function fns or fn_for
+   gives for the key, and how the walk may apply it to a value's bytes without a Python object */
+enum { KEY_CALL = 0, KEY_SCRUB = 1, KEY_PSEUDONYM = 2 };
+enum { PSEUDO_FALLBACK = -1, PSEUDO_ERROR = -2, PSEUDO_KEEP = -3 };  /* what the pseudonym functions return */
+#define PSEUDO_OUT 256  /* room for a pseudonym */
+#define KEY_CACHE_SIZE 64
+#define KEY_MAX 64  /* longer keys are looked up every time */
+typedef struct {
+    Py_ssize_t len;
+    char key[KEY_MAX];
+    PyObject *fn;    /* a strong reference */
+    int how;
+    PyObject *spec;  /* KEY_PSEUDONYM: the compiled pseudonym's spec (strong), its kind and limit */
+    long kind;
+    Py_ssize_t limit;
+} KeyEntry;
+typedef struct {
+    int count;
+    KeyEntry entries[KEY_CACHE_SIZE];
+} KeyCache;
+
 typedef struct {
     PyObject *rewrite;   /* rewrite(key, value) -> bytes; with fns: fn_for(key) -> fn */
     PyObject *fns;       /* dict: key -> fn(value) -> bytes, or NULL */
     PyObject *keeps_plain; /* scrub_value: not called for a value scrub_keeps passes (it returns those unchanged), or NULL */
     int nested;
+    KeyCache *cache;     /* with fns: the keys seen, or NULL */
 } Walk;
+
+static KeyEntry *key_entry(Walk *w, const char *k, Py_ssize_t n);
+static int key_value_bytes(const KeyEntry *e, const char *s, Py_ssize_t n, char *buf, const char **new_s,
+                           Py_ssize_t *new_n);
 
 typedef struct {
     char *buf;
@@ -270,7 +296,9 @@ walk(Walk *w, PyObject *data_obj, int level)
     int want_key = 0;
     Py_ssize_t pos = 0, flushed = 0;
     Out out = {NULL, 0, 0};
-    PyObject *key = Py_None;
+    PyObject *key = Py_None;  /* NULL: the string key at key_at, no object made yet */
+    Py_ssize_t key_at = 0, key_len = 0;
+    char pseudo[PSEUDO_OUT];
     PyObject *result = NULL;
     long long number;
     Py_INCREF(key);
@@ -300,7 +328,7 @@ walk(Walk *w, PyObject *data_obj, int level)
                 }
                 if (read_number(d, size, &p, ';', &number) < 0)
                     HAND_OVER();
-                Py_DECREF(key);
+                Py_XDECREF(key);
                 key = PyLong_FromLongLong(negative ? -number : number);
                 if (key == NULL)
                     FAIL();
@@ -324,18 +352,51 @@ walk(Walk *w, PyObject *data_obj, int level)
             Py_ssize_t end = start + (Py_ssize_t)number;
             if (d[end] != '"' || d[end + 1] != ';')
                 HAND_OVER();
-            PyObject *value = PyBytes_FromStringAndSize(d + start, end - start);
-            if (value == NULL)
-                FAIL();
             if (want_key) {
-                Py_DECREF(key);
-                key = value;
+                Py_XDECREF(key);
+                key = NULL;  /* the string key d[key_at:key_at + key_len]: an object made when needed */
+                key_at = start;
+                key_len = end - start;
+                if (w->cache == NULL && (key = PyBytes_FromStringAndSize(d + start, key_len)) == NULL)
+                    FAIL();
                 pos = end + 2;
                 want_key = 0;
                 continue;
             }
+            int nested = w->nested && looks_serialized(d + start, end - start);
+            if (!nested && key == NULL) {  /* a string key, the cache on: the key's function on the bytes */
+                KeyEntry *entry = key_entry(w, d + key_at, key_len);
+                if (entry == NULL && PyErr_Occurred())
+                    FAIL();
+                const char *new_s;
+                Py_ssize_t new_n;
+                int done = entry == NULL ? 0 : key_value_bytes(entry, d + start, end - start, pseudo, &new_s, &new_n);
+                if (done < 0)
+                    FAIL();
+                if (done && (new_n != end - start || memcmp(new_s, d + start, (size_t)new_n) != 0)) {
+                    char head[32] = "s:";
+                    int head_size = 2 + decimal_text(head + 2, (unsigned long long)new_n);
+                    head[head_size++] = ':';
+                    head[head_size++] = '"';
+                    if (out_add(&out, d + flushed, pos - flushed) < 0 || out_add(&out, head, head_size) < 0
+                            || out_add(&out, new_s, new_n) < 0 || out_add(&out, "\";", 2) < 0)
+                        FAIL();
+                    flushed = end + 2;
+                }
+                if (done) {
+                    pos = end + 2;
+                    goto value_done;
+                }
+                if (entry == NULL && (key = PyBytes_FromStringAndSize(d + key_at, key_len)) == NULL)
+                    FAIL();  /* not cached (a long key, a full cache): looked up as before */
+            }
+            if (key == NULL && (key = PyBytes_FromStringAndSize(d + key_at, key_len)) == NULL)
+                FAIL();
+            PyObject *value = PyBytes_FromStringAndSize(d + start, end - start);
+            if (value == NULL)
+                FAIL();
             PyObject *new = NULL;
-            if (w->nested && looks_serialized(d + start, end - start)) {
+            if (nested) {
                 /* WordPress double-serializes: the string is walked as a value of its own */
                 if (level >= MAX_NESTED) {
                     Py_DECREF(value);
@@ -380,6 +441,7 @@ walk(Walk *w, PyObject *data_obj, int level)
             Py_DECREF(new);
             Py_DECREF(value);
             pos = end + 2;
+        value_done:;
         } else if (tag == 'a' || tag == 'O') {  /* a:<n>:{   O:<len>:"Class":<n>:{ */
             Py_ssize_t p = pos + 1;
             if (depth >= MAX_DEPTH || p >= size || d[p] != ':')
@@ -462,7 +524,7 @@ rewrite_strings(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int nested = PyObject_IsTrue(args[2]);
     if (nested < 0)
         return NULL;
-    Walk w = {args[1], NULL, NULL, nested};
+    Walk w = {args[1], NULL, NULL, nested, NULL};
     return walk(&w, args[0], 0);
 }
 
@@ -482,7 +544,7 @@ rewrite_strings_by_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     int nested = PyObject_IsTrue(args[4]);
     if (nested < 0)
         return NULL;
-    Walk w = {args[2], args[1], args[3] == Py_None ? NULL : args[3], nested};
+    Walk w = {args[2], args[1], args[3] == Py_None ? NULL : args[3], nested, NULL};
     return walk(&w, args[0], 0);
 }
 
@@ -1450,6 +1512,119 @@ append_pick(char *out, Py_ssize_t *len, Py_ssize_t cap, PyObject *words, const u
    last_names, suffix, limit, keep): kind 0 email, 1 username, 2 ip (IPv4 form), 3 url (ASCII
    values: the scheme is read with str.lower); names lower case; suffix "@domain" for email, the
    host for url; limit -1 for none; keep a frozenset of casefolded staff values or None */
+
+/* The pseudonym of a value whose normalized form (strip, casefold, as UTF-8) is normalized[0:nn],
+   written at out (room for PSEUDO_OUT bytes): its length; PSEUDO_FALLBACK when the Python function must
+   make it, PSEUDO_ERROR with an exception set. s[0:n] is the ASCII value itself (a URL's scheme),
+   or NULL for a non-ASCII value (never a URL here) */
+static Py_ssize_t
+pseudonym_format(PyObject *spec, long kind, Py_ssize_t limit, const char *normalized, Py_ssize_t nn,
+                 const char *s, Py_ssize_t n, char *out)
+{
+    static const char *domains[] = {"email", "username", "ip", "url"};
+    unsigned char d[32];
+    if (keyed_hash(spec, domains[kind], normalized, nn, d) < 0)
+        return PSEUDO_ERROR;
+    Py_ssize_t len = 0;
+    if (kind == PSEUDO_IPV4) {
+        static const char *nets[] = {"192.0.2", "198.51.100", "203.0.113"};
+        const char *net = nets[d[0] % 3];
+        len = (Py_ssize_t)strlen(net);
+        memcpy(out, net, (size_t)len);
+        out[len++] = '.';
+        len += decimal_text(out + len, 1 + d[1] % 254);
+    } else if (kind == PSEUDO_URL) {  /* url_builder: scheme://host/first-last-tag(d, 8) */
+        PyObject *host = PyTuple_GET_ITEM(spec, 5);
+        char scheme[7];
+        lower_ascii(s, n < 7 ? n : 7, scheme);
+        int http = n >= 7 && memcmp(scheme, "http://", 7) == 0;
+        if (!PyUnicode_CheckExact(host) || !PyUnicode_IS_ASCII(host) || PyUnicode_GET_LENGTH(host) > 128)
+            return PSEUDO_FALLBACK;
+        len = snprintf(out, PSEUDO_OUT, "%s://%s/", http ? "http" : "https", (const char *)PyUnicode_1BYTE_DATA(host));
+        int ok = append_pick(out, &len, PSEUDO_OUT, PyTuple_GET_ITEM(spec, 3), d, 0);
+        out[len++] = '-';
+        ok = ok && append_pick(out, &len, PSEUDO_OUT, PyTuple_GET_ITEM(spec, 4), d, 2);
+        out[len++] = '-';
+        append_tag(out, &len, d);
+        len -= 7;  /* tag(d, 8): the first 8 of its 15 characters */
+        if (!ok)
+            return PSEUDO_FALLBACK;
+    } else {
+        PyObject *firsts = PyTuple_GET_ITEM(spec, 3), *lasts = PyTuple_GET_ITEM(spec, 4);
+        if (!PyTuple_CheckExact(firsts) || !PyTuple_CheckExact(lasts) || PyTuple_GET_SIZE(firsts) == 0
+            || PyTuple_GET_SIZE(lasts) == 0) {
+            PyErr_SetString(PyExc_TypeError, "the name lists are non-empty tuples");
+            return PSEUDO_ERROR;
+        }
+        Py_ssize_t first_len = 0, last_len = 0, suffix_len = 0;
+        const char *first = ascii_item(firsts, (d[0] << 8 | d[1]) % PyTuple_GET_SIZE(firsts), &first_len);
+        const char *last = ascii_item(lasts, (d[2] << 8 | d[3]) % PyTuple_GET_SIZE(lasts), &last_len);
+        const char *suffix = "";
+        if (kind == PSEUDO_EMAIL) {
+            PyObject *suffix_obj = PyTuple_GET_ITEM(spec, 5);
+            if (PyUnicode_CheckExact(suffix_obj) && PyUnicode_IS_ASCII(suffix_obj)) {
+                suffix = (const char *)PyUnicode_1BYTE_DATA(suffix_obj);
+                suffix_len = PyUnicode_GET_LENGTH(suffix_obj);
+            } else {
+                first = NULL;
+            }
+        }
+        if (first == NULL || last == NULL || first_len + last_len + suffix_len + 17 > (Py_ssize_t)PSEUDO_OUT)
+            return PSEUDO_FALLBACK;
+        memcpy(out, first, (size_t)first_len);
+        len = first_len;
+        if (kind == PSEUDO_EMAIL)
+            out[len++] = '.';
+        memcpy(out + len, last, (size_t)last_len);
+        len += last_len;
+        out[len++] = kind == PSEUDO_EMAIL ? '.' : '_';
+        append_tag(out, &len, d);
+        memcpy(out + len, suffix, (size_t)suffix_len);
+        len += suffix_len;
+    }
+    if (limit >= 0 && len > limit)
+        return PSEUDO_FALLBACK;  /* shortened by fit_with_tag, or cut, in Python */
+    return len;
+}
+
+
+/* The pseudonym of the ASCII value s[0:n] at out (room for PSEUDO_OUT bytes): its length; PSEUDO_KEEP
+   when the value stays (empty, or a staff value), PSEUDO_FALLBACK, or PSEUDO_ERROR */
+static Py_ssize_t
+pseudonym_ascii(PyObject *spec, long kind, Py_ssize_t limit, const char *s, Py_ssize_t n, char *out)
+{
+    if (n == 0)  /* text_action: an empty value stays empty */
+        return PSEUDO_KEEP;
+    if (kind == PSEUDO_IPV4 && memchr(s, ':', (size_t)n) != NULL)
+        return PSEUDO_FALLBACK;  /* IPv6: canonical form through ipaddress */
+    Py_ssize_t start, end;
+    strip_span(s, n, &start, &end);
+    if (end - start > NORM_MAX)
+        return PSEUDO_FALLBACK;
+    char norm[NORM_MAX];
+    lower_ascii(s + start, end - start, norm);
+    int staff = is_staff(PyTuple_GET_ITEM(spec, 7), norm, end - start);
+    if (staff != 0)  /* a staff account's value: kept */
+        return staff < 0 ? PSEUDO_ERROR : PSEUDO_KEEP;
+    return pseudonym_format(spec, kind, limit, norm, end - start, s, n, out);
+}
+
+/* value, fallback(value), the pseudonym's str (bytes for a bytes value) or NULL, by what the
+   functions above returned */
+static PyObject *
+pseudonym_result(Py_ssize_t len, const char *out, int as_bytes, PyObject *fallback, PyObject *value)
+{
+    if (len == PSEUDO_ERROR)
+        return NULL;
+    if (len == PSEUDO_KEEP) {
+        Py_INCREF(value);
+        return value;
+    }
+    if (len == PSEUDO_FALLBACK)
+        return call_fallback(fallback, value);
+    return as_bytes ? PyBytes_FromStringAndSize(out, len) : PyUnicode_DecodeASCII(out, len, NULL);
+}
+
 static PyObject *
 pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1464,25 +1639,17 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *keep = PyTuple_GET_ITEM(spec, 7);
     int check_keep = keep != Py_None && PySet_GET_SIZE(keep) > 0;
-    const char *s = NULL;  /* (the value's ASCII bytes: not set for a non-ASCII value) */
-    Py_ssize_t n = 0;
-    int as_bytes;
-    char norm[NORM_MAX];
-    const char *normalized;  /* value.strip().casefold() as UTF-8 (surrogates passed), what is hashed */
-    Py_ssize_t nn;
-    PyObject *owned = NULL;  /* holds `normalized` for a non-ASCII value */
-    if (PyUnicode_CheckExact(value) && PyUnicode_IS_ASCII(value)) {
-        s = (const char *)PyUnicode_1BYTE_DATA(value);
-        n = PyUnicode_GET_LENGTH(value);
-        as_bytes = 0;
-    } else if (PyBytes_CheckExact(value) && ascii_bytes(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))) {
-        s = PyBytes_AS_STRING(value);
-        n = PyBytes_GET_SIZE(value);
-        as_bytes = 1;
-    } else if (PyUnicode_CheckExact(value) || PyBytes_CheckExact(value)) {
-        /* non-ASCII: str.strip and str.casefold themselves (full Unicode rules), the rest as below;
-           bytes are decoded as the php action's keyed_value does (UTF-8, surrogateescape) */
-        as_bytes = PyBytes_CheckExact(value);
+    char out[PSEUDO_OUT];
+    if (PyUnicode_CheckExact(value) && PyUnicode_IS_ASCII(value))
+        return pseudonym_result(pseudonym_ascii(spec, kind, limit, (const char *)PyUnicode_1BYTE_DATA(value),
+                                                PyUnicode_GET_LENGTH(value), out), out, 0, fallback, value);
+    if (PyBytes_CheckExact(value) && ascii_bytes(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)))
+        return pseudonym_result(pseudonym_ascii(spec, kind, limit, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                                                out), out, 1, fallback, value);
+    if (PyUnicode_CheckExact(value) || PyBytes_CheckExact(value)) {
+        /* non-ASCII: str.strip and str.casefold themselves (full Unicode rules), the rest as for
+           ASCII; bytes are decoded as the php action's keyed_value does (UTF-8, surrogateescape) */
+        int as_bytes = PyBytes_CheckExact(value);
         PyObject *text = as_bytes ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), "surrogateescape")
                                   : (Py_INCREF(value), value);
         if (text == NULL)
@@ -1510,105 +1677,16 @@ pseudonym(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 return value;
             }
         }
-        owned = PyUnicode_AsEncodedString(folded, "utf-8", "surrogatepass");
+        PyObject *normalized = PyUnicode_AsEncodedString(folded, "utf-8", "surrogatepass");  /* what is hashed */
         Py_DECREF(folded);
-        if (owned == NULL)
+        if (normalized == NULL)
             return NULL;
-        normalized = PyBytes_AS_STRING(owned);
-        nn = PyBytes_GET_SIZE(owned);
-        goto hash;
-    } else {
-        return call_fallback(fallback, value);
+        Py_ssize_t len = pseudonym_format(spec, kind, limit, PyBytes_AS_STRING(normalized), PyBytes_GET_SIZE(normalized),
+                                          NULL, 0, out);
+        Py_DECREF(normalized);
+        return pseudonym_result(len, out, as_bytes, fallback, value);
     }
-    if (n == 0) {  /* text_action: an empty value stays empty */
-        Py_INCREF(value);
-        return value;
-    }
-    if (kind == PSEUDO_IPV4 && memchr(s, ':', (size_t)n) != NULL)
-        return call_fallback(fallback, value);  /* IPv6: canonical form through ipaddress */
-    Py_ssize_t start, end;
-    strip_span(s, n, &start, &end);
-    if (end - start > NORM_MAX)
-        return call_fallback(fallback, value);
-    nn = end - start;
-    lower_ascii(s + start, nn, norm);
-    normalized = norm;
-    int staff = is_staff(keep, norm, nn);
-    if (staff != 0) {  /* a staff account's value: kept */
-        if (staff < 0)
-            return NULL;
-        Py_INCREF(value);
-        return value;
-    }
-hash:;
-    static const char *domains[] = {"email", "username", "ip", "url"};
-    unsigned char d[32];
-    int failed = keyed_hash(spec, domains[kind], normalized, nn, d);
-    Py_XDECREF(owned);
-    if (failed < 0)
-        return NULL;
-
-    char out[256];
-    Py_ssize_t len = 0;
-    if (kind == PSEUDO_IPV4) {
-        static const char *nets[] = {"192.0.2", "198.51.100", "203.0.113"};
-        const char *net = nets[d[0] % 3];
-        len = (Py_ssize_t)strlen(net);
-        memcpy(out, net, (size_t)len);
-        out[len++] = '.';
-        len += decimal_text(out + len, 1 + d[1] % 254);
-    } else if (kind == PSEUDO_URL) {  /* url_builder: scheme://host/first-last-tag(d, 8) */
-        PyObject *host = PyTuple_GET_ITEM(spec, 5);
-        char scheme[7];
-        lower_ascii(s, n < 7 ? n : 7, scheme);
-        int http = n >= 7 && memcmp(scheme, "http://", 7) == 0;
-        if (!PyUnicode_CheckExact(host) || !PyUnicode_IS_ASCII(host) || PyUnicode_GET_LENGTH(host) > 128)
-            return call_fallback(fallback, value);
-        len = snprintf(out, sizeof out, "%s://%s/", http ? "http" : "https", (const char *)PyUnicode_1BYTE_DATA(host));
-        int ok = append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 3), d, 0);
-        out[len++] = '-';
-        ok = ok && append_pick(out, &len, sizeof out, PyTuple_GET_ITEM(spec, 4), d, 2);
-        out[len++] = '-';
-        append_tag(out, &len, d);
-        len -= 7;  /* tag(d, 8): the first 8 of its 15 characters */
-        if (!ok)
-            return call_fallback(fallback, value);
-    } else {
-        PyObject *firsts = PyTuple_GET_ITEM(spec, 3), *lasts = PyTuple_GET_ITEM(spec, 4);
-        if (!PyTuple_CheckExact(firsts) || !PyTuple_CheckExact(lasts) || PyTuple_GET_SIZE(firsts) == 0
-            || PyTuple_GET_SIZE(lasts) == 0) {
-            PyErr_SetString(PyExc_TypeError, "the name lists are non-empty tuples");
-            return NULL;
-        }
-        Py_ssize_t first_len = 0, last_len = 0, suffix_len = 0;
-        const char *first = ascii_item(firsts, (d[0] << 8 | d[1]) % PyTuple_GET_SIZE(firsts), &first_len);
-        const char *last = ascii_item(lasts, (d[2] << 8 | d[3]) % PyTuple_GET_SIZE(lasts), &last_len);
-        const char *suffix = "";
-        if (kind == PSEUDO_EMAIL) {
-            PyObject *suffix_obj = PyTuple_GET_ITEM(spec, 5);
-            if (PyUnicode_CheckExact(suffix_obj) && PyUnicode_IS_ASCII(suffix_obj)) {
-                suffix = (const char *)PyUnicode_1BYTE_DATA(suffix_obj);
-                suffix_len = PyUnicode_GET_LENGTH(suffix_obj);
-            } else {
-                first = NULL;
-            }
-        }
-        if (first == NULL || last == NULL || first_len + last_len + suffix_len + 17 > (Py_ssize_t)sizeof out)
-            return call_fallback(fallback, value);
-        memcpy(out, first, (size_t)first_len);
-        len = first_len;
-        if (kind == PSEUDO_EMAIL)
-            out[len++] = '.';
-        memcpy(out + len, last, (size_t)last_len);
-        len += last_len;
-        out[len++] = kind == PSEUDO_EMAIL ? '.' : '_';
-        append_tag(out, &len, d);
-        memcpy(out + len, suffix, (size_t)suffix_len);
-        len += suffix_len;
-    }
-    if (limit >= 0 && len > limit)
-        return call_fallback(fallback, value);  /* shortened by fit_with_tag, or cut, in Python */
-    return as_bytes ? PyBytes_FromStringAndSize(out, len) : PyUnicode_DecodeASCII(out, len, NULL);
+    return call_fallback(fallback, value);
 }
 
 /* scrub_gate(fallback, limit, value): value itself when it is a str of at most limit characters
@@ -1921,21 +1999,162 @@ guess_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyUnicode_DecodeASCII(out, len, NULL);
 }
 
-/* php_value(spec, fallback, value): the php action on bytes, spec = (fns, fn_for, keeps_plain)
+/* ---- php_value's key cache ------------------------------------------------------------------ */
+
+#define KEY_CACHE_NAME "clonekit._speedups.key_cache"
+
+static void
+key_cache_free(PyObject *capsule)
+{
+    KeyCache *cache = PyCapsule_GetPointer(capsule, KEY_CACHE_NAME);
+    if (cache == NULL)
+        return;
+    for (int i = 0; i < cache->count; i++) {
+        Py_XDECREF(cache->entries[i].fn);
+        Py_XDECREF(cache->entries[i].spec);
+    }
+    PyMem_Free(cache);
+}
+
+/* key_cache() -> an empty cache for one php action (the 4th item of php_value's spec) */
+static PyObject *
+key_cache(PyObject *module, PyObject *unused)
+{
+    KeyCache *cache = PyMem_Calloc(1, sizeof(KeyCache));
+    if (cache == NULL)
+        return PyErr_NoMemory();
+    PyObject *capsule = PyCapsule_New(cache, KEY_CACHE_NAME, key_cache_free);
+    if (capsule == NULL)
+        PyMem_Free(cache);
+    return capsule;
+}
+
+/* how a key's function can run on bytes: KEY_SCRUB (the scrub that keeps what scrub_keeps
+   passes), KEY_PSEUDONYM (functools.partial(pseudonym, spec, fallback): its spec, kind, limit
+   read into e), else KEY_CALL. 0, or -1 with an exception */
+static int
+key_how(Walk *w, PyObject *fn, KeyEntry *e)
+{
+    e->how = KEY_CALL;
+    if (fn == w->keeps_plain) {
+        e->how = KEY_SCRUB;
+        return 0;
+    }
+    PyObject *func = PyObject_GetAttrString(fn, "func");
+    if (func == NULL) {  /* not a partial */
+        PyErr_Clear();
+        return 0;
+    }
+    int is_pseudonym = PyCFunction_Check(func) && PyCFunction_GET_FUNCTION(func) == (PyCFunction)(void (*)(void))pseudonym;
+    Py_DECREF(func);
+    if (!is_pseudonym)
+        return 0;
+    PyObject *args = PyObject_GetAttrString(fn, "args"), *keywords = PyObject_GetAttrString(fn, "keywords");
+    int ok = args != NULL && keywords != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) == 2
+             && PyDict_Check(keywords) && PyDict_GET_SIZE(keywords) == 0;
+    if (ok) {
+        PyObject *spec = PyTuple_GET_ITEM(args, 0);
+        PyObject *call[3] = {spec, Py_None, Py_None};
+        long kind;
+        Py_ssize_t limit;
+        if (value_args(call, 3, 8, "pseudonym(spec, fallback, value)", 0, 6, &kind, &limit) && kind >= 0 && kind <= 3) {
+            e->how = KEY_PSEUDONYM;
+            e->kind = kind;
+            e->limit = limit;
+            Py_INCREF(spec);
+            e->spec = spec;
+        }
+        PyErr_Clear();  /* a spec it cannot read: the function is called as it is */
+    }
+    Py_XDECREF(args);
+    Py_XDECREF(keywords);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* The cached entry of the string key k[0:n], resolved on its first sight as call_rewrite resolves
+   it (fns, then fn_for). NULL without an exception when the key is not cached (too long, the cache
+   full), NULL with one when resolving failed */
+static KeyEntry *
+key_entry(Walk *w, const char *k, Py_ssize_t n)
+{
+    KeyCache *cache = w->cache;
+    for (int i = 0; i < cache->count; i++) {
+        KeyEntry *e = &cache->entries[i];
+        if (e->len == n && memcmp(e->key, k, (size_t)n) == 0)
+            return e;
+    }
+    if (n > KEY_MAX || cache->count >= KEY_CACHE_SIZE)
+        return NULL;
+    PyObject *key = PyBytes_FromStringAndSize(k, n);
+    if (key == NULL)
+        return NULL;
+    PyObject *fn = PyDict_GetItemWithError(w->fns, key);  /* borrowed */
+    if (fn != NULL) {
+        Py_INCREF(fn);
+    } else if (!PyErr_Occurred()) {
+        PyObject *args[1] = {key};
+        fn = PyObject_Vectorcall(w->rewrite, args, 1, NULL);
+    }
+    Py_DECREF(key);
+    if (fn == NULL)
+        return NULL;
+    KeyEntry *e = &cache->entries[cache->count];
+    memset(e, 0, sizeof *e);
+    if (key_how(w, fn, e) < 0) {
+        Py_DECREF(fn);
+        Py_CLEAR(e->spec);
+        return NULL;
+    }
+    e->len = n;
+    memcpy(e->key, k, (size_t)n);
+    e->fn = fn;
+    cache->count++;
+    return e;
+}
+
+/* The key's function on the value s[0:n] without a Python object, where it can: 1 with the new
+   bytes at *new_s (s itself, or buf), 0 when the function must be called on a bytes object, -1
+   with an exception. The same bytes as call_rewrite's result (tests/sanitize/test_php_key_cache.py) */
+static int
+key_value_bytes(const KeyEntry *e, const char *s, Py_ssize_t n, char *buf, const char **new_s, Py_ssize_t *new_n)
+{
+    *new_s = s;
+    *new_n = n;
+    if (e->how == KEY_SCRUB)
+        return plain_text(s, n);
+    if (e->how != KEY_PSEUDONYM || !ascii_bytes(s, n))
+        return 0;
+    Py_ssize_t len = pseudonym_ascii(e->spec, e->kind, e->limit, s, n, buf);
+    if (len == PSEUDO_ERROR)
+        return -1;
+    if (len == PSEUDO_FALLBACK)
+        return 0;
+    if (len >= 0) {
+        *new_s = buf;
+        *new_n = len;
+    }
+    return 1;
+}
+
+/* php_value(spec, fallback, value): the php action on bytes, spec = (fns, fn_for, keeps_plain[, key_cache])
    as rewrite_strings_by_key takes them; what the walk hands over (and anything not bytes) goes
    to fallback, the Python value function (its cache, the Python walks, the not-serialized case) */
 static PyObject *
 php_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 3
+    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) < 3 || PyTuple_GET_SIZE(args[0]) > 4
         || !PyDict_CheckExact(PyTuple_GET_ITEM(args[0], 0))) {
-        PyErr_SetString(PyExc_TypeError, "php_value((fns, fn_for, keeps_plain), fallback, value)");
+        PyErr_SetString(PyExc_TypeError, "php_value((fns, fn_for, keeps_plain[, key_cache]), fallback, value)");
         return NULL;
     }
+    KeyCache *cache = NULL;
+    if (PyTuple_GET_SIZE(args[0]) == 4 && (cache = PyCapsule_GetPointer(PyTuple_GET_ITEM(args[0], 3), KEY_CACHE_NAME)) == NULL)
+        return NULL;
     PyObject *value = args[2];
     if (PyBytes_CheckExact(value)) {
         PyObject *keeps_plain = PyTuple_GET_ITEM(args[0], 2);
-        Walk w = {PyTuple_GET_ITEM(args[0], 1), PyTuple_GET_ITEM(args[0], 0), keeps_plain == Py_None ? NULL : keeps_plain, 1};
+        Walk w = {PyTuple_GET_ITEM(args[0], 1), PyTuple_GET_ITEM(args[0], 0), keeps_plain == Py_None ? NULL : keeps_plain, 1,
+                  cache};
         PyObject *done = walk(&w, value, 0);
         if (done != Py_None)
             return done;  /* the new bytes, or NULL with the rewrite's exception */
@@ -2161,8 +2380,10 @@ static PyMethodDef methods[] = {
     {"scrub_gate", (PyCFunction)(void (*)(void))scrub_gate, METH_FASTCALL,
      "scrub_gate(fallback, limit, value) -> value | fallback(value)\n\n"
      "value itself when scrub surely returns it unchanged, else fallback(value)."},
+    {"key_cache", (PyCFunction)key_cache, METH_NOARGS,
+     "key_cache() -> capsule\n\nAn empty cache of a php action's keys: php_value's spec's 4th item."},
     {"php_value", (PyCFunction)(void (*)(void))php_value, METH_FASTCALL,
-     "php_value((fns, fn_for, keeps_plain), fallback, value) -> bytes\n\n"
+     "php_value((fns, fn_for, keeps_plain[, key_cache]), fallback, value) -> bytes\n\n"
      "The php action on bytes through the compiled walk; fallback(value) for what it hands over."},
     {"guess_value", (PyCFunction)(void (*)(void))guess_value, METH_FASTCALL,
      "guess_value(spec, fallback, value): the guess action on an ASCII str where it is sure, else fallback(value)"},

@@ -855,9 +855,11 @@ def _build_php(spec: ActionSpec, target: Target, env: ActionEnv) -> ValueFn:
         return value
 
     if compiled is not None:
-        # bytes straight into the compiled walk (serialized values rarely repeat: no cache); what
-        # it hands over, and anything else, through php_fn
-        return functools.partial(compiled.php_value, (rewrite.fns, rewrite.fn_for, rewrite.keeps_plain), php_fn)
+        # bytes straight into the compiled walk (serialized values rarely repeat: no cache of
+        # values; its keys are resolved once, and scrub's gate and the pseudonyms run on a value's
+        # bytes); what it hands over, and anything else, through php_fn
+        walk = (rewrite.fns, rewrite.fn_for, rewrite.keeps_plain, compiled.key_cache())
+        return functools.partial(compiled.php_value, walk, php_fn)
     return php_fn
 
 
