@@ -920,9 +920,15 @@ typedef struct {
     int code;
     PyObject *fn;  /* borrowed from the spans tuple */
     Py_ssize_t limit;  /* SPAN_SCRUB: the column's characters, -1 for none */
+    PyObject *pseudonym;  /* SPAN_CALL of a compiled pseudonym on text: its spec (strong), kind and limit */
+    long kind;
+    Py_ssize_t pseudonym_limit;
 } SpanAction;
 
 static PyObject *call_fallback(PyObject *fallback, PyObject *value);
+static void pseudonym_of(PyObject *fn, PyObject **spec, long *kind, Py_ssize_t *limit);
+static Py_ssize_t pseudonym_ascii(PyObject *spec, long kind, Py_ssize_t limit, const char *s, Py_ssize_t n, char *out);
+static int ascii_bytes(const char *s, Py_ssize_t n);
 
 /* codec.unescape of s[0:n] into scratch (emptied first): 0, or -1 with an exception */
 static int
@@ -972,6 +978,21 @@ span_row(const char *d, Py_ssize_t size, Py_ssize_t width, const SpanAction *act
         }
         if (a->code == SPAN_SCRUB && (a->limit < 0 || n <= a->limit) && scrub_keeps(PyUnicode_1BYTE_KIND, s, n, 1))
             continue;  /* at most n characters, none opening a gate: scrub_gate returns it */
+        if (a->pseudonym != NULL && plain[i] && ascii_bytes(s, n)) {  /* pseudonym's ASCII str, from the bytes */
+            char buf[PSEUDO_OUT];
+            Py_ssize_t len = pseudonym_ascii(a->pseudonym, a->kind, a->pseudonym_limit, s, n, buf);
+            if (len == PSEUDO_KEEP)
+                continue;
+            if (len >= 0) {  /* encode_value of that ASCII str */
+                if ((encoded[i] = escaped(buf, len, NULL)) == NULL)
+                    handed = 1;
+                continue;
+            }
+            if (len == PSEUDO_ERROR) {
+                handed = 1;
+                break;
+            }  /* PSEUDO_FALLBACK: the function itself, on the str */
+        }
         PyObject *value = modes[i] == DECODE_TEXT ? PyUnicode_DecodeUTF8(s, n, "surrogateescape")
                                                   : PyBytes_FromStringAndSize(s, n);
         PyObject *new = value == NULL ? NULL : call_fallback(a->fn, value);
@@ -1093,6 +1114,8 @@ transform_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             actions[i].code = (int)code;
             actions[i].fn = PyTuple_GET_ITEM(spec, 1);
             actions[i].limit = limit;
+            if (code == SPAN_CALL && modes[i] == DECODE_TEXT)
+                pseudonym_of(actions[i].fn, &actions[i].pseudonym, &actions[i].kind, &actions[i].pseudonym_limit);
         }
     }
     out.bytes = PyBytes_FromStringAndSize(NULL, size + size / 8 + 64);  /* sanitized values may grow */
@@ -1131,6 +1154,8 @@ bad_span:
     PyErr_SetString(PyExc_ValueError, "transform_batch: a span is None (a column no function reads, not an "
                     "integer) or (code, fn, limit) on a text or blob column");
 done:
+    for (Py_ssize_t i = 0; actions != NULL && i < width; i++)
+        Py_XDECREF(actions[i].pseudonym);
     PyMem_Free(actions);
     PyMem_Free(scratch.buf);
     Py_XDECREF(out.bytes);
@@ -2029,46 +2054,48 @@ key_cache(PyObject *module, PyObject *unused)
     return capsule;
 }
 
+/* When fn is functools.partial(pseudonym, spec, fallback) with a spec pseudonym reads: *spec (a new
+   reference), *kind and *limit set; else *spec NULL (the function is then called as it is) */
+static void
+pseudonym_of(PyObject *fn, PyObject **spec, long *kind, Py_ssize_t *limit)
+{
+    *spec = NULL;
+    PyObject *func = PyObject_GetAttrString(fn, "func");
+    if (func == NULL) {  /* not a partial */
+        PyErr_Clear();
+        return;
+    }
+    int is_pseudonym = PyCFunction_Check(func) && PyCFunction_GET_FUNCTION(func) == (PyCFunction)(void (*)(void))pseudonym;
+    Py_DECREF(func);
+    if (!is_pseudonym)
+        return;
+    PyObject *args = PyObject_GetAttrString(fn, "args"), *keywords = PyObject_GetAttrString(fn, "keywords");
+    if (args != NULL && keywords != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) == 2
+            && PyDict_Check(keywords) && PyDict_GET_SIZE(keywords) == 0) {
+        PyObject *call[3] = {PyTuple_GET_ITEM(args, 0), Py_None, Py_None};
+        if (value_args(call, 3, 8, "pseudonym(spec, fallback, value)", 0, 6, kind, limit) && *kind >= 0 && *kind <= 3) {
+            *spec = call[0];
+            Py_INCREF(*spec);
+        }
+    }
+    PyErr_Clear();  /* not a partial of that shape, a spec it cannot read: the function is called as it is */
+    Py_XDECREF(args);
+    Py_XDECREF(keywords);
+}
+
 /* how a key's function can run on bytes: KEY_SCRUB (the scrub that keeps what scrub_keeps
    passes), KEY_PSEUDONYM (functools.partial(pseudonym, spec, fallback): its spec, kind, limit
-   read into e), else KEY_CALL. 0, or -1 with an exception */
-static int
+   read into e), else KEY_CALL */
+static void
 key_how(Walk *w, PyObject *fn, KeyEntry *e)
 {
     e->how = KEY_CALL;
     if (fn == w->keeps_plain) {
         e->how = KEY_SCRUB;
-        return 0;
+        return;
     }
-    PyObject *func = PyObject_GetAttrString(fn, "func");
-    if (func == NULL) {  /* not a partial */
-        PyErr_Clear();
-        return 0;
-    }
-    int is_pseudonym = PyCFunction_Check(func) && PyCFunction_GET_FUNCTION(func) == (PyCFunction)(void (*)(void))pseudonym;
-    Py_DECREF(func);
-    if (!is_pseudonym)
-        return 0;
-    PyObject *args = PyObject_GetAttrString(fn, "args"), *keywords = PyObject_GetAttrString(fn, "keywords");
-    int ok = args != NULL && keywords != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) == 2
-             && PyDict_Check(keywords) && PyDict_GET_SIZE(keywords) == 0;
-    if (ok) {
-        PyObject *spec = PyTuple_GET_ITEM(args, 0);
-        PyObject *call[3] = {spec, Py_None, Py_None};
-        long kind;
-        Py_ssize_t limit;
-        if (value_args(call, 3, 8, "pseudonym(spec, fallback, value)", 0, 6, &kind, &limit) && kind >= 0 && kind <= 3) {
-            e->how = KEY_PSEUDONYM;
-            e->kind = kind;
-            e->limit = limit;
-            Py_INCREF(spec);
-            e->spec = spec;
-        }
-        PyErr_Clear();  /* a spec it cannot read: the function is called as it is */
-    }
-    Py_XDECREF(args);
-    Py_XDECREF(keywords);
-    return PyErr_Occurred() ? -1 : 0;
+    pseudonym_of(fn, &e->spec, &e->kind, &e->limit);
+    e->how = e->spec != NULL ? KEY_PSEUDONYM : KEY_CALL;
 }
 
 /* The cached entry of the string key k[0:n], resolved on its first sight as call_rewrite resolves
@@ -2100,11 +2127,7 @@ key_entry(Walk *w, const char *k, Py_ssize_t n)
         return NULL;
     KeyEntry *e = &cache->entries[cache->count];
     memset(e, 0, sizeof *e);
-    if (key_how(w, fn, e) < 0) {
-        Py_DECREF(fn);
-        Py_CLEAR(e->spec);
-        return NULL;
-    }
+    key_how(w, fn, e);
     e->len = n;
     memcpy(e->key, k, (size_t)n);
     e->fn = fn;
