@@ -12,8 +12,10 @@ and bigger than a chunk), in batches cut at random places.
 
 from __future__ import annotations
 
+import os
 import random
-import zlib
+import subprocess
+import sys
 
 import pytest
 
@@ -87,10 +89,25 @@ def test_the_batch_marks_the_rows_python_cut_marks() -> None:
     assert cuts == ends and ends
 
 
-def test_the_compiled_crc32_is_zlibs() -> None:
-    rng = random.Random(3)
-    data = rng.randbytes(5000)
-    for start in range(9):  # every alignment of the eight-byte steps
-        for size in [*range(0, 40), 255, 256, 257, 1000, 4000]:
-            piece = data[start:start + size]
-            assert speedups.crc32(piece) == zlib.crc32(piece), (start, size)
+CRC_CHECK = """
+import random, sys, zlib
+from clonekit import _speedups as speedups
+rng = random.Random(3)
+data = rng.randbytes(5000)
+for start in range(17):  # every alignment of the eight-byte steps and of the 16-byte folds
+    for size in [*range(0, 200), 255, 256, 257, 1000, 4000, 4095]:  # folds of 64 and of 16, and the tails
+        piece = data[start:start + size]
+        assert speedups.crc32(piece) == zlib.crc32(piece), (speedups.crc32_impl, start, size)
+print(speedups.crc32_impl)
+"""
+
+
+@pytest.mark.parametrize("no_fold", ["", "1"])
+def test_the_compiled_crc32_is_zlibs(no_fold: str) -> None:
+    """Both forms: the carry-less multiplication folds where the CPU has them, and the tables
+    (CLONEKIT_NO_PCLMUL=1, and every CPU without them)."""
+    env = {**os.environ, "CLONEKIT_NO_PCLMUL": no_fold}
+    done = subprocess.run([sys.executable, "-c", CRC_CHECK], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    if no_fold:
+        assert done.stdout.strip() == "tables"
