@@ -136,8 +136,14 @@ class CountingSink:
         return Ref()
 
 
+def _same(value):  # noqa: ANN001, ANN202
+    return value
+
+
 class _IdentityTransforms:
-    """The drupal plan with every transform replaced by one that returns the row unchanged."""
+    """The drupal plan with every transform replaced by one that returns the row unchanged, and
+    every value function of a table transformed field by field (``value_fns``) by one that returns
+    its value: the same path through the capture as the preset's, without the actions' work."""
 
     def __init__(self, planner) -> None:  # noqa: ANN001
         self.planner = planner
@@ -145,7 +151,8 @@ class _IdentityTransforms:
     def plan(self, tables, sample=None):  # noqa: ANN001, ANN201
         from dataclasses import replace
 
-        return {name: replace(p, transform=(lambda row: row) if p.transform else None)
+        return {name: replace(p, transform=(lambda row: row) if p.transform else None,
+                              value_fns=tuple((pos, _same) for pos, _ in p.value_fns) if p.value_fns else None)
                 for name, p in self.planner.plan(tables, sample).items()}
 
 
