@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from clonekit.config import SanitizeConfig
@@ -151,8 +152,14 @@ class _IdentityTransforms:
     def plan(self, tables, sample=None):  # noqa: ANN001, ANN201
         from dataclasses import replace
 
-        return {name: replace(p, transform=(lambda row: row) if p.transform else None,
-                              value_fns=tuple((pos, _same) for pos, _ in p.value_fns) if p.value_fns else None)
+        from clonekit.db.capture import compiled
+
+        def same_values(p):  # noqa: ANN001, ANN202 - the compiled row function over identities
+            pairs = tuple((pos, _same) for pos, _ in p.value_fns)
+            return replace(p, transform=partial(compiled.transform_plain, (pairs, (), _same, _same)), value_fns=pairs)
+
+        return {name: same_values(p) if p.value_fns and compiled is not None
+                else replace(p, transform=(lambda row: row) if p.transform else None, value_fns=None)
                 for name, p in self.planner.plan(tables, sample).items()}
 
 

@@ -638,8 +638,14 @@ SPAN_CALL, SPAN_SCRUB = 1, 2
 def _span_actions(policy: TablePolicy, decoders: tuple[tuple[int, Any, bool], ...]) -> tuple[Any, ...] | None:
     """Per column None (not read) or (SPAN_CALL or SPAN_SCRUB, value function, limit), when the
     policy's transform is its value functions applied one by one (``value_fns``) on text and blob
-    columns only; None otherwise (every row then goes through the whole-row transform)."""
-    if compiled is None or policy.value_fns is None:
+    columns only; None otherwise (every row then goes through the whole-row transform).
+
+    ``value_fns`` are used only with the compiled row function they came from: a planner that wraps
+    or replaces the transform and keeps them (``dataclasses.replace``) gets its own transform run."""
+    transform = policy.transform
+    if (compiled is None or policy.value_fns is None or not isinstance(transform, partial)
+            or transform.func is not compiled.transform_plain or len(transform.args) != 1
+            or tuple(transform.args[0][0]) != policy.value_fns):
         return None
     fns = dict(policy.value_fns)
     spans: list[Any] = []

@@ -12,6 +12,7 @@ long values over a column's limit, serialized PHP, and an action that fails.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -109,6 +110,29 @@ def test_every_text_in_every_column_alike(monkeypatch: pytest.MonkeyPatch) -> No
         data = b"".join(_line([7] + [choice if j == column else 0 for j in range(1, width)]) for choice in range(40))
         outcomes = _three_ways(monkeypatch, data)
         assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_a_wrapped_transform_is_never_bypassed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planner that wraps the planner's transform (more masking of its own) and keeps
+    ``value_fns`` (``dataclasses.replace``) gets its wrapper run on every row, not the spans."""
+    policy = _policy(monkeypatch)
+    inner = policy.transform
+
+    def masked(row: tuple) -> tuple:
+        out = list(inner(row))
+        out[7] = "masked"  # `kept`: a column the planner's rules keep
+        return tuple(out)
+
+    wrapped = replace(policy, transform=masked)
+    assert wrapped.value_fns is not None
+    rows = _RowTransformer(wrapped, TABLE.data_columns)
+    assert rows.spans is None
+    out, _, count = rows.batch(b"".join(_line([i] * len(TABLE.data_columns)) for i in range(1, 6)))
+    assert count == 5 and all(line.endswith(b"\tmasked") for line in out.split(b"\n")[:-1])
+    # another compiled row function (other rules) with the first one's value functions: no spans either
+    other = {"t": {"columns": {**RULES["t"]["columns"], "body": "keep"}}}
+    swapped = replace(policy, transform=_policy(monkeypatch, other).transform)
+    assert _RowTransformer(swapped, TABLE.data_columns).spans is None
 
 
 def test_a_failing_span_hands_its_row_to_the_whole_row_transform(monkeypatch: pytest.MonkeyPatch) -> None:
