@@ -142,9 +142,10 @@ def _same(value):  # noqa: ANN001, ANN202
 
 
 class _IdentityTransforms:
-    """The drupal plan with every transform replaced by one that returns the row unchanged, and
-    every value function of a table transformed field by field (``value_fns``) by one that returns
-    its value: the same path through the capture as the preset's, without the actions' work."""
+    """The drupal plan with every transform replaced by one that returns the row unchanged; a
+    table whose values are transformed field by field (``capture.value_functions``) gets the
+    compiled row function over functions that return their value: the same path through the
+    capture as the preset's, without the actions' work."""
 
     def __init__(self, planner) -> None:  # noqa: ANN001
         self.planner = planner
@@ -152,15 +153,16 @@ class _IdentityTransforms:
     def plan(self, tables, sample=None):  # noqa: ANN001, ANN201
         from dataclasses import replace
 
-        from clonekit.db.capture import compiled
+        from clonekit.db.capture import compiled, value_functions
 
-        def same_values(p):  # noqa: ANN001, ANN202 - the compiled row function over identities
-            pairs = tuple((pos, _same) for pos, _ in p.value_fns)
-            return replace(p, transform=partial(compiled.transform_plain, (pairs, (), _same, _same)), value_fns=pairs)
+        def same(p):  # noqa: ANN001, ANN202
+            pairs = value_functions(p.transform)
+            if pairs is not None:
+                return replace(p, transform=partial(compiled.transform_plain,
+                                                    (tuple((pos, _same) for pos, _ in pairs), (), _same, _same)))
+            return replace(p, transform=(lambda row: row) if p.transform else None)
 
-        return {name: same_values(p) if p.value_fns and compiled is not None
-                else replace(p, transform=(lambda row: row) if p.transform else None, value_fns=None)
-                for name, p in self.planner.plan(tables, sample).items()}
+        return {name: same(p) for name, p in self.planner.plan(tables, sample).items()}
 
 
 def _dataset_rows(endpoint) -> dict[str, int]:  # noqa: ANN001

@@ -53,6 +53,7 @@ typedef struct {
 } Walk;
 
 static KeyEntry *key_entry(Walk *w, const char *k, Py_ssize_t n);
+static PyObject *call_fallback(PyObject *fallback, PyObject *value);
 static int key_value_bytes(const KeyEntry *e, const char *s, Py_ssize_t n, char *buf, const char **new_s,
                            Py_ssize_t *new_n);
 
@@ -364,6 +365,7 @@ walk(Walk *w, PyObject *data_obj, int level)
                 continue;
             }
             int nested = w->nested && looks_serialized(d + start, end - start);
+            PyObject *cached_fn = NULL;  /* borrowed from the key cache */
             if (!nested && key == NULL) {  /* a string key, the cache on: the key's function on the bytes */
                 KeyEntry *entry = key_entry(w, d + key_at, key_len);
                 if (entry == NULL && PyErr_Occurred())
@@ -387,11 +389,11 @@ walk(Walk *w, PyObject *data_obj, int level)
                     pos = end + 2;
                     goto value_done;
                 }
-                if (entry == NULL && (key = PyBytes_FromStringAndSize(d + key_at, key_len)) == NULL)
-                    FAIL();  /* not cached (a long key, a full cache): looked up as before */
+                if (entry != NULL)
+                    cached_fn = entry->fn;  /* the bytes route could not decide: the function itself */
             }
-            if (key == NULL && (key = PyBytes_FromStringAndSize(d + key_at, key_len)) == NULL)
-                FAIL();
+            if (key == NULL && cached_fn == NULL && (key = PyBytes_FromStringAndSize(d + key_at, key_len)) == NULL)
+                FAIL();  /* not cached (a long key, a full cache, a nested value): looked up as before */
             PyObject *value = PyBytes_FromStringAndSize(d + start, end - start);
             if (value == NULL)
                 FAIL();
@@ -413,7 +415,7 @@ walk(Walk *w, PyObject *data_obj, int level)
                     HAND_OVER();
                 }
             } else {
-                new = call_rewrite(w, key, value);
+                new = cached_fn != NULL ? call_fallback(cached_fn, value) : call_rewrite(w, key, value);
                 if (new == NULL) {
                     Py_DECREF(value);
                     FAIL();
@@ -994,7 +996,6 @@ typedef struct {
     Py_ssize_t pseudonym_limit;
 } SpanAction;
 
-static PyObject *call_fallback(PyObject *fallback, PyObject *value);
 static void pseudonym_of(PyObject *fn, PyObject **spec, long *kind, Py_ssize_t *limit);
 static Py_ssize_t pseudonym_ascii(PyObject *spec, long kind, Py_ssize_t limit, const char *s, Py_ssize_t n, char *out);
 static int ascii_bytes(const char *s, Py_ssize_t n);

@@ -62,11 +62,6 @@ class TablePolicy:
     # decodes only these: the others reach the transform as their raw stored bytes, which it must
     # return untouched (same object).
     reads: frozenset[str] | None = None
-    # When the transform does nothing but call one function on each non-NULL value of some data
-    # columns: (position, function) of each, so the capture may apply them field by field (the same
-    # values out). None: only the whole-row transform. The capture uses them only beside the compiled
-    # row function the planner made them with: a transform replaced or wrapped later runs itself.
-    value_fns: tuple[tuple[int, Callable[[Any], Any]], ...] | None = None
 
     @property
     def is_identity(self) -> bool:

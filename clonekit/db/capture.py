@@ -635,19 +635,26 @@ compiled = speedups
 SPAN_CALL, SPAN_SCRUB = 1, 2
 
 
+def value_functions(transform: Any) -> tuple[tuple[int, Callable[[Any], Any]], ...] | None:
+    """(position, value function) of each column a row function changes, when it is the compiled
+    ``transform_plain`` without `when` choosers that planner.compile_transform builds (one function
+    on each non-NULL value of those columns, nothing else): its spec's pairs. None for any other
+    function, a wrapper of one included, so a transform wrapped or replaced later runs itself."""
+    if (compiled is None or not isinstance(transform, partial) or transform.func is not compiled.transform_plain
+            or transform.keywords or len(transform.args) != 1 or len(transform.args[0]) != 4):
+        return None
+    pairs = tuple(transform.args[0][0])
+    return pairs if len({pos for pos, _ in pairs}) == len(pairs) else None  # one function per column
+
+
 def _span_actions(policy: TablePolicy, decoders: tuple[tuple[int, Any, bool], ...]) -> tuple[Any, ...] | None:
     """Per column None (not read) or (SPAN_CALL or SPAN_SCRUB, value function, limit), when the
-    policy's transform is its value functions applied one by one (``value_fns``) on text and blob
-    columns only; None otherwise (every row then goes through the whole-row transform).
-
-    ``value_fns`` are used only with the compiled row function they came from: a planner that wraps
-    or replaces the transform and keeps them (``dataclasses.replace``) gets its own transform run."""
-    transform = policy.transform
-    if (compiled is None or policy.value_fns is None or not isinstance(transform, partial)
-            or transform.func is not compiled.transform_plain or len(transform.args) != 1
-            or tuple(transform.args[0][0]) != policy.value_fns):
+    policy's transform is its value functions applied one by one (``value_functions``) on text and
+    blob columns only; None otherwise (every row then goes through the whole-row transform)."""
+    pairs = value_functions(policy.transform)
+    if pairs is None or compiled is None:
         return None
-    fns = dict(policy.value_fns)
+    fns = dict(pairs)
     spans: list[Any] = []
     for i, (mode, _, _) in enumerate(decoders):
         fn = fns.pop(i, None)

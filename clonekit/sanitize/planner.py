@@ -251,8 +251,7 @@ class RulePlanner:
         if transform is None and where is None:
             return TablePolicy(rule=eff.describe())
         reads = transform_reads(eff, self.cfg.keep_accounts) if transform is not None else None
-        return TablePolicy(rows="all", where=where, transform=transform, rule=eff.describe(), reads=reads,
-                           value_fns=column_actions(transform))
+        return TablePolicy(rows="all", where=where, transform=transform, rule=eff.describe(), reads=reads)
 
     def coverage(self, tables: Sequence[Table]) -> dict[tuple[str, str], str]:
         """(table, column) → the rule covering it, for scan; rules that do not fit are ignored.
@@ -488,19 +487,6 @@ def compile_transform(eff: EffectiveRule, env_factory: Callable[[], ActionEnv], 
 
 
 _ROW_ERRORS = (ValueError, TypeError, UnicodeError, OverflowError, LookupError, ArithmeticError)
-
-
-def column_actions(transform: RowTransform | None) -> tuple[tuple[int, Callable[[Any], Any]], ...] | None:
-    """(position, value function) of each column ``transform`` (from compile_transform) changes,
-    when it does nothing but call one function on each non-NULL value of those columns (the
-    compiled loop without `when` choosers, staff accounts or actions on NULL): the fields of a row
-    can then be transformed one by one (TablePolicy.value_fns). None for any other transform."""
-    compiled = actions.compiled
-    if (compiled is None or not isinstance(transform, functools.partial) or transform.func is not compiled.transform_plain
-            or transform.keywords or len(transform.args) != 1 or len(transform.args[0]) != 4):
-        return None
-    pairs = tuple(transform.args[0][0])
-    return pairs if len({pos for pos, _ in pairs}) == len(pairs) else None  # one function per column
 
 
 def _row_error(table_name: str, error_name: str) -> ClonekitError:

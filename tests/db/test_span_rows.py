@@ -1,7 +1,7 @@
 """Rows transformed field by field (clonekit/_speedups.c, span_row) give the whole-row loop's bytes.
 
 When a table's transform only calls one value function per column (no `when`, no staff accounts:
-``TablePolicy.value_fns``), the compiled loop applies those functions field by field, with no
+``capture.value_functions``), the compiled loop applies those functions field by field, with no
 tuple, runs scrub's gate on a text's UTF-8 bytes before making a Python object of it, and the
 compiled pseudonyms (email, username, ip) on an ASCII text's bytes. Checked
 here against the same batch through the whole-row transform (``spans`` off) and through the pure
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from clonekit.config import SanitizeConfig
 from clonekit.db import capture
-from clonekit.db.capture import SPAN_CALL, SPAN_SCRUB, _RowTransformer
+from clonekit.db.capture import SPAN_CALL, SPAN_SCRUB, _RowTransformer, value_functions
 from clonekit.errors import ClonekitError
 from clonekit.sanitize import build_planner
 from clonekit.schema import Column, Table
@@ -113,8 +113,8 @@ def test_every_text_in_every_column_alike(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_a_wrapped_transform_is_never_bypassed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A planner that wraps the planner's transform (more masking of its own) and keeps
-    ``value_fns`` (``dataclasses.replace``) gets its wrapper run on every row, not the spans."""
+    """A planner that wraps the planner's transform (more masking of its own, ``dataclasses.replace``)
+    gets its wrapper run on every row, not the spans of the transform inside."""
     policy = _policy(monkeypatch)
     inner = policy.transform
 
@@ -124,15 +124,16 @@ def test_a_wrapped_transform_is_never_bypassed(monkeypatch: pytest.MonkeyPatch) 
         return tuple(out)
 
     wrapped = replace(policy, transform=masked)
-    assert wrapped.value_fns is not None
+    assert value_functions(inner) is not None
     rows = _RowTransformer(wrapped, TABLE.data_columns)
     assert rows.spans is None
     out, _, count = rows.batch(b"".join(_line([i] * len(TABLE.data_columns)) for i in range(1, 6)))
     assert count == 5 and all(line.endswith(b"\tmasked") for line in out.split(b"\n")[:-1])
-    # another compiled row function (other rules) with the first one's value functions: no spans either
+    # another compiled row function (other rules): the spans are its own functions
     other = {"t": {"columns": {**RULES["t"]["columns"], "body": "keep"}}}
     swapped = replace(policy, transform=_policy(monkeypatch, other).transform)
-    assert _RowTransformer(swapped, TABLE.data_columns).spans is None
+    spans = _RowTransformer(swapped, TABLE.data_columns).spans
+    assert spans is not None and spans[3] is None  # `body`: kept by the other rules
 
 
 def test_a_failing_span_hands_its_row_to_the_whole_row_transform(monkeypatch: pytest.MonkeyPatch) -> None:
