@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import logging
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -55,32 +54,25 @@ def run_as_root(run: Callable[[list[str], bytes], object], root_password: str, s
 # While a restore loads a fresh preview (or golden) database, its server may trade durability and
 # memory for speed: nothing in it is anyone's yet, and a crash means loading again. Measured at
 # the top scale (1.8 GB of tables into clonekit/mariadb:10.11's defaults: 256 MiB buffer pool,
-# 48 MiB redo log, a log flush per commit): the load with its index builds took 25-30% less server CPU and 20-30%
-# less time. Everything is set back when the load ends: the preview then runs as the image says.
+# 48 MiB redo log, a log flush per commit): no log flush per commit and a buffer pool sized to the
+# data. Everything is set back when the load ends: the preview then runs as the image says.
+# The redo log is left at its size: a larger one saved ~3 s of a 30 s load, but growing it took
+# 2 s before the load and setting it back 6-8 s after it (a checkpoint of every dirty page), both
+# in the clone's path (docs/benchmarks.md, 2026-12-01).
 LOAD_BUFFER_POOL_MAX = 1 << 30
-LOAD_REDO_MAX = 1 << 30
 _SIZE_STEP = 128 << 20  # buffer pool chunk multiple (MariaDB and MySQL round to it)
-LOAD_SETTINGS_READ = "SELECT VERSION(), @@GLOBAL.innodb_flush_log_at_trx_commit, @@GLOBAL.innodb_buffer_pool_size"
+LOAD_SETTINGS_READ = "SELECT @@GLOBAL.innodb_flush_log_at_trx_commit, @@GLOBAL.innodb_buffer_pool_size"
 
 
 def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-def _redo_variable(version: str) -> str | None:
-    """The redo log's size as a dynamic global: MariaDB >= 10.9, MySQL >= 8.0.30; None before."""
-    numbers = [int(n) for n in re.findall(r"\d+", version.split("-", 1)[0])[:3]]
-    numbers += [0] * (3 - len(numbers))
-    if "mariadb" in version.lower():
-        return "innodb_log_file_size" if numbers[:2] >= [10, 9] else None
-    return "innodb_redo_log_capacity" if numbers >= [8, 0, 30] else None
-
-
-def load_settings_sql(version: str, flush: int, buffer_pool: int, redo: int, data_bytes: int) -> tuple[bytes, bytes]:
-    """(SQL before the load, SQL after it) for a server of ``version`` whose globals are now
-    ``flush`` (innodb_flush_log_at_trx_commit), ``buffer_pool`` and ``redo`` bytes, about to load
-    ``data_bytes`` of rows. Only what is dynamic on that version, only upwards; the after part sets
-    back exactly what the before part changed. Sizes grow only for data larger than they are."""
+def load_settings_sql(flush: int, buffer_pool: int, data_bytes: int) -> tuple[bytes, bytes]:
+    """(SQL before the load, SQL after it) for a server whose globals are now ``flush``
+    (innodb_flush_log_at_trx_commit) and ``buffer_pool`` bytes, about to load ``data_bytes`` of
+    rows. Only upwards; the after part sets back exactly what the before part changed. The buffer
+    pool grows only for data larger than it."""
     before, after = [], []
     if flush != 0:
         before.append("SET GLOBAL innodb_flush_log_at_trx_commit = 0;")
@@ -89,11 +81,6 @@ def load_settings_sql(version: str, flush: int, buffer_pool: int, redo: int, dat
     if data_bytes > buffer_pool and pool > buffer_pool:
         before.append(f"SET GLOBAL innodb_buffer_pool_size = {pool};")
         after.append(f"SET GLOBAL innodb_buffer_pool_size = {int(buffer_pool)};")
-    variable = _redo_variable(version)
-    size = min(LOAD_REDO_MAX, _round_up(data_bytes, _SIZE_STEP))
-    if variable and data_bytes > redo and size > redo:
-        before.append(f"SET GLOBAL {variable} = {size};")
-        after.append(f"SET GLOBAL {variable} = {int(redo)};")
     return "\n".join(before).encode(), "\n".join(after).encode()
 
 
@@ -108,10 +95,8 @@ def bulk_load(endpoint: DbEndpoint, run: Callable[[list[str], bytes], object], r
     try:
         with connection(endpoint, as_target=True) as conn, conn.cursor() as cur:
             cur.execute(LOAD_SETTINGS_READ)
-            version, flush, pool = cur.fetchone()
-            cur.execute(f"SELECT @@GLOBAL.{_redo_variable(str(version)) or 'innodb_log_file_size'}")
-            redo = cur.fetchone()[0]
-        before, after = load_settings_sql(str(version), int(flush), int(pool), int(redo), data_bytes)
+            flush, pool = cur.fetchone()
+        before, after = load_settings_sql(int(flush), int(pool), data_bytes)
         if before:
             run_as_root(run, root_password, before)
             log.info("database server set for the load: %s", before.decode().replace("SET GLOBAL ", "").replace("\n", " "))

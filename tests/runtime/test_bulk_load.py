@@ -25,23 +25,20 @@ READ = ("SELECT @@GLOBAL.innodb_flush_log_at_trx_commit, @@GLOBAL.innodb_buffer_
         "@@GLOBAL.innodb_log_file_size")
 
 
-def test_settings_for_each_server() -> None:
-    before, after = load_settings_sql("10.11.6-MariaDB-log", 1, 128 * MiB, 96 * MiB, 1800 * MiB)
+def test_settings_for_the_load() -> None:
+    before, after = load_settings_sql(1, 128 * MiB, 1800 * MiB)
     assert before.decode().splitlines() == ["SET GLOBAL innodb_flush_log_at_trx_commit = 0;",
-                                            f"SET GLOBAL innodb_buffer_pool_size = {GiB};",
-                                            f"SET GLOBAL innodb_log_file_size = {GiB};"]
+                                            f"SET GLOBAL innodb_buffer_pool_size = {GiB};"]
     assert after.decode().splitlines() == ["SET GLOBAL innodb_flush_log_at_trx_commit = 1;",
-                                           f"SET GLOBAL innodb_buffer_pool_size = {128 * MiB};",
-                                           f"SET GLOBAL innodb_log_file_size = {96 * MiB};"]
-    # MariaDB before 10.9: the redo log's size is not dynamic; MySQL 8.0.30+ has its own variable.
-    assert b"innodb_log_file_size" not in load_settings_sql("10.6.16-MariaDB", 1, 128 * MiB, 96 * MiB, GiB)[0]
-    assert b"innodb_redo_log_capacity = 402653184" in load_settings_sql("8.0.36", 1, 128 * MiB, 100 * MiB, 300 * MiB)[0]
-    assert b"redo" not in load_settings_sql("8.0.29", 1, 128 * MiB, 100 * MiB, GiB)[0]
-    # Sizes only grow, and only for data larger than them; a server already at 0 keeps it.
-    assert load_settings_sql("10.11.6-MariaDB", 0, 128 * MiB, 96 * MiB, 20 * MiB) == (b"", b"")
-    before, after = load_settings_sql("10.11.6-MariaDB", 2, 4 * GiB, 2 * GiB, 3 * GiB)
+                                           f"SET GLOBAL innodb_buffer_pool_size = {128 * MiB};"]
+    # The pool grows only for data larger than it, in 128 MiB steps; a server already at 0 keeps it.
+    assert load_settings_sql(0, 128 * MiB, 20 * MiB) == (b"", b"")
+    assert f"= {256 * MiB};".encode() in load_settings_sql(1, 128 * MiB, 130 * MiB)[0]
+    before, after = load_settings_sql(2, 4 * GiB, 3 * GiB)
     assert before == b"SET GLOBAL innodb_flush_log_at_trx_commit = 0;" and after.endswith(b"= 2;")
-    assert f"= {LOAD_BUFFER_POOL_MAX};".encode() in load_settings_sql("10.11.6-MariaDB", 1, 128 * MiB, 96 * MiB, 50 * GiB)[0]
+    assert f"= {LOAD_BUFFER_POOL_MAX};".encode() in load_settings_sql(1, 128 * MiB, 50 * GiB)[0]
+    # The redo log is never resized (a checkpoint of every dirty page to set it back).
+    assert b"log_file_size" not in load_settings_sql(1, 128 * MiB, 50 * GiB)[0]
 
 
 @pytest.fixture
@@ -76,7 +73,7 @@ def test_raised_for_the_load_then_set_back(preview_db) -> None:
     own = _globals(endpoint)
     assert own[0] == 1 and own[1] < GiB and own[2] < GiB  # the image's defaults
     with bulk_load(endpoint, in_container(DockerEngine(), name, what="tune"), "root-pw", 2 * GiB):
-        assert _globals(endpoint) == (0, GiB, GiB)
+        assert _globals(endpoint) == (0, GiB, own[2])  # the redo log keeps its size
     assert _globals(endpoint) == own
 
 
