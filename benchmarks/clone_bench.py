@@ -261,8 +261,9 @@ def reference(args: argparse.Namespace) -> int:
                 name = f"ref-{run}"
                 # a fresh store each run: the first clone of a site (nothing to deduplicate against)
                 shutil.rmtree(root / "store", ignore_errors=True)
-                timing = time_command("clonekit clone", [clonekit, "-q", "-c", str(config_path), "clone", "prod",
-                                                         "--as", name])
+                log_file = ["--log-file", args.log_file] if args.log_file else []
+                timing = time_command("clonekit clone", [clonekit, "-q", *log_file, "-c", str(config_path), "clone",
+                                                         "prod", "--as", name])
                 state = json.loads((root / ".clonekit" / "previews" / name / "state.json").read_text())
                 phases = {k: float(v) for k, v in (state.get("timings") or {}).items()}
                 ours.append({"total": timing.seconds, "peak_rss": timing.peak_rss_bytes, **phases})
@@ -270,6 +271,8 @@ def reference(args: argparse.Namespace) -> int:
                       f"{timing.peak_rss_bytes / 2**20:.0f} MiB (restore phases: "
                       + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()) + ")", flush=True)
                 _sh([clonekit, "-q", "-c", str(config_path), "destroy", name, "--yes"])
+                if args.ours_only:
+                    continue
                 times = manual_reference_clone(endpoint, uploads, root)
                 manual.append(times)
                 print(f"manual run {run + 1}: {times['total']:.1f} s ("
@@ -283,6 +286,8 @@ def reference(args: argparse.Namespace) -> int:
                             f"docker volume rm -f $(docker volume ls -q --filter {label}) 2>/dev/null;"
                             f"docker network rm $(docker network ls -q --filter {label}) 2>/dev/null"],
                            capture_output=True)
+    if args.ours_only:
+        return 0
     best, anchor = min(r["total"] for r in ours), min(r["total"] for r in manual)
     peak = max(r["peak_rss"] for r in ours)
     print("\n" + ratio_line(f"clonekit clone of the reference site ({args.scale}, preset {args.preset}) vs the manual way",
@@ -305,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=["small", "top"], default="small", help="reference site size")
     parser.add_argument("--preset", choices=["drupal", "none"], default="drupal", help="reference site rules")
     parser.add_argument("--database", help="reference site: the source database (default ck_bench_clone_SCALE)")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="reference site: clonekit's clone alone, no manual way and no ratio (to iterate)")
+    parser.add_argument("--log-file", help="reference site: the clone's --log-file (its operations and durations)")
     parser.add_argument("--reuse", action="store_true", help="reference site: keep a database built earlier")
     args = parser.parse_args(argv)
     if args.reference:

@@ -2426,6 +2426,140 @@ fail:
     return NULL;
 }
 
+/* ---- rows as the parameters of a prepared multi-row INSERT (db.bind): the binary protocol's
+ * values, which the server copies, instead of LOAD DATA text, which it reads byte by byte. */
+
+/* unescape_to(o, s, n) for s starting with a backslash: the runs between escapes by memcpy */
+static void
+unescape_runs(char *o, const char *s, Py_ssize_t n)
+{
+    const char *end = s + n;
+    while (s < end) {
+        const char *bs = memchr(s, '\\', (size_t)(end - s));
+        const char *stop = bs == NULL ? end : bs;
+        memcpy(o, s, (size_t)(stop - s));
+        o += stop - s;
+        if (bs == NULL)
+            return;
+        if (bs + 1 == end) {  /* a lone backslash at the end stays */
+            *o = '\\';
+            return;
+        }
+        unescape_to(o++, bs, 2);
+        s = bs + 2;
+    }
+}
+
+static char *
+lenenc_write(char *o, Py_ssize_t n)
+{
+    if (n < 251) {
+        *o++ = (char)n;
+        return o;
+    }
+    int width = n < 0x10000 ? 2 : n < 0x1000000 ? 3 : 8;
+    *o++ = (char)(width == 2 ? 0xfc : width == 3 ? 0xfd : 0xfe);
+    for (int i = 0; i < width; i++)
+        *o++ = (char)(((unsigned long long)n >> (8 * i)) & 0xff);
+    return o;
+}
+
+/* bind_rows(data, start, width, rows, limit) -> (values, nulls, end, count, full) */
+static PyObject *
+bind_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "bind_rows(data, start, width, rows, limit)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), width = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t rows = PyLong_AsSsize_t(args[3]), limit = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (width < 1 || rows < 1 || limit < 1 || start < 0 || rows > PY_SSIZE_T_MAX / 8 / width) {
+        PyErr_SetString(PyExc_ValueError, "bind_rows: width, rows and limit are positive, start is not negative");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const char *d = view.buf;
+    Py_ssize_t size = view.len;
+    PyObject *result = NULL, *nulls = NULL;
+    Grown values = {NULL, 0};
+    if (start > size) {
+        PyErr_SetString(PyExc_ValueError, "bind_rows: start is past the data");
+        goto done;
+    }
+    values.bytes = PyBytes_FromStringAndSize(NULL, Py_MIN(limit, size - start) + 64);
+    nulls = PyBytes_FromStringAndSize(NULL, (rows * width + 7) / 8);
+    if (values.bytes == NULL || nulls == NULL)
+        goto done;
+    unsigned char *bits = (unsigned char *)PyBytes_AS_STRING(nulls);
+    memset(bits, 0, (size_t)PyBytes_GET_SIZE(nulls));
+    Py_ssize_t at = start, count = 0;
+    int full = 0;
+    while (count < rows) {
+        const char *eol = memchr(d + at, '\n', (size_t)(size - at));
+        if (eol == NULL)
+            break;  /* no whole line left */
+        Py_ssize_t row_start = values.len, line_end = eol - d, p = at;
+        for (Py_ssize_t i = 0; i < width; i++) {
+            const char *tab = memchr(d + p, '\t', (size_t)(line_end - p));
+            if ((tab == NULL) != (i == width - 1)) {
+                Py_ssize_t fields = 1;
+                for (const char *q = d + at; (q = memchr(q, '\t', (size_t)(eol - q))) != NULL; q++)
+                    fields++;
+                PyErr_Format(PyExc_ValueError, "a row has %zd fields, not %zd", fields, width);
+                goto done;
+            }
+            Py_ssize_t end = tab == NULL ? line_end : tab - d, n = end - p;
+            Py_ssize_t param = count * width + i;
+            if (n == 2 && d[p] == '\\' && d[p + 1] == 'N') {
+                bits[param >> 3] |= (unsigned char)(1u << (param & 7));
+            } else {
+                const char *s = d + p;
+                Py_ssize_t len = n;
+                const char *bs = memchr(s, '\\', (size_t)n);
+                for (const char *q = bs; q != NULL && q + 1 < s + n; q = memchr(q + 2, '\\', (size_t)(s + n - q - 2)))
+                    len--;  /* each escape pair is one byte (unescape_to) */
+                char *o = grown_room(&values, len + 9);
+                if (o == NULL)
+                    goto done;
+                char *v = lenenc_write(o, len);
+                if (bs == NULL)
+                    memcpy(v, s, (size_t)n);
+                else {  /* the runs between escapes copied whole */
+                    Py_ssize_t run = bs - s;
+                    memcpy(v, s, (size_t)run);
+                    unescape_runs(v + run, bs, n - run);
+                }
+                values.len += (v - o) + len;
+            }
+            p = end + 1;
+        }
+        if (values.len > limit) {  /* this row goes in the next statement (or alone: count 0) */
+            values.len = row_start;
+            for (Py_ssize_t i = 0; i < width; i++) {
+                Py_ssize_t param = count * width + i;
+                bits[param >> 3] &= (unsigned char)~(1u << (param & 7));
+            }
+            full = 1;
+            break;
+        }
+        at = line_end + 1;
+        count++;
+    }
+    if (_PyBytes_Resize(&values.bytes, values.len) < 0 || _PyBytes_Resize(&nulls, (count * width + 7) / 8) < 0)
+        goto done;
+    result = Py_BuildValue("(OOnni)", values.bytes, nulls, at, count, full);
+done:
+    Py_XDECREF(values.bytes);
+    Py_XDECREF(nulls);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 /* scrub_keeps_text(value) -> bool: the gate alone, for tests */
 static PyObject *
 scrub_keeps_text(PyObject *module, PyObject *value)
@@ -2488,6 +2622,11 @@ static PyMethodDef methods[] = {
     {"transform_plain", (PyCFunction)(void (*)(void))transform_plain, METH_FASTCALL,
      "transform_plain((pairs, errors, on_error, python), row) -> row\n\n"
      "A table's row function when each rule is one action per column without conditions."},
+    {"bind_rows", (PyCFunction)(void (*)(void))bind_rows, METH_FASTCALL,
+     "bind_rows(data, start, width, rows, limit) -> (values, nulls, end, count, full)\n\n"
+     "db.bind.bind_rows_python: the whole tsv-1 lines of data[start:], at most rows of them, as the\n"
+     "parameters of a prepared INSERT (length-encoded values, NULL bitmap); full: the next line\n"
+     "would have taken the values past limit bytes."},
     {"scrub_keeps_text", (PyCFunction)scrub_keeps_text, METH_O,
      "scrub_keeps_text(value) -> bool\n\nTrue when scrub surely returns value (str, or UTF-8 bytes) unchanged."},
     {NULL, NULL, 0, NULL},

@@ -9,11 +9,13 @@ Every table's loaded row count is checked against the manifest, and a load with 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -24,7 +26,9 @@ from typing import Any, Protocol, TypeVar
 import pymysql
 from pymysql.connections import Connection
 
+from .._compiled import speedups
 from ..errors import ClonekitError, IntegrityError, PreviewError
+from . import bind
 from .codec import FORMAT, load_data_sql
 from .connection import connect, quote_name, target_error
 from .endpoint import DbEndpoint
@@ -36,7 +40,13 @@ T = TypeVar("T")
 
 log = logging.getLogger("clonekit.db.restore")
 
-LOAD_GROUP_BYTES = 64 << 20  # plain bytes per LOAD DATA statement
+LOAD_GROUP_BYTES = 64 << 20  # plain bytes per load (one LOAD DATA statement, or bound INSERTs)
+# Rows go to the server as the parameters of prepared INSERTs (db.bind: the server copies them)
+# about this many bytes per statement; CLONEKIT_LOAD=data sends them as LOAD DATA text instead
+# (what clonekit did before; without the compiled extension too).
+BIND_BATCH_BYTES = 1 << 20
+BIND_PACKET_MAX = 8 << 20  # bytes of values per statement, and at most half the server's max_allowed_packet
+BIND_ROWS = os.environ.get("CLONEKIT_LOAD", "bind") != "data"
 SESSION_SQL = (
     "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
     "SET SESSION foreign_key_checks = 0",
@@ -350,48 +360,20 @@ def _drain_in_threads(target: DbEndpoint, jobs: Iterable[T], handle: Callable[[C
 
 def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Load,
               rewrite: StreamRewrite | None = None, read_ahead: int | None = None) -> int:
-    """One LOAD DATA statement fed through a pipe by a thread that reads chunks from the store."""
+    """One load group's rows into its table: bound INSERTs (``_bind``), else one LOAD DATA."""
     table = load.table
-    sql, _ = load_data_sql(table["name"], table["columns"], table.get("bit_columns", ()),
-                           table.get("convert_columns", ()))
-    read_fd, write_fd = os.pipe()
-    feed_error: list[BaseException] = []
     rewritten = [0]
 
-    def feed() -> None:
-        try:
-            with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
-                ahead = {} if read_ahead is None else {"read_ahead_bytes": read_ahead}
-                for data in repo.iter_chunks(load.chunk_ids, workers=2, **ahead):
-                    if rewrite is not None:
-                        data, changed = rewrite.chunk(data, load.rewrite_fields)
-                        rewritten[0] += changed
-                    out.write(data)
-        except BrokenPipeError:
-            pass  # the reader stopped first; its error is the one to report
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            feed_error.append(exc)
+    def chunks() -> Iterator[bytes]:
+        ahead = {} if read_ahead is None else {"read_ahead_bytes": read_ahead}
+        for data in repo.iter_chunks(load.chunk_ids, workers=2, **ahead):
+            if rewrite is not None:
+                data, changed = rewrite.chunk(data, load.rewrite_fields)
+                rewritten[0] += changed
+            yield data
 
-    feeder = threading.Thread(target=feed, name="ck-restore-feed", daemon=True)
-    feeder.start()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, (f"/dev/fd/{read_fd}",))
-            rows = cur.rowcount
-            warning_codes: list[int] = []
-            if cur.warning_count:
-                cur.execute("SHOW WARNINGS LIMIT 5")
-                warning_codes = [int(r[1]) for r in cur.fetchall()] or [0]
-    except pymysql.MySQLError as exc:
-        raise target_error(exc, target, f"loading table {table['name']}") from exc
-    finally:
-        os.close(read_fd)
-        feeder.join()
-    if feed_error:
-        error = feed_error[0]
-        if isinstance(error, ClonekitError):
-            raise error
-        raise PreviewError(f"reading the snapshot data of table {table['name']} failed: {error}") from error
+    rows, warning_codes = (_bind(target, conn, table, chunks()) if BIND_ROWS and speedups is not None
+                           else _load_data(target, conn, table, chunks()))
     if warning_codes and rewritten[0]:
         # A rewritten value is longer than the stored one: name that, not a damaged snapshot.
         raise PreviewError(f"table {table['name']}: a value previews.replace rewrote no longer fits its column "
@@ -400,7 +382,155 @@ def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Lo
     if warning_codes:
         raise IntegrityError(f"table {table['name']}: the server changed values while loading them "
                              f"(warning codes {sorted(set(warning_codes))}): the restored data would not be exact")
-    return int(rows)
+    return rows
+
+
+def _warning_codes(cur: Any) -> list[int]:
+    cur.execute("SHOW WARNINGS LIMIT 5")
+    return [int(r[1]) for r in cur.fetchall()] or [0]
+
+
+def _load_data(target: DbEndpoint, conn: Connection, table: Mapping[str, Any],
+               data: Iterator[bytes]) -> tuple[int, list[int]]:
+    """One LOAD DATA statement fed ``data`` through a pipe by a thread: (rows, warning codes)."""
+    sql, _ = load_data_sql(table["name"], table["columns"], table.get("bit_columns", ()),
+                           table.get("convert_columns", ()))
+    read_fd, write_fd = os.pipe()
+    feed_error: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
+                for piece in data:
+                    out.write(piece)
+        except BrokenPipeError:
+            pass  # the reader stopped first; its error is the one to report
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            feed_error.append(exc)
+
+    feeder = threading.Thread(target=feed, name="ck-restore-feed", daemon=True)
+    feeder.start()
+    warning_codes: list[int] = []
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, (f"/dev/fd/{read_fd}",))
+            rows = cur.rowcount
+            if cur.warning_count:
+                warning_codes = _warning_codes(cur)
+    except pymysql.MySQLError as exc:
+        raise target_error(exc, target, f"loading table {table['name']}") from exc
+    finally:
+        os.close(read_fd)
+        feeder.join()
+    if feed_error:
+        _raise_read_error(table, feed_error[0])
+    return int(rows), warning_codes
+
+
+def _raise_read_error(table: Mapping[str, Any], error: BaseException) -> None:
+    if isinstance(error, ClonekitError):
+        raise error
+    raise PreviewError(f"reading the snapshot data of table {table['name']} failed: {error}") from error
+
+
+class _Statements:
+    """A connection's prepared INSERTs of the table it loads, by rows bound; those of the table
+    before are closed when another table comes (the server keeps them until then)."""
+
+    def __init__(self) -> None:
+        self.table = ""
+        self.by_rows: dict[int, bind.Statement] = {}
+
+    def get(self, conn: Connection, table: Mapping[str, Any], rows: int) -> bind.Statement:
+        if table["name"] != self.table:
+            for statement in self.by_rows.values():
+                bind.close(conn, statement)
+            self.table, self.by_rows = table["name"], {}
+        if rows not in self.by_rows:
+            self.by_rows[rows] = bind.prepare(conn, bind.insert_sql(
+                table["name"], table["columns"], rows, table.get("bit_columns", ()), table.get("convert_columns", ())))
+        return self.by_rows[rows]
+
+
+class _Warned(Exception):  # noqa: N818 - a signal inside _bind, never raised out of it
+    def __init__(self, codes: list[int]) -> None:
+        self.codes = codes
+
+
+_STATEMENTS: weakref.WeakKeyDictionary[Connection, _Statements] = weakref.WeakKeyDictionary()
+_STATEMENTS_LOCK = threading.Lock()
+
+
+def _bind(target: DbEndpoint, conn: Connection, table: Mapping[str, Any], data: Iterator[bytes]) -> tuple[int, list[int]]:
+    """``data``'s rows bound to prepared INSERTs of a power of two rows each (``bind``): full
+    statements while the rows come, the rest in smaller powers of two. A row too big for one
+    statement (over BIND_PACKET_MAX or half the server's max_allowed_packet) and every row after
+    it go in one LOAD DATA. (rows, warning codes)"""
+    assert speedups is not None
+    width = len(table["columns"])
+    per = bind.rows_per_statement(width, int(table["bytes"]) / max(int(table["rows"]), 1), BIND_BATCH_BYTES)
+    with _STATEMENTS_LOCK:
+        statements = _STATEMENTS.setdefault(conn, _Statements())
+    loaded = 0
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@max_allowed_packet")
+            limit = min(BIND_PACKET_MAX, int(cur.fetchone()[0]) // 2)
+
+        def send(buf: bytes, at: int, rows: int) -> tuple[int, bool]:
+            """Statements of ``rows`` rows from ``buf[at:]`` while whole lines fill one (of fewer,
+            a power of two, where the size limit comes first): the offset of the lines left, and
+            whether the next of them fits no statement."""
+            nonlocal loaded
+            while True:
+                values, nulls, end, count, full = speedups.bind_rows(buf, at, width, rows, limit)
+                if count == 0 or (count < rows and not full):
+                    return at, bool(full)
+                if count < rows:
+                    count = 1 << (count.bit_length() - 1)
+                    values, nulls, end, count, full = speedups.bind_rows(buf, at, width, count, limit)
+                done, warned = bind.execute(conn, statements.get(conn, table, count), nulls, values)
+                loaded += done
+                if warned:  # the statement's own warnings, before another statement clears them
+                    with conn.cursor() as cur:
+                        raise _Warned(_warning_codes(cur))
+                at = end
+
+        pending = b""
+        chunks = iter(data)
+        for chunk in chunks:
+            buf = pending + chunk if pending else chunk
+            at, too_big = send(buf, 0, per)
+            if too_big:
+                return _bind_rest(target, conn, table, buf[at:], chunks, loaded)
+            pending = buf[at:]
+        if pending and not pending.endswith(b"\n"):
+            pending += b"\n"  # LOAD DATA takes a last line without its newline
+        at = 0
+        while at < len(pending):  # fewer lines than a full statement: powers of two of them
+            lines = pending.count(b"\n", at)
+            at, too_big = send(pending, at, 1 << (lines.bit_length() - 1))
+            if too_big:
+                return _bind_rest(target, conn, table, pending[at:], iter(()), loaded)
+    except _Warned as warned:
+        return loaded, warned.codes
+    except pymysql.MySQLError as exc:
+        raise target_error(exc, target, f"loading table {table['name']}") from exc
+    except ValueError as exc:  # a line of the snapshot's rows that is not one row of the table
+        raise IntegrityError(f"table {table['name']}: the snapshot's rows do not match its columns ({exc})") from exc
+    except ClonekitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reading the store failed
+        _raise_read_error(table, exc)
+    return loaded, []
+
+
+def _bind_rest(target: DbEndpoint, conn: Connection, table: Mapping[str, Any], buf: bytes,
+               chunks: Iterator[bytes], loaded: int) -> tuple[int, list[int]]:
+    """The rows from one too big for a statement on, by LOAD DATA (which streams its text)."""
+    log.info("table %s: a row too big for a bound statement; the rest loads by LOAD DATA", table["name"])
+    rows, codes = _load_data(target, conn, table, itertools.chain([buf], chunks))
+    return loaded + rows, codes
 
 
 def _add_indexes(target: DbEndpoint, tables: list[Mapping[str, Any]], workers: int) -> None:
