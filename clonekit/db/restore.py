@@ -1,7 +1,9 @@
 """Restore a captured database section into an EMPTY target database, as fast as the server loads.
 
-Order: tables without secondary indexes or foreign keys → parallel ``LOAD DATA LOCAL INFILE``
-(chunks streamed from the store through a pipe, never a temp file), each table's secondary
+Order: tables without secondary indexes or foreign keys → their rows over parallel connections,
+bound to prepared multi-row INSERTs (``bind``; ``LOAD DATA LOCAL INFILE`` fed through a pipe where
+a row is too big for a statement or ``CLONEKIT_LOAD=data``; chunks streamed from the store, never a
+temp file), each table's secondary
 indexes (one ALTER) as soon as its rows are in, while the other threads load on → foreign keys →
 views → triggers → routines → events.
 Every table's loaded row count is checked against the manifest, and a load with warnings fails.
@@ -284,8 +286,10 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[st
     counts: dict[str, int] = {}
 
     def load_group(conn: Connection, load: _Load) -> None:
+        started = time.monotonic()
         rows = _load_one(repo, target, conn, load, rewrite, read_ahead)
         name = load.table["name"]
+        log.debug("table %s: %d rows (%d bytes) loaded in %.2f s", name, rows, load.size, time.monotonic() - started)
         with lock:
             counts[name] = counts.get(name, 0) + rows
             remaining[name] -= 1
@@ -293,7 +297,9 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[st
         if progress:
             progress(PROGRESS_TASK, advance=load.size)
         if last:
+            started = time.monotonic()
             _add_table_indexes(target, conn, load.table)
+            log.debug("table %s: indexes built in %.2f s", name, time.monotonic() - started)
 
     _drain_in_threads(target, jobs, load_group, workers)
     return counts, final
