@@ -1,9 +1,8 @@
 """Restore a captured database section into an EMPTY target database, as fast as the server loads.
 
-Order: tables without secondary indexes or foreign keys → their rows over parallel connections,
-bound to prepared multi-row INSERTs (``bind``; ``LOAD DATA LOCAL INFILE`` fed through a pipe where
-a row is too big for a statement or ``CLONEKIT_LOAD=data``; chunks streamed from the store, never a
-temp file), each table's secondary
+Order: tables without secondary indexes or foreign keys → parallel ``LOAD DATA LOCAL INFILE``
+(chunks streamed from the store through a pipe, never a temp file; with ``CLONEKIT_LOAD=bind`` the
+rows are bound to prepared multi-row INSERTs instead, ``bind``), each table's secondary
 indexes (one ALTER) as soon as its rows are in, while the other threads load on → foreign keys →
 views → triggers → routines → events.
 Every table's loaded row count is checked against the manifest, and a load with warnings fails.
@@ -43,12 +42,14 @@ T = TypeVar("T")
 log = logging.getLogger("clonekit.db.restore")
 
 LOAD_GROUP_BYTES = 64 << 20  # plain bytes per load (one LOAD DATA statement, or bound INSERTs)
-# Rows go to the server as the parameters of prepared INSERTs (db.bind: the server copies them)
-# about this many bytes per statement; CLONEKIT_LOAD=data sends them as LOAD DATA text instead
-# (what clonekit did before; without the compiled extension too).
+# CLONEKIT_LOAD=bind sends the rows as the parameters of prepared INSERTs (db.bind: the server
+# copies them instead of reading LOAD DATA text byte by byte; needs the compiled extension), about
+# this many bytes per statement. Not the default: 15-20% less server CPU for a restore from the
+# store, but no faster pipelined clone of the reference site, and a round trip per statement
+# where LOAD DATA streams (a remote engine's tunnel) (docs/benchmarks.md, 2026-12-01).
 BIND_BATCH_BYTES = 1 << 20
 BIND_PACKET_MAX = 8 << 20  # bytes of values per statement, and at most half the server's max_allowed_packet
-BIND_ROWS = os.environ.get("CLONEKIT_LOAD", "bind") != "data"
+BIND_ROWS = os.environ.get("CLONEKIT_LOAD", "data") == "bind"
 SESSION_SQL = (
     "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
     "SET SESSION foreign_key_checks = 0",
@@ -366,7 +367,7 @@ def _drain_in_threads(target: DbEndpoint, jobs: Iterable[T], handle: Callable[[C
 
 def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Load,
               rewrite: StreamRewrite | None = None, read_ahead: int | None = None) -> int:
-    """One load group's rows into its table: bound INSERTs (``_bind``), else one LOAD DATA."""
+    """One load group's rows into its table: one LOAD DATA, or bound INSERTs (``_bind``)."""
     table = load.table
     rewritten = [0]
 
@@ -502,22 +503,29 @@ def _bind(target: DbEndpoint, conn: Connection, table: Mapping[str, Any], data: 
                         raise _Warned(_warning_codes(cur))
                 at = end
 
-        pending = b""
+        def send_all(buf: bytes) -> tuple[int, bool]:
+            """Every whole line of ``buf``: full statements, then powers of two of the lines
+            left; the offset after them (or of a line that fits no statement, and True)."""
+            at, too_big = send(buf, 0, per)
+            while not too_big and (lines := buf.count(b"\n", at)):
+                at, too_big = send(buf, at, 1 << (lines.bit_length() - 1))
+            return at, too_big
+
+        # Chunks end at line ends (codec.RowChunker): each is bound on its own, with no copy of
+        # it; a part line at the end of one (a store written otherwise) goes with the next.
+        part = b""
         chunks = iter(data)
         for chunk in chunks:
-            buf = pending + chunk if pending else chunk
-            at, too_big = send(buf, 0, per)
+            buf = part + chunk if part else chunk
+            at, too_big = send_all(buf)
             if too_big:
                 return _bind_rest(target, conn, table, buf[at:], chunks, loaded)
-            pending = buf[at:]
-        if pending and not pending.endswith(b"\n"):
-            pending += b"\n"  # LOAD DATA takes a last line without its newline
-        at = 0
-        while at < len(pending):  # fewer lines than a full statement: powers of two of them
-            lines = pending.count(b"\n", at)
-            at, too_big = send(pending, at, 1 << (lines.bit_length() - 1))
+            part = buf[at:]
+        if part:  # LOAD DATA takes a last line without its newline
+            part += b"\n"
+            at, too_big = send_all(part)
             if too_big:
-                return _bind_rest(target, conn, table, pending[at:], iter(()), loaded)
+                return _bind_rest(target, conn, table, part[at:], iter(()), loaded)
     except _Warned as warned:
         return loaded, warned.codes
     except pymysql.MySQLError as exc:

@@ -150,3 +150,25 @@ def test_bound_rows_are_stored_as_load_data_stores_them(source, target, repo, mo
     assert table_checksums(target) == want and stats.rows == 699
     assert "a row too big for a bound statement" in caplog.text
     assert 1 < sum(bound) < 650 and len(set(bound)) > 2
+
+
+def test_lines_cut_between_chunks_and_a_last_line_without_newline(source, target, repo) -> None:
+    """A store written otherwise (chunks not ending at line ends, no final newline): the same rows."""
+    _seed(source)
+    with repo.writer() as writer:
+        section = capture_database(source, CopyEverything(), writer)
+    table = next(t for t in section["tables"] if t["name"] == "mixed")
+    data = b"".join(repo.iter_chunks([c["id"] for c in table["chunks"]]))
+    assert data.endswith(b"\n")
+    rng = random.Random(5)
+    cuts = sorted(rng.sample(range(1, len(data) - 1), 40))
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data) - 1], strict=True)]  # the last newline left out
+    conn = restore_module._open(target)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(table["create"])
+        rows, codes = restore_module._bind(target, conn, table, iter(pieces))
+    finally:
+        conn.close()
+    assert (rows, codes) == (699, [])
+    assert table_checksums(target)["mixed"] == table_checksums(source)["mixed"]
