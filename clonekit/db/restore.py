@@ -44,7 +44,7 @@ log = logging.getLogger("clonekit.db.restore")
 LOAD_GROUP_BYTES = 64 << 20  # plain bytes per load (one LOAD DATA statement, or bound INSERTs)
 # CLONEKIT_LOAD=bind sends the rows as the parameters of prepared INSERTs (db.bind: the server
 # copies them instead of reading LOAD DATA text byte by byte; needs the compiled extension), about
-# this many bytes per statement. Not the default: 15-20% less server CPU for a restore from the
+# this many bytes per statement. Not the default: 5-21% less server CPU for a restore from the
 # store, but no faster pipelined clone of the reference site, and a round trip per statement
 # where LOAD DATA streams (a remote engine's tunnel) (docs/benchmarks.md, 2026-12-01).
 BIND_BATCH_BYTES = 1 << 20
