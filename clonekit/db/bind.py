@@ -11,8 +11,8 @@ took 5-21% less server CPU, but the pipelined clone of the reference site was no
 statement is a round trip where LOAD DATA streams: ``restore`` uses it with ``CLONEKIT_LOAD=bind``.
 
 The values keep ``LOAD DATA ... CHARACTER SET binary``'s meaning: each is sent as a BLOB
-parameter, which MariaDB and MySQL take as binary bytes whatever the connection's character set,
-and stored by the same conversion as a field of the file (``BIT`` columns through
+parameter, which MariaDB takes as binary bytes whatever the connection's character set (tested
+on MariaDB 10.11 only), and stored by the same conversion as a field of the file (``BIT`` columns through
 ``CAST(? AS UNSIGNED)``, the columns to convert through ``CONVERT(? USING utf8mb4)``, as the
 ``SET`` clause of ``codec.load_data_sql`` does). A statement binds a power of two rows, so a
 connection prepares few statements per table whatever the number of rows.
