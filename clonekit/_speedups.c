@@ -571,24 +571,34 @@ is_null_field(const char *s, Py_ssize_t n)
 static Py_ssize_t
 unescape_to(char *o, const char *s, Py_ssize_t n)
 {
-    Py_ssize_t len = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '\\' && i + 1 < n) {
-            char e = s[++i];
-            switch (e) {
-            case 't': c = '\t'; break;
-            case 'n': c = '\n'; break;
-            case '0': c = '\0'; break;
-            case 'r': c = '\r'; break;
-            case 'Z': c = '\x1a'; break;
-            case 'b': c = '\b'; break;
-            default: c = e;
-            }
+    /* the runs between backslashes copied whole; a backslash at the very end stays */
+    const char *end = s + n;
+    char *start = o;
+    while (s < end) {
+        const char *bs = memchr(s, '\\', (size_t)(end - s));
+        const char *stop = bs == NULL ? end : bs;
+        memcpy(o, s, (size_t)(stop - s));
+        o += stop - s;
+        if (bs == NULL)
+            break;
+        if (bs + 1 == end) {
+            *o++ = '\\';
+            break;
         }
-        o[len++] = c;
+        char c = bs[1];
+        switch (c) {
+        case 't': c = '\t'; break;
+        case 'n': c = '\n'; break;
+        case '0': c = '\0'; break;
+        case 'r': c = '\r'; break;
+        case 'Z': c = '\x1a'; break;
+        case 'b': c = '\b'; break;
+        default: break;
+        }
+        *o++ = c;
+        s = bs + 2;
     }
-    return len;
+    return o - start;
 }
 
 /* codec.unescape as a new bytes object */
@@ -2429,27 +2439,6 @@ fail:
 /* ---- rows as the parameters of a prepared multi-row INSERT (db.bind): the binary protocol's
  * values, which the server copies, instead of LOAD DATA text, which it reads byte by byte. */
 
-/* unescape_to(o, s, n) for s starting with a backslash: the runs between escapes by memcpy */
-static void
-unescape_runs(char *o, const char *s, Py_ssize_t n)
-{
-    const char *end = s + n;
-    while (s < end) {
-        const char *bs = memchr(s, '\\', (size_t)(end - s));
-        const char *stop = bs == NULL ? end : bs;
-        memcpy(o, s, (size_t)(stop - s));
-        o += stop - s;
-        if (bs == NULL)
-            return;
-        if (bs + 1 == end) {  /* a lone backslash at the end stays */
-            *o = '\\';
-            return;
-        }
-        unescape_to(o++, bs, 2);
-        s = bs + 2;
-    }
-}
-
 static char *
 lenenc_write(char *o, Py_ssize_t n)
 {
@@ -2515,7 +2504,7 @@ bind_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             Py_ssize_t end = tab == NULL ? line_end : tab - d, n = end - p;
             Py_ssize_t param = count * width + i;
-            if (n == 2 && d[p] == '\\' && d[p + 1] == 'N') {
+            if (is_null_field(d + p, n)) {
                 bits[param >> 3] |= (unsigned char)(1u << (param & 7));
             } else {
                 const char *s = d + p;
@@ -2529,11 +2518,8 @@ bind_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 char *v = lenenc_write(o, len);
                 if (bs == NULL)
                     memcpy(v, s, (size_t)n);
-                else {  /* the runs between escapes copied whole */
-                    Py_ssize_t run = bs - s;
-                    memcpy(v, s, (size_t)run);
-                    unescape_runs(v + run, bs, n - run);
-                }
+                else
+                    unescape_to(v, s, n);
                 values.len += (v - o) + len;
             }
             p = end + 1;

@@ -27,11 +27,10 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pymysql import err
-from pymysql.connections import MAX_PACKET_LEN, Connection
+from pymysql.connections import Connection
 from pymysql.constants import COMMAND
 
-from .codec import quote_name
+from .codec import quote_name, unescape
 
 BLOB_TYPE = 252  # MYSQL_TYPE_BLOB: a parameter of binary bytes
 MAX_PARAMETERS = 16384  # per statement (the protocol allows 65535; the prepare's answer has a packet per parameter)
@@ -65,24 +64,6 @@ def _lenenc(n: int) -> bytes:
     return b"\xfe" + n.to_bytes(8, "little")
 
 
-_ESCAPES = {ord("0"): 0, ord("b"): 8, ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("Z"): 26}
-
-
-def _unescape(field: bytes) -> bytes:
-    if b"\\" not in field:
-        return field
-    out = bytearray()
-    i = 0
-    while i < len(field):
-        c = field[i]
-        if c == 0x5C and i + 1 < len(field):
-            i += 1
-            c = _ESCAPES.get(field[i], field[i])
-        out.append(c)
-        i += 1
-    return bytes(out)
-
-
 def bind_rows_python(data: bytes, start: int, width: int, rows: int, limit: int) -> tuple[bytes, bytes, int, int, int]:
     """The whole tsv-1 lines of ``data[start:]``, at most ``rows`` of them, as the parameters of a
     prepared INSERT of ``width`` columns: (values, nulls, end, count, full). ``values``: each
@@ -107,7 +88,7 @@ def bind_rows_python(data: bytes, start: int, width: int, rows: int, limit: int)
                 param = count * width + i
                 nulls[param >> 3] |= 1 << (param & 7)
             else:
-                value = _unescape(field)
+                value = unescape(field)
                 row += _lenenc(len(value)) + value
         if len(values) + len(row) > limit:
             for i in range(width):
@@ -142,27 +123,10 @@ def prepare(conn: Connection, sql: str) -> Statement:
     return Statement(statement_id, parameters, bytes([BLOB_TYPE, 0]) * parameters)
 
 
-def _send(conn: Connection, command: int, *parts: bytes) -> None:
-    """``_execute_command`` without joining ``parts`` (megabytes of values): one packet's header,
-    then each part as it is. A payload of 16 MiB or more goes through pymysql, which splits it."""
-    size = 1 + sum(len(part) for part in parts)
-    result = conn._result
-    if size >= MAX_PACKET_LEN or (result is not None and (result.unbuffered_active or result.has_next)):
-        conn._execute_command(command, b"".join(parts))  # which also ends what the last query left
-        return
-    if not conn._sock:
-        raise err.InterfaceError(0, "")
-    conn._result = None
-    conn._write_bytes(size.to_bytes(3, "little") + b"\x00" + bytes([command]))
-    for part in parts:
-        conn._write_bytes(part)
-    conn._next_seq_id = 1
-
-
 def execute(conn: Connection, statement: Statement, nulls: bytes, values: bytes) -> tuple[int, int]:
     """COM_STMT_EXECUTE of ``statement`` with these parameters: (rows affected, warnings)."""
-    _send(conn, COMMAND.COM_STMT_EXECUTE, struct.pack("<IBI", statement.id, 0, 1), nulls, b"\x01", statement.types,
-          values)
+    conn._execute_command(COMMAND.COM_STMT_EXECUTE, b"".join((
+        struct.pack("<IBI", statement.id, 0, 1), nulls, b"\x01", statement.types, values)))
     rows = conn._read_query_result()
     result = conn._result
     return int(rows), int(result.warning_count if result is not None else 0)

@@ -441,12 +441,16 @@ def _raise_read_error(table: Mapping[str, Any], error: BaseException) -> None:
 
 
 class _Statements:
-    """A connection's prepared INSERTs of the table it loads, by rows bound; those of the table
-    before are closed when another table comes (the server keeps them until then)."""
+    """A connection's prepared INSERTs of the table it loads, by rows bound (those of the table
+    before are closed when another table comes: the server keeps them until then), and the bytes
+    of values a statement may carry there."""
 
-    def __init__(self) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.table = ""
         self.by_rows: dict[int, bind.Statement] = {}
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@max_allowed_packet")
+            self.limit = min(BIND_PACKET_MAX, int(cur.fetchone()[0]) // 2)
 
     def get(self, conn: Connection, table: Mapping[str, Any], rows: int) -> bind.Statement:
         if table["name"] != self.table:
@@ -476,13 +480,15 @@ def _bind(target: DbEndpoint, conn: Connection, table: Mapping[str, Any], data: 
     assert speedups is not None
     width = len(table["columns"])
     per = bind.rows_per_statement(width, int(table["bytes"]) / max(int(table["rows"]), 1), BIND_BATCH_BYTES)
-    with _STATEMENTS_LOCK:
-        statements = _STATEMENTS.setdefault(conn, _Statements())
     loaded = 0
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT @@max_allowed_packet")
-            limit = min(BIND_PACKET_MAX, int(cur.fetchone()[0]) // 2)
+        with _STATEMENTS_LOCK:
+            statements = _STATEMENTS.get(conn)
+        if statements is None:  # this connection's first load (only its own thread uses it)
+            statements = _Statements(conn)
+            with _STATEMENTS_LOCK:
+                _STATEMENTS[conn] = statements
+        limit = statements.limit
 
         def send(buf: bytes, at: int, rows: int) -> tuple[int, bool]:
             """Statements of ``rows`` rows from ``buf[at:]`` while whole lines fill one (of fewer,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import random
 
-import pymysql
 import pytest
 
 from clonekit._compiled import speedups
@@ -86,10 +85,9 @@ SCHEMA = """CREATE TABLE mixed (
 ) DEFAULT CHARSET=utf8mb4"""
 
 
-def _seed(source) -> None:  # type: ignore[no-untyped-def]
+def _seed(db) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(3)
-    conn = pymysql.connect(host=source.host, port=source.port, user=source.user, password=source.password,
-                           database=source.database, autocommit=True, charset="utf8mb4")
+    conn = db.connect()
     with conn.cursor() as cur:
         cur.execute(SCHEMA)
         rows = []
@@ -108,16 +106,9 @@ def _seed(source) -> None:  # type: ignore[no-untyped-def]
     conn.close()
 
 
-def _drop_all(target) -> None:  # type: ignore[no-untyped-def]
-    conn = pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
-                           database=target.database, autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute("DROP TABLE mixed")
-    conn.close()
-
-
-def test_bound_rows_are_stored_as_load_data_stores_them(source, target, repo, monkeypatch, caplog) -> None:
-    _seed(source)
+def test_bound_rows_are_stored_as_load_data_stores_them(source, target, repo, mysql_db, mysql_target_db, monkeypatch,
+                                                        caplog) -> None:
+    _seed(mysql_db)
     with repo.writer() as writer:
         section = capture_database(source, CopyEverything(), writer)
     want = table_checksums(source)
@@ -125,7 +116,7 @@ def test_bound_rows_are_stored_as_load_data_stores_them(source, target, repo, mo
     monkeypatch.setattr(restore_module, "BIND_ROWS", False)
     restore_database(repo, section, target)
     assert table_checksums(target) == want
-    _drop_all(target)
+    mysql_target_db.execute("DROP TABLE mixed")
 
     monkeypatch.setattr(restore_module, "BIND_ROWS", True)
     bound: list[int] = []
@@ -139,7 +130,7 @@ def test_bound_rows_are_stored_as_load_data_stores_them(source, target, repo, mo
     restore_database(repo, section, target)
     assert table_checksums(target) == want
     assert sum(bound) == 699 and bound[0] > 1 and all(n & (n - 1) == 0 for n in bound)
-    _drop_all(target)
+    mysql_target_db.execute("DROP TABLE mixed")
 
     # Statements of at most 3 kB: smaller powers of two where the limit comes first, and the row
     # of 240 kB with every row after it by LOAD DATA.
@@ -152,9 +143,9 @@ def test_bound_rows_are_stored_as_load_data_stores_them(source, target, repo, mo
     assert 1 < sum(bound) < 650 and len(set(bound)) > 2
 
 
-def test_lines_cut_between_chunks_and_a_last_line_without_newline(source, target, repo) -> None:
+def test_lines_cut_between_chunks_and_a_last_line_without_newline(source, target, repo, mysql_db) -> None:
     """A store written otherwise (chunks not ending at line ends, no final newline): the same rows."""
-    _seed(source)
+    _seed(mysql_db)
     with repo.writer() as writer:
         section = capture_database(source, CopyEverything(), writer)
     table = next(t for t in section["tables"] if t["name"] == "mixed")
