@@ -55,6 +55,7 @@ from .errors import ClonekitError, ConfigError, PreviewError
 from .files import iter_tar
 from .preview import (
     DB_TIMEOUT_SECONDS,
+    fill_volume,
     preview_lock,
     remove_preview,
     run_preview_hooks,
@@ -546,13 +547,13 @@ def _materialize_volumes(config: Config, repo: Any, manifest: Any, services: Map
         if volume.source_path in out or volume.source_path in skip:
             continue
         name = volume_name(config, manifest.id, volume.key)
-        progress(f"golden files {volume.source_path}", total=None)
         if engine.exists("volume", name):  # left by an interrupted run: its content is unknown
             engine.remove("volume", [name])
+        created_since = time.time()
         engine.create_volume(name, labels)
-        sent = engine.fill_volume(name, iter_tar(repo, sections[volume.source_path]),
-                                  image=cmp.PreviewPlan.helper_image, labels={**labels, LABEL_GOLDEN: "build"})
-        progress(f"golden files {volume.source_path}", advance=sent)
+        fill_volume(engine, name, repo, sections[volume.source_path], task=f"golden files {volume.source_path}",
+                    progress=progress, image=cmp.PreviewPlan.helper_image, labels={**labels, LABEL_GOLDEN: "build"},
+                    created_since=created_since)
         out[volume.source_path] = name
     return out
 

@@ -51,7 +51,7 @@ from .db.target import (
     wait_for_database,
 )
 from .errors import ClonekitError, LockedError, NotFoundError, PreviewError
-from .files import iter_tar
+from .files import iter_tar, restore_files
 from .memory import give_back_free_memory
 from .owner import Owner
 from .pipeline import SnapshotFeed, file_sections
@@ -290,19 +290,18 @@ def _bring_up(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, s
         if golden_volume:
             ge.copy_volume(engine, golden_volume, name, image=plan.helper_image, volume_labels=plan.labels())
             continue
+        created_since = time.time()
         engine.create_volume(name, plan.labels())
-        to_fill.append((volume, name))
+        to_fill.append((volume, name, created_since))
     copy_seconds = time.monotonic() - started
     online.before_start(config, engine, plan.compose_project, compose_file)  # egress closed before anything runs
 
     def fill_volumes() -> None:
         started = time.monotonic()
         by_path = sections() if to_fill else {}
-        for volume, name in to_fill:
-            progress(f"files {volume.source_path}", total=None)
-            sent = engine.fill_volume(name, iter_tar(repo, by_path[volume.source_path]),
-                                      image=plan.helper_image, labels=plan.labels())
-            progress(f"files {volume.source_path}", advance=sent)
+        for volume, name, created_since in to_fill:
+            fill_volume(engine, name, repo, by_path[volume.source_path], task=f"files {volume.source_path}",
+                        progress=progress, image=plan.helper_image, labels=plan.labels(), created_since=created_since)
         timings["files"] = copy_seconds + time.monotonic() - started
 
     filling: list[Future[None]] = []  # the fill of the file volumes, once started
@@ -424,6 +423,28 @@ def db_endpoint(plan: cmp.PreviewPlan, host: str, port: int) -> DbEndpoint:
     """How this process reaches the preview database: its ephemeral 127.0.0.1 port, or the local
     end of the SSH tunnel to it (``DockerEngine.reach``)."""
     return DbEndpoint(host, port, plan.db.user, plan.db.password, plan.db.database)
+
+
+def fill_volume(engine: DockerEngine, name: str, repo: Any, section: Mapping[str, Any], *, task: str,
+                progress: ProgressFn, image: str, labels: Mapping[str, str], created_since: float) -> None:
+    """Write a snapshot's tree into volume ``name``, created empty by this run at ``created_since``.
+
+    Straight into the volume's folder when this process can write it as the engine's containers
+    would (``DockerEngine.host_volume_folder``: a local engine, run as root): ``restore_files``
+    writes the files with a few threads, with no tar stream, no container and no copy through
+    the docker daemon, which took as much CPU as the restore's reads and checks. Otherwise
+    (a remote engine, not root...) as a tar stream through a throwaway container."""
+    folder = engine.host_volume_folder(name, created_since=created_since)
+    if folder is None:
+        progress(task, total=None)
+        progress(task, advance=engine.fill_volume(name, iter_tar(repo, section), image=image, labels=labels))
+        return
+    log.debug("filling volume %s in its folder %s", name, folder)
+
+    def forward(_task: str, advance: int = 0, total: int | None = None) -> None:
+        progress(task, advance=advance, total=total)
+
+    restore_files(repo, section, folder, progress=forward)
 
 
 def _load_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPlan, engine: DockerEngine,

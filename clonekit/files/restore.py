@@ -23,8 +23,10 @@ from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, ent
 
 WRITE_WORKERS = 4
 WRITE_BATCH_FILES = 64
-WRITE_BATCH_BYTES = 8 * 1024 * 1024
-WRITE_AHEAD_BATCHES = 8
+# At most (WRITE_AHEAD_BATCHES + 1) batches wait or are written at once: about 20 MiB, as fast as
+# 8 x 8 MiB into a preview's volume, beside the read-ahead of the chunks (docs/benchmarks.md).
+WRITE_BATCH_BYTES = 4 * 1024 * 1024
+WRITE_AHEAD_BATCHES = 4
 TAR_BLOCK = 512
 TAR_PIECE_BYTES = 1024 * 1024
 SPARSE_BLOCK_BYTES = 64 * 1024

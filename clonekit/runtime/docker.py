@@ -29,6 +29,7 @@ import re
 import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -51,6 +52,9 @@ RELAY_CLOSE_SECONDS = 10.0
 # busybox, for tar, sh and nc.
 HELPER_IMAGE = "clonekit/busybox:latest"
 STREAM_WRITE_BYTES = 1024 * 1024
+# A volume's folder made this long before the run asked for it is not the one it created
+# (coarse file-system timestamps).
+CTIME_SLACK_SECONDS = 2.0
 
 
 def stderr_tail(text: str | bytes | None) -> str:
@@ -130,6 +134,8 @@ class DockerEngine:
                         "tlskey": files["key"]}
         self.client = DockerClient(**options)
         self._env: dict[str, str] | None = None
+        self._security: tuple[str, ...] | None = None
+        self._security_read = False
 
     @classmethod
     def for_previews(cls, previews: PreviewsConfig) -> DockerEngine:
@@ -239,6 +245,51 @@ class DockerEngine:
             return "", ""
         status = {str(pair[0]): str(pair[1]) for pair in info.get("DriverStatus") or [] if len(pair) == 2}
         return str(info.get("Driver") or ""), status.get("Backing Filesystem", "")
+
+    def _security_options(self) -> tuple[str, ...] | None:
+        """The engine's ``SecurityOptions`` (``name=userns``, ``name=selinux``, ``name=rootless``...),
+        read once; None when the engine does not tell."""
+        if not self._security_read:
+            self._security_read = True
+            try:
+                info = self.json(["info", "--format", "{{json .SecurityOptions}}"],
+                                 what="read the engine's security options")
+            except self.error:
+                info = None
+            self._security = tuple(str(option) for option in info) if isinstance(info, list) else None
+        return self._security
+
+    def host_volume_folder(self, name: str, *, created_since: float) -> Path | None:
+        """The folder on this machine holding volume ``name`` (created by this run at or after
+        ``created_since``, epoch seconds), when writing into it directly gives what the engine's
+        own containers would write: None otherwise, and the caller streams a tar through a
+        container (``fill_volume``).
+
+        All of these must hold: ``CLONEKIT_VOLUME_FILL`` is not ``stream``; the engine is local;
+        this process runs as root (owners are set as the snapshot recorded them); the engine
+        neither remaps user namespaces (owners would need shifting), labels files for SELinux nor
+        runs rootless; the volume uses the ``local`` driver without options (an NFS or bind volume
+        is mounted only while a container uses it); its folder exists here, is empty and was made
+        since ``created_since`` (so it is this engine's, not a same-named volume of another engine
+        on this machine, such as the folder of a native engine beside Docker Desktop's VM)."""
+        if os.environ.get("CLONEKIT_VOLUME_FILL", "auto") == "stream" or not self.is_local or os.geteuid() != 0:
+            return None
+        options = self._security_options()
+        if options is None or any(word in option for option in options for word in ("userns", "selinux", "rootless")):
+            return None
+        found = self.inspect("volume", [name])
+        if len(found) != 1 or found[0].get("Driver") != "local" or found[0].get("Options") or not found[0].get("Mountpoint"):
+            return None
+        folder = Path(str(found[0]["Mountpoint"]))
+        try:
+            made = folder.stat()
+            with os.scandir(folder) as listing:
+                empty = next(listing, None) is None
+        except OSError:
+            return None
+        if not stat.S_ISDIR(made.st_mode) or not empty or made.st_ctime < created_since - CTIME_SLACK_SECONDS:
+            return None
+        return folder
 
     def exists(self, kind: str, ref: str) -> bool:
         return self._bounded([kind, "inspect", ref], what=f"inspect {kind} {ref}").returncode == 0
