@@ -45,7 +45,7 @@ def _container_cpu(container_id: str) -> float:
 
 
 def _restore_once(repo: Repository, section: dict, variant: str) -> str:
-    restore_module.BIND_ROWS = variant == "bind"
+    restore_module.LOAD_MODE = variant
     name, password = f"ck-loadvar-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     container = subprocess.run(
         ["docker", "run", "-d", "--name", name, "-e", f"MARIADB_ROOT_PASSWORD={password}", "-e", "MARIADB_DATABASE=site",

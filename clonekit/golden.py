@@ -401,7 +401,7 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
                         "", root_sql(server_flavor(endpoint), creds.root_password))
             with bulk_load(endpoint, in_container(engine, name, what=f"tune the golden database of {manifest.id} for the load"),
                            creds.root_password, int(section.get("bytes") or 0)):
-                restore_database(repo, section, endpoint, workers=2)
+                restore_database(repo, section, endpoint, workers=2, nearby=engine.is_local)
             # Every table holding a string, skipped ones included: replace_skip is applied at clone time,
             # so a preview that opts a log table back in still finds it in the record.
             replace_tables = find_replace_tables(endpoint, list(config.previews.replace))

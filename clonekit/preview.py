@@ -433,11 +433,12 @@ def fill_volume(engine: DockerEngine, name: str, repo: Any, section: Mapping[str
     would (``DockerEngine.host_volume_folder``: a local engine, run as root): ``restore_files``
     writes the files with a few threads, with no tar stream, no container and no copy through
     the docker daemon, which took as much CPU as the restore's reads and checks. Otherwise
-    (a remote engine, not root...) as a tar stream through a throwaway container."""
+    (a remote engine, not root...) as a tar stream the engine unpacks (``DockerEngine.fill_volume``)."""
     folder = engine.host_volume_folder(name, created_since=created_since)
     if folder is None:
         progress(task, total=None)
-        progress(task, advance=engine.fill_volume(name, iter_tar(repo, section), image=image, labels=labels))
+        progress(task, advance=engine.fill_volume(name, iter_tar(repo, section), image=image, labels=labels,
+                                                  root=section.get("root")))
         return
     log.debug("filling volume %s in its folder %s", name, folder)
 
@@ -506,10 +507,12 @@ def _fill_database(config: Config, repo: Any, manifest: Any, plan: cmp.PreviewPl
         with bulk_load(endpoint, root, plan.db.root_password, expected):
             if feed is not None:  # each table as soon as it is captured (clonekit.pipeline)
                 stats = restore_database_feed(repo, feed, endpoint, workers=2, replacements=replacements,
+                                              nearby=engine.is_local,
                                               replace_skip=config.previews.replace_skip, progress=progress,
                                               rows_loaded=rows_loaded)
             else:
                 stats = restore_database(repo, manifest.database, endpoint, workers=2, replacements=replacements,
+                                         nearby=engine.is_local,
                                          replace_skip=config.previews.replace_skip)
         if replacements:
             log.info("previews.replace: %d value(s) rewritten while loading", stats.rewritten)

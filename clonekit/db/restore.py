@@ -42,14 +42,12 @@ T = TypeVar("T")
 log = logging.getLogger("clonekit.db.restore")
 
 LOAD_GROUP_BYTES = 64 << 20  # plain bytes per load (one LOAD DATA statement, or bound INSERTs)
-# CLONEKIT_LOAD=bind sends the rows as the parameters of prepared INSERTs (db.bind: the server
-# copies them instead of reading LOAD DATA text byte by byte; needs the compiled extension), about
-# this many bytes per statement. Not the default: 5-21% less server CPU for a restore from the
-# store, but no faster pipelined clone of the reference site, and a round trip per statement
-# where LOAD DATA streams (a remote engine's tunnel) (docs/benchmarks.md, 2026-12-01).
+# Rows bound to prepared INSERTs (db.bind: the server copies each value instead of reading
+# LOAD DATA text byte by byte; needs the compiled extension), about this many bytes per
+# statement: a nearby server's restores (``binds_rows``), or every one with CLONEKIT_LOAD=bind.
 BIND_BATCH_BYTES = 1 << 20
 BIND_PACKET_MAX = 8 << 20  # bytes of values per statement, and at most half the server's max_allowed_packet
-BIND_ROWS = os.environ.get("CLONEKIT_LOAD", "data") == "bind"
+LOAD_MODE = os.environ.get("CLONEKIT_LOAD", "auto")  # auto | bind | data
 SESSION_SQL = (
     "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
     "SET SESSION foreign_key_checks = 0",
@@ -106,24 +104,40 @@ class TableFeed(Protocol):
     def section(self) -> Mapping[str, Any]: ...  # the whole section, once captured (views, triggers...)
 
 
+def binds_rows(nearby: bool) -> bool:
+    """Whether a restore sends its rows as the parameters of prepared INSERTs instead of LOAD DATA.
+
+    By default (``CLONEKIT_LOAD=auto``) when the server is ``nearby`` (on this machine) and the
+    compiled extension is there: about a fifth less server CPU, and the cold clone of the
+    reference site several seconds faster (docs/benchmarks.md). Each statement waits for its
+    answer where LOAD DATA streams, so through a remote engine's tunnel each would pay the link's
+    latency: LOAD DATA there. ``CLONEKIT_LOAD=bind`` or ``data`` chooses for every restore."""
+    if speedups is None or LOAD_MODE == "data":
+        return False
+    return LOAD_MODE == "bind" or nearby
+
+
 def restore_database(repo: ChunkSource, section: Mapping[str, Any], target: DbEndpoint, *, workers: int = 2,
                      progress: Progress | None = None, replacements: Sequence[Replacement] = (),
-                     replace_skip: Sequence[str] = ()) -> RestoreStats:
+                     replace_skip: Sequence[str] = (), nearby: bool = False) -> RestoreStats:
     """Create every table of ``section`` in the empty ``target`` database and load it.
 
     With ``replacements`` (``previews.replace``), the text columns of every table but the
     ``replace_skip`` ones are rewritten as the rows stream in (``StreamRewrite``): the result of
-    ``target.rewrite_urls`` after the load, without reading or updating any table again."""
+    ``target.rewrite_urls`` after the load, without reading or updating any table again.
+    ``nearby``: the server runs on this machine (``binds_rows``)."""
     if section.get("format") != FORMAT:
         raise IntegrityError(f"database section format {section.get('format')!r} is not {FORMAT!r}: "
                              "this clonekit cannot restore it")
     tables = list(section.get("tables", []))
-    return _restore(repo, target, tables, tables, lambda: section, workers, progress, replacements, replace_skip)
+    return _restore(repo, target, tables, tables, lambda: section, workers, progress, replacements, replace_skip,
+                    bind_rows=binds_rows(nearby))
 
 
 def restore_database_feed(repo: ChunkSource, feed: TableFeed, target: DbEndpoint, *, workers: int = 2,
                           progress: Progress | None = None, replacements: Sequence[Replacement] = (),
-                          replace_skip: Sequence[str] = (), rows_loaded: Callable[[], None] | None = None) -> RestoreStats:
+                          replace_skip: Sequence[str] = (), rows_loaded: Callable[[], None] | None = None,
+                          nearby: bool = False) -> RestoreStats:
     """``restore_database`` of a section still being captured: the tables are created as soon as
     their definitions are read, each table is loaded as soon as it is captured and its secondary
     indexes built once its rows are in, the foreign keys and schema objects once every table is
@@ -133,13 +147,14 @@ def restore_database_feed(repo: ChunkSource, feed: TableFeed, target: DbEndpoint
     if progress:
         progress(PROGRESS_TASK, total=expected)
     return _restore(repo, target, list(tables), feed.tables(), feed.section, workers, progress, replacements,
-                    replace_skip, rows_loaded, PIPELINED_READ_AHEAD_BYTES)
+                    replace_skip, rows_loaded, PIPELINED_READ_AHEAD_BYTES, bind_rows=binds_rows(nearby))
 
 
 def _restore(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, Any]],
              finished: Iterable[Mapping[str, Any]], whole_section: Callable[[], Mapping[str, Any]], workers: int,
              progress: Progress | None, replacements: Sequence[Replacement], replace_skip: Sequence[str],
-             rows_loaded: Callable[[], None] | None = None, read_ahead: int | None = None) -> RestoreStats:
+             rows_loaded: Callable[[], None] | None = None, read_ahead: int | None = None, *,
+             bind_rows: bool = False) -> RestoreStats:
     started = time.monotonic()
     workers = max(1, workers)
     main = _open(target)
@@ -151,7 +166,7 @@ def _restore(repo: ChunkSource, target: DbEndpoint, tables: list[Mapping[str, An
         rewrite = StreamRewrite(replacements) if replacements else None
         fields = _rewrite_fields(target, main, tables, replace_skip) if rewrite else {}
         load_started = time.monotonic()
-        loaded, final = _load_all(repo, target, finished, workers, progress, rewrite, fields, read_ahead)
+        loaded, final = _load_all(repo, target, finished, workers, progress, rewrite, fields, read_ahead, bind_rows)
         load_seconds = time.monotonic() - load_started
         for table in tables:
             entry = final.get(table["name"])
@@ -254,7 +269,8 @@ def _loads_of(table: Mapping[str, Any], fields: Mapping[str, frozenset[int]]) ->
 def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[str, Any]], workers: int,
               progress: Progress | None, rewrite: StreamRewrite | None = None,
               fields: Mapping[str, frozenset[int]] | None = None,
-              read_ahead: int | None = None) -> tuple[dict[str, int], dict[str, Mapping[str, Any]]]:
+              read_ahead: int | None = None,
+              bind_rows: bool = False) -> tuple[dict[str, int], dict[str, Mapping[str, Any]]]:
     """Load every table's rows; returns the rows loaded per table and the tables as loaded (by name).
 
     ``tables`` is a list (a stored snapshot: every load known, the biggest first) or an iterator
@@ -288,7 +304,7 @@ def _load_all(repo: ChunkSource, target: DbEndpoint, tables: Iterable[Mapping[st
 
     def load_group(conn: Connection, load: _Load) -> None:
         started = time.monotonic()
-        rows = _load_one(repo, target, conn, load, rewrite, read_ahead)
+        rows = _load_one(repo, target, conn, load, rewrite, read_ahead, bind_rows)
         name = load.table["name"]
         log.debug("table %s: %d rows (%d bytes) loaded in %.2f s", name, rows, load.size, time.monotonic() - started)
         with lock:
@@ -366,7 +382,7 @@ def _drain_in_threads(target: DbEndpoint, jobs: Iterable[T], handle: Callable[[C
 
 
 def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Load,
-              rewrite: StreamRewrite | None = None, read_ahead: int | None = None) -> int:
+              rewrite: StreamRewrite | None = None, read_ahead: int | None = None, bind_rows: bool = False) -> int:
     """One load group's rows into its table: one LOAD DATA, or bound INSERTs (``_bind``)."""
     table = load.table
     rewritten = [0]
@@ -379,7 +395,7 @@ def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Lo
                 rewritten[0] += changed
             yield data
 
-    rows, warning_codes = (_bind(target, conn, table, chunks()) if BIND_ROWS and speedups is not None
+    rows, warning_codes = (_bind(target, conn, table, chunks()) if bind_rows and speedups is not None
                            else _load_data(target, conn, table, chunks()))
     if warning_codes and rewritten[0]:
         # A rewritten value is longer than the stored one: name that, not a damaged snapshot.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import json
 import logging
 import os
@@ -31,8 +32,10 @@ import shutil
 import socket
 import stat
 import subprocess
+import tarfile
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,7 @@ RELAY_CLOSE_SECONDS = 10.0
 # busybox, for tar, sh and nc.
 HELPER_IMAGE = "clonekit/busybox:latest"
 STREAM_WRITE_BYTES = 1024 * 1024
+FILL_MOUNT = "/dst"  # where fill_volume's container mounts the volume
 # A volume's folder made this long before the run asked for it is not the one it created
 # (coarse file-system timestamps).
 CTIME_SLACK_SECONDS = 2.0
@@ -355,16 +359,35 @@ class DockerEngine:
             raise ValueError(kind)
         self.cli(args, what=f"remove {kind}s")
 
-    def fill_volume(self, volume: str, tar_chunks: Iterable[bytes], *, image: str, labels: Mapping[str, str]) -> int:
-        """Stream a tar into a named volume through a throwaway container; returns bytes sent.
+    def fill_volume(self, volume: str, tar_chunks: Iterable[bytes], *, image: str, labels: Mapping[str, str],
+                    root: Mapping[str, Any] | None = None) -> int:
+        """Stream a tar into a named volume; returns bytes sent.
 
-        Works the same on a local and a remote engine: only the docker CLI's stdin crosses.
+        ``docker cp -`` into a container created (never started) with the volume mounted: the
+        engine unpacks the stream itself, with the owners, modes and times (to the nanosecond,
+        folders' too) of its headers (``-a`` would give every file the container's user instead). Works the same on a local and a remote engine: only the
+        docker CLI's stdin crosses. (Against ``docker run -i ... tar -x``: no process started in
+        a container, about a fifth less CPU, and busybox tar kept times only to the second.)
+        ``docker cp`` leaves the volume's own folder as it is: ``root`` (mode, uid, gid,
+        mtime_ns) is given to it afterwards, as a folder entry of its own.
         """
-        argv = [*self.base_argv, "run", "-i", "--rm", "--network", "none", "-v", f"{volume}:/dst"]
+        name = f"ck-fill-{uuid.uuid4().hex[:12]}"
+        argv = ["create", "--name", name, "--network", "none", "-v", f"{volume}:{FILL_MOUNT}"]
         for key, value in labels.items():
             argv += ["--label", f"{key}={value}"]
-        argv += [image, "tar", "-x", "-f", "-", "-C", "/dst"]
-        return self.stream_into(argv, tar_chunks, what=f"fill volume {volume}")
+        self.cli([*argv, image, "true"], what=f"create the container that fills volume {volume}")
+        try:
+            sent = self.stream_into([*self.base_argv, "cp", "-", f"{name}:{FILL_MOUNT}"], tar_chunks,
+                                    what=f"fill volume {volume}")
+            if root:
+                self.cli(["cp", "-", f"{name}:/"], input=_folder_tar(FILL_MOUNT, root),
+                         what=f"set the owner, mode and time of volume {volume}")
+            return sent
+        finally:
+            try:
+                self.remove("container", [name])
+            except self.error as exc:  # the fill's own outcome matters more
+                log.warning("could not remove the container %s that filled volume %s: %s", name, volume, exc)
 
     def stream_into(self, argv: Sequence[str], chunks: Iterable[bytes], *, what: str) -> int:
         """Run a docker CLI command with ``chunks`` on its stdin; returns the bytes sent."""
@@ -519,6 +542,22 @@ class DockerEngine:
     def compose_cli(self, compose_file: Path, project: str, args: Sequence[str], *, what: str) -> str:
         """``docker compose -f FILE -p PROJECT ...`` (what a user would type)."""
         return self.cli(["compose", "-f", str(compose_file), "-p", project, *args], what=what)
+
+
+def _folder_tar(path: str, attributes: Mapping[str, Any]) -> bytes:
+    """A tar of one folder entry (to unpack at ``/``): its mode, owner and time, to the nanosecond."""
+    info = tarfile.TarInfo(path.strip("/"))
+    info.type = tarfile.DIRTYPE
+    info.mode = int(attributes.get("mode", 0o755)) & 0o7777
+    info.uid, info.gid = int(attributes.get("uid", 0)), int(attributes.get("gid", 0))
+    seconds, nanos = divmod(int(attributes.get("mtime_ns", 0)), 1_000_000_000)
+    info.mtime = seconds
+    pax = {"mtime": f"{seconds}.{nanos:09d}"} if nanos else {}
+    info.pax_headers = pax
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info)
+    return buffer.getvalue()
 
 
 def label_filters(labels: Mapping[str, str]) -> list[str]:

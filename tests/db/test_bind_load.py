@@ -113,12 +113,12 @@ def test_bound_rows_are_stored_as_load_data_stores_them(source, target, repo, my
         section = capture_database(source, CopyEverything(), writer)
     want = table_checksums(source)
 
-    monkeypatch.setattr(restore_module, "BIND_ROWS", False)
+    monkeypatch.setattr(restore_module, "LOAD_MODE", "data")
     restore_database(repo, section, target)
     assert table_checksums(target) == want
     mysql_target_db.execute("DROP TABLE mixed")
 
-    monkeypatch.setattr(restore_module, "BIND_ROWS", True)
+    monkeypatch.setattr(restore_module, "LOAD_MODE", "bind")
     bound: list[int] = []
     execute = bind.execute
 
