@@ -21,18 +21,15 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .errors import ConfigError
+from .files.restore import ChunkSource
 from .manifest import Manifest
 
 MIN_VALUE_CHARS = 4  # shorter values would be found everywhere
 MAX_ROWS_LISTED = 5  # row numbers listed per table column; the count says how many more
 _OVERLAP_BYTES = 1024  # a file's pieces are searched with this much of the previous one
-
-
-class ChunkSource(Protocol):
-    def iter_chunks(self, ids: Iterable[str], *, workers: int = ...) -> Iterator[bytes]: ...
 
 
 @dataclass(frozen=True)

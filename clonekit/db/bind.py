@@ -7,8 +7,9 @@ length and is copied whole. Measured on the top-scale reference tables (a fresh
 clonekit/mariadb:10.11 each time, the same rows and checksums): ``node__body`` (410 MiB of long
 texts) 20.6 s of server CPU by ``LOAD DATA``, 3.8 s bound; ``watchdog`` (1 M rows) 22.5 s and
 11.7 s; ``comment_field_data`` 9.4 s and 7.0 s (docs/benchmarks.md, 2026-12-01). A whole restore
-took 5-21% less server CPU, but the pipelined clone of the reference site was no faster and each
-statement is a round trip where LOAD DATA streams: ``restore`` uses it with ``CLONEKIT_LOAD=bind``.
+took 5-21% less server CPU, and the pipelined clone of the reference site 3-8 s less in 7 of 8
+alternated pairs. Each statement is a round trip where LOAD DATA streams: ``restore`` binds when
+the server runs on this machine (``restore.binds_rows``).
 
 The values keep ``LOAD DATA ... CHARACTER SET binary``'s meaning: each is sent as a BLOB
 parameter, which MariaDB takes as binary bytes whatever the connection's character set (tested

@@ -29,6 +29,7 @@ from pymysql.connections import Connection
 
 from .._compiled import speedups
 from ..errors import ClonekitError, IntegrityError, PreviewError
+from ..files.restore import ChunkSource
 from . import bind
 from .codec import FORMAT, load_data_sql
 from .connection import connect, quote_name, target_error
@@ -66,10 +67,6 @@ class Progress(Protocol):
     """The project's progress callback: ``progress(task, advance=bytes, total=bytes)``."""
 
     def __call__(self, task: str, advance: int = 0, total: int | None = None) -> None: ...
-
-
-class ChunkSource(Protocol):
-    def iter_chunks(self, ids: Iterable[str], *, workers: int = ..., read_ahead_bytes: int = ...) -> Iterator[bytes]: ...
 
 
 @dataclass(frozen=True)
