@@ -105,8 +105,8 @@ def binds_rows(nearby: bool) -> bool:
     """Whether a restore sends its rows as the parameters of prepared INSERTs instead of LOAD DATA.
 
     By default (``CLONEKIT_LOAD=auto``) when the server is ``nearby`` (on this machine) and the
-    compiled extension is there: about a fifth less server CPU, and the cold clone of the
-    reference site several seconds faster (docs/benchmarks.md). Each statement waits for its
+    compiled extension is there: 5-21% less server CPU, and the cold clone of the reference site
+    3-8 s faster in 7 of 8 alternated pairs (docs/benchmarks.md). Each statement waits for its
     answer where LOAD DATA streams, so through a remote engine's tunnel each would pay the link's
     latency: LOAD DATA there. ``CLONEKIT_LOAD=bind`` or ``data`` chooses for every restore."""
     if speedups is None or LOAD_MODE == "data":

@@ -52,7 +52,7 @@ STDERR_TAIL_CHARS = 2000
 RELAY_ACCEPT_SECONDS = 0.5
 RELAY_CLOSE_SECONDS = 10.0
 # The small image of clonekit's throwaway containers (filling volumes, the proxy's admin relay):
-# busybox, for tar, sh and nc.
+# busybox, for sh, cp and nc (and ``true``, the never-run command of fill_volume's container).
 HELPER_IMAGE = "clonekit/busybox:latest"
 STREAM_WRITE_BYTES = 1024 * 1024
 FILL_MOUNT = "/dst"  # where fill_volume's container mounts the volume
