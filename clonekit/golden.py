@@ -25,10 +25,8 @@ in ``/etc/mysql/conf.d`` that the commit keeps.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -70,7 +68,7 @@ from .runtime import golden_engine as ge
 from .runtime import golden_record as gr
 from .runtime import service as svc
 from .runtime import swarm as sw
-from .runtime.docker import DockerEngine
+from .runtime.docker import DockerEngine, folders_tar
 from .runtime.golden_record import DEFAULT_DATADIR, GoldenCopy
 from .runtime.service import in_container, resolve_image
 
@@ -421,7 +419,7 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
         if state.get("ExitCode") != 0:
             raise PreviewError(f"the golden database of {manifest.id} did not shut down cleanly "
                                f"(exit code {state.get('ExitCode')})", hint=f"docker logs {name}")
-        ge.copy_into(engine, name, "/", [_folders_tar({}, {GOLDEN_CNF: GOLDEN_CNF_TEXT})])
+        ge.copy_into(engine, name, "/", [folders_tar({}, {GOLDEN_CNF: GOLDEN_CNF_TEXT})])
         image = db_image_name(config, manifest.id)
         ge.commit(engine, name, image, [*_label_changes(_labels(config, manifest, "db"))])
         return image, datadir, creds, replace_tables, replace_rows
@@ -432,7 +430,7 @@ def _materialize_database(config: Config, repo: Any, manifest: Any, services: Ma
 def _datadir_tar(datadir: str) -> bytes:
     """A tar holding the config file that moves the datadir (read by mariadbd/mysqld and the entrypoints)."""
     text = f"# clonekit golden image: the data lives outside the image's VOLUME\n[mysqld]\ndatadir = {datadir}\n".encode()
-    return _folders_tar({}, {DATADIR_CNF: text})  # (the engine makes the folders it lacks)
+    return folders_tar({}, {DATADIR_CNF: text})  # (the engine makes the folders it lacks)
 
 
 def _check_running(engine: DockerEngine, name: str) -> None:
@@ -480,7 +478,7 @@ def _materialize_files_images(config: Config, repo: Any, manifest: Any, services
             argv += ["--label", f"{key}={value}"]
         try:
             engine.cli([*argv, base_image], what=f"create the golden files container of {service_name}")
-            ge.copy_into(engine, name, "/", [_folders_tar({v.target: sections[v.source_path].get("root") or {}
+            ge.copy_into(engine, name, "/", [folders_tar({v.target: sections[v.source_path].get("root") or {}
                                                            for v in volumes})])
             for volume in volumes:
                 progress(f"golden files {volume.source_path}", total=None)
@@ -510,24 +508,6 @@ def start_config_changes(image_config: Mapping[str, Any]) -> list[str]:
     if image_config.get("Cmd"):  # (after ENTRYPOINT, which resets the command)
         changes.append(f"CMD {json.dumps(image_config['Cmd'])}")
     return changes
-
-
-def _folders_tar(folders: Mapping[str, Mapping[str, Any]], files: Mapping[str, bytes] | None = None) -> bytes:
-    """A tar, to extract at ``/``, holding one entry per folder (mode and owner from its mapping,
-    else 0755 root) and the given small files. The engine makes missing parent folders (0755,
-    root) and leaves existing ones as they are: only the named entries are written."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for folder, attributes in folders.items():
-            info = tarfile.TarInfo(folder.strip("/"))
-            info.type, info.mode = tarfile.DIRTYPE, int(attributes.get("mode", 0o755)) & 0o7777
-            info.uid, info.gid = int(attributes.get("uid", 0)), int(attributes.get("gid", 0))
-            tar.addfile(info)
-        for path, data in (files or {}).items():
-            info = tarfile.TarInfo(path.strip("/"))
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def _under(path: str, folder: str) -> bool:

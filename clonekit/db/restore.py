@@ -392,7 +392,7 @@ def _load_one(repo: ChunkSource, target: DbEndpoint, conn: Connection, load: _Lo
                 rewritten[0] += changed
             yield data
 
-    rows, warning_codes = (_bind(target, conn, table, chunks()) if bind_rows and speedups is not None
+    rows, warning_codes = (_bind(target, conn, table, chunks()) if bind_rows
                            else _load_data(target, conn, table, chunks()))
     if warning_codes and rewritten[0]:
         # A rewritten value is longer than the stored one: name that, not a damaged snapshot.
