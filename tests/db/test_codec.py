@@ -6,6 +6,8 @@ import datetime as dt
 import decimal
 import random
 
+import pytest
+
 from clonekit.db import codec
 from clonekit.db.codec import (
     CUT_MARK,
@@ -85,6 +87,26 @@ def test_chunker_split_across_feeds_is_the_same():
     chunker.flush()
     assert out == whole
     assert chunker.rows == 3000
+
+
+def test_chunker_gives_the_same_chunks_as_pieces():
+    # the worker processes send each chunk's pieces with writev: the bytes must be the joined chunk's
+    rows = _rows(3000, 900, seed=3)
+    marked = [r + (CUT_MARK if i % 500 == 7 else b"") for i, r in enumerate(rows)]
+    joined: list[bytes] = []
+    pieces: list[tuple[bytes, int]] = []
+    a = RowChunker(joined.append)
+    b = RowChunker(emit_parts=lambda parts, size: pieces.append((b"".join(parts), size)))
+    for i in range(0, len(marked), 41):
+        a.feed(b"".join(marked[i:i + 41]))
+        b.feed(b"".join(marked[i:i + 41]))
+    a.flush()
+    b.flush()
+    assert [chunk for chunk, _ in pieces] == joined and len(joined) > 2
+    assert all(len(chunk) == size for chunk, size in pieces)
+    assert (a.rows, a.bytes) == (b.rows, b.bytes) == (3000, sum(map(len, rows)))
+    with pytest.raises(TypeError):
+        RowChunker()
 
 
 def _feed_one_by_one(chunker: RowChunker, lines: list[bytes]) -> None:
