@@ -36,6 +36,7 @@ from pymysql.constants import COMMAND
 
 from .._compiled import speedups
 from ..errors import ClonekitError, ConfigError, SourceError
+from ..fdio import write_all
 from ..schema import Column, PolicyPlanner, Row, Table, TablePolicy
 from .codec import (
     CUT_SCALE,
@@ -825,24 +826,23 @@ def _transform_worker(sock_fd: int, out_fd: int, state: dict[str, Any], planner:
             policy = planner.plan(tables)[table.name]
 
             def send(parts: list[bytes | memoryview], size: int) -> None:
-                _write_all(out_fd, [_FRAME.pack(b"C", size), *parts])
+                write_all(out_fd, [_FRAME.pack(b"C", size), *parts])
 
             chunker = RowChunker(emit_parts=send)
             _read_typed(conn, table, policy, chunker, linear_escape, key_range)
             chunker.flush()
             done = json.dumps({"rows": chunker.rows, "bytes": chunker.bytes}).encode()
-            _write_all(out_fd, [_FRAME.pack(b"E", len(done)), done])
+            write_all(out_fd, [_FRAME.pack(b"E", len(done)), done])
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
             report = json.dumps(_error_report(exc)).encode()
-            _write_all(out_fd, [_FRAME.pack(b"X", len(report)), report])
+            write_all(out_fd, [_FRAME.pack(b"X", len(report)), report])
     finally:
         os.close(out_fd)
 
 
-# A chunk's frame goes to the parent as its pieces in one writev, not joined first; a pipe of 1 MiB
-# (Linux's default 64 KiB) takes a 2 MiB chunk in a few writes and wake-ups instead of thirty-odd.
+# A pipe of 1 MiB (Linux's default 64 KiB) takes a 2 MiB chunk in a few writes and wake-ups
+# instead of thirty-odd; each chunk's frame goes in as its pieces (fdio.write_all: no join).
 _PIPE_BYTES = 1 << 20
-_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
 
 
 def _widen_pipe(fd: int) -> None:
@@ -851,19 +851,6 @@ def _widen_pipe(fd: int) -> None:
     if set_size is not None:
         with contextlib.suppress(OSError):  # over the user's pipe-buffer quota: the default size works
             fcntl.fcntl(fd, set_size, _PIPE_BYTES)
-
-
-def _write_all(fd: int, pieces: list[bytes | memoryview]) -> None:
-    """Every byte of ``pieces``, in order, to ``fd`` (writev may write only part of them)."""
-    views = [memoryview(p).cast("B") for p in pieces if len(p)]
-    first = 0
-    while first < len(views):
-        written = os.writev(fd, views[first:first + _IOV_MAX])
-        while first < len(views) and written >= len(views[first]):
-            written -= len(views[first])
-            first += 1
-        if written:
-            views[first] = views[first][written:]
 
 
 def _error_report(exc: BaseException) -> dict[str, Any]:

@@ -276,7 +276,13 @@ class RowChunker:
         (``os.writev``: one copy less per chunk)."""
         if (emit is None) == (emit_parts is None):
             raise TypeError("RowChunker takes one of emit and emit_parts")
-        self._emit = emit
+        if emit is not None:
+            joined = emit
+
+            def emit_parts(parts: list[bytes | memoryview], _size: int) -> None:
+                joined(b"".join(parts))
+
+        assert emit_parts is not None
         self._emit_parts = emit_parts
         self._parts: list[bytes | memoryview] = []  # views into the fed data: one copy per chunk, at flush
         self._size = 0
@@ -345,11 +351,7 @@ class RowChunker:
         self._parts = []
         self._size = 0
         self.bytes += size
-        if self._emit_parts is not None:
-            self._emit_parts(parts, size)
-        else:
-            assert self._emit is not None
-            self._emit(b"".join(parts))
+        self._emit_parts(parts, size)
 
 
 def load_data_sql(table_name: str, columns: Sequence[str], bit_columns: Sequence[str] = (),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ClonekitError, IntegrityError, UsageError
+from ..fdio import write_all
 from ..progress import no_progress
 from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, entry_path
 
@@ -274,7 +275,7 @@ def _write_file(
             if sparse:
                 _write_sparse(fd, data)
             else:
-                _write_all(fd, memoryview(data))
+                write_all(fd, (data,))
             progress(task, advance=len(data))
         check.check()
         if sparse:
@@ -282,11 +283,6 @@ def _write_file(
     finally:
         os.close(fd)
     return check.size
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _write_sparse(fd: int, data: bytes | memoryview) -> None:
@@ -297,7 +293,7 @@ def _write_sparse(fd: int, data: bytes | memoryview) -> None:
         if block == _ZEROS[: len(block)]:
             os.lseek(fd, len(block), os.SEEK_CUR)
         else:
-            _write_all(fd, block)
+            write_all(fd, (block,))
 
 
 def _apply(target: bytes, item: Mapping[str, Any], as_root: bool) -> None:

@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from clonekit.db import capture
+from clonekit.fdio import IOV_MAX, write_all
 
 
 def _through_pipe(pieces: list[bytes | memoryview]) -> bytes:
@@ -27,7 +28,7 @@ def _through_pipe(pieces: list[bytes | memoryview]) -> bytes:
     reader = threading.Thread(target=drain)
     reader.start()
     try:
-        capture._write_all(write_fd, pieces)
+        write_all(write_fd, pieces)
     finally:
         os.close(write_fd)
         reader.join()
@@ -44,7 +45,7 @@ def _pieces(seed: int) -> list[bytes | memoryview]:
 
 def test_every_piece_arrives_in_order():
     pieces = _pieces(1)
-    assert len(pieces) > capture._IOV_MAX  # more than one writev
+    assert len(pieces) > IOV_MAX  # more than one writev
     assert _through_pipe(pieces) == b"".join(pieces)
 
 
