@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,108 @@ CHUNK_ID = re.compile(r"^[0-9a-f]{64}$")
 SNAPSHOT_ID = re.compile(r"^[a-z0-9][a-z0-9-]*-\d{8}-\d{6}-[0-9a-f]{4,}$")
 
 
+MAX_SHAPES = 256  # distinct key sets whose position maps are shared (a few in practice)
+_SHAPES: dict[tuple[str, ...], dict[str, int]] = {}
+ENTRY_TYPES = frozenset(("file", "dir", "symlink", "hardlink"))  # clonekit.files.tree's ENTRY types
+
+
+class Record(Mapping[str, Any]):
+    """A JSON object of a manifest, read-only, in about a third of a dict's memory.
+
+    A files section holds one entry per file from the capture to the commit, and every manifest
+    read back (the previous snapshot's, the one a clone restores) as many: as dicts parsed from
+    JSON they took about 1.3 KB each, so a snapshot of a 100,000-file tree peaked over 300 MiB
+    (docs/benchmarks.md). A record keeps its values in one tuple beside a position map shared by
+    every record of the same keys, and a ``chunks`` list as a tuple of references shared with the
+    other files of its pack. It reads like the dict it replaces: ``chunks`` comes out as a new
+    list, equality is a dict's, and ``canonical_json`` writes the same bytes.
+    """
+
+    __slots__ = ("_at", "_values")
+
+    def __init__(self, item: Mapping[str, Any]) -> None:
+        keys = tuple(item)
+        at = _SHAPES.get(keys)
+        if at is None:
+            at = {key: index for index, key in enumerate(keys)}
+            if len(_SHAPES) < MAX_SHAPES:
+                _SHAPES[keys] = at
+        self._at = at
+        values = list(item.values())
+        if "chunks" in at and isinstance(values[at["chunks"]], list):
+            values[at["chunks"]] = tuple(values[at["chunks"]])
+        if "type" in at and values[at["type"]] in ENTRY_TYPES:
+            values[at["type"]] = sys.intern(values[at["type"]])
+        self._values = tuple(values)
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._values[self._at[key]]
+        return list(value) if key == "chunks" and isinstance(value, tuple) else value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._at
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Record) and other._at is self._at:
+            return self._values == other._values
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:  # read-only: SharedRecords keeps one of equal records (same keys, same order)
+        return hash((id(self._at), *[tuple(ref.get("id") if isinstance(ref, Mapping) else ref for ref in value)
+                                     if type(value) is tuple else value for value in self._values]))
+
+    def __repr__(self) -> str:
+        return f"Record({dict(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Record, (dict(self),))
+
+
+class SharedRecords:
+    """What the manifests one process reads have in common, held once: ``json.loads``' object
+    hook for a manifest (``hook``). A chunk reference ``{"id", "size"}`` read before comes back as
+    that same object (the files of a pack share one), and a file tree's entry as a ``Record``,
+    the one read before when an earlier manifest held the same entry: the nightly snapshots of a
+    tree are mostly the same files, so a repository that reads 30 of them (``snapshots``,
+    ``prune``) holds each unchanged entry once, not 30 times (docs/benchmarks.md). Other objects
+    stay dicts."""
+
+    def __init__(self) -> None:
+        self.refs: dict[tuple[str, int], dict[str, Any]] = {}
+        self.records: dict[Record, Record] = {}
+
+    def hook(self, item: dict[str, Any]) -> Any:
+        if len(item) == 2 and isinstance(item.get("id"), str) and isinstance(item.get("size"), int):
+            return self.refs.setdefault((item["id"], item["size"]), item)
+        if (item.get("type") in ENTRY_TYPES and "mode" in item and "mtime_ns" in item and "uid" in item
+                and ("path" in item or "path_b64" in item)):
+            return self.shared(Record(item))
+        return item
+
+    def shared(self, record: Record) -> Record:
+        try:
+            known = self.records.setdefault(record, record)
+        except TypeError:  # a value that has no hash (a nested object of a later format): not shared
+            return record
+        # equal is not enough: true and 1, 1 and 1.0 compare equal and are written differently
+        if known is not record and list(map(type, known._values)) != list(map(type, record._values)):
+            return record
+        return known
+
+    def adopt(self, manifest: Manifest) -> None:
+        """Share the entries of a manifest made or read elsewhere from now on."""
+        for section in manifest.files:
+            for item in section.get("entries", ()):
+                if isinstance(item, Record):
+                    self.shared(item)
+
+
 def new_snapshot_id(source: str, at: datetime) -> str:
     """Readable, sortable within a source, unique: ``prod-20261126-053012-7f3a``."""
     at = at.astimezone(UTC)
@@ -30,10 +133,45 @@ def new_snapshot_id(source: str, at: datetime) -> str:
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no spaces, UTF-8: the same value always gives the same bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable).encode()
+    return _CANONICAL.encode(value).encode()
+
+
+def canonical_json_pieces(value: Any) -> Iterator[bytes]:
+    """``canonical_json(value)`` in pieces, the same bytes once joined: objects and arrays are
+    opened one level at a time, and each leaf (a scalar, a ``Record``, a small object of scalars
+    such as a chunk reference) is encoded whole. A large manifest is written without its whole
+    text in memory (``Repository.encode_pieces``)."""
+    if _is_leaf(value) or (len(value) <= 8 and all(_is_leaf(v) for v in _children(value))):
+        yield canonical_json(value)
+    elif isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            yield canonical_json(value)  # json's own key conversion and order
+            return
+        yield b"{"
+        for index, key in enumerate(sorted(value)):
+            yield (b"," if index else b"") + canonical_json(key) + b":"
+            yield from canonical_json_pieces(value[key])
+        yield b"}"
+    else:
+        yield b"["
+        for index, item in enumerate(value):
+            if index:
+                yield b","
+            yield from canonical_json_pieces(item)
+        yield b"]"
+
+
+def _is_leaf(value: Any) -> bool:
+    return isinstance(value, Record) or not isinstance(value, (Mapping, list, tuple))
+
+
+def _children(value: Mapping[str, Any] | list[Any] | tuple[Any, ...]) -> Any:
+    return value.values() if isinstance(value, Mapping) else value
 
 
 def _jsonable(value: Any) -> Any:
+    if type(value) is Record:  # its chunks tuple is written as the list it was
+        return dict(zip(value._at, value._values, strict=True))
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, (tuple, set, frozenset)):
@@ -43,8 +181,24 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
+# one encoder for every call (json.dumps with options makes a new one each time: a manifest calls it per file)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
+
+
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _add_refs(refs: Any, found: dict[str, int], stack: list[Any]) -> None:
+    for ref in refs:
+        if isinstance(ref, Mapping) and isinstance(ref.get("id"), str):
+            size = ref.get("size")
+            found[ref["id"]] = size if isinstance(size, int) else -1
+        else:
+            stack.append(ref)
 
 
 def collect_chunk_refs(value: Any, into: dict[str, int] | None = None) -> dict[str, int]:
@@ -53,15 +207,19 @@ def collect_chunk_refs(value: Any, into: dict[str, int] | None = None) -> dict[s
     stack = [value]
     while stack:
         node = stack.pop()
-        if isinstance(node, Mapping):
+        if type(node) is Record:  # one per file: its chunks tuple read in place, its scalars skipped
+            chunks = node._at.get("chunks")
+            for index, child in enumerate(node._values):
+                if type(child) in _SCALARS:
+                    continue
+                if index == chunks and isinstance(child, tuple):
+                    _add_refs(child, found, stack)
+                elif isinstance(child, (Mapping, list, tuple)):
+                    stack.append(child)
+        elif isinstance(node, Mapping):
             for key, child in node.items():
                 if key == "chunks" and isinstance(child, (list, tuple)):
-                    for ref in child:
-                        if isinstance(ref, Mapping) and isinstance(ref.get("id"), str):
-                            size = ref.get("size")
-                            found[ref["id"]] = size if isinstance(size, int) else -1
-                        else:
-                            stack.append(ref)
+                    _add_refs(child, found, stack)
                 elif isinstance(child, (Mapping, list, tuple)):
                     stack.append(child)
         elif isinstance(node, (list, tuple)):
@@ -153,10 +311,14 @@ class Manifest:
     def to_json(self) -> bytes:
         return canonical_json(self.to_dict())
 
+    def json_pieces(self) -> Iterator[bytes]:
+        """``to_json()`` in pieces (``canonical_json_pieces``): the same bytes once joined."""
+        return canonical_json_pieces(self.to_dict())
+
     @classmethod
-    def from_json(cls, data: bytes) -> Manifest:
+    def from_json(cls, data: bytes | str, shared: SharedRecords | None = None) -> Manifest:
         try:
-            raw = json.loads(data)
+            raw = json.loads(data, object_hook=(shared or SharedRecords()).hook)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise IntegrityError(f"manifest is not valid JSON: {exc}") from exc
         if not isinstance(raw, dict):

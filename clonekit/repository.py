@@ -23,20 +23,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import zstandard
 
 from .config import StoreConfig, env_number
 from .crypto import ALGORITHM, Cipher, load_key
 from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, StoreError
-from .manifest import CHUNK_ID, Manifest
+from .manifest import CHUNK_ID, Manifest, SharedRecords
 from .memory import GIVE_BACK, share_malloc_arenas
 from .owner import Owner
 from .retry import poll
 from .store import MissingObjectError, Store, open_store
 
 log = logging.getLogger("clonekit.repository")
+T = TypeVar("T")
 
 FORMAT_VERSION = 1
 CONFIG_KEY = "config.json"
@@ -115,6 +116,29 @@ class _CompressorPool:
 
 
 _COMPRESSORS = _CompressorPool(_usable_cores())
+
+
+def _tolerantly(snapshot_id: str, read: Callable[[str], T]) -> T | UnreadableManifest | None:
+    """``read(snapshot_id)``; None when the manifest was deleted since the listing (a prune: not a
+    snapshot any more), an UnreadableManifest when it cannot be read or parsed."""
+    try:
+        return read(snapshot_id)
+    except NotFoundError:
+        return None
+    except (IntegrityError, StoreError) as exc:
+        return UnreadableManifest(snapshot_id, manifest_key(snapshot_id), exc.message)
+
+
+def _decompress_stream(payload: bytes | memoryview) -> bytes:
+    """A zstd frame that does not record its size, read in pieces: ``decompress`` would make an
+    output buffer of MAX_CHUNK_PLAIN_BYTES first. The same bound holds."""
+    out = bytearray()
+    reader = _decompressor().stream_reader(payload, read_across_frames=True)
+    while piece := reader.read(1 << 20):
+        out += piece
+        if len(out) > MAX_CHUNK_PLAIN_BYTES:
+            raise zstandard.ZstdError(f"more than {MAX_CHUNK_PLAIN_BYTES} bytes once decompressed")
+    return bytes(out)
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
@@ -243,6 +267,8 @@ class Repository:
         self._chunk_index: dict[str, int] | None = None  # id -> stored size, loaded on first write
         self._set_aside: frozenset[str] = frozenset()  # ids in bad/ when the chunk index was listed
         self._manifest_cache: dict[str, Manifest] = {}
+        self._shared = SharedRecords()  # entries and chunk references of the manifests read, held once
+        self._shared_stale = False  # a manifest left the cache: rebuild _shared at the next catalog
         self._written_here: set[str] = set()  # chunks this object uploaded itself: commit need not re-check them
 
     def __repr__(self) -> str:
@@ -322,6 +348,28 @@ class Repository:
         flags = FLAG_ZSTD
         if len(payload) >= len(plain):  # incompressible: store as is (and hold one copy less meanwhile)
             flags, payload = 0, plain
+        return self._envelope(key, flags, payload)
+
+    def encode_pieces(self, key: str, pieces: Callable[[], Iterable[bytes]]) -> bytes:
+        """``encode`` of the concatenation of what ``pieces()`` yields, without ever holding it
+        whole: the manifest of a tree of 100,000 files is 40 MB of JSON and 6 MB stored. The zstd
+        frame does not record its size (``decode`` then reads it as a stream); ``pieces`` is called
+        again only for a payload that does not compress (not a manifest in practice)."""
+        size = 0
+        with _COMPRESSORS.borrow(self.config.zstd_level) as compressor:
+            stream = compressor.compressobj()
+            parts = []
+            for piece in pieces():
+                size += len(piece)
+                parts.append(stream.compress(piece))
+            parts.append(stream.flush())
+        payload = b"".join(parts)
+        del parts
+        if len(payload) >= size:
+            return self.encode(key, b"".join(pieces()))
+        return self._envelope(key, FLAG_ZSTD, payload)
+
+    def _envelope(self, key: str, flags: int, payload: bytes) -> bytes:
         if self._cipher is not None:
             flags |= FLAG_SEALED
             payload = self._cipher.seal(payload, key.encode())
@@ -342,6 +390,8 @@ class Repository:
             raise IntegrityError(f"{key}: object is not encrypted in an encrypted store")
         if flags & FLAG_ZSTD:
             try:
+                if zstandard.frame_content_size(payload) == -1:  # written as a stream (encode_pieces)
+                    return _decompress_stream(payload)
                 return _decompressor().decompress(payload, max_output_size=MAX_CHUNK_PLAIN_BYTES)
             except zstandard.ZstdError as exc:
                 raise IntegrityError(f"{key}: cannot decompress ({exc})") from exc
@@ -524,12 +574,13 @@ class Repository:
                     hint="run the snapshot again: it stores what is missing (they vanished while this one ran)",
                 )
             key = manifest_key(manifest.id)
-            if not self.store.put_if_absent(key, self.encode(key, manifest.to_json())):
+            if not self.store.put_if_absent(key, self.encode_pieces(key, manifest.json_pieces)):
                 # Either a retried write that had in fact succeeded, or a real clash of ids.
                 if self.read_manifest(manifest.id).to_json() != manifest.to_json():
                     raise StoreError(f"snapshot {manifest.id} already exists in {self.url}")
         with self._mutex:
             self._manifest_cache[manifest.id] = manifest
+        self._shared.adopt(manifest)
         log.info("committed snapshot %s (%d chunks)", manifest.id, len(manifest.chunk_ids()))
 
     def _missing_chunks(self, ids: Sequence[str]) -> list[str]:
@@ -545,13 +596,26 @@ class Repository:
         return [cid for cid, ok in zip(ids, present, strict=True) if not ok]
 
     def read_manifest(self, snapshot_id: str) -> Manifest:
-        key = manifest_key(snapshot_id)
+        return self._parse_manifest(snapshot_id, self._fetch_manifest(snapshot_id))
+
+    def _fetch_manifest(self, snapshot_id: str) -> bytes:
         try:
-            blob = self.store.get(key)
+            return self.store.get(manifest_key(snapshot_id))
         except MissingObjectError as exc:
             raise NotFoundError(f"snapshot {snapshot_id} does not exist in {self.url}") from exc
+
+    def _parse_manifest(self, snapshot_id: str, blob: bytes) -> Manifest:
+        key = manifest_key(snapshot_id)
         try:
-            manifest = Manifest.from_json(self.decode(key, blob))
+            # Only the text is alive while it is parsed, not its bytes beside it: 40 MB each for a
+            # tree of 100,000 files (docs/benchmarks.md).
+            plain = [self.decode(key, blob)]
+            del blob
+            try:
+                text = plain.pop().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise IntegrityError(f"manifest is not valid JSON: {exc}") from exc
+            manifest = Manifest.from_json(text, self._shared)
         except IntegrityError as exc:
             message = exc.message if exc.message.startswith(key) else f"{key}: {exc.message}"
             raise IntegrityError(f"snapshot {snapshot_id} is unreadable: {message}", hint=exc.hint) from exc
@@ -596,18 +660,27 @@ class Repository:
             todo = [i for i in ids if i not in self._manifest_cache]
         unreadable: list[UnreadableManifest] = []
         if todo:
+            # Fetched in parallel (a remote store's latency), parsed one at a time: a parse holds the
+            # manifest's whole text beside the objects it makes (docs/benchmarks.md).
             with ThreadPoolExecutor(min(self.workers, len(todo)), thread_name_prefix="ck-manifest") as pool:
-                loaded = list(pool.map(self._try_read_manifest, todo))
-            with self._mutex:
-                for item in loaded:
+                for snapshot_id, fetched in zip(todo, pool.map(self._try_fetch_manifest, todo), strict=True):
+                    item = fetched if not isinstance(fetched, bytes) else self._try_parse_manifest(snapshot_id, fetched)
+                    del fetched
                     if isinstance(item, UnreadableManifest):
                         unreadable.append(item)
                     elif item is not None:
-                        self._manifest_cache[item.id] = item
+                        with self._mutex:
+                            self._manifest_cache[item.id] = item
         with self._mutex:
             present = set(ids)
-            for gone in set(self._manifest_cache) - present:
-                del self._manifest_cache[gone]
+            gone = set(self._manifest_cache) - present
+            for snapshot_id in gone:
+                del self._manifest_cache[snapshot_id]
+            if gone or self._shared_stale:  # the entries only they held are let go too
+                self._shared_stale = False
+                self._shared = SharedRecords()
+                for kept in self._manifest_cache.values():
+                    self._shared.adopt(kept)
             found = [self._manifest_cache[i] for i in ids if i in self._manifest_cache]
         if source is not None:
             found = [m for m in found if m.source == source]
@@ -615,12 +688,13 @@ class Repository:
         return Catalog(tuple(sorted(found, key=lambda m: (m.created_at, m.id))), tuple(sorted(unreadable, key=lambda u: u.id)))
 
     def _try_read_manifest(self, snapshot_id: str) -> Manifest | UnreadableManifest | None:
-        try:
-            return self.read_manifest(snapshot_id)
-        except NotFoundError:  # deleted since the listing (a prune): not a snapshot any more
-            return None
-        except (IntegrityError, StoreError) as exc:
-            return UnreadableManifest(snapshot_id, manifest_key(snapshot_id), exc.message)
+        return _tolerantly(snapshot_id, self.read_manifest)
+
+    def _try_fetch_manifest(self, snapshot_id: str) -> bytes | UnreadableManifest | None:
+        return _tolerantly(snapshot_id, self._fetch_manifest)
+
+    def _try_parse_manifest(self, snapshot_id: str, blob: bytes) -> Manifest | UnreadableManifest | None:
+        return _tolerantly(snapshot_id, lambda i: self._parse_manifest(i, blob))
 
     def latest(self, source: str | None = None) -> Manifest | None:
         """The newest snapshot (of ``source``), reading only the manifests that can be the newest:
@@ -689,7 +763,8 @@ class Repository:
     def delete_manifest(self, snapshot_id: str) -> None:
         self.store.delete(manifest_key(snapshot_id))
         with self._mutex:
-            self._manifest_cache.pop(snapshot_id, None)
+            if self._manifest_cache.pop(snapshot_id, None) is not None:
+                self._shared_stale = True
 
     def delete_chunk(self, chunk_id: str) -> None:
         self.store.delete(chunk_key(chunk_id))

@@ -95,25 +95,32 @@ def capture_files(
         storer = Storer(writer, previous)
         fresh, vanished = tree.read(to_read, storer, progress=lambda n: progress(task, advance=n))
     contents = storer.finish()
+    del listed, to_read, before
+    read_files, read_bytes, packs, known = len(fresh), sum(e.size for e in fresh.values()), storer.packs, storer.reused
+    del storer
     out_entries: list[Mapping[str, Any]] = []
     total_bytes = 0
     files = 0
-    for entry in entries:
+    # Each listed entry, read entry and content is let go once its record is made: a tree of
+    # 100,000 files never holds both forms whole (docs/benchmarks.md).
+    entries.reverse()
+    while entries:
+        entry = entries.pop()
         if entry.path in vanished or (entry.type == HARDLINK and entry.target in vanished):
             continue
         if entry.type == FILE:
             files += 1
             if entry.path in reused:  # same size, mtime, inode, ctime: same entry (ctime covers chmod/chown)
                 total_bytes += entry.size
-                out_entries.append(reused[entry.path])
+                out_entries.append(reused.pop(entry.path))
                 continue
-            entry = fresh[entry.path]  # as it was when read
+            entry = fresh.pop(entry.path)  # as it was when read
             total_bytes += entry.size
-            out_entries.append(entry_to_json(entry, contents[entry.path]))
+            out_entries.append(entry_to_json(entry, contents.pop(entry.path)))
             continue
         out_entries.append(entry_to_json(entry, None))
     log.info("%s: %d files, %d read (%d bytes), %d packs, %d contents already stored",
-             spec.path, files, len(fresh), sum(e.size for e in fresh.values()), storer.packs, storer.reused)
+             spec.path, files, read_files, read_bytes, packs, known)
     return {
         "kind": "files",
         "format": SECTION_FORMAT,
@@ -123,8 +130,8 @@ def capture_files(
         "root": root,
         "files": files,
         "bytes": total_bytes,
-        "read_files": len(fresh),
-        "read_bytes": sum(e.size for e in fresh.values()),
+        "read_files": read_files,
+        "read_bytes": read_bytes,
         "skipped": len(skipped),
         "entries": out_entries,
     }

@@ -103,11 +103,11 @@ class Storer:
     def flush(self) -> None:
         if not self.pending:
             return
-        ref = self.writer.put(bytes(self.pack)).to_json()
+        refs = (self.writer.put(bytes(self.pack)).to_json(),)  # one reference shared by the pack's files
         self.packs += 1
         with self.lock:
             for path, sha, offset in self.pending:
-                content = Content(sha, (ref,), offset)
+                content = Content(sha, refs, offset)
                 self.results[path] = content
                 self.known.setdefault(sha, content)
         self.pack = bytearray()

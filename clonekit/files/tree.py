@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import IntegrityError
+from ..manifest import Record
 
 SECTION_FORMAT = "clonekit.files/1"
 
@@ -41,7 +42,7 @@ SYMLINK = "symlink"
 HARDLINK = "hardlink"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One node of a tree, as listed (no content). ``path`` is relative, bytes, '/'-separated."""
 
@@ -60,7 +61,7 @@ class Entry:
     sparse: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Content:
     """What a file's bytes became in the store."""
 
@@ -84,14 +85,14 @@ def decode_name(item: Mapping[str, Any], key: str) -> bytes:
     raise IntegrityError(f"file entry without {key!r}: the manifest is damaged")
 
 
-def entry_to_json(entry: Entry, content: Content | None) -> dict[str, Any]:
+def entry_to_json(entry: Entry, content: Content | None) -> Record:
     out: dict[str, Any] = {"type": entry.type, "mode": entry.mode, "uid": entry.uid, "gid": entry.gid,
                            "mtime_ns": entry.mtime_ns}
     encode_name(out, "path", entry.path)
     if entry.type == FILE:
         assert content is not None
         out.update(size=entry.size, ino=entry.ino, ctime_ns=entry.ctime_ns, sha256=content.sha256,
-                   chunks=[dict(ref) for ref in content.chunks])
+                   chunks=content.chunks)  # the store's references, shared by the files of a pack
         if content.offset is not None:
             out["offset"] = content.offset
         if entry.sparse:
@@ -100,7 +101,7 @@ def entry_to_json(entry: Entry, content: Content | None) -> dict[str, Any]:
         encode_name(out, "target", entry.target)
     elif entry.type == HARDLINK:
         encode_name(out, "link", entry.target)
-    return out
+    return Record(out)  # compact: a tree's entries live from the capture to the commit
 
 
 def entry_path(item: Mapping[str, Any]) -> bytes:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from clonekit.manifest import canonical_json
 from clonekit.preview import fill_volume
 from clonekit.runtime.docker import HELPER_IMAGE, DockerEngine
 
@@ -56,7 +57,7 @@ def _captured(repo, tree: Path):
     from clonekit.files import capture_files
 
     with repo.writer() as writer:
-        return json.loads(json.dumps(capture_files(FileSource(str(tree)), writer)))
+        return json.loads(canonical_json(capture_files(FileSource(str(tree)), writer)))
 
 
 def _fill(engine: DockerEngine, name: str, repo, section, monkeypatch, mode: str) -> None:
