@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .cdc import BUFFER_BYTES, MIN_CHUNK_BYTES, ReadInto, iter_chunks
-from .tree import Content, contents_by_hash
+from .tree import Content, content_of, entries_by_hash
 
 READ_ATTEMPTS = 3
 PACK_FILE_BYTES = MIN_CHUNK_BYTES  # smaller files are packed; larger ones are chunked by content
@@ -56,7 +56,8 @@ class Storer:
     def __init__(self, writer: ChunkSink, previous: Mapping[str, Any] | None) -> None:
         self.writer = writer
         self.previous = previous
-        self._known: dict[str, Content] | None = None  # sha256 -> where that content already is
+        # sha256 -> where that content already is: a previous entry (content_of reads it) or a new pack
+        self._known: dict[str, Mapping[str, Any] | Content] | None = None
         self.results: dict[bytes, Content] = {}
         self.lock = threading.Lock()
         self.pack = bytearray()
@@ -79,7 +80,7 @@ class Storer:
         if known is not None:
             self.reused += 1
             with self.lock:
-                self.results[path] = known
+                self.results[path] = known if isinstance(known, Content) else content_of(known)
             return
         if not data:
             with self.lock:
@@ -95,9 +96,10 @@ class Storer:
             self.flush()
 
     @property
-    def known(self) -> dict[str, Content]:
+    def known(self) -> dict[str, Mapping[str, Any] | Content]:
         if self._known is None:  # built on first need: an unchanged tree never pays for it
-            self._known = {sha: c for sha, c in contents_by_hash(self.previous).items() if stored(c, self.writer)}
+            self._known = {sha: item for sha, item in entries_by_hash(self.previous).items()
+                           if stored(content_of(item), self.writer)}
         return self._known
 
     def flush(self) -> None:

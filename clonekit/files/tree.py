@@ -120,11 +120,12 @@ def content_of(item: Mapping[str, Any]) -> Content:
     return Content(item["sha256"], tuple(item.get("chunks", ())), offset if isinstance(offset, int) else None)
 
 
-def contents_by_hash(section: Mapping[str, Any] | None) -> dict[str, Content]:
-    """Where each content of the previous snapshot lives: a file moved or copied is not stored again."""
+def entries_by_hash(section: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """The previous snapshot's file entry of each content (``content_of`` says where it lives): a
+    file moved or copied is not stored again. The entries themselves, no copy: one per file."""
     if not section:
         return {}
-    return {item["sha256"]: content_of(item) for item in section.get("entries", ())
+    return {item["sha256"]: item for item in section.get("entries", ())
             if item.get("type") == FILE and isinstance(item.get("sha256"), str)}
 
 
