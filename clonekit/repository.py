@@ -33,6 +33,7 @@ from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, Sto
 from .manifest import CHUNK_ID, Manifest, SharedRecords
 from .memory import GIVE_BACK, share_malloc_arenas
 from .owner import Owner
+from .pools import ordered_map
 from .retry import poll
 from .store import MissingObjectError, Store, open_store
 
@@ -54,6 +55,7 @@ MAX_PENDING_BYTES = 48 << 20
 # Chunks read ahead by iter_chunks, in bytes (about): a window of 2 x workers chunks of uploads
 # (images: chunks of several MiB each) held 60+ MiB at once in a clone's file restore.
 READ_AHEAD_BYTES = 24 << 20
+MANIFESTS_AHEAD = 4  # manifests fetched ahead of the one being parsed: a few stored forms in memory, not all
 FIRST_GUESS_CHUNK_BYTES = 4 << 20  # before any chunk has arrived
 MAX_CHUNK_PLAIN_BYTES = 1 << 30  # refuse to decompress beyond this: guards against bombs
 LOCK_STALE_SECONDS = env_number("CLONEKIT_LOCK_STALE_SECONDS", 1800)
@@ -663,7 +665,8 @@ class Repository:
             # Fetched in parallel (a remote store's latency), parsed one at a time: a parse holds the
             # manifest's whole text beside the objects it makes (docs/benchmarks.md).
             with ThreadPoolExecutor(min(self.workers, len(todo)), thread_name_prefix="ck-manifest") as pool:
-                for snapshot_id, fetched in zip(todo, pool.map(self._try_fetch_manifest, todo), strict=True):
+                fetching = ordered_map(pool, self._try_fetch_manifest, todo, MANIFESTS_AHEAD)
+                for snapshot_id, fetched in zip(todo, fetching, strict=True):
                     item = fetched if not isinstance(fetched, bytes) else self._try_parse_manifest(snapshot_id, fetched)
                     del fetched
                     if isinstance(item, UnreadableManifest):

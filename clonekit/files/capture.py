@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 from ..config import FileSource
 from ..errors import SourceError
+from ..pools import ordered_map
 from ..progress import no_progress
 from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, ChunkSink, Storer, stored
 from .tree import (
@@ -44,10 +44,6 @@ log = logging.getLogger("clonekit.files")
 
 LOCAL_READ_WORKERS = 4
 READ_AHEAD_FILES = 64
-
-T = TypeVar("T")
-R = TypeVar("R")
-
 
 Progress = Callable[..., None]
 
@@ -149,18 +145,6 @@ class _Tree(Protocol):
     ) -> tuple[dict[bytes, Entry], set[bytes]]:
         """Store the entries' contents; return the entries as they were read, and those that vanished."""
         ...
-
-
-def ordered_map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
-    """``pool.map`` that runs at most ``window`` calls ahead of the consumer (bounded memory)."""
-    source = iter(items)
-    running: deque[Future[R]] = deque(pool.submit(fn, item) for _, item in zip(range(window), source, strict=False))
-    while running:
-        result = running.popleft().result()
-        for item in source:
-            running.append(pool.submit(fn, item))
-            break
-        yield result
 
 
 class _LocalTree:

@@ -1,0 +1,23 @@
+"""Thread-pool helpers shared by the file capture and the repository."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def ordered_map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
+    """``pool.map`` that runs at most ``window`` calls ahead of the consumer (bounded memory)."""
+    source = iter(items)
+    running: deque[Future[R]] = deque(pool.submit(fn, item) for _, item in zip(range(window), source, strict=False))
+    while running:
+        result = running.popleft().result()
+        for item in source:
+            running.append(pool.submit(fn, item))
+            break
+        yield result
