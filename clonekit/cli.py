@@ -138,7 +138,7 @@ def snapshots_cmd(c: Context, source: str | None) -> None:
     Example:
       clonekit snapshots prod
     """
-    catalog = c.project.catalog(source)
+    catalog = c.project.heads(source)
     snaps = catalog.manifests
     now = datetime.now(UTC)
     c.out.table(

@@ -11,8 +11,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import KW_ONLY, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,8 +102,7 @@ class SharedRecords:
     def hook(self, item: dict[str, Any]) -> Any:
         if len(item) == 2 and isinstance(item.get("id"), str) and isinstance(item.get("size"), int):
             return self.refs.setdefault((item["id"], item["size"]), item)
-        if (item.get("type") in ENTRY_TYPES and "mode" in item and "mtime_ns" in item and "uid" in item
-                and ("path" in item or "path_b64" in item)):
+        if _is_entry(item):
             return self.shared(Record(item))
         return item
 
@@ -123,6 +122,37 @@ class SharedRecords:
             for item in section.get("entries", ()):
                 if isinstance(item, Record):
                     self.shared(item)
+
+
+def _is_entry(item: Mapping[str, Any]) -> bool:
+    """A file tree's entry (``clonekit.files.tree``), as a manifest holds it."""
+    return (item.get("type") in ENTRY_TYPES and "mode" in item and "mtime_ns" in item and "uid" in item
+            and ("path" in item or "path_b64" in item))
+
+
+class HeadReader:
+    """``json.loads``' object hook that reads a manifest's head (``ManifestHead``): a file tree's
+    entry is let go as soon as its chunk references are taken, so a manifest of 100,000 files
+    never holds 100,000 objects. ``pairs`` is shared by the heads of one repository: a chunk
+    referenced by 30 snapshots is one ``(id, size)`` pair, and each head holds a tuple of them."""
+
+    def __init__(self, pairs: dict[tuple[str, int], tuple[str, int]] | None = None) -> None:
+        self.pairs = {} if pairs is None else pairs
+        self.found: dict[tuple[str, int], None] = {}  # this manifest's references, in order, once each
+
+    def hook(self, item: dict[str, Any]) -> Any:
+        if _is_entry(item):
+            self.take(collect_chunk_refs(item))
+            return None
+        return item
+
+    def take(self, refs: Mapping[str, int]) -> None:
+        for pair in refs.items():
+            self.found.setdefault(self.pairs.setdefault(pair, pair))
+
+    def refs(self) -> tuple[tuple[str, int], ...]:
+        """The references found, in one order whatever the order of the manifest."""
+        return tuple(sorted(self.found))
 
 
 def new_snapshot_id(source: str, at: datetime) -> str:
@@ -227,8 +257,10 @@ def collect_chunk_refs(value: Any, into: dict[str, int] | None = None) -> dict[s
     return found
 
 
-@dataclass(frozen=True)
-class Manifest:
+@dataclass(frozen=True, repr=False)
+class _Described:
+    """What users see of a snapshot, the same whether read whole (``Manifest``) or as its head."""
+
     id: str
     source: str
     project: str
@@ -236,18 +268,64 @@ class Manifest:
     tool_version: str
     rules_digest: str
     database: Mapping[str, Any] | None
-    files: tuple[Mapping[str, Any], ...]
     services: Mapping[str, Any] | None
+
+    _: KW_ONLY  # keyword-only fields with defaults: each kind adds its own fields without one
     stats: Mapping[str, int] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:
-            raise ValueError("Manifest.created_at must be timezone-aware (UTC)")
-        object.__setattr__(self, "files", tuple(self.files))
+            raise ValueError(f"{type(self).__name__}.created_at must be timezone-aware (UTC)")
 
     def __repr__(self) -> str:  # sections can be large; keep reprs short
-        return f"Manifest(id={self.id!r}, source={self.source!r}, created_at={_iso(self.created_at)!r})"
+        return f"{type(self).__name__}(id={self.id!r}, source={self.source!r}, created_at={_iso(self.created_at)!r})"
+
+    @property
+    def file_trees(self) -> int:
+        raise NotImplementedError
+
+    def summary(self) -> dict[str, Any]:
+        """What users see of a snapshot (no chunk lists): ``clonekit snapshot``/``snapshots --json``."""
+        tables = (self.database or {}).get("tables") or []
+        return {
+            "id": self.id,
+            "source": self.source,
+            "project": self.project,
+            "created_at": self.created_at.isoformat(),
+            "tool_version": self.tool_version,
+            "rules_digest": self.rules_digest,
+            "tables": len(tables),
+            "file_trees": self.file_trees,
+            "services": sorted(((self.services or {}).get("services") or {}).keys()),
+            "stats": dict(self.stats),
+            "sanitization": self.sanitization(),
+        }
+
+    def sanitization(self) -> dict[str, Any]:
+        """What sanitization did, as the manifest records it: the rule of each table it changed
+        (name and origin only), the rows those tables hold, and the strict-mode verdict."""
+        tables = (self.database or {}).get("tables") or []
+        changed = [t for t in tables if t.get("policy", "copy") != "copy"]
+        emptied = [t for t in changed if t.get("rows_policy") == "none"]
+        strict = self.stats.get("strict")
+        return {
+            "rules": {str(t.get("name")): str(t.get("policy")) for t in changed},
+            "tables_sanitized": len(changed) - len(emptied),
+            "tables_emptied": len(emptied),
+            "rows_transformed": sum(int(t.get("rows") or 0) for t in changed if t not in emptied),
+            # Strict mode refuses a snapshot with uncovered personal data: a stored one passed it.
+            "strict": "not recorded" if strict is None else "passed" if strict else "off",
+        }
+
+
+@dataclass(frozen=True, repr=False)
+class Manifest(_Described):
+    files: tuple[Mapping[str, Any], ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "files", tuple(self.files))
 
     def chunk_ids(self) -> frozenset[str]:
         return frozenset(self.chunk_refs())
@@ -275,38 +353,9 @@ class Manifest:
             "stats": dict(self.stats),
         }
 
-    def summary(self) -> dict[str, Any]:
-        """What users see of a snapshot (no chunk lists): ``clonekit snapshot``/``snapshots --json``."""
-        tables = (self.database or {}).get("tables") or []
-        return {
-            "id": self.id,
-            "source": self.source,
-            "project": self.project,
-            "created_at": self.created_at.isoformat(),
-            "tool_version": self.tool_version,
-            "rules_digest": self.rules_digest,
-            "tables": len(tables),
-            "file_trees": len(self.files),
-            "services": sorted(((self.services or {}).get("services") or {}).keys()),
-            "stats": dict(self.stats),
-            "sanitization": self.sanitization(),
-        }
-
-    def sanitization(self) -> dict[str, Any]:
-        """What sanitization did, as the manifest records it: the rule of each table it changed
-        (name and origin only), the rows those tables hold, and the strict-mode verdict."""
-        tables = (self.database or {}).get("tables") or []
-        changed = [t for t in tables if t.get("policy", "copy") != "copy"]
-        emptied = [t for t in changed if t.get("rows_policy") == "none"]
-        strict = self.stats.get("strict")
-        return {
-            "rules": {str(t.get("name")): str(t.get("policy")) for t in changed},
-            "tables_sanitized": len(changed) - len(emptied),
-            "tables_emptied": len(emptied),
-            "rows_transformed": sum(int(t.get("rows") or 0) for t in changed if t not in emptied),
-            # Strict mode refuses a snapshot with uncovered personal data: a stored one passed it.
-            "strict": "not recorded" if strict is None else "passed" if strict else "off",
-        }
+    @property
+    def file_trees(self) -> int:
+        return len(self.files)
 
     def to_json(self) -> bytes:
         return canonical_json(self.to_dict())
@@ -317,34 +366,87 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes | str, shared: SharedRecords | None = None) -> Manifest:
-        try:
-            raw = json.loads(data, object_hook=(shared or SharedRecords()).hook)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IntegrityError(f"manifest is not valid JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise IntegrityError("manifest is not a JSON object")
-        version = raw.get("format_version")
-        if not isinstance(version, int) or version < 1:
-            raise IntegrityError(f"manifest {raw.get('id')!r} has no valid format_version")
-        if version > FORMAT_VERSION:
-            raise IntegrityError(
-                f"snapshot {raw.get('id')!r} uses format {version}; this clonekit reads up to {FORMAT_VERSION}",
-                hint="upgrade clonekit",
-            )
-        try:
-            created = datetime.fromisoformat(raw["created_at"].replace("Z", "+00:00")).astimezone(UTC)
-            return cls(
-                id=raw["id"],
-                source=raw["source"],
-                project=raw.get("project", ""),
-                created_at=created,
-                tool_version=raw.get("tool_version", ""),
-                rules_digest=raw.get("rules_digest", ""),
-                database=raw.get("database"),
-                files=tuple(raw.get("files") or ()),
-                services=raw.get("services"),
-                stats=raw.get("stats") or {},
-                format_version=version,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise IntegrityError(f"manifest {raw.get('id')!r} is malformed: {exc!r}") from exc
+        raw = _load_manifest(data, (shared or SharedRecords()).hook)
+        return cls(**_described(raw, lambda: {"files": tuple(raw.get("files") or ())}))
+
+
+@dataclass(frozen=True, repr=False)
+class ManifestHead(_Described):
+    """A snapshot without its file trees' entries: what listing and retention read (``clonekit
+    snapshots``, ``prune``, the dashboard). It holds every chunk the whole manifest references, so
+    prune decides from heads alone, in memory that does not grow with the files of a snapshot
+    (docs/benchmarks.md). Restoring needs the ``Manifest``: the types keep them apart."""
+
+    trees: int  # file trees in the snapshot
+    refs: tuple[tuple[str, int], ...]  # (chunk id, plain size or -1) of the whole manifest, each once, sorted
+
+    @property
+    def file_trees(self) -> int:
+        return self.trees
+
+    def chunk_ids(self) -> frozenset[str]:
+        return frozenset(chunk_id for chunk_id, _ in self.refs)
+
+    def chunk_refs(self) -> dict[str, int]:
+        return dict(self.refs)
+
+    @classmethod
+    def of(cls, manifest: Manifest, pairs: dict[tuple[str, int], tuple[str, int]] | None = None) -> ManifestHead:
+        """The head of a manifest already read whole."""
+        reader = HeadReader(pairs)
+        reader.take(manifest.chunk_refs())
+        common = {f.name: getattr(manifest, f.name) for f in fields(_Described)}
+        return cls(**common, trees=len(manifest.files), refs=reader.refs())
+
+    @classmethod
+    def from_json(cls, data: bytes | str, pairs: dict[tuple[str, int], tuple[str, int]] | None = None) -> ManifestHead:
+        reader = HeadReader(pairs)
+        raw = _load_manifest(data, reader.hook)
+
+        def rest() -> dict[str, Any]:
+            files = tuple(raw.get("files") or ())
+            for section in (raw.get("database"), raw.get("services"), *files):  # what the entries did not hold
+                if section is not None:
+                    reader.take(collect_chunk_refs(section))
+            return {"trees": len(files), "refs": reader.refs()}
+
+        return cls(**_described(raw, rest))
+
+
+def _load_manifest(data: bytes | str, hook: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    try:
+        raw = json.loads(data, object_hook=hook)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"manifest is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise IntegrityError("manifest is not a JSON object")
+    version = raw.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise IntegrityError(f"manifest {raw.get('id')!r} has no valid format_version")
+    if version > FORMAT_VERSION:
+        raise IntegrityError(
+            f"snapshot {raw.get('id')!r} uses format {version}; this clonekit reads up to {FORMAT_VERSION}",
+            hint="upgrade clonekit",
+        )
+    return raw
+
+
+def _described(raw: dict[str, Any], rest: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A manifest's fields from its parsed JSON, ``rest()`` adding the ones of its kind; a missing
+    or mistyped field is an ``IntegrityError``."""
+    try:
+        return {
+            "id": raw["id"],
+            "source": raw["source"],
+            "project": raw.get("project", ""),
+            "created_at": datetime.fromisoformat(raw["created_at"].replace("Z", "+00:00")).astimezone(UTC),
+            "tool_version": raw.get("tool_version", ""),
+            "rules_digest": raw.get("rules_digest", ""),
+            "database": raw.get("database"),
+            "services": raw.get("services"),
+            "stats": raw.get("stats") or {},
+            "format_version": raw["format_version"],
+            **rest(),
+        }
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise IntegrityError(f"manifest {raw.get('id')!r} is malformed: {exc!r}") from exc

@@ -28,7 +28,7 @@ from .progress import ProgressFn, no_progress
 if TYPE_CHECKING:
     from .golden import GoldenResult
     from .leaks import LeakReport
-    from .manifest import Manifest
+    from .manifest import Manifest, ManifestHead
     from .preview import Preview
     from .repository import Catalog, Repository, UnreadableManifest, VerifyReport
     from .runtime.proxy import Proxy, ProxyStatus
@@ -126,11 +126,18 @@ class Project:
             self.config.source(source)
         return self.repository.manifests(source)
 
-    def catalog(self, source: str | None = None) -> Catalog:
+    def catalog(self, source: str | None = None) -> Catalog[Manifest]:
         """Like ``snapshots``, and also every unreadable manifest, named (id, key, reason)."""
         if source is not None:
             self.config.source(source)
         return self.repository.catalog(source)
+
+    def heads(self, source: str | None = None) -> Catalog[ManifestHead]:
+        """``catalog`` without the file trees' entries (``ManifestHead``): what a listing needs, in
+        memory that does not grow with the files of each snapshot."""
+        if source is not None:
+            self.config.source(source)
+        return self.repository.heads(source)
 
     def resolve(self, snapshot: str | Manifest) -> Manifest:
         """An id, a unique prefix, ``latest`` or ``SOURCE@latest`` → the manifest."""

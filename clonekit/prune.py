@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .config import Retention
-from .manifest import Manifest
+from .manifest import Manifest, ManifestHead
 from .repository import Repository, UnreadableManifest
 
 log = logging.getLogger("clonekit.prune")
@@ -87,10 +87,10 @@ class PruneResult:
         }
 
 
-def apply_retention(manifests: Sequence[Manifest], retention: Retention) -> list[SnapshotDecision]:
+def apply_retention(manifests: Sequence[Manifest | ManifestHead], retention: Retention) -> list[SnapshotDecision]:
     """Pure: which snapshots each rule keeps, per source. No rule set: keep everything."""
     no_rule = retention.keep_last is None and retention.keep_daily is None and retention.keep_weekly is None
-    by_source: dict[str, list[Manifest]] = {}
+    by_source: dict[str, list[Manifest | ManifestHead]] = {}
     for m in manifests:
         by_source.setdefault(m.source, []).append(m)
     decisions = []
@@ -109,7 +109,7 @@ def apply_retention(manifests: Sequence[Manifest], retention: Retention) -> list
     return sorted(decisions, key=lambda d: (d.created_at, d.id))
 
 
-def _keep_buckets(newest_first: list[Manifest], count: int | None, bucket_of: Any, label: str, reasons: dict[str, list[str]]) -> None:
+def _keep_buckets(newest_first: list[Manifest | ManifestHead], count: int | None, bucket_of: Any, label: str, reasons: dict[str, list[str]]) -> None:
     """Keep the newest snapshot of each of the ``count`` most recent buckets (days, weeks) that have one."""
     if not count:
         return
@@ -126,7 +126,7 @@ def _keep_buckets(newest_first: list[Manifest], count: int | None, bucket_of: An
 
 def plan_prune(repo: Repository, retention: Retention, *, now: datetime) -> PrunePlan:
     """Read-only: what prune would forget and delete at ``now``."""
-    catalog = repo.catalog()
+    catalog = repo.heads()  # retention and references need no file entries
     manifests = catalog.manifests
     decisions = apply_retention(manifests, retention)
     keep_ids = {d.id for d in decisions if d.keep}
@@ -169,7 +169,7 @@ def execute_prune(repo: Repository, plan: PrunePlan, *, workers: int | None = No
         for snapshot_id in sorted(forget):
             repo.delete_manifest(snapshot_id)
             log.info("forgot snapshot %s", snapshot_id)
-        catalog = repo.catalog()
+        catalog = repo.heads()
         still_referenced: set[str] = set()
         for m in catalog.manifests:
             still_referenced |= m.chunk_ids()

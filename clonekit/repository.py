@@ -23,14 +23,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 import zstandard
 
 from .config import StoreConfig, env_number
 from .crypto import ALGORITHM, Cipher, load_key
 from .errors import ConfigError, IntegrityError, LockedError, NotFoundError, StoreError
-from .manifest import CHUNK_ID, Manifest, SharedRecords
+from .manifest import CHUNK_ID, Manifest, ManifestHead, SharedRecords
 from .memory import GIVE_BACK, share_malloc_arenas
 from .owner import Owner
 from .pools import ordered_map
@@ -39,6 +40,7 @@ from .store import MissingObjectError, Store, open_store
 
 log = logging.getLogger("clonekit.repository")
 T = TypeVar("T")
+M = TypeVar("M", Manifest, ManifestHead)
 
 FORMAT_VERSION = 1
 CONFIG_KEY = "config.json"
@@ -120,6 +122,17 @@ class _CompressorPool:
 _COMPRESSORS = _CompressorPool(_usable_cores())
 
 
+def _catalog(found: list[M], unreadable: list[UnreadableManifest], source: str | None) -> Catalog[M]:
+    if source is not None:
+        found = [m for m in found if m.source == source]
+        unreadable = [u for u in unreadable if _id_source(u.id) in (source, None)]
+    return Catalog(tuple(sorted(found, key=lambda m: (m.created_at, m.id))), tuple(sorted(unreadable, key=lambda u: u.id)))
+
+
+def _parse_with(parse: Callable[[str, bytes], M], blob: bytes, snapshot_id: str) -> M:
+    return parse(snapshot_id, blob)
+
+
 def _tolerantly(snapshot_id: str, read: Callable[[str], T]) -> T | UnreadableManifest | None:
     """``read(snapshot_id)``; None when the manifest was deleted since the listing (a prune: not a
     snapshot any more), an UnreadableManifest when it cannot be read or parsed."""
@@ -188,10 +201,11 @@ class UnreadableManifest:
 
 
 @dataclass(frozen=True)
-class Catalog:
-    """Every manifest of the store: the readable ones (oldest first) and the unreadable ones."""
+class Catalog(Generic[M]):
+    """Every manifest of the store: the readable ones (oldest first) and the unreadable ones;
+    whole (``Repository.catalog``) or their heads (``Repository.heads``)."""
 
-    manifests: tuple[Manifest, ...]
+    manifests: tuple[M, ...]
     unreadable: tuple[UnreadableManifest, ...]
 
 
@@ -269,6 +283,9 @@ class Repository:
         self._chunk_index: dict[str, int] | None = None  # id -> stored size, loaded on first write
         self._set_aside: frozenset[str] = frozenset()  # ids in bad/ when the chunk index was listed
         self._manifest_cache: dict[str, Manifest] = {}
+        self._head_cache: dict[str, ManifestHead] = {}  # heads of manifests not read whole
+        self._head_pairs: dict[tuple[str, int], tuple[str, int]] = {}  # the heads' chunk references, each once
+        self._pairs_stale = False  # a head left the cache: rebuild _head_pairs at the next heads()
         self._shared = SharedRecords()  # entries and chunk references of the manifests read, held once
         self._shared_stale = False  # a manifest left the cache: rebuild _shared at the next catalog
         self._written_here: set[str] = set()  # chunks this object uploaded itself: commit need not re-check them
@@ -607,6 +624,12 @@ class Repository:
             raise NotFoundError(f"snapshot {snapshot_id} does not exist in {self.url}") from exc
 
     def _parse_manifest(self, snapshot_id: str, blob: bytes) -> Manifest:
+        return self._parse(snapshot_id, blob, lambda text: Manifest.from_json(text, self._shared))
+
+    def _parse_head(self, snapshot_id: str, blob: bytes) -> ManifestHead:
+        return self._parse(snapshot_id, blob, lambda text: ManifestHead.from_json(text, self._head_pairs))
+
+    def _parse(self, snapshot_id: str, blob: bytes, parse: Callable[[str], M]) -> M:
         key = manifest_key(snapshot_id)
         try:
             # Only the text is alive while it is parsed, not its bytes beside it: 40 MB each for a
@@ -617,7 +640,7 @@ class Repository:
                 text = plain.pop().decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise IntegrityError(f"manifest is not valid JSON: {exc}") from exc
-            manifest = Manifest.from_json(text, self._shared)
+            manifest = parse(text)
         except IntegrityError as exc:
             message = exc.message if exc.message.startswith(key) else f"{key}: {exc.message}"
             raise IntegrityError(f"snapshot {snapshot_id} is unreadable: {message}", hint=exc.hint) from exc
@@ -654,50 +677,79 @@ class Repository:
             log.warning("snapshot %s is unreadable (%s): %s", bad.id, bad.key, bad.reason)
         return list(catalog.manifests)
 
-    def catalog(self, source: str | None = None) -> Catalog:
+    def catalog(self, source: str | None = None) -> Catalog[Manifest]:
         """Every committed snapshot: the readable ones oldest first (optionally of one source), and
         every unreadable manifest with its key and the reason (of ``source`` when its id says so)."""
         ids = self.snapshot_ids()
         with self._mutex:
             todo = [i for i in ids if i not in self._manifest_cache]
-        unreadable: list[UnreadableManifest] = []
-        if todo:
-            # Fetched in parallel (a remote store's latency), parsed one at a time: a parse holds the
-            # manifest's whole text beside the objects it makes (docs/benchmarks.md).
-            with ThreadPoolExecutor(min(self.workers, len(todo)), thread_name_prefix="ck-manifest") as pool:
-                fetching = ordered_map(pool, self._try_fetch_manifest, todo, MANIFESTS_AHEAD)
-                for snapshot_id, fetched in zip(todo, fetching, strict=True):
-                    item = fetched if not isinstance(fetched, bytes) else self._try_parse_manifest(snapshot_id, fetched)
-                    del fetched
-                    if isinstance(item, UnreadableManifest):
-                        unreadable.append(item)
-                    elif item is not None:
-                        with self._mutex:
-                            self._manifest_cache[item.id] = item
+        unreadable = self._read_each(todo, self._parse_manifest, self._manifest_cache)
         with self._mutex:
-            present = set(ids)
-            gone = set(self._manifest_cache) - present
-            for snapshot_id in gone:
-                del self._manifest_cache[snapshot_id]
-            if gone or self._shared_stale:  # the entries only they held are let go too
+            self._forget_gone(set(ids))
+            if self._shared_stale:  # the entries only forgotten manifests held are let go too
                 self._shared_stale = False
                 self._shared = SharedRecords()
                 for kept in self._manifest_cache.values():
                     self._shared.adopt(kept)
             found = [self._manifest_cache[i] for i in ids if i in self._manifest_cache]
-        if source is not None:
-            found = [m for m in found if m.source == source]
-            unreadable = [u for u in unreadable if _id_source(u.id) in (source, None)]
-        return Catalog(tuple(sorted(found, key=lambda m: (m.created_at, m.id))), tuple(sorted(unreadable, key=lambda u: u.id)))
+        return _catalog(found, unreadable, source)
+
+    def heads(self, source: str | None = None) -> Catalog[ManifestHead]:
+        """``catalog`` without the file trees' entries: each manifest is read as its head
+        (``ManifestHead``), one at a time, so listing and pruning 30 snapshots of 100,000 files
+        hold their chunk references, not their 3 million entries (docs/benchmarks.md)."""
+        ids = self.snapshot_ids()
+        with self._mutex:
+            for snapshot_id, whole in self._manifest_cache.items():  # already read: its head is at hand
+                if snapshot_id not in self._head_cache:
+                    self._head_cache[snapshot_id] = ManifestHead.of(whole, self._head_pairs)
+            todo = [i for i in ids if i not in self._head_cache]
+        unreadable = self._read_each(todo, self._parse_head, self._head_cache)
+        with self._mutex:
+            self._forget_gone(set(ids))
+            if self._pairs_stale:  # the references only forgotten heads held are let go too
+                self._pairs_stale = False
+                pairs: dict[tuple[str, int], tuple[str, int]] = {}
+                for head in self._head_cache.values():
+                    pairs.update((pair, pair) for pair in head.refs)
+                self._head_pairs = pairs
+            found = [self._head_cache[i] for i in ids if i in self._head_cache]
+        return _catalog(found, unreadable, source)
+
+    def _read_each(self, todo: list[str], parse: Callable[[str, bytes], M], into: dict[str, M]) -> list[UnreadableManifest]:
+        """Fetch the manifests ``todo`` in parallel (a remote store's latency) and parse them one at
+        a time (a parse holds the manifest's whole text beside what it makes) into ``into``."""
+        unreadable: list[UnreadableManifest] = []
+        if not todo:
+            return unreadable
+        with ThreadPoolExecutor(min(self.workers, len(todo)), thread_name_prefix="ck-manifest") as pool:
+            fetching = ordered_map(pool, self._try_fetch_manifest, todo, MANIFESTS_AHEAD)
+            for snapshot_id, fetched in zip(todo, fetching, strict=True):
+                item = fetched if not isinstance(fetched, bytes) else _tolerantly(snapshot_id, partial(_parse_with, parse, fetched))
+                del fetched
+                if isinstance(item, UnreadableManifest):
+                    unreadable.append(item)
+                elif item is not None:
+                    with self._mutex:
+                        into[item.id] = item
+        return unreadable
+
+    def _forget_gone(self, present: set[str]) -> None:
+        """Let go of the cached manifests and heads no longer in the store (under ``_mutex``)."""
+        for snapshot_id in (set(self._manifest_cache) | set(self._head_cache)) - present:
+            self._forget_cached(snapshot_id)
+
+    def _forget_cached(self, snapshot_id: str) -> None:
+        if self._manifest_cache.pop(snapshot_id, None) is not None:
+            self._shared_stale = True
+        if self._head_cache.pop(snapshot_id, None) is not None:
+            self._pairs_stale = True
 
     def _try_read_manifest(self, snapshot_id: str) -> Manifest | UnreadableManifest | None:
         return _tolerantly(snapshot_id, self.read_manifest)
 
     def _try_fetch_manifest(self, snapshot_id: str) -> bytes | UnreadableManifest | None:
         return _tolerantly(snapshot_id, self._fetch_manifest)
-
-    def _try_parse_manifest(self, snapshot_id: str, blob: bytes) -> Manifest | UnreadableManifest | None:
-        return _tolerantly(snapshot_id, lambda i: self._parse_manifest(i, blob))
 
     def latest(self, source: str | None = None) -> Manifest | None:
         """The newest snapshot (of ``source``), reading only the manifests that can be the newest:
@@ -743,7 +795,7 @@ class Repository:
                 return newest
             if source is None:
                 raise NotFoundError(f"no snapshots in the store {self.url}", hint="take one with `clonekit snapshot SOURCE`")
-            sources = sorted({m.source for m in self.manifests()})
+            sources = sorted({m.source for m in self.heads().manifests})
             known = ", ".join(sources) if sources else "none yet"
             raise NotFoundError(
                 f"no snapshot of source {source!r} in the store (sources with snapshots: {known})",
@@ -766,8 +818,7 @@ class Repository:
     def delete_manifest(self, snapshot_id: str) -> None:
         self.store.delete(manifest_key(snapshot_id))
         with self._mutex:
-            if self._manifest_cache.pop(snapshot_id, None) is not None:
-                self._shared_stale = True
+            self._forget_cached(snapshot_id)
 
     def delete_chunk(self, chunk_id: str) -> None:
         self.store.delete(chunk_key(chunk_id))

@@ -191,7 +191,7 @@ def create_app(project: Project, credentials: Credentials, *, secure_cookies: bo
         source = request.query_params.get("source") or (names[0] if names else "")
         if source not in names:
             raise HTTPException(404, f"no source named {source!r}")
-        catalog = project.catalog(source) if _has_store(project) else None
+        catalog = project.heads(source) if _has_store(project) else None
         manifests = catalog.manifests if catalog else []
         verified = project.verifications()
         rows = []
@@ -215,7 +215,7 @@ def create_app(project: Project, credentials: Credentials, *, secure_cookies: bo
 
     def api_snapshots(request: Request) -> Response:
         source = request.query_params.get("source") or None
-        return JSONResponse(to_jsonable([m.summary() for m in project.catalog(source).manifests]))
+        return JSONResponse(to_jsonable([m.summary() for m in project.heads(source).manifests]))
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -267,7 +267,7 @@ def _has_store(project: Project) -> bool:
 
 def _catalog(project: Project) -> list[Any]:
     """Every readable manifest, oldest first; none before the first snapshot made the store."""
-    return list(project.catalog().manifests) if _has_store(project) else []
+    return list(project.heads().manifests) if _has_store(project) else []
 
 
 def _job_json(jobs: Jobs, name: str) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
 
-from ..manifest import Manifest
+from ..manifest import Manifest, ManifestHead
 from ..output import human_bytes, human_duration
 
 CHART_POINTS = 60
@@ -24,7 +24,7 @@ class Point:
     label: str  # the snapshot id
 
 
-def chart_points(manifests: Sequence[Manifest]) -> list[Point]:
+def chart_points(manifests: Sequence[Manifest | ManifestHead]) -> list[Point]:
     """The last CHART_POINTS manifests (oldest first) as points; missing stats count as 0."""
     return [Point(m.created_at, int(m.stats.get("seconds") or 0), int(m.stats.get("new_bytes") or 0), m.id)
             for m in list(manifests)[-CHART_POINTS:]]
