@@ -33,7 +33,7 @@ def _entry(i: int, chunks: list[dict[str, Any]]) -> dict[str, Any]:
             "path": f"2024/photo-{i}.jpg", "size": 2_000 + i, "sha256": f"{i:064x}", "chunks": chunks}
 
 
-def _random_manifest(rng: random.Random, snapshot_id: str, files: int) -> Manifest:
+def _random_manifest(rng: random.Random, snapshot_id: str, files: int, *, later: bool = True) -> Manifest:
     """References everywhere a manifest may hold them: file entries (one pack shared by many,
     some files with several chunks, some with none), a section's own list, nested deeper in a
     section of a later version, the database's tables and the services."""
@@ -41,8 +41,13 @@ def _random_manifest(rng: random.Random, snapshot_id: str, files: int) -> Manife
     entries: list[dict[str, Any]] = [{"type": "dir", "mode": 0o40755, "uid": 0, "gid": 0, "mtime_ns": 1, "path": "2024"}]
     for i in range(files):
         roll = rng.random()
-        chunks = [pack] if roll < 0.6 else [_ref(rng) for _ in range(rng.randrange(0, 4))]
-        entries.append(_entry(i, chunks))
+        chunks: list[Any] = [pack] if roll < 0.6 else [_ref(rng) for _ in range(rng.randrange(0, 4))]
+        entry = _entry(i, chunks)
+        if later and roll > 0.9:  # what a later version may write: references nested in an entry, a size missing
+            chunks.append([_ref(rng), {"chunks": [_ref(rng)]}])
+            entry["xattrs"] = {"user.big": {"chunks": [_ref(rng), {"id": f"f{i:063x}"}]}}
+            entry["streams"] = [{"chunks": [_ref(rng)]}, 3]
+        entries.append(entry)
     sections = ({"kind": "files", "path": "/srv/uploads", "entries": entries, "chunks": [_ref(rng)]},
                 {"kind": "later", "deeper": [{"x": {"chunks": [_ref(rng)]}}], "entries": []})
     database = {"tables": [{"name": f"t{i}", "policy": rng.choice(["copy", "sanitized", "empty"]),
@@ -81,7 +86,7 @@ def test_a_bad_manifest_is_as_unreadable_as_a_head():
 def test_a_head_holds_none_of_the_entries_even_while_it_is_read():
     """20,000 files: read whole, their entries take ~12 MB, and ~26 MB as the dicts json.loads
     makes; a head lets each go as it is read, and keeps its references only."""
-    manifest = _random_manifest(random.Random(5), "prod-20261203-010000-aaaa", 20_000)
+    manifest = _random_manifest(random.Random(5), "prod-20261203-010000-aaaa", 20_000, later=False)
     data = manifest.to_json().decode()  # as the repository gives it (its bytes let go)
     tracemalloc.start()
     try:
