@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import KW_ONLY, dataclass, field, fields
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from .errors import IntegrityError
@@ -347,6 +348,10 @@ class Manifest(_Described):
 
     def chunk_refs(self) -> dict[str, int]:
         """id -> plain size (-1 when a reference carries no size) of every chunk referenced."""
+        return dict(self._refs)
+
+    @cached_property
+    def _refs(self) -> dict[str, int]:  # a walk of every entry: 0.9 s for 100,000 files, once
         found: dict[str, int] = {}
         for section in (self.database, self.services, *self.files):
             if section is not None:

@@ -16,6 +16,7 @@ holds a torn file.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -42,8 +43,15 @@ from .tree import (
 
 log = logging.getLogger("clonekit.files")
 
-LOCAL_READ_WORKERS = 4
-READ_AHEAD_FILES = 64
+# Files read at once. More threads overlap a cold disk's waits, but each read's system calls hand
+# the GIL over: 100,000 thumbnails in the page cache took 12-15 s with 1, 14-17 s with 2, 18-20 s
+# with 4; from a cold cache 34, 22-26 and 28-35 s (docs/benchmarks.md, 2026-12-03).
+LOCAL_READ_WORKERS = 2
+# Small files are read in groups (one task each): at most BATCH_FILES files or BATCH_BYTES bytes,
+# READ_AHEAD_BATCHES groups ahead of the packing; at most about 16 MiB of file data waiting.
+BATCH_FILES = 64
+BATCH_BYTES = 2 * 1024 * 1024
+READ_AHEAD_BATCHES = 8
 
 Progress = Callable[..., None]
 
@@ -201,19 +209,56 @@ class _LocalTree:
                 hint="run the snapshot again when the file is quiet, or exclude it",
             )
 
+        def batch(group: list[Entry]) -> list[tuple[Entry, bytes | None, str] | None]:
+            """Read a few files in one task, each small file's SHA-256 taken here: a task and a
+            hand-over per file cost more than a thumbnail's read (docs/benchmarks.md)."""
+            out: list[tuple[Entry, bytes | None, str] | None] = []
+            for entry in group:
+                result = one(entry)
+                if result is not None and result[1] is not None:
+                    out.append((result[0], result[1], hashlib.sha256(result[1]).hexdigest()))
+                else:
+                    out.append(None if result is None else (result[0], None, ""))
+            return out
+
         fresh_entries: dict[bytes, Entry] = {}
         vanished: set[bytes] = set()
         with ThreadPoolExecutor(LOCAL_READ_WORKERS, thread_name_prefix="ck-files") as pool:
-            for entry, result in zip(entries, ordered_map(pool, one, entries, READ_AHEAD_FILES), strict=True):
-                if result is None:
-                    vanished.add(entry.path)
-                    continue
-                fresh, data = result
-                if data is not None:
-                    storer.small(entry.path, data)  # packs fill in path order: same input, same packs
-                fresh_entries[entry.path] = fresh
-                progress(fresh.size)
+            groups = _batches(entries)
+            for group, results in zip(groups, ordered_map(pool, batch, groups, READ_AHEAD_BATCHES), strict=True):
+                for entry, result in zip(group, results, strict=True):
+                    if result is None:
+                        vanished.add(entry.path)
+                        continue
+                    fresh, data, sha = result
+                    if data is not None:
+                        storer.small(entry.path, data, sha)  # packs fill in path order: same input, same packs
+                    fresh_entries[entry.path] = fresh
+                    progress(fresh.size)
         return fresh_entries, vanished
+
+
+def _batches(entries: list[Entry]) -> list[list[Entry]]:
+    """``entries`` in order, in groups of small files of at most BATCH_FILES files and BATCH_BYTES
+    bytes; a large file (read in pieces, not held) is a group of its own."""
+    groups: list[list[Entry]] = []
+    current: list[Entry] = []
+    size = 0
+    for entry in entries:
+        if entry.size >= PACK_FILE_BYTES:
+            if current:
+                groups.append(current)
+                current, size = [], 0
+            groups.append([entry])
+            continue
+        if current and (len(current) >= BATCH_FILES or size + entry.size > BATCH_BYTES):
+            groups.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry.size
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _show(root: str, path: bytes) -> str:

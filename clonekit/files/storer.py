@@ -71,11 +71,12 @@ class Storer:
         for _ in range(LARGE_FILE_READERS):
             self._buffers.put(None)
 
-    def small(self, path: bytes, data: bytes) -> None:
+    def small(self, path: bytes, data: bytes, sha: str = "") -> None:
+        """Pack ``data`` (``sha``: its SHA-256 in hex when the caller took it, in a reader thread)."""
         if len(data) >= PACK_FILE_BYTES:  # grew since it was listed
             self.large(path, _BytesReader(data).readinto)
             return
-        sha = hashlib.sha256(data).hexdigest()
+        sha = sha or hashlib.sha256(data).hexdigest()
         known = self.known.get(sha)
         if known is not None:
             self.reused += 1

@@ -49,3 +49,20 @@ def test_moved_and_copied_files_are_not_stored_again(repo, tmp_path, describe_tr
     assert stats.plain_bytes == 5000  # only one twin went to the store
     restore_files(repo, second, tmp_path / "out")
     assert describe_tree(root) == describe_tree(tmp_path / "out")
+
+
+def test_files_are_read_in_bounded_groups_in_their_order():
+    from clonekit.files.capture import BATCH_BYTES, BATCH_FILES, _batches
+    from clonekit.files.storer import PACK_FILE_BYTES
+    from clonekit.files.tree import FILE, Entry
+
+    sizes = [10] * (BATCH_FILES + 3) + [PACK_FILE_BYTES] + [PACK_FILE_BYTES - 1] * 9 + [0, PACK_FILE_BYTES * 3, 5]
+    entries = [Entry(f"f{i:04d}".encode(), FILE, 0o644, 0, 0, 0, size=size) for i, size in enumerate(sizes)]
+    groups = _batches(entries)
+    assert [e for g in groups for e in g] == entries  # every file once, in path order: the same packs
+    for group in groups:
+        if any(e.size >= PACK_FILE_BYTES for e in group):
+            assert len(group) == 1  # a large file is read in pieces by itself
+        else:
+            assert len(group) <= BATCH_FILES and (len(group) == 1 or sum(e.size for e in group) <= BATCH_BYTES)
+    assert [len(g) for g in groups[:2]] == [BATCH_FILES, 3]
