@@ -176,20 +176,14 @@ class _LocalTree:
     def read(
         self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]
     ) -> tuple[dict[bytes, Entry], set[bytes]]:
-        from .local import CountingReader, FileChanged, read_local
-
-        def consume_small(reader: CountingReader) -> bytes:
-            parts = []
-            while piece := reader.read(PACK_FILE_BYTES):
-                parts.append(piece)
-            return b"".join(parts)
+        from .local import FileChanged, read_local, read_small
 
         def one(entry: Entry) -> tuple[Entry, bytes | None] | None:
             small = entry.size < PACK_FILE_BYTES
             for attempt in range(1, READ_ATTEMPTS + 1):
                 try:
                     if small:
-                        fresh, data = read_local(self.root, entry, consume_small)
+                        fresh, data = read_small(self.root, entry)
                     else:
                         fresh, _ = read_local(self.root, entry, lambda reader: storer.large(entry.path, reader.readinto))
                         data = None

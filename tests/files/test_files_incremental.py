@@ -50,13 +50,18 @@ def _change_one_percent(root: Path) -> int:
 class _ReadSpy:
     def __init__(self, monkeypatch) -> None:
         self.paths: list[bytes] = []
-        original = local_module.read_local
+        original, original_small = local_module.read_local, local_module.read_small
 
         def spy(root, entry, consume):
             self.paths.append(entry.path)
             return original(root, entry, consume)
 
+        def spy_small(root, entry):
+            self.paths.append(entry.path)
+            return original_small(root, entry)
+
         monkeypatch.setattr(local_module, "read_local", spy)
+        monkeypatch.setattr(local_module, "read_small", spy_small)
 
 
 def test_local_second_capture_reads_nothing_unchanged(repo, tmp_path, monkeypatch, describe_tree):
@@ -152,14 +157,25 @@ def _mutate_while_reading(monkeypatch, over_ssh: bool, target: Path, times: int)
             return original_read(root, entry, consume_then_touch)
 
         monkeypatch.setattr(local_module, "read_local", read_local)
+        # a small file is read whole by one os.read: the writer appends right after it
+        original_os_read = os.read
+
+        def os_read(fd, size):
+            data = original_os_read(fd, size)
+            if os.readlink(f"/proc/self/fd/{fd}") == str(target):
+                touch()
+            return data
+
+        monkeypatch.setattr(local_module.os, "read", os_read)
 
 
-def test_local_file_changed_while_read_is_read_again(repo, tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("size", [100_000, 3_000_000], ids=["small", "large"])
+def test_local_file_changed_while_read_is_read_again(repo, tmp_path, monkeypatch, caplog, size):
     caplog.set_level(logging.WARNING, "clonekit.files")
     root = tmp_path / "src"
     root.mkdir()
     target = root / "log.bin"
-    original = os.urandom(100_000)
+    original = os.urandom(size)
     target.write_bytes(original)
     (root / "other").write_bytes(b"quiet")
     _mutate_while_reading(monkeypatch, False, target, times=1)
@@ -214,11 +230,12 @@ def test_remote_file_changed_during_tar_is_never_stored_torn(repo, tmp_path, mon
         assert restored == original
 
 
-def test_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypatch):
+@pytest.mark.parametrize("size", [9, 3_000_000], ids=["small", "large"])
+def test_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypatch, size):
     root = tmp_path / "src"
     root.mkdir()
     target = root / "busy.db"
-    target.write_bytes(b"version 1")
+    target.write_bytes(b"v" * size)
     _mutate_while_reading(monkeypatch, False, target, times=100)
     with pytest.raises(SourceError, match="kept changing") as info:
         capture(repo, root)

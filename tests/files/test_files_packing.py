@@ -66,3 +66,20 @@ def test_files_are_read_in_bounded_groups_in_their_order():
         else:
             assert len(group) <= BATCH_FILES and (len(group) == 1 or sum(e.size for e in group) <= BATCH_BYTES)
     assert [len(g) for g in groups[:2]] == [BATCH_FILES, 3]
+
+
+def test_short_reads_of_small_files_are_read_to_their_end(repo, tmp_path, monkeypatch, describe_tree):
+    """A network file system may return fewer bytes than asked before the end of a file."""
+    from clonekit.files import local
+
+    root = tmp_path / "nfs"
+    root.mkdir()
+    for i in range(40):
+        (root / f"f{i}").write_bytes(os.urandom(i * 997))
+    original = os.read
+    monkeypatch.setattr(local.os, "read", lambda fd, size: original(fd, min(size, 333)))
+    section, _ = capture(repo, root)
+    monkeypatch.undo()
+    assert section["read_files"] == 40
+    restore_files(repo, section, tmp_path / "out")
+    assert describe_tree(root) == describe_tree(tmp_path / "out")
