@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import __version__
 from .config import Config, Source
-from .manifest import Manifest, collect_chunk_refs, new_snapshot_id
+from .manifest import Manifest, new_snapshot_id
 from .memory import give_back_free_memory
 from .progress import ProgressFn, no_progress
 from .repository import Repository
@@ -110,8 +110,7 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
             files=tuple(files),
             services=services,
             stats={
-                # Logical size: every distinct chunk the snapshot references, re-read or reused.
-                "plain_bytes": sum(collect_chunk_refs([database, files]).values()),
+                "plain_bytes": 0,  # set below
                 "read_bytes": stats.plain_bytes,
                 "stored_bytes": stats.stored_bytes,
                 "chunks": stats.chunks,
@@ -121,6 +120,9 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
                 "strict": int(config.sanitize.strict),  # 1: strict mode's scan passed (it refuses otherwise)
             },
         )
+        # Logical size: every distinct chunk the snapshot references, re-read or reused (a walk of
+        # every entry, which the commit reuses).
+        manifest = manifest.with_stats(plain_bytes=sum(manifest.chunk_refs().values()))
         # Still under the shared lock: a prune cannot slip in between upload and commit.
         repo.commit(manifest)
     log.info("snapshot %s of %s committed", manifest.id, source.name)

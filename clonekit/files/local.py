@@ -113,16 +113,7 @@ def read_small(root: str, entry: Entry) -> tuple[Entry, bytes]:
         after = os.fstat(fd)
     finally:
         os.close(fd)
-    if (
-        got != before.st_size
-        or after.st_size != before.st_size
-        or after.st_mtime_ns != before.st_mtime_ns
-        or after.st_ctime_ns != before.st_ctime_ns
-    ):
-        raise FileChanged(os.fsdecode(path))
-    fresh = entry_from_stat(entry.path, before)
-    assert fresh is not None
-    return fresh, parts[0] if len(parts) == 1 else b"".join(parts)
+    return _unchanged_entry(entry, path, before, after, got), parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def read_local(root: str, entry: Entry, consume: Callable[[CountingReader], Any]) -> tuple[Entry, Any]:
@@ -141,8 +132,13 @@ def read_local(root: str, entry: Entry, consume: Callable[[CountingReader], Any]
         counted = CountingReader(handle)
         result = consume(counted)
         after = os.fstat(fd)
+    return _unchanged_entry(entry, path, before, after, counted.total), result
+
+
+def _unchanged_entry(entry: Entry, path: bytes, before: os.stat_result, after: os.stat_result, got: int) -> Entry:
+    """The entry as the file was read: ``FileChanged`` unless its size, times and the bytes read agree."""
     if (
-        counted.total != before.st_size
+        got != before.st_size
         or after.st_size != before.st_size
         or after.st_mtime_ns != before.st_mtime_ns
         or after.st_ctime_ns != before.st_ctime_ns
@@ -150,7 +146,7 @@ def read_local(root: str, entry: Entry, consume: Callable[[CountingReader], Any]
         raise FileChanged(os.fsdecode(path))
     fresh = entry_from_stat(entry.path, before)
     assert fresh is not None
-    return fresh, result
+    return fresh
 
 
 class CountingReader:

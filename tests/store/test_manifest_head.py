@@ -142,3 +142,14 @@ def test_heads_list_the_store_like_the_catalog_and_prune_reads_no_entry(tmp_path
     fresh.delete_manifest(ids[0])
     assert [h.id for h in fresh.heads().manifests] == ids[1:]
     assert (other["id"], other["size"]) not in fresh._head_pairs  # let go with the forgotten head
+
+
+def test_with_stats_sets_stats_and_keeps_the_references_walked_once():
+    manifest = _random_manifest(random.Random(7), "prod-20261203-010000-aaaa", 30)
+    refs = manifest.chunk_refs()
+    counted = manifest.with_stats(plain_bytes=sum(refs.values()))
+    assert counted.stats == {**manifest.stats, "plain_bytes": sum(refs.values())}
+    assert list(counted.stats) == list(manifest.stats)  # the key keeps its place
+    assert counted.chunk_refs() == refs and counted.files == manifest.files and counted.id == manifest.id
+    assert counted.__dict__["_refs"] is manifest.__dict__["_refs"]  # not walked again
+    assert make_manifest(snapshot_id="prod-20261203-010000-bbbb", at=AT).with_stats(a=1).chunk_refs() == {}
