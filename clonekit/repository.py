@@ -283,7 +283,7 @@ class Repository:
         self._chunk_index: dict[str, int] | None = None  # id -> stored size, loaded on first write
         self._set_aside: frozenset[str] = frozenset()  # ids in bad/ when the chunk index was listed
         self._manifest_cache: dict[str, Manifest] = {}
-        self._head_cache: dict[str, ManifestHead] = {}  # heads of manifests not read whole
+        self._head_cache: dict[str, ManifestHead] = {}  # heads read, or made from the manifests read whole
         self._head_pairs: dict[tuple[str, int], tuple[str, int]] = {}  # the heads' chunk references, each once
         self._pairs_stale = False  # a head left the cache: rebuild _head_pairs at the next heads()
         self._shared = SharedRecords()  # entries and chunk references of the manifests read, held once
