@@ -30,7 +30,7 @@ class Timing:
         return f"{self.name}: {self.seconds:.2f} s, CPU {self.cpu_seconds:.2f} s, peak RSS {self.peak_rss_bytes / 2**20:.0f} MiB"
 
 
-def _proc_rss_bytes(pid: int, field: str = "VmRSS:") -> int:
+def proc_rss_bytes(pid: int, field: str = "VmRSS:") -> int:
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
@@ -46,13 +46,13 @@ class _RssSampler:
 
     def __init__(self, pid: int, interval: float = 0.01, field: str = "VmRSS:") -> None:
         self.pid, self.interval, self.field = pid, interval, field
-        self.peak = _proc_rss_bytes(pid, field)
+        self.peak = proc_rss_bytes(pid, field)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, _proc_rss_bytes(self.pid, self.field))
+            self.peak = max(self.peak, proc_rss_bytes(self.pid, self.field))
 
     def __enter__(self) -> _RssSampler:
         self._thread.start()
@@ -61,7 +61,7 @@ class _RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _proc_rss_bytes(self.pid, self.field))
+        self.peak = max(self.peak, proc_rss_bytes(self.pid, self.field))
 
 
 def time_function(name: str, fn: Callable[[], Any]) -> Timing:

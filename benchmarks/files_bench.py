@@ -13,6 +13,7 @@ Needs the services (sshd on 2222) from ./scripts/services.sh; the tree is genera
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -23,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Timing, time_command, time_function
+from benchmarks.common import Timing, proc_rss_bytes, time_command, time_function
 from benchmarks.uploads_tree import change_files, generate
 from clonekit.config import FileSource, SshTarget, StoreConfig
 from clonekit.files import capture_files, restore_files
+from clonekit.memory import give_back_free_memory
 from clonekit.repository import Repository
 from clonekit.transport.ssh import SshSession
 
@@ -59,9 +61,15 @@ def _capture(repo: Repository, root: Path, *, ssh: Any = None, previous: Any = N
 
 CPU: dict[str, float] = {}  # name -> CPU seconds of the last measurement (ours: all our threads; tools: children)
 PEAK: dict[str, int] = {}  # name -> peak RSS of this process during each clonekit phase (the run's peak is their max)
+BASE: dict[str, int] = {}  # name -> RSS of this process when that phase started (the earlier phases' results included)
 
 
 def _ours(name: str, fn: Any) -> Timing:
+    # Each phase is a command of its own for a user (snapshot, clone): what an earlier phase left
+    # in malloc's arenas is handed back first, as snapshot does between its phases (memory.py).
+    gc.collect()
+    give_back_free_memory()
+    BASE[name] = max(BASE.get(name, 0), proc_rss_bytes(os.getpid()))
     started = time.process_time()
     timing = time_function(name, fn)
     CPU[name] = time.process_time() - started
@@ -207,10 +215,10 @@ def main() -> None:
                  f"{restic1 / 2**20:.0f} MiB; bytes changed {first['changed']['bytes'] / 2**20:.1f} MiB; "
                  f"files re-read {first['reread']}")
     lines.append(f"restored trees identical to the source: {all(p['exact'] for p in passes)}")
-    # one process runs every phase in turn, so a phase's peak includes what the ones before left
-    # resident (Python and glibc keep freed memory for reuse)
-    lines.append("peak RSS of this process during each clonekit phase: "
-                 + ", ".join(f"{name} {peak / 2**20:.0f} MiB" for name, peak in PEAK.items()))
+    # One process runs every phase in turn and keeps each one's result (a section of every file):
+    # a phase's peak includes them. What it started from is printed beside it.
+    lines.append("peak RSS of this process during each clonekit phase (resident when it started): "
+                 + ", ".join(f"{name} {peak / 2**20:.0f} MiB ({BASE[name] / 2**20:.0f})" for name, peak in PEAK.items()))
     for line in lines:
         print(line, flush=True)
     if args.json:

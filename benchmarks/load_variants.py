@@ -6,7 +6,8 @@ Captures the database once with the ``drupal`` preset into a local store, then p
 variant (alternated): a fresh ``clonekit/mariadb:10.11`` container, ``bulk_load`` around
 ``restore_database`` as the cold path does, and prints the seconds before, during and after the
 load, the server's CPU (the container's cgroup) and this process's CPU and peak RSS. Variants:
-``data`` (LOAD DATA) and ``bind`` (prepared INSERTs) set ``CLONEKIT_LOAD``'s switch.
+``data`` (LOAD DATA) and ``bind`` (prepared INSERTs) set ``CLONEKIT_LOAD``'s switch; ``data+bulk``
+and ``bind+bulk`` also turn ``unique_checks`` off in the load's sessions (the setting before 2026-12-03).
 Needs ./scripts/services.sh up and the dataset (``benchmarks.drupal_dataset``, as ``clone_bench`` builds it).
 """
 
@@ -30,6 +31,7 @@ from clonekit.db.target import bulk_load, wait_for_database
 from clonekit.repository import Repository
 
 IMAGE = "clonekit/mariadb:10.11"
+SESSION_SQL = restore_module.SESSION_SQL
 
 
 def _container_cpu(container_id: str) -> float:
@@ -45,7 +47,10 @@ def _container_cpu(container_id: str) -> float:
 
 
 def _restore_once(repo: Repository, section: dict, variant: str) -> str:
-    restore_module.LOAD_MODE = variant
+    mode, _, extra = variant.partition("+")
+    restore_module.LOAD_MODE = mode
+    # "+bulk": unique_checks off as well, as before 2026-12-03 (MariaDB's bulk insert into an empty table)
+    restore_module.SESSION_SQL = SESSION_SQL + (("SET SESSION unique_checks = 0",) if extra == "bulk" else ())
     name, password = f"ck-loadvar-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     container = subprocess.run(
         ["docker", "run", "-d", "--name", name, "-e", f"MARIADB_ROOT_PASSWORD={password}", "-e", "MARIADB_DATABASE=site",
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", default="ck_bench_clone_top", help="the source database (the dataset)")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--variants", default="data,bind", help="comma-separated: data, bind")
+    parser.add_argument("--variants", default="data,bind", help="comma-separated: data, bind, data+bulk, bind+bulk")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ck-loadvar-", dir="/var/tmp") as tmp:
         repo = Repository.open(StoreConfig(url=str(Path(tmp) / "store")))

@@ -49,10 +49,13 @@ LOAD_GROUP_BYTES = 64 << 20  # plain bytes per load (one LOAD DATA statement, or
 BIND_BATCH_BYTES = 1 << 20
 BIND_PACKET_MAX = 8 << 20  # bytes of values per statement, and at most half the server's max_allowed_packet
 LOAD_MODE = os.environ.get("CLONEKIT_LOAD", "auto")  # auto | bind | data
-SESSION_SQL = (
+SESSION_SQL: tuple[str, ...] = (
     "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+    # unique_checks stays on. With it and foreign_key_checks both off, MariaDB 10.6+ loads an empty
+    # table as one table-locked bulk insert, which cost its server more: a LOAD DATA restore took
+    # 3-16 s less server CPU (of 43-69 s) with it on, in each of 4 alternated pairs
+    # (docs/benchmarks.md). The secondary indexes it would spare are not there yet.
     "SET SESSION foreign_key_checks = 0",
-    "SET SESSION unique_checks = 0",
     # LOAD DATA LOCAL waits for chunks fetched from the store: a slow S3 read must not time out the load.
     "SET SESSION net_read_timeout = 3600",
 )
