@@ -60,8 +60,9 @@ def _capture(repo: Repository, root: Path, *, ssh: Any = None, previous: Any = N
 
 
 CPU: dict[str, float] = {}  # name -> CPU seconds of the last measurement (ours: all our threads; tools: children)
-PEAK: dict[str, int] = {}  # name -> peak RSS of this process during each clonekit phase (the run's peak is their max)
-BASE: dict[str, int] = {}  # name -> RSS of this process when that phase started (the earlier phases' results included)
+# name -> (RSS of this process when that clonekit phase started: the earlier phases' results
+# included; its peak RSS during the phase), the highest of each over repeats
+MEMORY: dict[str, tuple[int, int]] = {}
 
 
 def _ours(name: str, fn: Any) -> Timing:
@@ -69,11 +70,12 @@ def _ours(name: str, fn: Any) -> Timing:
     # in malloc's arenas is handed back first, as snapshot does between its phases (memory.py).
     gc.collect()
     give_back_free_memory()
-    BASE[name] = max(BASE.get(name, 0), proc_rss_bytes(os.getpid()))
+    resident = proc_rss_bytes(os.getpid())
     started = time.process_time()
     timing = time_function(name, fn)
     CPU[name] = time.process_time() - started
-    PEAK[name] = max(PEAK.get(name, 0), timing.peak_rss_bytes)
+    before = MEMORY.get(name, (0, 0))
+    MEMORY[name] = (max(before[0], resident), max(before[1], timing.peak_rss_bytes))
     return timing
 
 
@@ -218,7 +220,8 @@ def main() -> None:
     # One process runs every phase in turn and keeps each one's result (a section of every file):
     # a phase's peak includes them. What it started from is printed beside it.
     lines.append("peak RSS of this process during each clonekit phase (resident when it started): "
-                 + ", ".join(f"{name} {peak / 2**20:.0f} MiB ({BASE[name] / 2**20:.0f})" for name, peak in PEAK.items()))
+                 + ", ".join(f"{name} {peak / 2**20:.0f} MiB ({resident / 2**20:.0f})"
+                             for name, (resident, peak) in MEMORY.items()))
     for line in lines:
         print(line, flush=True)
     if args.json:

@@ -26,6 +26,8 @@ from typing import Any
 
 import pymysql
 
+from benchmarks.common import proc_rss_bytes
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SAMPLE_SECONDS = 0.1
 
@@ -42,14 +44,7 @@ def _stat(pid: int, thread: int | None = None) -> tuple[int, float] | None:
 
 
 def _peak_rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return proc_rss_bytes(pid, "VmHWM:")
 
 
 def server_pid(endpoint: Any) -> int | None:

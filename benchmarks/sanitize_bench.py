@@ -3,6 +3,7 @@
     python3 -m benchmarks.sanitize_bench                  # transform throughput (no server needed)
     python3 -m benchmarks.sanitize_bench --capture 0.2    # + capture overhead on the Drupal dataset
     python3 -m benchmarks.sanitize_bench --pairs 3 --database ck_bench_sanitize_top  # A/B pairs only
+    python3 -m benchmarks.sanitize_bench --repeated 2000 5000 --rows 100000  # caches on repeated inputs
 
 1. Transform throughput: realistic Drupal rows (benchmarks.drupal_dataset's generators) through
    the compiled transforms of ``build_planner(drupal).plan(...)``: rows/s per table. Each run
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -23,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -75,12 +77,47 @@ def drupal_config() -> SanitizeConfig:
     return SanitizeConfig(preset="drupal", secret_env=SECRET_ENV, strict=True)
 
 
-def transform_throughput(rows_per_table: int, repeat: int) -> list[tuple[str, int, float, float]]:
+class RepeatedVocabulary(dd.Vocabulary):
+    """The dataset's pools, with people and client addresses drawn from ``people`` and ``addresses``
+    of them, as in a production site's logs and comments (the same visitor, the same commenter's
+    e-mail, thousands of times), where the generator's own rows are unique per row."""
+
+    def __init__(self, rng: random.Random, people: int, addresses: int) -> None:
+        super().__init__(rng)
+        self.people = people
+        self._persons: dict[int, tuple[str, str, str]] = {}
+        self._addresses = [dd.Vocabulary.ip(self) for _ in range(addresses)]
+
+    def person(self, i: int) -> tuple[str, str, str]:
+        key = i % self.people
+        if key not in self._persons:
+            self._persons[key] = super().person(key)
+        return self._persons[key]
+
+    def ip(self) -> str:
+        return self.rng.choice(self._addresses)
+
+
+@contextlib.contextmanager
+def _without_caches() -> Iterator[None]:
+    """Plan with the per-column caches of repeated inputs turned off (actions._memo, the PHP keys')."""
+    from clonekit.sanitize import actions
+
+    saved = actions._memo, actions.CACHE_ENTRIES
+    actions._memo, actions.CACHE_ENTRIES = (lambda fn: fn), 0
+    try:
+        yield
+    finally:
+        actions._memo, actions.CACHE_ENTRIES = saved
+
+
+def transform_throughput(rows_per_table: int, repeat: int, vocabulary: dd.Vocabulary | None = None,
+                         *, cached: bool = True) -> list[tuple[str, int, float, float]]:
     """(table, rows, seconds, MB of values) per table whose drupal-preset policy has a transform."""
     from clonekit.sanitize import build_planner
 
     tables = [table_from_ddl(name, dd.DDL[name]) for name in dd.TABLE_NAMES]
-    vocabulary = dd.Vocabulary(random.Random(dd.SEED))
+    vocabulary = vocabulary or dd.Vocabulary(random.Random(dd.SEED))
     results = []
     for table in tables:
         planned = build_planner(drupal_config()).plan(tables)[table.name]
@@ -90,7 +127,8 @@ def transform_throughput(rows_per_table: int, repeat: int) -> list[tuple[str, in
         size = sum(len(v) for row in rows for v in row if isinstance(v, (str, bytes))) / 1e6
         best = float("inf")
         for _ in range(repeat):
-            transform = build_planner(drupal_config()).plan(tables)[table.name].transform  # cold caches
+            with contextlib.nullcontext() if cached else _without_caches():
+                transform = build_planner(drupal_config()).plan(tables)[table.name].transform  # cold caches
             assert transform is not None
             started = time.perf_counter()
             for row in rows:
@@ -98,6 +136,20 @@ def transform_throughput(rows_per_table: int, repeat: int) -> list[tuple[str, in
             best = min(best, time.perf_counter() - started)
         results.append((table.name, len(rows), best, size))
     return results
+
+
+def repeated_inputs(rows_per_table: int, repeat: int, people: int, addresses: int) -> None:
+    """Throughput on rows whose people and addresses repeat, with the caches on and off, alternated."""
+    def run(cached: bool) -> dict[str, float]:
+        vocabulary = RepeatedVocabulary(random.Random(dd.SEED), people, addresses)  # the same rows each time
+        return {name: rows / seconds
+                for name, rows, seconds, _ in transform_throughput(rows_per_table, repeat, vocabulary, cached=cached)}
+
+    off, on = run(False), run(True)
+    print(f"repeated inputs ({people:,} people, {addresses:,} addresses over {rows_per_table:,} rows per table), "
+          f"rows/s best of {repeat}, caches off / on:")
+    for name in on:
+        print(f"  {name:26} {off[name]:>10,.0f}  {on[name]:>10,.0f}  x{on[name] / off[name]:.2f}")
 
 
 def _typed(row: tuple) -> tuple:
@@ -333,7 +385,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", choices=sorted(ONE_LABELS),
                         help="one capture of --database in this process (no-rules, preset, or typed: the sanitizing "
                              "path with transforms that change nothing); prints a JSON line")
+    parser.add_argument("--repeated", type=int, nargs=2, metavar=("PEOPLE", "ADDRESSES"),
+                        help="only the throughput on rows whose people and client addresses come from these many "
+                             "(production logs repeat them), with the per-column caches off and on")
     args = parser.parse_args(argv)
+    if args.repeated:
+        repeated_inputs(args.rows, args.repeat, *args.repeated)
+        return 0
     if args.one or args.pairs:
         if not args.database:
             parser.error("--pairs needs --database (a dataset generated by an earlier --capture run)")

@@ -62,6 +62,15 @@ class Record(Mapping[str, Any]):
         value = self._values[self._at[key]]
         return list(value) if key == "chunks" and isinstance(value, tuple) else value
 
+    def get(self, key: str, default: Any = None) -> Any:
+        # Mapping.get goes through __getitem__ and a KeyError: a nightly snapshot asks each of
+        # 100,000 previous entries for six values (unchanged files) at half the cost this way.
+        index = self._at.get(key)
+        if index is None:
+            return default
+        value = self._values[index]
+        return list(value) if key == "chunks" and isinstance(value, tuple) else value
+
     def __contains__(self, key: object) -> bool:
         return key in self._at
 

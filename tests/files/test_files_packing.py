@@ -83,3 +83,20 @@ def test_short_reads_of_small_files_are_read_to_their_end(repo, tmp_path, monkey
     assert section["read_files"] == 40
     restore_files(repo, section, tmp_path / "out")
     assert describe_tree(root) == describe_tree(tmp_path / "out")
+
+
+def test_moved_files_whose_old_pack_is_gone_are_stored_again(repo, tmp_path, describe_tree):
+    root = tmp_path / "uploads"
+    root.mkdir()
+    photo = os.urandom(40_000)
+    (root / "photo.jpg").write_bytes(photo)
+    first, _ = capture(repo, root)
+    for chunk_id in collect_chunk_refs(first):  # deleted by hand or by a lifecycle rule
+        repo.delete_chunk(chunk_id)
+    os.rename(root / "photo.jpg", root / "moved.jpg")
+    (root / "copy.jpg").write_bytes(photo)
+    second, stats = capture(repo, root, previous=first)
+    assert second["read_files"] == 2
+    assert stats.plain_bytes == len(photo)  # stored again, once for both paths
+    restore_files(repo, second, tmp_path / "out")
+    assert describe_tree(root) == describe_tree(tmp_path / "out")

@@ -45,6 +45,8 @@ def test_a_record_reads_and_compares_as_its_dict():
     assert list(record) == list(item) and len(record) == len(item)
     assert record["chunks"] == [PACK] and isinstance(record["chunks"], list)
     assert record.get("nope") is None and "offset" in record and "nope" not in record
+    assert all(record.get(key) == item.get(key) for key in (*item, "nope"))
+    assert record.get("nope", 5) == 5 and isinstance(record.get("chunks"), list)
     assert pickle.loads(pickle.dumps(record)) == item
     assert canonical_json(record) == canonical_json(item)
     assert Record(item) != Record(_entry(8)) and Record(item) != _entry(7)
