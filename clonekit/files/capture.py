@@ -27,14 +27,13 @@ from ..config import FileSource
 from ..errors import SourceError
 from ..pools import ordered_map
 from ..progress import no_progress
-from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, ChunkSink, Storer, stored
+from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, ChunkSink, Storer, refs_stored
 from .tree import (
     FILE,
     HARDLINK,
     SECTION_FORMAT,
     Entry,
     Excluder,
-    content_of,
     entry_to_json,
     link_hardlinks,
     previous_files,
@@ -86,7 +85,7 @@ def capture_files(
             old = before.get(entry.path)
             if unchanged(entry, old):
                 assert old is not None
-                if stored(content_of(old), writer):
+                if refs_stored(old["chunks"], writer):  # a list: unchanged() checked it
                     reused[entry.path] = old
                     continue
                 healed += 1  # its stored copy is gone or was set aside as corrupt: read it again

@@ -146,7 +146,7 @@ def _unchanged_entry(entry: Entry, path: bytes, before: os.stat_result, after: o
         raise FileChanged(os.fsdecode(path))
     fresh = entry_from_stat(entry.path, before)
     assert fresh is not None
-    return fresh
+    return entry if fresh == entry else fresh  # the listed one when alike: a tree's entries are not held twice
 
 
 class CountingReader:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from .cdc import BUFFER_BYTES, MIN_CHUNK_BYTES, ReadInto, iter_chunks
@@ -31,7 +31,12 @@ class ChunkSink(Protocol):
 def stored(content: Content, writer: ChunkSink) -> bool:
     """Every chunk of ``content`` is in the store: it may be referenced again without reading the file.
     A chunk deleted by hand, by a lifecycle rule or set aside as corrupt (bad/) is not."""
-    return all(isinstance(ref, Mapping) and writer.has(str(ref.get("id"))) for ref in content.chunks)
+    return refs_stored(content.chunks, writer)
+
+
+def refs_stored(refs: Iterable[Any], writer: ChunkSink) -> bool:
+    """``stored`` of an entry's ``chunks`` as they are: no ``Content`` made for each of 100,000 entries."""
+    return all(isinstance(ref, Mapping) and writer.has(str(ref.get("id"))) for ref in refs)
 
 
 def store_content(readinto: ReadInto, writer: ChunkSink, buffer: bytearray | None = None) -> tuple[Content, int]:
