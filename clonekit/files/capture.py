@@ -34,9 +34,11 @@ from .tree import (
     SECTION_FORMAT,
     Entry,
     Excluder,
+    Listed,
+    PreviousFiles,
+    Reuse,
     entry_to_json,
     link_hardlinks,
-    previous_files,
     unchanged,
 )
 
@@ -72,33 +74,42 @@ def capture_files(
         tree: _Tree = RemoteTree(ssh, spec.path, excluded)
     else:
         tree = _LocalTree(spec.path, excluded)
+    before = PreviousFiles(previous)
+    healed: set[bytes] = set()  # asked twice for some files (listing, then here): counted once
+
+    def reuse(entry: Entry) -> Mapping[str, Any] | None:
+        """The previous snapshot's entry of a file with the same size, mtime, inode and ctime (ctime
+        covers chmod/chown) whose chunks the store still holds; None: read it."""
+        old = before.get(entry.path)
+        if not unchanged(entry, old):
+            return None
+        assert old is not None
+        if refs_stored(old["chunks"], writer):  # a list: unchanged() checked it
+            return old
+        healed.add(entry.path)  # its stored copy is gone or was set aside as corrupt: read it again
+        return None
+
     with tree:
-        root, listed, skipped = tree.scan()
+        root, listed, skipped = tree.scan(reuse)
         entries = link_hardlinks(listed)
-        before = previous_files(previous)
-        reused: dict[bytes, Mapping[str, Any]] = {}  # path -> the previous snapshot's entry, kept as is
+        del listed
         to_read: list[Entry] = []
-        healed = 0
-        for entry in entries:
-            if entry.type != FILE:
-                continue
-            old = before.get(entry.path)
-            if unchanged(entry, old):
-                assert old is not None
-                if refs_stored(old["chunks"], writer):  # a list: unchanged() checked it
-                    reused[entry.path] = old
-                    continue
-                healed += 1  # its stored copy is gone or was set aside as corrupt: read it again
-            to_read.append(entry)
+        for index, entry in enumerate(entries):
+            if isinstance(entry, Entry) and entry.type == FILE:
+                old = reuse(entry)  # a listing that did not ask (SSH), or the first path of a hard link
+                if old is None:
+                    to_read.append(entry)
+                else:
+                    entries[index] = old
         if healed:
             log.warning("%s: %d unchanged file(s) read again: chunks of the previous snapshot are missing "
-                        "from the store or were set aside as corrupt", spec.path, healed)
+                        "from the store or were set aside as corrupt", spec.path, len(healed))
         task = f"files {spec.path}"
         progress(task, total=sum(e.size for e in to_read))
         storer = Storer(writer, previous)
         fresh, vanished = tree.read(to_read, storer, progress=lambda n: progress(task, advance=n))
     contents = storer.finish()
-    del listed, to_read, before
+    del to_read
     read_files, read_bytes, packs, known = len(fresh), sum(e.size for e in fresh.values()), storer.packs, storer.reused
     del storer
     out_entries: list[Mapping[str, Any]] = []
@@ -109,14 +120,15 @@ def capture_files(
     entries.reverse()
     while entries:
         entry = entries.pop()
+        if not isinstance(entry, Entry):  # the previous snapshot's, unchanged
+            files += 1
+            total_bytes += entry["size"]
+            out_entries.append(entry)
+            continue
         if entry.path in vanished or (entry.type == HARDLINK and entry.target in vanished):
             continue
         if entry.type == FILE:
             files += 1
-            if entry.path in reused:  # same size, mtime, inode, ctime: same entry (ctime covers chmod/chown)
-                total_bytes += entry.size
-                out_entries.append(reused.pop(entry.path))
-                continue
             entry = fresh.pop(entry.path)  # as it was when read
             total_bytes += entry.size
             out_entries.append(entry_to_json(entry, contents.pop(entry.path)))
@@ -145,7 +157,10 @@ class _Tree(Protocol):
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
 
-    def scan(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]: ...
+    def scan(self, reuse: Reuse) -> tuple[dict[str, Any], list[Listed], list[bytes]]:
+        """The root's attributes, its entries in any order (``reuse`` may stand for unchanged
+        files), and the special files skipped."""
+        ...
 
     def read(
         self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]
@@ -165,11 +180,11 @@ class _LocalTree:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         return None
 
-    def scan(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]:
+    def scan(self, reuse: Reuse) -> tuple[dict[str, Any], list[Listed], list[bytes]]:
         from .local import list_local, root_attributes
 
         root = root_attributes(self.root)
-        entries, skipped = list_local(self.root, self.excluded)
+        entries, skipped = list_local(self.root, self.excluded, reuse)
         return root, entries, skipped
 
     def read(

@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import SourceError
 from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, Storer
 from .tarstream import REGULAR, TarReader
-from .tree import DIR, FILE, SYMLINK, Entry, Excluder, join
+from .tree import DIR, FILE, SYMLINK, Entry, Excluder, Listed, Reuse, join
 
 log = logging.getLogger("clonekit.files")
 
@@ -134,7 +134,8 @@ class RemoteTree:
         output = self.ssh.run(["find", "-H", self.root, "-printf", FIND_FORMAT])
         return self._filter(parse_listing(output), warn=False)
 
-    def scan(self) -> tuple[dict[str, Any], list[Entry], list[bytes]]:
+    def scan(self, reuse: Reuse | None = None) -> tuple[dict[str, Any], list[Listed], list[bytes]]:
+        """``reuse`` is not asked here: the listing's text is the larger part of its memory."""
         argv = ["sh", "-c", LIST_THEN_TAR, "sh", self.root, FIND_FORMAT, *TAR_OPTIONS]
         self._output = self._stack.enter_context(
             self.ssh.stream(argv, stdin=self._send_names(), ok_status=(0, 1))
@@ -149,7 +150,8 @@ class RemoteTree:
         root, entries, skipped = self._filter(parse_listing(listing), warn=True)
         if root is None:
             raise SourceError(f"the files path {self.root} on {self.ssh.target} is not a folder")
-        return root, entries, skipped
+        listed: list[Listed] = list(entries)
+        return root, listed, skipped
 
     def read(
         self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]

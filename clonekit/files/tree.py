@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,11 +108,22 @@ def entry_path(item: Mapping[str, Any]) -> bytes:
     return decode_name(item, "path")
 
 
-def previous_files(section: Mapping[str, Any] | None) -> dict[bytes, Mapping[str, Any]]:
-    """File entries of the previous snapshot's section for the same path, by path."""
-    if not section:
-        return {}
-    return {entry_path(item): item for item in section.get("entries", ()) if item.get("type") == FILE}
+class PreviousFiles:
+    """File entries of the previous snapshot's section for the same path, found by path. Keyed by
+    each entry's own name string (the raw bytes for a name stored in base64): 100,000 names are
+    not copied to be looked up (docs/benchmarks.md)."""
+
+    def __init__(self, section: Mapping[str, Any] | None) -> None:
+        self._by_name: dict[str | bytes, Mapping[str, Any]] = {}
+        for item in (section or {}).get("entries", ()):
+            if item.get("type") == FILE:
+                self._by_name[item["path"] if "path" in item else decode_name(item, "path")] = item
+
+    def get(self, path: bytes) -> Mapping[str, Any] | None:
+        try:
+            return self._by_name.get(path.decode("utf-8"))  # stored as this string (encode_name)
+        except UnicodeDecodeError:
+            return self._by_name.get(path)
 
 
 def content_of(item: Mapping[str, Any]) -> Content:
@@ -152,14 +163,35 @@ class Excluder:
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.patterns)
 
 
-def link_hardlinks(entries: Iterable[Entry]) -> list[Entry]:
+# What a listing holds: an entry as listed, or, for a file unchanged since the previous snapshot,
+# that snapshot's entry itself (``Reuse``), which is all the capture needs of it.
+Listed = Entry | Mapping[str, Any]
+Reuse = Callable[[Entry], Mapping[str, Any] | None]
+
+
+def listed_path(item: Listed) -> bytes:
+    return item.path if isinstance(item, Entry) else entry_path(item)
+
+
+def order_key(path: bytes) -> list[bytes]:
+    """The manifest's order of entries: by path components, so a folder's entries follow it."""
+    return path.split(b"/")
+
+
+def in_order(entries: Sequence[Listed]) -> bool:
+    return all(order_key(listed_path(entries[i - 1])) < order_key(listed_path(entries[i]))
+               for i in range(1, len(entries)))
+
+
+def link_hardlinks(entries: list[Listed]) -> list[Listed]:
     """The first path (in sorted order) of each multiply-linked inode keeps the content; the
-    others become ``hardlink`` entries pointing to it. Sorted by path, parents first."""
-    ordered = sorted(entries, key=lambda e: e.path.split(b"/"))
+    others become ``hardlink`` entries pointing to it. Sorted by path, parents first (a listing
+    already in that order is not sorted again: a sort by key holds every key at once)."""
+    ordered = entries if in_order(entries) else sorted(entries, key=lambda e: order_key(listed_path(e)))
     first: dict[tuple[int, int], bytes] = {}
-    out: list[Entry] = []
+    out: list[Listed] = []
     for entry in ordered:
-        if entry.type == FILE and entry.nlink > 1:
+        if isinstance(entry, Entry) and entry.type == FILE and entry.nlink > 1:
             key = (entry.dev, entry.ino)
             if key in first:
                 entry = Entry(path=entry.path, type=HARDLINK, mode=entry.mode, uid=entry.uid, gid=entry.gid,

@@ -262,3 +262,32 @@ def test_remote_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypat
     with SshSession.connect(ssh_target) as ssh, pytest.raises(SourceError, match="kept changing") as info:
         capture(repo, root, ssh=ssh)
     assert "busy.db" in str(info.value)
+
+
+def test_an_awkward_tree_captured_again_reads_nothing_and_lists_in_the_manifest_order(repo, awkward_tree, monkeypatch):
+    from clonekit.files.local import list_local
+    from clonekit.files.tree import Excluder, in_order, link_hardlinks
+
+    listed = list_local(str(awkward_tree), Excluder([]))[0]
+    assert in_order(listed) and link_hardlinks(listed) == link_hardlinks(listed[::-1])
+    first, _ = capture(repo, awkward_tree)
+    spy = _ReadSpy(monkeypatch)
+    again, _ = capture(repo, awkward_tree, previous=first)
+    assert spy.paths == [] and again["read_files"] == 0  # names that are not UTF-8 found too
+    assert again["entries"] == first["entries"]
+
+
+def test_unchanged_files_whose_chunks_are_gone_are_read_again_and_counted_once(repo, tmp_path, caplog):
+    from clonekit.manifest import collect_chunk_refs
+
+    root = tmp_path / "uploads"
+    root.mkdir()
+    for i in range(3):
+        (root / f"thumb-{i}.jpg").write_bytes(os.urandom(2000 + i))
+    first, _ = capture(repo, root)
+    for chunk_id in collect_chunk_refs(first):
+        repo.delete_chunk(chunk_id)
+    with caplog.at_level(logging.WARNING, logger="clonekit.files"):
+        again, stats = capture(repo, root, previous=first)
+    assert again["read_files"] == 3 and stats.new_chunks == 1
+    assert "3 unchanged file(s) read again" in caplog.text
