@@ -46,19 +46,41 @@ def parse_time_ns(text: bytes) -> int:
     return int(seconds + (fraction + b"000000000")[:9])  # one int(): this runs twice per listed file
 
 
-def parse_listing(output: bytes) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
-    """Records of find's output → (root attributes, entries, skipped special files)."""
-    fields = output.split(b"\0")
-    if fields and fields[-1] == b"":
-        fields.pop()
+# find's output is split this much at a time: 100,000 files split at once were 1.3 million strings
+# (about 60 MB) beside their entries.
+LISTING_BLOCK_BYTES = 1 << 20
+
+
+def listing_records(output: bytes) -> Iterator[list[bytes]]:
+    """find's records (one field per FIELDS), a block of the output at a time."""
     width = len(FIELDS)
-    if len(fields) % width:
-        raise SourceError("the remote file listing is truncated or garbled (find -printf)")
+    at, block = 0, LISTING_BLOCK_BYTES
+    while at < len(output):
+        end = min(len(output), at + block)
+        fields = output[at:end].split(b"\0")
+        cut = fields.pop()  # after the last NUL: a field cut by the block's end, or b"" at the output's end
+        records = len(fields) // width
+        if end == len(output) and (cut or len(fields) % width):
+            raise SourceError("the remote file listing is truncated or garbled (find -printf)")
+        if not records:
+            if end == len(output):
+                raise SourceError("the remote file listing is truncated or garbled (find -printf)")
+            block *= 2  # one record longer than a block (names of thousands of bytes)
+            continue
+        for i in range(records):
+            yield fields[i * width : (i + 1) * width]
+        at += sum(len(field) + 1 for field in fields[: records * width])
+
+
+def parse_listing(
+    output: bytes, keep: Callable[[Entry], Listed | None] | None = None
+) -> tuple[dict[str, Any] | None, list[Listed], list[bytes]]:
+    """Records of find's output → (root attributes, entries, skipped special files). ``keep``
+    says what to hold of each entry as it is parsed: itself, what stands for it, or None (left out)."""
     root = None
-    entries: list[Entry] = []
+    entries: list[Listed] = []
     skipped: list[bytes] = []
-    for i in range(0, len(fields), width):
-        kind, mode, uid, gid, size, mtime, ctime, ino, nlink, dev, blocks, path, target = fields[i : i + width]
+    for kind, mode, uid, gid, size, mtime, ctime, ino, nlink, dev, blocks, path, target in listing_records(output):
         if path == b"":
             if kind != b"d":
                 continue  # the root is not a folder: scan() says so
@@ -69,12 +91,15 @@ def parse_listing(output: bytes) -> tuple[dict[str, Any] | None, list[Entry], li
             skipped.append(path)
             continue
         file_size = int(size) if mapped == FILE else 0
-        entries.append(Entry(
+        entry = Entry(
             path=path, type=mapped, mode=int(mode, 8), uid=int(uid), gid=int(gid), mtime_ns=parse_time_ns(mtime),
             size=file_size, ino=int(ino), dev=int(dev), nlink=int(nlink), ctime_ns=parse_time_ns(ctime),
             target=target if mapped == SYMLINK else b"",
             sparse=mapped == FILE and file_size > 0 and int(blocks) * 512 < file_size,
-        ))
+        )
+        held = entry if keep is None else keep(entry)
+        if held is not None:
+            entries.append(held)
     return root, entries, skipped
 
 
@@ -111,31 +136,35 @@ class RemoteTree:
         while (piece := self._names.get()) is not None:
             yield piece
 
-    def _filter(
-        self, parsed: tuple[dict[str, Any] | None, list[Entry], list[bytes]], *, warn: bool
-    ) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
-        root, entries, skipped = parsed
+    def _parse(
+        self, output: bytes, *, warn: bool, reuse: Reuse | None = None
+    ) -> tuple[dict[str, Any] | None, list[Listed], list[bytes]]:
+        """``parse_listing`` without what is excluded; ``reuse`` may stand for unchanged files
+        (``list_local``'s)."""
         excluded_dirs: set[bytes] = set()
-        out = []
-        for entry in entries:  # find lists a folder before what it holds
+
+        def keep(entry: Entry) -> Listed | None:
             if entry.path.rpartition(b"/")[0] in excluded_dirs or self.excluded(entry.path):
-                if entry.type == DIR:
+                if entry.type == DIR:  # find lists a folder before what it holds
                     excluded_dirs.add(entry.path)
-                continue
-            out.append(entry)
+                return None
+            if reuse is not None and entry.type == FILE and entry.nlink == 1:
+                return reuse(entry) or entry
+            return entry
+
+        root, entries, skipped = parse_listing(output, keep)
         special = [p for p in skipped if not (self.excluded(p) or p.rpartition(b"/")[0] in excluded_dirs)]
         for path in special if warn else ():
             log.warning("skipping special file %s on %s (sockets, FIFOs and devices are not copied)",
                         os.fsdecode(join(os.fsencode(self.root), path)), self.ssh.target)
-        return root, out, special
+        return root, entries, special
 
-    def _listing(self) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
+    def _listing(self) -> list[Entry]:
         """A fresh listing on its own (used only when something changed during the capture)."""
         output = self.ssh.run(["find", "-H", self.root, "-printf", FIND_FORMAT])
-        return self._filter(parse_listing(output), warn=False)
+        return [entry for entry in self._parse(output, warn=False)[1] if isinstance(entry, Entry)]
 
     def scan(self, reuse: Reuse | None = None) -> tuple[dict[str, Any], list[Listed], list[bytes]]:
-        """``reuse`` is not asked here: the listing's text is the larger part of its memory."""
         argv = ["sh", "-c", LIST_THEN_TAR, "sh", self.root, FIND_FORMAT, *TAR_OPTIONS]
         self._output = self._stack.enter_context(
             self.ssh.stream(argv, stdin=self._send_names(), ok_status=(0, 1))
@@ -147,11 +176,10 @@ class RemoteTree:
                 self._stack.close()
             raise SourceError(f"listing {self.root} on {self.ssh.target} ended early")
         listing, self._leftover = found
-        root, entries, skipped = self._filter(parse_listing(listing), warn=True)
+        root, entries, skipped = self._parse(listing, warn=True, reuse=reuse)
         if root is None:
             raise SourceError(f"the files path {self.root} on {self.ssh.target} is not a folder")
-        listed: list[Listed] = list(entries)
-        return root, listed, skipped
+        return root, entries, skipped
 
     def read(
         self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]
@@ -171,8 +199,7 @@ class RemoteTree:
                 wanted = {}
                 break
             # Something moved (tar status 1, a missing member or a header unlike the listing): list again.
-            _, now, _ = self._listing()
-            current = {entry.path: entry for entry in now if entry.type == FILE}
+            current = {entry.path: entry for entry in self._listing() if entry.type == FILE}
             changed: dict[bytes, Entry] = {}
             for path, entry in wanted.items():
                 fresh = current.get(path)

@@ -50,3 +50,21 @@ def test_sentinel_only_counts_at_a_record_start():
 
 def test_no_sentinel_means_the_listing_failed():
     assert _read_until_sentinel(io.BufferedReader(_Trickle(_record(b"d", b"")))) is None
+
+
+def test_a_listing_parsed_a_block_at_a_time_is_the_same_and_garbled_ends_are_refused(monkeypatch):
+    import pytest
+
+    import clonekit.files.remote as remote
+    from clonekit.errors import SourceError
+
+    listing = _record(b"d", b"") + b"".join(_record(b"f", b"dir/file-%d" % i) for i in range(50))
+    listing += _record(b"f", b"long-" + b"n" * 300)  # longer than a whole block below
+    whole = parse_listing(listing)
+    for block in (7, 64, 200):
+        monkeypatch.setattr(remote, "LISTING_BLOCK_BYTES", block)
+        assert parse_listing(listing) == whole
+        for garbled in (listing[:-1], listing + b"f\0", listing + b"f"):
+            with pytest.raises(SourceError, match="truncated or garbled"):
+                parse_listing(garbled)
+    assert len(whole[1]) == 51
