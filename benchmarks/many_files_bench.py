@@ -1,6 +1,6 @@
 """Memory with many files: a tree of small files (thumbnails), snapshots of it, the commands that read them all.
 
-    python3 -m benchmarks.many_files_bench --files 100000 --snapshots 8
+    python3 -m benchmarks.many_files_bench --files 100000 --snapshots 8 [--ssh]
 
 Each snapshot's manifest holds one entry per file: ``snapshot`` reads the previous one whole, and
 ``snapshots`` and ``prune`` read every manifest's head (its entries let go as they are read), the
@@ -19,6 +19,7 @@ import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import Timing, time_command
@@ -52,6 +53,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--snapshots", type=int, default=8)
+    parser.add_argument("--ssh", action="store_true",
+                        help="also snapshot the tree over SSH (the services' loopback sshd): first, then after a 1%% "
+                             "change; anchor rsync -a -e ssh of the same tree")
     args = parser.parse_args()
     tree = WORK / f"tree-{args.files}"
     generate(tree, args.files)
@@ -64,7 +68,7 @@ def main() -> int:
     env = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(restic_repo)}
     subprocess.run(["restic", "init", "--quiet"], env={**os.environ, **env}, check=True, capture_output=True)
 
-    def ours(name: str, *argv: str) -> Timing:
+    def ours(name: str, *argv: str, config: Path = config) -> Timing:
         timing = time_command(name, [clonekit, "-q", "-c", str(config), *argv])
         print(f"{name}: {timing.seconds:.1f} s, peak RSS {timing.peak_rss_bytes / MIB:.0f} MiB", flush=True)
         return timing
@@ -94,11 +98,40 @@ def main() -> int:
         print(f"second snapshot (1% changed) vs restic backup: {second.seconds:.2f} s vs anchor "
               f"{restic_second.seconds:.2f} s, ratio {second.seconds / restic_second.seconds:.2f}; peak RSS "
               f"{second.peak_rss_bytes / MIB:.0f} vs {restic_second.peak_rss_bytes / MIB:.0f} MiB")
+    if args.ssh:
+        peaks += _over_ssh(tree, ours)
     worst = max(*peaks, listing.peak_rss_bytes, prune.peak_rss_bytes) / MIB
     print(f"RESULT many files ({args.files} files, {args.snapshots} snapshots): peak RSS snapshot "
           f"{max(peaks) / MIB:.0f} MiB, snapshots {listing.peak_rss_bytes / MIB:.0f} MiB, prune "
           f"{prune.peak_rss_bytes / MIB:.0f} MiB; goal <= 200 MiB: {'met' if worst <= 200 else 'MISSED'}")
     return 0
+
+
+def _over_ssh(tree: Path, ours: Callable[..., Timing]) -> list[int]:
+    """The same tree as a source over SSH: its first and its next snapshot, rsync beside each."""
+    from benchmarks.files_bench import _ssh_target
+
+    target = _ssh_target()
+    store, copy = WORK / "store-ssh", WORK / "rsync-ssh"
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.rmtree(copy, ignore_errors=True)
+    config = WORK / "clonekit-ssh.yml"
+    config.write_text(
+        f"project: many-ssh\nstore: {store}\nsources:\n  prod:\n"
+        f"    ssh: {{target: '{target.user}@{target.host}:{target.port}', key_file: {target.key_file}, "
+        f"known_hosts: {target.known_hosts}}}\n    files: [{{path: {tree}}}]\n")
+    rsync = ["rsync", "-a", "-e", f"ssh -p {target.port} -i {target.key_file} -o UserKnownHostsFile={target.known_hosts} "
+             "-o StrictHostKeyChecking=yes", f"{target.user}@{target.host}:{tree}/", f"{copy}/"]
+    peaks = []
+    for name in ("first", "1% changed"):
+        if name != "first":
+            change(tree, 0.01, seed=99)
+        timing = ours(f"clonekit snapshot over SSH ({name})", "snapshot", "prod", config=config)
+        anchor = time_command(f"rsync -a -e ssh ({name})", rsync)
+        print(f"snapshot over SSH ({name}) vs rsync -a -e ssh: {timing.seconds:.2f} s vs anchor {anchor.seconds:.2f} s, "
+              f"ratio {timing.seconds / anchor.seconds:.2f}; peak RSS {timing.peak_rss_bytes / MIB:.0f} MiB", flush=True)
+        peaks.append(timing.peak_rss_bytes)
+    return peaks
 
 
 if __name__ == "__main__":

@@ -37,9 +37,9 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "db": ("benchmarks.db_bench", ["--scale", "small", "--reuse"], ["--scale", "top", "--reuse"]),
     "sanitize": ("benchmarks.sanitize_bench", ["--capture", "small"], ["--capture", "top"]),
     "files": ("benchmarks.files_bench", ["--scale", "small", "--repeat", "1"], ["--scale", "large", "--repeat", "1"]),
-    # memory with many small files: snapshots, then the commands that read every manifest
-    "files-many": ("benchmarks.many_files_bench", ["--files", "20000", "--snapshots", "3"],
-                   ["--files", "100000", "--snapshots", "8"]),
+    # memory with many small files: snapshots (local, then over SSH), then the commands that read every manifest
+    "files-many": ("benchmarks.many_files_bench", ["--files", "20000", "--snapshots", "3", "--ssh"],
+                   ["--files", "100000", "--snapshots", "8", "--ssh"]),
     # the reference site (Drupal-shaped DB + 20,000-file uploads tree + app) vs the manual way
     "clone": ("benchmarks.clone_bench", ["--reference", "--scale", "small", "--runs", "1", "--reuse"],
               ["--reference", "--scale", "top", "--runs", "1", "--reuse"]),
