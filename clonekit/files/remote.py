@@ -194,7 +194,7 @@ class RemoteTree:
                 break
             else:
                 headers, status = self._tar(wanted, storer, progress)
-            if status == 0 and all(headers.get(path) == _header_key(entry) for path, entry in wanted.items()):
+            if status == 0 and headers.all_as_listed(wanted):
                 done.update(wanted)  # tar saw exactly what was listed and reported no change: done
                 wanted = {}
                 break
@@ -208,10 +208,10 @@ class RemoteTree:
                                 os.fsdecode(path), self.ssh.target)
                     vanished.add(path)
                     continue
-                if path in headers and _same(fresh, entry) and headers[path][0] == entry.size:
+                if path in headers.paths and _same(fresh, entry) and headers.size_of(entry) == entry.size:
                     done[path] = entry
                     continue
-                if path not in headers and _same(fresh, entry):
+                if path not in headers.paths and _same(fresh, entry):
                     raise SourceError(
                         f"cannot read {os.fsdecode(join(os.fsencode(self.root), path))} on {self.ssh.target}",
                         hint=f"check that {self.ssh.target.user or 'the SSH user'} may read it",
@@ -230,7 +230,7 @@ class RemoteTree:
 
     def _first_tar(
         self, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
-    ) -> tuple[dict[bytes, tuple[int, int]], int]:
+    ) -> tuple[_Members, int]:
         """The tar half of the command scan() started: send the names, read the archive."""
         self._names.put(_names(wanted))
         self._names.put(None)
@@ -241,8 +241,8 @@ class RemoteTree:
 
     def _tar(
         self, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
-    ) -> tuple[dict[bytes, tuple[int, int]], int]:
-        """One more remote tar of ``wanted``; returns each member's (size, mtime seconds) and tar's status."""
+    ) -> tuple[_Members, int]:
+        """One more remote tar of ``wanted``; returns what it sent and tar's status."""
         # GNU tar exits 1 when a file changed or vanished while read: the caller lists again then.
         argv = ["tar", "-C", self.root, *TAR_OPTIONS]
         with self.ssh.stream(argv, stdin=_names(wanted), ok_status=(0, 1)) as stream:
@@ -251,22 +251,22 @@ class RemoteTree:
 
     def _parse_tar(
         self, stream: Any, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
-    ) -> dict[bytes, tuple[int, int]]:
-        headers: dict[bytes, tuple[int, int]] = {}
+    ) -> _Members:
+        members = _Members()
         archive = TarReader(stream)
         for member in archive:
             if member.type not in REGULAR:
                 continue
-            path = member.path.removeprefix(b"./")
-            if path not in wanted:
+            entry = wanted.get(member.path.removeprefix(b"./"))
+            if entry is None:
                 raise SourceError(f"remote tar sent an unexpected member {os.fsdecode(member.path)!r}")
-            if member.size < PACK_FILE_BYTES:
-                storer.small(path, archive.read())
+            if member.size < PACK_FILE_BYTES:  # stored under the listing's path: the member's is let go
+                storer.small(entry.path, archive.read())
             else:
-                storer.large(path, archive.readinto)
-            headers[path] = (member.size, member.mtime)
+                storer.large(entry.path, archive.readinto)
+            members.add(entry, (member.size, member.mtime))
             progress(member.size)
-        return headers
+        return members
 
 
 @contextlib.contextmanager
@@ -336,6 +336,29 @@ def _read_until_sentinel(stream: Any) -> tuple[bytes, bytes] | None:
 
 def _header_key(entry: Entry) -> tuple[int, int]:
     return entry.size, entry.mtime_ns // 1_000_000_000
+
+
+class _Members:
+    """What one tar stream sent: the listed paths it held, and the (size, mtime in seconds) of
+    the members whose header differed from the listing. Not a header per file: 100,000 of them
+    held 20 MB beside the capture (docs/benchmarks.md)."""
+
+    def __init__(self) -> None:
+        self.paths: set[bytes] = set()  # the listing's own path objects
+        self.differing: dict[bytes, tuple[int, int]] = {}
+
+    def add(self, entry: Entry, header: tuple[int, int]) -> None:
+        self.paths.add(entry.path)
+        if header != _header_key(entry):
+            self.differing[entry.path] = header
+
+    def all_as_listed(self, wanted: Mapping[bytes, Entry]) -> bool:
+        """Every wanted file was sent with the header its listing gave (only they can be sent)."""
+        return not self.differing and len(self.paths) == len(wanted)
+
+    def size_of(self, entry: Entry) -> int:
+        """The size tar gave a member that was sent."""
+        return self.differing.get(entry.path, _header_key(entry))[0]
 
 
 def _same(a: Entry, b: Entry) -> bool:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ..errors import ClonekitError, IntegrityError, UsageError
 from ..fdio import write_all
 from ..progress import no_progress
-from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, entry_path
+from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, entry_path, order_key
 
 WRITE_WORKERS = 4
 WRITE_BATCH_FILES = 64
@@ -62,7 +62,7 @@ class RestoreStats:
 
 def _entries(section: Mapping[str, Any]) -> list[tuple[bytes, Mapping[str, Any]]]:
     entries = [(check_relative(entry_path(item)), item) for item in section.get("entries", ())]
-    entries.sort(key=lambda pair: pair[0].split(b"/"))
+    entries.sort(key=lambda pair: order_key(pair[0]))  # parents first; a bytes key per entry, not a list
     return entries
 
 

@@ -173,9 +173,11 @@ def listed_path(item: Listed) -> bytes:
     return item.path if isinstance(item, Entry) else entry_path(item)
 
 
-def order_key(path: bytes) -> list[bytes]:
-    """The manifest's order of entries: by path components, so a folder's entries follow it."""
-    return path.split(b"/")
+def order_key(path: bytes) -> bytes:
+    """The manifest's order of entries: by path components, so a folder's entries follow it. NUL,
+    the smallest byte and never in a name, in place of '/' orders the bytes as the components
+    (``path.split(b"/")``) would, in one object instead of a list of them per entry."""
+    return path.replace(b"/", b"\0")
 
 
 def in_order(entries: Sequence[Listed]) -> bool:

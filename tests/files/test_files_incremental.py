@@ -291,3 +291,14 @@ def test_unchanged_files_whose_chunks_are_gone_are_read_again_and_counted_once(r
         again, stats = capture(repo, root, previous=first)
     assert again["read_files"] == 3 and stats.new_chunks == 1
     assert "3 unchanged file(s) read again" in caplog.text
+
+
+def test_the_order_key_orders_as_path_components_do():
+    from clonekit.files.tree import order_key
+
+    rng = random.Random(3)
+    pieces = [b"a", b"b", b".", b"-", b"\xff", b" ", b"0"]
+    for _ in range(2000):
+        paths = {b"/".join(b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 3)))
+                           for _ in range(rng.randint(1, 3))) for _ in range(8)}
+        assert sorted(paths, key=order_key) == sorted(paths, key=lambda p: p.split(b"/"))
