@@ -52,7 +52,7 @@ def list_local(root: str, excluded: Excluder, reuse: Reuse | None = None) -> tup
 
     In the manifest's order (``tree.in_order``): each folder's names sorted, a folder's entries
     right after it, so the capture need not sort 100,000 entries again (a sort by key holds every
-    key at once: 25 MB more at the listing's peak, docs/benchmarks.md). A file that is not a hard
+    key at once: 9.5 MB more at the capture's peak, tracemalloc, docs/benchmarks.md). A file that is not a hard
     link and that ``reuse`` finds unchanged is listed as what it returns (the previous snapshot's
     entry): a nightly listing of 100,000 files holds the few that changed, not every one twice."""
     base = os.fsencode(root)

@@ -47,7 +47,7 @@ def parse_time_ns(text: bytes) -> int:
 
 
 # find's output is split this much at a time: 100,000 files split at once were 1.3 million strings
-# (about 60 MB) beside their entries.
+# held beside their entries.
 LISTING_BLOCK_BYTES = 1 << 20
 
 
