@@ -69,7 +69,8 @@ def listing_records(output: bytes) -> Iterator[list[bytes]]:
             continue
         for i in range(records):
             yield fields[i * width : (i + 1) * width]
-        at += sum(len(field) + 1 for field in fields[: records * width])
+        # the block's bytes less the cut field and the fields of the next record (fewer than a record's)
+        at = end - len(cut) - sum(len(field) + 1 for field in fields[records * width :])
 
 
 def parse_listing(
