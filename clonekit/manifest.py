@@ -59,15 +59,15 @@ class Record(Mapping[str, Any]):
         self._values = tuple(values)
 
     def __getitem__(self, key: str) -> Any:
-        value = self._values[self._at[key]]
-        return list(value) if key == "chunks" and isinstance(value, tuple) else value
+        return self._value(key, self._at[key])
 
     def get(self, key: str, default: Any = None) -> Any:
         # Mapping.get goes through __getitem__ and a KeyError: a nightly snapshot asks each of
         # 100,000 previous entries for six values (unchanged files) at half the cost this way.
         index = self._at.get(key)
-        if index is None:
-            return default
+        return default if index is None else self._value(key, index)
+
+    def _value(self, key: str, index: int) -> Any:
         value = self._values[index]
         return list(value) if key == "chunks" and isinstance(value, tuple) else value
 

@@ -9,7 +9,7 @@ import hashlib
 import queue
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .cdc import BUFFER_BYTES, MIN_CHUNK_BYTES, ReadInto, iter_chunks
 from .tree import Content, content_of, entries_by_hash
@@ -109,7 +109,7 @@ class Storer:
         if self._known is None:  # built on first need: an unchanged tree never pays for it
             # whether a previous entry's chunks are still stored is asked on a hit, not for each
             # of 100,000 entries when one thumbnail changed (docs/benchmarks.md)
-            self._known = dict(entries_by_hash(self.previous))
+            self._known = cast(dict[str, Mapping[str, Any] | Content], entries_by_hash(self.previous))  # no copy
         return self._known
 
     def flush(self) -> None:
