@@ -55,7 +55,7 @@ def _ssh_target() -> SshTarget:
 
 def _capture(repo: Repository, root: Path, *, ssh: Any = None, previous: Any = None) -> tuple[dict, Any]:
     with repo.writer() as writer:
-        section = capture_files(FileSource(str(root)), writer, ssh=ssh, previous=previous)
+        section = capture_files(FileSource(str(root)), writer, ssh=ssh, previous=previous, store=repo)
     return section, writer.stats
 
 

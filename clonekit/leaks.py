@@ -190,6 +190,7 @@ def find_leaks(repo: ChunkSource, manifest: Manifest, values: Sequence[LeakValue
     """Search every table row, file, manifest field and any other chunk of a snapshot for ``values``."""
     from .db.codec import unescape
     from .files import iter_files
+    from .files.entries import iter_entries, tree_chunk_ids
     from .files.tree import decode_name, entry_path
 
     matcher = Matcher(values)
@@ -227,7 +228,8 @@ def find_leaks(repo: ChunkSource, manifest: Manifest, values: Sequence[LeakValue
 
     for section in manifest.files:
         root = str(section.get("path", ""))
-        for item in section.get("entries", ()):
+        seen_chunks.update(tree_chunk_ids(section))  # searched as the names they hold, decoded
+        for item in iter_entries(section, repo):
             seen_chunks.update(ref["id"] for ref in item.get("chunks", ()))
             path = entry_path(item)
             names = [path] + [decode_name(item, k) for k in ("target", "link") if k in item or f"{k}_b64" in item]

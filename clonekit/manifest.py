@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import IntegrityError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: files sections may keep their entries in tree chunks (clonekit.files/2)
 CHUNK_ID = re.compile(r"^[0-9a-f]{64}$")
 SNAPSHOT_ID = re.compile(r"^[a-z0-9][a-z0-9-]*-\d{8}-\d{6}-[0-9a-f]{4,}$")
 

@@ -76,7 +76,8 @@ def take_snapshot(config: Config, repo: Repository, source_name: str, *, progres
 
             trees: list[Mapping[str, Any]] = []
             for spec in source.files:
-                trees.append(capture_files(spec, writer, ssh=ssh, previous=previous.get(spec.path), progress=progress))
+                trees.append(capture_files(spec, writer, ssh=ssh, previous=previous.get(spec.path), store=repo,
+                                           progress=progress))
                 give_back_free_memory()
             return trees
 

@@ -24,14 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ..config import FileSource
-from ..errors import SourceError
+from ..errors import IntegrityError, SourceError
 from ..pools import ordered_map
 from ..progress import no_progress
+from .entries import TREE_FORMAT, ChunkReader, EntryWriter, iter_entries
 from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, ChunkSink, Storer, refs_stored
 from .tree import (
     FILE,
     HARDLINK,
-    SECTION_FORMAT,
     Entry,
     Excluder,
     Listed,
@@ -63,9 +63,12 @@ def capture_files(
     *,
     ssh: Any | None = None,
     previous: Mapping[str, Any] | None = None,
+    store: ChunkReader | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Capture ``spec.path`` (on the SSH host when ``ssh`` is given) and return its manifest section."""
+    """Capture ``spec.path`` (on the SSH host when ``ssh`` is given) and return its manifest
+    section (``clonekit.files/2``: its entries go to ``writer`` as tree chunks). ``previous`` is
+    the previous snapshot's section of the same path, its tree read from ``store``."""
     progress = progress or no_progress
     excluded = Excluder(spec.exclude)
     if ssh is not None:
@@ -74,7 +77,7 @@ def capture_files(
         tree: _Tree = RemoteTree(ssh, spec.path, excluded)
     else:
         tree = _LocalTree(spec.path, excluded)
-    before = PreviousFiles(previous)
+    before = _previous_files(spec.path, previous, store)
     healed: set[bytes] = set()  # asked twice for some files (listing, then here): counted once
 
     def reuse(entry: Entry) -> Mapping[str, Any] | None:
@@ -106,13 +109,14 @@ def capture_files(
                         "from the store or were set aside as corrupt", spec.path, len(healed))
         task = f"files {spec.path}"
         progress(task, total=sum(e.size for e in to_read))
-        storer = Storer(writer, previous)
+        storer = Storer(writer, before.entries())
         fresh, vanished = tree.read(to_read, storer, progress=lambda n: progress(task, advance=n))
     contents = storer.finish()
     del to_read
     read_files, read_bytes, packs, known = len(fresh), sum(e.size for e in fresh.values()), storer.packs, storer.reused
     del storer
-    out_entries: list[Mapping[str, Any]] = []
+    before.clear()  # the previous entries still needed are in ``entries``
+    out = EntryWriter(writer)
     total_bytes = 0
     files = 0
     # Each listed entry, read entry and content is let go once its record is made: a tree of
@@ -123,7 +127,7 @@ def capture_files(
         if not isinstance(entry, Entry):  # the previous snapshot's, unchanged
             files += 1
             total_bytes += entry["size"]
-            out_entries.append(entry)
+            out.add(entry)
             continue
         if entry.path in vanished or (entry.type == HARDLINK and entry.target in vanished):
             continue
@@ -131,14 +135,14 @@ def capture_files(
             files += 1
             entry = fresh.pop(entry.path)  # as it was when read
             total_bytes += entry.size
-            out_entries.append(entry_to_json(entry, contents.pop(entry.path)))
+            out.add(entry_to_json(entry, contents.pop(entry.path)))
             continue
-        out_entries.append(entry_to_json(entry, None))
+        out.add(entry_to_json(entry, None))
     log.info("%s: %d files, %d read (%d bytes), %d packs, %d contents already stored",
              spec.path, files, read_files, read_bytes, packs, known)
     return {
         "kind": "files",
-        "format": SECTION_FORMAT,
+        "format": TREE_FORMAT,
         "path": spec.path,
         "host": str(ssh.target) if ssh is not None else None,
         "exclude": list(spec.exclude),
@@ -148,8 +152,21 @@ def capture_files(
         "read_files": read_files,
         "read_bytes": read_bytes,
         "skipped": len(skipped),
-        "entries": out_entries,
+        **out.finish(),
     }
+
+
+def _previous_files(path: str, section: Mapping[str, Any] | None, store: ChunkReader | None) -> PreviousFiles:
+    """The previous snapshot's files of ``path``; none when its tree cannot be read (a chunk
+    missing or set aside as corrupt): every file is then read again, and the snapshot is whole."""
+    if section is None:
+        return PreviousFiles(())
+    try:
+        return PreviousFiles(iter_entries(section, store))
+    except IntegrityError as exc:
+        log.warning("%s: the previous snapshot's list of files cannot be read (%s): every file is read again",
+                    path, exc.message)
+        return PreviousFiles(())
 
 
 class _Tree(Protocol):

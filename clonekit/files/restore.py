@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from ..errors import ClonekitError, IntegrityError, UsageError
 from ..fdio import write_all
 from ..progress import no_progress
+from .entries import iter_entries
 from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, entry_path, order_key
 
 WRITE_WORKERS = 4
@@ -60,8 +61,8 @@ class RestoreStats:
                 "hardlinks": self.hardlinks, "seconds": round(self.seconds, 3)}
 
 
-def _entries(section: Mapping[str, Any]) -> list[tuple[bytes, Mapping[str, Any]]]:
-    entries = [(check_relative(entry_path(item)), item) for item in section.get("entries", ())]
+def _entries(repo: ChunkSource, section: Mapping[str, Any]) -> list[tuple[bytes, Mapping[str, Any]]]:
+    entries = [(check_relative(entry_path(item)), item) for item in iter_entries(section, repo)]
     entries.sort(key=lambda pair: order_key(pair[0]))  # parents first; a bytes key per entry, not a list
     return entries
 
@@ -106,7 +107,7 @@ def _file_contents(
 
 def iter_files(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[tuple[bytes, Iterator[bytes | memoryview]]]:
     """Every regular file of a section, in path order: (relative path, its bytes in pieces)."""
-    for path, _item, pieces in _file_contents(repo, _entries(section)):
+    for path, _item, pieces in _file_contents(repo, _entries(repo, section)):
         yield path, pieces
 
 
@@ -180,7 +181,7 @@ def _restore(repo: ChunkSource, section: Mapping[str, Any], dest: Path, progress
     if any(dest.iterdir()):
         raise UsageError(f"cannot restore files into {dest}: the folder is not empty")
     base = os.fsencode(dest)
-    entries = _entries(section)
+    entries = _entries(repo, section)
     as_root = os.geteuid() == 0
     task = f"restore {section.get('path', '')}"
     progress(task, total=sum(int(item.get("size", 0)) for _, item in entries if item.get("type") == FILE))
@@ -330,7 +331,7 @@ def iter_tar(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[bytes]:
 
 
 def _tar_pieces(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[bytes]:
-    entries = _entries(section)
+    entries = _entries(repo, section)
     root = section.get("root")
     if root:
         yield _header(b".", DIR, root)

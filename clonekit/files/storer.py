@@ -58,7 +58,7 @@ class Storer:
     and returns every file's content by path (the last call for a path wins).
     """
 
-    def __init__(self, writer: ChunkSink, previous: Mapping[str, Any] | None) -> None:
+    def __init__(self, writer: ChunkSink, previous: Iterable[Mapping[str, Any]] = ()) -> None:
         self.writer = writer
         self.previous = previous
         # sha256 -> where that content already is: a previous entry (content_of reads it) or a new pack

@@ -1,6 +1,8 @@
 """The file tree model and its manifest section format (pure: no I/O).
 
-Section format (``"format": "clonekit.files/1"``), one per captured path::
+Section format (``"format": "clonekit.files/1"``, read only: captures now write
+``clonekit.files/2``, where the same entries are kept in chunks of the store, see
+``clonekit.files.entries``), one per captured path::
 
     {"kind": "files", "format": "clonekit.files/1", "path": "/srv/files", "host": "deploy@prod:22" | null,
      "exclude": ["css/*", ...], "files": n, "bytes": n, "read_files": n, "read_bytes": n,
@@ -27,7 +29,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,11 +115,17 @@ class PreviousFiles:
     each entry's own name string (the raw bytes for a name stored in base64): 100,000 names are
     not copied to be looked up (docs/benchmarks.md)."""
 
-    def __init__(self, section: Mapping[str, Any] | None) -> None:
+    def __init__(self, entries: Iterable[Mapping[str, Any]]) -> None:
         self._by_name: dict[str | bytes, Mapping[str, Any]] = {}
-        for item in (section or {}).get("entries", ()):
+        for item in entries:
             if item.get("type") == FILE:
                 self._by_name[item["path"] if "path" in item else decode_name(item, "path")] = item
+
+    def entries(self) -> Iterable[Mapping[str, Any]]:
+        return self._by_name.values()
+
+    def clear(self) -> None:
+        self._by_name.clear()
 
     def get(self, path: bytes) -> Mapping[str, Any] | None:
         try:
@@ -131,12 +139,10 @@ def content_of(item: Mapping[str, Any]) -> Content:
     return Content(item["sha256"], tuple(item.get("chunks", ())), offset if isinstance(offset, int) else None)
 
 
-def entries_by_hash(section: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+def entries_by_hash(entries: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     """The previous snapshot's file entry of each content (``content_of`` says where it lives): a
     file moved or copied is not stored again. The entries themselves, no copy: one per file."""
-    if not section:
-        return {}
-    return {item["sha256"]: item for item in section.get("entries", ())
+    return {item["sha256"]: item for item in entries
             if item.get("type") == FILE and isinstance(item.get("sha256"), str)}
 
 

@@ -5,6 +5,7 @@ real S3 server, through the CLI and its exit codes."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from clonekit.cli import main
 from clonekit.config import load_config
+from clonekit.files import iter_entries
 from clonekit.repository import CHUNKS_PREFIX, SNAPSHOTS_PREFIX, Repository
 
 BAD_PREFIX = "bad/"
@@ -113,10 +115,22 @@ def chunk_ids(config: str) -> set[str]:
     return repo.latest("prod").chunk_ids()
 
 
+def content_chunk_ids(config: str) -> set[str]:
+    """The chunks of the files' contents (not the chunks that hold the list of files)."""
+    manifest = Repository.open(load_config(config).store, create=False).latest("prod")
+    return {ref["id"] for section in manifest.files for ref in section["content"]["chunks"]}
+
+
+def tree_chunk_ids(config: str) -> set[str]:
+    manifest = Repository.open(load_config(config).store, create=False).latest("prod")
+    return {ref["id"] for section in manifest.files for ref in section["tree"]["chunks"]}
+
+
 def pack_chunk(config: str) -> str:
     """The chunk that holds the packed small files."""
-    manifest = Repository.open(load_config(config).store, create=False).latest("prod")
-    entry = next(e for e in manifest.files[0]["entries"] if e.get("path", "").startswith("thumbs/"))
+    repo = Repository.open(load_config(config).store, create=False)
+    manifest = repo.latest("prod")
+    entry = next(e for e in iter_entries(manifest.files[0], repo) if e.get("path", "").startswith("thumbs/"))
     return entry["chunks"][0]["id"]
 
 
@@ -143,9 +157,23 @@ def test_a_deleted_chunk_is_stored_again_by_the_next_snapshot(site, capsys) -> N
     assert_verifies(config, first["id"], capsys)  # same content: the old one is whole again
 
 
+def test_a_deleted_list_of_files_is_stored_again_and_every_file_read(site, capsys, caplog) -> None:
+    _, config, hands, first = first_snapshot(site, capsys)
+    [tree] = tree_chunk_ids(config)
+    hands.delete(key_of(tree))
+    code, out, _ = run(["-c", config, "verify", first["id"]], capsys)
+    assert code == 1 and tree in out
+    with caplog.at_level(logging.WARNING, logger="clonekit.files"):
+        second = snapshot(config, capsys)
+    assert "list of files cannot be read" in caplog.text
+    assert second["stats"]["new_bytes"] > 0 and key_of(tree) in hands.keys(CHUNKS_PREFIX)
+    assert_verifies(config, second["id"], capsys)
+    assert_verifies(config, first["id"], capsys)  # the same list: the old snapshot is whole again
+
+
 def test_a_deleted_large_file_chunk_is_stored_again(site, capsys) -> None:
     _, config, hands, _ = first_snapshot(site, capsys)
-    large = {c for c in chunk_ids(config) if c != pack_chunk(config)}
+    large = {c for c in content_chunk_ids(config) if c != pack_chunk(config)}
     victim = sorted(large)[0]
     hands.delete(key_of(victim))
     snapshot(config, capsys)
@@ -189,7 +217,7 @@ def test_a_chunk_whose_move_was_cut_short_is_not_trusted(site, capsys) -> None:
 
 def test_a_set_aside_chunk_the_source_no_longer_has_goes_with_its_snapshots(site, capsys) -> None:
     root, config, hands, first = first_snapshot(site, capsys)
-    victim = sorted(c for c in chunk_ids(config) if c != pack_chunk(config))[0]
+    victim = sorted(c for c in content_chunk_ids(config) if c != pack_chunk(config))[0]
     hands.flip(key_of(victim))
     assert run(["-c", config, "verify", "latest"], capsys)[0] == 1
     (root / "files" / "big.bin").unlink()  # the only copy of that data was the corrupt chunk
@@ -207,7 +235,7 @@ def test_a_set_aside_chunk_the_source_no_longer_has_goes_with_its_snapshots(site
 def test_a_corrupt_chunk_found_by_any_read_is_set_aside(site, capsys) -> None:
     """Not only verify: a restore (any read through the repository) sets a bad chunk aside too."""
     _, config, hands, _ = first_snapshot(site, capsys)
-    victim = sorted(c for c in chunk_ids(config) if c != pack_chunk(config))[0]
+    victim = sorted(c for c in content_chunk_ids(config) if c != pack_chunk(config))[0]
     hands.write(key_of(victim), b"CK\x01\x01 truncated")
     repo = Repository.open(load_config(config).store, create=False)
     from clonekit.errors import IntegrityError
@@ -314,7 +342,7 @@ def test_a_deleted_chunk_heals_when_files_come_over_ssh(tmp_path: Path, capsys, 
         f"    files: [{files}]\n"
     )
     _, config, hands, _ = first_snapshot((tmp_path, StoreHands(tmp_path, None)), capsys)
-    [pack] = chunk_ids(config)
+    [pack] = content_chunk_ids(config)
     hands.delete(key_of(pack))
     assert snapshot(config, capsys)["stats"]["new_bytes"] > 0
     assert_verifies(config, "latest", capsys)

@@ -12,7 +12,7 @@ import pytest
 
 from clonekit.config import FileSource
 from clonekit.errors import ClonekitError, IntegrityError, SourceError, UsageError
-from clonekit.files import capture_files, iter_tar, restore_files
+from clonekit.files import capture_files, iter_entries, iter_tar, restore_files
 from clonekit.manifest import canonical_json, collect_chunk_refs
 from clonekit.repository import chunk_key
 from clonekit.transport.ssh import SshSession
@@ -20,8 +20,13 @@ from clonekit.transport.ssh import SshSession
 
 def capture(repo, root: Path, *, ssh=None, previous=None, exclude=()):
     with repo.writer() as writer:
-        section = capture_files(FileSource(str(root), tuple(exclude)), writer, ssh=ssh, previous=previous)
+        section = capture_files(FileSource(str(root), tuple(exclude)), writer, ssh=ssh, previous=previous,
+                                store=repo)
     return section, writer.stats
+
+
+def entries(repo, section):
+    return list(iter_entries(section, repo))
 
 
 MTIME_NS = 1_600_000_000_123_456_789  # what the awkward tree's entries were stamped with
@@ -44,7 +49,7 @@ def test_local_round_trip_is_exact(repo, awkward_tree, tmp_path, caplog, assert_
     assert "a-fifo" in caplog.text and section["skipped"] == 1
     # the section survives the manifest's JSON (non-UTF-8 names as base64)
     section = json.loads(canonical_json(section))
-    assert any("path_b64" in e for e in section["entries"])
+    assert any("path_b64" in e for e in entries(repo, section))
     stats = restore_files(repo, section, tmp_path / "out")
     assert_same_tree(awkward_tree, tmp_path / "out")
     assert stats.hardlinks == 2 and stats.symlinks == 4 and stats.files == section["files"]
@@ -58,7 +63,7 @@ def test_local_round_trip_is_exact(repo, awkward_tree, tmp_path, caplog, assert_
 
 def test_big_file_is_split_by_content(repo, awkward_tree):
     section, _ = capture(repo, awkward_tree)
-    big = next(e for e in section["entries"] if e.get("path") == "big.bin")
+    big = next(e for e in entries(repo, section) if e.get("path") == "big.bin")
     assert len(big["chunks"]) >= 2
     assert sum(ref["size"] for ref in big["chunks"]) == big["size"] == 9_500_000
 
@@ -68,7 +73,8 @@ def test_ssh_capture_equals_local_and_round_trips(repo, awkward_tree, ssh_target
     with SshSession.connect(ssh_target) as ssh:
         remote, _ = capture(repo, awkward_tree, ssh=ssh)
     assert remote["host"] == str(ssh_target)
-    assert remote["entries"] == local["entries"]
+    assert entries(repo, remote) == entries(repo, local)
+    assert remote["tree"] == local["tree"]  # the same entries are the same tree chunks
     assert remote["root"] == local["root"]
     restore_files(repo, json.loads(canonical_json(remote)), tmp_path / "out")
     assert_same_tree(awkward_tree, tmp_path / "out")
@@ -100,11 +106,11 @@ def test_excludes_are_globs_relative_to_the_root(repo, tmp_path, ssh_target):
     (root / "notes.tmp").write_text("x")
     exclude = ("css/*", "js/*", "styles", "*.tmp")
     local, _ = capture(repo, root, exclude=exclude)
-    paths = sorted(e["path"] for e in local["entries"])
+    paths = sorted(e["path"] for e in entries(repo, local))
     assert paths == ["css", "inline-images", "inline-images/p.jpg", "js"]
     with SshSession.connect(ssh_target) as ssh:
         remote, _ = capture(repo, root, ssh=ssh, exclude=exclude)
-    assert remote["entries"] == local["entries"]
+    assert entries(repo, remote) == entries(repo, local)
 
 
 def test_missing_root_is_a_clear_source_error(repo, tmp_path, ssh_target):
@@ -116,7 +122,7 @@ def test_missing_root_is_a_clear_source_error(repo, tmp_path, ssh_target):
 
 def test_restore_refuses_a_corrupt_chunk(repo, awkward_tree, tmp_path):
     section, _ = capture(repo, awkward_tree)
-    big = next(e for e in section["entries"] if e.get("path") == "big.bin")
+    big = next(e for e in entries(repo, section) if e.get("path") == "big.bin")
     stored = Path(repo.url) / chunk_key(big["chunks"][1]["id"])
     blob = bytearray(stored.read_bytes())
     blob[-10] ^= 0xFF
@@ -131,7 +137,9 @@ def test_restore_refuses_a_corrupt_chunk(repo, awkward_tree, tmp_path):
 
 def test_restore_refuses_a_wrong_file_checksum_and_unsafe_paths(repo, awkward_tree, tmp_path):
     section, _ = capture(repo, awkward_tree)
-    damaged = json.loads(canonical_json(section))
+    # the entries as a clonekit.files/1 section holds them, in the manifest: still read
+    damaged = {**json.loads(canonical_json(section)), "format": "clonekit.files/1",
+               "entries": json.loads(canonical_json(entries(repo, section)))}
     entry = next(e for e in damaged["entries"] if e.get("path") == "dup1")
     entry["sha256"] = "0" * 64
     with pytest.raises(IntegrityError, match="dup1"):

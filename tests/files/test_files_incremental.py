@@ -14,13 +14,13 @@ import clonekit.files.remote as remote_module
 import clonekit.files.storer as storer_module
 from clonekit.config import FileSource
 from clonekit.errors import SourceError
-from clonekit.files import capture_files, restore_files
+from clonekit.files import capture_files, iter_entries, restore_files
 from clonekit.transport.ssh import SshSession
 
 
 def capture(repo, root: Path, *, ssh=None, previous=None):
     with repo.writer() as writer:
-        section = capture_files(FileSource(str(root)), writer, ssh=ssh, previous=previous)
+        section = capture_files(FileSource(str(root)), writer, ssh=ssh, previous=previous, store=repo)
     return section, writer.stats
 
 
@@ -70,8 +70,8 @@ def test_local_second_capture_reads_nothing_unchanged(repo, tmp_path, monkeypatc
     spy = _ReadSpy(monkeypatch)
     again, stats = capture(repo, root, previous=first)
     assert spy.paths == [] and again["read_files"] == 0
-    assert stats.plain_bytes == 0 and stats.new_chunks == 0
-    assert again["entries"] == first["entries"]
+    assert stats.new_plain_bytes == 0 and stats.new_chunks == 0
+    assert again["tree"] == first["tree"]  # the same entries: the same tree chunks, stored once
 
     _change_one_percent(root)
     third, stats = capture(repo, root, previous=again)
@@ -108,7 +108,7 @@ def test_ssh_second_capture_sends_nothing_unchanged(repo, tmp_path, ssh_target, 
         assert len(spy.commands) == 1  # one command (listing, then tar), whatever the file count
         spy.commands.clear()
         again, stats = capture(repo, root, ssh=spy, previous=first)
-        assert len(spy.commands) == 1 and again["read_files"] == 0 and stats.plain_bytes == 0
+        assert len(spy.commands) == 1 and again["read_files"] == 0 and stats.new_plain_bytes == 0
         _change_one_percent(root)
         spy.commands.clear()
         third, stats = capture(repo, root, ssh=spy, previous=again)
@@ -274,7 +274,7 @@ def test_an_awkward_tree_captured_again_reads_nothing_and_lists_in_the_manifest_
     spy = _ReadSpy(monkeypatch)
     again, _ = capture(repo, awkward_tree, previous=first)
     assert spy.paths == [] and again["read_files"] == 0  # names that are not UTF-8 found too
-    assert again["entries"] == first["entries"]
+    assert list(iter_entries(again, repo)) == list(iter_entries(first, repo))
 
 
 def test_unchanged_files_whose_chunks_are_gone_are_read_again_and_counted_once(repo, tmp_path, caplog):
@@ -285,7 +285,7 @@ def test_unchanged_files_whose_chunks_are_gone_are_read_again_and_counted_once(r
     for i in range(3):
         (root / f"thumb-{i}.jpg").write_bytes(os.urandom(2000 + i))
     first, _ = capture(repo, root)
-    for chunk_id in collect_chunk_refs(first):
+    for chunk_id in collect_chunk_refs(first["content"]):  # the files' chunks, not the tree's
         repo.delete_chunk(chunk_id)
     with caplog.at_level(logging.WARNING, logger="clonekit.files"):
         again, stats = capture(repo, root, previous=first)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 
 from clonekit.config import FileSource
-from clonekit.files import capture_files, iter_tar, restore_files
+from clonekit.files import capture_files, iter_entries, iter_tar, restore_files
 from clonekit.files.storer import PACK_TARGET_BYTES
 from clonekit.manifest import collect_chunk_refs
 
 
 def capture(repo, root, *, previous=None):
     with repo.writer() as writer:
-        section = capture_files(FileSource(str(root)), writer, previous=previous)
+        section = capture_files(FileSource(str(root)), writer, previous=previous, store=repo)
     return section, writer.stats
+
+
+def content_bytes(section, stats) -> int:
+    """The bytes handed to the store for the files' contents: all but the tree chunks'."""
+    return stats.plain_bytes - sum(ref["size"] for ref in section["tree"]["chunks"])
 
 
 def test_many_small_files_share_few_chunks(repo, tmp_path, describe_tree):
@@ -22,11 +27,12 @@ def test_many_small_files_share_few_chunks(repo, tmp_path, describe_tree):
     for i in range(300):
         (root / f"t{i:03d}.jpg").write_bytes(os.urandom(20_000 + i))
     section, stats = capture(repo, root)
-    total = sum(e["size"] for e in section["entries"])
-    chunks = collect_chunk_refs(section)
+    entries = list(iter_entries(section, repo))
+    total = sum(e["size"] for e in entries)
+    chunks = collect_chunk_refs(section["content"])
     assert len(chunks) <= total // PACK_TARGET_BYTES + 1  # 300 files, 2 store objects
-    assert all("offset" in e for e in section["entries"])
-    assert stats.new_chunks == len(chunks)
+    assert all("offset" in e for e in entries)
+    assert stats.new_chunks == len(chunks) + len(section["tree"]["chunks"])
     restore_files(repo, section, tmp_path / "out")
     assert describe_tree(root) == describe_tree(tmp_path / "out")
     assert len(b"".join(iter_tar(repo, section))) > total
@@ -46,7 +52,7 @@ def test_moved_and_copied_files_are_not_stored_again(repo, tmp_path, describe_tr
     (root / "twin-b.bin").write_bytes(b"twins" * 1000)
     second, stats = capture(repo, root, previous=first)
     assert second["read_files"] == 4
-    assert stats.plain_bytes == 5000  # only one twin went to the store
+    assert content_bytes(second, stats) == 5000  # only one twin went to the store
     restore_files(repo, second, tmp_path / "out")
     assert describe_tree(root) == describe_tree(tmp_path / "out")
 
@@ -91,12 +97,12 @@ def test_moved_files_whose_old_pack_is_gone_are_stored_again(repo, tmp_path, des
     photo = os.urandom(40_000)
     (root / "photo.jpg").write_bytes(photo)
     first, _ = capture(repo, root)
-    for chunk_id in collect_chunk_refs(first):  # deleted by hand or by a lifecycle rule
+    for chunk_id in collect_chunk_refs(first["content"]):  # deleted by hand or by a lifecycle rule
         repo.delete_chunk(chunk_id)
     os.rename(root / "photo.jpg", root / "moved.jpg")
     (root / "copy.jpg").write_bytes(photo)
     second, stats = capture(repo, root, previous=first)
     assert second["read_files"] == 2
-    assert stats.plain_bytes == len(photo)  # stored again, once for both paths
+    assert content_bytes(second, stats) == len(photo)  # stored again, once for both paths
     restore_files(repo, second, tmp_path / "out")
     assert describe_tree(root) == describe_tree(tmp_path / "out")

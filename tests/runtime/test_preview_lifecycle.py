@@ -19,7 +19,7 @@ from support import OFFICIAL_LIKE_DB, PROD_SECRETS, build_snapshot, make_manifes
 from clonekit.config import ContainersSource, FileSource, parse_config
 from clonekit.containers import capture_services
 from clonekit.errors import LockedError, PreviewError
-from clonekit.files import capture_files
+from clonekit.files import capture_files, iter_entries
 from clonekit.manifest import Manifest
 from clonekit.preview import (
     create_preview,
@@ -255,7 +255,7 @@ def test_a_damaged_file_chunk_fails_the_restore_while_the_database_loads(source,
         return original_restore(*args, **kwargs)
 
     monkeypatch.setattr(preview_module, "restore_database", restore_database)
-    file_chunks = {ref["id"] for section in manifest.files for item in section.get("entries", ())
+    file_chunks = {ref["id"] for section in manifest.files for item in iter_entries(section, repo)
                    for ref in item.get("chunks", ())}
     assert file_chunks
     for chunk_id in file_chunks:  # damaged on disk: the store's checksum catches it

@@ -16,7 +16,7 @@ from support import make_manifest
 
 from clonekit.config import StoreConfig
 from clonekit.errors import IntegrityError
-from clonekit.manifest import Manifest, ManifestHead
+from clonekit.manifest import FORMAT_VERSION, Manifest, ManifestHead
 from clonekit.prune import Retention, plan_prune
 from clonekit.repository import Repository
 
@@ -76,7 +76,7 @@ def test_a_head_names_the_chunks_and_tells_the_summary_of_its_whole_manifest():
 
 def test_a_bad_manifest_is_as_unreadable_as_a_head():
     good = _random_manifest(random.Random(3), "prod-20261203-010000-aaaa", 3).to_json()
-    for bad in (b"{", b"[]", good.replace(b'"format_version":1', b'"format_version":99'),
+    for bad in (b"{", b"[]", good.replace(b'"format_version":%d' % FORMAT_VERSION, b'"format_version":99'),
                 good.replace(b'"created_at":"', b'"created_at":"x')):
         for kind in (Manifest, ManifestHead):
             with pytest.raises(IntegrityError):

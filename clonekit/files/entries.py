@@ -1,0 +1,149 @@
+"""A files section's entries, in the manifest (``clonekit.files/1``) or in chunks of the store
+(``clonekit.files/2``, what a capture writes).
+
+In ``clonekit.files/1`` the manifest held every entry of a tree. So reading a snapshot parsed
+every entry, and a capture held every entry until its commit: memory grew with the number of
+files, about 1.1 MiB per 1,000 (docs/benchmarks.md). In ``clonekit.files/2`` the entries, one
+canonical JSON object per line in the manifest's order (``tree.py``), are cut into chunks at
+entry boundaries chosen by content (a line's CRC-32), and stored like any chunk: compressed,
+checksummed, verified on read, and deduplicated, so a stretch of the tree that did not change is
+the same chunk as last night. The section lists those chunks (``tree.chunks``) and every chunk the
+entries reference, once each (``content.chunks``). Prune, verify and the manifest's heads thus
+see every chunk a snapshot needs without reading its tree (the ``"chunks"`` convention of
+``manifest.py``)::
+
+    {"kind": "files", "format": "clonekit.files/2", "path": ..., (the fields of clonekit.files/1
+     but "entries"), "tree": {"chunks": [{"id", "size"}, ...]}, "content": {"chunks": [...]}}
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from ..errors import IntegrityError
+from ..manifest import Record, canonical_json, collect_chunk_refs
+from .tree import SECTION_FORMAT
+
+TREE_FORMAT = "clonekit.files/2"
+READABLE_FORMATS = (SECTION_FORMAT, TREE_FORMAT)
+
+# A tree chunk ends after an entry whose line's CRC-32 has its low 10 bits zero (one line in
+# 1,024: about 256 KiB of entries) once it holds TREE_MIN_BYTES, and before an entry that would take it past TREE_MAX_BYTES.
+# Few store objects per snapshot (about 100 for 100,000 files), one chunk's entries in memory
+# at a time when read, and a boundary that depends on the entries around it, not on their
+# position: an inserted file changes the chunk it lands in, not every chunk after it.
+TREE_MIN_BYTES = 64 * 1024
+TREE_MAX_BYTES = 1024 * 1024
+TREE_CUT_MASK = 0x3FF
+TREE_READ_AHEAD_BYTES = 2 * 1024 * 1024
+
+
+class _Sink(Protocol):
+    def put(self, data: bytes) -> Any: ...  # -> ChunkRef (has .to_json())
+
+
+class ChunkReader(Protocol):
+    def iter_chunks(self, ids: Iterable[str], *, workers: int = ..., read_ahead_bytes: int = ...) -> Iterator[bytes]: ...
+
+
+class EntryWriter:
+    """Entries in, tree chunks out: ``add`` each entry in the manifest's order, then ``finish``
+    gives the section's ``tree`` and ``content`` fields. At most one chunk's text is held."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self.sink = sink
+        self.buffer = bytearray()
+        self.tree: list[Any] = []
+        self.content: dict[str, int] = {}
+
+    def add(self, item: Mapping[str, Any]) -> None:
+        line = canonical_json(item) + b"\n"  # canonical JSON escapes every newline of a name
+        collect_chunk_refs(item, self.content)
+        if len(self.buffer) + len(line) > TREE_MAX_BYTES:
+            self._cut()
+        self.buffer += line
+        if len(self.buffer) >= TREE_MIN_BYTES and zlib.crc32(line) & TREE_CUT_MASK == 0:
+            self._cut()
+
+    def _cut(self) -> None:
+        if self.buffer:
+            self.tree.append(self.sink.put(bytes(self.buffer)).to_json())
+            self.buffer = bytearray()
+
+    def finish(self) -> dict[str, Any]:
+        self._cut()
+        content = [{"id": chunk_id, "size": size} for chunk_id, size in sorted(self.content.items())]
+        return {"tree": {"chunks": self.tree}, "content": {"chunks": content}}
+
+
+def section_format(section: Mapping[str, Any]) -> str:
+    """The section's format, refused with a clear message when this clonekit cannot read it."""
+    form = section.get("format", SECTION_FORMAT)
+    if form not in READABLE_FORMATS:
+        raise IntegrityError(
+            f"the files section of {section.get('path')!r} uses format {form!r}; "
+            f"this clonekit reads {', '.join(READABLE_FORMATS)}",
+            hint="upgrade clonekit",
+        )
+    return str(form)
+
+
+def iter_entries(section: Mapping[str, Any], store: ChunkReader | None) -> Iterator[Mapping[str, Any]]:
+    """The section's entries in the manifest's order, whatever its format: from the manifest
+    (``clonekit.files/1``) or read from ``store`` one tree chunk at a time (``clonekit.files/2``).
+    A damaged or missing tree chunk raises IntegrityError (the repository checks each chunk)."""
+    if section_format(section) == SECTION_FORMAT:
+        yield from section.get("entries", ())
+        return
+    refs = tree_refs(section)
+    if store is None:
+        raise ValueError("a clonekit.files/2 section's entries are read from the store: pass it")
+    ids = [ref["id"] for ref in refs]
+    for ref, data in zip(refs, store.iter_chunks(ids, workers=2, read_ahead_bytes=TREE_READ_AHEAD_BYTES), strict=True):
+        if len(data) != ref["size"]:
+            raise IntegrityError(f"tree chunk {ref['id']} of {section.get('path')!r} has {len(data)} bytes, "
+                                 f"expected {ref['size']}")
+        yield from parse_tree_chunk(data)
+
+
+def parse_tree_chunk(data: bytes) -> list[Mapping[str, Any]]:
+    """One tree chunk's entries (JSON lines), as compact records; the files of a pack share one
+    chunk reference object, as they do in a manifest read whole."""
+    refs: dict[tuple[str, int], Any] = {}
+
+    def hook(item: dict[str, Any]) -> Any:
+        if len(item) == 2 and isinstance(item.get("id"), str) and isinstance(item.get("size"), int):
+            return refs.setdefault((item["id"], item["size"]), item)
+        return item
+
+    if not data.endswith(b"\n"):
+        raise IntegrityError("a tree chunk does not end with a whole entry: the snapshot is damaged")
+    try:
+        # one parse per chunk, not per line: the lines joined as a JSON array
+        items = json.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]", object_hook=hook)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"a tree chunk is not valid JSON lines: {exc}") from exc
+    out: list[Mapping[str, Any]] = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            raise IntegrityError("a tree chunk holds something that is not a file entry: the snapshot is damaged")
+        out.append(Record(item))
+    return out
+
+
+def tree_refs(section: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    refs = (section.get("tree") or {}).get("chunks")
+    if not isinstance(refs, list) or not all(
+        isinstance(ref, Mapping) and isinstance(ref.get("id"), str) and isinstance(ref.get("size"), int) for ref in refs
+    ):
+        raise IntegrityError(f"the files section of {section.get('path')!r} has no valid tree chunk list: "
+                             "the manifest is damaged")
+    return list(refs)
+
+
+def tree_chunk_ids(section: Mapping[str, Any]) -> list[str]:
+    """The ids of the chunks that hold the section's entries (none in ``clonekit.files/1``)."""
+    return [] if section_format(section) == SECTION_FORMAT else [ref["id"] for ref in tree_refs(section)]
