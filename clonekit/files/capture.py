@@ -17,9 +17,10 @@ holds a torn file.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -27,7 +28,7 @@ from ..config import FileSource
 from ..errors import IntegrityError, SourceError
 from ..pools import ordered_map
 from ..progress import no_progress
-from .entries import TREE_FORMAT, ChunkReader, EntryWriter, iter_entries
+from .entries import TREE_FORMAT, ChunkReader, EntryWriter, PreviousContents, iter_entries
 from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, ChunkSink, Storer, refs_stored
 from .tree import (
     FILE,
@@ -36,7 +37,6 @@ from .tree import (
     Excluder,
     Listed,
     PreviousFiles,
-    Reuse,
     entry_to_json,
     link_hardlinks,
     unchanged,
@@ -53,6 +53,9 @@ LOCAL_READ_WORKERS = 2
 BATCH_FILES = 64
 BATCH_BYTES = 2 * 1024 * 1024
 READ_AHEAD_BATCHES = 8
+# A local tree is captured this many entries at a time (``capture_files``): about 4 MiB of
+# listed entries, and a pack closed at each window's end (its files' entries are then written).
+WINDOW_ENTRIES = 10_000
 
 Progress = Callable[..., None]
 
@@ -68,7 +71,12 @@ def capture_files(
 ) -> dict[str, Any]:
     """Capture ``spec.path`` (on the SSH host when ``ssh`` is given) and return its manifest
     section (``clonekit.files/2``: its entries go to ``writer`` as tree chunks). ``previous`` is
-    the previous snapshot's section of the same path, its tree read from ``store``."""
+    the previous snapshot's section of the same path, its tree read from ``store``.
+
+    The tree streams through in windows of at most WINDOW_ENTRIES entries, in the manifest's
+    order: listed, matched with the previous tree, read, packed, and written out as tree chunks
+    before the next window is listed. So memory does not grow with the number of files
+    (docs/benchmarks.md); a listing over SSH is the exception, held whole to be sorted."""
     progress = progress or no_progress
     excluded = Excluder(spec.exclude)
     if ssh is not None:
@@ -77,8 +85,14 @@ def capture_files(
         tree: _Tree = RemoteTree(ssh, spec.path, excluded)
     else:
         tree = _LocalTree(spec.path, excluded)
-    before = _previous_files(spec.path, previous, store)
-    healed: set[bytes] = set()  # asked twice for some files (listing, then here): counted once
+    unreadable: list[IntegrityError] = []
+    before = PreviousFiles(iter_entries(previous, store) if previous is not None else (), on_error=unreadable.append)
+    storer = Storer(writer, PreviousContents(previous, store).get if previous is not None else None)
+    out = EntryWriter(writer)
+    healed: set[bytes] = set()
+    vanished: set[bytes] = set()
+    task = f"files {spec.path}"
+    files = total_bytes = read_files = read_bytes = to_read_bytes = 0
 
     def reuse(entry: Entry) -> Mapping[str, Any] | None:
         """The previous snapshot's entry of a file with the same size, mtime, inode and ctime (ctime
@@ -93,53 +107,48 @@ def capture_files(
         return None
 
     with tree:
-        root, listed, skipped = tree.scan(reuse)
-        entries = link_hardlinks(listed)
-        del listed
-        to_read: list[Entry] = []
-        for index, entry in enumerate(entries):
-            if isinstance(entry, Entry) and entry.type == FILE:
-                old = reuse(entry)  # a listing that did not ask (SSH), or the first path of a hard link
-                if old is None:
-                    to_read.append(entry)
+        root, listed, skipped = tree.scan()
+        for window in _windows(link_hardlinks(listed), tree.window):
+            to_read: list[Entry] = []
+            for index, entry in enumerate(window):
+                if isinstance(entry, Entry) and entry.type == FILE:
+                    old = reuse(entry)
+                    if old is None:
+                        to_read.append(entry)
+                    else:
+                        window[index] = old
+            to_read_bytes += sum(e.size for e in to_read)
+            progress(task, total=to_read_bytes)
+            fresh, gone = tree.read(to_read, storer, progress=lambda n: progress(task, advance=n))
+            del to_read
+            contents = storer.take()
+            vanished |= gone
+            read_files += len(fresh)
+            read_bytes += sum(e.size for e in fresh.values())
+            window.reverse()  # each entry let go once written: a window over SSH is the whole tree
+            while window:
+                entry = window.pop()
+                if not isinstance(entry, Entry):  # the previous snapshot's, unchanged
+                    files += 1
+                    total_bytes += entry["size"]
+                    out.add(entry)
+                elif entry.path in vanished or (entry.type == HARDLINK and entry.target in vanished):
+                    continue
+                elif entry.type == FILE:
+                    files += 1
+                    entry = fresh.pop(entry.path)  # as it was when read
+                    total_bytes += entry.size
+                    out.add(entry_to_json(entry, contents.pop(entry.path)))
                 else:
-                    entries[index] = old
-        if healed:
-            log.warning("%s: %d unchanged file(s) read again: chunks of the previous snapshot are missing "
-                        "from the store or were set aside as corrupt", spec.path, len(healed))
-        task = f"files {spec.path}"
-        progress(task, total=sum(e.size for e in to_read))
-        storer = Storer(writer, before.entries())
-        fresh, vanished = tree.read(to_read, storer, progress=lambda n: progress(task, advance=n))
-    contents = storer.finish()
-    del to_read
-    read_files, read_bytes, packs, known = len(fresh), sum(e.size for e in fresh.values()), storer.packs, storer.reused
-    del storer
-    before.clear()  # the previous entries still needed are in ``entries``
-    out = EntryWriter(writer)
-    total_bytes = 0
-    files = 0
-    # Each listed entry, read entry and content is let go once its record is made: a tree of
-    # 100,000 files never holds both forms whole (docs/benchmarks.md).
-    entries.reverse()
-    while entries:
-        entry = entries.pop()
-        if not isinstance(entry, Entry):  # the previous snapshot's, unchanged
-            files += 1
-            total_bytes += entry["size"]
-            out.add(entry)
-            continue
-        if entry.path in vanished or (entry.type == HARDLINK and entry.target in vanished):
-            continue
-        if entry.type == FILE:
-            files += 1
-            entry = fresh.pop(entry.path)  # as it was when read
-            total_bytes += entry.size
-            out.add(entry_to_json(entry, contents.pop(entry.path)))
-            continue
-        out.add(entry_to_json(entry, None))
+                    out.add(entry_to_json(entry, None))
+    if unreadable:
+        log.warning("%s: the previous snapshot's list of files cannot be read (%s): the files after that point "
+                    "are read again", spec.path, unreadable[0].message)
+    if healed:
+        log.warning("%s: %d unchanged file(s) read again: chunks of the previous snapshot are missing "
+                    "from the store or were set aside as corrupt", spec.path, len(healed))
     log.info("%s: %d files, %d read (%d bytes), %d packs, %d contents already stored",
-             spec.path, files, read_files, read_bytes, packs, known)
+             spec.path, files, read_files, read_bytes, storer.packs, storer.reused)
     return {
         "kind": "files",
         "format": TREE_FORMAT,
@@ -156,27 +165,22 @@ def capture_files(
     }
 
 
-def _previous_files(path: str, section: Mapping[str, Any] | None, store: ChunkReader | None) -> PreviousFiles:
-    """The previous snapshot's files of ``path``; none when its tree cannot be read (a chunk
-    missing or set aside as corrupt): every file is then read again, and the snapshot is whole."""
-    if section is None:
-        return PreviousFiles(())
-    try:
-        return PreviousFiles(iter_entries(section, store))
-    except IntegrityError as exc:
-        log.warning("%s: the previous snapshot's list of files cannot be read (%s): every file is read again",
-                    path, exc.message)
-        return PreviousFiles(())
+def _windows(entries: Iterator[Listed], size: int | None) -> Iterator[list[Listed]]:
+    """``entries`` in lists of at most ``size`` (None: one list of all)."""
+    while window := list(itertools.islice(entries, size)):
+        yield window
 
 
 class _Tree(Protocol):
+    window: int | None  # entries captured at a time (None: all at once)
+
     def __enter__(self) -> Any: ...
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
 
-    def scan(self, reuse: Reuse) -> tuple[dict[str, Any], list[Listed], list[bytes]]:
-        """The root's attributes, its entries in any order (``reuse`` may stand for unchanged
-        files), and the special files skipped."""
+    def scan(self) -> tuple[dict[str, Any], Iterator[Listed], list[bytes]]:
+        """The root's attributes, its entries in the manifest's order (as they are listed), and
+        the special files skipped (complete once the entries are)."""
         ...
 
     def read(
@@ -187,6 +191,8 @@ class _Tree(Protocol):
 
 
 class _LocalTree:
+    window: int | None = WINDOW_ENTRIES
+
     def __init__(self, root: str, excluded: Excluder) -> None:
         self.root = root
         self.excluded = excluded
@@ -197,12 +203,12 @@ class _LocalTree:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         return None
 
-    def scan(self, reuse: Reuse) -> tuple[dict[str, Any], list[Listed], list[bytes]]:
-        from .local import list_local, root_attributes
+    def scan(self) -> tuple[dict[str, Any], Iterator[Listed], list[bytes]]:
+        from .local import iter_local, root_attributes
 
         root = root_attributes(self.root)
-        entries, skipped = list_local(self.root, self.excluded, reuse)
-        return root, entries, skipped
+        skipped: list[bytes] = []
+        return root, iter_local(self.root, self.excluded, skipped), skipped
 
     def read(
         self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]

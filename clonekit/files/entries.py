@@ -19,13 +19,18 @@ see every chunk a snapshot needs without reading its tree (the ``"chunks"`` conv
 from __future__ import annotations
 
 import json
+import logging
 import zlib
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from ..errors import IntegrityError
 from ..manifest import Record, canonical_json, collect_chunk_refs
-from .tree import SECTION_FORMAT
+from .tree import FILE, SECTION_FORMAT
+
+log = logging.getLogger("clonekit.files")
 
 TREE_FORMAT = "clonekit.files/2"
 READABLE_FORMATS = (SECTION_FORMAT, TREE_FORMAT)
@@ -95,10 +100,18 @@ def iter_entries(section: Mapping[str, Any], store: ChunkReader | None) -> Itera
     """The section's entries in the manifest's order, whatever its format: from the manifest
     (``clonekit.files/1``) or read from ``store`` one tree chunk at a time (``clonekit.files/2``).
     A damaged or missing tree chunk raises IntegrityError (the repository checks each chunk)."""
+    for entries in iter_tree_chunks(section, store):
+        yield from entries
+
+
+def iter_tree_chunks(section: Mapping[str, Any], store: ChunkReader | None,
+                     refs: list[Mapping[str, Any]] | None = None) -> Iterator[list[Mapping[str, Any]]]:
+    """``iter_entries`` a tree chunk at a time (``refs``: only these of the section's tree
+    chunks); a section of ``clonekit.files/1`` is one list of all its entries."""
     if section_format(section) == SECTION_FORMAT:
-        yield from section.get("entries", ())
+        yield list(section.get("entries", ()))
         return
-    refs = tree_refs(section)
+    refs = tree_refs(section) if refs is None else refs
     if store is None:
         raise ValueError("a clonekit.files/2 section's entries are read from the store: pass it")
     ids = [ref["id"] for ref in refs]
@@ -106,7 +119,7 @@ def iter_entries(section: Mapping[str, Any], store: ChunkReader | None) -> Itera
         if len(data) != ref["size"]:
             raise IntegrityError(f"tree chunk {ref['id']} of {section.get('path')!r} has {len(data)} bytes, "
                                  f"expected {ref['size']}")
-        yield from parse_tree_chunk(data)
+        yield parse_tree_chunk(data)
 
 
 def parse_tree_chunk(data: bytes) -> list[Mapping[str, Any]]:
@@ -147,3 +160,71 @@ def tree_refs(section: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def tree_chunk_ids(section: Mapping[str, Any]) -> list[str]:
     """The ids of the chunks that hold the section's entries (none in ``clonekit.files/1``)."""
     return [] if section_format(section) == SECTION_FORMAT else [ref["id"] for ref in tree_refs(section)]
+
+
+class PreviousContents:
+    """Where each content of the previous snapshot's tree is, by SHA-256: a file moved or copied
+    since is not stored again (``Storer``). Compact: 8 bytes per file (48 bits of the hash and
+    the tree chunk that holds its entry, in one sorted array), the entry itself read back from
+    that chunk on a hit. A table of 100,000 entries by hash held them all (about 50 MiB).
+    Built on first ``get`` (an unchanged tree never pays for it); empty when the tree cannot be
+    read (the content is then stored again, which is always safe)."""
+
+    def __init__(self, section: Mapping[str, Any] | None, store: ChunkReader | None) -> None:
+        self.section = section
+        self.store = store
+        self._keys: array[int] | None = None
+        self._cached: tuple[int, list[Mapping[str, Any]]] | None = None  # the last tree chunk read back
+
+    def get(self, sha: str) -> Mapping[str, Any] | None:
+        keys = self._index()
+        wanted = _prefix(sha)
+        at = bisect_left(keys, wanted << 16)
+        while at < len(keys) and keys[at] >> 16 == wanted:
+            try:
+                entries = self._chunk_entries(keys[at] & 0xFFFF)
+            except IntegrityError:  # gone since the index was built: stored again
+                return None
+            for item in entries:
+                if item.get("sha256") == sha and item.get("type") == FILE:
+                    return item
+            at += 1
+        return None
+
+    def _index(self) -> array[int]:
+        if self._keys is None:
+            keys: list[int] = []
+            try:
+                for number, entries in enumerate(self._chunks()):
+                    if number > 0xFFFF:
+                        raise IntegrityError("more tree chunks than the index numbers")  # 16 GB of entries
+                    keys.extend(_prefix(item["sha256"]) << 16 | number for item in entries
+                                if item.get("type") == FILE and _is_sha(item.get("sha256")))
+            except IntegrityError as exc:
+                log.warning("the previous snapshot's list of files cannot be read (%s): moved files are stored again",
+                            exc.message)
+                keys = []
+            keys.sort()
+            self._keys = array("Q", keys)
+        return self._keys
+
+    def _chunks(self) -> Iterator[list[Mapping[str, Any]]]:
+        return iter(()) if self.section is None else iter_tree_chunks(self.section, self.store)
+
+    def _chunk_entries(self, number: int) -> list[Mapping[str, Any]]:
+        if self._cached is None or self._cached[0] != number:
+            assert self.section is not None
+            one = None if section_format(self.section) == SECTION_FORMAT else [tree_refs(self.section)[number]]
+            self._cached = (number, next(iter_tree_chunks(self.section, self.store, one)))
+        return self._cached[1]
+
+
+def _is_sha(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64
+
+
+def _prefix(sha: str) -> int:
+    try:
+        return int(sha[:12], 16)
+    except ValueError:
+        return -1 & 0xFFFFFFFFFFFF  # not hex: a key no real hash has but the same one, found by get and missed

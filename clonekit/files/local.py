@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import SourceError
-from .tree import DIR, FILE, SYMLINK, Entry, Excluder, Listed, Reuse, join
+from .tree import DIR, FILE, SYMLINK, Entry, Excluder, join
 
 log = logging.getLogger("clonekit.files")
 
@@ -47,17 +47,20 @@ def root_attributes(root: str) -> dict[str, Any]:
     return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid, "mtime_ns": st.st_mtime_ns}
 
 
-def list_local(root: str, excluded: Excluder, reuse: Reuse | None = None) -> tuple[list[Listed], list[bytes]]:
-    """Every entry under root (not root itself) and the paths of special files skipped.
+def list_local(root: str, excluded: Excluder) -> tuple[list[Entry], list[bytes]]:
+    """``iter_local`` whole: every entry under root, and the paths of special files skipped."""
+    skipped: list[bytes] = []
+    return list(iter_local(root, excluded, skipped)), skipped
+
+
+def iter_local(root: str, excluded: Excluder, skipped: list[bytes]) -> Iterator[Entry]:
+    """Every entry under root (not root itself), as it is listed; the paths of special files
+    (not copied) are added to ``skipped``.
 
     In the manifest's order (``tree.in_order``): each folder's names sorted, a folder's entries
-    right after it, so the capture need not sort 100,000 entries again (a sort by key holds every
-    key at once: 9.5 MB more at the capture's peak, tracemalloc, docs/benchmarks.md). A file that is not a hard
-    link and that ``reuse`` finds unchanged is listed as what it returns (the previous snapshot's
-    entry): a nightly listing of 100,000 files holds the few that changed, not every one twice."""
+    right after it. So a capture streams the tree (``capture_files``): it neither sorts 100,000
+    entries nor holds them (docs/benchmarks.md)."""
     base = os.fsencode(root)
-    entries: list[Listed] = []
-    skipped: list[bytes] = []
     folders: list[tuple[bytes, Iterator[os.DirEntry[bytes]]]] = [(b"", _sorted_listing(base, b""))]
     while folders:
         rel_dir, listing = folders[-1]
@@ -81,13 +84,9 @@ def list_local(root: str, excluded: Excluder, reuse: Reuse | None = None) -> tup
                         os.fsdecode(child.path))
             skipped.append(rel)
             continue
-        if reuse is not None and entry.type == FILE and entry.nlink == 1:
-            entries.append(reuse(entry) or entry)
-            continue
-        entries.append(entry)
+        yield entry
         if entry.type == DIR:
             folders.append((rel, _sorted_listing(base, rel)))
-    return entries, skipped
 
 
 def _sorted_listing(base: bytes, rel_dir: bytes) -> Iterator[os.DirEntry[bytes]]:

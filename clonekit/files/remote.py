@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import SourceError
 from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, Storer
 from .tarstream import REGULAR, TarReader
-from .tree import DIR, FILE, SYMLINK, Entry, Excluder, Listed, Reuse, join
+from .tree import DIR, FILE, SYMLINK, Entry, Excluder, in_manifest_order, join
 
 log = logging.getLogger("clonekit.files")
 
@@ -74,12 +74,12 @@ def listing_records(output: bytes) -> Iterator[list[bytes]]:
 
 
 def parse_listing(
-    output: bytes, keep: Callable[[Entry], Listed | None] | None = None
-) -> tuple[dict[str, Any] | None, list[Listed], list[bytes]]:
+    output: bytes, keep: Callable[[Entry], Entry | None] | None = None
+) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
     """Records of find's output → (root attributes, entries, skipped special files). ``keep``
-    says what to hold of each entry as it is parsed: itself, what stands for it, or None (left out)."""
+    says what to hold of each entry as it is parsed: itself, or None (left out)."""
     root = None
-    entries: list[Listed] = []
+    entries: list[Entry] = []
     skipped: list[bytes] = []
     for kind, mode, uid, gid, size, mtime, ctime, ino, nlink, dev, blocks, path, target in listing_records(output):
         if path == b"":
@@ -114,8 +114,17 @@ LIST_THEN_TAR = (
 )
 
 
+def _drain(entries: list[Entry]) -> Iterator[Entry]:
+    """The entries in order, each let go once taken."""
+    entries.reverse()
+    while entries:
+        yield entries.pop()
+
+
 class RemoteTree:
     """A tree on the SSH host. Use as a context manager: ``scan()`` then ``read()`` share one command."""
+
+    window: int | None = None  # one window: the files to read go to the one tar command scan() started
 
     def __init__(self, ssh: Any, root: str, excluded: Excluder) -> None:
         self.ssh = ssh
@@ -137,20 +146,15 @@ class RemoteTree:
         while (piece := self._names.get()) is not None:
             yield piece
 
-    def _parse(
-        self, output: bytes, *, warn: bool, reuse: Reuse | None = None
-    ) -> tuple[dict[str, Any] | None, list[Listed], list[bytes]]:
-        """``parse_listing`` without what is excluded; ``reuse`` may stand for unchanged files
-        (``list_local``'s)."""
+    def _parse(self, output: bytes, *, warn: bool) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
+        """``parse_listing`` without what is excluded."""
         excluded_dirs: set[bytes] = set()
 
-        def keep(entry: Entry) -> Listed | None:
+        def keep(entry: Entry) -> Entry | None:
             if entry.path.rpartition(b"/")[0] in excluded_dirs or self.excluded(entry.path):
                 if entry.type == DIR:  # find lists a folder before what it holds
                     excluded_dirs.add(entry.path)
                 return None
-            if reuse is not None and entry.type == FILE and entry.nlink == 1:
-                return reuse(entry) or entry
             return entry
 
         root, entries, skipped = parse_listing(output, keep)
@@ -163,9 +167,9 @@ class RemoteTree:
     def _listing(self) -> list[Entry]:
         """A fresh listing on its own (used only when something changed during the capture)."""
         output = self.ssh.run(["find", "-H", self.root, "-printf", FIND_FORMAT])
-        return [entry for entry in self._parse(output, warn=False)[1] if isinstance(entry, Entry)]
+        return self._parse(output, warn=False)[1]
 
-    def scan(self, reuse: Reuse | None = None) -> tuple[dict[str, Any], list[Listed], list[bytes]]:
+    def scan(self) -> tuple[dict[str, Any], Iterator[Entry], list[bytes]]:
         argv = ["sh", "-c", LIST_THEN_TAR, "sh", self.root, FIND_FORMAT, *TAR_OPTIONS]
         self._output = self._stack.enter_context(
             self.ssh.stream(argv, stdin=self._send_names(), ok_status=(0, 1))
@@ -177,10 +181,10 @@ class RemoteTree:
                 self._stack.close()
             raise SourceError(f"listing {self.root} on {self.ssh.target} ended early")
         listing, self._leftover = found
-        root, entries, skipped = self._parse(listing, warn=True, reuse=reuse)
+        root, entries, skipped = self._parse(listing, warn=True)
         if root is None:
             raise SourceError(f"the files path {self.root} on {self.ssh.target} is not a folder")
-        return root, entries, skipped
+        return root, _drain(in_manifest_order(entries)), skipped
 
     def read(
         self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]

@@ -7,6 +7,7 @@ SHA-256 and size: a corrupt or missing chunk stops the restore with IntegrityErr
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import tarfile
 import time
@@ -15,13 +16,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import ClonekitError, IntegrityError, UsageError
 from ..fdio import write_all
 from ..progress import no_progress
-from .entries import iter_entries
-from .tree import DIR, FILE, HARDLINK, SYMLINK, check_relative, decode_name, entry_path, order_key
+from .entries import iter_entries, section_format
+from .tree import DIR, FILE, HARDLINK, SECTION_FORMAT, SYMLINK, check_relative, decode_name, entry_path, order_key
 
 WRITE_WORKERS = 4
 WRITE_BATCH_FILES = 64
@@ -39,6 +40,9 @@ _ZEROS = bytes(SPARSE_BLOCK_BYTES)
 # 8 and 24 MiB into a preview's volume from a local store, 30 MiB less at the clone's peak.
 READ_WORKERS = 4
 READ_AHEAD_BYTES = 8 * 1024 * 1024
+# Files whose chunks are named and fetched through one stream (``_Contents``): a batch of
+# entries is held (about 4 MiB), the read-ahead starts again at each batch.
+CONTENT_BATCH_FILES = 8192
 
 
 class ChunkSource(Protocol):
@@ -61,53 +65,97 @@ class RestoreStats:
                 "hardlinks": self.hardlinks, "seconds": round(self.seconds, 3)}
 
 
-def _entries(repo: ChunkSource, section: Mapping[str, Any]) -> list[tuple[bytes, Mapping[str, Any]]]:
-    entries = [(check_relative(entry_path(item)), item) for item in iter_entries(section, repo)]
-    entries.sort(key=lambda pair: order_key(pair[0]))  # parents first; a bytes key per entry, not a list
-    return entries
+Pairs = Iterator[tuple[bytes, Mapping[str, Any]]]
+T = TypeVar("T")
+
+
+def _entries(repo: ChunkSource, section: Mapping[str, Any]) -> Pairs:
+    """(path, entry) in the manifest's order, parents first, each path checked. A tree in chunks
+    (``clonekit.files/2``) streams, its order checked as it goes: a restore holds a few entries,
+    not 100,000 (docs/benchmarks.md). A ``clonekit.files/1`` section, whole in the manifest
+    anyway, is sorted as it always was."""
+    if section_format(section) == SECTION_FORMAT:
+        pairs = [(check_relative(entry_path(item)), item) for item in section.get("entries", ())]
+        pairs.sort(key=lambda pair: order_key(pair[0]))  # a bytes key per entry, not a list
+        yield from pairs
+        return
+    last = b""
+    for item in iter_entries(section, repo):
+        path = check_relative(entry_path(item))
+        key = order_key(path)
+        if key <= last:
+            raise IntegrityError(f"the files of {section.get('path')!r} are out of order at {os.fsdecode(path)}: "
+                                 "the snapshot is damaged")
+        last = key
+        yield path, item
+
+
+def _only_files(pairs: Iterable[tuple[bytes, Mapping[str, Any]]]) -> Pairs:
+    return ((path, item) for path, item in pairs if item.get("type") == FILE)
 
 
 def _file_contents(
-    repo: ChunkSource, entries: list[tuple[bytes, Mapping[str, Any]]]
+    repo: ChunkSource, files: Iterable[tuple[bytes, Mapping[str, Any]]]
 ) -> Iterator[tuple[bytes, Mapping[str, Any], Iterator[bytes | memoryview]]]:
-    """Each file with an iterator over its bytes, all chunks fetched through one ordered, parallel
-    stream. Packed small files are slices of a shared chunk, fetched once for a run of files."""
-    files = [(path, item) for path, item in entries if item.get("type") == FILE]
-    wanted: list[str] = []
-    last: str | None = None
-    for _, item in files:  # the same walk as below decides which files need a fetch
-        refs = item.get("chunks", ())
-        if "offset" in item:
-            if len(refs) == 1 and refs[0]["id"] == last:
-                continue  # served from the chunk already fetched for the previous packed file
-            wanted.extend(ref["id"] for ref in refs)
-            last = refs[-1]["id"] if refs else None
-        elif refs:
-            wanted.extend(ref["id"] for ref in refs)
-            last = None
-    stream = repo.iter_chunks(wanted, workers=READ_WORKERS, read_ahead_bytes=READ_AHEAD_BYTES)
-    current: tuple[str, bytes] | None = None
-    for path, item in files:
-        refs = item.get("chunks", ())
-        if "offset" not in item:
-            yield path, item, _take(stream, refs, path)
-            if refs:
-                current = None
-            continue
-        if len(refs) != 1:
-            raise IntegrityError(f"packed file {os.fsdecode(path)} must name exactly one chunk")
-        ref = refs[0]
-        if current is None or current[0] != ref["id"]:
-            current = (ref["id"], next(_take(stream, refs, path)))
-        offset, size = int(item["offset"]), int(item["size"])
-        if offset < 0 or offset + size > len(current[1]):
-            raise IntegrityError(f"packed file {os.fsdecode(path)} lies outside its chunk: the manifest is damaged")
-        yield path, item, iter((memoryview(current[1])[offset : offset + size],))
+    """Each file with an iterator over its bytes (``_Contents``), CONTENT_BATCH_FILES at a time."""
+    contents = _Contents(repo)
+    for batch in _batched(files, CONTENT_BATCH_FILES):
+        yield from contents.of(batch)
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    source = iter(items)
+    while batch := list(itertools.islice(source, size)):
+        yield batch
+
+
+class _Contents:
+    """The contents of a tree's files, a batch of files at a time: each batch's chunks fetched
+    through one ordered, parallel stream (a batch, not the whole tree, is held while its chunks
+    are named). Packed small files are slices of a shared chunk, fetched once for a run of
+    files, across batches too."""
+
+    def __init__(self, repo: ChunkSource) -> None:
+        self.repo = repo
+        self.current: tuple[str, bytes] | None = None  # the pack chunk the last packed file was cut from
+
+    def of(
+        self, files: list[tuple[bytes, Mapping[str, Any]]]
+    ) -> Iterator[tuple[bytes, Mapping[str, Any], Iterator[bytes | memoryview]]]:
+        wanted: list[str] = []
+        last = self.current[0] if self.current is not None else None
+        for _, item in files:  # the same walk as below decides which files need a fetch
+            refs = item.get("chunks", ())
+            if "offset" in item:
+                if len(refs) == 1 and refs[0]["id"] == last:
+                    continue  # served from the chunk already fetched for the previous packed file
+                wanted.extend(ref["id"] for ref in refs)
+                last = refs[-1]["id"] if refs else None
+            elif refs:
+                wanted.extend(ref["id"] for ref in refs)
+                last = None
+        stream = self.repo.iter_chunks(wanted, workers=READ_WORKERS, read_ahead_bytes=READ_AHEAD_BYTES)
+        for path, item in files:
+            refs = item.get("chunks", ())
+            if "offset" not in item:
+                yield path, item, _take(stream, refs, path)
+                if refs:
+                    self.current = None
+                continue
+            if len(refs) != 1:
+                raise IntegrityError(f"packed file {os.fsdecode(path)} must name exactly one chunk")
+            ref = refs[0]
+            if self.current is None or self.current[0] != ref["id"]:
+                self.current = (ref["id"], next(_take(stream, refs, path)))
+            offset, size = int(item["offset"]), int(item["size"])
+            if offset < 0 or offset + size > len(self.current[1]):
+                raise IntegrityError(f"packed file {os.fsdecode(path)} lies outside its chunk: the manifest is damaged")
+            yield path, item, iter((memoryview(self.current[1])[offset : offset + size],))
 
 
 def iter_files(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[tuple[bytes, Iterator[bytes | memoryview]]]:
     """Every regular file of a section, in path order: (relative path, its bytes in pieces)."""
-    for path, _item, pieces in _file_contents(repo, _entries(repo, section)):
+    for path, _item, pieces in _file_contents(repo, _only_files(_entries(repo, section))):
         yield path, pieces
 
 
@@ -181,17 +229,30 @@ def _restore(repo: ChunkSource, section: Mapping[str, Any], dest: Path, progress
     if any(dest.iterdir()):
         raise UsageError(f"cannot restore files into {dest}: the folder is not empty")
     base = os.fsencode(dest)
-    entries = _entries(repo, section)
     as_root = os.geteuid() == 0
     task = f"restore {section.get('path', '')}"
-    progress(task, total=sum(int(item.get("size", 0)) for _, item in entries if item.get("type") == FILE))
+    total = section.get("bytes")  # the files' bytes, as the capture counted them
+    progress(task, total=total if isinstance(total, int) else None)
 
     counts = {DIR: 0, FILE: 0, SYMLINK: 0, HARDLINK: 0}
-    for path, item in entries:
-        if item.get("type") == DIR:
-            os.mkdir(os.path.join(base, path), 0o700)  # final mode once everything inside is written
-            counts[DIR] += 1
+    folders: list[tuple[bytes, Mapping[str, Any]]] = []  # their modes and times are set last
+    links: list[tuple[bytes, Mapping[str, Any]]] = []  # hard links and symlinks, made after every file
     written = 0
+
+    def files() -> Pairs:
+        """The files, in order; each folder made as the walk reaches it (before what it holds)."""
+        for path, item in _entries(repo, section):
+            kind = item.get("type")
+            if kind == FILE:
+                yield path, item
+            elif kind == DIR:
+                os.mkdir(os.path.join(base, path), 0o700)  # final mode once everything inside is written
+                counts[DIR] += 1
+                folders.append((path, item))
+            elif kind in (HARDLINK, SYMLINK):
+                links.append((path, item))
+            else:
+                raise IntegrityError(f"unknown entry type {kind!r} for {os.fsdecode(path)} in the manifest")
 
     def write(
         path: bytes, item: Mapping[str, Any], chunks: Iterable[bytes | memoryview],
@@ -215,7 +276,7 @@ def _restore(repo: ChunkSource, section: Mapping[str, Any], dest: Path, progress
         running: deque[Future[int]] = deque()
         batch: list[tuple[bytes, Mapping[str, Any], list[bytes | memoryview]]] = []
         batch_bytes = 0
-        for path, item, chunks in _file_contents(repo, entries):
+        for path, item, chunks in _file_contents(repo, files()):
             counts[FILE] += 1
             if len(item.get("chunks", ())) > 1:
                 written += write(path, item, chunks, hasher)
@@ -234,15 +295,12 @@ def _restore(repo: ChunkSource, section: Mapping[str, Any], dest: Path, progress
             written += running.popleft().result()
     # Hard links before symlinks, symlinks last: no path is ever resolved through a restored
     # symlink, so a hostile manifest cannot write or link outside ``dest``.
-    for path, item in entries:
-        kind = item.get("type")
-        if kind == HARDLINK:
+    for path, item in links:
+        if item.get("type") == HARDLINK:
             link = os.path.join(base, check_relative(decode_name(item, "link")))
             os.link(link, os.path.join(base, path), follow_symlinks=False)
             counts[HARDLINK] += 1
-        elif kind not in (DIR, FILE, SYMLINK):
-            raise IntegrityError(f"unknown entry type {kind!r} for {os.fsdecode(path)} in the manifest")
-    for path, item in entries:
+    for path, item in links:
         if item.get("type") == SYMLINK:
             target = os.path.join(base, path)
             os.symlink(decode_name(item, "target"), target)
@@ -251,9 +309,8 @@ def _restore(repo: ChunkSource, section: Mapping[str, Any], dest: Path, progress
             os.utime(target, ns=(item["mtime_ns"], item["mtime_ns"]), follow_symlinks=False)
             counts[SYMLINK] += 1
     # Folders last and deepest first: writing into a folder changes its mtime.
-    for path, item in reversed(entries):
-        if item.get("type") == DIR:
-            _apply(os.path.join(base, path), item, as_root)
+    for path, item in reversed(folders):
+        _apply(os.path.join(base, path), item, as_root)
     root = section.get("root")
     if root:
         _apply(base, root, as_root)
@@ -331,11 +388,19 @@ def iter_tar(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[bytes]:
 
 
 def _tar_pieces(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[bytes]:
-    entries = _entries(repo, section)
     root = section.get("root")
     if root:
         yield _header(b".", DIR, root)
-    contents = _file_contents(repo, entries)
+    source = _Contents(repo)
+    for batch in _batched(_entries(repo, section), CONTENT_BATCH_FILES):
+        yield from _tar_batch(batch, source.of(list(_only_files(batch))))
+    yield bytes(2 * TAR_BLOCK)
+
+
+def _tar_batch(
+    entries: list[tuple[bytes, Mapping[str, Any]]],
+    contents: Iterator[tuple[bytes, Mapping[str, Any], Iterator[bytes | memoryview]]],
+) -> Iterator[bytes]:
     for path, item in entries:
         kind = item.get("type")
         if kind == FILE:
@@ -354,7 +419,6 @@ def _tar_pieces(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[bytes
             yield _header(path, kind, item)
         else:
             raise IntegrityError(f"unknown entry type {kind!r} for {os.fsdecode(path)} in the manifest")
-    yield bytes(2 * TAR_BLOCK)
 
 
 _TAR_TYPES = {FILE: tarfile.REGTYPE, DIR: tarfile.DIRTYPE, SYMLINK: tarfile.SYMTYPE, HARDLINK: tarfile.LNKTYPE}

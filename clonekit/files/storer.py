@@ -8,11 +8,11 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, cast
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from .cdc import BUFFER_BYTES, MIN_CHUNK_BYTES, ReadInto, iter_chunks
-from .tree import Content, content_of, entries_by_hash
+from .tree import Content, content_of
 
 READ_ATTEMPTS = 3
 PACK_FILE_BYTES = MIN_CHUNK_BYTES  # smaller files are packed; larger ones are chunked by content
@@ -54,15 +54,15 @@ def store_content(readinto: ReadInto, writer: ChunkSink, buffer: bytearray | Non
 class Storer:
     """Where file contents go: small ones into packs (in call order), large ones chunked by content.
 
-    ``small`` is called from one thread; ``large`` from any. ``finish`` flushes the last pack
-    and returns every file's content by path (the last call for a path wins).
+    ``small`` is called from one thread; ``large`` from any. ``take`` flushes the pack being
+    filled and hands over every file's content since the last ``take``, by path (the last call
+    for a path wins).
     """
 
-    def __init__(self, writer: ChunkSink, previous: Iterable[Mapping[str, Any]] = ()) -> None:
+    def __init__(self, writer: ChunkSink, previous: Callable[[str], Mapping[str, Any] | None] | None = None) -> None:
         self.writer = writer
-        self.previous = previous
-        # sha256 -> where that content already is: a previous entry (content_of reads it) or a new pack
-        self._known: dict[str, Mapping[str, Any] | Content] | None = None
+        self.previous = previous  # sha256 -> the previous snapshot's entry of that content (entries.PreviousContents)
+        self.stored_here: dict[str, Content] = {}  # sha256 -> a content this capture packed
         self.results: dict[bytes, Content] = {}
         self.lock = threading.Lock()
         self.pack = bytearray()
@@ -82,14 +82,17 @@ class Storer:
             self.large(path, _BytesReader(data).readinto)
             return
         sha = sha or hashlib.sha256(data).hexdigest()
-        known = self.known.get(sha)
-        if known is not None and not isinstance(known, Content) and not stored(content_of(known), self.writer):
-            del self.known[sha]  # its chunks are gone or set aside as corrupt: packed again below
-            known = None
+        known = self.stored_here.get(sha)
+        if known is None and self.previous is not None:
+            # whether a previous entry's chunks are still stored is asked on a hit, not for each
+            # of 100,000 entries when one thumbnail changed (docs/benchmarks.md)
+            old = self.previous(sha)
+            if old is not None and stored(content_of(old), self.writer):
+                known = content_of(old)  # else its chunks are gone or set aside as corrupt: packed again
         if known is not None:
             self.reused += 1
             with self.lock:
-                self.results[path] = known if isinstance(known, Content) else content_of(known)
+                self.results[path] = known
             return
         if not data:
             with self.lock:
@@ -104,14 +107,6 @@ class Storer:
         if len(self.pack) >= PACK_TARGET_BYTES:
             self.flush()
 
-    @property
-    def known(self) -> dict[str, Mapping[str, Any] | Content]:
-        if self._known is None:  # built on first need: an unchanged tree never pays for it
-            # whether a previous entry's chunks are still stored is asked on a hit, not for each
-            # of 100,000 entries when one thumbnail changed (docs/benchmarks.md)
-            self._known = cast(dict[str, Mapping[str, Any] | Content], entries_by_hash(self.previous))  # no copy
-        return self._known
-
     def flush(self) -> None:
         if not self.pending:
             return
@@ -121,7 +116,7 @@ class Storer:
             for path, sha, offset in self.pending:
                 content = Content(sha, refs, offset)
                 self.results[path] = content
-                self.known.setdefault(sha, content)
+                self.stored_here.setdefault(sha, content)
         self.pack = bytearray()
         self.pending = []
         self.pending_by_hash = {}
@@ -138,9 +133,12 @@ class Storer:
             self.results[path] = content
         return size
 
-    def finish(self) -> dict[bytes, Content]:
+    def take(self) -> dict[bytes, Content]:
+        """Flush the pack being filled; every file's content since the last ``take``, by path."""
         self.flush()
-        return self.results
+        with self.lock:
+            results, self.results = self.results, {}
+        return results
 
 
 class _BytesReader:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,39 +111,44 @@ def entry_path(item: Mapping[str, Any]) -> bytes:
 
 
 class PreviousFiles:
-    """File entries of the previous snapshot's section for the same path, found by path. Keyed by
-    each entry's own name string (the raw bytes for a name stored in base64): 100,000 names are
-    not copied to be looked up (docs/benchmarks.md)."""
+    """The previous snapshot's file entries of the same path, asked for in the manifest's order: a
+    merge of the listing with the previous tree as it streams (``entries``, from the store one
+    tree chunk at a time), so a capture holds no table of 100,000 previous entries.
 
-    def __init__(self, entries: Iterable[Mapping[str, Any]]) -> None:
-        self._by_name: dict[str | bytes, Mapping[str, Any]] = {}
-        for item in entries:
-            if item.get("type") == FILE:
-                self._by_name[item["path"] if "path" in item else decode_name(item, "path")] = item
+    A path asked for out of order, and every path once the previous tree turns out unreadable
+    (a chunk missing or corrupt: ``IntegrityError`` while streaming it), gets None: that file is
+    read again, which is always safe."""
 
-    def entries(self) -> Iterable[Mapping[str, Any]]:
-        return self._by_name.values()
-
-    def clear(self) -> None:
-        self._by_name.clear()
+    def __init__(self, entries: Iterable[Mapping[str, Any]], on_error: Callable[[IntegrityError], None] | None = None) -> None:
+        self._entries: Iterator[Mapping[str, Any]] | None = iter(entries)
+        self._on_error = on_error
+        self._asked = b""
+        self._key = b""  # order key of ``_item``
+        self._item: Mapping[str, Any] | None = None
 
     def get(self, path: bytes) -> Mapping[str, Any] | None:
-        try:
-            return self._by_name.get(path.decode("utf-8"))  # stored as this string (encode_name)
-        except UnicodeDecodeError:
-            return self._by_name.get(path)
+        key = order_key(path)
+        if key < self._asked:
+            return None
+        self._asked = key
+        while self._entries is not None and (self._item is None or self._key < key):
+            try:
+                item = next(self._entries, None)
+            except IntegrityError as exc:
+                if self._on_error is not None:
+                    self._on_error(exc)
+                item = None
+            if item is None:
+                self._entries, self._item = None, None
+                break
+            self._item, self._key = item, order_key(entry_path(item))
+        item = self._item
+        return item if item is not None and self._key == key and item.get("type") == FILE else None
 
 
 def content_of(item: Mapping[str, Any]) -> Content:
     offset = item.get("offset")
     return Content(item["sha256"], tuple(item.get("chunks", ())), offset if isinstance(offset, int) else None)
-
-
-def entries_by_hash(entries: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    """The previous snapshot's file entry of each content (``content_of`` says where it lives): a
-    file moved or copied is not stored again. The entries themselves, no copy: one per file."""
-    return {item["sha256"]: item for item in entries
-            if item.get("type") == FILE and isinstance(item.get("sha256"), str)}
 
 
 def unchanged(entry: Entry, before: Mapping[str, Any] | None) -> bool:
@@ -169,10 +174,9 @@ class Excluder:
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.patterns)
 
 
-# What a listing holds: an entry as listed, or, for a file unchanged since the previous snapshot,
-# that snapshot's entry itself (``Reuse``), which is all the capture needs of it.
+# What a capture holds of a listed file: the entry as listed, or, for a file unchanged since the
+# previous snapshot, that snapshot's entry itself, which is all the capture needs of it.
 Listed = Entry | Mapping[str, Any]
-Reuse = Callable[[Entry], Mapping[str, Any] | None]
 
 
 def listed_path(item: Listed) -> bytes:
@@ -191,23 +195,31 @@ def in_order(entries: Sequence[Listed]) -> bool:
                for i in range(1, len(entries)))
 
 
-def link_hardlinks(entries: list[Listed]) -> list[Listed]:
-    """The first path (in sorted order) of each multiply-linked inode keeps the content; the
-    others become ``hardlink`` entries pointing to it. Sorted by path, parents first (a listing
-    already in that order is not sorted again: a sort by key holds every key at once)."""
-    ordered = entries if in_order(entries) else sorted(entries, key=lambda e: order_key(listed_path(e)))
+def link_hardlinks(entries: Iterable[Listed]) -> Iterator[Listed]:
+    """Entries in the manifest's order (``in_order``), each multiply-linked inode's first path
+    keeping the content and the others made ``hardlink`` entries pointing to it. Streams: only
+    the first path of each multiply-linked inode is held."""
     first: dict[tuple[int, int], bytes] = {}
-    out: list[Listed] = []
-    for entry in ordered:
+    last = b""
+    for entry in entries:
+        key = order_key(listed_path(entry))
+        if key <= last and last:
+            raise ValueError(f"a listing out of the manifest's order at {listed_path(entry)!r}")  # a bug, not bad input
+        last = key
         if isinstance(entry, Entry) and entry.type == FILE and entry.nlink > 1:
-            key = (entry.dev, entry.ino)
-            if key in first:
+            inode = (entry.dev, entry.ino)
+            if inode in first:
                 entry = Entry(path=entry.path, type=HARDLINK, mode=entry.mode, uid=entry.uid, gid=entry.gid,
-                              mtime_ns=entry.mtime_ns, target=first[key])
+                              mtime_ns=entry.mtime_ns, target=first[inode])
             else:
-                first[key] = entry.path
-        out.append(entry)
-    return out
+                first[inode] = entry.path
+        yield entry
+
+
+def in_manifest_order(entries: list[Entry]) -> list[Entry]:
+    """``entries`` sorted as a manifest lists them (parents first), unless they already are: a
+    sort by key holds every key at once."""
+    return entries if in_order(entries) else sorted(entries, key=lambda e: order_key(e.path))
 
 
 def join(parent: bytes, name: bytes) -> bytes:

@@ -122,3 +122,14 @@ def ssh_target(ssh_server) -> SshTarget:
 def describe_tree():
     """describe(root) -> everything that must survive a round trip, by relative path."""
     return describe
+
+
+@pytest.fixture
+def assert_same_tree(describe_tree):
+    def check(a: Path, b: Path) -> None:
+        left, right = describe_tree(a), describe_tree(b)
+        assert sorted(left) == sorted(right)
+        for key in left:
+            assert left[key] == right[key], key
+
+    return check

@@ -32,17 +32,6 @@ def entries(repo, section):
 MTIME_NS = 1_600_000_000_123_456_789  # what the awkward tree's entries were stamped with
 
 
-@pytest.fixture
-def assert_same_tree(describe_tree):
-    def check(a: Path, b: Path) -> None:
-        left, right = describe_tree(a), describe_tree(b)
-        assert sorted(left) == sorted(right)
-        for key in left:
-            assert left[key] == right[key], key
-
-    return check
-
-
 def test_local_round_trip_is_exact(repo, awkward_tree, tmp_path, caplog, assert_same_tree):
     caplog.set_level(logging.WARNING, "clonekit.files")
     section, _ = capture(repo, awkward_tree)

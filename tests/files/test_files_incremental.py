@@ -266,10 +266,14 @@ def test_remote_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypat
 
 def test_an_awkward_tree_captured_again_reads_nothing_and_lists_in_the_manifest_order(repo, awkward_tree, monkeypatch):
     from clonekit.files.local import list_local
-    from clonekit.files.tree import Excluder, in_order, link_hardlinks
+    from clonekit.files.tree import Excluder, in_manifest_order, in_order, link_hardlinks
 
     listed = list_local(str(awkward_tree), Excluder([]))[0]
-    assert in_order(listed) and link_hardlinks(listed) == link_hardlinks(listed[::-1])
+    assert in_order(listed) and in_manifest_order(listed[::-1]) == listed
+    linked = list(link_hardlinks(listed))
+    assert [e.path for e in linked] == [e.path for e in listed] and sum(e.type == "hardlink" for e in linked) == 2
+    with pytest.raises(ValueError, match="order"):
+        list(link_hardlinks(listed[::-1]))
     first, _ = capture(repo, awkward_tree)
     spy = _ReadSpy(monkeypatch)
     again, _ = capture(repo, awkward_tree, previous=first)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from clonekit.config import FileSource
 from clonekit.errors import IntegrityError
-from clonekit.files import TREE_FORMAT, capture_files, iter_entries, restore_files
+from clonekit.files import TREE_FORMAT, capture_files, iter_entries, iter_tar, restore_files
 from clonekit.files.entries import TREE_MAX_BYTES, TREE_MIN_BYTES, EntryWriter
 from clonekit.manifest import Manifest, Record, canonical_json, collect_chunk_refs
 from clonekit.repository import chunk_key
@@ -107,3 +108,147 @@ def test_manifests_of_the_first_format_are_still_read(repo):
         "database": None, "services": None,
         "files": [{"kind": "files", "format": "clonekit.files/1", "path": "/srv", "entries": []}]}).encode())
     assert manifest.format_version == 1 and list(iter_entries(manifest.files[0], repo)) == []
+
+
+def test_a_tree_captured_in_small_windows_is_the_same_tree(repo, awkward_tree, tmp_path, monkeypatch, assert_same_tree):
+    """Windows of 3 entries: hard links, packs and reuse cross window boundaries alike."""
+    from clonekit.files import capture as capture_module
+    from clonekit.files import restore as restore_module
+
+    with repo.writer() as writer:
+        whole = capture_files(FileSource(str(awkward_tree)), writer, store=repo)
+    monkeypatch.setattr(capture_module._LocalTree, "window", 3)
+    with repo.writer() as writer:
+        windowed = capture_files(FileSource(str(awkward_tree)), writer, store=repo)
+    def described(section):  # packs close at each window's end: where contents are differs, not what
+        return [{k: v for k, v in item.items() if k not in ("chunks", "offset")} for item in iter_entries(section, repo)]
+
+    assert described(windowed) == described(whole) and windowed["files"] == whole["files"]
+    with repo.writer() as writer:
+        again = capture_files(FileSource(str(awkward_tree)), writer, previous=windowed, store=repo)
+    assert again["read_files"] == 0 and again["tree"] == windowed["tree"]
+    # restored two files at a time: a pack chunk and hard links span batches
+    monkeypatch.setattr(restore_module, "CONTENT_BATCH_FILES", 2)
+    restore_files(repo, again, tmp_path / "out")
+    assert_same_tree(awkward_tree, tmp_path / "out")
+    (tmp_path / "untarred").mkdir()
+    tar = subprocess.run(["tar", "-x", "-p", "--same-owner", "-C", str(tmp_path / "untarred")],
+                         input=b"".join(iter_tar(repo, again)), capture_output=True, check=False)
+    assert tar.returncode == 0 and tar.stderr == b""
+    assert_same_tree(awkward_tree, tmp_path / "untarred")
+
+
+def test_previous_files_are_found_in_order_and_never_wrongly():
+    from clonekit.files.tree import PreviousFiles
+
+    entries = [_entry(i, "a" * 64) for i in range(10)]
+    found = PreviousFiles(entries)
+    assert found.get(b"2024/000002.jpg") is entries[2]
+    assert found.get(b"2024/000002.jpg") is entries[2]  # asked twice: the same answer
+    assert found.get(b"2024/000004a.jpg") is None  # not in the previous tree
+    assert found.get(b"2024/000007.jpg") is entries[7]
+    assert found.get(b"2024/000003.jpg") is None  # out of order: read again, which is safe
+    assert found.get(b"2024/000009.jpg") is entries[9] and found.get(b"2025/x.jpg") is None
+
+    errors: list[IntegrityError] = []
+
+    def broken():
+        yield entries[0]
+        raise IntegrityError("chunk gone")
+
+    found = PreviousFiles(broken(), on_error=errors.append)
+    assert found.get(b"2024/000000.jpg") is entries[0]
+    assert found.get(b"2024/000001.jpg") is None and found.get(b"2024/000005.jpg") is None
+    assert [e.message for e in errors] == ["chunk gone"]
+
+
+def test_previous_contents_tell_apart_hashes_that_share_a_prefix(repo):
+    from clonekit.files.entries import PreviousContents
+
+    def file(path: str, sha: str) -> dict:
+        return {**_entry(0, "b" * 64), "path": path, "sha256": sha}
+
+    shared = "abcdef012345"
+    first, second = shared + "1" * 52, shared + "2" * 52
+    entries = [file("a.jpg", first), file("b.jpg", "9" * 64), file("c.jpg", second)]
+    fields = _write(repo, [Record(item) for item in entries])
+    section = {"kind": "files", "format": TREE_FORMAT, "path": "/srv", **fields}
+    contents = PreviousContents(section, repo)
+    assert contents.get(second)["path"] == "c.jpg" and contents.get(first)["path"] == "a.jpg"
+    assert contents.get(shared + "3" * 52) is None and contents.get("0" * 64) is None
+    old = {"kind": "files", "format": "clonekit.files/1", "path": "/srv", "entries": entries}
+    assert PreviousContents(old, None).get(second)["path"] == "c.jpg"
+
+
+def test_a_nightly_capture_holds_no_more_for_four_times_the_files(repo, tmp_path, monkeypatch):
+    """Memory of a capture of an unchanged tree does not grow with its files (tracemalloc peak;
+    before the tree chunks and the windows it grew by about 1.1 MiB per 1,000 files). Windows and
+    tree chunks are made small here, so that 4,000 files already span many of each."""
+    import tracemalloc
+
+    from clonekit.files import capture as capture_module
+    from clonekit.files import entries as entries_module
+
+    monkeypatch.setattr(capture_module._LocalTree, "window", 500)
+    monkeypatch.setattr(entries_module, "TREE_MAX_BYTES", 64 * 1024)
+    monkeypatch.setattr(entries_module, "TREE_MIN_BYTES", 8 * 1024)
+
+    def nightly_peak(count: int) -> int:
+        root = tmp_path / f"tree-{count}"
+        for i in range(count):
+            folder = root / f"{i // 500:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i:06d}.jpg").write_bytes(b"%d" % i)
+        with repo.writer() as writer:
+            first = capture_files(FileSource(str(root)), writer, store=repo)
+        with repo.writer() as writer:
+            tracemalloc.start()
+            again = capture_files(FileSource(str(root)), writer, previous=first, store=repo)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert again["read_files"] == 0 and again["files"] == count and again["tree"] == first["tree"]
+        return peak
+
+    small, large = nightly_peak(4_000), nightly_peak(16_000)
+    # 12,000 more entries held at once would be 3.5 MiB or more (300 bytes each at the least)
+    assert large - small < 1024 * 1024, (small, large)
+
+
+def test_a_restore_holds_no_more_for_four_times_the_files(repo, tmp_path, monkeypatch):
+    """A tree in chunks is restored as it streams, a batch of files at a time (tracemalloc peak,
+    as above). 16,000 one-byte files share one pack chunk: a walk ahead to the next chunk to
+    fetch would reach the end of the tree."""
+    import tracemalloc
+
+    from clonekit.files import entries as entries_module
+    from clonekit.files import restore as restore_module
+
+    monkeypatch.setattr(entries_module, "TREE_MAX_BYTES", 64 * 1024)
+    monkeypatch.setattr(entries_module, "TREE_MIN_BYTES", 8 * 1024)
+    monkeypatch.setattr(restore_module, "CONTENT_BATCH_FILES", 500)
+
+    def restore_peak(count: int) -> int:
+        root = tmp_path / f"tree-{count}"
+        for i in range(count):
+            folder = root / f"{i // 500:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i:06d}.jpg").write_bytes(b"%d" % i)
+        with repo.writer() as writer:
+            section = capture_files(FileSource(str(root)), writer, store=repo)
+        tracemalloc.start()
+        stats = restore_files(repo, section, tmp_path / f"out-{count}")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert stats.files == count
+        return peak
+
+    small, large = restore_peak(4_000), restore_peak(16_000)
+    assert large - small < 1024 * 1024, (small, large)
+
+
+def test_a_tree_out_of_order_is_refused(repo, tmp_path):
+    entries = [Record({"path": name, "type": "dir", "mode": 0o755, "uid": 0, "gid": 0, "mtime_ns": 1})
+               for name in ("b", "a")]
+    section = {"kind": "files", "format": TREE_FORMAT, "path": "/srv", **_write(repo, entries)}
+    with pytest.raises(IntegrityError, match="out of order"):
+        restore_files(repo, section, tmp_path / "out")
