@@ -2,9 +2,10 @@
 
     python3 -m benchmarks.many_files_bench --files 100000 --snapshots 8 [--ssh]
 
-Each snapshot's manifest holds one entry per file: ``snapshot`` reads the previous one whole, and
-``snapshots`` and ``prune`` read every manifest's head (its entries let go as they are read), the
-one place where memory is not bounded by buffers (docs/operations.md, "Memory with many files"). This runs the CLI in its own
+A snapshot lists one entry per file, kept in tree chunks of the store (``clonekit.files/2``):
+``snapshot`` streams the tree and the previous one through in windows, ``snapshots`` and ``prune``
+read manifests that name those chunks without their entries (docs/operations.md, "Memory with
+many files"); over SSH the listing is still held whole to be sorted. This runs the CLI in its own
 process each time (peak RSS from the kernel, VmHWM): the first snapshot, then ``--snapshots``
 minus one more after 1% of the files changed each time, then ``clonekit snapshots`` and
 ``clonekit prune --dry-run`` over all of them. Anchor, same tree, same run: ``restic backup``
