@@ -41,9 +41,10 @@ class Record(Mapping[str, Any]):
     list, equality is a dict's, and ``canonical_json`` writes the same bytes.
     """
 
-    __slots__ = ("_at", "_values")
+    __slots__ = ("_at", "_text", "_values")
 
-    def __init__(self, item: Mapping[str, Any]) -> None:
+    def __init__(self, item: Mapping[str, Any], text: bytes | None = None) -> None:
+        self._text = text  # its canonical JSON when read from a tree chunk: written again as it was
         keys = tuple(item)
         at = _SHAPES.get(keys)
         if at is None:
@@ -57,6 +58,11 @@ class Record(Mapping[str, Any]):
         if "type" in at and values[at["type"]] in ENTRY_TYPES:
             values[at["type"]] = sys.intern(values[at["type"]])
         self._values = tuple(values)
+
+    @property
+    def text(self) -> bytes | None:
+        """The canonical JSON this record was read from (``clonekit.files.entries``), if any."""
+        return self._text
 
     def __getitem__(self, key: str) -> Any:
         return self._value(key, self._at[key])

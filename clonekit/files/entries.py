@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import zlib
 from array import array
 from bisect import bisect_left
@@ -65,7 +66,10 @@ class EntryWriter:
         self.content: dict[str, int] = {}
 
     def add(self, item: Mapping[str, Any]) -> None:
-        line = canonical_json(item) + b"\n"  # canonical JSON escapes every newline of a name
+        # canonical JSON escapes every newline of a name; an unchanged entry is written as it was
+        # read (``parse_tree_chunk``): 100,000 entries are not encoded again each night
+        text = item.text if isinstance(item, Record) else None
+        line = (text if text is not None else canonical_json(item)) + b"\n"
         collect_chunk_refs(item, self.content)
         if len(self.buffer) + len(line) > TREE_MAX_BYTES:
             self._cut()
@@ -111,7 +115,12 @@ def iter_tree_chunks(section: Mapping[str, Any], store: ChunkReader | None,
     if section_format(section) == SECTION_FORMAT:
         yield list(section.get("entries", ()))
         return
-    refs = tree_refs(section) if refs is None else refs
+    for data in _tree_data(section, store, tree_refs(section) if refs is None else refs):
+        yield parse_tree_chunk(data)
+
+
+def _tree_data(section: Mapping[str, Any], store: ChunkReader | None, refs: list[Mapping[str, Any]]) -> Iterator[bytes]:
+    """The text of each of ``refs``, tree chunks of a ``clonekit.files/2`` section, in order."""
     if store is None:
         raise ValueError("a clonekit.files/2 section's entries are read from the store: pass it")
     ids = [ref["id"] for ref in refs]
@@ -119,7 +128,7 @@ def iter_tree_chunks(section: Mapping[str, Any], store: ChunkReader | None,
         if len(data) != ref["size"]:
             raise IntegrityError(f"tree chunk {ref['id']} of {section.get('path')!r} has {len(data)} bytes, "
                                  f"expected {ref['size']}")
-        yield parse_tree_chunk(data)
+        yield data
 
 
 def parse_tree_chunk(data: bytes) -> list[Mapping[str, Any]]:
@@ -140,10 +149,10 @@ def parse_tree_chunk(data: bytes) -> list[Mapping[str, Any]]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IntegrityError(f"a tree chunk is not valid JSON lines: {exc}") from exc
     out: list[Mapping[str, Any]] = []
-    for item in items:
+    for item, text in zip(items, data[:-1].split(b"\n"), strict=True):
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
             raise IntegrityError("a tree chunk holds something that is not a file entry: the snapshot is damaged")
-        out.append(Record(item))
+        out.append(Record(item, text))
     return out
 
 
@@ -195,11 +204,10 @@ class PreviousContents:
         if self._keys is None:
             keys: list[int] = []
             try:
-                for number, entries in enumerate(self._chunks()):
+                for number, prefixes in enumerate(self._prefixes()):
                     if number > 0xFFFF:
                         raise IntegrityError("more tree chunks than the index numbers")  # 16 GB of entries
-                    keys.extend(_prefix(item["sha256"]) << 16 | number for item in entries
-                                if item.get("type") == FILE and _is_sha(item.get("sha256")))
+                    keys.extend(prefix << 16 | number for prefix in prefixes)
             except IntegrityError as exc:
                 log.warning("the previous snapshot's list of files cannot be read (%s): moved files are stored again",
                             exc.message)
@@ -208,8 +216,18 @@ class PreviousContents:
             self._keys = array("Q", keys)
         return self._keys
 
-    def _chunks(self) -> Iterator[list[Mapping[str, Any]]]:
-        return iter(()) if self.section is None else iter_tree_chunks(self.section, self.store)
+    def _prefixes(self) -> Iterator[list[int]]:
+        """The hash prefixes of the files of each tree chunk (``_prefix``). A tree chunk's text is
+        searched, not parsed: in canonical JSON a ``"sha256":"`` key can only be a file entry's
+        (a quote inside a name is escaped), and a wrong match only costs a look that finds nothing."""
+        if self.section is None:
+            return
+        if section_format(self.section) == SECTION_FORMAT:
+            yield [_prefix(item["sha256"]) for item in self.section.get("entries", ())
+                   if item.get("type") == FILE and _is_sha(item.get("sha256"))]
+            return
+        for data in _tree_data(self.section, self.store, tree_refs(self.section)):
+            yield [int(found, 16) for found in _SHA_KEY.findall(data)]
 
     def _chunk_entries(self, number: int) -> list[Mapping[str, Any]]:
         if self._cached is None or self._cached[0] != number:
@@ -217,6 +235,9 @@ class PreviousContents:
             one = None if section_format(self.section) == SECTION_FORMAT else [tree_refs(self.section)[number]]
             self._cached = (number, next(iter_tree_chunks(self.section, self.store, one)))
         return self._cached[1]
+
+
+_SHA_KEY = re.compile(rb'"sha256":"([0-9a-f]{12})[0-9a-f]{52}"')
 
 
 def _is_sha(value: Any) -> bool:
