@@ -86,7 +86,11 @@ def capture_files(
     else:
         tree = _LocalTree(spec.path, excluded)
     unreadable: list[IntegrityError] = []
-    before = PreviousFiles(iter_entries(previous, store) if previous is not None else (), on_error=unreadable.append)
+    # A window over SSH is the whole tree: its unchanged entries are held without their lines
+    # (28 MiB at 100,000 files), and encoded again when written.
+    texts = tree.window is not None
+    before = PreviousFiles(iter_entries(previous, store, texts=texts) if previous is not None else (),
+                           on_error=unreadable.append)
     storer = Storer(writer, PreviousContents(previous, store).get if previous is not None else None)
     out = EntryWriter(writer)
     healed: set[bytes] = set()

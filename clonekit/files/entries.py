@@ -18,6 +18,7 @@ see every chunk a snapshot needs without reading its tree (the ``"chunks"`` conv
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -100,23 +101,24 @@ def section_format(section: Mapping[str, Any]) -> str:
     return str(form)
 
 
-def iter_entries(section: Mapping[str, Any], store: ChunkReader | None) -> Iterator[Mapping[str, Any]]:
+def iter_entries(section: Mapping[str, Any], store: ChunkReader | None, *, texts: bool = True) -> Iterator[Mapping[str, Any]]:
     """The section's entries in the manifest's order, whatever its format: from the manifest
     (``clonekit.files/1``) or read from ``store`` one tree chunk at a time (``clonekit.files/2``).
-    A damaged or missing tree chunk raises IntegrityError (the repository checks each chunk)."""
-    for entries in iter_tree_chunks(section, store):
+    A damaged or missing tree chunk raises IntegrityError (the repository checks each chunk).
+    ``texts``: each record keeps the line it was read from (``parse_tree_chunk``)."""
+    for entries in iter_tree_chunks(section, store, texts=texts):
         yield from entries
 
 
 def iter_tree_chunks(section: Mapping[str, Any], store: ChunkReader | None,
-                     refs: list[Mapping[str, Any]] | None = None) -> Iterator[list[Mapping[str, Any]]]:
+                     refs: list[Mapping[str, Any]] | None = None, *, texts: bool = True) -> Iterator[list[Mapping[str, Any]]]:
     """``iter_entries`` a tree chunk at a time (``refs``: only these of the section's tree
     chunks); a section of ``clonekit.files/1`` is one list of all its entries."""
     if section_format(section) == SECTION_FORMAT:
         yield list(section.get("entries", ()))
         return
     for data in _tree_data(section, store, tree_refs(section) if refs is None else refs):
-        yield parse_tree_chunk(data)
+        yield parse_tree_chunk(data, texts=texts)
 
 
 def _tree_data(section: Mapping[str, Any], store: ChunkReader | None, refs: list[Mapping[str, Any]]) -> Iterator[bytes]:
@@ -131,9 +133,10 @@ def _tree_data(section: Mapping[str, Any], store: ChunkReader | None, refs: list
         yield data
 
 
-def parse_tree_chunk(data: bytes) -> list[Mapping[str, Any]]:
+def parse_tree_chunk(data: bytes, *, texts: bool = True) -> list[Mapping[str, Any]]:
     """One tree chunk's entries (JSON lines), as compact records; the files of a pack share one
-    chunk reference object, as they do in a manifest read whole."""
+    chunk reference object, as they do in a manifest read whole. With ``texts`` each record keeps
+    its line (``Record.text``): written again as is when the entry did not change (``EntryWriter``)."""
     refs: dict[tuple[str, int], Any] = {}
 
     def hook(item: dict[str, Any]) -> Any:
@@ -149,7 +152,8 @@ def parse_tree_chunk(data: bytes) -> list[Mapping[str, Any]]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IntegrityError(f"a tree chunk is not valid JSON lines: {exc}") from exc
     out: list[Mapping[str, Any]] = []
-    for item, text in zip(items, data[:-1].split(b"\n"), strict=True):
+    lines: Iterable[bytes | None] = data[:-1].split(b"\n") if texts else itertools.repeat(None, len(items))
+    for item, text in zip(items, lines, strict=True):
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
             raise IntegrityError("a tree chunk holds something that is not a file entry: the snapshot is damaged")
         out.append(Record(item, text))

@@ -109,6 +109,7 @@ def test_ssh_second_capture_sends_nothing_unchanged(repo, tmp_path, ssh_target, 
         spy.commands.clear()
         again, stats = capture(repo, root, ssh=spy, previous=first)
         assert len(spy.commands) == 1 and again["read_files"] == 0 and stats.new_plain_bytes == 0
+        assert again["tree"] == first["tree"]  # entries encoded again (not kept as read): the same bytes
         _change_one_percent(root)
         spy.commands.clear()
         third, stats = capture(repo, root, ssh=spy, previous=again)
