@@ -106,3 +106,20 @@ def test_moved_files_whose_old_pack_is_gone_are_stored_again(repo, tmp_path, des
     assert content_bytes(second, stats) == len(photo)  # stored again, once for both paths
     restore_files(repo, second, tmp_path / "out")
     assert describe_tree(root) == describe_tree(tmp_path / "out")
+
+
+def test_the_same_bytes_in_a_later_pack_are_not_stored_again(repo):
+    from clonekit.files.storer import Storer
+
+    photo = os.urandom(30_000)
+    with repo.writer() as writer:
+        storer = Storer(writer)
+        storer.small(b"a.jpg", photo)
+        storer.small(b"b.jpg", os.urandom(100))
+        first = storer.take()  # a window's end: the pack is closed
+        storer.small(b"copy.jpg", photo)
+        storer.small(b"other.jpg", os.urandom(200))
+        second = storer.take()
+    assert storer.packs == 2 and storer.reused == 1
+    assert second[b"copy.jpg"] == first[b"a.jpg"]  # the same chunk and offset, not a second copy
+    assert second[b"other.jpg"].chunks != first[b"a.jpg"].chunks
