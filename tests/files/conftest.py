@@ -133,3 +133,14 @@ def assert_same_tree(describe_tree):
             assert left[key] == right[key], key
 
     return check
+
+
+def damage_chunk(repo, chunk_id: str, at: int = -10) -> None:
+    """Flip one byte of a stored chunk, as a failing disk would."""
+    from clonekit.repository import chunk_key
+
+    stored = Path(repo.url) / chunk_key(chunk_id)
+    blob = bytearray(stored.read_bytes())
+    blob[at] ^= 0xFF
+    os.chmod(stored, 0o600)
+    stored.write_bytes(bytes(blob))

@@ -14,8 +14,8 @@ from clonekit.config import FileSource
 from clonekit.errors import ClonekitError, IntegrityError, SourceError, UsageError
 from clonekit.files import capture_files, iter_entries, iter_tar, restore_files
 from clonekit.manifest import canonical_json, collect_chunk_refs
-from clonekit.repository import chunk_key
 from clonekit.transport.ssh import SshSession
+from tests.files.conftest import damage_chunk
 
 
 def capture(repo, root: Path, *, ssh=None, previous=None, exclude=()):
@@ -112,11 +112,7 @@ def test_missing_root_is_a_clear_source_error(repo, tmp_path, ssh_target):
 def test_restore_refuses_a_corrupt_chunk(repo, awkward_tree, tmp_path):
     section, _ = capture(repo, awkward_tree)
     big = next(e for e in entries(repo, section) if e.get("path") == "big.bin")
-    stored = Path(repo.url) / chunk_key(big["chunks"][1]["id"])
-    blob = bytearray(stored.read_bytes())
-    blob[-10] ^= 0xFF
-    os.chmod(stored, 0o600)
-    stored.write_bytes(bytes(blob))
+    damage_chunk(repo, big["chunks"][1]["id"])
     with pytest.raises(IntegrityError):
         restore_files(repo, section, tmp_path / "out")
     with pytest.raises(IntegrityError):

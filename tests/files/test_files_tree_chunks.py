@@ -16,7 +16,7 @@ from clonekit.errors import IntegrityError
 from clonekit.files import TREE_FORMAT, capture_files, iter_entries, iter_tar, restore_files
 from clonekit.files.entries import TREE_MAX_BYTES, TREE_MIN_BYTES, EntryWriter
 from clonekit.manifest import Manifest, Record, canonical_json, collect_chunk_refs
-from clonekit.repository import chunk_key
+from tests.files.conftest import damage_chunk
 
 
 def _entry(i: int, pack: str) -> Record:
@@ -77,11 +77,7 @@ def test_a_damaged_or_unknown_tree_is_refused_and_a_first_format_section_still_r
     with pytest.raises(IntegrityError, match="tree chunk"):
         restore_files(repo, {**section, "tree": {"chunks": "nope"}}, tmp_path / "garbled")
 
-    stored = Path(repo.url) / chunk_key(tree_id)
-    blob = bytearray(stored.read_bytes())
-    blob[-5] ^= 0xFF
-    os.chmod(stored, 0o600)
-    stored.write_bytes(bytes(blob))
+    damage_chunk(repo, tree_id)
     with pytest.raises(IntegrityError):
         restore_files(repo, section, tmp_path / "damaged")
 
@@ -180,6 +176,22 @@ def test_previous_contents_tell_apart_hashes_that_share_a_prefix(repo):
     assert PreviousContents(old, None).get(second)["path"] == "c.jpg"
 
 
+def _numbered_tree(root: Path, count: int) -> Path:
+    """``count`` files of a few bytes, 500 a folder."""
+    for i in range(count):
+        folder = root / f"{i // 500:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:06d}.jpg").write_bytes(b"%d" % i)
+    return root
+
+
+def _small_tree_chunks(monkeypatch) -> None:
+    from clonekit.files import entries as entries_module
+
+    monkeypatch.setattr(entries_module, "TREE_MAX_BYTES", 64 * 1024)
+    monkeypatch.setattr(entries_module, "TREE_MIN_BYTES", 8 * 1024)
+
+
 def test_a_nightly_capture_holds_no_more_for_four_times_the_files(repo, tmp_path, monkeypatch):
     """Memory of a capture of an unchanged tree does not grow with its files (tracemalloc peak;
     before the tree chunks and the windows it grew by about 1.1 MiB per 1,000 files). Windows and
@@ -187,18 +199,12 @@ def test_a_nightly_capture_holds_no_more_for_four_times_the_files(repo, tmp_path
     import tracemalloc
 
     from clonekit.files import capture as capture_module
-    from clonekit.files import entries as entries_module
 
     monkeypatch.setattr(capture_module._LocalTree, "window", 500)
-    monkeypatch.setattr(entries_module, "TREE_MAX_BYTES", 64 * 1024)
-    monkeypatch.setattr(entries_module, "TREE_MIN_BYTES", 8 * 1024)
+    _small_tree_chunks(monkeypatch)
 
     def nightly_peak(count: int) -> int:
-        root = tmp_path / f"tree-{count}"
-        for i in range(count):
-            folder = root / f"{i // 500:03d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{i:06d}.jpg").write_bytes(b"%d" % i)
+        root = _numbered_tree(tmp_path / f"tree-{count}", count)
         with repo.writer() as writer:
             first = capture_files(FileSource(str(root)), writer, store=repo)
         with repo.writer() as writer:
@@ -220,19 +226,13 @@ def test_a_restore_holds_no_more_for_four_times_the_files(repo, tmp_path, monkey
     fetch would reach the end of the tree."""
     import tracemalloc
 
-    from clonekit.files import entries as entries_module
     from clonekit.files import restore as restore_module
 
-    monkeypatch.setattr(entries_module, "TREE_MAX_BYTES", 64 * 1024)
-    monkeypatch.setattr(entries_module, "TREE_MIN_BYTES", 8 * 1024)
+    _small_tree_chunks(monkeypatch)
     monkeypatch.setattr(restore_module, "CONTENT_BATCH_FILES", 500)
 
     def restore_peak(count: int) -> int:
-        root = tmp_path / f"tree-{count}"
-        for i in range(count):
-            folder = root / f"{i // 500:03d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{i:06d}.jpg").write_bytes(b"%d" % i)
+        root = _numbered_tree(tmp_path / f"tree-{count}", count)
         with repo.writer() as writer:
             section = capture_files(FileSource(str(root)), writer, store=repo)
         tracemalloc.start()
