@@ -1,7 +1,8 @@
-"""Thread-pool helpers shared by the file capture and the repository."""
+"""Iteration and thread-pool helpers shared by the file capture, the restore and the repository."""
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,3 +22,10 @@ def ordered_map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[
             running.append(pool.submit(fn, item))
             break
         yield result
+
+
+def batched(items: Iterable[T], size: int | None) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size`` (None: one list of all), each taken as it is needed."""
+    source = iter(items)
+    while batch := list(itertools.islice(source, size)):
+        yield batch

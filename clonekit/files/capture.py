@@ -17,7 +17,6 @@ holds a torn file.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -26,10 +25,10 @@ from typing import Any, Protocol
 
 from ..config import FileSource
 from ..errors import IntegrityError, SourceError
-from ..pools import ordered_map
+from ..pools import batched, ordered_map
 from ..progress import no_progress
 from .entries import TREE_FORMAT, ChunkReader, EntryWriter, PreviousContents, iter_entries
-from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, ChunkSink, Storer, refs_stored
+from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, WINDOW_ENTRIES, ChunkSink, Storer, refs_stored
 from .tree import (
     FILE,
     HARDLINK,
@@ -53,9 +52,6 @@ LOCAL_READ_WORKERS = 2
 BATCH_FILES = 64
 BATCH_BYTES = 2 * 1024 * 1024
 READ_AHEAD_BATCHES = 8
-# A local tree is captured this many entries at a time (``capture_files``): about 4 MiB of
-# listed entries, and a pack closed at each window's end (its files' entries are then written).
-WINDOW_ENTRIES = 10_000
 
 Progress = Callable[..., None]
 
@@ -75,8 +71,8 @@ def capture_files(
 
     The tree streams through in windows of at most WINDOW_ENTRIES entries, in the manifest's
     order: listed, matched with the previous tree, read, packed, and written out as tree chunks
-    before the next window is listed. So memory does not grow with the number of files
-    (docs/benchmarks.md); a listing over SSH is the exception, held whole to be sorted."""
+    before the next window is taken. So memory does not grow with the number of files
+    (docs/benchmarks.md), but for a listing over SSH, held to be sorted (``RemoteTree.scan``)."""
     progress = progress or no_progress
     excluded = Excluder(spec.exclude)
     if ssh is not None:
@@ -86,12 +82,8 @@ def capture_files(
     else:
         tree = _LocalTree(spec.path, excluded)
     unreadable: list[IntegrityError] = []
-    # A window over SSH is the whole tree: its unchanged entries are held without their lines
-    # (28 MiB at 100,000 files), and encoded again when written.
-    texts = tree.window is not None
-    before = PreviousFiles(iter_entries(previous, store, texts=texts) if previous is not None else (),
-                           on_error=unreadable.append)
-    storer = Storer(writer, PreviousContents(previous, store).get if previous is not None else None)
+    before = PreviousFiles(iter_entries(previous, store) if previous is not None else (), on_error=unreadable.append)
+    storer = Storer(writer, PreviousContents(previous, store, unreadable.append).get if previous is not None else None)
     out = EntryWriter(writer)
     healed: set[bytes] = set()
     vanished: set[bytes] = set()
@@ -112,7 +104,7 @@ def capture_files(
 
     with tree:
         root, listed, skipped = tree.scan()
-        for window in _windows(link_hardlinks(listed), tree.window):
+        for window in batched(link_hardlinks(listed), tree.window):
             to_read: list[Entry] = []
             for index, entry in enumerate(window):
                 if isinstance(entry, Entry) and entry.type == FILE:
@@ -129,9 +121,7 @@ def capture_files(
             vanished |= gone
             read_files += len(fresh)
             read_bytes += sum(e.size for e in fresh.values())
-            window.reverse()  # each entry let go once written: a window over SSH is the whole tree
-            while window:
-                entry = window.pop()
+            for entry in window:
                 if not isinstance(entry, Entry):  # the previous snapshot's, unchanged
                     files += 1
                     total_bytes += entry["size"]
@@ -147,7 +137,7 @@ def capture_files(
                     out.add(entry_to_json(entry, None))
     if unreadable:
         log.warning("%s: the previous snapshot's list of files cannot be read (%s): the files after that point "
-                    "are read again", spec.path, unreadable[0].message)
+                    "are read again, and moved files stored again", spec.path, unreadable[0].message)
     if healed:
         log.warning("%s: %d unchanged file(s) read again: chunks of the previous snapshot are missing "
                     "from the store or were set aside as corrupt", spec.path, len(healed))
@@ -167,12 +157,6 @@ def capture_files(
         "skipped": len(skipped),
         **out.finish(),
     }
-
-
-def _windows(entries: Iterator[Listed], size: int | None) -> Iterator[list[Listed]]:
-    """``entries`` in lists of at most ``size`` (None: one list of all)."""
-    while window := list(itertools.islice(entries, size)):
-        yield window
 
 
 class _Tree(Protocol):

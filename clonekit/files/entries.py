@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import re
 import zlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from ..errors import IntegrityError
 from ..manifest import Record, canonical_json, collect_chunk_refs
 from .tree import FILE, SECTION_FORMAT
-
-log = logging.getLogger("clonekit.files")
 
 TREE_FORMAT = "clonekit.files/2"
 READABLE_FORMATS = (SECTION_FORMAT, TREE_FORMAT)
@@ -115,7 +112,8 @@ def iter_tree_chunks(section: Mapping[str, Any], store: ChunkReader | None,
     """``iter_entries`` a tree chunk at a time (``refs``: only these of the section's tree
     chunks); a section of ``clonekit.files/1`` is one list of all its entries."""
     if section_format(section) == SECTION_FORMAT:
-        yield list(section.get("entries", ()))
+        entries = section.get("entries", [])
+        yield entries if isinstance(entries, list) else list(entries)  # whole in the manifest already
         return
     for data in _tree_data(section, store, tree_refs(section) if refs is None else refs):
         yield parse_tree_chunk(data, texts=texts)
@@ -181,11 +179,13 @@ class PreviousContents:
     the tree chunk that holds its entry, in one sorted array), the entry itself read back from
     that chunk on a hit. A table of 100,000 entries by hash held them all (about 50 MiB).
     Built on first ``get`` (an unchanged tree never pays for it); empty when the tree cannot be
-    read (the content is then stored again, which is always safe)."""
+    read (``on_error`` is told; the content is then stored again, which is always safe)."""
 
-    def __init__(self, section: Mapping[str, Any] | None, store: ChunkReader | None) -> None:
+    def __init__(self, section: Mapping[str, Any] | None, store: ChunkReader | None,
+                 on_error: Callable[[IntegrityError], None] | None = None) -> None:
         self.section = section
         self.store = store
+        self._on_error = on_error
         self._keys: array[int] | None = None
         self._cached: tuple[int, list[Mapping[str, Any]]] | None = None  # the last tree chunk read back
 
@@ -213,8 +213,8 @@ class PreviousContents:
                         raise IntegrityError("more tree chunks than the index numbers")  # 16 GB of entries
                     keys.extend(prefix << 16 | number for prefix in prefixes)
             except IntegrityError as exc:
-                log.warning("the previous snapshot's list of files cannot be read (%s): moved files are stored again",
-                            exc.message)
+                if self._on_error is not None:
+                    self._on_error(exc)
                 keys = []
             keys.sort()
             self._keys = array("Q", keys)

@@ -47,17 +47,11 @@ def root_attributes(root: str) -> dict[str, Any]:
     return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid, "mtime_ns": st.st_mtime_ns}
 
 
-def list_local(root: str, excluded: Excluder) -> tuple[list[Entry], list[bytes]]:
-    """``iter_local`` whole: every entry under root, and the paths of special files skipped."""
-    skipped: list[bytes] = []
-    return list(iter_local(root, excluded, skipped)), skipped
-
-
 def iter_local(root: str, excluded: Excluder, skipped: list[bytes]) -> Iterator[Entry]:
     """Every entry under root (not root itself), as it is listed; the paths of special files
     (not copied) are added to ``skipped``.
 
-    In the manifest's order (``tree.in_order``): each folder's names sorted, a folder's entries
+    In the manifest's order (``tree.order_key``): each folder's names sorted, a folder's entries
     right after it. So a capture streams the tree (``capture_files``): it neither sorts 100,000
     entries nor holds them (docs/benchmarks.md)."""
     base = os.fsencode(root)

@@ -14,16 +14,18 @@ times), then the capture fails naming them. Nothing torn is ever stored.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import queue
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from ..errors import SourceError
-from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, Storer
+from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, WINDOW_ENTRIES, Storer
 from .tarstream import REGULAR, TarReader
-from .tree import DIR, FILE, SYMLINK, Entry, Excluder, in_manifest_order, join
+from .tree import DIR, FILE, SYMLINK, Entry, Excluder, join, order_key
 
 log = logging.getLogger("clonekit.files")
 
@@ -46,62 +48,108 @@ def parse_time_ns(text: bytes) -> int:
     return int(seconds + (fraction + b"000000000")[:9])  # one int(): this runs twice per listed file
 
 
-# find's output is split this much at a time: 100,000 files split at once were 1.3 million strings
-# held beside their entries.
-LISTING_BLOCK_BYTES = 1 << 20
+# find's output is read this much at a time, each piece parsed as it comes: 100,000 files
+# listed at once were 11 MB of output, held two or three times over while it was split.
+LISTING_READ_BYTES = 1 << 16
+
+T = TypeVar("T")
 
 
-def listing_records(output: bytes) -> Iterator[list[bytes]]:
-    """find's records (one field per FIELDS), a block of the output at a time."""
+@dataclass
+class Listing(Generic[T]):
+    """What ``read_listing`` found: the root's attributes (None: not a folder), what was held of
+    each entry, the special files skipped, and whether the sentinel ended it (``rest``: the
+    bytes read past it)."""
+
+    root: dict[str, Any] | None
+    held: list[T]
+    special: list[bytes]
+    ended: bool = False
+    rest: bytes = b""
+
+
+def read_listing(stream: Any, hold: Callable[[list[bytes]], T], excluded: Excluder | None = None) -> Listing[T]:
+    """find's records (one field per FIELDS) read from ``stream`` as they come, up to the end or
+    to the SENTINEL record; ``hold(fields)`` of each entry is kept, but for what ``excluded``
+    leaves out (a folder with all it holds: find lists a folder before its content). The
+    sentinel counts only where a record starts, so a file named like it cannot end the listing."""
     width = len(FIELDS)
-    at, block = 0, LISTING_BLOCK_BYTES
-    while at < len(output):
-        end = min(len(output), at + block)
-        fields = output[at:end].split(b"\0")
-        cut = fields.pop()  # after the last NUL: a field cut by the block's end, or b"" at the output's end
-        records = len(fields) // width
-        if end == len(output) and (cut or len(fields) % width):
-            raise SourceError("the remote file listing is truncated or garbled (find -printf)")
-        if not records:
-            if end == len(output):
-                raise SourceError("the remote file listing is truncated or garbled (find -printf)")
-            block *= 2  # one record longer than a block (names of thousands of bytes)
-            continue
-        for i in range(records):
-            yield fields[i * width : (i + 1) * width]
-        # the block's bytes less the cut field and the fields of the next record (fewer than a record's)
-        at = end - len(cut) - sum(len(field) + 1 for field in fields[records * width :])
+    listing: Listing[T] = Listing(None, [], [])
+    excluded_dirs: set[bytes] = set()
+    pending = b""  # the start of a record the next read completes
+    while data := stream.read1(LISTING_READ_BYTES):
+        buffer = pending + data if pending else data
+        fields = buffer.split(b"\0")
+        fields.pop()  # after the last NUL: a field the next read completes (in ``pending``)
+        at = start = 0  # field and byte of the next record's start
+        while at < len(fields):
+            if fields[at] == SENTINEL:
+                listing.ended, listing.rest = True, buffer[start + len(SENTINEL) + 1 :]
+                return listing
+            if len(fields) - at < width:
+                break
+            record = fields[at : at + width]
+            start += sum(map(len, record)) + width
+            at += width
+            kind, path = record[0], record[11]
+            if path == b"":
+                if kind == b"d":  # else the root is not a folder: the caller says so
+                    listing.root = {"mode": int(record[1], 8), "uid": int(record[2]), "gid": int(record[3]),
+                                    "mtime_ns": parse_time_ns(record[5])}
+                continue
+            if excluded is not None and (path.rpartition(b"/")[0] in excluded_dirs or excluded(path)):
+                if kind == b"d":
+                    excluded_dirs.add(path)
+                continue
+            if kind not in TYPES:
+                listing.special.append(path)
+                continue
+            listing.held.append(hold(record))
+        pending = buffer[start:]
+    if pending:
+        raise SourceError("the remote file listing is truncated or garbled (find -printf)")
+    return listing
 
 
-def parse_listing(
-    output: bytes, keep: Callable[[Entry], Entry | None] | None = None
-) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
-    """Records of find's output → (root attributes, entries, skipped special files). ``keep``
-    says what to hold of each entry as it is parsed: itself, or None (left out)."""
-    root = None
-    entries: list[Entry] = []
-    skipped: list[bytes] = []
-    for kind, mode, uid, gid, size, mtime, ctime, ino, nlink, dev, blocks, path, target in listing_records(output):
-        if path == b"":
-            if kind != b"d":
-                continue  # the root is not a folder: scan() says so
-            root = {"mode": int(mode, 8), "uid": int(uid), "gid": int(gid), "mtime_ns": parse_time_ns(mtime)}
-            continue
-        mapped = TYPES.get(kind)
-        if mapped is None:
-            skipped.append(path)
-            continue
-        file_size = int(size) if mapped == FILE else 0
-        entry = Entry(
-            path=path, type=mapped, mode=int(mode, 8), uid=int(uid), gid=int(gid), mtime_ns=parse_time_ns(mtime),
-            size=file_size, ino=int(ino), dev=int(dev), nlink=int(nlink), ctime_ns=parse_time_ns(ctime),
-            target=target if mapped == SYMLINK else b"",
-            sparse=mapped == FILE and file_size > 0 and int(blocks) * 512 < file_size,
-        )
-        held = entry if keep is None else keep(entry)
-        if held is not None:
-            entries.append(held)
-    return root, entries, skipped
+def listed_entry(fields: list[bytes]) -> Entry:
+    """One of find's records (``read_listing``) as an entry."""
+    kind, mode, uid, gid, size, mtime, ctime, ino, nlink, dev, blocks, path, target = fields
+    mapped = TYPES[kind]
+    file_size = int(size) if mapped == FILE else 0
+    return Entry(
+        path=path, type=mapped, mode=int(mode, 8), uid=int(uid), gid=int(gid), mtime_ns=parse_time_ns(mtime),
+        size=file_size, ino=int(ino), dev=int(dev), nlink=int(nlink), ctime_ns=parse_time_ns(ctime),
+        target=target if mapped == SYMLINK else b"",
+        sparse=mapped == FILE and file_size > 0 and int(blocks) * 512 < file_size,
+    )
+
+
+def parse_listing(output: bytes) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
+    """find's whole output → (root attributes, entries, special files skipped)."""
+    listing = read_listing(io.BytesIO(output), listed_entry)
+    return listing.root, listing.held, listing.special
+
+
+# A listing over SSH comes in find's order and is sorted into the manifest's: each entry is held
+# meanwhile as one bytes object, its order key first (``order_key``) and its other fields after
+# two NULs, which no key holds (a key's NULs each stand between two names). So the records sort
+# as their keys do, by plain byte comparison: no key per entry beside them, and about 150 bytes
+# per entry, where an ``Entry`` takes 380 (docs/benchmarks.md).
+def _sortable(fields: list[bytes]) -> bytes:
+    return order_key(fields[11]) + b"\0\0" + b"\0".join(fields[:11]) + b"\0" + fields[12]
+
+
+def _unsorted(record: bytes) -> Entry:
+    key, _, rest = record.partition(b"\0\0")
+    fields = rest.split(b"\0")
+    return listed_entry([*fields[:11], key.replace(b"\0", b"/"), fields[11]])
+
+
+def _drain(records: list[bytes]) -> Iterator[Entry]:
+    """Sorted records as entries, each let go once taken."""
+    records.reverse()
+    while records:
+        yield _unsorted(records.pop())
 
 
 SENTINEL = b"CK-END-OF-LISTING"
@@ -114,17 +162,12 @@ LIST_THEN_TAR = (
 )
 
 
-def _drain(entries: list[Entry]) -> Iterator[Entry]:
-    """The entries in order, each let go once taken."""
-    entries.reverse()
-    while entries:
-        yield entries.pop()
-
-
 class RemoteTree:
     """A tree on the SSH host. Use as a context manager: ``scan()`` then ``read()`` share one command."""
 
-    window: int | None = None  # one window: the files to read go to the one tar command scan() started
+    # The first window's files to read go to the tar that scan()'s command starts; the next
+    # windows' each to a tar of their own (one round trip per window that has files to read).
+    window: int | None = WINDOW_ENTRIES
 
     def __init__(self, ssh: Any, root: str, excluded: Excluder) -> None:
         self.ssh = ssh
@@ -134,57 +177,49 @@ class RemoteTree:
         self._names: queue.Queue[bytes | None] = queue.Queue()
         self._output: Any = None
         self._leftover = b""
+        self._pending = False  # scan()'s tar waits for names
 
     def __enter__(self) -> RemoteTree:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._names.put(None)  # the stdin feeder may still wait for names
-        self._stack.__exit__(exc_type, exc, tb)
+        self._names.put(None)  # the stdin feeder may still wait for names (scan()'s tar, given none)
+        if exc_type is None:
+            with _tool_hint():
+                self._stack.close()  # waits for that tar and checks its status
+        else:
+            self._stack.__exit__(exc_type, exc, tb)
 
     def _send_names(self) -> Iterator[bytes]:
         while (piece := self._names.get()) is not None:
             yield piece
 
-    def _parse(self, output: bytes, *, warn: bool) -> tuple[dict[str, Any] | None, list[Entry], list[bytes]]:
-        """``parse_listing`` without what is excluded."""
-        excluded_dirs: set[bytes] = set()
-
-        def keep(entry: Entry) -> Entry | None:
-            if entry.path.rpartition(b"/")[0] in excluded_dirs or self.excluded(entry.path):
-                if entry.type == DIR:  # find lists a folder before what it holds
-                    excluded_dirs.add(entry.path)
-                return None
-            return entry
-
-        root, entries, skipped = parse_listing(output, keep)
-        special = [p for p in skipped if not (self.excluded(p) or p.rpartition(b"/")[0] in excluded_dirs)]
-        for path in special if warn else ():
-            log.warning("skipping special file %s on %s (sockets, FIFOs and devices are not copied)",
-                        os.fsdecode(join(os.fsencode(self.root), path)), self.ssh.target)
-        return root, entries, special
-
-    def _listing(self) -> list[Entry]:
-        """A fresh listing on its own (used only when something changed during the capture)."""
+    def _listing(self, wanted: Mapping[bytes, Entry]) -> dict[bytes, Entry]:
+        """A fresh listing of the ``wanted`` files, those still there (used only when something
+        changed during the capture)."""
         output = self.ssh.run(["find", "-H", self.root, "-printf", FIND_FORMAT])
-        return self._parse(output, warn=False)[1]
+        found = read_listing(io.BytesIO(output), listed_entry).held
+        return {entry.path: entry for entry in found if entry.type == FILE and entry.path in wanted}
 
     def scan(self) -> tuple[dict[str, Any], Iterator[Entry], list[bytes]]:
         argv = ["sh", "-c", LIST_THEN_TAR, "sh", self.root, FIND_FORMAT, *TAR_OPTIONS]
         self._output = self._stack.enter_context(
             self.ssh.stream(argv, stdin=self._send_names(), ok_status=(0, 1))
         )
-        found = _read_until_sentinel(self._output)
-        if found is None:  # find failed: ending the command raises its error (with find's message)
+        listing = read_listing(self._output, _sortable, self.excluded)
+        if not listing.ended:  # find failed: ending the command raises its error (with find's message)
             self._names.put(None)
             with _tool_hint():
                 self._stack.close()
             raise SourceError(f"listing {self.root} on {self.ssh.target} ended early")
-        listing, self._leftover = found
-        root, entries, skipped = self._parse(listing, warn=True)
-        if root is None:
+        self._leftover, self._pending = listing.rest, True
+        if listing.root is None:
             raise SourceError(f"the files path {self.root} on {self.ssh.target} is not a folder")
-        return root, _drain(in_manifest_order(entries)), skipped
+        for path in listing.special:
+            log.warning("skipping special file %s on %s (sockets, FIFOs and devices are not copied)",
+                        os.fsdecode(join(os.fsencode(self.root), path)), self.ssh.target)
+        listing.held.sort()
+        return listing.root, _drain(listing.held), listing.special
 
     def read(
         self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]
@@ -193,10 +228,10 @@ class RemoteTree:
         vanished: set[bytes] = set()
         wanted = {entry.path: entry for entry in entries}
         for attempt in range(1, READ_ATTEMPTS + 1):
-            if attempt == 1:
-                headers, status = self._first_tar(wanted, storer, progress)
-            elif not wanted:
+            if not wanted:
                 break
+            if self._pending:
+                headers, status = self._first_tar(wanted, storer, progress)
             else:
                 headers, status = self._tar(wanted, storer, progress)
             if status == 0 and headers.all_as_listed(wanted):
@@ -204,7 +239,7 @@ class RemoteTree:
                 wanted = {}
                 break
             # Something moved (tar status 1, a missing member or a header unlike the listing): list again.
-            current = {entry.path: entry for entry in self._listing() if entry.type == FILE}
+            current = self._listing(wanted)
             changed: dict[bytes, Entry] = {}
             for path, entry in wanted.items():
                 fresh = current.get(path)
@@ -237,6 +272,7 @@ class RemoteTree:
         self, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
     ) -> tuple[_Members, int]:
         """The tar half of the command scan() started: send the names, read the archive."""
+        self._pending = False
         self._names.put(_names(wanted))
         self._names.put(None)
         headers = self._parse_tar(_Prefixed(self._leftover, self._output), wanted, storer, progress)
@@ -317,26 +353,6 @@ class _Prefixed:
             self.head = self.head[n:]
             return n
         return int(self.stream.readinto(view) or 0)
-
-
-def _read_until_sentinel(stream: Any) -> tuple[bytes, bytes] | None:
-    """Read find's records up to the sentinel record; returns (listing, what came after it).
-    The sentinel counts only where a record starts (a multiple of the field count of NULs
-    before it), so a file named like it cannot end the listing early."""
-    buffer = bytearray()
-    width = len(FIELDS)
-    searched = 0
-    while True:
-        data = stream.read1(1 << 16)
-        if not data:
-            return None
-        buffer += data
-        at = searched
-        while (at := buffer.find(SENTINEL + b"\0", at)) >= 0:
-            if (at == 0 or buffer[at - 1] == 0) and buffer.count(0, 0, at) % width == 0:
-                return bytes(buffer[:at]), bytes(buffer[at + len(SENTINEL) + 1 :])
-            at += 1
-        searched = max(0, len(buffer) - len(SENTINEL))
 
 
 def _header_key(entry: Entry) -> tuple[int, int]:

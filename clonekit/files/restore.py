@@ -7,7 +7,6 @@ SHA-256 and size: a corrupt or missing chunk stops the restore with IntegrityErr
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import tarfile
 import time
@@ -16,13 +15,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from ..errors import ClonekitError, IntegrityError, UsageError
 from ..fdio import write_all
+from ..pools import batched
 from ..progress import no_progress
 from .entries import iter_entries, section_format
-from .tree import DIR, FILE, HARDLINK, SECTION_FORMAT, SYMLINK, check_relative, decode_name, entry_path, order_key
+from .tree import (
+    DIR,
+    FILE,
+    HARDLINK,
+    SECTION_FORMAT,
+    SYMLINK,
+    check_relative,
+    checked_order,
+    decode_name,
+    entry_path,
+    order_key,
+)
 
 WRITE_WORKERS = 4
 WRITE_BATCH_FILES = 64
@@ -66,7 +77,6 @@ class RestoreStats:
 
 
 Pairs = Iterator[tuple[bytes, Mapping[str, Any]]]
-T = TypeVar("T")
 
 
 def _entries(repo: ChunkSource, section: Mapping[str, Any]) -> Pairs:
@@ -79,15 +89,13 @@ def _entries(repo: ChunkSource, section: Mapping[str, Any]) -> Pairs:
         pairs.sort(key=lambda pair: order_key(pair[0]))  # a bytes key per entry, not a list
         yield from pairs
         return
-    last = b""
-    for item in iter_entries(section, repo):
-        path = check_relative(entry_path(item))
-        key = order_key(path)
-        if key <= last:
-            raise IntegrityError(f"the files of {section.get('path')!r} are out of order at {os.fsdecode(path)}: "
-                                 "the snapshot is damaged")
-        last = key
-        yield path, item
+
+    def out_of_order(path: bytes) -> IntegrityError:
+        return IntegrityError(f"the files of {section.get('path')!r} are out of order at {os.fsdecode(path)}: "
+                              "the snapshot is damaged")
+
+    streamed = ((check_relative(entry_path(item)), item) for item in iter_entries(section, repo))
+    yield from checked_order(streamed, lambda pair: pair[0], out_of_order)
 
 
 def _only_files(pairs: Iterable[tuple[bytes, Mapping[str, Any]]]) -> Pairs:
@@ -99,14 +107,8 @@ def _file_contents(
 ) -> Iterator[tuple[bytes, Mapping[str, Any], Iterator[bytes | memoryview]]]:
     """Each file with an iterator over its bytes (``_Contents``), CONTENT_BATCH_FILES at a time."""
     contents = _Contents(repo)
-    for batch in _batched(files, CONTENT_BATCH_FILES):
+    for batch in batched(files, CONTENT_BATCH_FILES):
         yield from contents.of(batch)
-
-
-def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    source = iter(items)
-    while batch := list(itertools.islice(source, size)):
-        yield batch
 
 
 class _Contents:
@@ -392,7 +394,7 @@ def _tar_pieces(repo: ChunkSource, section: Mapping[str, Any]) -> Iterator[bytes
     if root:
         yield _header(b".", DIR, root)
     source = _Contents(repo)
-    for batch in _batched(_entries(repo, section), CONTENT_BATCH_FILES):
+    for batch in batched(_entries(repo, section), CONTENT_BATCH_FILES):
         yield from _tar_batch(batch, source.of(list(_only_files(batch))))
     yield bytes(2 * TAR_BLOCK)
 

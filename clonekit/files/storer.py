@@ -15,6 +15,9 @@ from .cdc import BUFFER_BYTES, MIN_CHUNK_BYTES, ReadInto, iter_chunks
 from .tree import Content, content_of
 
 READ_ATTEMPTS = 3
+# A tree is captured this many entries at a time (``capture_files``), local or over SSH: about
+# 4 MiB of listed entries, and a pack closed at each window's end (its files' entries are then written).
+WINDOW_ENTRIES = 10_000
 PACK_FILE_BYTES = MIN_CHUNK_BYTES  # smaller files are packed; larger ones are chunked by content
 PACK_TARGET_BYTES = 4 * 1024 * 1024
 # Large files chunked at once, each through one reused buffer of BUFFER_BYTES (cdc.py). One keeps

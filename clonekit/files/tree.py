@@ -31,12 +31,14 @@ import fnmatch
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import IntegrityError
 from ..manifest import Record
 
 SECTION_FORMAT = "clonekit.files/1"
+
+T = TypeVar("T")
 
 FILE = "file"
 DIR = "dir"
@@ -190,22 +192,30 @@ def order_key(path: bytes) -> bytes:
     return path.replace(b"/", b"\0")
 
 
-def in_order(entries: Sequence[Listed]) -> bool:
-    return all(order_key(listed_path(entries[i - 1])) < order_key(listed_path(entries[i]))
-               for i in range(1, len(entries)))
+def checked_order(
+    items: Iterable[T], path_of: Callable[[T], bytes], out_of_order: Callable[[bytes], Exception]
+) -> Iterator[T]:
+    """``items`` as they come, each checked to follow the one before in the manifest's order
+    (``order_key``): the first that does not raises ``out_of_order(its path)``. Streams."""
+    last: bytes | None = None
+    for item in items:
+        path = path_of(item)
+        key = order_key(path)
+        if last is not None and key <= last:
+            raise out_of_order(path)
+        last = key
+        yield item
 
 
 def link_hardlinks(entries: Iterable[Listed]) -> Iterator[Listed]:
-    """Entries in the manifest's order (``in_order``), each multiply-linked inode's first path
+    """Entries in the manifest's order (``order_key``), each multiply-linked inode's first path
     keeping the content and the others made ``hardlink`` entries pointing to it. Streams: only
     the first path of each multiply-linked inode is held."""
     first: dict[tuple[int, int], bytes] = {}
-    last = b""
-    for entry in entries:
-        key = order_key(listed_path(entry))
-        if key <= last and last:
-            raise ValueError(f"a listing out of the manifest's order at {listed_path(entry)!r}")  # a bug, not bad input
-        last = key
+    def out_of_order(path: bytes) -> ValueError:  # a bug of the listing, not bad input
+        return ValueError(f"a listing out of the manifest's order at {path!r}")
+
+    for entry in checked_order(entries, listed_path, out_of_order):
         if isinstance(entry, Entry) and entry.type == FILE and entry.nlink > 1:
             inode = (entry.dev, entry.ino)
             if inode in first:
@@ -214,12 +224,6 @@ def link_hardlinks(entries: Iterable[Listed]) -> Iterator[Listed]:
             else:
                 first[inode] = entry.path
         yield entry
-
-
-def in_manifest_order(entries: list[Entry]) -> list[Entry]:
-    """``entries`` sorted as a manifest lists them (parents first), unless they already are: a
-    sort by key holds every key at once."""
-    return entries if in_order(entries) else sorted(entries, key=lambda e: order_key(e.path))
 
 
 def join(parent: bytes, name: bytes) -> bytes:

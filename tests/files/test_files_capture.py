@@ -175,12 +175,12 @@ def test_a_source_host_without_gnu_find_gets_a_hint(repo, awkward_tree, ssh_targ
 def test_a_file_read_as_listed_keeps_its_listed_entry_and_a_changed_one_gets_its_own(tmp_path):
     from dataclasses import replace
 
-    from clonekit.files.local import list_local, read_local, read_small
+    from clonekit.files.local import iter_local, read_local, read_small
     from clonekit.files.tree import Excluder
 
     (tmp_path / "small.jpg").write_bytes(b"x" * 300)
     (tmp_path / "large.bin").write_bytes(os.urandom(600_000))
-    for listed in list_local(str(tmp_path), Excluder([]))[0]:
+    for listed in list(iter_local(str(tmp_path), Excluder([]), [])):
         read = read_small if listed.size < 1000 else (lambda root, e: read_local(root, e, lambda r: r.read(1 << 20)))
         assert read(str(tmp_path), listed)[0] is listed  # the tree's entries are not held twice
         older = replace(listed, mtime_ns=listed.mtime_ns - 10**9)  # it changed between listing and reading

@@ -109,13 +109,39 @@ def test_ssh_second_capture_sends_nothing_unchanged(repo, tmp_path, ssh_target, 
         spy.commands.clear()
         again, stats = capture(repo, root, ssh=spy, previous=first)
         assert len(spy.commands) == 1 and again["read_files"] == 0 and stats.new_plain_bytes == 0
-        assert again["tree"] == first["tree"]  # entries encoded again (not kept as read): the same bytes
+        assert again["tree"] == first["tree"]  # unchanged entries written as they were read: the same chunks
         _change_one_percent(root)
         spy.commands.clear()
         third, stats = capture(repo, root, ssh=spy, previous=again)
         assert len(spy.commands) == 1
         assert third["read_files"] == 3
         assert stats.new_plain_bytes <= 6000 + 3 * 1024 * 1024
+    restore_files(repo, third, tmp_path / "out")
+    assert describe_tree(root) == describe_tree(tmp_path / "out")
+
+
+def test_ssh_capture_in_windows_sends_each_changed_file_once(repo, tmp_path, ssh_target, monkeypatch, describe_tree):
+    """Windows of 40 entries over SSH: the first window's files go to the tar of the listing's
+    command, each later window with files to read has a tar of its own, and a window with none
+    sends nothing. The tree is the same as one captured whole."""
+    root = _uploads(tmp_path / "uploads")  # 12 folders, 200 images, then video.mp4: 213 entries
+    with SshSession.connect(ssh_target) as ssh:
+        whole, _ = capture(repo, root, ssh=ssh)
+        monkeypatch.setattr(remote_module.RemoteTree, "window", 40)
+        spy = _CommandSpy(ssh)
+        first, _ = capture(repo, root, ssh=spy)
+        assert spy.commands == ["sh"] + ["tar"] * 5 and first["read_files"] == 201
+        spy.commands.clear()
+        again, stats = capture(repo, root, ssh=spy, previous=first)
+        assert spy.commands == ["sh"] and again["read_files"] == 0 and again["tree"] == first["tree"]
+        _change_one_percent(root)  # two images of the first window, and video.mp4, the last entry
+        spy.commands.clear()
+        third, stats = capture(repo, root, ssh=spy, previous=again)
+        assert spy.commands == ["sh", "tar"] and third["read_files"] == 3
+    def described(section):  # packs close at each window's end: where contents are differs, not what
+        return [{k: v for k, v in item.items() if k not in ("chunks", "offset")} for item in iter_entries(section, repo)]
+
+    assert described(first) == described(whole)
     restore_files(repo, third, tmp_path / "out")
     assert describe_tree(root) == describe_tree(tmp_path / "out")
 
@@ -194,18 +220,20 @@ def test_remote_file_changed_after_listing_is_read_again(repo, tmp_path, monkeyp
     original = os.urandom(100_000)
     target.write_bytes(original)
     (root / "other").write_bytes(b"quiet")
-    listing = remote_module._read_until_sentinel
+    listing = remote_module.read_listing
+    listings = []
 
-    def listing_then_write(stream):
-        result = listing(stream)
-        with open(target, "ab") as fh:  # tar will see another size than the listing said
-            fh.write(b"+more")
-        return result
+    def listing_then_write(*args):
+        listings.append(listing(*args))
+        if len(listings) == 1:
+            with open(target, "ab") as fh:  # tar will see another size than the listing said
+                fh.write(b"+more")
+        return listings[-1]
 
-    monkeypatch.setattr(remote_module, "_read_until_sentinel", listing_then_write)
+    monkeypatch.setattr(remote_module, "read_listing", listing_then_write)
     with SshSession.connect(ssh_target) as ssh:
         section, _ = capture(repo, root, ssh=ssh)
-    assert "changed while it was read" in caplog.text
+    assert "changed while it was read" in caplog.text and len(listings) == 2  # listed again once
     restore_files(repo, section, tmp_path / "out")
     assert (tmp_path / "out" / "log.bin").read_bytes() == original + b"+more"
 
@@ -258,19 +286,18 @@ def test_remote_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypat
         return listing_then_write
 
     # the first listing (read from the combined command) and the fresh ones after a change
-    monkeypatch.setattr(remote_module, "_read_until_sentinel", stale(remote_module._read_until_sentinel))
-    monkeypatch.setattr(remote_module.RemoteTree, "_listing", stale(remote_module.RemoteTree._listing))
+    monkeypatch.setattr(remote_module, "read_listing", stale(remote_module.read_listing))
     with SshSession.connect(ssh_target) as ssh, pytest.raises(SourceError, match="kept changing") as info:
         capture(repo, root, ssh=ssh)
     assert "busy.db" in str(info.value)
 
 
 def test_an_awkward_tree_captured_again_reads_nothing_and_lists_in_the_manifest_order(repo, awkward_tree, monkeypatch):
-    from clonekit.files.local import list_local
-    from clonekit.files.tree import Excluder, in_manifest_order, in_order, link_hardlinks
+    from clonekit.files.local import iter_local
+    from clonekit.files.tree import Excluder, link_hardlinks, order_key
 
-    listed = list_local(str(awkward_tree), Excluder([]))[0]
-    assert in_order(listed) and in_manifest_order(listed[::-1]) == listed
+    listed = list(iter_local(str(awkward_tree), Excluder([]), []))
+    assert sorted(listed, key=lambda e: order_key(e.path)) == listed
     linked = list(link_hardlinks(listed))
     assert [e.path for e in linked] == [e.path for e in listed] and sum(e.type == "hardlink" for e in linked) == 2
     with pytest.raises(ValueError, match="order"):

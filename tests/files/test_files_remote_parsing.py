@@ -1,10 +1,15 @@
-"""Pure parsing of the remote listing (no SSH): times, sentinel, names."""
+"""Pure parsing of the remote listing (no SSH): times, sentinel, names, the manifest's order."""
 
 from __future__ import annotations
 
 import io
 
-from clonekit.files.remote import FIELDS, SENTINEL, _read_until_sentinel, parse_listing, parse_time_ns
+import pytest
+
+import clonekit.files.remote as remote
+from clonekit.errors import SourceError
+from clonekit.files.remote import FIELDS, SENTINEL, listed_entry, parse_listing, parse_time_ns, read_listing
+from clonekit.files.tree import Excluder, order_key
 
 
 class _Trickle(io.RawIOBase):
@@ -38,33 +43,46 @@ def test_sentinel_only_counts_at_a_record_start():
     listing = _record(b"d", b"") + _record(b"f", SENTINEL) + _record(b"l", b"x", SENTINEL)
     tail = b"TAR-BYTES"
     stream = io.BufferedReader(_Trickle(listing + SENTINEL + b"\0" + tail))
-    found = _read_until_sentinel(stream)
-    assert found is not None
-    got, rest = found
-    assert got == listing
-    assert rest + stream.read() == tail
-    root, entries, skipped = parse_listing(got)
-    assert root is not None and [e.path for e in entries] == [SENTINEL, b"x"]
-    assert entries[0].mtime_ns == 1_700_000_000_500_000_000 and entries[1].target == SENTINEL
+    found = read_listing(stream, listed_entry)
+    assert found.ended and found.root is not None
+    assert found.rest + stream.read() == tail
+    assert [e.path for e in found.held] == [SENTINEL, b"x"]
+    assert found.held[0].mtime_ns == 1_700_000_000_500_000_000 and found.held[1].target == SENTINEL
 
 
 def test_no_sentinel_means_the_listing_failed():
-    assert _read_until_sentinel(io.BufferedReader(_Trickle(_record(b"d", b"")))) is None
+    assert not read_listing(io.BufferedReader(_Trickle(_record(b"d", b""))), listed_entry).ended
 
 
-def test_a_listing_parsed_a_block_at_a_time_is_the_same_and_garbled_ends_are_refused(monkeypatch):
-    import pytest
-
-    import clonekit.files.remote as remote
-    from clonekit.errors import SourceError
-
+def test_a_listing_read_in_pieces_is_the_same_and_garbled_ends_are_refused(monkeypatch):
     listing = _record(b"d", b"") + b"".join(_record(b"f", b"dir/file-%d" % i) for i in range(50))
-    listing += _record(b"f", b"long-" + b"n" * 300)  # longer than a whole block below
+    listing += _record(b"f", b"long-" + b"n" * 300)  # longer than a whole read below
     whole = parse_listing(listing)
-    for block in (7, 64, 200):
-        monkeypatch.setattr(remote, "LISTING_BLOCK_BYTES", block)
+    for size in (7, 64, 200):
+        monkeypatch.setattr(remote, "LISTING_READ_BYTES", size)
         assert parse_listing(listing) == whole
         for garbled in (listing[:-1], listing + b"f\0", listing + b"f"):
             with pytest.raises(SourceError, match="truncated or garbled"):
                 parse_listing(garbled)
     assert len(whole[1]) == 51
+
+
+def test_excluded_folders_go_with_what_they_hold_and_special_files_are_set_aside():
+    listing = b"".join([_record(b"d", b""), _record(b"d", b"cache"), _record(b"f", b"cache/a"),
+                        _record(b"p", b"cache/fifo"), _record(b"f", b"keep.log"), _record(b"s", b"sock"),
+                        _record(b"f", b"x.tmp")])
+    found = read_listing(io.BytesIO(listing), listed_entry, Excluder(["cache", "*.tmp"]))
+    assert [e.path for e in found.held] == [b"keep.log"] and found.special == [b"sock"]
+
+
+def test_held_records_sort_as_their_order_keys_and_give_back_the_same_entries():
+    """The compact records of a listing over SSH sort by plain bytes in the manifest's order,
+    names with bytes below '/' ('-', '.', ' ', control bytes) and non-UTF-8 included."""
+    names = [b"a", b"a-b", b"a.b", b"a/b", b"a/b/c", b"a b", b"a\x01", b"a/\x01", b"ab", b"b\xff", b"b/\xff/-",
+             b"new\nline", b"z", b"a/b-c", b"a/b/c/d"]
+    records = [_record(b"l" if i % 3 == 0 else b"f", name, b"../" + name) for i, name in enumerate(names)]
+    entries = parse_listing(b"".join(records))[1]
+    compact = sorted(remote._sortable(fields) for fields in remote.read_listing(
+        io.BytesIO(b"".join(records)), lambda fields: fields).held)
+    back = list(remote._drain(compact))
+    assert back == sorted(entries, key=lambda e: order_key(e.path)) and not compact
