@@ -36,6 +36,7 @@ from .tree import (
     Excluder,
     Listed,
     PreviousFiles,
+    chunk_refs,
     entry_to_json,
     link_hardlinks,
     unchanged,
@@ -97,7 +98,7 @@ def capture_files(
         if not unchanged(entry, old):
             return None
         assert old is not None
-        if refs_stored(old["chunks"], writer):  # a list: unchanged() checked it
+        if refs_stored(chunk_refs(old), writer):
             return old
         healed.add(entry.path)  # its stored copy is gone or was set aside as corrupt: read it again
         return None

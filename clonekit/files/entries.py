@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from ..errors import IntegrityError
-from ..manifest import Record, canonical_json, collect_chunk_refs
-from .tree import FILE, SECTION_FORMAT
+from ..manifest import Record, canonical_json
+from .tree import FILE, SECTION_FORMAT, chunk_refs
 
 TREE_FORMAT = "clonekit.files/2"
 READABLE_FORMATS = (SECTION_FORMAT, TREE_FORMAT)
@@ -68,7 +68,9 @@ class EntryWriter:
         # read (``parse_tree_chunk``): 100,000 entries are not encoded again each night
         text = item.text if isinstance(item, Record) else None
         line = (text if text is not None else canonical_json(item)) + b"\n"
-        collect_chunk_refs(item, self.content)
+        for ref in chunk_refs(item):  # a file entry's only references (``collect_chunk_refs``' convention)
+            size = ref.get("size")
+            self.content[ref["id"]] = size if type(size) is int else -1
         if len(self.buffer) + len(line) > TREE_MAX_BYTES:
             self._cut()
         self.buffer += line

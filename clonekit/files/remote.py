@@ -162,37 +162,53 @@ LIST_THEN_TAR = (
 )
 
 
-class RemoteTree:
-    """A tree on the SSH host. Use as a context manager: ``scan()`` then ``read()`` share one command."""
+class _Tar:
+    """A remote command that ends in tar reading file names on its stdin, started before its
+    names are known: sshd takes about 0.2 s to start a command (measured on loopback), so the
+    next window's tar starts while this window's is read."""
 
-    # The first window's files to read go to the tar that scan()'s command starts; the next
-    # windows' each to a tar of their own (one round trip per window that has files to read).
+    def __init__(self, ssh: Any, argv: list[str]) -> None:
+        self.names: queue.Queue[bytes | None] = queue.Queue()
+        self.stack = contextlib.ExitStack()
+        self.output = self.stack.enter_context(ssh.stream(argv, stdin=self._fed(), ok_status=(0, 1)))
+        self.head = b""  # bytes read past the listing (the command of scan())
+
+    def _fed(self) -> Iterator[bytes]:
+        while (piece := self.names.get()) is not None:
+            yield piece
+
+    def close(self, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
+        """Without names (if none were sent) tar sends an empty archive; waits for the command
+        and checks its status unless an error ends the capture."""
+        self.names.put(None)
+        if exc_type is None:
+            with _tool_hint():
+                self.stack.close()
+        else:
+            self.stack.__exit__(exc_type, exc, tb)
+
+
+class RemoteTree:
+    """A tree on the SSH host. Use as a context manager: ``scan()`` lists it, then ``read()`` is
+    called once per window. The first window with files to read sends them to the tar that
+    scan()'s command execs; each later one to a tar started while the one before was read."""
+
     window: int | None = WINDOW_ENTRIES
 
     def __init__(self, ssh: Any, root: str, excluded: Excluder) -> None:
         self.ssh = ssh
         self.root = root
         self.excluded = excluded
-        self._stack = contextlib.ExitStack()
-        self._names: queue.Queue[bytes | None] = queue.Queue()
-        self._output: Any = None
-        self._leftover = b""
-        self._pending = False  # scan()'s tar waits for names
+        self._next: _Tar | None = None  # started, waiting for names
+        self._unread: list[bytes] = []  # the listing's records not yet taken (``_drain``)
 
     def __enter__(self) -> RemoteTree:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._names.put(None)  # the stdin feeder may still wait for names (scan()'s tar, given none)
-        if exc_type is None:
-            with _tool_hint():
-                self._stack.close()  # waits for that tar and checks its status
-        else:
-            self._stack.__exit__(exc_type, exc, tb)
-
-    def _send_names(self) -> Iterator[bytes]:
-        while (piece := self._names.get()) is not None:
-            yield piece
+        if self._next is not None:
+            tar, self._next = self._next, None
+            tar.close(exc_type, exc, tb)
 
     def _listing(self, wanted: Mapping[bytes, Entry]) -> dict[bytes, Entry]:
         """A fresh listing of the ``wanted`` files, those still there (used only when something
@@ -202,23 +218,20 @@ class RemoteTree:
         return {entry.path: entry for entry in found if entry.type == FILE and entry.path in wanted}
 
     def scan(self) -> tuple[dict[str, Any], Iterator[Entry], list[bytes]]:
-        argv = ["sh", "-c", LIST_THEN_TAR, "sh", self.root, FIND_FORMAT, *TAR_OPTIONS]
-        self._output = self._stack.enter_context(
-            self.ssh.stream(argv, stdin=self._send_names(), ok_status=(0, 1))
-        )
-        listing = read_listing(self._output, _sortable, self.excluded)
+        tar = self._next = _Tar(self.ssh, ["sh", "-c", LIST_THEN_TAR, "sh", self.root, FIND_FORMAT, *TAR_OPTIONS])
+        listing = read_listing(tar.output, _sortable, self.excluded)
         if not listing.ended:  # find failed: ending the command raises its error (with find's message)
-            self._names.put(None)
-            with _tool_hint():
-                self._stack.close()
+            self._next = None
+            tar.close()
             raise SourceError(f"listing {self.root} on {self.ssh.target} ended early")
-        self._leftover, self._pending = listing.rest, True
+        tar.head = listing.rest
         if listing.root is None:
             raise SourceError(f"the files path {self.root} on {self.ssh.target} is not a folder")
         for path in listing.special:
             log.warning("skipping special file %s on %s (sockets, FIFOs and devices are not copied)",
                         os.fsdecode(join(os.fsencode(self.root), path)), self.ssh.target)
         listing.held.sort()
+        self._unread = listing.held
         return listing.root, _drain(listing.held), listing.special
 
     def read(
@@ -230,9 +243,12 @@ class RemoteTree:
         for attempt in range(1, READ_ATTEMPTS + 1):
             if not wanted:
                 break
-            if self._pending:
-                headers, status = self._first_tar(wanted, storer, progress)
-            else:
+            if attempt == 1 and self._next is not None:
+                # the next window's tar, unless this window is the last
+                following = _Tar(self.ssh, ["tar", "-C", self.root, *TAR_OPTIONS]) if self._unread else None
+                tar, self._next = self._next, following
+                headers, status = self._run_tar(tar, wanted, storer, progress)
+            else:  # a file changed: its tar is not started ahead
                 headers, status = self._tar(wanted, storer, progress)
             if status == 0 and headers.all_as_listed(wanted):
                 done.update(wanted)  # tar saw exactly what was listed and reported no change: done
@@ -268,17 +284,19 @@ class RemoteTree:
             )
         return done, vanished
 
-    def _first_tar(
-        self, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
+    def _run_tar(
+        self, tar: _Tar, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]
     ) -> tuple[_Members, int]:
-        """The tar half of the command scan() started: send the names, read the archive."""
-        self._pending = False
-        self._names.put(_names(wanted))
-        self._names.put(None)
-        headers = self._parse_tar(_Prefixed(self._leftover, self._output), wanted, storer, progress)
-        with _tool_hint():
-            self._stack.close()  # waits for the command and checks its status
-        return headers, self._output.exit_status or 0
+        """Send ``wanted``'s names to a started tar and read the archive."""
+        tar.names.put(_names(wanted))
+        tar.names.put(None)  # tar's stdin ends: it sends these and exits
+        try:
+            headers = self._parse_tar(_Prefixed(tar.head, tar.output), wanted, storer, progress)
+        except BaseException as exc:
+            tar.close(type(exc), exc, exc.__traceback__)
+            raise
+        tar.close()  # waits for the command and checks its status
+        return headers, tar.output.exit_status or 0
 
     def _tar(
         self, wanted: dict[bytes, Entry], storer: Storer, progress: Callable[[int], None]

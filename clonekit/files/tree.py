@@ -153,17 +153,23 @@ def content_of(item: Mapping[str, Any]) -> Content:
     return Content(item["sha256"], tuple(item.get("chunks", ())), offset if isinstance(offset, int) else None)
 
 
+_COMPARED = ("size", "mtime_ns", "ino", "ctime_ns", "chunks", "sha256")
+
+
 def unchanged(entry: Entry, before: Mapping[str, Any] | None) -> bool:
     """Same size, mtime, inode and ctime as last time: the content is reused without reading it."""
-    return (
-        before is not None
-        and before.get("size") == entry.size
-        and before.get("mtime_ns") == entry.mtime_ns
-        and before.get("ino") == entry.ino
-        and before.get("ctime_ns") == entry.ctime_ns
-        and isinstance(before.get("chunks"), list)
-        and isinstance(before.get("sha256"), str)
-    )
+    if before is None:
+        return False
+    values = before.values_of(_COMPARED) if type(before) is Record else [before.get(key) for key in _COMPARED]
+    size, mtime_ns, ino, ctime_ns, chunks, sha256 = values
+    return (size == entry.size and mtime_ns == entry.mtime_ns and ino == entry.ino and ctime_ns == entry.ctime_ns
+            and isinstance(chunks, (list, tuple)) and isinstance(sha256, str))
+
+
+def chunk_refs(item: Mapping[str, Any]) -> Sequence[Any]:
+    """An entry's chunk references as held: a record's tuple, shared, not a new list per file."""
+    refs = item.values_of(("chunks",))[0] if type(item) is Record else item.get("chunks")
+    return refs if isinstance(refs, (list, tuple)) else ()
 
 
 class Excluder:
@@ -173,7 +179,7 @@ class Excluder:
         self.patterns = [os.fsencode(p.strip().lstrip("/").removeprefix("./").rstrip("/")) for p in patterns if p.strip()]
 
     def __call__(self, path: bytes) -> bool:
-        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.patterns)
+        return bool(self.patterns) and any(fnmatch.fnmatchcase(path, pattern) for pattern in self.patterns)
 
 
 # What a capture holds of a listed file: the entry as listed, or, for a file unchanged since the

@@ -130,13 +130,14 @@ def test_ssh_capture_in_windows_sends_each_changed_file_once(repo, tmp_path, ssh
         monkeypatch.setattr(remote_module.RemoteTree, "window", 40)
         spy = _CommandSpy(ssh)
         first, _ = capture(repo, root, ssh=spy)
-        assert spy.commands == ["sh"] + ["tar"] * 5 and first["read_files"] == 201
+        assert spy.commands == ["sh"] + ["tar"] * 5 and first["read_files"] == 201  # each started a window ahead
         spy.commands.clear()
         again, stats = capture(repo, root, ssh=spy, previous=first)
         assert spy.commands == ["sh"] and again["read_files"] == 0 and again["tree"] == first["tree"]
         _change_one_percent(root)  # two images of the first window, and video.mp4, the last entry
         spy.commands.clear()
         third, stats = capture(repo, root, ssh=spy, previous=again)
+        # window 1 reads through the listing's command, which starts a tar that the last window uses
         assert spy.commands == ["sh", "tar"] and third["read_files"] == 3
     def described(section):  # packs close at each window's end: where contents are differs, not what
         return [{k: v for k, v in item.items() if k not in ("chunks", "offset")} for item in iter_entries(section, repo)]
@@ -271,11 +272,19 @@ def test_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypatch, siz
     assert "busy.db" in str(info.value)
 
 
-def test_remote_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypatch, ssh_target):
+@pytest.mark.parametrize("window", [None, 2], ids=["one-window", "a-later-window"])
+def test_remote_file_that_keeps_changing_fails_clearly(repo, tmp_path, monkeypatch, ssh_target, window):
+    """In a later window too, where a tar started ahead waits for the next window's names: the
+    failure ends every command at once (a stall would take CLONEKIT_STALL_TIMEOUT to show)."""
     root = tmp_path / "src"
     root.mkdir()
     target = root / "busy.db"
     target.write_bytes(b"version 1")
+    for name in ("a1", "a2", "a3", "c1", "c2"):  # windows of 2: busy.db is in the second of three
+        (root / name).write_bytes(name.encode())
+    monkeypatch.setattr(remote_module.RemoteTree, "window", window)
+    monkeypatch.setenv("CLONEKIT_STALL_TIMEOUT", "30")
+
     def stale(listing):
         def listing_then_write(*args, **kwargs):
             result = listing(*args, **kwargs)
