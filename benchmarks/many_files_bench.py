@@ -5,8 +5,8 @@
 A snapshot lists one entry per file, kept in tree chunks of the store (``clonekit.files/2``):
 ``snapshot`` streams the tree and the previous one through in windows, ``snapshots`` and ``prune``
 read manifests that name those chunks without their entries (docs/operations.md, "Memory with
-many files"); over SSH the listing is still held whole to be sorted. This runs the CLI in its own
-process each time (peak RSS from the kernel, VmHWM): the first snapshot, then ``--snapshots``
+many files"); over SSH the listing is held compact (about 150 bytes per entry) to be sorted.
+This runs the CLI in its own process each time (peak RSS from the kernel, VmHWM): the first snapshot, then ``--snapshots``
 minus one more after 1% of the files changed each time, then ``clonekit snapshots`` and
 ``clonekit prune --dry-run`` over all of them. Anchor, same tree, same run: ``restic backup``
 (first and after the first change), its wall time and peak RSS beside ours.

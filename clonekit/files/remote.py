@@ -1,10 +1,14 @@
-"""List and read a file tree on the source's SSH host: ONE remote command per capture.
+"""List and read a file tree on the source's SSH host: one remote command per window of files.
 
-The command runs ``find -printf`` (every entry with its metadata, NUL-separated: any name
+The first command runs ``find -printf`` (every entry with its metadata, NUL-separated: any name
 survives), prints a sentinel record, then execs GNU ``tar`` reading file names on its stdin.
-We parse the listing, decide which files changed since the previous snapshot, and send only
-their names back (NUL-separated, verbatim: no quoting, no option injection); tar streams them.
-So an unchanged tree costs one round trip, and 20,000 changed files cost the same one.
+We parse the listing as it arrives, sort it into the manifest's order (compact records, sorted
+in runs of 50,000 merged from temporary files), and capture it in windows of WINDOW_ENTRIES entries, like a local tree: for
+each window we decide which files changed since the previous snapshot and send only their names
+(NUL-separated, verbatim: no quoting, no option injection) to a tar, which streams them. The
+first window with files to read uses the tar of the listing's command; each later one a tar
+started while the window before it was read. So an unchanged tree costs one command, and a
+tree of 100,000 files with changes everywhere one per 10,000 files.
 
 When tar reports a change (status 1), misses a file, or a member's header differs from the
 listing, a fresh listing finds what changed; those files go round again (at most READ_ATTEMPTS
@@ -14,13 +18,16 @@ times), then the capture fails naming them. Nothing torn is ever stored.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import io
 import logging
 import os
 import queue
+import struct
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, Protocol, TypeVar
 
 from ..errors import SourceError
 from .storer import PACK_FILE_BYTES, READ_ATTEMPTS, WINDOW_ENTRIES, Storer
@@ -53,6 +60,7 @@ def parse_time_ns(text: bytes) -> int:
 LISTING_READ_BYTES = 1 << 16
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
 @dataclass
@@ -68,13 +76,21 @@ class Listing(Generic[T]):
     rest: bytes = b""
 
 
-def read_listing(stream: Any, hold: Callable[[list[bytes]], T], excluded: Excluder | None = None) -> Listing[T]:
+class _Appendable(Protocol[T_contra]):
+    def append(self, item: T_contra, /) -> None: ...
+
+
+def read_listing(
+    stream: Any, hold: Callable[[list[bytes]], T], excluded: Excluder | None = None, into: _Appendable[T] | None = None
+) -> Listing[T]:
     """find's records (one field per FIELDS) read from ``stream`` as they come, up to the end or
-    to the SENTINEL record; ``hold(fields)`` of each entry is kept, but for what ``excluded``
-    leaves out (a folder with all it holds: find lists a folder before its content). The
-    sentinel counts only where a record starts, so a file named like it cannot end the listing."""
+    to the SENTINEL record; ``hold(fields)`` of each entry is kept (in ``held``, or appended to
+    ``into``), but for what ``excluded`` leaves out (a folder with all it holds: find lists a
+    folder before its content). The sentinel counts only where a record starts, so a file named
+    like it cannot end the listing."""
     width = len(FIELDS)
     listing: Listing[T] = Listing(None, [], [])
+    keep = (listing.held if into is None else into).append
     excluded_dirs: set[bytes] = set()
     pending = b""  # the start of a record the next read completes
     while data := stream.read1(LISTING_READ_BYTES):
@@ -104,7 +120,7 @@ def read_listing(stream: Any, hold: Callable[[list[bytes]], T], excluded: Exclud
             if kind not in TYPES:
                 listing.special.append(path)
                 continue
-            listing.held.append(hold(record))
+            keep(hold(record))
         pending = buffer[start:]
     if pending:
         raise SourceError("the remote file listing is truncated or garbled (find -printf)")
@@ -130,11 +146,11 @@ def parse_listing(output: bytes) -> tuple[dict[str, Any] | None, list[Entry], li
     return listing.root, listing.held, listing.special
 
 
-# A listing over SSH comes in find's order and is sorted into the manifest's: each entry is held
-# meanwhile as one bytes object, its order key first (``order_key``) and its other fields after
-# two NULs, which no key holds (a key's NULs each stand between two names). So the records sort
-# as their keys do, by plain byte comparison: no key per entry beside them, and about 150 bytes
-# per entry, where an ``Entry`` takes 380 (docs/benchmarks.md).
+# A listing over SSH comes in find's order and is sorted into the manifest's (``SortedRecords``):
+# each entry is held meanwhile as one bytes object, its order key first (``order_key``) and its
+# other fields after two NULs, which no key holds (a key's NULs each stand between two names). So
+# the records sort as their keys do, by plain byte comparison: no key per entry beside them, and
+# about 150 bytes per entry, where an ``Entry`` takes 380 (docs/benchmarks.md).
 def _sortable(fields: list[bytes]) -> bytes:
     return order_key(fields[11]) + b"\0\0" + b"\0".join(fields[:11]) + b"\0" + fields[12]
 
@@ -145,11 +161,59 @@ def _unsorted(record: bytes) -> Entry:
     return listed_entry([*fields[:11], key.replace(b"\0", b"/"), fields[11]])
 
 
-def _drain(records: list[bytes]) -> Iterator[Entry]:
-    """Sorted records as entries, each let go once taken."""
-    records.reverse()
-    while records:
-        yield _unsorted(records.pop())
+# Records sorted at once; more are sorted in runs of this many, each written to a temporary file
+# (about 7 MB) and merged when read, as sort(1) does: a listing of any size holds one run.
+SORT_RUN_RECORDS = 50_000
+
+
+class SortedRecords:
+    """Byte strings appended in any order, read back sorted (by plain bytes), each let go once
+    read. At most SORT_RUN_RECORDS are held; the runs spilled to temporary files (deleted as
+    they are made: nothing stays behind, whatever happens) are merged with the last one."""
+
+    def __init__(self) -> None:
+        self._run: list[bytes] = []
+        self._files: list[IO[bytes]] = []
+        self.remaining = 0  # appended and not yet read
+
+    def append(self, record: bytes) -> None:
+        self._run.append(record)
+        self.remaining += 1
+        if len(self._run) >= SORT_RUN_RECORDS:
+            self._spill()
+
+    def _spill(self) -> None:
+        self._run.sort()
+        spilled = tempfile.TemporaryFile(prefix="clonekit-listing-")
+        self._files.append(spilled)
+        spilled.writelines(_LENGTH.pack(len(record)) + record for record in self._run)
+        spilled.seek(0)
+        self._run = []
+
+    def __iter__(self) -> Iterator[bytes]:
+        last, self._run = sorted(self._run, reverse=True), []
+
+        def held() -> Iterator[bytes]:
+            while last:
+                yield last.pop()
+
+        for record in heapq.merge(*(_spilled(f) for f in self._files), held()):
+            self.remaining -= 1
+            yield record
+        self.close()
+
+    def close(self) -> None:
+        for spilled in self._files:
+            spilled.close()
+        self._files = []
+
+
+_LENGTH = struct.Struct("<I")
+
+
+def _spilled(run: IO[bytes]) -> Iterator[bytes]:
+    while header := run.read(_LENGTH.size):
+        yield run.read(_LENGTH.unpack(header)[0])
 
 
 SENTINEL = b"CK-END-OF-LISTING"
@@ -200,12 +264,13 @@ class RemoteTree:
         self.root = root
         self.excluded = excluded
         self._next: _Tar | None = None  # started, waiting for names
-        self._unread: list[bytes] = []  # the listing's records not yet taken (``_drain``)
+        self._listed = SortedRecords()  # the listing, in the manifest's order once read
 
     def __enter__(self) -> RemoteTree:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._listed.close()
         if self._next is not None:
             tar, self._next = self._next, None
             tar.close(exc_type, exc, tb)
@@ -219,7 +284,7 @@ class RemoteTree:
 
     def scan(self) -> tuple[dict[str, Any], Iterator[Entry], list[bytes]]:
         tar = self._next = _Tar(self.ssh, ["sh", "-c", LIST_THEN_TAR, "sh", self.root, FIND_FORMAT, *TAR_OPTIONS])
-        listing = read_listing(tar.output, _sortable, self.excluded)
+        listing = read_listing(tar.output, _sortable, self.excluded, into=self._listed)
         if not listing.ended:  # find failed: ending the command raises its error (with find's message)
             self._next = None
             tar.close()
@@ -230,9 +295,7 @@ class RemoteTree:
         for path in listing.special:
             log.warning("skipping special file %s on %s (sockets, FIFOs and devices are not copied)",
                         os.fsdecode(join(os.fsencode(self.root), path)), self.ssh.target)
-        listing.held.sort()
-        self._unread = listing.held
-        return listing.root, _drain(listing.held), listing.special
+        return listing.root, map(_unsorted, self._listed), listing.special
 
     def read(
         self, entries: list[Entry], storer: Storer, *, progress: Callable[[int], None]
@@ -245,7 +308,8 @@ class RemoteTree:
                 break
             if attempt == 1 and self._next is not None:
                 # the next window's tar, unless this window is the last
-                following = _Tar(self.ssh, ["tar", "-C", self.root, *TAR_OPTIONS]) if self._unread else None
+                more = self._listed.remaining > 0
+                following = _Tar(self.ssh, ["tar", "-C", self.root, *TAR_OPTIONS]) if more else None
                 tar, self._next = self._next, following
                 headers, status = self._run_tar(tar, wanted, storer, progress)
             else:  # a file changed: its tar is not started ahead

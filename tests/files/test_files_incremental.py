@@ -224,8 +224,8 @@ def test_remote_file_changed_after_listing_is_read_again(repo, tmp_path, monkeyp
     listing = remote_module.read_listing
     listings = []
 
-    def listing_then_write(*args):
-        listings.append(listing(*args))
+    def listing_then_write(*args, **kwargs):
+        listings.append(listing(*args, **kwargs))
         if len(listings) == 1:
             with open(target, "ab") as fh:  # tar will see another size than the listing said
                 fh.write(b"+more")

@@ -75,14 +75,20 @@ def test_excluded_folders_go_with_what_they_hold_and_special_files_are_set_aside
     assert [e.path for e in found.held] == [b"keep.log"] and found.special == [b"sock"]
 
 
-def test_held_records_sort_as_their_order_keys_and_give_back_the_same_entries():
+@pytest.mark.parametrize("run", [3, 50_000], ids=["spilled-runs", "one-run"])
+def test_held_records_sort_as_their_order_keys_and_give_back_the_same_entries(monkeypatch, run):
     """The compact records of a listing over SSH sort by plain bytes in the manifest's order,
-    names with bytes below '/' ('-', '.', ' ', control bytes) and non-UTF-8 included."""
+    names with bytes below '/' ('-', '.', ' ', control bytes) and non-UTF-8 included; in runs
+    of 3, merged from temporary files, as in one."""
+    monkeypatch.setattr(remote, "SORT_RUN_RECORDS", run)
     names = [b"a", b"a-b", b"a.b", b"a/b", b"a/b/c", b"a b", b"a\x01", b"a/\x01", b"ab", b"b\xff", b"b/\xff/-",
              b"new\nline", b"z", b"a/b-c", b"a/b/c/d"]
     records = [_record(b"l" if i % 3 == 0 else b"f", name, b"../" + name) for i, name in enumerate(names)]
     entries = parse_listing(b"".join(records))[1]
-    compact = sorted(remote._sortable(fields) for fields in remote.read_listing(
-        io.BytesIO(b"".join(records)), lambda fields: fields).held)
-    back = list(remote._drain(compact))
-    assert back == sorted(entries, key=lambda e: order_key(e.path)) and not compact
+    listed = remote.SortedRecords()
+    read_listing(io.BytesIO(b"".join(records)), remote._sortable, into=listed)
+    assert listed.remaining == len(names) and len(listed._files) == (5 if run == 3 else 0)
+    spilled = list(listed._files)
+    back = list(map(remote._unsorted, listed))
+    assert back == sorted(entries, key=lambda e: order_key(e.path))
+    assert listed.remaining == 0 and all(f.closed for f in spilled)

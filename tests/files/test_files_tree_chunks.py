@@ -126,6 +126,7 @@ def test_a_tree_captured_in_small_windows_is_the_same_tree(
 
         whole = captured()
         monkeypatch.setattr(remote_module.RemoteTree if over_ssh else capture_module._LocalTree, "window", 3)
+        monkeypatch.setattr(remote_module, "SORT_RUN_RECORDS", 4)  # the listing over SSH sorted in runs
         windowed = captured()
 
         def described(section):  # packs close at each window's end: where contents are differs, not what
